@@ -1,0 +1,241 @@
+"""Corpora (raw train/valid/test text) and token streams (the ids every model is trained and scored on)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lmbench.data.tokenizers import Tokenizer
+from lmbench.data.vocabulary import UNK, Vocabulary
+from lmbench.errors import DataError
+
+SPLITS = ("train", "valid", "test")
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file; invalid bytes are an error naming the file and the byte offset."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a text file") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: invalid UTF-8 at byte offset {e.start} (expected UTF-8 text)") from None
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines of a text; a final newline does not start another (empty) line."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    return text.split("\n") if text else []
+
+
+@dataclass
+class Corpus:
+    """Raw text of the three splits, as lists of lines (each line is one sentence/paragraph)."""
+
+    name: str
+    train: list[str]
+    valid: list[str]
+    test: list[str]
+    checksums: dict[str, str] = field(default_factory=dict)  # sha256 of each split's source text
+
+    def split(self, name: str) -> list[str]:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return getattr(self, name)
+
+    @classmethod
+    def from_texts(cls, name: str, train: str, valid: str, test: str, *, source: str = "") -> Corpus:
+        texts = {"train": train, "valid": valid, "test": test}
+        corpus = cls(
+            name=name,
+            **{k: split_lines(v) for k, v in texts.items()},
+            checksums={k: hashlib.sha256(v.encode("utf-8")).hexdigest() for k, v in texts.items()},
+        )
+        if not any(line.strip() for line in corpus.train):
+            raise DataError(f"{source or name}: training data is empty or whitespace-only")
+        return corpus
+
+    @classmethod
+    def from_files(
+        cls, train: str | Path, valid: str | Path, test: str | Path, *, name: str | None = None
+    ) -> Corpus:
+        """A corpus from three files (UTF-8, one sentence or paragraph per line)."""
+        return cls.from_texts(
+            name or Path(train).parent.name or "corpus",
+            read_text(train),
+            read_text(valid),
+            read_text(test),
+            source=str(train),
+        )
+
+    @classmethod
+    def from_single_file(
+        cls, path: str | Path, *, valid_fraction: float = 0.1, test_fraction: float = 0.1, name: str | None = None
+    ) -> Corpus:
+        """Split one file deterministically by lines: the first lines train, then valid, then the last test.
+
+        Contiguous blocks (not a shuffle) keep the text's order for stream-mode models and need no seed.
+        """
+        for key, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < value < 0.5:
+                raise DataError(f"{key}: expected a fraction in (0, 0.5), got {value}")
+        text = read_text(path)
+        lines = split_lines(text)
+        n = len(lines)
+        n_test = max(1, round(n * test_fraction))
+        n_valid = max(1, round(n * valid_fraction))
+        if n - n_test - n_valid < 1:
+            raise DataError(f"{path}: {n} lines are too few to split into train/valid/test")
+        train, valid, test = lines[: n - n_valid - n_test], lines[n - n_valid - n_test : n - n_test], lines[n - n_test :]
+        return cls.from_texts(
+            name or Path(path).stem,
+            "\n".join(train),
+            "\n".join(valid),
+            "\n".join(test),
+            source=str(path),
+        )
+
+
+@dataclass(frozen=True)
+class TokenStream:
+    """One tokenized split: word ids of all lines back to back, and where each line starts.
+
+    The tokens a model predicts are every word of every line and one ``</s>`` per line (an empty line predicts
+    ``</s>`` only) — exactly KenLM's/SRILM's count. ``<s>`` is context only.
+    """
+
+    ids: np.ndarray  # int32 [num_words]: words of all lines, no markers
+    offsets: np.ndarray  # int64 [num_lines + 1]: line i is ids[offsets[i]:offsets[i+1]]
+    vocab: Vocabulary
+    num_chars: int  # characters of the raw text, one newline per line included (for bits per character)
+    oov: int = 0  # words that were outside the vocabulary and became <unk>
+
+    @classmethod
+    def from_lines(cls, lines: Sequence[Sequence[str]], vocab: Vocabulary, *, num_chars: int | None = None) -> TokenStream:
+        """Encode tokenized lines; ``num_chars`` defaults to the tokens joined by spaces plus newlines."""
+        lengths = np.fromiter((len(line) for line in lines), dtype=np.int64, count=len(lines))
+        offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = [tok for line in lines for tok in line]
+        ids = vocab.encode(flat)
+        # a literal <unk> in the text is the vocabulary's <unk>, not an OOV word
+        oov = sum(1 for i in np.flatnonzero(ids == vocab.unk_id) if flat[i] != UNK)
+        if num_chars is None:
+            num_chars = sum(len(" ".join(line)) + 1 for line in lines)
+        return cls(ids=ids, offsets=offsets, vocab=vocab, num_chars=int(num_chars), oov=oov)
+
+    @classmethod
+    def from_ids(cls, lines: Sequence[Sequence[int]], vocab: Vocabulary, *, num_chars: int | None = None) -> TokenStream:
+        """A stream from lines already given as ids (tests, generated text)."""
+        lengths = np.fromiter((len(line) for line in lines), dtype=np.int64, count=len(lines))
+        offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        ids = np.fromiter((int(t) for line in lines for t in line), dtype=np.int32, count=int(offsets[-1]))
+        if num_chars is None:
+            num_chars = sum(len(" ".join(vocab.decode(line))) + 1 for line in lines)
+        return cls(ids=ids, offsets=offsets, vocab=vocab, num_chars=int(num_chars))
+
+    @property
+    def num_lines(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def num_words(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_predicted(self) -> int:
+        """Tokens every model predicts: all words plus one ``</s>`` per line."""
+        return len(self.ids) + self.num_lines
+
+    def lines(self) -> Iterator[np.ndarray]:
+        for i in range(self.num_lines):
+            yield self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+    def line(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+    def targets(self) -> np.ndarray:
+        """The predicted tokens in order: each line's words then ``</s>`` (int32 [num_predicted])."""
+        return self.with_markers(bos=False)
+
+    def target_line_starts(self) -> np.ndarray:
+        """Index into :meth:`targets` where each line's predictions start (int64 [num_lines])."""
+        return self.offsets[:-1] + np.arange(self.num_lines, dtype=np.int64)
+
+    def with_markers(self, *, bos: bool = True) -> np.ndarray:
+        """Lines as ``[<s>] w1 .. wn </s>`` back to back (int32); vectorised, no per-line loop."""
+        n, k = self.num_lines, 2 if bos else 1
+        out = np.empty(len(self.ids) + k * n, dtype=np.int32)
+        line_of_word = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.offsets))
+        out[np.arange(len(self.ids)) + k * line_of_word + (k - 1)] = self.ids
+        ends = self.offsets[1:] + k * np.arange(1, n + 1) - 1
+        out[ends] = self.vocab.eos_id
+        if bos:
+            out[ends - np.diff(self.offsets) - 1] = self.vocab.bos_id
+        return out
+
+    def stream(self) -> np.ndarray:
+        """Stream-mode sequence: ``<s>`` then the targets; token i+1 is predicted from tokens 0..i."""
+        return np.concatenate([[self.vocab.bos_id], self.targets()]).astype(np.int32)
+
+    def subset(self, line_indices: Sequence[int] | np.ndarray) -> TokenStream:
+        """The stream made of the given lines (in the given order); chars are re-estimated proportionally."""
+        idx = np.asarray(line_indices, dtype=np.int64)
+        lines = [self.line(i) for i in idx]
+        frac = (sum(len(x) + 1 for x in lines) / self.num_predicted) if self.num_predicted else 0.0
+        return TokenStream.from_ids(lines, self.vocab, num_chars=round(self.num_chars * frac))
+
+    def __len__(self) -> int:
+        return self.num_predicted
+
+
+def build_vocabulary(
+    lines: Sequence[Sequence[str]], *, min_count: int = 1, max_size: int | None = None
+) -> Vocabulary:
+    """Vocabulary from tokenized training lines."""
+    counts: Counter[str] = Counter()
+    for line in lines:
+        counts.update(line)
+    return Vocabulary.from_counts(dict(counts), min_count=min_count, max_size=max_size)
+
+
+@dataclass
+class TokenizedCorpus:
+    """A corpus after tokenization: one vocabulary (from train only) and a stream per split."""
+
+    corpus: Corpus
+    tokenizer: Tokenizer
+    vocab: Vocabulary
+    train: TokenStream
+    valid: TokenStream
+    test: TokenStream
+
+    def split(self, name: str) -> TokenStream:
+        return getattr(self, name)
+
+
+def tokenize_corpus(
+    corpus: Corpus, tokenizer: Tokenizer, *, min_count: int = 1, max_size: int | None = None
+) -> TokenizedCorpus:
+    """Tokenize every split, build the vocabulary from the training split only, and encode."""
+    tokenized = {name: [tokenizer.tokenize(line) for line in corpus.split(name)] for name in SPLITS}
+    vocab = build_vocabulary(tokenized["train"], min_count=min_count, max_size=max_size)
+    streams = {
+        name: TokenStream.from_lines(
+            tokenized[name], vocab, num_chars=sum(len(line) + 1 for line in corpus.split(name))
+        )
+        for name in SPLITS
+    }
+    return TokenizedCorpus(corpus=corpus, tokenizer=tokenizer, vocab=vocab, **streams)

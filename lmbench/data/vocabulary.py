@@ -1,0 +1,106 @@
+"""The vocabulary shared by every model of a run: built from the training split only.
+
+Ids 0, 1, 2 are always ``<unk>``, ``<s>`` and ``</s>``; the other words follow by descending count, ties
+broken alphabetically, so the same training text always gives the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+UNK, BOS, EOS = "<unk>", "<s>", "</s>"
+SPECIALS = (UNK, BOS, EOS)
+
+
+class Vocabulary:
+    """Word <-> id mapping that keeps the raw training counts (so a cutoff can change without recounting).
+
+    ``<unk>`` is an ordinary entry with real probability mass; a literal ``<unk>`` in the corpus (PTB,
+    WikiText) *is* that entry. ``<s>`` is only ever context, never predicted.
+
+    >>> v = Vocabulary.from_counts({"a": 3, "b": 1, "c": 1}, min_count=1)
+    >>> v.tokens
+    ['<unk>', '<s>', '</s>', 'a', 'b', 'c']
+    >>> v.encode(["a", "z", "<unk>"]).tolist()
+    [3, 0, 0]
+    >>> len(Vocabulary.from_counts({"a": 3, "b": 1}, min_count=2))
+    4
+    """
+
+    unk_id, bos_id, eos_id = 0, 1, 2
+
+    def __init__(self, tokens: Sequence[str], counts: dict[str, int] | None = None):
+        if tuple(tokens[:3]) != SPECIALS:
+            raise ValueError(f"vocabulary must start with {SPECIALS}, got {tuple(tokens[:3])}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("vocabulary tokens must be unique")
+        self.tokens: list[str] = list(tokens)
+        self.index: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
+        self.counts: dict[str, int] = dict(counts or {})
+
+    @classmethod
+    def from_counts(
+        cls, counts: dict[str, int], *, min_count: int = 1, max_size: int | None = None
+    ) -> Vocabulary:
+        """Keep words seen at least ``min_count`` times, at most ``max_size`` entries in all (specials included)."""
+        if min_count < 1:
+            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        if max_size is not None and max_size < len(SPECIALS) + 1:
+            raise ValueError(f"max_size must be >= {len(SPECIALS) + 1}, got {max_size}")
+        words = [w for w, c in counts.items() if c >= min_count and w not in (BOS, EOS, UNK)]
+        words.sort(key=lambda w: (-counts[w], w))
+        if max_size is not None:
+            words = words[: max_size - len(SPECIALS)]
+        return cls([*SPECIALS, *words], counts)
+
+    @classmethod
+    def build(
+        cls, lines: Iterable[Sequence[str]], *, min_count: int = 1, max_size: int | None = None
+    ) -> Vocabulary:
+        """Count the words of tokenized training lines and keep the frequent ones."""
+        counts: Counter[str] = Counter()
+        for line in lines:
+            counts.update(line)
+        return cls.from_counts(dict(counts), min_count=min_count, max_size=max_size)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self.index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.tokens == other.tokens
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.tokens))
+
+    def __repr__(self) -> str:
+        return f"Vocabulary(size={len(self)})"
+
+    def id(self, token: str) -> int:
+        """Id of ``token``, or the ``<unk>`` id for an out-of-vocabulary word."""
+        return self.index.get(token, self.unk_id)
+
+    def encode(self, tokens: Iterable[str]) -> np.ndarray:
+        """Map words to ids (unknown words -> ``<unk>``) as an int32 array."""
+        get = self.index.get
+        return np.fromiter((get(t, 0) for t in tokens), dtype=np.int32)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.tokens[int(i)] for i in ids]
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"tokens": self.tokens}, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
+        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["tokens"])
+
+    def to_list(self) -> list[str]:
+        return list(self.tokens)

@@ -1,0 +1,17 @@
+"""Exceptions with one-line messages; the CLI maps them to exit codes (2: usage/config/data, 1: run failure)."""
+
+
+class LmbenchError(Exception):
+    """Base class: the message is one line naming the file/key/value and what was expected."""
+
+
+class ConfigError(LmbenchError):
+    """A config file, key or value is wrong (exit status 2)."""
+
+
+class DataError(LmbenchError):
+    """Input data is missing, unreadable or malformed (exit status 2)."""
+
+
+class NotFittedError(LmbenchError, RuntimeError):
+    """A model was used before `fit` (or `load`)."""

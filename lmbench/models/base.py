@@ -1,0 +1,170 @@
+"""The LanguageModel protocol: the one narrow seam every back-end meets.
+
+Metrics are never computed inside a model: a model returns natural-log probabilities and the evaluation
+package turns them into perplexity, bits per character and intervals, once, for every family.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from lmbench.data.corpus import TokenStream
+from lmbench.data.vocabulary import Vocabulary
+from lmbench.errors import ConfigError, NotFittedError
+
+Context = Literal["sentence", "stream"]
+CONTEXTS: tuple[str, ...] = ("sentence", "stream")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training a model gets; the first limit reached stops it. Equal budgets make comparisons fair."""
+
+    epochs: float | None = None
+    tokens: int | None = None
+    minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "tokens", "minutes"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise ConfigError(f"budget.{key}: expected a positive number, got {value!r}")
+
+    @property
+    def unlimited(self) -> bool:
+        return self.epochs is None and self.tokens is None and self.minutes is None
+
+
+def check_context(context: str) -> None:
+    if context not in CONTEXTS:
+        raise ConfigError(f"context: expected one of {', '.join(CONTEXTS)}, got {context!r}")
+
+
+class LanguageModel(abc.ABC):
+    """A language model over a fixed :class:`Vocabulary`.
+
+    Conventions (scikit-learn's): ``__init__`` only stores hyper-parameters; :meth:`fit` learns from a
+    :class:`TokenStream`, takes its vocabulary and returns ``self``; using a model before ``fit``/``load``
+    raises :class:`NotFittedError`; a seed is stored unchanged so fitting twice gives the same model.
+    """
+
+    family: ClassVar[str]  # "ngram" | "rnn" | "transformer" | "pretrained"
+    registry_name: ClassVar[str] = ""  # the name it is registered under; set by the registry
+    normalized: ClassVar[bool] = True  # False for scores that are not probabilities (stupid back-off)
+
+    vocab_: Vocabulary | None = None
+
+    @property
+    def vocab(self) -> Vocabulary:
+        if self.vocab_ is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        return self.vocab_
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.vocab_ is not None
+
+    def _check_fitted(self) -> None:
+        self.vocab  # noqa: B018 - raises NotFittedError when unfitted
+
+    @abc.abstractmethod
+    def fit(
+        self,
+        train: TokenStream,
+        valid: TokenStream | None = None,
+        *,
+        budget: Budget | None = None,
+        run_dir: str | Path | None = None,
+    ) -> LanguageModel:
+        """Learn from ``train`` (and ``valid``, for early stopping); ``run_dir`` holds checkpoints/logs."""
+
+    @abc.abstractmethod
+    def token_logprobs(self, data: TokenStream, *, context: Context = "sentence") -> np.ndarray:
+        """Natural-log probability of every predicted token, float64 [data.num_predicted], in order.
+
+        Predicted tokens: every word of each line and one ``</s>`` per line. ``sentence``: each line is
+        scored from ``<s>`` alone; ``stream``: the split is one sequence and context crosses line ends.
+        """
+
+    @abc.abstractmethod
+    def next_token_logprobs(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
+        """Log-distribution of the next token after each context: float64 [batch, |V|], rows sum to 1.
+
+        A context is a sequence of ids; it is taken as given (start it with ``<s>`` for a sentence start).
+        """
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        max_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> list[int]:
+        """Sample up to ``max_tokens`` new ids after ``prompt``; stops after ``</s>`` (which is included).
+
+        Written once here on top of :meth:`next_token_logprobs`; back-ends may override it for speed.
+        """
+        self._check_fitted()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        rng = np.random.default_rng(seed)
+        context = list(prompt) or [self.vocab.bos_id]
+        out: list[int] = []
+        for _ in range(max_tokens):
+            logp = self.next_token_logprobs([context])[0]
+            token = sample_token(logp, rng, temperature=temperature, top_k=top_k)
+            out.append(token)
+            context.append(token)
+            if token == self.vocab.eos_id:
+                break
+        return out
+
+    @abc.abstractmethod
+    def save(self, path: str | Path) -> None:
+        """Write the fitted model to one file at ``path`` (its config included, so ``load`` rebuilds it)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, path: str | Path) -> LanguageModel:
+        """Read a model written by :meth:`save`."""
+
+    @abc.abstractmethod
+    def num_parameters(self) -> int:
+        """Learned numbers (n-gram: stored probabilities and back-off weights)."""
+
+    @abc.abstractmethod
+    def config(self) -> dict[str, Any]:
+        """Hyper-parameters (JSON-serialisable), enough to re-create the unfitted model."""
+
+    def sentence_features(self, lines: Sequence[Sequence[int]]) -> np.ndarray | None:
+        """Fixed-size features per line (e.g. pooled hidden states) for feature-based classifiers.
+
+        Returns ``None`` where the family has no natural features.
+        """
+        return None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "family")
+        return f"{type(self).__name__}({args})"
+
+
+def sample_token(
+    logprobs: np.ndarray, rng: np.random.Generator, *, temperature: float = 1.0, top_k: int | None = None
+) -> int:
+    """Draw one id from a log-distribution, with temperature and optional top-k truncation."""
+    logits = np.asarray(logprobs, dtype=np.float64) / temperature
+    if top_k is not None and 0 < top_k < len(logits):
+        kth = np.partition(logits, -top_k)[-top_k]
+        logits = np.where(logits >= kth, logits, -np.inf)
+    logits = logits - logits.max()
+    probs = np.exp(logits)
+    probs /= probs.sum()
+    return int(rng.choice(len(probs), p=probs))

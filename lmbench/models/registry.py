@@ -1,0 +1,41 @@
+"""Back-ends by name: configs and the CLI create models through here. A new family is one line below."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from lmbench.errors import ConfigError
+from lmbench.models.base import LanguageModel
+
+# name -> ("module:Class", preset hyper-parameters); imported lazily so the n-gram family needs no torch.
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ngram": ("lmbench.models.ngram.model:NgramLM", {}),
+}
+
+
+def model_class(name: str) -> type[LanguageModel]:
+    """The class registered under ``name``."""
+    try:
+        module_name, class_name = MODELS[name][0].split(":")
+    except KeyError:
+        raise ConfigError(f"unknown model family {name!r}; expected one of {', '.join(sorted(MODELS))}") from None
+    cls = getattr(importlib.import_module(module_name), class_name)
+    cls.registry_name = name
+    return cls
+
+
+def create_model(name: str, **params: Any) -> LanguageModel:
+    """Create an unfitted model of family ``name`` with hyper-parameters ``params``.
+
+    Unknown or bad hyper-parameters raise :class:`ConfigError` naming the key.
+    """
+    cls = model_class(name)
+    try:
+        return cls(**{**MODELS[name][1], **params})
+    except TypeError as e:
+        raise ConfigError(f"model {name!r}: {e}") from None
+
+
+def available_models() -> list[str]:
+    return sorted(MODELS)
