@@ -1,0 +1,30 @@
+"""Where the real corpora and reference outputs live outside the repository (never copied into it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "LMBENCH_SHARED"
+
+
+def shared_dir() -> Path | None:
+    """The shared data folder: ``$LMBENCH_SHARED``, else ``../shared`` beside the repository; None if absent."""
+    candidates = []
+    if os.environ.get(ENV_VAR):
+        candidates.append(Path(os.environ[ENV_VAR]))
+    repo = Path(__file__).resolve().parents[2]
+    candidates += [repo.parent / "shared", Path.cwd().parent / "shared"]
+    for path in candidates:
+        if (path / "corpora").is_dir() or (path / "reference").is_dir():
+            return path
+    return None
+
+
+def shared_path(*parts: str) -> Path | None:
+    """A path under the shared folder, or None where it (or the folder) is absent."""
+    root = shared_dir()
+    if root is None:
+        return None
+    path = root.joinpath(*parts)
+    return path if path.exists() else None

@@ -1,0 +1,112 @@
+"""One conformance suite run against every registered back-end (STYLE.md): a new back-end passes it by
+being registered and given a tiny configuration below."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmbench.errors import NotFittedError
+from lmbench.models.base import Budget
+from lmbench.models.registry import available_models, create_model
+
+# Small, fast hyper-parameters per registered name; a name missing here is tested with its defaults.
+TINY_PARAMS: dict[str, dict] = {
+    "ngram": {"order": 3, "smoothing": "modified-kneser-ney"},
+}
+TINY_BUDGET = Budget(epochs=2)
+
+
+def make(name: str):
+    return create_model(name, **TINY_PARAMS.get(name, {}))
+
+
+@pytest.fixture(params=available_models())
+def name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def fitted(name, tiny_train):
+    return make(name).fit(tiny_train, budget=TINY_BUDGET)
+
+
+def test_fit_returns_self(name, tiny_train):
+    model = make(name)
+    assert model.fit(tiny_train, budget=TINY_BUDGET) is model
+    assert model.vocab is tiny_train.vocab
+
+
+def test_unfitted_use_raises(name, tiny_test):
+    model = make(name)
+    with pytest.raises(NotFittedError):
+        model.token_logprobs(tiny_test, context="sentence")
+    with pytest.raises(NotFittedError):
+        model.next_token_logprobs([[1]])
+
+
+def test_rows_sum_to_one_including_bos_and_unk_contexts(fitted):
+    v = fitted.vocab
+    contexts = [[v.bos_id], [v.bos_id, 3, 4], [v.unk_id], [v.bos_id, v.unk_id, v.unk_id], [5, v.eos_id, v.bos_id]]
+    logp = fitted.next_token_logprobs(contexts)
+    assert logp.shape == (len(contexts), len(v))
+    assert logp.dtype == np.float64
+    if fitted.normalized:
+        np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("context", ["sentence", "stream"])
+def test_token_logprobs_shape_and_finite_on_oov(fitted, tiny_test, context):
+    logp = fitted.token_logprobs(tiny_test, context=context)
+    assert logp.shape == (tiny_test.num_predicted,)
+    assert logp.dtype == np.float64
+    assert tiny_test.oov > 0  # the test text has an OOV word ("zebra")
+    if fitted.normalized:
+        assert np.all(np.isfinite(logp)) and np.all(logp <= 0)
+
+
+def test_both_context_modes_predict_the_same_tokens(fitted, tiny_test):
+    a = fitted.token_logprobs(tiny_test, context="sentence")
+    b = fitted.token_logprobs(tiny_test, context="stream")
+    assert a.shape == b.shape == (tiny_test.num_predicted,)
+
+
+def test_first_line_scores_agree_between_modes(fitted, tiny_test):
+    """The first line has only <s> before it in both modes, so its scores must be identical."""
+    n = len(tiny_test.line(0)) + 1
+    a = fitted.token_logprobs(tiny_test, context="sentence")[:n]
+    b = fitted.token_logprobs(tiny_test, context="stream")[:n]
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_same_seed_same_scores(name, tiny_train, tiny_test):
+    a = make(name).fit(tiny_train, budget=TINY_BUDGET).token_logprobs(tiny_test, context="sentence")
+    b = make(name).fit(tiny_train, budget=TINY_BUDGET).token_logprobs(tiny_test, context="sentence")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_save_load_round_trips_exactly(fitted, tiny_test, tmp_path):
+    path = tmp_path / "model.bin"
+    fitted.save(path)
+    loaded = type(fitted).load(path)
+    assert loaded.config() == fitted.config()
+    assert loaded.vocab == fitted.vocab
+    for context in ("sentence", "stream"):
+        np.testing.assert_array_equal(
+            loaded.token_logprobs(tiny_test, context=context), fitted.token_logprobs(tiny_test, context=context)
+        )
+
+
+def test_generate_is_seeded_and_in_vocabulary(fitted):
+    v = fitted.vocab
+    a = fitted.generate([v.bos_id], 12, seed=3)
+    b = fitted.generate([v.bos_id], 12, seed=3)
+    assert a == b
+    assert 1 <= len(a) <= 12
+    assert all(0 <= t < len(v) and t != v.bos_id for t in a)
+
+
+def test_num_parameters_and_config(fitted):
+    assert fitted.num_parameters() > 0
+    config = fitted.config()
+    assert isinstance(config, dict) and config
