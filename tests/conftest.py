@@ -25,7 +25,9 @@ def require_shared(*parts: str):
     """Path under the shared data folder, or skip the test with the reason."""
     path = shared_path(*parts)
     if path is None:
-        pytest.skip(f"shared data {'/'.join(parts)} not found (set {ENV_VAR} or put ../shared beside the repo)")
+        pytest.skip(
+            f"shared data {'/'.join(parts)} not found (set {ENV_VAR} or put ../shared beside the repo)"
+        )
     return path
 
 

@@ -47,7 +47,13 @@ def test_unfitted_use_raises(name, tiny_test):
 
 def test_rows_sum_to_one_including_bos_and_unk_contexts(fitted):
     v = fitted.vocab
-    contexts = [[v.bos_id], [v.bos_id, 3, 4], [v.unk_id], [v.bos_id, v.unk_id, v.unk_id], [5, v.eos_id, v.bos_id]]
+    contexts = [
+        [v.bos_id],
+        [v.bos_id, 3, 4],
+        [v.unk_id],
+        [v.bos_id, v.unk_id, v.unk_id],
+        [5, v.eos_id, v.bos_id],
+    ]
     logp = fitted.next_token_logprobs(contexts)
     assert logp.shape == (len(contexts), len(v))
     assert logp.dtype == np.float64
@@ -93,7 +99,8 @@ def test_save_load_round_trips_exactly(fitted, tiny_test, tmp_path):
     assert loaded.vocab == fitted.vocab
     for context in ("sentence", "stream"):
         np.testing.assert_array_equal(
-            loaded.token_logprobs(tiny_test, context=context), fitted.token_logprobs(tiny_test, context=context)
+            loaded.token_logprobs(tiny_test, context=context),
+            fitted.token_logprobs(tiny_test, context=context),
         )
 
 

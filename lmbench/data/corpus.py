@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -81,7 +82,12 @@ class Corpus:
 
     @classmethod
     def from_single_file(
-        cls, path: str | Path, *, valid_fraction: float = 0.1, test_fraction: float = 0.1, name: str | None = None
+        cls,
+        path: str | Path,
+        *,
+        valid_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        name: str | None = None,
     ) -> Corpus:
         """Split one file deterministically by lines: the first lines train, then valid, then the last test.
 
@@ -97,7 +103,11 @@ class Corpus:
         n_valid = max(1, round(n * valid_fraction))
         if n - n_test - n_valid < 1:
             raise DataError(f"{path}: {n} lines are too few to split into train/valid/test")
-        train, valid, test = lines[: n - n_valid - n_test], lines[n - n_valid - n_test : n - n_test], lines[n - n_test :]
+        train, valid, test = (
+            lines[: n - n_valid - n_test],
+            lines[n - n_valid - n_test : n - n_test],
+            lines[n - n_test :],
+        )
         return cls.from_texts(
             name or Path(path).stem,
             "\n".join(train),
@@ -120,9 +130,14 @@ class TokenStream:
     vocab: Vocabulary
     num_chars: int  # characters of the raw text, one newline per line included (for bits per character)
     oov: int = 0  # words that were outside the vocabulary and became <unk>
+    raw_lines: tuple[str, ...] | None = (
+        None  # the untokenized lines, where known (pretrained LMs score these)
+    )
 
     @classmethod
-    def from_lines(cls, lines: Sequence[Sequence[str]], vocab: Vocabulary, *, num_chars: int | None = None) -> TokenStream:
+    def from_lines(
+        cls, lines: Sequence[Sequence[str]], vocab: Vocabulary, *, num_chars: int | None = None
+    ) -> TokenStream:
         """Encode tokenized lines; ``num_chars`` defaults to the tokens joined by spaces plus newlines."""
         lengths = np.fromiter((len(line) for line in lines), dtype=np.int64, count=len(lines))
         offsets = np.zeros(len(lines) + 1, dtype=np.int64)
@@ -136,7 +151,9 @@ class TokenStream:
         return cls(ids=ids, offsets=offsets, vocab=vocab, num_chars=int(num_chars), oov=oov)
 
     @classmethod
-    def from_ids(cls, lines: Sequence[Sequence[int]], vocab: Vocabulary, *, num_chars: int | None = None) -> TokenStream:
+    def from_ids(
+        cls, lines: Sequence[Sequence[int]], vocab: Vocabulary, *, num_chars: int | None = None
+    ) -> TokenStream:
         """A stream from lines already given as ids (tests, generated text)."""
         lengths = np.fromiter((len(line) for line in lines), dtype=np.int64, count=len(lines))
         offsets = np.zeros(len(lines) + 1, dtype=np.int64)
@@ -194,6 +211,10 @@ class TokenStream:
         """The stream made of the given lines (in the given order); chars are re-estimated proportionally."""
         idx = np.asarray(line_indices, dtype=np.int64)
         lines = [self.line(i) for i in idx]
+        if self.raw_lines is not None:
+            raw = tuple(self.raw_lines[i] for i in idx)
+            stream = TokenStream.from_ids(lines, self.vocab, num_chars=sum(len(r) + 1 for r in raw))
+            return dataclasses.replace(stream, raw_lines=raw)
         frac = (sum(len(x) + 1 for x in lines) / self.num_predicted) if self.num_predicted else 0.0
         return TokenStream.from_ids(lines, self.vocab, num_chars=round(self.num_chars * frac))
 
@@ -233,8 +254,11 @@ def tokenize_corpus(
     tokenized = {name: [tokenizer.tokenize(line) for line in corpus.split(name)] for name in SPLITS}
     vocab = build_vocabulary(tokenized["train"], min_count=min_count, max_size=max_size)
     streams = {
-        name: TokenStream.from_lines(
-            tokenized[name], vocab, num_chars=sum(len(line) + 1 for line in corpus.split(name))
+        name: dataclasses.replace(
+            TokenStream.from_lines(
+                tokenized[name], vocab, num_chars=sum(len(line) + 1 for line in corpus.split(name))
+            ),
+            raw_lines=tuple(corpus.split(name)),
         )
         for name in SPLITS
     }

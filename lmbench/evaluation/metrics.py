@@ -32,7 +32,9 @@ def bits_per_char(logprobs: np.ndarray, num_chars: int) -> float:
 
     Compares models whose tokenizers differ, since the text is the same whatever the tokens are.
     """
-    return float(-np.asarray(logprobs, dtype=np.float64).sum() / LN2 / num_chars) if num_chars else float("nan")
+    return (
+        float(-np.asarray(logprobs, dtype=np.float64).sum() / LN2 / num_chars) if num_chars else float("nan")
+    )
 
 
 def line_totals(logprobs: np.ndarray, data: TokenStream) -> np.ndarray:

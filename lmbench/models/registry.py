@@ -19,7 +19,9 @@ def model_class(name: str) -> type[LanguageModel]:
     try:
         module_name, class_name = MODELS[name][0].split(":")
     except KeyError:
-        raise ConfigError(f"unknown model family {name!r}; expected one of {', '.join(sorted(MODELS))}") from None
+        raise ConfigError(
+            f"unknown model family {name!r}; expected one of {', '.join(sorted(MODELS))}"
+        ) from None
     cls = getattr(importlib.import_module(module_name), class_name)
     cls.registry_name = name
     return cls

@@ -1,0 +1,109 @@
+"""Bootstrap intervals for perplexity, and a paired bootstrap for the difference between two models.
+
+Resampling units are lines in sentence mode (lines are scored independently) and fixed-size blocks of
+consecutive tokens in stream mode (context crosses lines, so neighbouring tokens are dependent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lmbench.data.corpus import TokenStream
+
+
+def _units(
+    logprobs: np.ndarray, data: TokenStream, context: str, block_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit (sum of log-probabilities, token count): lines in sentence mode, blocks in stream mode."""
+    logprobs = np.asarray(logprobs, dtype=np.float64)
+    if context == "sentence":
+        starts = data.target_line_starts()
+    else:
+        starts = np.arange(0, len(logprobs), block_size, dtype=np.int64)
+    sums = np.add.reduceat(logprobs, starts) if len(logprobs) else np.zeros(0)
+    counts = np.diff(np.append(starts, len(logprobs)))
+    return sums, counts
+
+
+def _resample_indices(n_units: int, n_resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_units, size=(n_resamples, n_units))
+
+
+def perplexity_interval(
+    logprobs: np.ndarray,
+    data: TokenStream,
+    *,
+    context: str = "sentence",
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    block_size: int = 256,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the perplexity (token-weighted within each resample)."""
+    sums, counts = _units(logprobs, data, context, block_size)
+    if len(sums) < 2 or not np.all(np.isfinite(sums)):
+        value = float(np.exp(-sums.sum() / counts.sum())) if counts.sum() else float("nan")
+        return value, value
+    alpha = (1.0 - level) / 2.0
+    idx = _resample_indices(len(sums), n_resamples, seed)
+    ppl = np.exp(-sums[idx].sum(axis=1) / counts[idx].sum(axis=1))
+    low, high = np.quantile(ppl, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+@dataclass
+class PairedDifference:
+    """Perplexity of A minus perplexity of B on the same text, its interval and a two-sided p-value."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float
+
+
+def paired_difference(
+    logprobs_a: np.ndarray,
+    logprobs_b: np.ndarray,
+    data: TokenStream,
+    *,
+    context: str = "sentence",
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    block_size: int = 256,
+) -> PairedDifference:
+    """Paired bootstrap: both models are resampled on the *same* units, so shared difficulty cancels out.
+
+    The p-value is the two-sided share of resampled differences on the other side of zero
+    (Koehn 2004's paired bootstrap), floored at 1/n_resamples.
+    """
+    sums_a, counts = _units(logprobs_a, data, context, block_size)
+    sums_b, _ = _units(logprobs_b, data, context, block_size)
+    total = counts.sum()
+    diff = float(np.exp(-sums_a.sum() / total) - np.exp(-sums_b.sum() / total))
+    if len(counts) < 2 or not (np.all(np.isfinite(sums_a)) and np.all(np.isfinite(sums_b))):
+        return PairedDifference(diff, diff, diff, float("nan"))
+    idx = _resample_indices(len(counts), n_resamples, seed)
+    n = counts[idx].sum(axis=1)
+    diffs = np.exp(-sums_a[idx].sum(axis=1) / n) - np.exp(-sums_b[idx].sum(axis=1) / n)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
+    p = 2.0 * min(np.mean(diffs <= 0.0), np.mean(diffs >= 0.0))
+    return PairedDifference(diff, float(low), float(high), float(max(min(p, 1.0), 1.0 / n_resamples)))
+
+
+def mean_interval(
+    values: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean (accuracies, reciprocal ranks: one value per item)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        v = float(values.mean()) if len(values) else float("nan")
+        return v, v
+    idx = _resample_indices(len(values), n_resamples, seed)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(values[idx].mean(axis=1), [alpha, 1.0 - alpha])
+    return float(low), float(high)
