@@ -162,6 +162,7 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
             continue
         uni_lp[i] = float(parts[0]) * LOG10 if float(parts[0]) > NEVER else -np.inf
         uni_bo[i] = float(parts[2]) * LOG10 if len(parts) == 3 else 0.0
+    uni_lp[vocab.bos_id] = -np.inf  # never predicted (KenLM writes 0 or -99 for it)
     keys_.append(np.arange(V, dtype=np.int64))
     logprob_.append(uni_lp)
     logbow_.append(uni_bo)

@@ -34,6 +34,8 @@ class NgramLM(LanguageModel):
         backoff: the factor of ``stupid-backoff``.
         train_context: ``sentence`` counts n-grams inside each ``<s> line </s>`` (KenLM's way);
             ``stream`` counts them over the whole split as one sequence, across line ends.
+        interpolate_unigrams: interpolated smoothers mix order 1 with the uniform distribution (KenLM's
+            default), so unseen words keep probability; ``False`` gives plain unigram frequencies (NLTK's way).
 
     Context modes: a model trained on sentences has seen no n-gram that crosses ``</s> <s>``, so in stream
     mode it backs off to exactly its sentence-start estimate and both modes give the same scores; a model
@@ -51,6 +53,7 @@ class NgramLM(LanguageModel):
         discount: float | None = None,
         backoff: float = 0.4,
         train_context: str = "sentence",
+        interpolate_unigrams: bool = True,
     ):
         if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
             raise ConfigError(f"order: expected an integer from 1 to {MAX_ORDER}, got {order!r}")
@@ -65,6 +68,9 @@ class NgramLM(LanguageModel):
         if not (isinstance(backoff, (int, float)) and 0 < backoff <= 1):
             raise ConfigError(f"backoff: expected a number in (0, 1], got {backoff!r}")
         check_context(train_context)
+        if not isinstance(interpolate_unigrams, bool):
+            raise ConfigError(f"interpolate_unigrams: expected true or false, got {interpolate_unigrams!r}")
+        self.interpolate_unigrams = interpolate_unigrams
         self.order = order
         self.smoothing = smoothing
         self.k = k
@@ -85,6 +91,7 @@ class NgramLM(LanguageModel):
             "discount": self.discount,
             "backoff": self.backoff,
             "train_context": self.train_context,
+            "interpolate_unigrams": self.interpolate_unigrams,
         }
 
     # ----------------------------------------------------------------------------------------- fitting
@@ -114,6 +121,7 @@ class NgramLM(LanguageModel):
             k=self.k,
             discount=self.discount,
             backoff=self.backoff,
+            interpolate_unigrams=self.interpolate_unigrams,
         )
         with np.errstate(divide="ignore"):
             self.keys_ = [t.keys for t in tables]

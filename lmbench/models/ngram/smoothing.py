@@ -134,8 +134,19 @@ def single_discount(counts: np.ndarray, order: int) -> float:
     return float(n1 / (n1 + 2 * n2))
 
 
+def _unigram_mle(alphas: list[np.ndarray], gammas: list[np.ndarray], counts: np.ndarray) -> None:
+    """Replace the order-1 estimate by plain relative frequency (no uniform floor), in place."""
+    alphas[0] = counts / counts.sum()
+    gammas[0] = np.zeros(1)
+
+
 def discounted_interpolation(
-    tables: list[NgramTable], counts: list[np.ndarray], discounts: list, *, bos_id: int
+    tables: list[NgramTable],
+    counts: list[np.ndarray],
+    discounts: list,
+    *,
+    bos_id: int,
+    interpolate_unigrams: bool = True,
 ) -> list[BackoffArrays]:
     """Interpolated discounting (absolute, Kneser-Ney, modified Kneser-Ney share this):
     alpha = max(c - D(c), 0) / S(h), gamma(h) = (sum of the discounts taken after h) / S(h)."""
@@ -154,10 +165,14 @@ def discounted_interpolation(
                 np.where(c > 0, (c - disc) / np.where(total[table.context] > 0, total[table.context], 1), 0.0)
             )
         gammas.append(_gamma(taken, total))
+    if not interpolate_unigrams:
+        _unigram_mle(alphas, gammas, tables[0].counts.astype(np.float64))
     return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
 
 
-def witten_bell(tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+def witten_bell(
+    tables: list[NgramTable], *, bos_id: int, interpolate_unigrams: bool = True
+) -> list[BackoffArrays]:
     """Interpolated Witten-Bell: alpha = c / (c(h) + T(h)), gamma = T(h) / (c(h) + T(h)), T = distinct followers."""
     alphas, gammas = [], []
     for m, table in enumerate(tables, start=1):
@@ -168,6 +183,8 @@ def witten_bell(tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]
         den = total + types
         alphas.append(c / np.where(den[table.context] > 0, den[table.context], 1.0))
         gammas.append(_gamma(types, den))
+    if not interpolate_unigrams:
+        _unigram_mle(alphas, gammas, tables[0].counts.astype(np.float64))
     return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
 
 
@@ -301,8 +318,14 @@ def smooth(
     k: float = 1.0,
     discount: float | None = None,
     backoff: float = 0.4,
+    interpolate_unigrams: bool = True,
 ) -> tuple[list[BackoffArrays], dict]:
-    """Back-off form of ``tables`` under ``smoothing``, and the estimated constants (discounts) for reports."""
+    """Back-off form of ``tables`` under ``smoothing``, and the estimated constants (discounts) for reports.
+
+    ``interpolate_unigrams=False`` (interpolated smoothers only) makes order 1 a plain relative frequency, as
+    NLTK does and KenLM's ``--interpolate_unigrams 0``; unseen words then get probability 0.
+    """
+    iu = interpolate_unigrams
     info: dict = {}
     if smoothing == "mle":
         return maximum_likelihood(tables, bos_id=bos_id), info
@@ -311,12 +334,12 @@ def smooth(
     if smoothing == "katz":
         return katz(tables, bos_id=bos_id), info
     if smoothing == "witten-bell":
-        return witten_bell(tables, bos_id=bos_id), info
+        return witten_bell(tables, bos_id=bos_id, interpolate_unigrams=iu), info
     if smoothing == "absolute-discounting":
         counts = [t.counts.astype(np.float64) for t in tables]
         ds = [discount if discount is not None else single_discount(c, m) for m, c in enumerate(counts, 1)]
         info["discounts"] = ds
-        return discounted_interpolation(tables, counts, ds, bos_id=bos_id), info
+        return discounted_interpolation(tables, counts, ds, bos_id=bos_id, interpolate_unigrams=iu), info
     if smoothing in ("kneser-ney", "modified-kneser-ney"):
         counts = adjusted_counts(tables, bos_id)
         if smoothing == "kneser-ney":
@@ -326,7 +349,7 @@ def smooth(
         else:
             ds = [mkn_discounts(c, m) for m, c in enumerate(counts, 1)]
         info["discounts"] = ds
-        return discounted_interpolation(tables, counts, ds, bos_id=bos_id), info
+        return discounted_interpolation(tables, counts, ds, bos_id=bos_id, interpolate_unigrams=iu), info
     if smoothing == "stupid-backoff":
         return stupid_backoff(tables, backoff=backoff), info
     raise ConfigError(f"smoothing: unknown smoother {smoothing!r}; expected one of {', '.join(SMOOTHERS)}")
