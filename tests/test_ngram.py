@@ -28,7 +28,7 @@ def _stream(lines: list[list[int]]) -> TokenStream:
     return TokenStream.from_lines(words, vocab)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(lines=corpora, order=st.integers(1, 6), smoothing=st.sampled_from(NORMALISED), data=st.data())
 def test_rows_sum_to_one_and_match_token_scores(lines, order, smoothing, data):
     train = _stream(lines)

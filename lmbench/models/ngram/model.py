@@ -142,7 +142,8 @@ class NgramLM(LanguageModel):
         n = len(self.keys_)
         # suffix sums of context back-offs: tail[m] = sum_{k=m}^{n-1} bow_k(context of length k)
         bows = [
-            np.where(r >= 0, self.logbow_[k][np.maximum(r, 0)], 0.0) for k, r in enumerate(ctx_rows[: n - 1])
+            np.where(r >= 0, self.logbow_[k][np.maximum(r, 0)], 0.0) if len(self.logbow_[k]) else np.zeros(len(r))
+            for k, r in enumerate(ctx_rows[: n - 1])
         ]
         tail = [np.zeros(len(words))] * (n + 1)
         for m in range(n - 1, 0, -1):
