@@ -142,7 +142,9 @@ class NgramLM(LanguageModel):
         n = len(self.keys_)
         # suffix sums of context back-offs: tail[m] = sum_{k=m}^{n-1} bow_k(context of length k)
         bows = [
-            np.where(r >= 0, self.logbow_[k][np.maximum(r, 0)], 0.0) if len(self.logbow_[k]) else np.zeros(len(r))
+            np.where(r >= 0, self.logbow_[k][np.maximum(r, 0)], 0.0)
+            if len(self.logbow_[k])
+            else np.zeros(len(r))
             for k, r in enumerate(ctx_rows[: n - 1])
         ]
         tail = [np.zeros(len(words))] * (n + 1)
@@ -170,8 +172,20 @@ class NgramLM(LanguageModel):
         seq = seq.astype(np.int64)
         rows = ending_rows(self.keys_tables_view(), seq, len(self.vocab))
         targets = np.flatnonzero(seq != self.vocab.bos_id)
-        ctx_rows = [r[targets - 1] for r in rows[: self.order - 1]]
-        return self._logprob(ctx_rows, seq[targets])
+        # The rows of the n-grams ending at each target are already known: take the longest stored one and
+        # add the back-off weights of the longer contexts (rows ending one position earlier).
+        out = np.zeros(len(targets))
+        done = np.zeros(len(targets), dtype=bool)
+        for m in range(len(self.keys_), 0, -1):
+            row = rows[m - 1][targets]
+            hit = (row >= 0) & ~done
+            out[hit] += self.logprob_[m - 1][row[hit]]
+            done |= hit
+            if m > 1:  # context of length m-1 ending at t-1: its back-off applies where order m missed
+                ctx = rows[m - 2][targets - 1]
+                miss = ~done & (ctx >= 0)
+                out[miss] += self.logbow_[m - 2][ctx[miss]]
+        return out
 
     def next_token_logprobs(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
         self._check_fitted()
