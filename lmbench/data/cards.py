@@ -1,0 +1,164 @@
+"""Corpus cards (``corpora/*.toml``): the standard corpora by name — files, checksums, licence, tokenizer,
+where to get them — and the local copies they point at.
+
+A card's files are looked for in ``<data dir>/<card name>/``; the data dir is ``--data-dir``, else
+``$LMBENCH_DATA``, else ``../shared/corpora`` beside the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lmbench.data.corpus import Corpus
+from lmbench.data.shared import shared_dir
+from lmbench.errors import ConfigError, DataError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CARDS_DIR = Path(__file__).resolve().parents[2] / "corpora"
+DATA_ENV = "LMBENCH_DATA"
+
+
+@dataclass
+class CorpusCard:
+    name: str
+    description: str
+    licence: str
+    tokenizer: str
+    url: str
+    splits: dict[str, dict[str, str]]  # split -> {"file", "sha256"}; "all" for a single file to split
+    citation: str = ""
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    path: Path = field(default_factory=Path)
+
+    @property
+    def single_file(self) -> bool:
+        return "all" in self.splits
+
+
+def card_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(CARDS_DIR.glob("*.toml"))}
+
+
+def load_card(name: str) -> CorpusCard:
+    files = card_files()
+    if name not in files:
+        raise ConfigError(
+            f"corpus.name: unknown corpus {name!r}; expected 'synthetic' or one of {', '.join(files)}"
+        )
+    path = files[name]
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:
+        return CorpusCard(path=path, **data)
+    except TypeError as e:
+        raise ConfigError(f"{path}: malformed corpus card ({e})") from None
+
+
+def data_dir(explicit: str | Path | None = None) -> Path | None:
+    """Where local copies live: explicit, then $LMBENCH_DATA, then ../shared/corpora."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    root = shared_dir()
+    return root / "corpora" if root else None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class CardStatus:
+    card: CorpusCard
+    folder: Path | None
+    present: bool
+    verified: bool | None  # None: no checksum on the card to verify against
+    problems: list[str]
+
+
+def check_card(card: CorpusCard, directory: str | Path | None = None) -> CardStatus:
+    """Is a local copy present, and do its files match the card's checksums?"""
+    root = data_dir(directory)
+    folder = root / card.name if root else None
+    problems: list[str] = []
+    present = folder is not None and all((folder / s["file"]).is_file() for s in card.splits.values())
+    verified: bool | None = None
+    if present:
+        expected = [s.get("sha256", "") for s in card.splits.values()]
+        if all(expected):
+            verified = True
+            for split in card.splits.values():
+                if sha256_file(folder / split["file"]) != split["sha256"]:
+                    verified = False
+                    problems.append(f"{folder / split['file']}: sha256 differs from the card")
+    return CardStatus(card, folder, present, verified, problems)
+
+
+def load_card_corpus(
+    name: str, directory: str | Path | None = None, *, verify: bool = True
+) -> tuple[Corpus, CorpusCard]:
+    """The corpus a card names, read from its local copy (checked against the card's checksums)."""
+    card = load_card(name)
+    status = check_card(card, directory) if verify else None
+    root = data_dir(directory)
+    folder = root / card.name if root else None
+    if folder is None or (status is not None and not status.present):
+        raise DataError(
+            f"corpus {name!r}: no local copy found in {folder or '(no data directory)'}; run "
+            f"`lmbench corpora fetch {name}` or point --data-dir / ${DATA_ENV} at a folder holding {name}/"
+        )
+    if status is not None and status.verified is False:
+        raise DataError(f"corpus {name!r}: {status.problems[0]}")
+    if card.single_file:
+        corpus = Corpus.from_single_file(
+            folder / card.splits["all"]["file"],
+            valid_fraction=card.valid_fraction,
+            test_fraction=card.test_fraction,
+            name=card.name,
+        )
+    else:
+        corpus = Corpus.from_files(
+            *(folder / card.splits[s]["file"] for s in ("train", "valid", "test")), name=card.name
+        )
+    return corpus, card
+
+
+def fetch_card(name: str, directory: str | Path | None = None, *, timeout: float = 20.0) -> Path:
+    """Download a card's files into ``<data dir>/<name>/`` and verify them; one-line error without network."""
+    card = load_card(name)
+    root = data_dir(directory) or Path("data")
+    folder = root / card.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in card.splits.values():
+        target = folder / split["file"]
+        url = card.url.rstrip("/") + "/" + split["file"]
+        tmp = target.with_suffix(target.suffix + ".part")
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                out.write(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            tmp.unlink(missing_ok=True)
+            reason = getattr(e, "reason", e)
+            raise DataError(
+                f"corpus {name!r}: could not download {url} ({reason}); no network here? copy the files into {folder}"
+            ) from None
+        if split.get("sha256") and sha256_file(tmp) != split["sha256"]:
+            tmp.unlink(missing_ok=True)
+            raise DataError(f"corpus {name!r}: {url} does not match the card's sha256")
+        os.replace(tmp, target)
+    return folder

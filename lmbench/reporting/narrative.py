@@ -1,0 +1,175 @@
+"""Plain-language commentary for a ladder of models, generated from the measured figures.
+
+For each model (in the order of the config) two or three sentences: what changed relative to the previous
+step (read from the model configs) and what the numbers show (perplexity and its interval, the cost, the gap
+to the entropy floor, minimal pairs beyond an n-gram's reach). Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+SMOOTHING_NAMES = {
+    "mle": "maximum likelihood (raw relative frequencies)",
+    "add-k": "add-k smoothing",
+    "laplace": "add-one (Laplace) smoothing",
+    "lidstone": "Lidstone (add-k) smoothing",
+    "katz": "Katz back-off with Good-Turing discounts",
+    "witten-bell": "Witten-Bell interpolation",
+    "absolute-discounting": "interpolated absolute discounting",
+    "kneser-ney": "interpolated Kneser-Ney",
+    "modified-kneser-ney": "modified Kneser-Ney (three discounts per order)",
+    "stupid-backoff": "stupid back-off",
+}
+ORDER_NAMES = {1: "unigram", 2: "bigram", 3: "trigram", 4: "4-gram", 5: "5-gram"}
+
+
+def describe_model(name: str, info: dict[str, Any]) -> str:
+    """A short noun phrase for a model, from its family and config."""
+    cfg = info.get("config", {}) or {}
+    family = info.get("family", cfg.get("family", "model"))
+    if cfg.get("family") == "ngram" or family == "ngram":
+        order = cfg.get("order")
+        return f"a {ORDER_NAMES.get(order, f'{order}-gram')} model with {SMOOTHING_NAMES.get(cfg.get('smoothing'), cfg.get('smoothing'))}"
+    if family in ("rnn", "gru", "lstm"):
+        cell = {"rnn": "a plain (tanh) RNN", "gru": "a GRU", "lstm": "an LSTM"}[family]
+        return f"{cell} ({cfg.get('layers', '?')} layer(s) of {cfg.get('hidden_size', '?')} units)"
+    if family == "transformer":
+        return f"a Transformer ({cfg.get('layers', '?')} layers, width {cfg.get('d_model', '?')}, window {cfg.get('window', '?')})"
+    if family == "pretrained":
+        return f"the pretrained model {cfg.get('name_or_path', name)}"
+    return f"a {family} model"
+
+
+def _what_changed(prev: dict[str, Any] | None, cur: dict[str, Any]) -> str:
+    if prev is None:
+        return "The ladder starts here."
+    p, c = prev.get("config", {}) or {}, cur.get("config", {}) or {}
+    pf, cf = prev.get("family"), cur.get("family")
+    if pf == cf == "ngram":
+        changes = []
+        if p.get("order") != c.get("order"):
+            changes.append(
+                f"the context grows from {p.get('order', 1) - 1} to {c.get('order', 1) - 1} previous words"
+            )
+        if p.get("smoothing") != c.get("smoothing"):
+            changes.append(
+                f"the estimates switch from {SMOOTHING_NAMES.get(p.get('smoothing'))} to {SMOOTHING_NAMES.get(c.get('smoothing'))}"
+            )
+        return (
+            ("Compared with the previous step, " + " and ".join(changes) + ".")
+            if changes
+            else "Same model shape as the previous step."
+        )
+    if pf == "ngram" and cf != "ngram":
+        return "Counting stops here: the model learns dense word vectors and a hidden state that can, in principle, carry information from any distance."
+    if pf in ("rnn", "gru", "lstm") and cf in ("gru", "lstm") and pf != cf:
+        return "Gates are added to the recurrent cell, so the hidden state can keep information over many steps without it vanishing."
+    if cf == "transformer" and pf != "transformer":
+        return "Recurrence is replaced by attention: every position looks directly at every earlier position in its window."
+    return f"The family changes from {pf} to {cf}."
+
+
+def _fmt_ppl(row: dict[str, Any]) -> str:
+    ppl = row.get("perplexity", float("nan"))
+    if ppl is None or math.isnan(ppl):
+        return "no perplexity (its scores are not probabilities)"
+    if math.isinf(ppl):
+        return "an infinite perplexity"
+    low, high = row.get("perplexity_low"), row.get("perplexity_high")
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+        return f"perplexity {ppl:.2f} (95% interval {low:.2f}–{high:.2f})"
+    return f"perplexity {ppl:.2f}"
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    keys = ("perplexity_low", "perplexity_high")
+    if not all(isinstance(x.get(k), (int, float)) and math.isfinite(x.get(k)) for x in (a, b) for k in keys):
+        return None
+    return not (a["perplexity_high"] < b["perplexity_low"] or b["perplexity_high"] < a["perplexity_low"])
+
+
+def _long_distance(tasks: list[dict[str, Any]], model: str, order: int | None) -> str | None:
+    """Minimal-pair accuracy at the longest swap distance, compared with chance."""
+    rows = [
+        r
+        for r in tasks
+        if r["model"] == model and r["task"] == "minimal-pairs" and "distance=" in r.get("detail", "")
+    ]
+    if not rows:
+        return None
+    far = max(rows, key=lambda r: int(r["detail"].split("distance=")[1].split(";")[0]))
+    d = int(far["detail"].split("distance=")[1].split(";")[0])
+    text = f"On minimal pairs that swap two words {d} apart it prefers the real sentence {100 * far['value']:.0f}% of the time"
+    if order is not None and d >= order:
+        text += f" — beyond its {order}-word window it can only notice the swap where the swapped words make locally odd n-grams"
+    return text + "."
+
+
+def ladder_narrative(results: dict[str, Any]) -> list[dict[str, str]]:
+    """One entry per model: ``{"model", "text"}``, in the order of the results rows."""
+    rows = results.get("rows", [])
+    if not rows:
+        return []
+    split = "test" if any(r["split"] == "test" for r in rows) else rows[0]["split"]
+    context = rows[0]["context"]
+    main = {r["model"]: r for r in rows if r["split"] == split and r["context"] == context}
+    models = results.get("models", {}) or {}
+    floor = results.get("entropy_floor")
+    tasks = results.get("tasks", []) or []
+    out, prev_name = [], None
+    for name, row in main.items():
+        info = models.get(name, {"family": row.get("family"), "config": {}})
+        sentences = [
+            f"**{name}** is {describe_model(name, info)}. {_what_changed(models.get(prev_name) if prev_name else None, info)}"
+        ]
+        measured = f"It reaches {_fmt_ppl(row)} on the {split} split"
+        bpc = row.get("bits_per_char")
+        if bpc is not None and math.isfinite(bpc):
+            measured += f" ({bpc:.3f} bits per character)"
+        if prev_name is not None:
+            prev = main[prev_name]
+            a, b = prev.get("perplexity"), row.get("perplexity")
+            if a is not None and b is not None and math.isfinite(a) and math.isfinite(b):
+                change = 100 * (b - a) / a
+                verdict = "better" if b < a else "worse"
+                overlap = _overlap(prev, row)
+                measured += f", {abs(change):.1f}% {verdict} than {prev_name}"
+                if overlap is True:
+                    measured += " (the intervals overlap, so this step is not clearly different)"
+                elif overlap is False:
+                    measured += " (the intervals do not overlap)"
+            elif a is not None and math.isinf(a) and b is not None and math.isfinite(b):
+                measured += f", finite again after {prev_name}'s infinity"
+        measured += f", with {row.get('parameters', 0):,} parameters and {row.get('train_seconds', 0):.1f} s of training."
+        sentences.append(measured)
+        ppl = row.get("perplexity")
+        if ppl is not None and math.isinf(ppl):
+            zero = row.get("zero_prob_tokens")
+            if zero:
+                sentences.append(
+                    f"{zero:,} of {row.get('tokens', 0):,} {split} tokens follow a context-word pair never seen in training, "
+                    "so relative frequencies give them probability 0, and one zero makes the perplexity infinite: "
+                    "unsmoothed counts cannot generalise."
+                )
+        elif floor and ppl is not None and math.isfinite(ppl):
+            gap = 100 * (ppl / floor["perplexity"] - 1)
+            sentences.append(
+                f"That is {gap:.1f}% above the true source's floor of {floor['perplexity']:.2f}."
+            )
+        order = (info.get("config") or {}).get("order") if info.get("family") == "ngram" else None
+        long_text = _long_distance(tasks, name, order)
+        if long_text:
+            sentences.append(long_text)
+        out.append({"model": name, "text": " ".join(sentences)})
+        prev_name = name
+    return out
+
+
+def narrative_markdown(results: dict[str, Any]) -> str:
+    """The narrative as markdown paragraphs (empty for a single model)."""
+    steps = ladder_narrative(results)
+    if len(steps) < 2:
+        return ""
+    return "\n\n".join(step["text"] for step in steps)

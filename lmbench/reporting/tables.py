@@ -1,0 +1,118 @@
+"""Results -> tables (pandas), shown as terminal text, markdown, HTML, LaTeX or CSV."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from lmbench.experiment import RESULT_COLUMNS
+
+
+def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, split, context) in the fixed column order of results.csv."""
+    frame = pd.DataFrame(rows)
+    for column in RESULT_COLUMNS:
+        if column not in frame:
+            frame[column] = float("nan")
+    return frame[RESULT_COLUMNS + [c for c in frame.columns if c not in RESULT_COLUMNS]]
+
+
+def with_interval(value: float, low: float, high: float, digits: int = 2) -> str:
+    """``value ± half-width`` (the half-width of the percentile interval, which need not be symmetric)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if math.isinf(value):
+        return "inf"
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+
+
+def _number(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def _compact(n: float) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return ""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def display_table(rows: list[dict[str, Any]], *, split: str | None = None) -> list[dict[str, str]]:
+    """The human-readable comparison table: perplexity ± interval beside cost."""
+    out = []
+    has_diff = any(not _missing(r.get("diff_vs_baseline")) for r in rows)
+    for r in rows:
+        if split and r["split"] != split:
+            continue
+        entry = {
+            "model": r["model"],
+            "family": r["family"],
+            "split": r["split"],
+            "context": r["context"],
+            "perplexity": with_interval(r["perplexity"], r.get("perplexity_low"), r.get("perplexity_high")),
+            "bits/char": _number(r.get("bits_per_char"), 3),
+            "OOV": _number(r.get("oov")),
+            "params": _compact(r.get("parameters")),
+            "train s": _number(r.get("train_seconds"), 1),
+            "score tok/s": _compact(r.get("score_tokens_per_second")),
+        }
+        if has_diff:
+            d = r.get("diff_vs_baseline")
+            entry["Δ vs baseline (p)"] = (
+                ""
+                if _missing(d)
+                else f"{d:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}] (p={r['p_value']:.3f})"
+            )
+        out.append(entry)
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def task_table(task_rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Task scores as ``value ± half-width`` (generated samples are listed separately)."""
+    return [
+        {
+            "model": r["model"],
+            "task": r["task"],
+            "metric": r["metric"],
+            "detail": r.get("detail", ""),
+            "value": with_interval(r["value"], r.get("low"), r.get("high"), 3),
+            "n": _number(r.get("n")),
+        }
+        for r in task_rows
+        if r["metric"] != "sample"
+    ]
+
+
+def render(table: list[dict[str, str]], fmt: str = "github") -> str:
+    """tabulate with one of its formats: github (markdown), simple (terminal), html, latex_booktabs."""
+    if not table:
+        return ""
+    return tabulate(table, headers="keys", tablefmt=fmt, disable_numparse=True)
+
+
+def signature(results: dict[str, Any]) -> str:
+    """A one-line reproducibility signature, sacrebleu-style, printed under every table."""
+    p = results.get("provenance", {})
+    commit = (p.get("git_commit") or "nogit")[:10]
+    return (
+        f"corpus:{p.get('corpus')}|tok:{p.get('tokenizer')}|vocab:{p.get('vocab_size')}|"
+        f"context:{'+'.join(p.get('contexts', []))}|bootstrap:{p.get('bootstrap')}|seed:{p.get('seed')}|"
+        f"lmbench:{p.get('lmbench_version')}|commit:{commit}"
+    )

@@ -1,0 +1,117 @@
+"""Generation: seeded samples from the same prompts for every model, with diversity and quality measures.
+
+distinct-n: unique n-grams / all n-grams over a model's samples; repetition (seq-rep-4, Welleck et al.
+2019): the share of 4-grams in a sample that already occurred earlier in it; self-BLEU (NLTK): how much the
+samples resemble each other; and the perplexity of the samples under a reference model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from lmbench.data.corpus import TokenizedCorpus, TokenStream
+from lmbench.errors import ConfigError
+from lmbench.tasks.base import ModelEntry, options
+
+NAME = "generate"
+DEFAULTS = {"samples": 10, "prompts": [], "prompt_tokens": 3, "max_tokens": 40, "temperature": 1.0, "top_k": 0,
+            "reference": None, "split": "test", "show": 3}  # fmt: skip
+
+
+def distinct_n(samples: list[list[int]], n: int) -> float:
+    grams = [tuple(s[i : i + n]) for s in samples for i in range(len(s) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else float("nan")
+
+
+def repetition_rate(sample: list[int], n: int = 4) -> float:
+    grams = [tuple(sample[i : i + n]) for i in range(len(sample) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def self_bleu(samples: list[list[str]]) -> float:
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    if len(samples) < 2:
+        return float("nan")
+    smooth = SmoothingFunction().method1
+    scores = [
+        sentence_bleu(samples[:i] + samples[i + 1 :], s, smoothing_function=smooth)
+        for i, s in enumerate(samples)
+        if len(s) > 0
+    ]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def make_prompts(corpus: TokenizedCorpus, opts: dict[str, Any], seed: int) -> list[list[int]]:
+    bos = corpus.vocab.bos_id
+    if opts["prompts"]:
+        return [[bos, *corpus.vocab.encode(corpus.tokenizer.tokenize(p)).tolist()] for p in opts["prompts"]]
+    data = corpus.split(opts["split"])
+    lengths = np.diff(data.offsets)
+    candidates = np.flatnonzero(lengths > opts["prompt_tokens"])
+    rng = np.random.default_rng(seed)
+    chosen = (
+        rng.choice(candidates, size=min(opts["samples"], len(candidates)), replace=False)
+        if len(candidates)
+        else []
+    )
+    return [[bos, *data.line(i)[: opts["prompt_tokens"]].tolist()] for i in chosen] or [[bos]]
+
+
+def run(
+    config: dict[str, Any],
+    models: dict[str, ModelEntry],
+    corpus: TokenizedCorpus,
+    *,
+    seed: int,
+    bootstrap: int,
+) -> list[dict]:
+    opts = options(NAME, config, DEFAULTS)
+    if opts["reference"] is not None and opts["reference"] not in models:
+        raise ConfigError(f"tasks.{NAME}.reference: {opts['reference']!r} is not a model of this run")
+    prompts = make_prompts(corpus, opts, seed)
+    vocab = corpus.vocab
+    rows = []
+    for name, entry in models.items():
+        samples = []
+        for i in range(opts["samples"]):
+            prompt = prompts[i % len(prompts)]
+            new = entry.model.generate(prompt, opts["max_tokens"], temperature=opts["temperature"],
+                                       top_k=opts["top_k"] or None, seed=seed + i)  # fmt: skip
+            body = [t for t in new if t != vocab.eos_id]
+            samples.append((prompt[1:], body))
+        continuations = [body for _, body in samples]
+
+        def row(metric: str, value: float, n: int = len(samples), detail: str = "", name: str = name) -> dict:
+            return {"model": name, "task": NAME, "metric": metric, "value": value, "low": float("nan"),
+                    "high": float("nan"), "n": n, "detail": detail}  # fmt: skip
+
+        rows += [
+            row("distinct-1", distinct_n(continuations, 1)),
+            row("distinct-2", distinct_n(continuations, 2)),
+            row("repetition-4", float(np.mean([repetition_rate(c) for c in continuations]))),
+            row("self-bleu", self_bleu([vocab.decode(c) for c in continuations])),
+            row("mean-length", float(np.mean([len(c) for c in continuations]))),
+        ]
+        if opts["reference"] is not None:
+            reference = models[opts["reference"]].model
+            lines = [np.asarray(p + b, dtype=np.int32) for p, b in samples]
+            stream = TokenStream.from_ids(lines, vocab)
+            lp = reference.token_logprobs(stream, context="sentence")
+            # only the generated continuation counts: drop the prompt's positions
+            keep = np.ones(len(lp), dtype=bool)
+            for start, (p, _) in zip(stream.target_line_starts(), samples, strict=True):
+                keep[start : start + len(p)] = False
+            ppl = math.exp(-lp[keep].mean()) if keep.any() else float("nan")
+            rows.append(row("reference-perplexity", ppl, detail=f"reference={opts['reference']}"))
+        for prompt, body in samples[: opts["show"]]:
+            text = (
+                corpus.tokenizer.detokenize(vocab.decode(prompt))
+                + " ⟶ "
+                + corpus.tokenizer.detokenize(vocab.decode(body))
+            )
+            rows.append(row("sample", float("nan"), n=1, detail=text))
+    return rows
