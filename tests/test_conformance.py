@@ -13,6 +13,25 @@ from lmbench.models.registry import available_models, create_model
 # Small, fast hyper-parameters per registered name; a name missing here is tested with its defaults.
 TINY_PARAMS: dict[str, dict] = {
     "ngram": {"order": 3, "smoothing": "modified-kneser-ney"},
+    **{
+        cell: {
+            "emb_size": 16,
+            "hidden_size": 16,
+            "layers": 1,
+            "batch_size": 4,
+            "seq_len": 8,
+            "warmup_steps": 2,
+        }
+        for cell in ("rnn", "gru", "lstm")
+    },
+    "transformer": {
+        "d_model": 16,
+        "n_heads": 2,
+        "layers": 1,
+        "window": 8,
+        "batch_size": 4,
+        "warmup_steps": 2,
+    },
 }
 TINY_BUDGET = Budget(epochs=2)
 

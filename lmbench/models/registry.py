@@ -11,6 +11,10 @@ from lmbench.models.base import LanguageModel
 # name -> ("module:Class", preset hyper-parameters); imported lazily so the n-gram family needs no torch.
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "ngram": ("lmbench.models.ngram.model:NgramLM", {}),
+    "rnn": ("lmbench.models.rnn:RecurrentLM", {"cell": "rnn"}),
+    "gru": ("lmbench.models.rnn:RecurrentLM", {"cell": "gru"}),
+    "lstm": ("lmbench.models.rnn:RecurrentLM", {"cell": "lstm"}),
+    "transformer": ("lmbench.models.transformer:TransformerLM", {}),
 }
 
 

@@ -1,0 +1,268 @@
+"""Decoder-only Transformer language model (GPT-style; Radford et al. 2018), pre-LayerNorm, causal attention
+through ``F.scaled_dot_product_attention``, learned or sinusoidal positions, weight tying, a context window W.
+
+Stream-mode scoring slides the window by W/2 so every token is predicted exactly once with at least W/2 tokens
+of context (except at the start); sentence mode scores each line alone (sliding within lines longer than W).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmbench.data.corpus import TokenStream
+from lmbench.errors import ConfigError
+from lmbench.training.loop import Batch
+from lmbench.training.neural import NeuralLM, OutputLayer
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int
+    d_model: int = 256
+    n_heads: int = 4
+    layers: int = 4
+    d_ff: int | None = None  # default 4 * d_model
+    dropout: float = 0.1
+    window: int = 128
+    positions: str = "learned"  # learned | sinusoidal
+    tie_weights: bool = True
+    output: str = "full"
+    cutoffs: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("d_model", "n_heads", "layers", "window"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"n_heads: {self.n_heads} does not divide d_model {self.d_model}")
+        if self.d_ff is not None and self.d_ff < 1:
+            raise ConfigError(f"d_ff: expected a positive integer, got {self.d_ff!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout: expected a number in [0, 1), got {self.dropout!r}")
+        if self.positions not in ("learned", "sinusoidal"):
+            raise ConfigError(f"positions: expected 'learned' or 'sinusoidal', got {self.positions!r}")
+        if self.output not in ("full", "adaptive"):
+            raise ConfigError(f"output: expected 'full' or 'adaptive', got {self.output!r}")
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, c: TransformerConfig):
+        super().__init__()
+        self.n_heads, self.dropout = c.n_heads, c.dropout
+        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+        self.proj = nn.Linear(c.d_model, c.d_model)
+        self.resid_drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (
+            t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v)
+        )  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm block (Xiong et al. 2020): x + attn(ln(x)), then x + mlp(ln(x)); trains stably without
+    the careful warm-up post-LN needs."""
+
+    def __init__(self, c: TransformerConfig):
+        super().__init__()
+        d_ff = c.d_ff or 4 * c.d_model
+        self.ln1, self.ln2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+        self.attn = CausalSelfAttention(c)
+        self.mlp = nn.Sequential(
+            nn.Linear(c.d_model, d_ff), nn.GELU(), nn.Linear(d_ff, c.d_model), nn.Dropout(c.dropout)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+def sinusoidal_table(length: int, d: int) -> torch.Tensor:
+    """Vaswani et al. (2017) position encodings, (length, d)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    table = torch.zeros(length, d)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
+    return table
+
+
+class TransformerNet(nn.Module):
+    def __init__(self, c: TransformerConfig, bos_id: int):
+        super().__init__()
+        self.config = c
+        self.embedding = nn.Embedding(c.vocab_size, c.d_model)
+        if c.positions == "learned":
+            self.pos_emb = nn.Embedding(c.window, c.d_model)
+        else:
+            self.register_buffer("pos_table", sinusoidal_table(c.window, c.d_model), persistent=False)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.output = OutputLayer(c.d_model, c.vocab_size, c.output, bos_id, c.cutoffs)
+        self.apply(self._init)
+        if c.tie_weights and c.output == "full":
+            self.output.linear.weight = self.embedding.weight
+        for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.layers))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids, T <= window -> (B, T, d_model) final hidden states."""
+        T = idx.shape[1]
+        pos = self.pos_emb.weight[:T] if self.config.positions == "learned" else self.pos_table[:T]
+        x = self.drop(self.embedding(idx) + pos)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+
+class TransformerLM(NeuralLM):
+    """GPT-style Transformer language model (registered as ``transformer``).
+
+    Hyper-parameters: those of :class:`TransformerConfig` and of :class:`lmbench.training.TrainConfig`
+    (``seq_len`` defaults to the window).
+    """
+
+    family: ClassVar[str] = "transformer"
+    NetConfig = TransformerConfig
+    net_fields = (
+        "d_model",
+        "n_heads",
+        "layers",
+        "d_ff",
+        "dropout",
+        "window",
+        "positions",
+        "tie_weights",
+        "output",
+        "cutoffs",
+    )
+
+    def __init__(self, **params: Any):
+        params.setdefault("lr", 1e-3)
+        params.setdefault("warmup_steps", 200)
+        super().__init__(**params)
+        if "seq_len" not in params or self.train_config.seq_len > self.net_config.window:
+            import dataclasses
+
+            self.train_config = dataclasses.replace(self.train_config, seq_len=self.net_config.window)
+            self.train_params["seq_len"] = self.net_config.window
+
+    @property
+    def hidden_size(self) -> int:
+        return self.net_config.d_model
+
+    def build_net(self, vocab_size: int) -> nn.Module:
+        return TransformerNet(self.net_config, self.vocab_.bos_id)
+
+    def batch_loss(self, net: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, int, Any]:
+        x, y, m = (t.to(self.device_) for t in (batch.inputs, batch.targets, batch.mask))
+        h = net(x)  # (B, T, C)
+        return net.output.loss_sum(h[m], y[m]), int(m.sum()), None
+
+    # ---------------------------------------------------------------------------------- scoring
+    def _score_sequence_batch(self, sequence: np.ndarray) -> np.ndarray:
+        """log p of positions 1..n-1 of one sequence (any length), via sliding windows."""
+        W = self.net_config.window
+        n = len(sequence)
+        out = np.zeros(n, dtype=np.float64)
+        seq = torch.from_numpy(sequence.astype(np.int64))
+        stride = max(W // 2, 1)
+        starts = [0] if n <= W + 1 else list(range(0, n - 1 - W + stride, stride))
+        if starts[-1] + W < n - 1:
+            starts.append(n - 1 - W)
+        scored_upto = 0  # positions < scored_upto + 1 are done
+        jobs = []
+        for s in starts:
+            end = min(s + W, n - 1)  # inputs seq[s:end] predict positions s+1 .. end
+            first = max(scored_upto + 1, s + 1)
+            if first <= end:
+                jobs.append((s, end, first))
+                scored_upto = end
+        for b in range(0, len(jobs), 32):
+            chunk = jobs[b : b + 32]
+            longest = max(end - s for s, end, _ in chunk)
+            x = torch.full((len(chunk), longest), self.vocab.eos_id, dtype=torch.long)
+            keep = torch.zeros((len(chunk), longest), dtype=torch.bool)
+            for r, (s, end, first) in enumerate(chunk):
+                x[r, : end - s] = seq[s:end]
+                keep[r, first - 1 - s : end - s] = True
+            h = self.net_(x.to(self.device_))
+            rows, cols = torch.nonzero(keep, as_tuple=True)
+            positions = torch.tensor([chunk[r][0] for r in rows.tolist()], dtype=torch.long) + cols + 1
+            lp = self.net_.output.target_log_probs(h[keep.to(self.device_)], seq[positions].to(self.device_))
+            out[positions.numpy()] = lp.cpu().numpy()
+        return out
+
+    def _score_stream(self, sequence: np.ndarray) -> np.ndarray:
+        per_position = self._score_sequence_batch(sequence)
+        predicted = np.flatnonzero(sequence != self.vocab.bos_id)
+        return per_position[predicted[predicted > 0]]
+
+    def _score_sentences(self, data: TokenStream) -> np.ndarray:
+        """Each line alone from <s>; lines up to the window are batched, longer ones slide within the line."""
+        W = self.net_config.window
+        lines = [
+            np.concatenate([[data.vocab.bos_id], line, [data.vocab.eos_id]]).astype(np.int64)
+            for line in data.lines()
+        ]
+        out = np.empty(data.num_predicted, dtype=np.float64)
+        starts = data.target_line_starts()
+        short = [i for i, x in enumerate(lines) if len(x) - 1 <= W]
+        for i in (i for i, x in enumerate(lines) if len(x) - 1 > W):
+            out[starts[i] : starts[i] + len(lines[i]) - 1] = self._score_sequence_batch(lines[i])[1:]
+        short.sort(key=lambda i: len(lines[i]))
+        for b in range(0, len(short), 64):
+            idx = short[b : b + 64]
+            longest = max(len(lines[i]) - 1 for i in idx)
+            x = torch.full((len(idx), longest), data.vocab.eos_id, dtype=torch.long)
+            y = torch.full((len(idx), longest), data.vocab.eos_id, dtype=torch.long)
+            keep = torch.zeros((len(idx), longest), dtype=torch.bool)
+            for r, i in enumerate(idx):
+                n = len(lines[i]) - 1
+                x[r, :n] = torch.from_numpy(lines[i][:-1])
+                y[r, :n] = torch.from_numpy(lines[i][1:])
+                keep[r, :n] = True
+            h = self.net_(x.to(self.device_))
+            lp = (
+                self.net_.output.target_log_probs(h[keep.to(self.device_)], y[keep].to(self.device_))
+                .cpu()
+                .numpy()
+            )
+            pos = 0
+            for i in idx:
+                n = len(lines[i]) - 1
+                out[starts[i] : starts[i] + n] = lp[pos : pos + n]
+                pos += n
+        return out
+
+    def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net_(x[:, -self.net_config.window :])[:, -1]
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net_(x[:, -self.net_config.window :])

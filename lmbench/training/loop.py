@@ -1,0 +1,365 @@
+"""The one training loop for every neural family.
+
+A model hands the loop three things: its ``nn.Module``, a way to turn a batch into a summed loss (so the
+loop never branches on the family), and a full-pass validation loss. The loop owns the rest: AdamW, warm-up
+then cosine/plateau/constant learning rate, gradient clipping, the budget (epochs, tokens or wall-clock
+minutes, whichever ends first), early stopping that keeps the best weights, a learning curve, checkpoints at
+intervals and on SIGINT/SIGTERM, and exact resumption (model, optimiser, RNG, data position, carried state).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lmbench.errors import ConfigError
+from lmbench.models.base import Budget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every neural family (all appear in the model's config)."""
+
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    seq_len: int = 64  # BPTT length (recurrent) / training window (Transformer)
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine | plateau | constant
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+    epochs: float = 3.0  # used when no budget is given
+    eval_every: int = 0  # steps between validation passes (0: once per epoch)
+    patience: int = 3  # validation passes without improvement before stopping (0: never stop early)
+    checkpoint_seconds: float = 120.0
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = ("lr", "batch_size", "seq_len", "epochs", "checkpoint_seconds")
+        for key in positive:
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{key}: expected a positive number, got {getattr(self, key)!r}")
+        for key in ("weight_decay", "warmup_steps", "clip", "eval_every", "patience"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: expected a number >= 0, got {getattr(self, key)!r}")
+        if self.schedule not in ("cosine", "plateau", "constant"):
+            raise ConfigError(f"schedule: expected cosine, plateau or constant, got {self.schedule!r}")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device: expected auto, cpu, cuda[:N] or mps, got {self.device!r}")
+
+
+def pick_device(name: str) -> torch.device:
+    """auto: CUDA, then Apple MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (B, T) int64
+    targets: torch.Tensor  # (B, T) int64
+    mask: torch.Tensor  # (B, T) bool: which targets count (never <s>)
+    position: int  # index of this batch within its epoch (for resuming)
+
+
+def stream_batches(
+    sequence: np.ndarray, batch_size: int, seq_len: int, *, epoch: int, seed: int, bos_id: int
+) -> Iterator[Batch]:
+    """The split as ``batch_size`` parallel streams cut into windows of ``seq_len`` (word_language_model's
+    batchify), from an epoch-dependent random offset so window boundaries move between epochs."""
+    offset = int(np.random.default_rng([seed, epoch]).integers(0, seq_len))
+    seq = torch.from_numpy(np.ascontiguousarray(sequence[offset:], dtype=np.int64))
+    rows = max((len(seq) - 1) // batch_size, 1)
+    batch_size = min(batch_size, max((len(seq) - 1) // rows, 1))
+    data = seq[: rows * batch_size + 1]
+    inputs = data[:-1][: rows * batch_size].view(batch_size, rows)  # (B, rows)
+    targets = data[1:][: rows * batch_size].view(batch_size, rows)
+    for position, start in enumerate(range(0, rows, seq_len)):
+        x = inputs[:, start : start + seq_len]
+        y = targets[:, start : start + seq_len]
+        yield Batch(x, y, y != bos_id, position)
+
+
+@dataclass
+class TrainState:
+    """Everything needed to resume exactly where training stopped."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # batches of the current epoch already done
+    tokens: int = 0
+    seconds: float = 0.0
+    best_loss: float = math.inf
+    bad_evals: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)
+    train_loss_sum: float = 0.0
+    train_loss_tokens: int = 0
+
+
+class Trainer:
+    """Runs :class:`TrainConfig` + :class:`Budget` over a model's batches; model-agnostic."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        budget: Budget | None = None,
+        run_dir: str | Path | None = None,
+        *,
+        progress: bool | None = None,
+    ):
+        self.config = config
+        self.budget = budget or Budget(epochs=config.epochs)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self._stop_signal: int | None = None
+        self.stop_after_steps: int | None = None  # for tests: simulate an interruption
+
+    # ------------------------------------------------------------------------------ schedule
+    def _fraction_done(self, state: TrainState, epoch_tokens: int) -> float:
+        b = self.budget
+        fractions = [0.0]
+        if b.epochs:
+            fractions.append(state.tokens / (b.epochs * epoch_tokens))
+        if b.tokens:
+            fractions.append(state.tokens / b.tokens)
+        if b.minutes:
+            fractions.append(state.seconds / (60.0 * b.minutes))
+        return min(max(fractions), 1.0)
+
+    def _lr(self, state: TrainState, epoch_tokens: int, plateau_scale: float) -> float:
+        c = self.config
+        if state.step < c.warmup_steps:
+            return c.lr * (state.step + 1) / c.warmup_steps
+        if c.schedule == "cosine":
+            done = self._fraction_done(state, epoch_tokens)
+            return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * done)))
+        if c.schedule == "plateau":
+            return c.lr * plateau_scale
+        return c.lr
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _checkpoint_path(self) -> Path | None:
+        return self.run_dir / "checkpoint.pt" if self.run_dir else None
+
+    def _save(
+        self,
+        module: nn.Module,
+        optimizer,
+        state: TrainState,
+        best: dict | None,
+        carry: Any,
+        plateau_scale: float,
+    ) -> None:
+        path = self._checkpoint_path()
+        if path is None:
+            return
+        payload = {
+            "model": module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "state": asdict(state),
+            "best": best,
+            "carry": carry,
+            "torch_rng": torch.get_rng_state(),
+            "plateau_scale": plateau_scale,
+            "train_config": asdict(self.config),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.", suffix=".tmp")
+        os.close(fd)
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    def _load(self) -> dict | None:
+        path = self._checkpoint_path()
+        if path is None or not path.exists():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    # ------------------------------------------------------------------------------ signals
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        self._stop_signal = signum
+
+    # ------------------------------------------------------------------------------ the loop
+    def fit(
+        self,
+        module: nn.Module,
+        batches: Callable[[int], Iterator[Batch]],
+        loss_fn: Callable[[nn.Module, Batch, Any], tuple[torch.Tensor, int, Any]],
+        valid_loss: Callable[[nn.Module], float] | None,
+        *,
+        epoch_tokens: int,
+        device: torch.device,
+        initial_carry: Callable[[], Any] = lambda: None,
+    ) -> TrainState:
+        """Train ``module`` in place; on return it holds the best weights seen (by validation loss).
+
+        ``batches(epoch)`` yields the epoch's batches; ``loss_fn(module, batch, carry)`` returns the summed
+        loss, the number of target tokens and the state carried to the next batch (RNN hidden state).
+        """
+        c = self.config
+        torch.manual_seed(c.seed)
+        module.to(device)
+        decay = [p for n, p in module.named_parameters() if p.dim() >= 2 and "emb" not in n]
+        no_decay = [p for n, p in module.named_parameters() if p.dim() < 2 or "emb" in n]
+        groups = [
+            {"params": decay, "weight_decay": c.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        try:
+            optimizer = torch.optim.AdamW(groups, lr=c.lr, fused=True)
+        except (RuntimeError, TypeError):
+            optimizer = torch.optim.AdamW(groups, lr=c.lr, foreach=True)
+        state, best, plateau_scale = TrainState(), None, 1.0
+        carry = initial_carry()
+        resumed = self._load()
+        if resumed is not None:
+            module.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            state = TrainState(**resumed["state"])
+            best, carry = resumed["best"], resumed["carry"]
+            torch.set_rng_state(resumed["torch_rng"])
+            plateau_scale = resumed["plateau_scale"]
+            log.info("resumed from %s at step %d", self._checkpoint_path(), state.step)
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        in_main = _in_main_thread()
+        if in_main:
+            for s in previous:
+                signal.signal(s, self._on_signal)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=None, unit="tok", unit_scale=True, leave=False)
+        last_checkpoint = time.perf_counter()
+        clock = time.perf_counter() - state.seconds
+        stopped = False
+        try:
+            while not stopped:
+                module.train()
+                for batch in batches(state.epoch):
+                    if batch.position < state.position:
+                        continue  # resuming inside an epoch: skip what was already trained on
+                    lr = self._lr(state, epoch_tokens, plateau_scale)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    optimizer.zero_grad(set_to_none=True)
+                    loss_sum, n_tokens, carry = loss_fn(module, batch, carry)
+                    if n_tokens == 0:
+                        state.position = batch.position + 1
+                        continue
+                    (loss_sum / n_tokens).backward()
+                    if c.clip > 0:
+                        nn.utils.clip_grad_norm_(module.parameters(), c.clip)
+                    optimizer.step()
+                    state.step += 1
+                    state.position = batch.position + 1
+                    state.tokens += n_tokens
+                    state.train_loss_sum += float(loss_sum.detach())
+                    state.train_loss_tokens += n_tokens
+                    state.seconds = time.perf_counter() - clock
+                    if bar is not None:
+                        bar.update(n_tokens)
+                        bar.set_postfix(
+                            loss=f"{state.train_loss_sum / state.train_loss_tokens:.3f}", lr=f"{lr:.2e}"
+                        )
+                    if c.eval_every and state.step % c.eval_every == 0:
+                        best, plateau_scale, stopped = self._evaluate(
+                            module, valid_loss, state, best, plateau_scale
+                        )
+                    out_of_budget = self._fraction_done(state, epoch_tokens) >= 1.0
+                    interrupted = self._stop_signal is not None or (
+                        self.stop_after_steps is not None and state.step >= self.stop_after_steps
+                    )
+                    if interrupted or time.perf_counter() - last_checkpoint > c.checkpoint_seconds:
+                        self._save(module, optimizer, state, best, carry, plateau_scale)
+                        last_checkpoint = time.perf_counter()
+                    if interrupted:
+                        raise KeyboardInterrupt(
+                            f"training interrupted at step {state.step}; resume by running again"
+                        )
+                    if stopped or out_of_budget:
+                        stopped = True
+                        break
+                else:  # the epoch ended
+                    state.epoch += 1
+                    state.position = 0
+                    carry = initial_carry()
+                    if not c.eval_every:
+                        best, plateau_scale, stopped = self._evaluate(
+                            module, valid_loss, state, best, plateau_scale
+                        )
+                    if self._fraction_done(state, epoch_tokens) >= 1.0:
+                        stopped = True
+            if c.eval_every or not state.curve or state.curve[-1]["tokens"] != state.tokens:
+                best, plateau_scale, _ = self._evaluate(module, valid_loss, state, best, plateau_scale)
+            if best is not None:
+                module.load_state_dict(best)
+            state.seconds = time.perf_counter() - clock
+            self._save(module, optimizer, state, best, None, plateau_scale)
+        finally:
+            if bar is not None:
+                bar.close()
+            if in_main:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+        return state
+
+    def _evaluate(self, module, valid_loss, state: TrainState, best, plateau_scale: float):
+        """Validation pass: learning-curve point, best-weights bookkeeping, plateau decay, early stop."""
+        train_loss = state.train_loss_sum / max(state.train_loss_tokens, 1)
+        state.train_loss_sum, state.train_loss_tokens = 0.0, 0
+        point = {
+            "tokens": state.tokens,
+            "step": state.step,
+            "seconds": state.seconds,
+            "train_loss": train_loss,
+        }
+        stop = False
+        if valid_loss is not None:
+            module.eval()
+            with torch.no_grad():
+                loss = float(valid_loss(module))
+            module.train()
+            point["valid_loss"] = loss
+            point["valid_perplexity"] = math.exp(min(loss, 700))
+            if loss < state.best_loss - 1e-6:
+                state.best_loss, state.bad_evals = loss, 0
+                best = copy.deepcopy(module.state_dict())
+            else:
+                state.bad_evals += 1
+                if self.config.schedule == "plateau":
+                    plateau_scale *= 0.25
+                stop = self.config.patience > 0 and state.bad_evals >= self.config.patience
+            log.info(
+                "step %d: train loss %.4f, valid ppl %.2f", state.step, train_loss, point["valid_perplexity"]
+            )
+        state.curve.append(point)
+        return best, plateau_scale, stop
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,264 @@
+"""What recurrent and Transformer language models share: the LanguageModel wrapper around an ``nn.Module``.
+
+The module maps token ids to hidden states; an output layer (full or adaptive softmax) maps hidden states
+to log-probabilities over the vocabulary with ``<s>`` masked out (it is context only, never predicted).
+Training sequences are the lines as ``<s> w.. </s>`` back to back; the loss skips positions whose target
+is ``<s>``, so training and scoring predict exactly the protocol's tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmbench.data.corpus import TokenStream
+from lmbench.data.vocabulary import Vocabulary
+from lmbench.errors import ConfigError, DataError
+from lmbench.models.base import Budget, Context, LanguageModel, check_context
+from lmbench.training.loop import Batch, TrainConfig, Trainer, pick_device, stream_batches
+
+SCORE_CHUNK = 2048  # positions per output-layer chunk when scoring: bounds memory at chunk x |V| floats
+
+
+class OutputLayer(nn.Module):
+    """Full softmax (optionally tied to the embedding) or adaptive softmax (Grave et al. 2017)."""
+
+    def __init__(
+        self, hidden: int, vocab_size: int, kind: str, bos_id: int, cutoffs: Sequence[int] | None = None
+    ):
+        super().__init__()
+        self.kind, self.bos_id, self.vocab_size = kind, bos_id, vocab_size
+        if kind == "full":
+            self.linear = nn.Linear(hidden, vocab_size)
+        elif kind == "adaptive":
+            cutoffs = list(cutoffs or default_cutoffs(vocab_size))
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, cutoffs, div_value=4.0)
+        else:
+            raise ConfigError(f"output: expected 'full' or 'adaptive', got {kind!r}")
+
+    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """(N, H) -> (N, V) normalised log-probabilities in float64 (rows sum to 1 within 1e-12), <s> at -inf."""
+        if self.kind == "full":
+            logits = self.linear(h).double()
+            logits[:, self.bos_id] = float("-inf")
+            return F.log_softmax(logits, dim=-1)
+        logp = self.adaptive.log_prob(h).double()
+        logp[:, self.bos_id] = float("-inf")
+        return logp - torch.logsumexp(logp, dim=-1, keepdim=True)  # renormalise without <s>
+
+    def loss_sum(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Summed negative log-likelihood of ``targets`` (N,) given hidden states (N, H)."""
+        if self.kind == "full":
+            logits = self.linear(h)
+            # <s> is never a target; masking its logit keeps training and scoring the same distribution
+            logits[:, self.bos_id] = float("-inf")
+            return F.cross_entropy(logits, targets, reduction="sum")
+        return -self.adaptive(h, targets).output.sum()
+
+    def target_log_probs(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target) for each row, in chunks so |V|-wide rows never all sit in memory at once."""
+        out = []
+        for start in range(0, len(h), SCORE_CHUNK):
+            lp = self.log_probs(h[start : start + SCORE_CHUNK])
+            out.append(lp.gather(1, targets[start : start + SCORE_CHUNK, None]).squeeze(1))
+        return torch.cat(out) if out else h.new_zeros(0)
+
+
+def default_cutoffs(vocab_size: int) -> list[int]:
+    """Adaptive-softmax clusters for a frequency-sorted vocabulary: a 2k head, then 10k, then the tail."""
+    cuts = [c for c in (2000, 10000) if c < vocab_size - 1]
+    return cuts or [max(vocab_size // 2, 1)]
+
+
+@dataclasses.dataclass
+class ScoringPlan:
+    """Which positions of which rows to score: inputs (B, T), targets (B, T), and a mask of scored cells."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    score: torch.Tensor
+
+
+class NeuralLM(LanguageModel):
+    """Common wrapper: fit through the one Trainer, score with chunked output layers, save/load safely.
+
+    Subclasses define ``NetConfig`` (a dataclass), ``build_net`` and the scoring of both context modes.
+    """
+
+    NetConfig: ClassVar[type]
+    net_fields: ClassVar[tuple[str, ...]]
+
+    def __init__(self, **params: Any):
+        net_params = {k: params.pop(k) for k in list(params) if k in self.net_fields}
+        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = set(params) - train_fields
+        if unknown:
+            raise ConfigError(f"unknown hyper-parameter {sorted(unknown)[0]!r} for {type(self).__name__}")
+        self.net_params = net_params
+        self.train_params = params
+        self.net_config = self.NetConfig(vocab_size=4, **net_params)  # validates now; resized in fit()
+        self.train_config = TrainConfig(**params)
+
+    @property
+    def seed(self) -> int:
+        return self.train_config.seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self.train_config = dataclasses.replace(self.train_config, seed=value)
+        self.train_params["seed"] = value
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            **dataclasses.asdict(self.net_config),
+            **dataclasses.asdict(self.train_config),
+        } | {"vocab_size": len(self.vocab_) if self.vocab_ is not None else None}
+
+    def build_net(self, vocab_size: int) -> nn.Module:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------------------- fitting
+    def _init_net(self, vocab: Vocabulary) -> None:
+        self.vocab_ = vocab
+        self.net_config = dataclasses.replace(self.net_config, vocab_size=len(vocab))
+        torch.manual_seed(self.train_config.seed)
+        self.net_ = self.build_net(len(vocab))
+        self.device_ = pick_device(self.train_config.device)
+        self.net_.to(self.device_)
+
+    def fit(
+        self,
+        train: TokenStream,
+        valid: TokenStream | None = None,
+        *,
+        budget: Budget | None = None,
+        run_dir: str | Path | None = None,
+    ) -> NeuralLM:
+        self._init_net(train.vocab)
+        sequence = train.with_markers(bos=True)
+        c = self.train_config
+
+        def batches(epoch: int):
+            return stream_batches(
+                sequence, c.batch_size, c.seq_len, epoch=epoch, seed=c.seed, bos_id=train.vocab.bos_id
+            )
+
+        def valid_loss(net: nn.Module) -> float:
+            lp = self.token_logprobs(valid, context="stream")
+            return float(-lp.mean())
+
+        trainer = Trainer(c, budget, run_dir)
+        self.trainer_ = trainer
+        state = trainer.fit(
+            self.net_, batches, self.batch_loss, valid_loss if valid is not None and valid.num_predicted else None,
+            epoch_tokens=train.num_predicted, device=self.device_, initial_carry=self.initial_carry,
+        )  # fmt: skip
+        self.learning_curve_ = state.curve
+        self.tokens_seen_ = state.tokens
+        self.net_.eval()
+        return self
+
+    def initial_carry(self) -> Any:
+        return None
+
+    def batch_loss(self, net: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, int, Any]:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------------------- scoring
+    def _check_vocab(self, data: TokenStream) -> None:
+        if len(data.vocab) != len(self.vocab):
+            raise DataError(
+                f"token stream vocabulary has {len(data.vocab)} entries, the model {len(self.vocab)}"
+            )
+
+    def token_logprobs(self, data: TokenStream, *, context: Context = "sentence") -> np.ndarray:
+        self._check_fitted()
+        check_context(context)
+        self._check_vocab(data)
+        self.net_.eval()
+        with torch.no_grad():
+            if context == "sentence":
+                return self._score_sentences(data)
+            return self._score_stream(data.with_markers(bos=True))
+
+    def _score_sentences(self, data: TokenStream) -> np.ndarray:
+        raise NotImplementedError
+
+    def _score_stream(self, sequence: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def next_token_logprobs(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
+        self._check_fitted()
+        self.net_.eval()
+        out = np.empty((len(contexts), len(self.vocab)), dtype=np.float64)
+        groups: dict[int, list[int]] = {}
+        for i, ctx in enumerate(contexts):
+            groups.setdefault(len(ctx), []).append(i)
+        with torch.no_grad():
+            for length, idx in groups.items():
+                rows = [list(contexts[i]) if length else [self.vocab.bos_id] for i in idx]
+                x = torch.tensor(rows, dtype=torch.long, device=self.device_)
+                h = self.last_hidden(x)  # (B, H)
+                out[idx] = self.net_.output.log_probs(h).double().cpu().numpy()
+        return out
+
+    def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sentence_features(self, lines: Sequence[Sequence[int]]) -> np.ndarray:
+        """Mean of the final layer's hidden states over ``<s> line`` (one vector per line)."""
+        self._check_fitted()
+        self.net_.eval()
+        feats = []
+        with torch.no_grad():
+            for line in lines:
+                x = torch.tensor([[self.vocab.bos_id, *list(line)]], dtype=torch.long, device=self.device_)
+                feats.append(self.hidden_states(x).mean(dim=1)[0].double().cpu().numpy())
+        return np.stack(feats) if feats else np.zeros((0, self.hidden_size))
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------------------- size, I/O
+    def num_parameters(self) -> int:
+        self._check_fitted()
+        return sum(p.numel() for p in self.net_.parameters())
+
+    def save(self, path: str | Path) -> None:
+        self._check_fitted()
+        path = Path(path)
+        payload = {
+            "net_params": self.net_params,
+            "train_params": self.train_params,
+            "vocab": self.vocab.tokens,
+            "state_dict": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()},
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeuralLM:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as e:
+            raise DataError(
+                f"{path}: not a readable lmbench neural model ({str(e).splitlines()[0]})"
+            ) from None
+        model = cls(**payload["net_params"], **payload["train_params"])
+        model._init_net(Vocabulary(payload["vocab"]))
+        model.net_.load_state_dict(payload["state_dict"])
+        model.net_.eval()
+        return model
