@@ -186,6 +186,7 @@ class TransformerLM(NeuralLM):
         return net.output.loss_sum(h[m], y[m]), int(m.sum()), None
 
     # ---------------------------------------------------------------------------------- scoring
+    @torch.no_grad()
     def _score_sequence_batch(self, sequence: np.ndarray) -> np.ndarray:
         """log p of positions 1..n-1 of one sequence (any length), via sliding windows."""
         W = self.net_config.window

@@ -27,6 +27,48 @@ from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.training.loop import Batch, TrainConfig, Trainer, pick_device, stream_batches
 
 SCORE_CHUNK = 2048  # positions per output-layer chunk when scoring: bounds memory at chunk x |V| floats
+LOSS_CHUNK = 256  # rows per chunk of the fused output layer + cross-entropy (chunk x |V| stays in cache)
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of a linear output layer, with its gradients computed chunk by chunk in the
+    forward pass (the idea of fused "linear cross-entropy" kernels).
+
+    The (N, |V|) logits never exist in full: each chunk's logits are turned in place into softmax - onehot,
+    which is exactly d loss / d logits, and multiplied straight into the gradients of the hidden states,
+    weight and bias. On a CPU this removes most of the memory traffic of log_softmax and its backward.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, masked_id: int):  # noqa: ANN001
+        grad_h = torch.empty_like(h)
+        grad_w = torch.zeros_like(weight)
+        grad_b = torch.zeros_like(bias)
+        loss = torch.zeros((), dtype=torch.float64, device=h.device)
+        for start in range(0, h.shape[0], LOSS_CHUNK):
+            hc, tc = h[start : start + LOSS_CHUNK], targets[start : start + LOSS_CHUNK]
+            logits = torch.addmm(bias, hc, weight.t())  # (c, V)
+            logits[:, masked_id] = float("-inf")
+            rows = torch.arange(len(tc), device=h.device)
+            target_logits = logits[rows, tc]
+            # softmax in place (no temporaries): subtract the row max, exponentiate, normalise
+            row_max = logits.amax(dim=1, keepdim=True)
+            probs = logits.sub_(row_max).exp_()
+            total = probs.sum(dim=1, keepdim=True)
+            probs.div_(total)
+            lse = row_max.squeeze(1) + total.squeeze(1).log()
+            loss += (lse - target_logits).double().sum()
+            probs[rows, tc] -= 1.0  # d(sum of -log p(target)) / d logits
+            grad_h[start : start + LOSS_CHUNK] = probs @ weight
+            grad_w.addmm_(probs.t(), hc)
+            grad_b += probs.sum(dim=0)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        return loss.to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_loss):  # noqa: ANN001
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        return grad_h * grad_loss, grad_w * grad_loss, grad_b * grad_loss, None, None
 
 
 class OutputLayer(nn.Module):
@@ -58,8 +100,10 @@ class OutputLayer(nn.Module):
     def loss_sum(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Summed negative log-likelihood of ``targets`` (N,) given hidden states (N, H)."""
         if self.kind == "full":
-            logits = self.linear(h)
             # <s> is never a target; masking its logit keeps training and scoring the same distribution
+            if torch.is_grad_enabled():
+                return LinearCrossEntropy.apply(h, self.linear.weight, self.linear.bias, targets, self.bos_id)
+            logits = self.linear(h)
             logits[:, self.bos_id] = float("-inf")
             return F.cross_entropy(logits, targets, reduction="sum")
         return -self.adaptive(h, targets).output.sum()

@@ -1,0 +1,181 @@
+"""Recurrent and Transformer back-ends: they learn, save/load exactly, resume exactly, and reject bad
+configs in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lmbench.data import get_tokenizer, tokenize_corpus
+from lmbench.data.synthetic import SyntheticConfig, make_synthetic_corpus
+from lmbench.errors import ConfigError
+from lmbench.evaluation import score
+from lmbench.models.base import Budget
+from lmbench.models.ngram import NgramLM
+from lmbench.models.registry import create_model
+
+SMALL = {
+    "lstm": {
+        "emb_size": 32,
+        "hidden_size": 32,
+        "layers": 1,
+        "dropout": 0.0,
+        "batch_size": 16,
+        "seq_len": 32,
+        "lr": 1e-2,
+        "warmup_steps": 10,
+    },
+    "gru": {
+        "emb_size": 32,
+        "hidden_size": 32,
+        "layers": 1,
+        "dropout": 0.0,
+        "batch_size": 16,
+        "seq_len": 32,
+        "lr": 1e-2,
+        "warmup_steps": 10,
+    },
+    "rnn": {
+        "emb_size": 32,
+        "hidden_size": 32,
+        "layers": 1,
+        "dropout": 0.0,
+        "batch_size": 16,
+        "seq_len": 32,
+        "lr": 5e-3,
+        "warmup_steps": 10,
+    },
+    "transformer": {
+        "d_model": 32,
+        "n_heads": 2,
+        "layers": 1,
+        "window": 32,
+        "dropout": 0.0,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "warmup_steps": 10,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    torch.set_num_threads(1)
+    corpus, _ = make_synthetic_corpus(SyntheticConfig(train_lines=1500, valid_lines=150, test_lines=150))
+    return tokenize_corpus(corpus, get_tokenizer("whitespace"))
+
+
+@pytest.mark.parametrize("family", list(SMALL))
+def test_learns_well_below_the_unigram_baseline(family, synthetic):
+    model = create_model(family, **SMALL[family]).fit(
+        synthetic.train, synthetic.valid, budget=Budget(epochs=3)
+    )
+    unigram = NgramLM(1, "witten-bell").fit(synthetic.train)
+    ours = score(model.token_logprobs(synthetic.test, context="stream"), synthetic.test).perplexity
+    base = score(unigram.token_logprobs(synthetic.test), synthetic.test).perplexity
+    assert ours < 0.6 * base, (ours, base)
+    curve = model.learning_curve_
+    assert curve and curve[-1]["tokens"] > 0 and "valid_perplexity" in curve[-1]
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_modes_predict_the_same_tokens_as_the_ngram_backend(family, synthetic):
+    model = create_model(family, **SMALL[family]).fit(synthetic.train, budget=Budget(tokens=2000))
+    ngram = NgramLM(3).fit(synthetic.train)
+    for context in ("sentence", "stream"):
+        assert (
+            model.token_logprobs(synthetic.test, context=context).shape
+            == ngram.token_logprobs(synthetic.test, context=context).shape
+        )
+
+
+def test_transformer_sliding_window_gives_every_token_at_least_half_a_window(synthetic):
+    """Each position's stream score equals a direct pass over some context of W/2..W previous tokens."""
+    W = 16
+    model = create_model("transformer", **{**SMALL["transformer"], "window": W}).fit(
+        synthetic.train, budget=Budget(tokens=2000)
+    )
+    seq = synthetic.test.with_markers()[:70].astype(np.int64)
+    windowed = model._score_sequence_batch(seq)
+    with torch.no_grad():
+        for p in range(1, len(seq)):
+            if seq[p] == model.vocab.bos_id:
+                continue  # never predicted
+            candidates = []
+            for ctx in range(min(W // 2, p), min(W, p) + 1):
+                x = torch.from_numpy(seq[p - ctx : p])[None]
+                lp = model.net_.output.log_probs(model.net_(x)[:, -1])[0, seq[p]].item()
+                candidates.append(lp)
+            assert min(abs(windowed[p] - c) for c in candidates) < 1e-5, p
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_resumed_training_equals_uninterrupted(family, synthetic, tmp_path):
+    params = {**SMALL[family], "eval_every": 20, "patience": 0}
+    budget = Budget(epochs=2)
+    full = create_model(family, **params).fit(
+        synthetic.train, synthetic.valid, budget=budget, run_dir=tmp_path / "a"
+    )
+    interrupted = create_model(family, **params)
+    from lmbench.training import loop
+
+    original = loop.Trainer.__init__
+
+    def stop_early(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.stop_after_steps = 37
+
+    loop.Trainer.__init__ = stop_early
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interrupted.fit(synthetic.train, synthetic.valid, budget=budget, run_dir=tmp_path / "b")
+    finally:
+        loop.Trainer.__init__ = original
+    assert (tmp_path / "b" / "checkpoint.pt").exists()
+    resumed = create_model(family, **params).fit(
+        synthetic.train, synthetic.valid, budget=budget, run_dir=tmp_path / "b"
+    )
+    assert resumed.learning_curve_[-1]["valid_loss"] == pytest.approx(
+        full.learning_curve_[-1]["valid_loss"], rel=1e-6
+    )
+    np.testing.assert_allclose(
+        resumed.token_logprobs(synthetic.test, context="stream"),
+        full.token_logprobs(synthetic.test, context="stream"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    "family, params, key",
+    [
+        ("lstm", {"cell": "transformer"}, "cell"),
+        ("lstm", {"hidden_size": -3}, "hidden_size"),
+        ("gru", {"dropout": 1.5}, "dropout"),
+        ("transformer", {"window": 0}, "window"),
+        ("transformer", {"n_heads": 3, "d_model": 32}, "n_heads"),
+        ("transformer", {"wibble": 1}, "wibble"),
+        ("lstm", {"lr": -1.0}, "lr"),
+        ("lstm", {"output": "hierarchical"}, "output"),
+    ],
+)
+def test_bad_configs_give_one_line_errors(family, params, key):
+    with pytest.raises(ConfigError, match=key) as err:
+        create_model(family, **params)
+    assert "\n" not in str(err.value)
+
+
+def test_adaptive_softmax_rows_sum_to_one(synthetic):
+    model = create_model("lstm", **{**SMALL["lstm"], "output": "adaptive", "cutoffs": [20, 50]}).fit(
+        synthetic.train, budget=Budget(tokens=2000)
+    )
+    logp = model.next_token_logprobs([[1], [1, 5, 6, 7]])
+    np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-9)
+    assert np.all(np.isneginf(logp[:, model.vocab.bos_id]))
+
+
+def test_sentence_features_are_pooled_hidden_states(synthetic):
+    model = create_model("gru", **SMALL["gru"]).fit(synthetic.train, budget=Budget(tokens=1000))
+    feats = model.sentence_features([synthetic.test.line(0), synthetic.test.line(1)])
+    assert feats.shape == (2, 32) and np.all(np.isfinite(feats))
