@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from lmbench.errors import ConfigError
@@ -37,6 +38,12 @@ def create_model(name: str, **params: Any) -> LanguageModel:
     Unknown or bad hyper-parameters raise :class:`ConfigError` naming the key.
     """
     cls = model_class(name)
+    signature = inspect.signature(cls.__init__)
+    if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        allowed = [p for p in signature.parameters if p != "self"]
+        for key in params:
+            if key not in allowed:
+                raise ConfigError(f"unknown key {key!r} for family {name!r}; expected some of {', '.join(allowed)}")
     try:
         return cls(**{**MODELS[name][1], **params})
     except TypeError as e:

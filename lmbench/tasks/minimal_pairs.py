@@ -1,7 +1,8 @@
 """Minimal pairs: does the model prefer a real sentence over a corrupted copy?
 
-Corruptions of sampled test sentences: two words swapped at distance d (d = 1 is the adjacent swap), and a
-word replaced by another of similar training frequency. Accuracy by corruption and distance shows an n-gram's
+Corruptions of sampled test sentences: two words swapped at distance d (d = 1 is the adjacent swap), a
+word replaced by another of similar training frequency, and the last word replaced by another sentence's
+last word (a long-range agreement break wherever a sentence's end depends on its beginning). Accuracy by corruption and distance shows an n-gram's
 blind spot beyond its order. User pair files (JSONL ``{"good", "bad"}`` or BLiMP's ``sentence_good`` /
 ``sentence_bad`` with its phenomenon fields) are scored the same way.
 """
@@ -23,6 +24,7 @@ DEFAULTS = {
     "sentences": 500,
     "distances": [1, 2, 4, 8, 16],
     "replace": True,
+    "last_word": True,
     "files": [],
     "split": "test",
     "min_length": 0,
@@ -55,6 +57,18 @@ def make_pairs(
             bad = good.copy()
             bad[j], bad[j + d] = good[j + d], good[j]
             pairs.append((f"corruption=swap;distance={d}", good, bad))
+    if opts["last_word"]:
+        # the last word taken from another sentence: breaks agreement with the start of a long sentence
+        # (the synthetic corpus's matching closer), which a short n-gram window cannot see
+        candidates = np.flatnonzero(lengths > 1)
+        lasts = np.array([data.line(i)[-1] for i in candidates]) if len(candidates) else np.zeros(0, dtype=np.int64)
+        for i in rng.choice(candidates, size=min(opts["sentences"], len(candidates)), replace=False) if len(candidates) else []:
+            good = data.line(i).copy()
+            others = lasts[lasts != good[-1]]
+            if len(others):
+                bad = good.copy()
+                bad[-1] = int(rng.choice(others))
+                pairs.append(("corruption=last-word", good, bad))
     if opts["replace"]:
         counts = np.array([vocab.counts.get(t, 0) for t in vocab.tokens])
         order = np.argsort(counts, kind="stable")

@@ -146,7 +146,7 @@ class NeuralLM(LanguageModel):
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = set(params) - train_fields
         if unknown:
-            raise ConfigError(f"unknown hyper-parameter {sorted(unknown)[0]!r} for {type(self).__name__}")
+            raise ConfigError(f"unknown key {sorted(unknown)[0]!r} for {type(self).__name__}")
         self.net_params = net_params
         self.train_params = params
         self.net_config = self.NetConfig(vocab_size=4, **net_params)  # validates now; resized in fit()
