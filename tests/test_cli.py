@@ -10,12 +10,21 @@ from click.testing import CliRunner
 
 from lmbench.cli import main
 
-TRAIN = "\n".join(["the cat sat on the mat", "the dog sat on the log", "a cat saw a dog", "the dog and the cat"] * 5) + "\n"
+TRAIN = (
+    "\n".join(
+        ["the cat sat on the mat", "the dog sat on the log", "a cat saw a dog", "the dog and the cat"] * 5
+    )
+    + "\n"
+)
 
 
 @pytest.fixture
 def project(tmp_path):
-    for name, text in (("train.txt", TRAIN), ("valid.txt", "the cat sat on the log\n"), ("test.txt", "a dog sat on the mat\nthe zebra\n")):
+    for name, text in (
+        ("train.txt", TRAIN),
+        ("valid.txt", "the cat sat on the log\n"),
+        ("test.txt", "a dog sat on the mat\nthe zebra\n"),
+    ):
         (tmp_path / name).write_text(text)
     config = tmp_path / "exp.toml"
     config.write_text(
@@ -95,7 +104,7 @@ def test_rerun_skips_finished_models_and_report_rerenders(project):
     [
         (lambda t: t.replace('smoothing = "witten-bell"', 'smoothing = "magic"'), "unknown smoother 'magic'"),
         (lambda t: t.replace("order = 2", "order = -2"), "order"),
-        (lambda t: t.replace('[evaluate]', 'colour = "red"\n[evaluate]'), "unknown key"),
+        (lambda t: t.replace("[evaluate]", 'colour = "red"\n[evaluate]'), "unknown key"),
         (lambda t: t.replace('test = "test.txt"', 'test = "missing.txt"'), "missing.txt"),
         (lambda t: t.replace("bootstrap = 200", "bootstrap = 'many'"), "evaluate.bootstrap"),
         (lambda t: t.replace("[tasks.next-word]", "[tasks.poetry]"), "unknown task"),
@@ -143,4 +152,8 @@ def test_corpora_fetch_without_network_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     result = run(["corpora", "fetch", "ptb", "--data-dir", str(tmp_path)], tmp_path)
-    assert result.exit_code == 2 and "could not download" in result.output and len(result.output.strip().splitlines()) == 1
+    assert (
+        result.exit_code == 2
+        and "could not download" in result.output
+        and len(result.output.strip().splitlines()) == 1
+    )

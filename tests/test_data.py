@@ -53,7 +53,12 @@ def test_single_file_split_is_deterministic_and_contiguous(tmp_path):
 
 
 def test_tokenizers():
-    assert get_tokenizer("whitespace").tokenize(" = Valkyria  Chronicles = ") == ["=", "Valkyria", "Chronicles", "="]
+    assert get_tokenizer("whitespace").tokenize(" = Valkyria  Chronicles = ") == [
+        "=",
+        "Valkyria",
+        "Chronicles",
+        "=",
+    ]
     assert get_tokenizer("word").tokenize("Don't stop.") == ["Do", "n't", "stop", "."]
     assert get_tokenizer("char").tokenize("ab c") == ["a", "b", " ", "c"]
     with pytest.raises(ConfigError, match="unknown tokenizer"):

@@ -43,7 +43,9 @@ def create_model(name: str, **params: Any) -> LanguageModel:
         allowed = [p for p in signature.parameters if p != "self"]
         for key in params:
             if key not in allowed:
-                raise ConfigError(f"unknown key {key!r} for family {name!r}; expected some of {', '.join(allowed)}")
+                raise ConfigError(
+                    f"unknown key {key!r} for family {name!r}; expected some of {', '.join(allowed)}"
+                )
     try:
         return cls(**{**MODELS[name][1], **params})
     except TypeError as e:

@@ -87,8 +87,11 @@ def run(
     if len(labels) < 2:
         raise DataError(f"{opts['train']}: only one class ({labels[0]!r}); classification needs at least two")
     rng = np.random.default_rng(seed)
-    train = train.groupby("label", group_keys=False).apply(
-        lambda g: g.sample(n=min(len(g), opts["max_train"]), random_state=int(rng.integers(1 << 31)))
+    train = pd.concat(
+        [
+            g.sample(n=min(len(g), opts["max_train"]), random_state=int(rng.integers(1 << 31)))
+            for _, g in train.groupby("label")
+        ]
     )
     if len(test) > opts["max_test"]:
         test = test.sample(n=opts["max_test"], random_state=seed)

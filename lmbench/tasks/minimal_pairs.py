@@ -61,8 +61,16 @@ def make_pairs(
         # the last word taken from another sentence: breaks agreement with the start of a long sentence
         # (the synthetic corpus's matching closer), which a short n-gram window cannot see
         candidates = np.flatnonzero(lengths > 1)
-        lasts = np.array([data.line(i)[-1] for i in candidates]) if len(candidates) else np.zeros(0, dtype=np.int64)
-        for i in rng.choice(candidates, size=min(opts["sentences"], len(candidates)), replace=False) if len(candidates) else []:
+        lasts = (
+            np.array([data.line(i)[-1] for i in candidates])
+            if len(candidates)
+            else np.zeros(0, dtype=np.int64)
+        )
+        for i in (
+            rng.choice(candidates, size=min(opts["sentences"], len(candidates)), replace=False)
+            if len(candidates)
+            else []
+        ):
             good = data.line(i).copy()
             others = lasts[lasts != good[-1]]
             if len(others):
