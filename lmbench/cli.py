@@ -45,6 +45,9 @@ def _run(config_path: Path, output: Path | None, runs_dir: Path | None, command:
     from lmbench.config import load_config
     from lmbench.experiment import run_experiment
     from lmbench.reporting import render_report
+    from lmbench.training import distributed
+
+    distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
 
     try:
         config = load_config(config_path)
@@ -57,6 +60,8 @@ def _run(config_path: Path, output: Path | None, runs_dir: Path | None, command:
     except (ConfigError, DataError) as e:
         raise _fail(e) from None
     results["provenance"]["command"] = command
+    if not distributed.is_main():
+        return
     render_report(results, output, config.report.formats)
     click.echo(_table(results))
     click.echo(f"\nreport: {output / 'report.md'}  (runs in {runs_dir})")
@@ -249,5 +254,5 @@ def corpora_fetch(name: str, data_dir: Path | None) -> None:
     click.echo(f"{name}: downloaded and verified in {folder}")
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover - `torchrun -m lmbench.cli run CONFIG`
     sys.exit(main())

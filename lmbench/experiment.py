@@ -34,6 +34,7 @@ from lmbench.evaluation import score
 from lmbench.evaluation.bootstrap import paired_difference, perplexity_interval
 from lmbench.models.base import LanguageModel
 from lmbench.models.registry import create_model, model_class
+from lmbench.training import distributed
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,8 @@ def train_and_score(
     model.fit(data.train, data.valid, budget=None if budget.unlimited else budget, run_dir=run_dir)
     train_seconds = time.perf_counter() - start
     trained_tokens = getattr(model, "tokens_seen_", data.train.num_predicted)
-    model.save(model_file(run_dir))
+    if distributed.is_main():
+        model.save(model_file(run_dir))
     info = {
         "name": spec.name,
         "family": spec.family,
@@ -251,9 +253,10 @@ def run_experiment(
             say(message)
             (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
             continue
-        _save_logprobs(logprob_file(run_dir), lps)
-        _write_json(run_dir / "config.json", {"name": spec.name, **expected_config})
-        _write_json(metrics_path, {"spec": expected_config, **result})
+        if distributed.is_main():  # under torchrun every process scores; one writes
+            _save_logprobs(logprob_file(run_dir), lps)
+            _write_json(run_dir / "config.json", {"name": spec.name, **expected_config})
+            _write_json(metrics_path, {"spec": expected_config, **result})
         rows += result["rows"]
         models[spec.name] = result["info"]
         logprobs[spec.name] = lps

@@ -74,13 +74,22 @@ class RNNNet(nn.Module):
             self.output.linear.weight = self.embedding.weight
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
 
-    def forward(self, idx: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        """(B, T) ids -> (B, T, H_out) hidden states, and the new recurrent state."""
+    def forward(
+        self,
+        idx: torch.Tensor,
+        state: Any = None,
+        targets: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, Any]:
+        """(B, T) ids -> (B, T, H_out) hidden states and the new recurrent state; with ``targets`` (B, T) and
+        ``mask`` the summed loss over the masked positions instead of the hidden states (what DDP wraps)."""
         x = self.drop(self.embedding(idx))  # (B, T, E)
         h, state = self.rnn(x, state)  # (B, T, H)
         h = self.drop(h)
         if self.proj is not None:
             h = self.proj(h)
+        if targets is not None:
+            return self.output.loss_sum(h[mask], targets[mask]), state
         return h, state
 
 
@@ -120,9 +129,8 @@ class RecurrentLM(NeuralLM):
         x, y, m = (t.to(self.device_) for t in (batch.inputs, batch.targets, batch.mask))
         if carry is not None and carry_batch(carry) != x.shape[0]:
             carry = None  # the last, shorter batch of an epoch
-        h, state = net(x, carry)
-        h, y = h[m], y[m]  # (N, H), (N,): drop positions whose target is <s>
-        return net.output.loss_sum(h, y), int(m.sum()), _detach(state)
+        loss, state = net(x, carry, targets=y, mask=m)  # positions whose target is <s> are left out
+        return loss, int(m.sum()), _detach(state)
 
     # ---------------------------------------------------------------------------------- scoring
     def _score_sentences(self, data: TokenStream) -> np.ndarray:

@@ -131,14 +131,20 @@ class TransformerNet(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids, T <= window -> (B, T, d_model) final hidden states."""
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T) ids, T <= window -> (B, T, d_model) final hidden states; with ``targets`` and ``mask``, the
+        summed loss over the masked positions (what DDP wraps)."""
         T = idx.shape[1]
         pos = self.pos_emb.weight[:T] if self.config.positions == "learned" else self.pos_table[:T]
         x = self.drop(self.embedding(idx) + pos)  # (B, T, C)
         for block in self.blocks:
             x = block(x)
-        return self.ln_f(x)
+        h = self.ln_f(x)
+        if targets is not None:
+            return self.output.loss_sum(h[mask], targets[mask])
+        return h
 
 
 class TransformerLM(NeuralLM):
@@ -182,8 +188,7 @@ class TransformerLM(NeuralLM):
 
     def batch_loss(self, net: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, int, Any]:
         x, y, m = (t.to(self.device_) for t in (batch.inputs, batch.targets, batch.mask))
-        h = net(x)  # (B, T, C)
-        return net.output.loss_sum(h[m], y[m]), int(m.sum()), None
+        return net(x, targets=y, mask=m), int(m.sum()), None
 
     # ---------------------------------------------------------------------------------- scoring
     @torch.no_grad()

@@ -28,6 +28,7 @@ from torch import nn
 
 from lmbench.errors import ConfigError
 from lmbench.models.base import Budget
+from lmbench.training import distributed
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class Trainer:
         plateau_scale: float,
     ) -> None:
         path = self._checkpoint_path()
-        if path is None:
+        if path is None or not distributed.is_main():
             return
         payload = {
             "model": module.state_dict(),
@@ -221,6 +222,22 @@ class Trainer:
         c = self.config
         torch.manual_seed(c.seed)
         module.to(device)
+        world, rank = distributed.world_size(), distributed.rank()
+        trained = module
+        if world > 1:  # each process takes rows rank, rank + world, ... of every global batch
+            from torch.nn.parallel import DistributedDataParallel
+
+            trained = DistributedDataParallel(
+                module, device_ids=[device.index] if device.type == "cuda" else None
+            )
+            unsharded = batches
+
+            def batches(epoch: int) -> Iterator[Batch]:
+                for b in unsharded(epoch):
+                    yield Batch(
+                        b.inputs[rank::world], b.targets[rank::world], b.mask[rank::world], b.position
+                    )
+
         decay = [p for n, p in module.named_parameters() if p.dim() >= 2 and "emb" not in n]
         no_decay = [p for n, p in module.named_parameters() if p.dim() < 2 or "emb" in n]
         groups = [
@@ -265,19 +282,22 @@ class Trainer:
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     optimizer.zero_grad(set_to_none=True)
-                    loss_sum, n_tokens, carry = loss_fn(module, batch, carry)
-                    if n_tokens == 0:
+                    loss_sum, n_tokens, carry = loss_fn(trained, batch, carry)
+                    # normalise by the global token count: DDP averages gradients over processes, so this
+                    # gives exactly the gradient of (sum of losses / tokens) over the whole global batch
+                    global_tokens = int(distributed.all_reduce_sum(n_tokens, device))
+                    if global_tokens == 0:
                         state.position = batch.position + 1
                         continue
-                    (loss_sum / n_tokens).backward()
+                    (loss_sum * world / global_tokens).backward()
                     if c.clip > 0:
                         nn.utils.clip_grad_norm_(module.parameters(), c.clip)
                     optimizer.step()
                     state.step += 1
                     state.position = batch.position + 1
-                    state.tokens += n_tokens
-                    state.train_loss_sum += float(loss_sum.detach())
-                    state.train_loss_tokens += n_tokens
+                    state.tokens += global_tokens
+                    state.train_loss_sum += distributed.all_reduce_sum(float(loss_sum.detach()), device)
+                    state.train_loss_tokens += global_tokens
                     state.seconds = time.perf_counter() - clock
                     if bar is not None:
                         bar.update(n_tokens)
