@@ -42,6 +42,11 @@ def make(name: str):
 
 @pytest.fixture(params=available_models())
 def name(request) -> str:
+    if request.param == "pretrained":  # needs the [hf] extra; the model is built locally, never downloaded
+        TINY_PARAMS["pretrained"] = {
+            "name_or_path": str(request.getfixturevalue("tiny_hf_model")),
+            "window": 16,
+        }
     return request.param
 
 

@@ -16,6 +16,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "gru": ("lmbench.models.rnn:RecurrentLM", {"cell": "gru"}),
     "lstm": ("lmbench.models.rnn:RecurrentLM", {"cell": "lstm"}),
     "transformer": ("lmbench.models.transformer:TransformerLM", {}),
+    "pretrained": ("lmbench.models.pretrained:PretrainedLM", {}),
 }
 
 
