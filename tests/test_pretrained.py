@@ -88,3 +88,17 @@ def test_offline_without_a_copy_is_one_line(monkeypatch, data):
         PretrainedLM("some-org/not-downloaded-model").fit(data.train)
     message = str(err.value)
     assert "\n" not in message and "some-org/not-downloaded-model" in message and "name_or_path" in message
+
+
+def test_finetuning_goes_through_the_training_loop(tiny_hf_model, data):
+    from lmbench.models.base import Budget
+
+    base = PretrainedLM(str(tiny_hf_model), window=32).fit(data.train)
+    tuned = PretrainedLM(
+        str(tiny_hf_model), window=32, finetune=True, lr=3e-3, seq_len=16, train_batch_size=4, warmup_steps=1
+    )
+    tuned.fit(data.train, data.valid, budget=Budget(epochs=3))
+    assert tuned.learning_curve_ and tuned.tokens_seen_ > 0
+    before = score(base.token_logprobs(data.train, context="stream"), data.train).perplexity
+    after = score(tuned.token_logprobs(data.train, context="stream"), data.train).perplexity
+    assert after < before  # it learned the training text
