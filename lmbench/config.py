@@ -64,6 +64,7 @@ class EvaluateConfig:
 class ReportConfig:
     formats: list[str] = field(default_factory=lambda: ["md", "csv", "json", "html", "png"])
     baseline: str | None = None
+    references: list[dict[str, Any]] = field(default_factory=list)  # published figures shown beside ours
 
 
 @dataclass
@@ -241,8 +242,11 @@ def parse_config(
             raise ConfigError(f"{source}: {err}") from None
 
     r = _Reader(source, "report", top.get("report", dict, {}))
-    report = ReportConfig(r.get("formats", list, ReportConfig().formats), r.get("baseline", str))
+    report = ReportConfig(r.get("formats", list, ReportConfig().formats), r.get("baseline", str), r.get("references", list, []))
     r.done()
+    for i, ref in enumerate(report.references, start=1):
+        if not isinstance(ref, dict) or not {"model", "metric", "value", "source"} <= set(ref):
+            raise ConfigError(f"{source}: report.references #{i}: expected a table with model, metric, value, source")
     for fmt in report.formats:
         if fmt not in REPORT_FORMATS:
             raise ConfigError(

@@ -317,6 +317,7 @@ def run_experiment(
         "failures": failures,
         "entropy_floor": loaded.entropy_floor,
         "word_buckets": word_buckets,
+        "references": config.report.references,
         "curves": {
             name: info["learning_curve"] for name, info in models.items() if info.get("learning_curve")
         },

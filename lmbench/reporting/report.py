@@ -82,6 +82,9 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     for split in dict.fromkeys(r["split"] for r in rows):
         parts += [f"## {split} split", "", tables.render(tables.display_table(rows, split=split)), ""]
     parts += [f"`{tables.signature(results)}`", ""]
+    if results.get("references"):
+        parts += ["**Published and reference figures for the same setting** (not produced by this run):", "",
+                  tables.render(results["references"]), ""]  # fmt: skip
     floor = results.get("entropy_floor")
     if floor:
         parts += [
@@ -132,6 +135,8 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
             tables.render(tables.display_table(rows, split=split), "html"),
         ]
     body.append(f"<p><code>{esc(tables.signature(results))}</code></p>")
+    if results.get("references"):
+        body += ["<h3>Published and reference figures for the same setting</h3>", tables.render(results["references"], "html")]
     floor = results.get("entropy_floor")
     if floor:
         body.append(

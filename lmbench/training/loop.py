@@ -278,11 +278,16 @@ class Trainer:
                 for batch in batches(state.epoch):
                     if batch.position < state.position:
                         continue  # resuming inside an epoch: skip what was already trained on
+                    if self._fraction_done(state, epoch_tokens) >= 1.0:
+                        stopped = True  # e.g. resumed from a checkpoint written at the end of the budget
+                        break
                     lr = self._lr(state, epoch_tokens, plateau_scale)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     optimizer.zero_grad(set_to_none=True)
-                    loss_sum, n_tokens, carry = loss_fn(trained, batch, carry)
+                    # bf16 autocast only on CUDA: on a CPU bf16 matrix work is ~100x slower than fp32
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                        loss_sum, n_tokens, carry = loss_fn(trained, batch, carry)
                     # normalise by the global token count: DDP averages gradients over processes, so this
                     # gives exactly the gradient of (sum of losses / tokens) over the whole global batch
                     global_tokens = int(distributed.all_reduce_sum(n_tokens, device))

@@ -83,6 +83,8 @@ class OutputLayer(nn.Module):
             self.linear = nn.Linear(hidden, vocab_size)
         elif kind == "adaptive":
             cutoffs = list(cutoffs or default_cutoffs(vocab_size))
+            if cutoffs[0] <= 2 or cutoffs != sorted(set(cutoffs)) or cutoffs[-1] >= vocab_size:
+                raise ConfigError(f"cutoffs: expected increasing ids between 3 and |V| - 1 = {vocab_size - 1}, got {cutoffs}")
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, cutoffs, div_value=4.0)
         else:
             raise ConfigError(f"output: expected 'full' or 'adaptive', got {kind!r}")
@@ -109,12 +111,32 @@ class OutputLayer(nn.Module):
         return -self.adaptive(h, targets).output.sum()
 
     def target_log_probs(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """log p(target) for each row, in chunks so |V|-wide rows never all sit in memory at once."""
+        """log p(target) for each row (float64), without building full float64 distributions: the full
+        softmax takes a float32 logsumexp per chunk; the adaptive softmax scores only the targets' clusters
+        and removes the <s> share of the head (renormalising exactly as :meth:`log_probs` does)."""
         out = []
         for start in range(0, len(h), SCORE_CHUNK):
-            lp = self.log_probs(h[start : start + SCORE_CHUNK])
-            out.append(lp.gather(1, targets[start : start + SCORE_CHUNK, None]).squeeze(1))
-        return torch.cat(out) if out else h.new_zeros(0)
+            hc, tc = h[start : start + SCORE_CHUNK], targets[start : start + SCORE_CHUNK]
+            if self.kind == "full":
+                logits = self.linear(hc)  # (c, V)
+                logits[:, self.bos_id] = float("-inf")
+                lp = logits.gather(1, tc[:, None]).squeeze(1).double() - torch.logsumexp(logits, dim=-1).double()
+            else:
+                target_lp = self.adaptive(hc, tc).output.double()
+                head = torch.log_softmax(self.adaptive.head(hc).double(), dim=-1)  # (c, shortlist + clusters)
+                lp = target_lp - torch.log1p(-head[:, self.bos_id].exp())
+            out.append(lp)
+        return torch.cat(out) if out else h.new_zeros(0, dtype=torch.float64)
+
+
+def write_curve(path: Path, curve: list[dict[str, float]]) -> None:
+    """The learning curve (tokens seen, train loss, valid perplexity, wall time) as CSV beside the run."""
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    pd.DataFrame(curve, columns=["tokens", "step", "seconds", "train_loss", "valid_loss", "valid_perplexity"]).to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def default_cutoffs(vocab_size: int) -> list[int]:
@@ -209,6 +231,8 @@ class NeuralLM(LanguageModel):
         )  # fmt: skip
         self.learning_curve_ = state.curve
         self.tokens_seen_ = state.tokens
+        if run_dir is not None:
+            write_curve(Path(run_dir) / "curve.csv", state.curve)
         self.net_.eval()
         return self
 
