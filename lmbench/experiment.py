@@ -146,7 +146,8 @@ def train_and_score(
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     model.fit(data.train, data.valid, budget=None if budget.unlimited else budget, run_dir=run_dir)
-    train_seconds = time.perf_counter() - start
+    # a resumed neural model reports its training time across interruptions, not just this process's share
+    train_seconds = getattr(model, "train_seconds_", time.perf_counter() - start)
     trained_tokens = getattr(model, "tokens_seen_", data.train.num_predicted)
     if distributed.is_main():
         model.save(model_file(run_dir))

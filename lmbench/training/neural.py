@@ -231,6 +231,7 @@ class NeuralLM(LanguageModel):
         )  # fmt: skip
         self.learning_curve_ = state.curve
         self.tokens_seen_ = state.tokens
+        self.train_seconds_ = state.seconds  # training time across interruptions and resumes
         if run_dir is not None:
             write_curve(Path(run_dir) / "curve.csv", state.curve)
         self.net_.eval()
