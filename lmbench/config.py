@@ -242,11 +242,15 @@ def parse_config(
             raise ConfigError(f"{source}: {err}") from None
 
     r = _Reader(source, "report", top.get("report", dict, {}))
-    report = ReportConfig(r.get("formats", list, ReportConfig().formats), r.get("baseline", str), r.get("references", list, []))
+    report = ReportConfig(
+        r.get("formats", list, ReportConfig().formats), r.get("baseline", str), r.get("references", list, [])
+    )
     r.done()
     for i, ref in enumerate(report.references, start=1):
         if not isinstance(ref, dict) or not {"model", "metric", "value", "source"} <= set(ref):
-            raise ConfigError(f"{source}: report.references #{i}: expected a table with model, metric, value, source")
+            raise ConfigError(
+                f"{source}: report.references #{i}: expected a table with model, metric, value, source"
+            )
     for fmt in report.formats:
         if fmt not in REPORT_FORMATS:
             raise ConfigError(

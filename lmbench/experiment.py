@@ -14,7 +14,6 @@ import os
 import platform
 import resource
 import subprocess
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from lmbench.data.synthetic import SyntheticSource
 from lmbench.data.tokenizers import get_tokenizer
 from lmbench.evaluation import score
 from lmbench.evaluation.bootstrap import paired_difference, perplexity_interval
+from lmbench.io import atomic_path, atomic_write_text
 from lmbench.models.base import LanguageModel
 from lmbench.models.registry import create_model, model_class
 from lmbench.training import distributed
@@ -111,11 +111,7 @@ def library_versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default))
 
 
 def _json_default(value: Any) -> Any:
@@ -202,10 +198,8 @@ def train_and_score(
 
 
 def _save_logprobs(path: Path, logprobs: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".logprobs.", suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **{k.replace("/", "__"): v for k, v in logprobs.items()})
-    os.replace(tmp, path)
 
 
 def _load_logprobs(path: Path) -> dict[str, np.ndarray]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from lmbench.data.corpus import TokenStream
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
+from lmbench.io import atomic_write_text
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.training.loop import TrainConfig, Trainer, pick_device, stream_batches
 
@@ -349,11 +349,9 @@ class PretrainedLM(LanguageModel):
         folder = path.with_name(path.name + ".hf")
         self.hf_model_.save_pretrained(folder)
         self.tokenizer_.save_pretrained(folder)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"config": self.config(), "vocab": self.vocab.tokens, "weights": folder.name}, f)
-        os.replace(tmp, path)
+        atomic_write_text(
+            path, json.dumps({"config": self.config(), "vocab": self.vocab.tokens, "weights": folder.name})
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> PretrainedLM:

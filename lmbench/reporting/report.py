@@ -136,7 +136,10 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         ]
     body.append(f"<p><code>{esc(tables.signature(results))}</code></p>")
     if results.get("references"):
-        body += ["<h3>Published and reference figures for the same setting</h3>", tables.render(results["references"], "html")]
+        body += [
+            "<h3>Published and reference figures for the same setting</h3>",
+            tables.render(results["references"], "html"),
+        ]
     floor = results.get("entropy_floor")
     if floor:
         body.append(

@@ -12,10 +12,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,7 @@ import torch
 from torch import nn
 
 from lmbench.errors import ConfigError
+from lmbench.io import atomic_path
 from lmbench.models.base import Budget
 from lmbench.training import distributed
 
@@ -186,11 +185,8 @@ class Trainer:
             "plateau_scale": plateau_scale,
             "train_config": asdict(self.config),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.", suffix=".tmp")
-        os.close(fd)
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
 
     def _load(self) -> dict | None:
         path = self._checkpoint_path()

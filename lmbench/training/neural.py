@@ -9,8 +9,6 @@ is ``<s>``, so training and scoring predict exactly the protocol's tokens.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +21,7 @@ from torch import nn
 from lmbench.data.corpus import TokenStream
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
+from lmbench.io import atomic_path, atomic_write_text
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.training.loop import Batch, TrainConfig, Trainer, pick_device, stream_batches
 
@@ -84,7 +83,9 @@ class OutputLayer(nn.Module):
         elif kind == "adaptive":
             cutoffs = list(cutoffs or default_cutoffs(vocab_size))
             if cutoffs[0] <= 2 or cutoffs != sorted(set(cutoffs)) or cutoffs[-1] >= vocab_size:
-                raise ConfigError(f"cutoffs: expected increasing ids between 3 and |V| - 1 = {vocab_size - 1}, got {cutoffs}")
+                raise ConfigError(
+                    f"cutoffs: expected increasing ids between 3 and |V| - 1 = {vocab_size - 1}, got {cutoffs}"
+                )
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, cutoffs, div_value=4.0)
         else:
             raise ConfigError(f"output: expected 'full' or 'adaptive', got {kind!r}")
@@ -120,7 +121,10 @@ class OutputLayer(nn.Module):
             if self.kind == "full":
                 logits = self.linear(hc)  # (c, V)
                 logits[:, self.bos_id] = float("-inf")
-                lp = logits.gather(1, tc[:, None]).squeeze(1).double() - torch.logsumexp(logits, dim=-1).double()
+                lp = (
+                    logits.gather(1, tc[:, None]).squeeze(1).double()
+                    - torch.logsumexp(logits, dim=-1).double()
+                )
             else:
                 target_lp = self.adaptive(hc, tc).output.double()
                 head = torch.log_softmax(self.adaptive.head(hc).double(), dim=-1)  # (c, shortlist + clusters)
@@ -133,10 +137,8 @@ def write_curve(path: Path, curve: list[dict[str, float]]) -> None:
     """The learning curve (tokens seen, train loss, valid perplexity, wall time) as CSV beside the run."""
     import pandas as pd
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    pd.DataFrame(curve, columns=["tokens", "step", "seconds", "train_loss", "valid_loss", "valid_perplexity"]).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    columns = ["tokens", "step", "seconds", "train_loss", "valid_loss", "valid_perplexity"]
+    atomic_write_text(path, pd.DataFrame(curve, columns=columns).to_csv(index=False))
 
 
 def default_cutoffs(vocab_size: int) -> list[int]:
@@ -312,11 +314,8 @@ class NeuralLM(LanguageModel):
             "vocab": self.vocab.tokens,
             "state_dict": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()},
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralLM:

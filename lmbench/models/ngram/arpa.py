@@ -10,9 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from lmbench.data.vocabulary import SPECIALS, Vocabulary
 from lmbench.errors import DataError
+from lmbench.io import atomic_write_bytes
 from lmbench.models.ngram.counting import lookup
 
 if TYPE_CHECKING:
@@ -76,19 +75,8 @@ def write_arpa(model: NgramLM, path: str | Path) -> None:
         buf.write("\n".join(lines))
         buf.write("\n")
     buf.write("\n\\end\\\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with _open(Path(tmp + (".gz" if path.suffix == ".gz" else "")), "w") as f:
-            f.write(buf.getvalue())
-        if path.suffix == ".gz":
-            os.replace(tmp + ".gz", tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        Path(tmp + ".gz").unlink(missing_ok=True)
-        raise
+    payload = buf.getvalue().encode("utf-8")
+    atomic_write_bytes(path, gzip.compress(payload) if path.suffix == ".gz" else payload)
 
 
 _HEADER = re.compile(r"^ngram (\d+)=(\d+)$")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +13,7 @@ import numpy as np
 from lmbench.data.corpus import TokenStream
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
+from lmbench.io import atomic_write_bytes
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.models.ngram.counting import count_ngrams, ending_rows, lookup
 from lmbench.models.ngram.smoothing import SMOOTHERS, smooth
@@ -230,7 +229,7 @@ class NgramLM(LanguageModel):
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        _atomic_write(Path(path), buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> NgramLM:
@@ -270,15 +269,3 @@ class _Keys:
 
     def __init__(self, keys: np.ndarray):
         self.keys = keys
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
