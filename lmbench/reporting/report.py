@@ -231,6 +231,7 @@ def render_report(
         if output_dir.exists():
             old = output_dir.parent / f".{output_dir.name}.old-{staging.name[-8:]}"
             output_dir.rename(old)
+        staging.chmod(0o755)  # mkdtemp makes it private; a report folder is for reading
         staging.rename(output_dir)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
