@@ -112,6 +112,16 @@ def results(**overrides):
             },
             {
                 "model": "kn3",
+                "task": "minimal-pairs",
+                "metric": "accuracy",
+                "value": 0.9,
+                "low": 0.86,
+                "high": 0.93,
+                "n": 300,
+                "detail": "corruption=last-word",
+            },
+            {
+                "model": "kn3",
                 "task": "generate",
                 "metric": "sample",
                 "value": math.nan,
@@ -147,6 +157,11 @@ def test_narrative_is_generated_from_the_figures():
     assert "35.5% better" in steps["lstm"] and "do not overlap" in steps["lstm"]
     assert "4.6% above the true source's floor of 8.70" in steps["lstm"]
     assert "8 apart" in steps["kn3"] and "beyond its 3-word window" in steps["kn3"]
+    assert "replaced by another sentence's, it still prefers the real one 90% of the time (95% interval 86–93%)" in steps["kn3"]
+    assert (
+        "replaced by another sentence's, it still prefers the real one 90% of the time (95% interval 86–93%)"
+        in steps["kn3"]
+    )
 
 
 def test_render_writes_every_format_and_round_trips_infinities(tmp_path):

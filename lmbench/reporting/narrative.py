@@ -107,6 +107,26 @@ def _long_distance(tasks: list[dict[str, Any]], model: str, order: int | None) -
     return text + "."
 
 
+def _agreement(tasks: list[dict[str, Any]], model: str) -> str | None:
+    """Accuracy on pairs whose last word comes from another sentence (a long-range agreement break)."""
+    row = next(
+        (
+            r
+            for r in tasks
+            if r["model"] == model
+            and r["task"] == "minimal-pairs"
+            and r.get("detail") == "corruption=last-word"
+        ),
+        None,
+    )
+    if row is None:
+        return None
+    return (
+        f"When a sentence's last word is replaced by another sentence's, it still prefers the real one "
+        f"{100 * row['value']:.0f}% of the time (95% interval {100 * row['low']:.0f}–{100 * row['high']:.0f}%)."
+    )
+
+
 def ladder_narrative(results: dict[str, Any]) -> list[dict[str, str]]:
     """One entry per model: ``{"model", "text"}``, in the order of the results rows."""
     rows = results.get("rows", [])
@@ -159,9 +179,9 @@ def ladder_narrative(results: dict[str, Any]) -> list[dict[str, str]]:
                 f"That is {gap:.1f}% above the true source's floor of {floor['perplexity']:.2f}."
             )
         order = (info.get("config") or {}).get("order") if info.get("family") == "ngram" else None
-        long_text = _long_distance(tasks, name, order)
-        if long_text:
-            sentences.append(long_text)
+        for text in (_long_distance(tasks, name, order), _agreement(tasks, name)):
+            if text:
+                sentences.append(text)
         out.append({"model": name, "text": " ".join(sentences)})
         prev_name = name
     return out
