@@ -179,3 +179,26 @@ def test_sentence_features_are_pooled_hidden_states(synthetic):
     model = create_model("gru", **SMALL["gru"]).fit(synthetic.train, budget=Budget(tokens=1000))
     feats = model.sentence_features([synthetic.test.line(0), synthetic.test.line(1)])
     assert feats.shape == (2, 32) and np.all(np.isfinite(feats))
+
+
+def test_fused_linear_cross_entropy_matches_autograd():
+    """Loss and gradients of the chunked output layer equal log_softmax + NLL through autograd."""
+    import torch.nn.functional as F
+
+    from lmbench.training import neural
+
+    torch.manual_seed(0)
+    h = torch.randn(600, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(2, 50, (600,))
+    t[:5] = 7  # repeated targets inside one chunk exercise index_add
+    fused = neural.LinearCrossEntropy.apply(h, w, b, t, 1)
+    grads = torch.autograd.grad(fused * 3.0, [h, w, b])
+    logits = (h @ w.t() + b).clone()
+    logits[:, 1] = float("-inf")
+    reference = F.cross_entropy(logits, t, reduction="sum")
+    expected = torch.autograd.grad(reference * 3.0, [h, w, b])
+    assert float(fused.detach()) == pytest.approx(float(reference.detach()), rel=1e-12)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)

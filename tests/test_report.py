@@ -157,7 +157,10 @@ def test_narrative_is_generated_from_the_figures():
     assert "35.5% better" in steps["lstm"] and "do not overlap" in steps["lstm"]
     assert "4.6% above the true source's floor of 8.70" in steps["lstm"]
     assert "8 apart" in steps["kn3"] and "beyond its 3-word window" in steps["kn3"]
-    assert "replaced by another sentence's, it still prefers the real one 90% of the time (95% interval 86–93%)" in steps["kn3"]
+    assert (
+        "replaced by another sentence's, it still prefers the real one 90% of the time (95% interval 86–93%)"
+        in steps["kn3"]
+    )
     assert (
         "replaced by another sentence's, it still prefers the real one 90% of the time (95% interval 86–93%)"
         in steps["kn3"]
