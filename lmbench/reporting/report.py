@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import math
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -123,6 +124,11 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 """
 
 
+def _bold(text: str) -> str:
+    """The markdown ``**bold**`` of the narrative as HTML."""
+    return re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", text)
+
+
 def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
     """A self-contained page: inline CSS, plots as data URIs, no script, no network."""
     esc = html.escape
@@ -149,7 +155,8 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
     narrative = narrative_markdown(results)
     if narrative:
         body.append("<h2>What each step changed</h2>")
-        body += [f"<p>{esc(par)}</p>" for par in narrative.split("\n\n")]
+        # the narrative's only markup is **model name**
+        body += [f"<p>{_bold(esc(par))}</p>" for par in narrative.split("\n\n")]
     task_rows = results.get("tasks", [])
     if task_rows:
         body += ["<h2>Downstream tasks</h2>", tables.render(tables.task_table(task_rows), "html")]

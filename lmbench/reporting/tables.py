@@ -71,11 +71,14 @@ def display_table(rows: list[dict[str, Any]], *, split: str | None = None) -> li
         }
         if has_diff:
             d = r.get("diff_vs_baseline")
-            entry["Δ vs baseline (p)"] = (
-                ""
-                if _missing(d)
-                else f"{d:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}] (p={r['p_value']:.3f})"
-            )
+            if _missing(d):
+                entry["Δ vs baseline (p)"] = ""
+            elif not math.isfinite(d):
+                entry["Δ vs baseline (p)"] = f"{d:+}"  # an infinite perplexity has no interval
+            else:
+                entry["Δ vs baseline (p)"] = (
+                    f"{d:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}] (p={r['p_value']:.3f})"
+                )
         out.append(entry)
     return out
 
