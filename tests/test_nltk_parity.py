@@ -82,6 +82,31 @@ def test_interpolated_smoothers_match_nltk(order, ours, nltk_name, kwargs):
         assert _ours(model, vocab, word, context) == pytest.approx(ref.score(word, list(context)), rel=1e-12)
 
 
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_kneser_ney_matches_nltk_where_no_lower_order_context_starts_with_bos(order):
+    """Interpolated KN (raw counts at the top order, continuation counts below, continuation unigrams at the
+    bottom) agrees with NLTK's KneserNeyInterpolated wherever NLTK is right: every lower-order context the
+    recursion visits must not start with <s> (there NLTK's continuation counts are 0; see the next test)."""
+    d = 0.75
+    model, ref, vocab = _fit_both(
+        nltk_lm.KneserNeyInterpolated,
+        NgramLM(order, "kneser-ney", discount=d, interpolate_unigrams=False),
+        order,
+        discount=d,
+    )
+    probes = [*PROBES, ((), "the"), ((), "brown"), (("<s>", "the"), "cat"), (("on", "a", "dog"), "and")]
+    compared = 0
+    for context, word in probes:
+        context = context[-(order - 1) :]
+        if "<s>" in context[1:] or (len(context) < order - 1 and "<s>" in context):
+            continue  # a lower-order context beginning with <s>: NLTK raises or returns 0 there
+        assert _ours(model, vocab, word, context) == pytest.approx(ref.score(word, list(context)), rel=1e-12)
+        compared += 1
+    assert compared >= len(PROBES) - 2
+    # continuation unigram at the bottom: N1+(. the) / N1+(. .), not the raw frequency of "the"
+    assert _ours(model, vocab, "the", ()) == pytest.approx(ref.estimator.unigram_score("the"), rel=1e-12)
+
+
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("k", [1.0, 0.1])
 def test_add_k_matches_nltk_up_to_the_mass_nltk_gives_to_bos(order, k):

@@ -34,7 +34,8 @@ class NgramLM(LanguageModel):
         train_context: ``sentence`` counts n-grams inside each ``<s> line </s>`` (KenLM's way);
             ``stream`` counts them over the whole split as one sequence, across line ends.
         interpolate_unigrams: interpolated smoothers mix order 1 with the uniform distribution (KenLM's
-            default), so unseen words keep probability; ``False`` gives plain unigram frequencies (NLTK's way).
+            default), so unseen words keep probability; ``False`` ends in undiscounted unigram frequencies of
+            the smoother's counts (continuation counts for Kneser-Ney), NLTK's way.
 
     Context modes: a model trained on sentences has seen no n-gram that crosses ``</s> <s>``, so in stream
     mode it backs off to exactly its sentence-start estimate and both modes give the same scores; a model

@@ -135,7 +135,8 @@ def single_discount(counts: np.ndarray, order: int) -> float:
 
 
 def _unigram_mle(alphas: list[np.ndarray], gammas: list[np.ndarray], counts: np.ndarray) -> None:
-    """Replace the order-1 estimate by plain relative frequency (no uniform floor), in place."""
+    """Replace the order-1 estimate by the undiscounted relative frequency of ``counts`` (raw counts, or
+    Kneser-Ney's continuation counts), with no uniform floor, in place."""
     alphas[0] = counts / counts.sum()
     gammas[0] = np.zeros(1)
 
@@ -166,7 +167,7 @@ def discounted_interpolation(
             )
         gammas.append(_gamma(taken, total))
     if not interpolate_unigrams:
-        _unigram_mle(alphas, gammas, tables[0].counts.astype(np.float64))
+        _unigram_mle(alphas, gammas, counts[0])  # Kneser-Ney: continuation counts, not raw frequencies
     return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
 
 
@@ -322,8 +323,9 @@ def smooth(
 ) -> tuple[list[BackoffArrays], dict]:
     """Back-off form of ``tables`` under ``smoothing``, and the estimated constants (discounts) for reports.
 
-    ``interpolate_unigrams=False`` (interpolated smoothers only) makes order 1 a plain relative frequency, as
-    NLTK does and KenLM's ``--interpolate_unigrams 0``; unseen words then get probability 0.
+    ``interpolate_unigrams=False`` (interpolated smoothers only) makes order 1 an undiscounted relative
+    frequency of that smoother's counts (continuation counts for Kneser-Ney), as NLTK does; unseen words then
+    get probability 0. (KenLM's ``--interpolate_unigrams 0`` differs: it gives the discounted mass to <unk>.)
     """
     iu = interpolate_unigrams
     info: dict = {}
