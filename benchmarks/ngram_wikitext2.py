@@ -98,8 +98,9 @@ def main() -> None:
         f"WikiText-2: {data.train.num_predicted:,} training tokens, |V| = {len(data.vocab):,}; read+tokenize {tokenize_seconds:.2f} s"
     )
     for order in args.orders:
-        fits = []
+        fits, model = [], None
         for _ in range(args.repeats):
+            model = None  # free the previous fit first, so peak RSS is one model's, not two
             start = time.perf_counter()
             model = NgramLM(order, "modified-kneser-ney").fit(data.train)
             fits.append(time.perf_counter() - start)
