@@ -181,24 +181,46 @@ def test_sentence_features_are_pooled_hidden_states(synthetic):
     assert feats.shape == (2, 32) and np.all(np.isfinite(feats))
 
 
-def test_fused_linear_cross_entropy_matches_autograd():
-    """Loss and gradients of the chunked output layer equal log_softmax + NLL through autograd."""
+@pytest.mark.parametrize("row_block,vocab_block", [(1024, 1024), (256, 16), (600, 1)])
+def test_fused_linear_cross_entropy_matches_autograd(row_block, vocab_block):
+    """Loss and gradients of the blocked output layer equal log_softmax + NLL through autograd, whether the
+    rows and the vocabulary fit one block or many (vocab_block=1 makes a block of the masked row alone)."""
     import torch.nn.functional as F
 
-    from lmbench.training import neural
+    from lmbench.models import output
 
     torch.manual_seed(0)
     h = torch.randn(600, 16, dtype=torch.float64, requires_grad=True)
     w = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
     b = torch.randn(50, dtype=torch.float64, requires_grad=True)
     t = torch.randint(2, 50, (600,))
-    t[:5] = 7  # repeated targets inside one chunk exercise index_add
-    fused = neural.LinearCrossEntropy.apply(h, w, b, t, 1)
-    grads = torch.autograd.grad(fused * 3.0, [h, w, b])
+    t[:5] = 7  # repeated targets inside one block exercise index_add
     logits = (h @ w.t() + b).clone()
     logits[:, 1] = float("-inf")
     reference = F.cross_entropy(logits, t, reduction="sum")
     expected = torch.autograd.grad(reference * 3.0, [h, w, b])
-    assert float(fused.detach()) == pytest.approx(float(reference.detach()), rel=1e-12)
+    with torch.no_grad():
+        loss, *grads = output.fused_linear_cross_entropy(
+            h, w, b, t, 1, row_block=row_block, vocab_block=vocab_block
+        )
+    assert float(loss) == pytest.approx(float(reference.detach()), rel=1e-12)
     for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got * 3.0, want, rtol=1e-9, atol=1e-9)
+    # the autograd wrapper scales the saved gradients by the incoming gradient
+    fused = output.LinearCrossEntropy.apply(h, w, b, t, 1, None)
+    for got, want in zip(torch.autograd.grad(fused * 3.0, [h, w, b]), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_full_softmax_target_log_probs_match_log_softmax():
+    """Scoring takes the normaliser block by block; it must equal log_softmax over the whole vocabulary."""
+    from lmbench.models.output import OutputLayer
+
+    torch.manual_seed(0)
+    layer = OutputLayer(8, 3000, "full", bos_id=1).double()
+    h = torch.randn(2500, 8, dtype=torch.float64) * 3
+    t = torch.randint(2, 3000, (2500,))
+    with torch.no_grad():
+        got = layer.target_log_probs(h, t)
+        want = layer.log_probs(h).gather(1, t[:, None]).squeeze(1)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

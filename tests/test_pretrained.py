@@ -53,7 +53,8 @@ def test_word_scores_sum_to_the_text_log_probability(tiny_hf_model, data):
 
 def test_sliding_window_keeps_at_least_half_a_window(tiny_hf_model, data):
     """With a window smaller than the text, each token still sees >= W/2 tokens: the totals stay close to the
-    full-context pass, and equal it exactly for the first window."""
+    full-context pass, and equal it for the first window (up to float32 rounding: the two passes multiply
+    matrices of different lengths, which BLAS may block differently)."""
     full = PretrainedLM(str(tiny_hf_model), window=64).fit(data.train)
     small = PretrainedLM(str(tiny_hf_model), window=8).fit(data.train)
     ids = full.tokenizer_("the cat sat on the mat\nthe dog sat on the log\n", add_special_tokens=False)[
@@ -61,7 +62,7 @@ def test_sliding_window_keeps_at_least_half_a_window(tiny_hf_model, data):
     ]
     a, b = full._token_logprobs_of_ids(ids), small._token_logprobs_of_ids(ids)
     assert a.shape == b.shape == (len(ids),)
-    np.testing.assert_allclose(a[:8], b[:8], rtol=1e-9)
+    np.testing.assert_allclose(a[:8], b[:8], rtol=1e-6)
 
 
 def test_next_word_distribution_by_hand(tiny_hf_model, data):

@@ -18,8 +18,9 @@ from torch import nn
 
 from lmbench.data.corpus import TokenStream
 from lmbench.errors import ConfigError
+from lmbench.models.output import OutputLayer
 from lmbench.training.loop import Batch
-from lmbench.training.neural import NeuralLM, OutputLayer
+from lmbench.training.neural import NeuralLM
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What recurrent and Transformer language models share: the LanguageModel wrapper around an ``nn.Module``.
 
-The module maps token ids to hidden states; an output layer (full or adaptive softmax) maps hidden states
+The module maps token ids to hidden states; an output layer (:mod:`lmbench.models.output`) maps hidden states
 to log-probabilities over the vocabulary with ``<s>`` masked out (it is context only, never predicted).
 Training sequences are the lines as ``<s> w.. </s>`` back to back; the loss skips positions whose target
 is ``<s>``, so training and scoring predict exactly the protocol's tokens.
@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lmbench.data.corpus import TokenStream
@@ -25,117 +24,6 @@ from lmbench.io import atomic_path, atomic_write_text
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.training.loop import Batch, TrainConfig, Trainer, pick_device, stream_batches
 
-SCORE_CHUNK = 2048  # positions per output-layer chunk when scoring: bounds memory at chunk x |V| floats
-LOSS_CHUNK = 1024  # rows per chunk of the fused output layer (bigger chunks measured faster here)
-
-
-class LinearCrossEntropy(torch.autograd.Function):
-    """Summed cross-entropy of a linear output layer, with its gradients computed chunk by chunk in the
-    forward pass (the idea of fused "linear cross-entropy" kernels).
-
-    The (N, |V|) logits never exist in full: each chunk's logits are turned in place into (unnormalised)
-    softmax, and softmax - onehot = d loss / d logits is multiplied straight into the gradients of the hidden
-    states, weight and bias. On a CPU this removes most of the memory traffic of log_softmax and its backward.
-    """
-
-    @staticmethod
-    def forward(ctx, h, weight, bias, targets, masked_id: int):  # noqa: ANN001
-        grad_h = torch.empty_like(h)
-        grad_w = torch.zeros_like(weight)
-        grad_b = torch.zeros_like(bias)
-        loss = torch.zeros((), dtype=torch.float64, device=h.device)
-        for start in range(0, h.shape[0], LOSS_CHUNK):
-            hc, tc = h[start : start + LOSS_CHUNK], targets[start : start + LOSS_CHUNK]
-            logits = torch.addmm(bias, hc, weight.t())  # (c, V)
-            logits[:, masked_id] = float("-inf")
-            rows = torch.arange(len(tc), device=h.device)
-            target_logits = logits[rows, tc]
-            # unnormalised softmax in place (no temporaries): subtract the row max, exponentiate
-            row_max = logits.amax(dim=1, keepdim=True)
-            expd = logits.sub_(row_max).exp_()
-            total = expd.sum(dim=1, keepdim=True)  # (c, 1)
-            lse = row_max.squeeze(1) + total.squeeze(1).log()
-            loss += (lse - target_logits).double().sum()
-            # d loss / d logits = softmax - onehot. The 1/total of the softmax is applied to the small
-            # (c, H) side of each product instead of the (c, V) matrix, and the onehot part is a gather /
-            # index_add: one fewer pass over the chunk's |V|-wide rows.
-            inv = 1.0 / total
-            grad_h[start : start + LOSS_CHUNK] = (expd @ weight) * inv - weight[tc]
-            grad_w.addmm_(expd.t(), hc * inv)
-            grad_w.index_add_(0, tc, hc, alpha=-1.0)
-            grad_b.addmv_(expd.t(), inv.squeeze(1))
-            grad_b.index_add_(0, tc, torch.ones_like(tc, dtype=grad_b.dtype), alpha=-1.0)
-        ctx.save_for_backward(grad_h, grad_w, grad_b)
-        return loss.to(h.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_loss):  # noqa: ANN001
-        grad_h, grad_w, grad_b = ctx.saved_tensors
-        return grad_h * grad_loss, grad_w * grad_loss, grad_b * grad_loss, None, None
-
-
-class OutputLayer(nn.Module):
-    """Full softmax (optionally tied to the embedding) or adaptive softmax (Grave et al. 2017)."""
-
-    def __init__(
-        self, hidden: int, vocab_size: int, kind: str, bos_id: int, cutoffs: Sequence[int] | None = None
-    ):
-        super().__init__()
-        self.kind, self.bos_id, self.vocab_size = kind, bos_id, vocab_size
-        if kind == "full":
-            self.linear = nn.Linear(hidden, vocab_size)
-        elif kind == "adaptive":
-            cutoffs = list(cutoffs or default_cutoffs(vocab_size))
-            if cutoffs[0] <= 2 or cutoffs != sorted(set(cutoffs)) or cutoffs[-1] >= vocab_size:
-                raise ConfigError(
-                    f"cutoffs: expected increasing ids between 3 and |V| - 1 = {vocab_size - 1}, got {cutoffs}"
-                )
-            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, cutoffs, div_value=4.0)
-        else:
-            raise ConfigError(f"output: expected 'full' or 'adaptive', got {kind!r}")
-
-    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
-        """(N, H) -> (N, V) normalised log-probabilities in float64 (rows sum to 1 within 1e-12), <s> at -inf."""
-        if self.kind == "full":
-            logits = self.linear(h).double()
-            logits[:, self.bos_id] = float("-inf")
-            return F.log_softmax(logits, dim=-1)
-        logp = self.adaptive.log_prob(h).double()
-        logp[:, self.bos_id] = float("-inf")
-        return logp - torch.logsumexp(logp, dim=-1, keepdim=True)  # renormalise without <s>
-
-    def loss_sum(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Summed negative log-likelihood of ``targets`` (N,) given hidden states (N, H)."""
-        if self.kind == "full":
-            # <s> is never a target; masking its logit keeps training and scoring the same distribution
-            if torch.is_grad_enabled():
-                return LinearCrossEntropy.apply(h, self.linear.weight, self.linear.bias, targets, self.bos_id)
-            logits = self.linear(h)
-            logits[:, self.bos_id] = float("-inf")
-            return F.cross_entropy(logits, targets, reduction="sum")
-        return -self.adaptive(h, targets).output.sum()
-
-    def target_log_probs(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """log p(target) for each row (float64), without building full float64 distributions: the full
-        softmax takes a float32 logsumexp per chunk; the adaptive softmax scores only the targets' clusters
-        and removes the <s> share of the head (renormalising exactly as :meth:`log_probs` does)."""
-        out = []
-        for start in range(0, len(h), SCORE_CHUNK):
-            hc, tc = h[start : start + SCORE_CHUNK], targets[start : start + SCORE_CHUNK]
-            if self.kind == "full":
-                logits = self.linear(hc)  # (c, V)
-                logits[:, self.bos_id] = float("-inf")
-                lp = (
-                    logits.gather(1, tc[:, None]).squeeze(1).double()
-                    - torch.logsumexp(logits, dim=-1).double()
-                )
-            else:
-                target_lp = self.adaptive(hc, tc).output.double()
-                head = torch.log_softmax(self.adaptive.head(hc).double(), dim=-1)  # (c, shortlist + clusters)
-                lp = target_lp - torch.log1p(-head[:, self.bos_id].exp())
-            out.append(lp)
-        return torch.cat(out) if out else h.new_zeros(0, dtype=torch.float64)
-
 
 def write_curve(path: Path, curve: list[dict[str, float]]) -> None:
     """The learning curve (tokens seen, train loss, valid perplexity, wall time) as CSV beside the run."""
@@ -143,12 +31,6 @@ def write_curve(path: Path, curve: list[dict[str, float]]) -> None:
 
     columns = ["tokens", "step", "seconds", "train_loss", "valid_loss", "valid_perplexity"]
     atomic_write_text(path, pd.DataFrame(curve, columns=columns).to_csv(index=False))
-
-
-def default_cutoffs(vocab_size: int) -> list[int]:
-    """Adaptive-softmax clusters for a frequency-sorted vocabulary: a 2k head, then 10k, then the tail."""
-    cuts = [c for c in (2000, 10000) if c < vocab_size - 1]
-    return cuts or [max(vocab_size // 2, 1)]
 
 
 @dataclasses.dataclass
@@ -240,6 +122,7 @@ class NeuralLM(LanguageModel):
         self.train_seconds_ = state.seconds  # training time across interruptions and resumes
         if run_dir is not None:
             write_curve(Path(run_dir) / "curve.csv", state.curve)
+        self.net_.output.release_scratch()
         self.net_.eval()
         return self
 

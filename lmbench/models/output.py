@@ -1,0 +1,223 @@
+"""The output layer every neural family shares: full softmax (optionally tied to the embedding) or adaptive
+softmax (Grave et al. 2017), with ``<s>`` masked out (it is context only, never predicted).
+
+On a CPU the full softmax's loss and gradients come from :class:`LinearCrossEntropy`, which never holds the
+(N, |V|) logits in the usual layout: it walks the vocabulary in blocks of rows of the weight matrix, so each
+block's logits, softmax and gradient products stay in the processor's cache (see ``_softmax_blocks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmbench.errors import ConfigError
+
+ROW_BLOCK = 1024  # hidden states (tokens) per pass of the fused loss: bounds its scratch at |V| x 1024 floats
+VOCAB_BLOCK = 1024  # weight rows per block: a 1024 x N block of logits fits the L2/L3 cache for N <= 1024
+SCORE_BLOCK = 2048  # tokens per block when scoring targets without gradients
+
+
+def _softmax_blocks(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    masked_id: int,
+    scratch: torch.Tensor,
+    keep: bool,
+    vocab_block: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transposed logits ``weight @ h.T + bias`` (|V|, N), one block of vocabulary rows at a time, each block
+    exponentiated in place against its own column maxima ("online softmax", Milakov & Gimelshein 2018).
+
+    Returns the per-block maxima and sums, (blocks, N) each: the softmax of column n is block b's entries
+    times exp(max[b, n] - M[n]) / Z[n], with M the maximum over blocks and Z the rescaled total. With ``keep``
+    the exponentiated blocks are left in ``scratch`` (|V|, N) for the gradient pass; otherwise ``scratch``
+    only holds one block. Why transposed: a (block, N) product with K = hidden size runs near the machine's
+    matrix-multiply peak, where the one (N, |V|) product runs at about half of it (measured with MKL on the
+    2-core AMD machine this was written on) and its output, far larger than the cache, makes every later
+    elementwise pass a trip to memory.
+    """
+    V, n = weight.shape[0], h.shape[0]
+    blocks = -(-V // vocab_block)
+    maxima = h.new_empty(blocks, n)
+    sums = h.new_empty(blocks, n)
+    h_t = h.t()
+    for i, start in enumerate(range(0, V, vocab_block)):
+        stop = min(start + vocab_block, V)
+        block = scratch[start:stop] if keep else scratch[: stop - start]
+        torch.addmm(bias[start:stop, None], weight[start:stop], h_t, out=block)
+        if start <= masked_id < stop:
+            block[masked_id - start] = float("-inf")
+        # a block made only of masked rows would give -inf - -inf = nan; the floor keeps it at exp() = 0
+        row_max = torch.amax(block, dim=0).clamp_min_(torch.finfo(block.dtype).min)
+        maxima[i] = row_max
+        block.sub_(row_max).exp_()
+        torch.sum(block, dim=0, out=sums[i])
+    return maxima, sums
+
+
+def _combine_blocks(maxima: torch.Tensor, sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """From per-block maxima and sums: each token's log-normaliser (float64) and the per-block factors
+    exp(max_b - M) / Z that turn a block's stored exponentials into probabilities."""
+    top = maxima.amax(dim=0)
+    scale = (maxima - top).exp_()
+    total = (sums * scale).sum(dim=0)
+    log_normaliser = top.double() + total.double().log()
+    return log_normaliser, scale.div_(total)
+
+
+def target_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor):
+    """The logit of each row's target, from the target's weight row alone (float64)."""
+    return ((weight[targets] * h).sum(dim=1) + bias[targets]).double()
+
+
+def fused_linear_cross_entropy(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    targets: torch.Tensor,
+    masked_id: int,
+    scratch: torch.Tensor | None = None,
+    *,
+    row_block: int = ROW_BLOCK,
+    vocab_block: int = VOCAB_BLOCK,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy of ``softmax(h @ weight.T + bias)`` (``masked_id`` excluded) and its gradients
+    with respect to ``h``, ``weight`` and ``bias``, in two passes over the vocabulary per block of rows.
+
+    The gradient of the loss with respect to the logits is softmax - onehot. The softmax part is multiplied
+    block by block into the gradients (grad_h += P_b.T @ W_b; grad_W_b = P_b @ h; grad_b_b = rows of P_b);
+    the onehot part is a gather / index_add. ``scratch`` (at least |V| x min(N, row_block) elements, reused
+    between calls to spare the page faults of a fresh 100 MB allocation per step) holds the exponentials.
+    """
+    V, n = weight.shape[0], h.shape[0]
+    need = V * min(n, row_block)
+    if scratch is None or scratch.numel() < need or scratch.dtype != h.dtype or scratch.device != h.device:
+        scratch = h.new_empty(need)
+    grad_h = torch.empty_like(h)
+    grad_w = torch.empty_like(weight)
+    grad_b = torch.empty_like(bias)
+    loss = torch.zeros((), dtype=torch.float64, device=h.device)
+    for r0 in range(0, n, row_block):
+        hr, tr = h[r0 : r0 + row_block], targets[r0 : r0 + row_block]
+        probs = scratch[: V * len(hr)].view(V, len(hr))
+        maxima, sums = _softmax_blocks(hr, weight, bias, masked_id, probs, True, vocab_block)
+        log_normaliser, scale = _combine_blocks(maxima, sums)
+        loss += (log_normaliser - target_logits(hr, weight, bias, tr)).sum()
+        gh = grad_h[r0 : r0 + row_block].zero_()
+        for i, start in enumerate(range(0, V, vocab_block)):
+            stop = min(start + vocab_block, V)
+            p = probs[start:stop].mul_(scale[i])  # this block's softmax, (block, rows)
+            gh.addmm_(p.t(), weight[start:stop])
+            if r0 == 0:
+                torch.mm(p, hr, out=grad_w[start:stop])
+                torch.sum(p, dim=1, out=grad_b[start:stop])
+            else:
+                grad_w[start:stop].addmm_(p, hr)
+                grad_b[start:stop] += p.sum(dim=1)
+        gh.sub_(weight[tr])
+        grad_w.index_add_(0, tr, hr, alpha=-1.0)
+        grad_b.index_add_(0, tr, torch.ones_like(tr, dtype=grad_b.dtype), alpha=-1.0)
+    return loss, grad_h, grad_w, grad_b
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """Autograd wrapper of :func:`fused_linear_cross_entropy`: the gradients are computed in the forward pass
+    (the idea of fused "linear cross-entropy" kernels) and only scaled in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, masked_id: int, scratch):  # noqa: ANN001
+        loss, grad_h, grad_w, grad_b = fused_linear_cross_entropy(
+            h, weight, bias, targets, masked_id, scratch
+        )
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        return loss.to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_loss):  # noqa: ANN001
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        # in place: these tensors are this call's own, and become the parameters' .grad without a copy
+        return grad_h.mul_(grad_loss), grad_w.mul_(grad_loss), grad_b.mul_(grad_loss), None, None, None
+
+
+class OutputLayer(nn.Module):
+    """Full softmax (optionally tied to the embedding) or adaptive softmax (Grave et al. 2017)."""
+
+    def __init__(
+        self, hidden: int, vocab_size: int, kind: str, bos_id: int, cutoffs: Sequence[int] | None = None
+    ):
+        super().__init__()
+        self.kind, self.bos_id, self.vocab_size = kind, bos_id, vocab_size
+        self._scratch: dict[str, torch.Tensor] = {}  # the fused loss's reusable buffer (not model state)
+        if kind == "full":
+            self.linear = nn.Linear(hidden, vocab_size)
+        elif kind == "adaptive":
+            cutoffs = list(cutoffs or default_cutoffs(vocab_size))
+            if cutoffs[0] <= 2 or cutoffs != sorted(set(cutoffs)) or cutoffs[-1] >= vocab_size:
+                raise ConfigError(
+                    f"cutoffs: expected increasing ids between 3 and |V| - 1 = {vocab_size - 1}, got {cutoffs}"
+                )
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, cutoffs, div_value=4.0)
+        else:
+            raise ConfigError(f"output: expected 'full' or 'adaptive', got {kind!r}")
+
+    def release_scratch(self) -> None:
+        """Free the fused loss's buffer (|V| x 1024 floats) once training is over."""
+        self._scratch.clear()
+
+    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """(N, H) -> (N, V) normalised log-probabilities in float64 (rows sum to 1 within 1e-12), <s> at -inf."""
+        if self.kind == "full":
+            logits = self.linear(h).double()
+            logits[:, self.bos_id] = float("-inf")
+            return F.log_softmax(logits, dim=-1)
+        logp = self.adaptive.log_prob(h).double()
+        logp[:, self.bos_id] = float("-inf")
+        return logp - torch.logsumexp(logp, dim=-1, keepdim=True)  # renormalise without <s>
+
+    def loss_sum(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Summed negative log-likelihood of ``targets`` (N,) given hidden states (N, H)."""
+        if self.kind == "adaptive":
+            return -self.adaptive(h, targets).output.sum()
+        # <s> is never a target; masking its logit keeps training and scoring the same distribution
+        if torch.is_grad_enabled() and h.device.type == "cpu":
+            scratch = self._scratch.get("loss")
+            need = self.vocab_size * min(len(h), ROW_BLOCK)
+            if scratch is None or scratch.numel() < need or scratch.dtype != h.dtype:
+                scratch = self._scratch["loss"] = h.new_empty(need)
+            w, b = self.linear.weight, self.linear.bias
+            return LinearCrossEntropy.apply(h, w, b, targets, self.bos_id, scratch)
+        logits = self.linear(h)
+        logits[:, self.bos_id] = float("-inf")
+        return F.cross_entropy(logits, targets, reduction="sum")
+
+    def target_log_probs(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target) for each row (float64), without building full float64 distributions: the full
+        softmax takes its normaliser block by block (:func:`_softmax_blocks`); the adaptive softmax scores only
+        the targets' clusters and removes the <s> share of the head (renormalising as :meth:`log_probs`)."""
+        out = []
+        for start in range(0, len(h), SCORE_BLOCK):
+            hc, tc = h[start : start + SCORE_BLOCK], targets[start : start + SCORE_BLOCK]
+            if self.kind == "full":
+                w, b = self.linear.weight, self.linear.bias
+                block = hc.new_empty(min(VOCAB_BLOCK, self.vocab_size) * len(hc))
+                block = block.view(-1, len(hc))
+                maxima, sums = _softmax_blocks(hc, w, b, self.bos_id, block, False, VOCAB_BLOCK)
+                log_normaliser, _ = _combine_blocks(maxima, sums)
+                lp = target_logits(hc, w, b, tc) - log_normaliser
+            else:
+                target_lp = self.adaptive(hc, tc).output.double()
+                head = torch.log_softmax(self.adaptive.head(hc).double(), dim=-1)  # (c, shortlist + clusters)
+                lp = target_lp - torch.log1p(-head[:, self.bos_id].exp())
+            out.append(lp)
+        return torch.cat(out) if out else h.new_zeros(0, dtype=torch.float64)
+
+
+def default_cutoffs(vocab_size: int) -> list[int]:
+    """Adaptive-softmax clusters for a frequency-sorted vocabulary: a 2k head, then 10k, then the tail."""
+    cuts = [c for c in (2000, 10000) if c < vocab_size - 1]
+    return cuts or [max(vocab_size // 2, 1)]
