@@ -145,6 +145,11 @@ def test_resumed_training_equals_uninterrupted(family, synthetic, tmp_path):
         rtol=1e-5,
         atol=1e-6,
     )
+    # fitting again over a finished run's checkpoint trains nothing and adds no learning-curve point
+    again = create_model(family, **params).fit(
+        synthetic.train, synthetic.valid, budget=budget, run_dir=tmp_path / "a"
+    )
+    assert again.learning_curve_ == full.learning_curve_
 
 
 @pytest.mark.parametrize(
