@@ -53,9 +53,9 @@ def _softmax_blocks(
         if start <= masked_id < stop:
             block[masked_id - start] = float("-inf")
         # a block made only of masked rows would give -inf - -inf = nan; the floor keeps it at exp() = 0
-        row_max = torch.amax(block, dim=0).clamp_min_(torch.finfo(block.dtype).min)
-        maxima[i] = row_max
-        block.sub_(row_max).exp_()
+        token_max = torch.amax(block, dim=0).clamp_min_(torch.finfo(block.dtype).min)
+        maxima[i] = token_max
+        block.sub_(token_max).exp_()
         torch.sum(block, dim=0, out=sums[i])
     return maxima, sums
 
@@ -70,7 +70,9 @@ def _combine_blocks(maxima: torch.Tensor, sums: torch.Tensor) -> tuple[torch.Ten
     return log_normaliser, scale.div_(total)
 
 
-def target_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor):
+def target_logits(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
     """The logit of each row's target, from the target's weight row alone (float64)."""
     return ((weight[targets] * h).sum(dim=1) + bias[targets]).double()
 

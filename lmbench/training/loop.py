@@ -333,7 +333,8 @@ class Trainer:
                         )
                     if self._fraction_done(state, epoch_tokens) >= 1.0:
                         stopped = True
-            if not state.curve or state.curve[-1]["tokens"] != state.tokens:  # not evaluated at this point yet
+            # a closing evaluation, unless the last one was at this very point (a resumed, finished run)
+            if not state.curve or state.curve[-1]["tokens"] != state.tokens:
                 best, plateau_scale, _ = self._evaluate(module, valid_loss, state, best, plateau_scale)
             if best is not None:
                 module.load_state_dict(best)
