@@ -70,11 +70,21 @@ def _combine_blocks(maxima: torch.Tensor, sums: torch.Tensor) -> tuple[torch.Ten
     return log_normaliser, scale.div_(total)
 
 
-def target_logits(
-    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor
-) -> torch.Tensor:
-    """The logit of each row's target, from the target's weight row alone (float64)."""
-    return ((weight[targets] * h).sum(dim=1) + bias[targets]).double()
+def target_logits(h: torch.Tensor, target_weights: torch.Tensor, target_bias: torch.Tensor) -> torch.Tensor:
+    """The logit of each row's target from that target's weight row and bias alone (float64)."""
+    return ((target_weights * h).sum(dim=1) + target_bias).double()
+
+
+def scratch_buffer(scratch: torch.Tensor | None, numel: int, like: torch.Tensor) -> torch.Tensor:
+    """``scratch`` if it holds ``numel`` elements of ``like``'s dtype and device, else a new buffer."""
+    if (
+        scratch is None
+        or scratch.numel() < numel
+        or scratch.dtype != like.dtype
+        or scratch.device != like.device
+    ):
+        return like.new_empty(numel)
+    return scratch
 
 
 def fused_linear_cross_entropy(
@@ -97,9 +107,7 @@ def fused_linear_cross_entropy(
     between calls to spare the page faults of a fresh 100 MB allocation per step) holds the exponentials.
     """
     V, n = weight.shape[0], h.shape[0]
-    need = V * min(n, row_block)
-    if scratch is None or scratch.numel() < need or scratch.dtype != h.dtype or scratch.device != h.device:
-        scratch = h.new_empty(need)
+    scratch = scratch_buffer(scratch, V * min(n, row_block), h)
     grad_h = torch.empty_like(h)
     grad_w = torch.empty_like(weight)
     grad_b = torch.empty_like(bias)
@@ -109,7 +117,8 @@ def fused_linear_cross_entropy(
         probs = scratch[: V * len(hr)].view(V, len(hr))
         maxima, sums = _softmax_blocks(hr, weight, bias, masked_id, probs, True, vocab_block)
         log_normaliser, scale = _combine_blocks(maxima, sums)
-        loss += (log_normaliser - target_logits(hr, weight, bias, tr)).sum()
+        target_weights = weight[tr]
+        loss += (log_normaliser - target_logits(hr, target_weights, bias[tr])).sum()
         gh = grad_h[r0 : r0 + row_block].zero_()
         for i, start in enumerate(range(0, V, vocab_block)):
             stop = min(start + vocab_block, V)
@@ -121,7 +130,7 @@ def fused_linear_cross_entropy(
             else:
                 grad_w[start:stop].addmm_(p, hr)
                 grad_b[start:stop] += p.sum(dim=1)
-        gh.sub_(weight[tr])
+        gh.sub_(target_weights)
         grad_w.index_add_(0, tr, hr, alpha=-1.0)
         grad_b.index_add_(0, tr, torch.ones_like(tr, dtype=grad_b.dtype), alpha=-1.0)
     return loss, grad_h, grad_w, grad_b
@@ -154,7 +163,7 @@ class OutputLayer(nn.Module):
     ):
         super().__init__()
         self.kind, self.bos_id, self.vocab_size = kind, bos_id, vocab_size
-        self._scratch: dict[str, torch.Tensor] = {}  # the fused loss's reusable buffer (not model state)
+        self._scratch: torch.Tensor | None = None  # the fused loss's reusable buffer (not model state)
         if kind == "full":
             self.linear = nn.Linear(hidden, vocab_size)
         elif kind == "adaptive":
@@ -169,7 +178,7 @@ class OutputLayer(nn.Module):
 
     def release_scratch(self) -> None:
         """Free the fused loss's buffer (|V| x 1024 floats) once training is over."""
-        self._scratch.clear()
+        self._scratch = None
 
     def log_probs(self, h: torch.Tensor) -> torch.Tensor:
         """(N, H) -> (N, V) normalised log-probabilities in float64 (rows sum to 1 within 1e-12), <s> at -inf."""
@@ -187,12 +196,9 @@ class OutputLayer(nn.Module):
             return -self.adaptive(h, targets).output.sum()
         # <s> is never a target; masking its logit keeps training and scoring the same distribution
         if torch.is_grad_enabled() and h.device.type == "cpu":
-            scratch = self._scratch.get("loss")
-            need = self.vocab_size * min(len(h), ROW_BLOCK)
-            if scratch is None or scratch.numel() < need or scratch.dtype != h.dtype:
-                scratch = self._scratch["loss"] = h.new_empty(need)
+            self._scratch = scratch_buffer(self._scratch, self.vocab_size * min(len(h), ROW_BLOCK), h)
             w, b = self.linear.weight, self.linear.bias
-            return LinearCrossEntropy.apply(h, w, b, targets, self.bos_id, scratch)
+            return LinearCrossEntropy.apply(h, w, b, targets, self.bos_id, self._scratch)
         logits = self.linear(h)
         logits[:, self.bos_id] = float("-inf")
         return F.cross_entropy(logits, targets, reduction="sum")
@@ -202,15 +208,16 @@ class OutputLayer(nn.Module):
         softmax takes its normaliser block by block (:func:`_softmax_blocks`); the adaptive softmax scores only
         the targets' clusters and removes the <s> share of the head (renormalising as :meth:`log_probs`)."""
         out = []
+        if self.kind == "full":  # one block's worth of logits, reused for every block of every chunk
+            w, b = self.linear.weight, self.linear.bias
+            buffer = h.new_empty(min(VOCAB_BLOCK, self.vocab_size) * min(len(h), SCORE_BLOCK))
         for start in range(0, len(h), SCORE_BLOCK):
             hc, tc = h[start : start + SCORE_BLOCK], targets[start : start + SCORE_BLOCK]
             if self.kind == "full":
-                w, b = self.linear.weight, self.linear.bias
-                block = hc.new_empty(min(VOCAB_BLOCK, self.vocab_size) * len(hc))
-                block = block.view(-1, len(hc))
+                block = buffer[: min(VOCAB_BLOCK, self.vocab_size) * len(hc)].view(-1, len(hc))
                 maxima, sums = _softmax_blocks(hc, w, b, self.bos_id, block, False, VOCAB_BLOCK)
                 log_normaliser, _ = _combine_blocks(maxima, sums)
-                lp = target_logits(hc, w, b, tc) - log_normaliser
+                lp = target_logits(hc, w[tc], b[tc]) - log_normaliser
             else:
                 target_lp = self.adaptive(hc, tc).output.double()
                 head = torch.log_softmax(self.adaptive.head(hc).double(), dim=-1)  # (c, shortlist + clusters)
