@@ -175,7 +175,7 @@ def test_render_writes_every_format_and_round_trips_infinities(tmp_path):
     back = load_results(out)
     assert back["rows"][0]["perplexity"] == math.inf
     md = (out / "report.md").read_text()
-    assert "14.00 ± 0.50" in md and "| inf " in md and "Entropy floor" in md and "A0 w01" in md
+    assert "14.00 ± 0.50" in md and "| ∞ " in md and "Entropy floor" in md and "A0 w01" in md
     assert "\\toprule" in (out / "tables.tex").read_text()
     assert not list(tmp_path.glob(".report*"))  # no staging folders left behind
 

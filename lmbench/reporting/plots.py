@@ -26,6 +26,31 @@ def _main_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _left_out(results: dict[str, Any]) -> list[str]:
+    """Models of the main split and context whose perplexity cannot be drawn, with the reason."""
+    rows = results.get("rows", [])
+    split = "test" if any(r["split"] == "test" for r in rows) else "valid"
+    context = rows[0]["context"] if rows else "sentence"
+    out = []
+    for r in rows:
+        if r["split"] != split or r["context"] != context:
+            continue
+        ppl = r.get("perplexity")
+        if ppl is None or (isinstance(ppl, float) and math.isnan(ppl)):
+            out.append(f"{r['model']} (no perplexity: its scores are not probabilities)")
+        elif math.isinf(ppl):
+            out.append(f"{r['model']} (infinite perplexity: a test token has probability 0)")
+    return out
+
+
+def _caption(fig, notes: list[str]) -> None:
+    """A line under the plot naming what was left out and why (a plot never drops a model silently)."""
+    if notes:
+        text = "Not drawn: " + "; ".join(notes)
+        fig.text(0.01, 0.005, text if len(text) < 160 else text[:157] + "...", fontsize=6.5, color="#555")
+        fig.subplots_adjust(bottom=0.18)
+
+
 def _floor(ax, results: dict[str, Any]) -> None:
     floor = results.get("entropy_floor")
     if floor:
@@ -37,8 +62,9 @@ def _floor(ax, results: dict[str, Any]) -> None:
         )
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, notes: list[str] | None = None) -> Path:
+    fig.tight_layout(rect=(0, 0.05 if notes else 0, 1, 1))
+    _caption(fig, notes or [])
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
@@ -50,6 +76,7 @@ def _scatter(results: dict[str, Any], key: str, xlabel: str, path: Path, *, logx
     rows = [r for r in _main_rows(results) if r.get(key) and r[key] > 0]
     if not rows:
         return None
+    notes = _left_out(results)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for family in sorted({r["family"] for r in rows}):
         sel = [r for r in rows if r["family"] == family]
@@ -72,16 +99,24 @@ def _scatter(results: dict[str, Any], key: str, xlabel: str, path: Path, *, logx
     ax.set_ylabel(f"{rows[0]['split']} perplexity ({rows[0]['context']})")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, notes)
 
 
 def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
-    curves = {k: v for k, v in (results.get("curves") or {}).items() if v}
+    curves, notes = {}, []
+    for name, points in (results.get("curves") or {}).items():
+        pts = [
+            p for p in points or []
+            if isinstance(p.get("valid_perplexity"), (int, float)) and math.isfinite(p["valid_perplexity"])
+        ]  # fmt: skip
+        if len(pts) < len(points or []):
+            notes.append(f"{name}: {len(points) - len(pts)} point(s) without a finite validation perplexity")
+        if pts:
+            curves[name] = pts
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, points in curves.items():
-        pts = [p for p in points if p.get("valid_perplexity") is not None]
+    for name, pts in curves.items():
         ax.plot([p["tokens"] for p in pts], [p["valid_perplexity"] for p in pts], marker=".", label=name)
     floor = results.get("entropy_floor")
     if floor:
@@ -96,7 +131,7 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, notes)
 
 
 def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | None:
@@ -125,7 +160,12 @@ def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | Non
 
 
 def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
-    buckets = results.get("word_buckets") or {}
+    buckets, notes = {}, []
+    for name, rows in (results.get("word_buckets") or {}).items():
+        if any(isinstance(b.get("perplexity"), (int, float)) and math.isfinite(b["perplexity"]) for b in rows):
+            buckets[name] = rows
+        else:
+            notes.append(f"{name} (no finite perplexity in any bucket)")
     if not buckets:
         return None
     labels = list(dict.fromkeys(b["bucket"] for v in buckets.values() for b in v))
@@ -146,7 +186,7 @@ def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylabel("test perplexity of those tokens")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return _save(fig, path, notes)
 
 
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
