@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmbench.errors import ConfigError, TrainingDiverged
-from lmbench.io import atomic_path
+from lmbench.errors import ConfigError, DataError, TrainingDiverged
+from lmbench.io import atomic_path, load_tensors
 from lmbench.models.base import Budget
 from lmbench.training import distributed
 
@@ -212,11 +212,11 @@ class Trainer:
         if path is None or not path.exists():
             return None
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = load_tensors(path, "lmbench training checkpoint")
             if not isinstance(payload, dict) or not {"model", "optimizer", "state"} <= set(payload):
-                raise ValueError("not an lmbench training checkpoint")
-        except Exception as e:  # truncated, empty, random or foreign bytes: start fresh, never unpickle
-            self.notes.append(f"{path}: unreadable checkpoint ({_first_line(e)}); training from the start")
+                raise DataError(f"{path}: not an lmbench training checkpoint")
+        except DataError as e:  # truncated, empty, random or foreign bytes: start fresh, never unpickle
+            self.notes.append(f"unreadable checkpoint: {e}; training from the start")
             return None
         saved = payload.get("identity")
         if self.identity is not None and saved != _canonical(self.identity):

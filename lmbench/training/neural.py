@@ -20,7 +20,7 @@ from torch import nn
 from lmbench.data.corpus import TokenStream
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
-from lmbench.io import atomic_path, atomic_write_text
+from lmbench.io import atomic_path, atomic_write_text, load_tensors
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.training.loop import Batch, TrainConfig, Trainer, pick_device, stream_batches
 
@@ -249,14 +249,14 @@ class NeuralLM(LanguageModel):
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralLM:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as e:
-            raise DataError(
-                f"{path}: not a readable lmbench neural model ({str(e).splitlines()[0]})"
-            ) from None
+        payload = load_tensors(path, "lmbench neural model")
+        if not isinstance(payload, dict) or not {"net_params", "train_params", "vocab", "state_dict"} <= set(payload):
+            raise DataError(f"{path}: not an lmbench neural model (fields missing)")
         model = cls(**payload["net_params"], **payload["train_params"])
         model._init_net(Vocabulary(payload["vocab"]))
-        model.net_.load_state_dict(payload["state_dict"])
+        try:
+            model.net_.load_state_dict(payload["state_dict"])
+        except RuntimeError as e:
+            raise DataError(f"{path}: weights do not fit the saved settings ({str(e).splitlines()[0]})") from None
         model.net_.eval()
         return model
