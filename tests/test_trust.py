@@ -398,3 +398,30 @@ def test_results_record_each_models_fingerprint(tmp_path):
     results = run_experiment(load_config(config), tmp_path / "runs")
     assert len(results["provenance"]["fingerprints"]["lstm"][0]) == 16
     assert results["models"]["lstm"]["train_tokens"] >= 600
+
+
+def test_identity_changes_are_said_in_words():
+    from lmbench.runs import describe_change
+
+    old = {"seed": 0, "params": {"lr": 0.003}, "budget": {"tokens": 600, "epochs": None}, "data": {"test": "a"}}
+    new = {"seed": 1, "params": {"lr": 0.01}, "budget": {"tokens": 900, "epochs": None}, "data": {"test": "b"}}
+    text = describe_change(old, new, {"test": "test.txt"})
+    assert text == "seed 0 -> 1, lr 0.003 -> 0.01, budget tokens=600 -> tokens=900, test.txt changed"
+
+
+def test_the_narrative_explains_a_time_budget_rank_by_tokens_seen():
+    from lmbench.reporting.narrative import ladder_narrative
+
+    row = {"split": "test", "context": "stream", "family": "lstm", "parameters": 10, "budget": "minutes=3"}
+    results = {
+        "rows": [
+            {**row, "model": "rnn", "family": "rnn", "perplexity": 20.0, "train_tokens": 3_000_000},
+            {**row, "model": "lstm", "perplexity": 24.0, "train_tokens": 1_000_000},
+        ],
+        "models": {"rnn": {"family": "rnn"}, "lstm": {"family": "lstm"}},
+    }
+    text = ladder_narrative(results)[1]["text"]
+    assert "3.0x fewer tokens than rnn" in text and "budget minutes=3" in text
+    for r in results["rows"]:
+        r["budget"] = "tokens=1,000,000"
+    assert "fewer tokens" not in ladder_narrative(results)[1]["text"]
