@@ -21,7 +21,7 @@ from lmbench.errors import ConfigError, TrainingDiverged
 from lmbench.experiment import run_experiment
 from lmbench.models.base import Budget
 from lmbench.models.registry import available_models, create_model
-from lmbench.training.loop import Trainer, TrainConfig
+from lmbench.training.loop import TrainConfig, Trainer
 
 TRAIN = "\n".join(
     ["the cat sat on the mat", "the dog sat on the log", "a cat saw a dog", "the dog and the cat"] * 8
@@ -179,7 +179,8 @@ def test_changing_lr_or_size_after_an_interrupt_starts_fresh(tmp_path):
         data.train, data.valid, budget=Budget(tokens=2000), run_dir=tmp_path / "clean"
     )
     assert changed.learning_curve_ == [
-        {**p, "seconds": q["seconds"]} for p, q in zip(clean.learning_curve_, changed.learning_curve_)
+        {**p, "seconds": q["seconds"]}
+        for p, q in zip(clean.learning_curve_, changed.learning_curve_, strict=True)
     ]
     # a different size cannot even load the old weights: a fresh start, never a state_dict error
     interrupted(hidden_size=8)
@@ -403,8 +404,18 @@ def test_results_record_each_models_fingerprint(tmp_path):
 def test_identity_changes_are_said_in_words():
     from lmbench.runs import describe_change
 
-    old = {"seed": 0, "params": {"lr": 0.003}, "budget": {"tokens": 600, "epochs": None}, "data": {"test": "a"}}
-    new = {"seed": 1, "params": {"lr": 0.01}, "budget": {"tokens": 900, "epochs": None}, "data": {"test": "b"}}
+    old = {
+        "seed": 0,
+        "params": {"lr": 0.003},
+        "budget": {"tokens": 600, "epochs": None},
+        "data": {"test": "a"},
+    }
+    new = {
+        "seed": 1,
+        "params": {"lr": 0.01},
+        "budget": {"tokens": 900, "epochs": None},
+        "data": {"test": "b"},
+    }
     text = describe_change(old, new, {"test": "test.txt"})
     assert text == "seed 0 -> 1, lr 0.003 -> 0.01, budget tokens=600 -> tokens=900, test.txt changed"
 
