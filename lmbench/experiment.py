@@ -246,7 +246,9 @@ def fit_model(
         if not miss.absent:
             say(f"{run.label}: {miss}; the checkpoint there is not resumed, training from the start")
         folder.clear()
-    say(f"{run.label}: training ({run.spec.family}, budget {run.budget.describe() if run.budget else 'none'})")
+    say(
+        f"{run.label}: training ({run.spec.family}, budget {run.budget.describe() if run.budget else 'none'})"
+    )
     folder.path.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():
         folder.write_json("identity.json", {"identity": identity})
@@ -447,7 +449,9 @@ def run_experiment(
         first_models.setdefault(name, model)
         last = rows[-1]
         if reused:
-            say(f"{run.label}: finished earlier with the same settings and data, skipped (delete {run.folder.path} to retrain)")
+            say(
+                f"{run.label}: finished earlier with the same settings and data, skipped (delete {run.folder.path} to retrain)"
+            )
         else:
             say(
                 f"{run.label}: {last['split']} perplexity {last['perplexity']:.2f} "
@@ -534,9 +538,7 @@ def run_experiment(
             "contexts": config.evaluate.contexts,
             "bootstrap": config.evaluate.bootstrap,
             "budgets": {name: info["budget"] for name, info in models.items()},
-            "fingerprints": {
-                name: [i["fingerprint"] for _, i, _, _ in per_model[name]] for name in models
-            },
+            "fingerprints": {name: [i["fingerprint"] for _, i, _, _ in per_model[name]] for name in models},
             "device": device_name(),
             "libraries": library_versions(),
             "config_file": config.source,

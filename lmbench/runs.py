@@ -83,7 +83,10 @@ def describe_change(old: dict[str, Any], new: dict[str, Any], files: dict[str, s
         else:
             changes.append(f"{leaf} {_short(before[key])} -> {_short(after[key])}")
     unique = list(dict.fromkeys(changes))
-    return ", ".join(unique[:4]) + (f" and {len(unique) - 4} more" if len(unique) > 4 else "") or "identity changed"
+    return (
+        ", ".join(unique[:4]) + (f" and {len(unique) - 4} more" if len(unique) > 4 else "")
+        or "identity changed"
+    )
 
 
 def _change_order(key: str) -> tuple[int, str]:

@@ -82,7 +82,9 @@ def test_run_writes_results_with_the_documented_columns(project):
     assert "train_seconds" not in frame.columns
     timings = pd.read_csv(root / "out" / "timings.csv")
     assert {"model", "train_seconds", "score_tokens_per_second", "peak_rss_mb"} <= set(timings.columns)
-    assert (frame.train_tokens == 130).all() and frame.train_flops.isna().all()  # n-grams count each token once
+    assert (
+        frame.train_tokens == 130
+    ).all() and frame.train_flops.isna().all()  # n-grams count each token once
     test = frame[(frame.model == "kn3") & (frame.split == "test")]
     assert set(test.context) == {"sentence", "stream"} and (test.tokens == 10).all() and (test.oov == 1).all()
     assert (test.perplexity_low <= test.perplexity).all() and (test.perplexity <= test.perplexity_high).all()

@@ -103,7 +103,9 @@ def _training_words(row: dict[str, Any]) -> str:
     seeds = row.get("seeds")
     if isinstance(seeds, (int, float)) and seeds > 1:
         sd = row.get("seed_sd")
-        spread = f", perplexity sd {sd:.2f} across seeds" if isinstance(sd, float) and math.isfinite(sd) else ""
+        spread = (
+            f", perplexity sd {sd:.2f} across seeds" if isinstance(sd, float) and math.isfinite(sd) else ""
+        )
         text += f", averaged over {int(seeds)} seeds{spread}"
     return text
 

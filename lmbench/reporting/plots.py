@@ -162,7 +162,9 @@ def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | Non
 def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
     buckets, notes = {}, []
     for name, rows in (results.get("word_buckets") or {}).items():
-        if any(isinstance(b.get("perplexity"), (int, float)) and math.isfinite(b["perplexity"]) for b in rows):
+        if any(
+            isinstance(b.get("perplexity"), (int, float)) and math.isfinite(b["perplexity"]) for b in rows
+        ):
             buckets[name] = rows
         else:
             notes.append(f"{name} (no finite perplexity in any bucket)")

@@ -95,7 +95,9 @@ class NeuralLM(LanguageModel):
 
     def _forward_flops_per_token(self, token_counts: np.ndarray) -> float:
         skip = ("embedding.", "pos_emb.", "output.")
-        body = sum(p.numel() for n, p in self.net_.named_parameters() if p.dim() >= 2 and not n.startswith(skip))
+        body = sum(
+            p.numel() for n, p in self.net_.named_parameters() if p.dim() >= 2 and not n.startswith(skip)
+        )
         return 2.0 * (body + self.net_.output.matmul_params(token_counts)) + self._attention_flops_per_token()
 
     def _attention_flops_per_token(self) -> float:
@@ -250,13 +252,17 @@ class NeuralLM(LanguageModel):
     @classmethod
     def load(cls, path: str | Path) -> NeuralLM:
         payload = load_tensors(path, "lmbench neural model")
-        if not isinstance(payload, dict) or not {"net_params", "train_params", "vocab", "state_dict"} <= set(payload):
+        if not isinstance(payload, dict) or not {"net_params", "train_params", "vocab", "state_dict"} <= set(
+            payload
+        ):
             raise DataError(f"{path}: not an lmbench neural model (fields missing)")
         model = cls(**payload["net_params"], **payload["train_params"])
         model._init_net(Vocabulary(payload["vocab"]))
         try:
             model.net_.load_state_dict(payload["state_dict"])
         except RuntimeError as e:
-            raise DataError(f"{path}: weights do not fit the saved settings ({str(e).splitlines()[0]})") from None
+            raise DataError(
+                f"{path}: weights do not fit the saved settings ({str(e).splitlines()[0]})"
+            ) from None
         model.net_.eval()
         return model
