@@ -31,7 +31,7 @@ from lmbench.data.synthetic import SyntheticSource
 from lmbench.data.tokenizers import get_tokenizer
 from lmbench.evaluation import score
 from lmbench.evaluation.bootstrap import paired_difference, perplexity_interval
-from lmbench.io import atomic_path, atomic_write_text
+from lmbench.io import atomic_path, atomic_write_text, check_output_dir
 from lmbench.models.base import LanguageModel
 from lmbench.models.registry import create_model, model_class
 from lmbench.training import distributed
@@ -207,6 +207,23 @@ def _load_logprobs(path: Path) -> dict[str, np.ndarray]:
         return {k.replace("__", "/"): data[k] for k in data.files}
 
 
+def check_output_dirs(config: ExperimentConfig, runs_dir: Path) -> None:
+    """Before any data is read or model trained: every run folder can be created and written."""
+    check_output_dir(runs_dir, "runs folder")
+    for spec in config.models:
+        check_output_dir(runs_dir / spec.name, f"run folder of model '{spec.name}'")
+
+
+def write_error_log(path: Path, text: str, say: Callable[[str], None]) -> None:
+    """Keep a failed model's traceback; a log that cannot be written is one line, never a second failure."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    except OSError as e:
+        say(f"{path}: could not write the error log ({e.strerror}); run with -v to see the traceback")
+        log.info("traceback of the failure above:\n%s", text)
+
+
 def run_experiment(
     config: ExperimentConfig,
     runs_dir: str | Path,
@@ -216,6 +233,7 @@ def run_experiment(
     """Train and score every model of ``config``; returns the results dict that reports are rendered from."""
     say = progress or (lambda message: log.info(message))
     runs_dir = Path(runs_dir)
+    check_output_dirs(config, runs_dir)
     loaded = load_data(config)
     data = loaded.data
     say(
@@ -246,7 +264,7 @@ def run_experiment(
             message = f"{spec.name}: failed: {type(e).__name__}: {e}".splitlines()[0]
             failures.append(message)
             say(message)
-            (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            write_error_log(run_dir / "error.log", traceback.format_exc(), say)
             continue
         if distributed.is_main():  # under torchrun every process scores; one writes
             _save_logprobs(logprob_file(run_dir), lps)
