@@ -144,10 +144,10 @@ RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>].
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Report folder [default: reports/<name>].",
 )
-@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), help=RUNS_DIR_HELP)
+@click.option("--runs-dir", type=click.Path(path_type=Path), help=RUNS_DIR_HELP)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -178,12 +178,12 @@ def _preset(name: str, output: Path | None, runs_dir: Path | None, default_outpu
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Report folder [default: reports/demo].",
 )
 @click.option(
     "--runs-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Checkpoints, per-model metrics and logs [default: runs/demo].",
 )
 @verbose_option
@@ -196,12 +196,12 @@ def demo(output: Path | None, runs_dir: Path | None) -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Report folder [default: reports/evolution-run; the committed example is reports/evolution].",
 )
 @click.option(
     "--runs-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Checkpoints, per-model metrics and logs [default: runs/evolution].",
 )
 @verbose_option
