@@ -134,7 +134,7 @@ def _budget(reader: _Reader, name: str) -> Budget | None:
     if name not in reader.table:
         return None
     sub = _Reader(reader.source, reader.key(name), reader.table.pop(name))
-    values = {k: sub.get(k, (int, float)) for k in ("epochs", "tokens", "minutes")}
+    values = {k: sub.get(k, int if k == "tokens" else (int, float)) for k in ("epochs", "tokens", "minutes")}
     sub.done()
     check_budget_values(reader.source, f"{reader.where}: {name}" if reader.where else name, values)
     return Budget(**values)

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import tomllib
 from click.testing import CliRunner
 
 from lmbench.cli import main
@@ -111,7 +112,7 @@ def _edit_model(text: str, line: str) -> str:
         (lambda t: _edit_model(t, "interpolate_unigrams = 1"), ["interpolate_unigrams", "true or false"]),
         (
             lambda t: t.replace('name = "tiny"', 'name = "tiny"\n[budget]\ntokens = 0.5'),
-            ["budget.tokens", "integer"],
+            ["budget.tokens", "int"],
         ),
         (lambda t: t.replace('name = "tiny"', 'name = "tiny"\n[budget]\nminutes = 0'), ["budget.minutes"]),
         (lambda t: t.replace('name = "tiny"', 'name = "tiny"\n[budget]\nepochs = nan'), ["budget.epochs"]),
@@ -173,6 +174,16 @@ def test_model_settings_are_checked_against_their_declared_types(tmp_path, famil
     pytest.importorskip("torch")
     (tmp_path / "exp.toml").write_text(NEURAL.format(family=family, setting=setting))
     assert_exit_2_one_line_nothing_written(tmp_path, ["run", "exp.toml"], "exp.toml", "model 'net'", *needles)
+
+
+def test_valid_budgets_parse_with_their_types():
+    text = CONFIG.replace('name = "tiny"', 'name = "tiny"\n[budget]\ntokens = 200\nepochs = 2\nminutes = 1.5')
+    config = tomllib.loads(text)
+    config["corpus"] = {"name": "synthetic"}
+    budget = parse_config(config).budget
+    assert (budget.tokens, budget.epochs, budget.minutes) == (200, 2.0, 1.5) and isinstance(
+        budget.tokens, int
+    )
 
 
 def test_a_device_this_machine_lacks_is_a_config_error(tmp_path):
