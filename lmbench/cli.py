@@ -82,9 +82,24 @@ def _run(
         raise RunFailure(f"{len(results['failures'])} failure(s): " + "; ".join(results["failures"]))
 
 
+class _TracebacksOnlyWhenVerbose(logging.Filter):
+    """A library's ``log.exception`` prints its traceback only under ``-v``; otherwise the message line alone."""
+
+    verbose = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.verbose and record.exc_info:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_TRACEBACKS = _TracebacksOnlyWhenVerbose()
+
+
 def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     if value:
         ctx.find_root().meta["lmbench.verbose"] = True
+        _TRACEBACKS.verbose = True
         logging.getLogger().setLevel(logging.INFO)
     return value
 
@@ -134,6 +149,10 @@ def main(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
+    _TRACEBACKS.verbose = verbose
+    for handler in logging.getLogger().handlers:
+        if _TRACEBACKS not in handler.filters:
+            handler.addFilter(_TRACEBACKS)
 
 
 RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>]."

@@ -246,6 +246,7 @@ def parse_config(
         from lmbench.tasks import validate_task_configs
 
         resolve_task_paths(source, tasks, base=base, data_dir=corpus.data_dir)
+        check_task_options(source, tasks, [m.name for m in models])
         try:
             validate_task_configs(tasks, base=base)
         except ConfigError as err:
@@ -511,3 +512,47 @@ def resolve_task_paths(source: str, tasks: dict[str, Any], *, base: Path, data_d
                 options[key] = resolve(f"tasks.{name}.{key}", value)
             elif isinstance(value, list):
                 options[key] = [resolve(f"tasks.{name}.{key}", v) if isinstance(v, str) else v for v in value]
+
+
+def check_task_options(source: str, tasks: dict[str, Any], model_names: Sequence[str]) -> None:
+    """Task options against the type of their defaults (so ``max_tokens = "x"`` fails now, not after training):
+    numbers >= 0 (temperature > 0), ``split`` a split name, ``reference`` a model of this config."""
+    from lmbench.tasks import TASKS
+
+    for name, options in tasks.items():
+        if name not in TASKS or not isinstance(options, dict):
+            continue  # validate_task_configs names it
+        for key, value in options.items():
+            where = f"{source}: tasks.{name}.{key}"
+            default = TASKS[name].DEFAULTS.get(key)
+            if default is None or key in TASK_PATH_KEYS:
+                continue
+            hint = (
+                type(default)
+                if not isinstance(default, list)
+                else list[type(default[0])]
+                if default
+                else list
+            )
+            if not _matches(value, hint):
+                raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}")
+            numbers = value if isinstance(value, list) else [value]
+            if any(isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0 for v in numbers):
+                raise ConfigError(f"{where}: expected numbers >= 0, got {value!r}")
+        if "temperature" in options and not options["temperature"] > 0:
+            raise ConfigError(
+                f"{source}: tasks.{name}.temperature: expected a number > 0, got {options['temperature']!r}"
+            )
+        if "split" in options and options["split"] not in SPLIT_NAMES:
+            raise ConfigError(
+                f"{source}: tasks.{name}.split: expected one of {', '.join(SPLIT_NAMES)}, got {options['split']!r}"
+            )
+        reference = options.get("reference")
+        if key_is_set(options, "reference") and reference not in model_names:
+            raise ConfigError(
+                f"{source}: tasks.{name}.reference: {reference!r} is not the name of a [[model]]"
+            )
+
+
+def key_is_set(options: dict[str, Any], key: str) -> bool:
+    return options.get(key) is not None

@@ -487,3 +487,45 @@ def test_data_errors_name_the_file(tmp_path):
         (tmp_path / "t.txt").write_text("a b\n")
         (tmp_path / "valid.txt").write_text("")
         Corpus.from_files(tmp_path / "t.txt", tmp_path / "valid.txt", tmp_path / "t.txt")
+
+
+@pytest.mark.parametrize(
+    "table, needles",
+    [
+        ('[tasks.next-word]\nmax_tokens = "x"', ["tasks.next-word.max_tokens", "integer", "'x'"]),
+        ("[tasks.next-word]\nmax_tokens = -5", ["tasks.next-word.max_tokens", ">= 0"]),
+        (
+            "[tasks.minimal-pairs]\ndistances = [1, 2.5]",
+            ["tasks.minimal-pairs.distances", "list of integers"],
+        ),
+        ("[tasks.minimal-pairs]\nreplace = 1", ["tasks.minimal-pairs.replace", "true or false"]),
+        ('[tasks.generate]\nreference = "nope"', ["tasks.generate.reference", "'nope'"]),
+        ("[tasks.generate]\ntemperature = 0", ["tasks.generate.temperature", "> 0"]),
+        ('[tasks.generate]\nsplit = "dev"', ["tasks.generate.split", "'dev'"]),
+    ],
+)
+def test_task_options_are_checked_before_training(project, table, needles):
+    (project / "exp.toml").write_text(CONFIG.replace("[report]", f"{table}\n[report]"))
+    assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "out"], "exp.toml", *needles)
+
+
+def test_a_failing_task_logs_no_traceback_without_v(project):
+    """Through a real process (pytest's own log handlers would hide the difference under CliRunner)."""
+    import subprocess
+
+    script = (
+        "import sys; import lmbench.tasks.next_word as t\n"
+        "def boom(*a, **k): raise TypeError('task broke')\n"
+        "t.run = boom\n"
+        "from lmbench.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    (project / "exp.toml").write_text(CONFIG.replace("[report]", "[tasks.next-word]\n[report]"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for flag, traceback_shown in (([], False), (["-v"], True)):
+        out = subprocess.run(
+            [sys.executable, "-c", script, "run", "exp.toml", "-o", "out", *flag],
+            cwd=project, capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 1 and "task next-word: TypeError: task broke" in out.stderr
+        assert ("Traceback" in out.stderr) == traceback_shown, out.stderr
