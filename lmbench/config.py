@@ -365,7 +365,7 @@ def check_corpus_values(source: str, corpus: CorpusConfig) -> None:
             )
 
 
-def model_settings(family: str) -> dict[str, Any]:
+def model_settings(family: str) -> dict[str, Any] | None:
     """Every setting a family takes, with its type hint: the constructor's keywords, or (for a constructor
     taking ``**params``) the fields of the dataclasses its ``settings_sources()`` names."""
     from lmbench.models.registry import model_class
@@ -377,7 +377,9 @@ def model_settings(family: str) -> dict[str, Any]:
         if p.name == "self" or p.kind is p.VAR_POSITIONAL:
             continue
         if p.kind is p.VAR_KEYWORD:
-            for source_class in getattr(cls, "settings_sources", lambda: ())():
+            if not hasattr(cls, "settings_sources"):
+                return None  # takes any keyword and declares none: the constructor alone judges
+            for source_class in cls.settings_sources():
                 source_hints = typing.get_type_hints(source_class)
                 for f in dataclasses.fields(source_class):
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -446,8 +448,12 @@ def check_model_settings(source: str, where: str, family: str, params: dict[str,
         return  # create_model names the unknown family
     settings = model_settings(family)
     for key, value in params.items():
+        if settings is None:
+            break  # a family that declares no settings: its constructor checks them
         if key not in settings:
-            continue  # create_model lists the keys this family takes
+            raise ConfigError(
+                f"{source}: {where}: unknown key {key!r} for family {family!r}; expected some of {', '.join(settings)}"
+            )
         if not _matches(value, settings[key]):
             raise ConfigError(f"{source}: {where}: {key}: expected {_describe(settings[key])}, got {value!r}")
     if family == "ngram" and params.get("smoothing") == "arpa":
