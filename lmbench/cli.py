@@ -63,6 +63,7 @@ def _run(
     from lmbench.experiment import run_experiment
     from lmbench.io import check_output_dir
     from lmbench.reporting import render_report
+    from lmbench.reporting.report import check_report_folder
     from lmbench.training import distributed
 
     distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
@@ -71,6 +72,7 @@ def _run(
     output = output or Path("reports") / config.name
     runs_dir = runs_dir or Path("runs") / config.name
     check_output_dir(output, "report folder")  # before any training: a bad folder is exit 2, not lost work
+    check_report_folder(output)
     results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True))
     results["provenance"]["command"] = command
     if not distributed.is_main():

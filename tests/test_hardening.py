@@ -529,3 +529,21 @@ def test_a_failing_task_logs_no_traceback_without_v(project):
         )  # fmt: skip
         assert out.returncode == 1 and "task next-word: TypeError: task broke" in out.stderr
         assert ("Traceback" in out.stderr) == traceback_shown, out.stderr
+
+
+def test_a_folder_of_other_files_is_never_swapped_away_as_a_report(project):
+    """--output . (or ~) must not move the user's files aside: only a new, empty or earlier report folder."""
+    (project / "notes").mkdir()
+    (project / "notes" / "thesis.tex").write_text("years of work")
+    assert_exit_2_one_line_nothing_written(
+        project, ["run", "exp.toml", "-o", "notes"], "notes", "results.json"
+    )
+    assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "."], "not an earlier report")
+    assert (project / "notes" / "thesis.tex").read_text() == "years of work"
+
+
+@pytest.mark.parametrize("content", [b"[]", b'{"rows": 3}', b"\xff\xfe", b"{"])
+def test_report_rerender_of_a_broken_results_json_is_exit_2(tmp_path, content):
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "results.json").write_bytes(content)
+    assert_exit_2_one_line_nothing_written(tmp_path, ["report", "rep"], "results.json")

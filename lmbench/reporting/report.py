@@ -57,9 +57,14 @@ def load_results(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: not found (expected a report folder written by `lmbench run`)")
     try:
-        return _json_restore(json.loads(path.read_text(encoding="utf-8")))
+        results = _json_restore(json.loads(path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise DataError(f"{path}: expected the results object written by `lmbench run` (with a list of rows)")
+    return results
 
 
 def samples_markdown(task_rows: list[dict[str, Any]], per_model: int = 3) -> str:
@@ -214,11 +219,8 @@ def render_report(
     the parent folder, so renders racing for one folder take turns; the previous report sits in ``.<name>.old-*``
     only during the swap, and is moved back if the swap fails. Leftovers of interrupted renders are cleaned.
     """
-    from lmbench.errors import ConfigError
-
     output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigError(f"{output_dir}: the report folder exists and is a file, expected a folder")
+    check_report_folder(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(output_dir.parent):
         _recover(output_dir)
@@ -242,6 +244,21 @@ def render_report(
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return output_dir
+
+
+def check_report_folder(output_dir: str | Path) -> None:
+    """A report replaces its folder as a whole, so the folder must be new, empty, or an earlier report
+    (it holds results.json): ``--output .`` or ``--output ~`` would otherwise swap away the user's files."""
+    from lmbench.errors import ConfigError
+
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: the report folder exists and is a file, expected a folder")
+    if path.is_dir() and not (path / "results.json").is_file() and any(path.iterdir()):
+        raise ConfigError(
+            f"{path}: the report folder holds other files and no results.json, so it is not an earlier report; "
+            "a report replaces its whole folder: pick a new or empty one"
+        )
 
 
 def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequence[str]) -> None:
