@@ -73,6 +73,11 @@ def _run(
     runs_dir = runs_dir or Path("runs") / config.name
     check_output_dir(output, "report folder")  # before any training: a bad folder is exit 2, not lost work
     check_report_folder(output)
+    a, b = output.resolve(), runs_dir.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise InputError(
+            f"--output {output} and --runs-dir {runs_dir} overlap; the report replaces its whole folder"
+        )
     results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True))
     results["provenance"]["command"] = command
     if not distributed.is_main():

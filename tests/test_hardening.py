@@ -547,3 +547,10 @@ def test_report_rerender_of_a_broken_results_json_is_exit_2(tmp_path, content):
     (tmp_path / "rep").mkdir()
     (tmp_path / "rep" / "results.json").write_bytes(content)
     assert_exit_2_one_line_nothing_written(tmp_path, ["report", "rep"], "results.json")
+
+
+@pytest.mark.parametrize("runs", ["out", "out/runs", "."])
+def test_report_and_runs_folders_must_not_overlap(project, runs):
+    assert_exit_2_one_line_nothing_written(
+        project, ["run", "exp.toml", "-o", "out", "--runs-dir", runs], "overlap"
+    )
