@@ -195,6 +195,7 @@ def parse_config(
             f"{source}: unknown key 'corpus.{next(iter(synthetic_options))}' (synthetic options need name = \"synthetic\")"
         )
     if corpus.name == "synthetic":
+        check_synthetic_options(source, synthetic_options)
         try:
             corpus.synthetic = SyntheticConfig(**synthetic_options)
         except ConfigError as e:
@@ -363,6 +364,16 @@ def check_corpus_values(source: str, corpus: CorpusConfig) -> None:
                 f"{source}: corpus.name: unknown corpus {corpus.name!r}; expected 'synthetic' or one of "
                 f"{', '.join(card_files())}"
             )
+
+
+def check_synthetic_options(source: str, options: dict[str, Any]) -> None:
+    """The synthetic corpus's options against the types of :class:`SyntheticConfig` (``topics = true`` is no count)."""
+    hints = typing.get_type_hints(SyntheticConfig)
+    for key, value in options.items():
+        if not _matches(value, hints[key]):
+            raise ConfigError(f"{source}: corpus.{key}: expected {_describe(hints[key])}, got {value!r}")
+    if options.get("seed", 0) < 0:
+        check_seed(source, "corpus.seed", options["seed"])
 
 
 def model_settings(family: str) -> dict[str, Any] | None:

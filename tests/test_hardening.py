@@ -554,3 +554,16 @@ def test_report_and_runs_folders_must_not_overlap(project, runs):
     assert_exit_2_one_line_nothing_written(
         project, ["run", "exp.toml", "-o", "out", "--runs-dir", runs], "overlap"
     )
+
+
+@pytest.mark.parametrize(
+    "option, needles",
+    [("topics = true", ["corpus.topics", "integer"]), ('fillers = "many"', ["corpus.fillers"]),
+     ("train_lines = 2.5", ["corpus.train_lines"]), ("seed = -4", ["corpus.seed"]),
+     ("concentration = nan", ["corpus.concentration"])],
+)  # fmt: skip
+def test_synthetic_corpus_options_are_typed(tmp_path, option, needles):
+    (tmp_path / "exp.toml").write_text(
+        f'name = "s"\n[corpus]\nname = "synthetic"\n{option}\n[[model]]\nname = "u"\nfamily = "ngram"\norder = 1\n'
+    )
+    assert_exit_2_one_line_nothing_written(tmp_path, ["run", "exp.toml"], "exp.toml", *needles)
