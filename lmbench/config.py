@@ -520,8 +520,10 @@ def resolve_task_paths(source: str, tasks: dict[str, Any], *, base: Path, data_d
         where = " or ".join(str(r) for r in roots)
         raise ConfigError(f"{source}: {key}: file {value!r} not found in {where}")
 
+    from lmbench.tasks import TASKS
+
     for name, options in tasks.items():
-        if not isinstance(options, dict):
+        if name not in TASKS or not isinstance(options, dict):
             continue  # validate_task_configs names it
         for key in TASK_PATH_KEYS:
             value = options.get(key)
