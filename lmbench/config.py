@@ -474,10 +474,29 @@ def check_model_settings(source: str, where: str, family: str, params: dict[str,
         )
     if isinstance(params.get("seed"), int):
         check_seed(source, f"{where}: seed", params["seed"])
+    cutoffs = params.get("cutoffs")
+    if isinstance(cutoffs, list) and (not cutoffs or cutoffs[0] <= 2 or cutoffs != sorted(set(cutoffs))):
+        raise ConfigError(f"{source}: {where}: cutoffs: expected increasing ids from 3 up, got {cutoffs!r}")
     if isinstance(params.get("device"), str):
         problem = device_problem(params["device"])
         if problem:
             raise ConfigError(f"{source}: {where}: device: {problem}")
+
+
+def check_settings_for_vocabulary(config: ExperimentConfig, vocab_size: int) -> None:
+    """After the vocabulary is built and before any model trains: adaptive-softmax cutoffs must lie inside it."""
+    for spec in config.models:
+        if spec.params.get("output") != "adaptive":
+            continue
+        from lmbench.models.output import default_cutoffs
+
+        cutoffs = spec.params.get("cutoffs") or default_cutoffs(vocab_size)
+        if cutoffs[0] <= 2 or cutoffs[-1] >= vocab_size:
+            given = "" if spec.params.get("cutoffs") else " (the default for this vocabulary)"
+            raise ConfigError(
+                f"{config.source}: model '{spec.name}': cutoffs: {cutoffs}{given} must lie between 3 and "
+                f"|V| - 1 = {vocab_size - 1}; the vocabulary has {vocab_size} entries"
+            )
 
 
 def device_problem(device: str) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import lmbench
-from lmbench.config import ExperimentConfig, ModelConfig
+from lmbench.config import ExperimentConfig, ModelConfig, check_settings_for_vocabulary
 from lmbench.data.cards import load_card_corpus
 from lmbench.data.corpus import Corpus, TokenizedCorpus, tokenize_corpus
 from lmbench.data.synthetic import SyntheticSource
@@ -236,6 +236,7 @@ def run_experiment(
     check_output_dirs(config, runs_dir)
     loaded = load_data(config)
     data = loaded.data
+    check_settings_for_vocabulary(config, len(data.vocab))  # before the first model trains
     say(
         f"corpus {loaded.corpus.name}: {data.train.num_predicted:,} training tokens, |V| = {len(data.vocab):,}, "
         f"test OOV {data.test.oov:,}"

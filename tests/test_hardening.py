@@ -567,3 +567,15 @@ def test_synthetic_corpus_options_are_typed(tmp_path, option, needles):
         f'name = "s"\n[corpus]\nname = "synthetic"\n{option}\n[[model]]\nname = "u"\nfamily = "ngram"\norder = 1\n'
     )
     assert_exit_2_one_line_nothing_written(tmp_path, ["run", "exp.toml"], "exp.toml", *needles)
+
+
+@pytest.mark.parametrize(
+    "setting, needles",
+    [('output = "adaptive"\ncutoffs = [5, 4]', ["cutoffs", "increasing"]),
+     ('output = "adaptive"\ncutoffs = [3, 500]', ["cutoffs", "|V| - 1 = ", "vocabulary"])],
+)  # fmt: skip
+def test_adaptive_cutoffs_are_checked_before_the_first_model_trains(project, setting, needles):
+    pytest.importorskip("torch")
+    text = CONFIG.replace("[evaluate]", f'[[model]]\nname = "net"\nfamily = "lstm"\n{setting}\n[evaluate]')
+    (project / "exp.toml").write_text(text)
+    assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "out"], "model 'net'", *needles)
