@@ -163,6 +163,7 @@ def configs(draw) -> dict[str, Any]:
                 continue
             table = draw(st.sampled_from(models))
             family = table.get("family") if isinstance(table, dict) else None
+            family = family if isinstance(family, str) else None  # a fuzzed family may be any value
             keys = MODEL_KEYS if draw(st.booleans()) else FAMILY_KEYS.get(family, MODEL_KEYS)
         else:
             section = draw(st.sampled_from(sorted(SECTION_KEYS)))
