@@ -77,6 +77,17 @@ def test_minimal_pairs_by_distance_and_user_files(corpus, tmp_path):
     assert all("=" not in r["detail"] for r in rows)
 
 
+def test_generated_pairs_count_oov_lines_but_not_a_literal_unk():
+    train = "\n".join(["the <unk> sat on the mat", "the dog sat on the log"] * 5) + "\n"
+    test = "the <unk> sat on the log\nthe zebra sat on the mat\n"
+    data = tokenize_corpus(Corpus.from_texts("u", train, train, test), get_tokenizer("whitespace"))
+    config = {"sentences": 2, "distances": [1], "last_word": False, "replace": False}
+    rows, errors = run_tasks(
+        {"minimal-pairs": config}, entries(data, kn=dict(order=2)), data, seed=0, bootstrap=0
+    )
+    assert not errors and [(r["n"], r["oov_items"]) for r in rows] == [(2, 1)]  # the zebra line only
+
+
 def test_float_noise_is_a_tie_and_a_real_difference_is_not():
     good = np.array([-40.0, -40.0, -np.inf, -40.0])
     bad = good + np.array([1.4e-14, 1e-6, 0.0, -1e-9 * 40 * 0.5])

@@ -105,12 +105,14 @@ def task_frame(task_rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _task_group(r: dict[str, Any]) -> str:
-    """What a task row is about, from its structured fields (file, phenomenon, corruption, distance, method)."""
+def _task_group(r: dict[str, Any], *, compact: bool = False) -> str:
+    """What a task row is about, from its structured fields (file, phenomenon, paradigm, corruption, distance,
+    method); ``compact`` names a BLiMP-style file by its paradigm alone where the file is named after it."""
     parts = []
-    if r.get("file"):
+    if r.get("file") and not (compact and r.get("paradigm") and r["file"].rsplit(".", 1)[0] == r["paradigm"]):
         parts.append(r["file"])
-    for key in ("phenomenon", "paradigm", "corruption", "method"):
+    keys = ("paradigm",) if compact and r.get("paradigm") else ("phenomenon", "paradigm")
+    for key in (*keys, "corruption", "method"):
         if r.get(key):
             parts.append(str(r[key]))
     if not _missing(r.get("distance")):
@@ -130,7 +132,7 @@ def task_table(task_rows: list[dict[str, Any]], *, compact: bool = False) -> lis
         entry = {
             "model": r["model"],
             "task": r["task"],
-            "on": _task_group(r),
+            "on": _task_group(r, compact=compact),
             "metric": r["metric"],
             "value": with_interval(r["value"], r.get("low"), r.get("high"), 3),
             "n": _number(r.get("n")),

@@ -65,8 +65,8 @@ def tie_warnings(task_rows: list[dict[str, Any]]) -> list[str]:
             what = r["file"] if r.get("file") else f"corruption {r['corruption']}" + (
                 f" at distance {r['distance']}" if r.get("distance") is not None else "")  # fmt: skip
             out.append(
-                f"warning: {r['model']} on {what}: {ties:,} of {n:,} pairs tie (the model gives both sentences "
-                "the same probability, often because both map to the same <unk> tokens); its accuracy measures nothing"
+                f"warning: {r['model']} on {what}: {ties:,} of {n:,} pairs tie (both sentences get the same "
+                "probability: an order-blind model, or the differing words fall to <unk>); its accuracy measures nothing"
             )
     return out
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,19 @@ class PairSet:
         self.has_oov.append(has_oov)
 
 
-def make_pairs(data: TokenStream, vocab, opts: dict[str, Any], seed: int) -> PairSet:
-    """Corrupted copies of sampled lines; swaps need two different words so the pair really differs."""
+def make_pairs(
+    data: TokenStream, vocab, opts: dict[str, Any], seed: int, line_oov: Callable[[int], bool] | None = None
+) -> PairSet:
+    """Corrupted copies of sampled lines; swaps need two different words so the pair really differs.
+    ``line_oov(i)``: whether line i held a word outside the vocabulary (default: it holds ``<unk>``)."""
     rng = np.random.default_rng(seed)
     lengths = np.diff(data.offsets)
     pairs = PairSet()
-    add = lambda group, good, bad: pairs.add(group, good, bad, bool((good == vocab.unk_id).any()))  # noqa: E731
+    line_oov = line_oov or (lambda i: bool((data.line(i) == vocab.unk_id).any()))
+
+    def add(group: dict[str, Any], i: int, good: np.ndarray, bad: np.ndarray) -> None:
+        pairs.add(group, good, bad, line_oov(int(i)))
+
     for d in opts["distances"]:
         candidates = np.flatnonzero(lengths > max(d, opts["min_length"]))
         if len(candidates) == 0:
@@ -88,7 +96,7 @@ def make_pairs(data: TokenStream, vocab, opts: dict[str, Any], seed: int) -> Pai
             j = int(rng.choice(starts))
             bad = good.copy()
             bad[j], bad[j + d] = good[j + d], good[j]
-            add({"corruption": "swap", "distance": int(d)}, good, bad)
+            add({"corruption": "swap", "distance": int(d)}, i, good, bad)
     if opts["last_word"]:
         # the last word taken from another sentence: breaks agreement with the start of a long sentence
         # (the synthetic corpus's matching closer), which a short n-gram window cannot see
@@ -108,7 +116,7 @@ def make_pairs(data: TokenStream, vocab, opts: dict[str, Any], seed: int) -> Pai
             if len(others):
                 bad = good.copy()
                 bad[-1] = int(rng.choice(others))
-                add({"corruption": "last-word"}, good, bad)
+                add({"corruption": "last-word"}, i, good, bad)
     if opts["replace"]:
         counts = np.array([vocab.counts.get(t, 0) for t in vocab.tokens])
         order = np.argsort(counts, kind="stable")
@@ -125,9 +133,18 @@ def make_pairs(data: TokenStream, vocab, opts: dict[str, Any], seed: int) -> Pai
                 if k > 2 and k != good[j]:
                     bad = good.copy()
                     bad[j] = k
-                    add({"corruption": "replace"}, good, bad)
+                    add({"corruption": "replace"}, i, good, bad)
                     break
     return pairs
+
+
+def corpus_line_oov(corpus: TokenizedCorpus, data: TokenStream) -> Callable[[int], bool] | None:
+    """Whether a line of the split held a word outside the vocabulary, from its raw text (a literal ``<unk>``
+    in WikiText or PTB is the vocabulary entry, not OOV); None where the raw lines were not kept."""
+    if data.raw_lines is None:
+        return None
+    vocab, tokenizer = corpus.vocab, corpus.tokenizer
+    return lambda i: any(t not in vocab for t in tokenizer.tokenize(data.raw_lines[i]))
 
 
 def read_pair_file(path: Path) -> list[dict[str, Any]]:
@@ -249,7 +266,8 @@ def run(
 ) -> list[TaskRow]:
     opts = options(NAME, config, DEFAULTS)
     check_options(opts)
-    pairs = make_pairs(corpus.split(opts["split"]), corpus.vocab, opts, seed)
+    data = corpus.split(opts["split"])
+    pairs = make_pairs(data, corpus.vocab, opts, seed, corpus_line_oov(corpus, data))
     tokenizer = text_tokenizer(corpus, opts["tokenizer"])
     labels = file_labels(opts["files"])
     for file in opts["files"]:
