@@ -235,9 +235,12 @@ def _groups(pairs: PairSet) -> list[tuple[dict[str, Any], np.ndarray]]:
     index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     codes = np.array([index[k] for k in keys])
     out: list[tuple[dict[str, Any], np.ndarray]] = []
+    by_members: dict[bytes, int] = {}  # the pairs of a listed group -> its index in out
 
     def emit(group: dict[str, Any], mask: np.ndarray) -> None:
-        if mask.any() and not any(np.array_equal(mask, m) for _, m in out):
+        members = np.flatnonzero(mask).tobytes()
+        if mask.any() and members not in by_members:
+            by_members[members] = len(out)
             out.append((group, mask))
 
     for key, i in index.items():
@@ -250,7 +253,7 @@ def _groups(pairs: PairSet) -> list[tuple[dict[str, Any], np.ndarray]]:
             if phenomenon:
                 emit({"file": file, "phenomenon": phenomenon}, in_file & (phenomena == phenomenon))
         emit({"file": file, "phenomenon": "all"}, in_file)
-        group, mask = next((g, m) for g, m in out if np.array_equal(m, in_file))
+        group = out[by_members[np.flatnonzero(in_file).tobytes()]][0]
         if not group.get("phenomenon"):
             group["phenomenon"] = "all"
     return out
