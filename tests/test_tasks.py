@@ -230,7 +230,11 @@ def test_classify_generative_ngram_and_feature_based_neural(corpus, tmp_path):
         ),
     }
     out, errors = run_tasks(
-        {"classify": {"train": str(path), "test": str(path)}}, models, data, seed=0, bootstrap=50
+        {"classify": {"train": str(path), "test": str(path), "features": True}},
+        models,
+        data,
+        seed=0,
+        bootstrap=50,
     )
     assert not errors
     acc = {(r["model"], r["metric"], r["method"]): r for r in out}
@@ -242,6 +246,29 @@ def test_classify_generative_ngram_and_feature_based_neural(corpus, tmp_path):
     baselines = {k[0] for k in acc if k[2] == "baseline"}
     assert baselines == {"naive-bayes (word counts)", "logistic regression (tf-idf)"}
     assert all(r["n"] == 60 and r["train_items"] == 60 for r in out)  # all data, nothing cut
+
+
+class NoiseFeatures(NgramLM):
+    """An n-gram model with random 'features': a feature classifier on them cannot beat the baselines."""
+
+    def sentence_features(self, lines):
+        return np.random.default_rng(len(lines)).normal(size=(len(lines), 4))
+
+
+def test_feature_classifier_dropped_where_it_cannot_beat_the_baseline(corpus, tmp_path):
+    rows = ["the cat sat\tpos" for _ in range(40)] + ["a dog saw\tneg" for _ in range(40)]
+    train = _write(tmp_path / "train.tsv", "sentence\tlabel", rows)
+    models = {"noise": ModelEntry(NoiseFeatures(2).fit(corpus.train), lambda: NgramLM(2))}
+    out, errors = run_tasks(
+        {"classify": {"train": train, "test": train}}, models, corpus, seed=0, bootstrap=0
+    )
+    assert not errors and not any(r["method"] == "features" for r in out)
+    generative = next(r for r in out if r["model"] == "noise")
+    assert "feature classifier dropped: held-out accuracy" in generative["detail"]
+    kept, _ = run_tasks({"classify": {"train": train, "test": train, "features": True}}, models, corpus, seed=0,
+                        bootstrap=0)  # fmt: skip
+    feature_row = next(r for r in kept if r["method"] == "features")
+    assert "vs tf-idf baseline 1.000" in feature_row["detail"]
 
 
 def _write(path, header, rows):

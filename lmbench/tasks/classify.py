@@ -4,7 +4,8 @@ Generative (every family): one model per class, trained on that class's training
 vocabulary; a text goes to argmax_c log P(c) + log P(text | model_c) (Bayes rule, priors from the whole
 training set). Feature-based (where the model exposes ``sentence_features``, e.g. mean-pooled hidden states
 of neural models): standardised features and a logistic regression whose regularisation is chosen on a
-held-out slice of the training data. Baselines on the same split (scikit-learn defaults): MultinomialNB on
+held-out slice of the training data; with ``features = "auto"`` (the default) it is dropped where it does not
+reach the TF-IDF baseline on that slice, and the model's generative row says so. Baselines on the same split (scikit-learn defaults): MultinomialNB on
 word counts and logistic regression on TF-IDF. Accuracy and macro-F1 with bootstrap intervals over test items.
 
 All data is used unless ``max_train`` (per class) or ``max_test`` cut it; a cut is stated in the row.
@@ -28,7 +29,7 @@ from lmbench.tasks.base import ModelEntry, TaskRow, file_labels, options, text_t
 
 NAME = "classify"
 DEFAULTS = {"train": None, "test": None, "text_column": "sentence", "label_column": "label", "max_train": None,
-            "max_test": None, "features": True, "baselines": True, "tokenizer": None}  # fmt: skip
+            "max_test": None, "features": "auto", "baselines": True, "tokenizer": None}  # fmt: skip
 FEATURE_C = (0.01, 0.1, 1.0, 10.0)  # regularisation strengths tried on the held-out slice
 HELD_OUT = 0.1  # share of the training data that chooses C for the feature classifier
 
@@ -107,6 +108,8 @@ def check_labels(train: Labelled, test: Labelled) -> list[str]:
 def _check_options(opts: dict[str, Any]) -> None:
     if not opts["train"] or not opts["test"]:
         raise ConfigError(f"tasks.{NAME}: 'train' and 'test' files are required")
+    if opts["features"] not in (True, False, "auto"):
+        raise ConfigError(f'tasks.{NAME}.features: expected true, false or "auto", got {opts["features"]!r}')
     for key in ("max_train", "max_test"):
         value = opts[key]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -198,8 +201,20 @@ def baseline_predictions(train: Labelled, test: Labelled, seed: int) -> dict[str
     return {name: p.fit(train.texts, train.labels).predict(test.texts) for name, p in pipelines.items()}
 
 
-def feature_classifier(train_x: np.ndarray, train_y: np.ndarray, seed: int):
-    """Standardised features, logistic regression with C chosen on a held-out slice, refitted on all."""
+@dataclass
+class FeatureClassifier:
+    """The fitted feature classifier and how it did on the held-out slice, beside the TF-IDF baseline there."""
+
+    model: Any
+    c: float
+    held_out_accuracy: float  # nan where the training data is too small to hold a slice out
+    baseline_accuracy: float
+
+
+def feature_classifier(train_x: np.ndarray, train: Labelled, seed: int) -> FeatureClassifier:
+    """Standardised features and logistic regression with C chosen on a held-out slice of the training data
+    (stratified), refitted on all of it; the TF-IDF baseline is scored on the same slice for comparison."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
@@ -208,15 +223,17 @@ def feature_classifier(train_x: np.ndarray, train_y: np.ndarray, seed: int):
     def make(c: float):
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
 
-    counts = np.unique(train_y, return_counts=True)[1]
-    best_c = 1.0
-    if counts.min() >= 2 and len(train_y) * HELD_OUT >= len(counts):
-        fit_x, held_x, fit_y, held_y = train_test_split(
-            train_x, train_y, test_size=HELD_OUT, random_state=seed, stratify=train_y
-        )
-        scores = [(make(c).fit(fit_x, fit_y).score(held_x, held_y), c) for c in FEATURE_C]
-        best_c = max(scores, key=lambda s: (s[0], -s[1]))[1]  # ties: the stronger regularisation
-    return make(best_c).fit(train_x, train_y), best_c
+    y = train.labels
+    counts = np.unique(y, return_counts=True)[1]
+    best_c, held_acc, baseline_acc = 1.0, float("nan"), float("nan")
+    if counts.min() >= 2 and len(y) * HELD_OUT >= len(counts):
+        fit, held = train_test_split(np.arange(len(y)), test_size=HELD_OUT, random_state=seed, stratify=y)
+        scores = [(make(c).fit(train_x[fit], y[fit]).score(train_x[held], y[held]), c) for c in FEATURE_C]
+        held_acc, best_c = max(scores, key=lambda s: (s[0], -s[1]))  # ties: the stronger regularisation
+        texts = np.array(train.texts, dtype=object)
+        baseline = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000, random_state=seed))
+        baseline_acc = baseline.fit(texts[fit], y[fit]).score(texts[held], y[held])
+    return FeatureClassifier(make(best_c).fit(train_x, y), best_c, float(held_acc), float(baseline_acc))
 
 
 def run(
@@ -259,9 +276,16 @@ def run(
         if opts["features"]:
             train_x = entry.model.sentence_features(encode(train.texts))
             if train_x is not None:
-                clf, c = feature_classifier(train_x, train.labels, seed)
-                pred = clf.predict(entry.model.sentence_features(test_ids))
-                note = f"mean-pooled states, standardised, C = {c:g} chosen on {HELD_OUT:.0%} of train"
+                fc = feature_classifier(train_x, train, seed)
+                held = f"held-out accuracy {fc.held_out_accuracy:.3f} vs tf-idf baseline {fc.baseline_accuracy:.3f}"
+                if opts["features"] == "auto" and fc.held_out_accuracy < fc.baseline_accuracy:
+                    for row in rows[-2:]:  # said beside this model's generative figures
+                        row.detail = "; ".join(
+                            filter(None, [row.detail, f"feature classifier dropped: {held}"])
+                        )
+                    continue
+                pred = fc.model.predict(entry.model.sentence_features(test_ids))
+                note = f"mean-pooled states, standardised, C = {fc.c:g} chosen on {HELD_OUT:.0%} of train ({held})"
                 rows += _scores(name, "features", truth, pred, labels, bootstrap, seed,
                                 **{**common, "detail": "; ".join(filter(None, [cut, note]))})  # fmt: skip
     return rows
