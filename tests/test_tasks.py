@@ -167,7 +167,10 @@ def test_mostly_tied_file_warns_and_oov_skip_counts(wiki_corpus, tmp_path):
     # a literal <unk> is the vocabulary entry, not OOV; the pairs that differ in an OOV word are left out
     assert [(r["n"], r["ties"], r["oov_items"], r["skipped"]) for r in skipped] == [(1, 0, 0, 2)]
     ties_only = tmp_path / "ties.jsonl"
-    ties_only.write_text(json.dumps({"good": "The cat saw zebras .", "bad": "The cat saw giraffes ."}) + "\n")
+    ties_only.write_text(
+        json.dumps({"sentence_good": "The cat saw zebras .", "sentence_bad": "The cat saw giraffes .",
+                    "linguistics_term": "animals", "UID": "animal_names"}) + "\n"
+    )  # fmt: skip
     warnings = tie_warnings(_pair_rows(wiki_corpus, [ties_only]))
     assert len(warnings) == 1 and "ties.jsonl" in warnings[0] and "1 of 1 pairs tie" in warnings[0]
 
@@ -370,3 +373,34 @@ def test_task_config_validation():
         validate_task_configs({"poetry": {}})
     with pytest.raises(ConfigError, match="unknown key"):
         validate_task_configs({"next-word": {"beam": 3}})
+
+
+@pytest.mark.slow
+def test_blimp_format_files_against_a_wikitext2_model():
+    """The issue's check: published-style pair files with a WikiText-2 model tie rarely under the card's
+    `wikitext` tokenizer, while the raw whitespace tokenizer's damage shows as ties and a warning."""
+    from pathlib import Path
+
+    from lmbench.data.cards import load_card, load_card_corpus
+
+    try:
+        raw, _ = load_card_corpus("wikitext-2")
+    except DataError as e:
+        pytest.skip(f"WikiText-2 not available: {e}")
+    data = tokenize_corpus(raw, get_tokenizer("whitespace"))
+    data.external_tokenizer = get_tokenizer(load_card("wikitext-2").external_tokenizer)
+    files = sorted(
+        str(p) for p in (Path(__file__).resolve().parents[1] / "corpora" / "minimal-pairs").glob("*.jsonl")
+    )
+    models = {"kn3": ModelEntry(NgramLM(3).fit(data.train), lambda: NgramLM(3))}
+    config = {"files": files, "distances": [], "last_word": False, "replace": False}
+    good, _ = run_tasks({"minimal-pairs": config}, models, data, seed=0, bootstrap=0)
+    assert len(good) == len(files) == 5 and sum(r["n"] for r in good) == 100
+    assert sum(r["ties"] for r in good) <= 3 and sum(r["oov_items"] for r in good) <= 10
+    raw_rows, _ = run_tasks(
+        {"minimal-pairs": {**config, "tokenizer": "whitespace"}}, models, data, seed=0, bootstrap=0
+    )
+    assert (
+        sum(r["oov_items"] for r in raw_rows) == 100
+    )  # every sentence ends in a word glued to its full stop
+    assert any("anaphor_gender_agreement.jsonl" in w for w in tie_warnings(raw_rows))

@@ -57,9 +57,15 @@ def validate_tasks(configs: dict[str, Any], model_names: Sequence[str]) -> None:
 
 def tie_warnings(task_rows: list[dict[str, Any]]) -> list[str]:
     """One line per (model, file or corruption) whose pairs mostly tie: its accuracy measures nothing."""
+    whole_file: dict[tuple, dict[str, Any]] = {}  # (model, file) -> its largest row: the whole file
+    for r in task_rows:
+        if r.get("file") and r.get("ties") is not None:
+            key = (r["model"], r["file"])
+            if key not in whole_file or (r.get("n") or 0) > (whole_file[key].get("n") or 0):
+                whole_file[key] = r
     out = []
     for r in task_rows:
-        whole = r.get("phenomenon") == "all" or (not r.get("file") and r.get("corruption"))
+        whole = whole_file.get((r["model"], r["file"])) is r if r.get("file") else bool(r.get("corruption"))
         ties, n = r.get("ties"), r.get("n") or 0
         if whole and ties is not None and n and ties > MOSTLY_TIES * n:
             what = r["file"] if r.get("file") else f"corruption {r['corruption']}" + (
