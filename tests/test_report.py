@@ -181,8 +181,11 @@ def test_narrative_never_explains_a_result_that_is_ties(tmp_path):
     assert "100 of 100 pairs tie" in text and "300 of 300 pairs tie" in text and "measures nothing" in text
     assert "beyond its" not in text and "prefers the real" not in text
     md = (render_report(tied, tmp_path / "report", ["md", "csv", "json"]) / "report.md").read_text()
-    assert "**warning: kn3 on corruption swap at distance 8: 100 of 100 pairs tie" in md
-    assert "accuracy counts a tie (two totals equal within 1e-9 relative) as half" in md
+    assert "- **warning: kn3 on corruption swap at distance 8: 100 of 100 pairs tie" in md
+    assert (
+        "accuracy counts a tie (two totals equal within `tie_tolerance`, 1e-9 relative by default) as half"
+        in md
+    )
 
 
 def test_render_writes_every_format_and_round_trips_infinities(tmp_path):

@@ -108,7 +108,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
         ]
         warnings = tie_warnings(task_rows)
         if warnings:
-            parts += [f"**{w}**" for w in warnings] + [""]
+            parts += [f"- **{w}**" for w in warnings] + [""]
         samples = samples_markdown(task_rows)
         if samples:
             parts += ["### Generated samples", "", samples]

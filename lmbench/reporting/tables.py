@@ -91,7 +91,8 @@ def _missing(value: Any) -> bool:
 
 
 TASK_NOTE = (
-    "Minimal-pair accuracy counts a tie (two totals equal within 1e-9 relative) as half; `ties` and `OOV` count "
+    "Minimal-pair accuracy counts a tie (two totals equal within `tie_tolerance`, 1e-9 relative by default) as "
+    "half; `ties` and `OOV` count "
     "pairs (items) tied and holding an out-of-vocabulary word."
 )
 
