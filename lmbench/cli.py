@@ -46,7 +46,14 @@ def _table(results: dict) -> str:
     floor = results.get("entropy_floor")
     if floor:
         text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
-    return text + f"\n{tables.signature(results)}"
+    text += f"\n{tables.signature(results)}"
+    task_rows = results.get("tasks") or []
+    if task_rows:
+        from lmbench.tasks import tie_warnings
+
+        text += "\n\n" + tables.render(tables.task_table(task_rows, compact=True), "simple")
+        text += "".join(f"\n{w}" for w in tie_warnings(task_rows))
+    return text
 
 
 def _command(words: list[str], **options: Path | None) -> str:

@@ -43,6 +43,8 @@ class CorpusConfig:
     test: Path | None = None
     file: Path | None = None
     tokenizer: str = "whitespace"
+    # how raw outside text (pair files, prompts) is tokenized to match; default: the card's, else `tokenizer`
+    external_tokenizer: str | None = None
     min_count: int = 1
     max_size: int | None = None
     valid_fraction: float = 0.1
@@ -180,6 +182,7 @@ def parse_config(
         test=_path(base, c.get("test", str)),
         file=_path(base, c.get("file", str)),
         tokenizer=c.get("tokenizer", str, "whitespace"),
+        external_tokenizer=c.get("external_tokenizer", str),
         min_count=c.get("min_count", int, 1),
         max_size=c.get("max_size", int),
         valid_fraction=c.get("valid_fraction", float, 0.1),
@@ -202,6 +205,10 @@ def parse_config(
     if corpus.tokenizer not in TOKENIZERS:
         raise ConfigError(
             f"{source}: corpus.tokenizer: unknown tokenizer {corpus.tokenizer!r}; expected one of {', '.join(sorted(TOKENIZERS))}"
+        )
+    if corpus.external_tokenizer is not None and corpus.external_tokenizer not in TOKENIZERS:
+        raise ConfigError(
+            f"{source}: corpus.external_tokenizer: unknown tokenizer {corpus.external_tokenizer!r}; expected one of {', '.join(sorted(TOKENIZERS))}"
         )
     if corpus.min_count < 1:
         raise ConfigError(f"{source}: corpus.min_count: expected an integer >= 1, got {corpus.min_count}")
@@ -269,12 +276,13 @@ def parse_config(
 
     tasks = top.get("tasks", dict, {})
     if tasks:
-        from lmbench.tasks import validate_task_configs
+        from lmbench.tasks import validate_task_configs, validate_tasks
 
         resolve_task_paths(source, tasks, base=base, data_dir=corpus.data_dir)
         check_task_options(source, tasks, [m.name for m in models])
         try:
             validate_task_configs(tasks, base=base)
+            validate_tasks(tasks, [m.name for m in models])  # files, labels, reference: before any training
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
 

@@ -73,6 +73,7 @@ def load_data(config: ExperimentConfig) -> LoadedData:
     c = config.corpus
     floor = None
     card: dict[str, Any] = {}
+    external = c.external_tokenizer
     if c.name == "synthetic":
         source = SyntheticSource(c.synthetic)
         corpus = source.corpus()
@@ -81,6 +82,7 @@ def load_data(config: ExperimentConfig) -> LoadedData:
     elif c.name is not None:
         corpus, corpus_card = load_card_corpus(c.name, c.data_dir)
         card = {"name": corpus_card.name, "licence": corpus_card.licence, "url": corpus_card.url}
+        external = external or corpus_card.external_tokenizer or None
     elif c.file is not None:
         corpus = Corpus.from_single_file(
             c.file, valid_fraction=c.valid_fraction, test_fraction=c.test_fraction
@@ -88,6 +90,7 @@ def load_data(config: ExperimentConfig) -> LoadedData:
     else:
         corpus = Corpus.from_files(c.train, c.valid, c.test)
     data = tokenize_corpus(corpus, get_tokenizer(c.tokenizer), min_count=c.min_count, max_size=c.max_size)
+    data.external_tokenizer = get_tokenizer(external) if external else None
     return LoadedData(corpus, data, floor, card)
 
 
@@ -544,6 +547,9 @@ def run_experiment(
             "corpus_checksums": loaded.corpus.checksums,
             "corpus_card": loaded.card,
             "tokenizer": config.corpus.tokenizer,
+            "external_tokenizer": data.external_tokenizer.name
+            if data.external_tokenizer
+            else config.corpus.tokenizer,
             "vocab_size": len(data.vocab),
             "contexts": config.evaluate.contexts,
             "bootstrap": config.evaluate.bootstrap,

@@ -165,3 +165,47 @@ def test_corpora_fetch_without_network_is_one_line(tmp_path, monkeypatch):
         and "could not download" in result.output
         and len(result.output.strip().splitlines()) == 1
     )
+
+
+@pytest.mark.parametrize(
+    "tasks, message",
+    [
+        ('[tasks.minimal-pairs]\nfiles = ["nowhere.jsonl"]', "file 'nowhere.jsonl' not found"),
+        ('[tasks.minimal-pairs]\nfiles = ["bad.jsonl"]', "bad.jsonl:2: expected a JSON object"),
+        ('[tasks.classify]\ntrain = "gone.tsv"\ntest = "gone.tsv"', "file 'gone.tsv' not found"),
+        (
+            '[tasks.classify]\ntrain = "c.tsv"\ntest = "c-words.tsv"',
+            "labels 'negative', 'positive' do not occur",
+        ),
+        ('[tasks.generate]\nreference = "gpt"', "tasks.generate.reference: 'gpt' is not the name of a [[model]]"),
+    ],
+)
+def test_task_inputs_are_checked_before_any_training(project, tasks, message):
+    root, config = project
+    (root / "bad.jsonl").write_text('{"good": "a cat", "bad": "cat a"}\n["a cat", "cat a"]\n')
+    (root / "c.tsv").write_text("sentence\tlabel\na cat\t0\na dog\t1\n")
+    (root / "c-words.tsv").write_text("sentence\tlabel\na cat\tnegative\na dog\tpositive\n")
+    config.write_text(config.read_text().replace("[report]", tasks + "\n[report]"))
+    result = run(["run", str(config), "--output", "out"], root)
+    assert result.exit_code == 2, result.output
+    error_lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(error_lines) == 1 and message in error_lines[0]
+    assert not (root / "out").exists() and not (root / "runs").exists()
+
+
+def test_run_prints_the_task_table_and_tasks_csv_has_ties_and_oov(project):
+    root, config = project
+    (root / "pairs.jsonl").write_text(
+        '{"sentence_good": "the cat sat on the mat", "sentence_bad": "the mat sat on the cat", "UID": "swap"}\n'
+    )
+    config.write_text(config.read_text().replace("[report]", '[tasks.minimal-pairs]\nfiles = ["pairs.jsonl"]\n'
+                                                 "sentences = 5\n[report]"))  # fmt: skip
+    result = run(["run", str(config), "--output", "out"], root)
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("corpus:") :]  # after the perplexity table and its signature
+    assert "minimal-pairs" in table and "next-word" in table and "ties" in table and "pairs.jsonl" in table
+    tasks = pd.read_csv(root / "out" / "tasks.csv")
+    for column in ("ties", "oov_items", "file", "phenomenon", "paradigm", "corruption", "distance", "method"):
+        assert column in tasks.columns
+    pairs = tasks[tasks.file == "pairs.jsonl"]
+    assert len(pairs) == 2 and set(pairs.paradigm) == {"swap"}  # one row per model, not two

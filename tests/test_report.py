@@ -98,7 +98,9 @@ def results(**overrides):
                 "low": 0.45,
                 "high": 0.6,
                 "n": 100,
-                "detail": "corruption=swap;distance=8",
+                "corruption": "swap",
+                "distance": 8,
+                "ties": 3,
             },
             {
                 "model": "lstm",
@@ -108,7 +110,9 @@ def results(**overrides):
                 "low": 0.94,
                 "high": 0.99,
                 "n": 100,
-                "detail": "corruption=swap;distance=8",
+                "corruption": "swap",
+                "distance": 8,
+                "ties": 0,
             },
             {
                 "model": "kn3",
@@ -118,7 +122,8 @@ def results(**overrides):
                 "low": 0.86,
                 "high": 0.93,
                 "n": 300,
-                "detail": "corruption=last-word",
+                "corruption": "last-word",
+                "ties": 0,
             },
             {
                 "model": "kn3",
@@ -164,6 +169,22 @@ def test_narrative_is_generated_from_the_figures():
     assert (
         "replaced by another sentence's, it still prefers the real one 90% of the time (95% interval 86–93%)"
         in steps["kn3"]
+    )
+
+
+def test_narrative_never_explains_a_result_that_is_ties(tmp_path):
+    tied = results()
+    for row in tied["tasks"]:
+        if row["model"] == "kn3" and row.get("corruption"):
+            row.update(value=0.5, low=0.5, high=0.5, ties=row["n"])
+    text = {s["model"]: s["text"] for s in ladder_narrative(tied)}["kn3"]
+    assert "100 of 100 pairs tie" in text and "300 of 300 pairs tie" in text and "measures nothing" in text
+    assert "beyond its" not in text and "prefers the real" not in text
+    md = (render_report(tied, tmp_path / "report", ["md", "csv", "json"]) / "report.md").read_text()
+    assert "- **warning: kn3 on corruption swap at distance 8: 100 of 100 pairs tie" in md
+    assert (
+        "accuracy counts a tie (two totals equal within `tie_tolerance`, 1e-9 relative by default) as half"
+        in md
     )
 
 

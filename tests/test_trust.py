@@ -348,6 +348,10 @@ def test_a_task_with_a_neural_model_and_no_budget_finishes(tmp_path):
     assert result.exit_code == 0, result.output
     assert time.perf_counter() - started < 120
     assert figures(tmp_path).budget.iloc[0] == "epochs=0.5"
+    tasks = pd.read_csv(tmp_path / "out/tasks.csv")
+    generative = tasks[(tasks.model == "lstm") & (tasks.method == "generative")]
+    assert (generative.budget == "epochs=0.5").all() and (generative.train_tokens > 0).all()
+    assert (generative.train_seconds > 0).all()
 
 
 def test_minutes_budget_keeps_back_the_closing_validation():

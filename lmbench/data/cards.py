@@ -37,6 +37,9 @@ class CorpusCard:
     url: str
     splits: dict[str, dict[str, str]]  # split -> {"file", "sha256"}; "all" for a single file to split
     citation: str = ""
+    external_tokenizer: str = (
+        ""  # how raw outside text (pair files, prompts) is tokenized to match; "" = tokenizer
+    )
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     path: Path = field(default_factory=Path)

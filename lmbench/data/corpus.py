@@ -279,9 +279,15 @@ class TokenizedCorpus:
     train: TokenStream
     valid: TokenStream
     test: TokenStream
+    external_tokenizer: Tokenizer | None = None  # for raw outside text; None: the corpus's own tokenizer
 
     def split(self, name: str) -> TokenStream:
         return getattr(self, name)
+
+    def encode_text(self, text: str, tokenizer: Tokenizer | None = None) -> np.ndarray:
+        """Ids of one line of raw outside text, tokenized the way the training text was (or by ``tokenizer``)."""
+        tokenizer = tokenizer or self.external_tokenizer or self.tokenizer
+        return self.vocab.encode(tokenizer.tokenize(text))
 
 
 def tokenize_corpus(

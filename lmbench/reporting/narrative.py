@@ -142,18 +142,38 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
     return not (a["perplexity_high"] < b["perplexity_low"] or b["perplexity_high"] < a["perplexity_low"])
 
 
+def _mostly_ties(row: dict[str, Any]) -> bool:
+    ties, n = row.get("ties"), row.get("n") or 0
+    return ties is not None and n > 0 and ties > 0.5 * n
+
+
+def _ties_text(row: dict[str, Any], what: str) -> str:
+    """A result that is ties is stated as such and never explained."""
+    return (
+        f"On minimal pairs that {what}, {row['ties']:,} of {row['n']:,} pairs tie: it gives both sentences "
+        "the same probability, so its accuracy there measures nothing."
+    )
+
+
 def _long_distance(tasks: list[dict[str, Any]], model: str, order: int | None) -> str | None:
     """Minimal-pair accuracy at the longest swap distance, compared with chance."""
     rows = [
         r
         for r in tasks
-        if r["model"] == model and r["task"] == "minimal-pairs" and "distance=" in r.get("detail", "")
+        if r["model"] == model
+        and r["task"] == "minimal-pairs"
+        and r.get("corruption") == "swap"
+        and r.get("distance") is not None
     ]
     if not rows:
         return None
-    far = max(rows, key=lambda r: int(r["detail"].split("distance=")[1].split(";")[0]))
-    d = int(far["detail"].split("distance=")[1].split(";")[0])
+    far = max(rows, key=lambda r: r["distance"])
+    d = far["distance"]
+    if _mostly_ties(far):
+        return _ties_text(far, f"swap two words {d} apart")
     text = f"On minimal pairs that swap two words {d} apart it prefers the real sentence {100 * far['value']:.0f}% of the time"
+    if far.get("ties"):
+        text += f" (ties, {far['ties']:,} of {far['n']:,}, count half)"
     if order is not None and d >= order:
         text += f" — beyond its {order}-word window it can only notice the swap where the swapped words make locally odd n-grams"
     return text + "."
@@ -165,14 +185,14 @@ def _agreement(tasks: list[dict[str, Any]], model: str) -> str | None:
         (
             r
             for r in tasks
-            if r["model"] == model
-            and r["task"] == "minimal-pairs"
-            and r.get("detail") == "corruption=last-word"
+            if r["model"] == model and r["task"] == "minimal-pairs" and r.get("corruption") == "last-word"
         ),
         None,
     )
     if row is None:
         return None
+    if _mostly_ties(row):
+        return _ties_text(row, "replace the last word with another sentence's")
     return (
         f"When a sentence's last word is replaced by another sentence's, it still prefers the real one "
         f"{100 * row['value']:.0f}% of the time (95% interval {100 * row['low']:.0f}–{100 * row['high']:.0f}%)."

@@ -138,22 +138,23 @@ def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | Non
     rows = [
         r
         for r in results.get("tasks", [])
-        if r["task"] == "minimal-pairs" and "distance=" in r.get("detail", "")
+        if r["task"] == "minimal-pairs" and r.get("corruption") == "swap" and r.get("distance") is not None
     ]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in dict.fromkeys(r["model"] for r in rows):
-        sel = sorted(
-            (r for r in rows if r["model"] == name),
-            key=lambda r: int(r["detail"].split("distance=")[1].split(";")[0]),
-        )
-        d = [int(r["detail"].split("distance=")[1].split(";")[0]) for r in sel]
-        ax.plot(d, [r["value"] for r in sel], marker="o", label=name)
+        sel = sorted((r for r in rows if r["model"] == name), key=lambda r: r["distance"])
+        d = [r["distance"] for r in sel]
+        line = ax.plot(d, [r["value"] for r in sel], marker="o", label=name)[0]
+        tied = [r for r in sel if r.get("ties") and r["n"] and r["ties"] > 0.5 * r["n"]]
+        if tied:  # mostly ties: the 0.5 there is no judgement; mark it hollow
+            ax.plot([r["distance"] for r in tied], [r["value"] for r in tied], linestyle="none", marker="o",
+                    markersize=10, markerfacecolor="none", markeredgecolor=line.get_color())  # fmt: skip
     ax.axhline(0.5, color="grey", linestyle=":", label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("distance between the swapped words")
-    ax.set_ylabel("accuracy (real sentence preferred)")
+    ax.set_ylabel("accuracy (real sentence preferred; tie = ½)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)

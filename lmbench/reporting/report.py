@@ -20,10 +20,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from lmbench.reporting import tables
 from lmbench.reporting.narrative import narrative_markdown
+from lmbench.tasks import tie_warnings
 
 
 def _json_safe(value: Any) -> Any:
@@ -106,7 +105,17 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
         parts += ["## What each step changed", "", narrative, ""]
     task_rows = results.get("tasks", [])
     if task_rows:
-        parts += ["## Downstream tasks", "", tables.render(tables.task_table(task_rows)), ""]
+        parts += [
+            "## Downstream tasks",
+            "",
+            tables.render(tables.task_table(task_rows)),
+            "",
+            tables.TASK_NOTE,
+            "",
+        ]
+        warnings = tie_warnings(task_rows)
+        if warnings:
+            parts += [f"- **{w}**" for w in warnings] + [""]
         samples = samples_markdown(task_rows)
         if samples:
             parts += ["### Generated samples", "", samples]
@@ -166,7 +175,8 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         body += [f"<p>{_bold(esc(par))}</p>" for par in narrative.split("\n\n")]
     task_rows = results.get("tasks", [])
     if task_rows:
-        body += ["<h2>Downstream tasks</h2>", tables.render(tables.task_table(task_rows), "html")]
+        body += ["<h2>Downstream tasks</h2>", tables.render(tables.task_table(task_rows), "html"),
+                 f"<p>{esc(tables.TASK_NOTE)}</p>"] + [f"<p><b>{esc(w)}</b></p>" for w in tie_warnings(task_rows)]  # fmt: skip
         samples = [r for r in task_rows if r["metric"] == "sample"]
         if samples:
             body.append("<h3>Generated samples</h3><ul>")
@@ -266,8 +276,7 @@ def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequenc
     tables.results_frame(results.get("rows", [])).to_csv(staging / "results.csv", index=False)
     tables.seed_frame(results.get("rows_by_seed", [])).to_csv(staging / "results_by_seed.csv", index=False)
     tables.timings_frame(results.get("rows", [])).to_csv(staging / "timings.csv", index=False)
-    task_columns = ["model", "task", "metric", "value", "low", "high", "n", "detail"]
-    pd.DataFrame(results.get("tasks", []), columns=task_columns).to_csv(staging / "tasks.csv", index=False)
+    tables.task_frame(results.get("tasks", [])).to_csv(staging / "tasks.csv", index=False)
     (staging / "results.json").write_text(json.dumps(_json_safe(results), indent=2), encoding="utf-8")
     images: list[Path] = []
     if "png" in formats or "html" in formats:

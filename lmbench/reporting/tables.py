@@ -9,8 +9,10 @@ import pandas as pd
 from tabulate import tabulate
 
 from lmbench.experiment import RESULT_COLUMNS, TIMING_COLUMNS
+from lmbench.tasks import TASK_COLUMNS
 
 INFINITY = "∞"
+TASK_INT_COLUMNS = ["n", "distance", "ties", "oov_items", "skipped", "train_items", "train_tokens"]
 
 
 def results_frame(rows: list[dict[str, Any]], columns: list[str] = RESULT_COLUMNS) -> pd.DataFrame:
@@ -121,20 +123,63 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def task_table(task_rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Task scores as ``value ± half-width`` (generated samples are listed separately)."""
-    return [
-        {
+TASK_NOTE = (
+    "Minimal-pair accuracy counts a tie (two totals equal within `tie_tolerance`, 1e-9 relative by default) as "
+    "half; `ties` and `OOV` count "
+    "pairs (items) tied and holding an out-of-vocabulary word."
+)
+
+
+def task_frame(task_rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """tasks.csv: one row per task figure in the fixed columns of :class:`lmbench.tasks.TaskRow`; counts
+    stay integers (empty where they do not apply)."""
+    frame = pd.DataFrame(task_rows, columns=TASK_COLUMNS)
+    for column in TASK_INT_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+    return frame
+
+
+def _task_group(r: dict[str, Any], *, compact: bool = False) -> str:
+    """What a task row is about, from its structured fields (file, phenomenon, paradigm, corruption, distance,
+    method); ``compact`` names a BLiMP-style file by its paradigm alone where the file is named after it."""
+    parts = []
+    if r.get("file") and not (compact and r.get("paradigm") and r["file"].rsplit(".", 1)[0] == r["paradigm"]):
+        parts.append(r["file"])
+    keys = ("paradigm",) if compact and r.get("paradigm") else ("phenomenon", "paradigm")
+    for key in (*keys, "corruption", "method"):
+        if r.get(key):
+            parts.append(str(r[key]))
+    if not _missing(r.get("distance")):
+        parts.append(f"d={int(r['distance'])}")
+    return " · ".join(parts)
+
+
+def task_table(task_rows: list[dict[str, Any]], *, compact: bool = False) -> list[dict[str, str]]:
+    """Task scores as ``value ± half-width`` with ties, OOV items and notes (generated samples are listed
+    separately). ``compact``: without the notes column, for the terminal."""
+    has_pairs = any(r.get("ties") is not None for r in task_rows)
+    has_skipped = any(r.get("skipped") is not None for r in task_rows)
+    out = []
+    for r in task_rows:
+        if r["metric"] == "sample":
+            continue
+        entry = {
             "model": r["model"],
             "task": r["task"],
+            "on": _task_group(r, compact=compact),
             "metric": r["metric"],
-            "detail": r.get("detail", ""),
             "value": with_interval(r["value"], r.get("low"), r.get("high"), 3),
             "n": _number(r.get("n")),
         }
-        for r in task_rows
-        if r["metric"] != "sample"
-    ]
+        if has_pairs:
+            entry["ties"] = _number(r.get("ties"))
+            entry["OOV"] = _number(r.get("oov_items"))
+        if has_skipped:
+            entry["skipped"] = _number(r.get("skipped"))
+        if not compact:
+            entry["note"] = r.get("detail", "") or ""
+        out.append(entry)
+    return out
 
 
 def render(table: list[dict[str, str]], fmt: str = "github") -> str:

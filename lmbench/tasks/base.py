@@ -1,16 +1,23 @@
-"""What every task shares: the model entry it receives and the row it returns."""
+"""What every task shares: the model entry it receives, the typed row it returns, and small helpers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lmbench.data.corpus import TokenizedCorpus, TokenStream
+from lmbench.data.tokenizers import Tokenizer, get_tokenizer
 from lmbench.errors import ConfigError
 from lmbench.evaluation.bootstrap import mean_interval
+from lmbench.evaluation.metrics import line_totals
 from lmbench.models.base import Budget, LanguageModel
+
+TIE_TOLERANCE = 1e-9  # two sentence totals closer than this, relative to their size, are a tie
 
 
 @dataclass
@@ -22,14 +29,52 @@ class ModelEntry:
     budget: Budget | None = None
 
 
+@dataclass
+class TaskRow:
+    """One task figure. Grouping fields are real columns (empty where they do not apply), never a string
+    parsed back; ``detail`` is free text for people (a generated sample, a note) and nothing reads it."""
+
+    model: str
+    task: str
+    metric: str
+    value: float
+    low: float = math.nan
+    high: float = math.nan
+    n: int = 0  # items scored
+    file: str = ""  # pair or labelled-data file (the shortest name that tells the run's files apart)
+    phenomenon: str = ""  # BLiMP linguistics_term (or a pair file's "phenomenon"); "all" = the whole file
+    paradigm: str = ""  # BLiMP UID
+    corruption: str = ""  # generated pairs: swap | last-word | replace
+    distance: int | None = None  # swap distance
+    method: str = ""  # classify: generative | features | baseline
+    ties: int | None = None  # pairs whose two totals are equal within TIE_TOLERANCE (counted as half)
+    oov_items: int | None = None  # items holding a token outside the vocabulary
+    skipped: int | None = None  # items left out (oov = "skip")
+    train_items: int | None = None  # classify: training texts used
+    budget: str = ""  # classify (generative): the resolved budget each per-class model trained under
+    train_tokens: int | None = None  # classify (generative): tokens seen by all per-class models together
+    train_seconds: float | None = None  # classify (generative): their training time together
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TASK_COLUMNS = [f.name for f in fields(TaskRow)]
+
+
 def metric_row(
-    model: str, task: str, metric: str, values: np.ndarray, *, detail: str = "", bootstrap: int, seed: int
-) -> dict[str, Any]:
+    model: str, task: str, metric: str, values: np.ndarray, *, bootstrap: int, seed: int, **fields: Any
+) -> TaskRow:
     """Mean of per-item values with its bootstrap interval."""
     values = np.asarray(values, dtype=np.float64)
-    low, high = mean_interval(values, n_resamples=bootstrap, seed=seed) if bootstrap else (float("nan"),) * 2
-    return {"model": model, "task": task, "metric": metric, "value": float(values.mean()) if len(values) else float("nan"),
-            "low": low, "high": high, "n": int(len(values)), "detail": detail}  # fmt: skip
+    low, high = (
+        mean_interval(values, n_resamples=bootstrap, seed=seed)
+        if bootstrap and len(values)
+        else (math.nan,) * 2
+    )
+    value = float(values.mean()) if len(values) else math.nan
+    return TaskRow(model, task, metric, value, low, high, int(len(values)), **fields)  # fmt: skip
 
 
 def options(task: str, config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -40,3 +85,29 @@ def options(task: str, config: dict[str, Any], defaults: dict[str, Any]) -> dict
             f"tasks.{task}: unknown key {', '.join(sorted(unknown))}; expected some of {', '.join(sorted(defaults))}"
         )
     return {**defaults, **config}
+
+
+def sentence_totals(model: LanguageModel, lines: Sequence[np.ndarray], vocab) -> np.ndarray:
+    """Total natural-log probability of each line (sentence context, ``</s>`` included)."""
+    stream = TokenStream.from_ids(lines, vocab)
+    return line_totals(model.token_logprobs(stream, context="sentence"), stream)
+
+
+def text_tokenizer(corpus: TokenizedCorpus, name: str | None) -> Tokenizer:
+    """The tokenizer for raw outside text: ``name`` if given, else the corpus's external one, else its own."""
+    if name:
+        return get_tokenizer(name)
+    return corpus.external_tokenizer or corpus.tokenizer
+
+
+def file_labels(paths: Sequence[str | Path]) -> dict[str, str]:
+    """The shortest trailing part of each path that tells the files apart (``pairs.jsonl``, ``a/pairs.jsonl``)."""
+    parts = {str(p): Path(p).parts for p in paths}
+    labels = {}
+    for path, p in parts.items():
+        for k in range(1, len(p) + 1):
+            tail = p[-k:]
+            if all(q == p or q[-k:] != tail for q in parts.values()):
+                break
+        labels[path] = str(Path(*tail))
+    return labels

@@ -1,48 +1,163 @@
-"""Text classification through language models.
+"""Text classification through language models, beside the baselines a practitioner would run first.
 
 Generative (every family): one model per class, trained on that class's training texts with the shared
-vocabulary; a text goes to argmax_c log P(c) + log P(text | model_c) (Bayes rule with class priors).
-Feature-based (where the model exposes ``sentence_features``, e.g. pooled hidden states of neural models):
-scikit-learn logistic regression on those features. N-gram models expose no features, so they are scored
-generatively only. Accuracy and macro-F1 with bootstrap intervals over test items.
+vocabulary; a text goes to argmax_c log P(c) + log P(text | model_c) (Bayes rule, priors from the whole
+training set). Feature-based (where the model exposes ``sentence_features``, e.g. mean-pooled hidden states
+of neural models): standardised features and a logistic regression whose regularisation is chosen on a
+held-out slice of the training data; with ``features = "auto"`` (the default) it is dropped where it does not
+reach the TF-IDF baseline on that slice, and the model's generative row says so. Baselines on the same split (scikit-learn defaults): MultinomialNB on
+word counts and logistic regression on TF-IDF. Accuracy and macro-F1 with bootstrap intervals over test items.
+
+All data is used unless ``max_train`` (per class) or ``max_test`` cut it; a cut is stated in the row.
 """
 
 from __future__ import annotations
 
+import csv
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from lmbench.data.corpus import TokenizedCorpus, TokenStream
+from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError, DataError
-from lmbench.tasks.base import ModelEntry, options
+from lmbench.evaluation.metrics import line_totals
+from lmbench.models.base import LanguageModel
+from lmbench.tasks.base import ModelEntry, TaskRow, file_labels, options, text_tokenizer
 
 NAME = "classify"
-DEFAULTS = {"train": None, "test": None, "text_column": "sentence", "label_column": "label", "max_train": 2000,
-            "max_test": 1000, "features": True}  # fmt: skip
+DEFAULTS = {"train": None, "test": None, "text_column": "sentence", "label_column": "label", "max_train": None,
+            "max_test": None, "features": "auto", "baselines": True, "tokenizer": None}  # fmt: skip
+FEATURE_C = (0.01, 0.1, 1.0, 10.0)  # regularisation strengths tried on the held-out slice
+HELD_OUT = 0.1  # share of the training data that chooses C for the feature classifier
 
 
-def read_labelled(path: str | Path, text_column: str, label_column: str) -> pd.DataFrame:
-    """CSV or TSV (by extension) with a text and a label column; one-line errors naming the file."""
+@dataclass
+class Labelled:
+    """Texts and their labels (stripped strings), as read from one file."""
+
+    path: Path
+    texts: list[str]
+    labels: np.ndarray  # object array of str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def take(self, idx: np.ndarray) -> Labelled:
+        return Labelled(self.path, [self.texts[i] for i in idx], self.labels[idx])
+
+
+def read_labelled(path: str | Path, text_column: str, label_column: str) -> Labelled:
+    """CSV or TSV (by extension) with a header naming a text and a label column; every row must have the
+    header's number of fields (a malformed row is an error naming file and line, never a shifted column)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: labelled data file not found")
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    tsv = path.suffix.lower() in (".tsv", ".tab")
+    kind = "TSV" if tsv else "CSV"
     try:
-        frame = pd.read_csv(path, sep=sep, quoting=3 if sep == "\t" else 0, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(
-            f"{path}: cannot read as {'TSV' if sep == chr(9) else 'CSV'} ({str(e).splitlines()[0]})"
-        ) from None
-    for column in (text_column, label_column):
-        if column not in frame.columns:
-            raise DataError(f"{path}: no column {column!r} (columns: {', '.join(frame.columns)})")
-    frame = frame[[text_column, label_column]].rename(columns={text_column: "text", label_column: "label"})
-    if frame.empty:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: empty file (expected a header line)")
+            header = [h.strip() for h in header]
+            for column in (text_column, label_column):
+                if column not in header:
+                    raise DataError(f"{path}: no column {column!r} (columns: {', '.join(header)})")
+            t, y = header.index(text_column), header.index(label_column)
+            texts, labels = [], []
+            for row in reader:
+                if not row or row == [""]:
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{path}:{reader.line_num}: {len(row)} fields, expected {len(header)} as in the header"
+                        f" ({kind}{'; a tab inside a text?' if tsv else ''})"
+                    )
+                label = row[y].strip()
+                if not label:
+                    raise DataError(f"{path}:{reader.line_num}: empty label")
+                texts.append(row[t])
+                labels.append(label)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: invalid UTF-8 at byte offset {e.start}") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: cannot read as {kind} ({e})") from None
+    if not texts:
         raise DataError(f"{path}: no rows")
-    return frame
+    return Labelled(path, texts, np.array(labels, dtype=object))
+
+
+def check_labels(train: Labelled, test: Labelled) -> list[str]:
+    """The classes (sorted); test labels must all be training labels, compared as stripped strings."""
+    classes = sorted(set(train.labels))
+    if len(classes) < 2:
+        raise DataError(f"{train.path}: only one class ({classes[0]!r}); classification needs at least two")
+    unknown = sorted(set(test.labels) - set(classes))
+    if unknown:
+        raise DataError(
+            f"{test.path}: labels {', '.join(map(repr, unknown[:5]))} do not occur in {train.path} "
+            f"(its labels: {', '.join(map(repr, classes[:10]))})"
+        )
+    return classes
+
+
+def _check_options(opts: dict[str, Any]) -> None:
+    if not opts["train"] or not opts["test"]:
+        raise ConfigError(f"tasks.{NAME}: 'train' and 'test' files are required")
+    if opts["features"] not in (True, False, "auto"):
+        raise ConfigError(f'tasks.{NAME}.features: expected true, false or "auto", got {opts["features"]!r}')
+    for key in ("max_train", "max_test"):
+        value = opts[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"tasks.{NAME}.{key}: expected a positive integer, got {value!r}")
+    if opts["tokenizer"] is not None and opts["tokenizer"] not in TOKENIZERS:
+        raise ConfigError(
+            f"tasks.{NAME}.tokenizer: unknown tokenizer {opts['tokenizer']!r}; expected one of {', '.join(sorted(TOKENIZERS))}"
+        )
+
+
+def validate(opts: dict[str, Any]) -> None:
+    """Every input checked before any training: options, both files (exist, parse) and their labels."""
+    _check_options(opts)
+    train = read_labelled(opts["train"], opts["text_column"], opts["label_column"])
+    test = read_labelled(opts["test"], opts["text_column"], opts["label_column"])
+    check_labels(train, test)
+
+
+def _cut(train: Labelled, test: Labelled, opts: dict[str, Any], seed: int) -> tuple[Labelled, Labelled, str]:
+    """Apply ``max_train`` (per class) and ``max_test``; the note says what was cut (empty: nothing)."""
+    rng = np.random.default_rng(seed)
+    notes = []
+    if opts["max_train"] is not None:
+        keep = []
+        for label in sorted(set(train.labels)):
+            idx = np.flatnonzero(train.labels == label)
+            keep.append(
+                rng.choice(idx, size=opts["max_train"], replace=False)
+                if len(idx) > opts["max_train"]
+                else idx
+            )
+        keep = np.sort(np.concatenate(keep))
+        if len(keep) < len(train):
+            notes.append(
+                f"train cut to {len(keep):,} of {len(train):,} (max_train = {opts['max_train']:,} per class)"
+            )
+            train = train.take(keep)
+    if opts["max_test"] is not None and len(test) > opts["max_test"]:
+        notes.append(f"test cut to {opts['max_test']:,} of {len(test):,} (max_test)")
+        test = test.take(np.sort(rng.choice(len(test), size=opts["max_test"], replace=False)))
+    return train, test, "; ".join(notes)
+
+
+def fit_class_model(entry: ModelEntry, texts: TokenStream) -> LanguageModel:
+    """A fresh model of ``entry``'s kind trained on one class's texts (the one place per-class models are made):
+    the experiment's factory gives it the model's settings and seed, and ``entry.budget`` is already resolved."""
+    return entry.factory().fit(texts, budget=entry.budget)
 
 
 def _f1_macro(truth: np.ndarray, pred: np.ndarray, labels: list) -> float:
@@ -52,8 +167,9 @@ def _f1_macro(truth: np.ndarray, pred: np.ndarray, labels: list) -> float:
 
 
 def _scores(
-    name: str, method: str, truth: np.ndarray, pred: np.ndarray, labels: list, bootstrap: int, seed: int
-) -> list[dict]:
+    name: str, method: str, truth: np.ndarray, pred: np.ndarray, labels: list, bootstrap: int, seed: int,
+    **fields: Any,
+) -> list[TaskRow]:  # fmt: skip
     rng = np.random.default_rng(seed)
     acc = float((truth == pred).mean())
     f1 = _f1_macro(truth, pred, labels)
@@ -65,9 +181,61 @@ def _scores(
     out = []
     for metric, value, samples in (("accuracy", acc, samples_acc), ("macro-f1", f1, samples_f1)):
         low, high = np.quantile(samples, [0.025, 0.975]) if samples else (float("nan"), float("nan"))
-        out.append({"model": name, "task": NAME, "metric": metric, "value": value, "low": float(low),
-                    "high": float(high), "n": int(len(truth)), "detail": f"method={method}"})  # fmt: skip
+        out.append(TaskRow(name, NAME, metric, value, float(low), float(high), int(len(truth)), method=method,
+                           **fields))  # fmt: skip
     return out
+
+
+def baseline_predictions(train: Labelled, test: Labelled, seed: int) -> dict[str, np.ndarray]:
+    """What a practitioner runs first (scikit-learn defaults): MultinomialNB on word counts, logistic
+    regression on TF-IDF."""
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.pipeline import make_pipeline
+
+    pipelines = {
+        "naive-bayes (word counts)": make_pipeline(CountVectorizer(), MultinomialNB()),
+        "logistic regression (tf-idf)": make_pipeline(
+            TfidfVectorizer(), LogisticRegression(max_iter=1000, random_state=seed)
+        ),
+    }
+    return {name: p.fit(train.texts, train.labels).predict(test.texts) for name, p in pipelines.items()}
+
+
+@dataclass
+class FeatureClassifier:
+    """The fitted feature classifier and how it did on the held-out slice, beside the TF-IDF baseline there."""
+
+    model: Any
+    c: float
+    held_out_accuracy: float  # nan where the training data is too small to hold a slice out
+    baseline_accuracy: float
+
+
+def feature_classifier(train_x: np.ndarray, train: Labelled, seed: int) -> FeatureClassifier:
+    """Standardised features and logistic regression with C chosen on a held-out slice of the training data
+    (stratified), refitted on all of it; the TF-IDF baseline is scored on the same slice for comparison."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def make(c: float):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
+
+    y = train.labels
+    counts = np.unique(y, return_counts=True)[1]
+    best_c, held_acc, baseline_acc = 1.0, float("nan"), float("nan")
+    if counts.min() >= 2 and len(y) * HELD_OUT >= len(counts):
+        fit, held = train_test_split(np.arange(len(y)), test_size=HELD_OUT, random_state=seed, stratify=y)
+        scores = [(make(c).fit(train_x[fit], y[fit]).score(train_x[held], y[held]), c) for c in FEATURE_C]
+        held_acc, best_c = max(scores, key=lambda s: (s[0], -s[1]))  # ties: the stronger regularisation
+        texts = np.array(train.texts, dtype=object)
+        baseline = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000, random_state=seed))
+        baseline_acc = baseline.fit(texts[fit], y[fit]).score(texts[held], y[held])
+    return FeatureClassifier(make(best_c).fit(train_x, y), best_c, float(held_acc), float(baseline_acc))
 
 
 def run(
@@ -77,48 +245,58 @@ def run(
     *,
     seed: int,
     bootstrap: int,
-) -> list[dict]:
+) -> list[TaskRow]:
     opts = options(NAME, config, DEFAULTS)
-    if not opts["train"] or not opts["test"]:
-        raise ConfigError(f"tasks.{NAME}: 'train' and 'test' files are required")
-    train = read_labelled(opts["train"], opts["text_column"], opts["label_column"])
-    test = read_labelled(opts["test"], opts["text_column"], opts["label_column"])
-    labels = sorted(train["label"].unique())
-    if len(labels) < 2:
-        raise DataError(f"{opts['train']}: only one class ({labels[0]!r}); classification needs at least two")
-    rng = np.random.default_rng(seed)
-    train = pd.concat(
-        [
-            g.sample(n=min(len(g), opts["max_train"]), random_state=int(rng.integers(1 << 31)))
-            for _, g in train.groupby("label")
-        ]
-    )
-    if len(test) > opts["max_test"]:
-        test = test.sample(n=opts["max_test"], random_state=seed)
-    tok, vocab = corpus.tokenizer, corpus.vocab
-    encode = lambda texts: [vocab.encode(tok.tokenize(t)) for t in texts]  # noqa: E731
-    test_ids = encode(test["text"])
-    test_stream = TokenStream.from_ids(test_ids, vocab)
-    truth = test["label"].to_numpy()
-    priors = np.log(train["label"].value_counts(normalize=True).reindex(labels).to_numpy())
-    rows = []
+    _check_options(opts)
+    full_train = read_labelled(opts["train"], opts["text_column"], opts["label_column"])
+    full_test = read_labelled(opts["test"], opts["text_column"], opts["label_column"])
+    labels = check_labels(full_train, full_test)
+    priors = np.log(
+        np.array([(full_train.labels == c).mean() for c in labels])
+    )  # from the whole training set
+    train, test, cut = _cut(full_train, full_test, opts, seed)
+    file = file_labels([opts["test"]])[opts["test"]]
+    common = {"file": file, "train_items": len(train), "detail": cut}
+    tokenizer = text_tokenizer(corpus, opts["tokenizer"])
+    encode = lambda texts: [corpus.encode_text(t, tokenizer) for t in texts]  # noqa: E731
+    test_ids = encode(test.texts)
+    test_stream = TokenStream.from_ids(test_ids, corpus.vocab)
+    truth = test.labels
+    rows: list[TaskRow] = []
+    if opts["baselines"]:
+        for name, pred in baseline_predictions(train, test, seed).items():
+            rows += _scores(name, "baseline", truth, pred, labels, bootstrap, seed, **common)
+    class_streams = [TokenStream.from_ids(encode(np.array(train.texts, dtype=object)[train.labels == c]),
+                                          corpus.vocab) for c in labels]  # fmt: skip
     for name, entry in models.items():
         scores = np.empty((len(test), len(labels)))
-        for j, label in enumerate(labels):
-            texts = train.loc[train["label"] == label, "text"]
-            class_stream = TokenStream.from_ids(encode(texts), vocab)
-            model = entry.factory().fit(class_stream, budget=entry.budget)
-            lp = model.token_logprobs(test_stream, context="sentence")
-            scores[:, j] = np.add.reduceat(lp, test_stream.target_line_starts()) + priors[j]
-        pred = np.array(labels, dtype=object)[scores.argmax(axis=1)]
-        rows += _scores(name, "generative", truth, pred, labels, bootstrap, seed)
+        tokens, seconds = 0, 0.0
+        for j, stream in enumerate(class_streams):
+            started = time.perf_counter()
+            model = fit_class_model(entry, stream)
+            seconds += time.perf_counter() - started
+            tokens += int(getattr(model, "tokens_seen_", stream.num_predicted))
+            scores[:, j] = line_totals(model.token_logprobs(test_stream, context="sentence"), test_stream)
+        pred = np.array(labels, dtype=object)[(scores + priors).argmax(axis=1)]
+        cost = {
+            "budget": entry.budget.describe() if entry.budget is not None else "",
+            "train_tokens": tokens,
+            "train_seconds": seconds,
+        }
+        rows += _scores(name, "generative", truth, pred, labels, bootstrap, seed, **common, **cost)
         if opts["features"]:
-            train_features = entry.model.sentence_features(encode(train["text"]))
-            if train_features is not None:
-                from sklearn.linear_model import LogisticRegression
-
-                clf = LogisticRegression(max_iter=1000, random_state=seed)
-                clf.fit(train_features, train["label"].to_numpy())
-                pred = clf.predict(entry.model.sentence_features(test_ids))
-                rows += _scores(name, "features", truth, pred, labels, bootstrap, seed)
+            train_x = entry.model.sentence_features(encode(train.texts))
+            if train_x is not None:
+                fc = feature_classifier(train_x, train, seed)
+                held = f"held-out accuracy {fc.held_out_accuracy:.3f} vs tf-idf baseline {fc.baseline_accuracy:.3f}"
+                if opts["features"] == "auto" and fc.held_out_accuracy < fc.baseline_accuracy:
+                    for row in rows[-2:]:  # said beside this model's generative figures
+                        row.detail = "; ".join(
+                            filter(None, [row.detail, f"feature classifier dropped: {held}"])
+                        )
+                    continue
+                pred = fc.model.predict(entry.model.sentence_features(test_ids))
+                note = f"mean-pooled states, standardised, C = {fc.c:g} chosen on {HELD_OUT:.0%} of train ({held})"
+                rows += _scores(name, "features", truth, pred, labels, bootstrap, seed,
+                                **{**common, "detail": "; ".join(filter(None, [cut, note]))})  # fmt: skip
     return rows

@@ -8,13 +8,14 @@ samples resemble each other; and the perplexity of the samples under a reference
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from lmbench.data.corpus import TokenizedCorpus, TokenStream
 from lmbench.errors import ConfigError
-from lmbench.tasks.base import ModelEntry, options
+from lmbench.tasks.base import ModelEntry, TaskRow, options, text_tokenizer
 
 NAME = "generate"
 DEFAULTS = {"samples": 10, "prompts": [], "prompt_tokens": 3, "max_tokens": 40, "temperature": 1.0, "top_k": 0,
@@ -48,7 +49,8 @@ def self_bleu(samples: list[list[str]]) -> float:
 def make_prompts(corpus: TokenizedCorpus, opts: dict[str, Any], seed: int) -> list[list[int]]:
     bos = corpus.vocab.bos_id
     if opts["prompts"]:
-        return [[bos, *corpus.vocab.encode(corpus.tokenizer.tokenize(p)).tolist()] for p in opts["prompts"]]
+        tokenizer = text_tokenizer(corpus, None)  # prompts are raw outside text
+        return [[bos, *corpus.encode_text(p, tokenizer).tolist()] for p in opts["prompts"]]
     data = corpus.split(opts["split"])
     lengths = np.diff(data.offsets)
     candidates = np.flatnonzero(lengths > opts["prompt_tokens"])
@@ -61,6 +63,17 @@ def make_prompts(corpus: TokenizedCorpus, opts: dict[str, Any], seed: int) -> li
     return [[bos, *data.line(i)[: opts["prompt_tokens"]].tolist()] for i in chosen] or [[bos]]
 
 
+def validate(opts: dict[str, Any], model_names: Iterable[str]) -> None:
+    """The reference must be a model of this run (checked before any training)."""
+    if opts["reference"] is not None and opts["reference"] not in set(model_names):
+        raise ConfigError(
+            f"tasks.{NAME}.reference: {opts['reference']!r} is not a model of this run "
+            f"(models: {', '.join(model_names)})"
+        )
+    if not isinstance(opts["prompts"], list) or not all(isinstance(p, str) for p in opts["prompts"]):
+        raise ConfigError(f"tasks.{NAME}.prompts: expected a list of strings")
+
+
 def run(
     config: dict[str, Any],
     models: dict[str, ModelEntry],
@@ -68,10 +81,9 @@ def run(
     *,
     seed: int,
     bootstrap: int,
-) -> list[dict]:
+) -> list[TaskRow]:
     opts = options(NAME, config, DEFAULTS)
-    if opts["reference"] is not None and opts["reference"] not in models:
-        raise ConfigError(f"tasks.{NAME}.reference: {opts['reference']!r} is not a model of this run")
+    validate(opts, models)
     prompts = make_prompts(corpus, opts, seed)
     vocab = corpus.vocab
     rows = []
@@ -85,9 +97,10 @@ def run(
             samples.append((prompt[1:], body))
         continuations = [body for _, body in samples]
 
-        def row(metric: str, value: float, n: int = len(samples), detail: str = "", name: str = name) -> dict:
-            return {"model": name, "task": NAME, "metric": metric, "value": value, "low": float("nan"),
-                    "high": float("nan"), "n": n, "detail": detail}  # fmt: skip
+        def row(
+            metric: str, value: float, n: int = len(samples), detail: str = "", name: str = name
+        ) -> TaskRow:
+            return TaskRow(name, NAME, metric, value, n=n, detail=detail)
 
         rows += [
             row("distinct-1", distinct_n(continuations, 1)),
@@ -106,7 +119,7 @@ def run(
             for start, (p, _) in zip(stream.target_line_starts(), samples, strict=True):
                 keep[start : start + len(p)] = False
             ppl = math.exp(-lp[keep].mean()) if keep.any() else float("nan")
-            rows.append(row("reference-perplexity", ppl, detail=f"reference={opts['reference']}"))
+            rows.append(row("reference-perplexity", ppl, detail=f"under {opts['reference']}"))
         for prompt, body in samples[: opts["show"]]:
             text = (
                 corpus.tokenizer.detokenize(vocab.decode(prompt))

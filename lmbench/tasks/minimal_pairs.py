@@ -2,22 +2,41 @@
 
 Corruptions of sampled test sentences: two words swapped at distance d (d = 1 is the adjacent swap), a
 word replaced by another of similar training frequency, and the last word replaced by another sentence's
-last word (a long-range agreement break wherever a sentence's end depends on its beginning). Accuracy by corruption and distance shows an n-gram's
-blind spot beyond its order. User pair files (JSONL ``{"good", "bad"}`` or BLiMP's ``sentence_good`` /
-``sentence_bad`` with its phenomenon fields) are scored the same way.
+last word (a long-range agreement break wherever a sentence's end depends on its beginning). Accuracy by
+corruption and distance shows an n-gram's blind spot beyond its order. User pair files (JSONL
+``{"good", "bad"}`` or BLiMP's ``sentence_good`` / ``sentence_bad`` with ``UID`` / ``linguistics_term``) are
+raw text, tokenized the corpus's way (``[corpus] external_tokenizer``, the card's, or ``tokenizer = NAME``).
+
+A pair whose two totals are equal within ``tie_tolerance`` (relative) is a tie: it counts half in the
+accuracy and is reported in ``ties``, so a model that cannot tell the sentences apart shows as ties rather
+than as a clean-looking 0.5. ``oov_items`` counts pairs holding a word outside the vocabulary; with
+``oov = "skip"`` file pairs whose sentences differ in such a word are left out (and counted in ``skipped``).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lmbench.data.corpus import TokenizedCorpus, TokenStream
-from lmbench.errors import DataError
-from lmbench.tasks.base import ModelEntry, metric_row, options
+from lmbench.data.tokenizers import TOKENIZERS, Tokenizer
+from lmbench.errors import ConfigError, DataError
+from lmbench.tasks.base import (
+    TIE_TOLERANCE,
+    ModelEntry,
+    TaskRow,
+    file_labels,
+    metric_row,
+    options,
+    sentence_totals,
+    text_tokenizer,
+)
 
 NAME = "minimal-pairs"
 DEFAULTS = {
@@ -28,22 +47,43 @@ DEFAULTS = {
     "files": [],
     "split": "test",
     "min_length": 0,
+    "tokenizer": None,  # for pair files; default: the corpus's external tokenizer
+    "oov": "score",  # score | skip (leave out file pairs whose sentences differ in an out-of-vocabulary word)
+    "tie_tolerance": TIE_TOLERANCE,
 }
+GOOD_KEYS, BAD_KEYS = ("good", "sentence_good"), ("bad", "sentence_bad")
 
 
-def sentence_logprob(model, lines: list[np.ndarray], vocab) -> np.ndarray:
-    stream = TokenStream.from_ids(lines, vocab)
-    lp = model.token_logprobs(stream, context="sentence")
-    return np.add.reduceat(lp, stream.target_line_starts())
+@dataclass
+class PairSet:
+    """Pairs as ids with what each belongs to (one entry per pair) and which hold OOV words."""
+
+    good: list[np.ndarray] = field(default_factory=list)
+    bad: list[np.ndarray] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)  # TaskRow grouping fields of each pair
+    has_oov: list[bool] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)  # file label -> pairs left out
+
+    def add(self, group: dict[str, Any], good: np.ndarray, bad: np.ndarray, has_oov: bool) -> None:
+        self.good.append(good)
+        self.bad.append(bad)
+        self.groups.append(group)
+        self.has_oov.append(has_oov)
 
 
 def make_pairs(
-    data: TokenStream, vocab, opts: dict[str, Any], seed: int
-) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(detail, good, bad) triples; swaps need two different words so the pair really differs."""
+    data: TokenStream, vocab, opts: dict[str, Any], seed: int, line_oov: Callable[[int], bool] | None = None
+) -> PairSet:
+    """Corrupted copies of sampled lines; swaps need two different words so the pair really differs.
+    ``line_oov(i)``: whether line i held a word outside the vocabulary (default: it holds ``<unk>``)."""
     rng = np.random.default_rng(seed)
     lengths = np.diff(data.offsets)
-    pairs = []
+    pairs = PairSet()
+    line_oov = line_oov or (lambda i: bool((data.line(i) == vocab.unk_id).any()))
+
+    def add(group: dict[str, Any], i: int, good: np.ndarray, bad: np.ndarray) -> None:
+        pairs.add(group, good, bad, line_oov(int(i)))
+
     for d in opts["distances"]:
         candidates = np.flatnonzero(lengths > max(d, opts["min_length"]))
         if len(candidates) == 0:
@@ -56,7 +96,7 @@ def make_pairs(
             j = int(rng.choice(starts))
             bad = good.copy()
             bad[j], bad[j + d] = good[j + d], good[j]
-            pairs.append((f"corruption=swap;distance={d}", good, bad))
+            add({"corruption": "swap", "distance": int(d)}, i, good, bad)
     if opts["last_word"]:
         # the last word taken from another sentence: breaks agreement with the start of a long sentence
         # (the synthetic corpus's matching closer), which a short n-gram window cannot see
@@ -76,7 +116,7 @@ def make_pairs(
             if len(others):
                 bad = good.copy()
                 bad[-1] = int(rng.choice(others))
-                pairs.append(("corruption=last-word", good, bad))
+                add({"corruption": "last-word"}, i, good, bad)
     if opts["replace"]:
         counts = np.array([vocab.counts.get(t, 0) for t in vocab.tokens])
         order = np.argsort(counts, kind="stable")
@@ -93,35 +133,130 @@ def make_pairs(
                 if k > 2 and k != good[j]:
                     bad = good.copy()
                     bad[j] = k
-                    pairs.append(("corruption=replace", good, bad))
+                    add({"corruption": "replace"}, i, good, bad)
                     break
     return pairs
 
 
-def read_pair_file(path: Path, corpus: TokenizedCorpus) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """JSONL pairs: ``{"good", "bad"}`` or BLiMP's ``{"sentence_good", "sentence_bad", "UID", ...}``."""
+def corpus_line_oov(corpus: TokenizedCorpus, data: TokenStream) -> Callable[[int], bool] | None:
+    """Whether a line of the split held a word outside the vocabulary, from its raw text (a literal ``<unk>``
+    in WikiText or PTB is the vocabulary entry, not OOV); None where the raw lines were not kept."""
+    if data.raw_lines is None:
+        return None
+    vocab, tokenizer = corpus.vocab, corpus.tokenizer
+    return lambda i: any(t not in vocab for t in tokenizer.tokenize(data.raw_lines[i]))
+
+
+def read_pair_file(path: Path) -> list[dict[str, Any]]:
+    """Items of a JSONL pair file, checked: ``good``/``bad`` or BLiMP's ``sentence_good``/``sentence_bad``
+    strings, optional ``UID`` / ``linguistics_term`` (or ``phenomenon``) strings; errors name file and line."""
     if not path.is_file():
         raise DataError(f"{path}: pair file not found")
-    pairs = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: invalid UTF-8 at byte offset {e.start}") from None
+    items = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-        good, bad = item.get("good", item.get("sentence_good")), item.get("bad", item.get("sentence_bad"))
-        if not isinstance(good, str) or not isinstance(bad, str):
+        if not isinstance(item, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(item).__name__}")
+        good = next((item[k] for k in GOOD_KEYS if k in item), None)
+        bad = next((item[k] for k in BAD_KEYS if k in item), None)
+        if not isinstance(good, str) or not isinstance(bad, str) or not good.strip() or not bad.strip():
             raise DataError(
-                f"{path}:{lineno}: expected 'good'/'bad' (or BLiMP's 'sentence_good'/'sentence_bad') strings"
+                f"{path}:{lineno}: expected non-empty 'good'/'bad' (or BLiMP's 'sentence_good'/'sentence_bad') strings"
             )
-        phenomenon = item.get("UID") or item.get("linguistics_term") or item.get("field") or ""
-        detail = f"file={path.name}" + (f";phenomenon={phenomenon}" if phenomenon else "")
-        encode = lambda s: corpus.vocab.encode(corpus.tokenizer.tokenize(s))  # noqa: E731
-        pairs.append((detail, encode(good), encode(bad)))
-    if not pairs:
+        for key in ("UID", "linguistics_term", "phenomenon"):
+            if key in item and not isinstance(item[key], str):
+                raise DataError(f"{path}:{lineno}: '{key}' must be a string, got {item[key]!r}")
+        phenomenon = item.get("linguistics_term") or item.get("phenomenon") or ""
+        items.append({"good": good, "bad": bad, "phenomenon": phenomenon, "paradigm": item.get("UID", "")})
+    if not items:
         raise DataError(f"{path}: pair file is empty")
-    return pairs
+    return items
+
+
+def add_file_pairs(
+    pairs: PairSet, path: Path, label: str, corpus: TokenizedCorpus, tokenizer: Tokenizer, skip_oov: bool
+) -> None:
+    """Tokenize a pair file's sentences the corpus's way; a literal ``<unk>`` is the vocabulary entry, not OOV."""
+    vocab = corpus.vocab
+    for item in read_pair_file(path):
+        good, bad = tokenizer.tokenize(item["good"]), tokenizer.tokenize(item["bad"])
+        oov_good = Counter(t for t in good if t not in vocab)
+        oov_bad = Counter(t for t in bad if t not in vocab)
+        if skip_oov and oov_good != oov_bad:
+            pairs.skipped[label] += 1
+            continue
+        group = {"file": label, "phenomenon": item["phenomenon"], "paradigm": item["paradigm"]}
+        pairs.add(group, vocab.encode(good), vocab.encode(bad), bool(oov_good or oov_bad))
+
+
+def check_options(opts: dict[str, Any]) -> None:
+    """Option values (keys are checked by ``options``)."""
+    if opts["oov"] not in ("score", "skip"):
+        raise ConfigError(f"tasks.{NAME}.oov: expected 'score' or 'skip', got {opts['oov']!r}")
+    if opts["tokenizer"] is not None and opts["tokenizer"] not in TOKENIZERS:
+        raise ConfigError(
+            f"tasks.{NAME}.tokenizer: unknown tokenizer {opts['tokenizer']!r}; expected one of {', '.join(sorted(TOKENIZERS))}"
+        )
+    tolerance = opts["tie_tolerance"]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise ConfigError(f"tasks.{NAME}.tie_tolerance: expected a number in [0, 1), got {tolerance!r}")
+    if not isinstance(opts["files"], list) or not all(isinstance(f, str) for f in opts["files"]):
+        raise ConfigError(f"tasks.{NAME}.files: expected a list of file names")
+
+
+def validate(opts: dict[str, Any]) -> None:
+    """Every input checked before any training: option values and every pair file (exists, parses)."""
+    check_options(opts)
+    for file in opts["files"]:
+        read_pair_file(Path(file))
+
+
+def tied(good: np.ndarray, bad: np.ndarray, tolerance: float) -> np.ndarray:
+    """Pairs whose totals agree within ``tolerance`` relative to the larger magnitude (or are both -inf)."""
+    with np.errstate(invalid="ignore"):
+        close = np.abs(good - bad) <= tolerance * np.maximum(np.abs(good), np.abs(bad))
+    return close | (good == bad)
+
+
+def _groups(pairs: PairSet) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """Row groups in first-appearance order: corruption/distance, then each file by paradigm, by phenomenon,
+    and whole; a group with exactly the pairs of one already listed is not repeated. A file's last group
+    is its whole file (phenomenon "all" unless it is one named phenomenon)."""
+    keys = [tuple(g.items()) for g in pairs.groups]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    codes = np.array([index[k] for k in keys])
+    out: list[tuple[dict[str, Any], np.ndarray]] = []
+    by_members: dict[bytes, int] = {}  # the pairs of a listed group -> its index in out
+
+    def emit(group: dict[str, Any], mask: np.ndarray) -> None:
+        members = np.flatnonzero(mask).tobytes()
+        if mask.any() and members not in by_members:
+            by_members[members] = len(out)
+            out.append((group, mask))
+
+    for key, i in index.items():
+        emit(dict(key), codes == i)
+    files = np.array([g.get("file", "") for g in pairs.groups])
+    phenomena = np.array([g.get("phenomenon", "") for g in pairs.groups])
+    for file in dict.fromkeys(f for f in files if f):
+        in_file = files == file
+        for phenomenon in dict.fromkeys(phenomena[in_file]):
+            if phenomenon:
+                emit({"file": file, "phenomenon": phenomenon}, in_file & (phenomena == phenomenon))
+        emit({"file": file, "phenomenon": "all"}, in_file)
+        group = out[by_members[np.flatnonzero(in_file).tobytes()]][0]
+        if not group.get("phenomenon"):
+            group["phenomenon"] = "all"
+    return out
 
 
 def run(
@@ -131,35 +266,45 @@ def run(
     *,
     seed: int,
     bootstrap: int,
-) -> list[dict]:
+) -> list[TaskRow]:
     opts = options(NAME, config, DEFAULTS)
-    pairs = make_pairs(corpus.split(opts["split"]), corpus.vocab, opts, seed)
+    check_options(opts)
+    data = corpus.split(opts["split"])
+    pairs = make_pairs(data, corpus.vocab, opts, seed, corpus_line_oov(corpus, data))
+    tokenizer = text_tokenizer(corpus, opts["tokenizer"])
+    labels = file_labels(opts["files"])
     for file in opts["files"]:
-        pairs += read_pair_file(Path(file), corpus)
-    if not pairs:
-        raise DataError(f"tasks.{NAME}: no pairs could be made from the {opts['split']} split")
-    details = np.array([p[0] for p in pairs])
+        add_file_pairs(pairs, Path(file), labels[file], corpus, tokenizer, opts["oov"] == "skip")
+    if not pairs.good:
+        raise DataError(f"tasks.{NAME}: no pairs could be made from the {opts['split']} split or the files")
+    groups = _groups(pairs)
+    has_oov = np.array(pairs.has_oov)
+    skip = opts["oov"] == "skip"
+    whole_file = {g["file"]: i for i, (g, _) in enumerate(groups) if g.get("file")}  # a file's last group
     rows = []
     for name, entry in models.items():
-        good = sentence_logprob(entry.model, [p[1] for p in pairs], corpus.vocab)
-        bad = sentence_logprob(entry.model, [p[2] for p in pairs], corpus.vocab)
-        correct = np.where(good > bad, 1.0, np.where(good == bad, 0.5, 0.0))  # ties count half
-        for detail in dict.fromkeys(details):
+        good = sentence_totals(entry.model, pairs.good, corpus.vocab)
+        bad = sentence_totals(entry.model, pairs.bad, corpus.vocab)
+        tie = tied(good, bad, opts["tie_tolerance"])
+        correct = np.where(tie, 0.5, (good > bad).astype(np.float64))  # a tie counts half
+        for i, (group, mask) in enumerate(groups):
+            file = group.get("file", "")
             rows.append(
                 metric_row(
                     name,
                     NAME,
                     "accuracy",
-                    correct[details == detail],
-                    detail=detail,
+                    correct[mask],
                     bootstrap=bootstrap,
                     seed=seed,
-                )
+                    ties=int(tie[mask].sum()),
+                    oov_items=int(has_oov[mask].sum()),
+                    skipped=pairs.skipped[file] if skip and whole_file.get(file) == i else None,
+                    **group,
+                )  # fmt: skip
             )
-        # BLiMP-style breakdown also by file as a whole
-        for file in {d.split(";")[0] for d in details if d.startswith("file=")}:
-            mask = np.char.startswith(details.astype(str), file)
-            rows.append(
-                metric_row(name, NAME, "accuracy", correct[mask], detail=file, bootstrap=bootstrap, seed=seed)
-            )
+        for file in labels.values():  # a file whose every pair was skipped still gets its row
+            if file not in whole_file and pairs.skipped[file]:
+                rows.append(TaskRow(name, NAME, "accuracy", float("nan"), file=file, phenomenon="all",
+                                    ties=0, oov_items=0, skipped=pairs.skipped[file]))  # fmt: skip
     return rows

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from lmbench.data.corpus import TokenizedCorpus
-from lmbench.tasks.base import ModelEntry, metric_row, options
+from lmbench.tasks.base import ModelEntry, TaskRow, metric_row, options
 
 NAME = "next-word"
 DEFAULTS = {"max_tokens": 5000, "context_length": 32, "batch_size": 256, "split": "test"}
@@ -33,7 +33,7 @@ def run(
     *,
     seed: int,
     bootstrap: int,
-) -> list[dict]:
+) -> list[TaskRow]:
     opts = options(NAME, config, DEFAULTS)
     contexts, targets = prediction_items(
         corpus.split(opts["split"]), opts["max_tokens"], opts["context_length"], seed
