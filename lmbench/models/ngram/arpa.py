@@ -175,8 +175,13 @@ def arpa_chunks(model: NgramLM) -> Iterator[bytes]:
     yield b"\n\\end\\\n"
 
 
-def write_arpa(model: NgramLM, path: str | Path) -> None:
-    """Write ``model`` as ARPA (log10 values to 7 decimals), gzip-compressed for ``.gz``; atomic."""
+def write_arpa(model: NgramLM, path: str | Path | IO[bytes]) -> None:
+    """Write ``model`` as ARPA (log10 values to 7 decimals), gzip-compressed for ``.gz``; a file is written
+    atomically, a binary stream (stdout) as the text is formatted."""
+    if not isinstance(path, (str, Path)):
+        for chunk in arpa_chunks(model):
+            path.write(chunk)
+        return
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
         out: IO[bytes] = (
@@ -293,7 +298,9 @@ class _Section:
         try:
             data[start:end].decode("utf-8")
         except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{_line_at(data, start + e.start)}: invalid UTF-8 (ARPA files are read as UTF-8)") from None
+            raise DataError(
+                f"{path}:{_line_at(data, start + e.start)}: invalid UTF-8 (ARPA files are read as UTF-8)"
+            ) from None
         names = list(range(m + 2))
         options = dict(
             sep=r"\s+", header=None, names=names, engine="c", quoting=3, skip_blank_lines=True,
@@ -304,23 +311,30 @@ class _Section:
                 self.frame = pd.read_csv(
                     io.BytesIO(data[start:end]), dtype={0: np.float64, m + 1: np.float64}, **options
                 )
-            except ValueError:  # a field that is not a number: read as text to find it
+            except ValueError:  # a field that is not a number (or a literal nan): read as text to see which
                 self.frame = pd.read_csv(io.BytesIO(data[start:end]), dtype=object, **options)
                 for column, what in ((0, "log10 probability"), (m + 1, "back-off weight")):
                     values = self.frame[column]
-                    bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
+                    numbers = pd.to_numeric(values, errors="coerce")
+                    bad = numbers.isna() & values.notna()
                     bad &= ~values.astype(str).str.lower().isin(["nan", "+nan", "-nan"])
                     if bad.any():
                         i = int(np.flatnonzero(bad.to_numpy())[0])
-                        raise DataError(f"{self.where(i)}: {what} of a {m}-gram is not a number: {values.iloc[i]!r}") from None
-                raise
+                        raise DataError(
+                            f"{self.where(i)}: {what} of a {m}-gram is not a number: {values.iloc[i]!r}"
+                        ) from None
+                    self.frame[column] = numbers.astype(np.float64)
         except (pd.errors.ParserError, ValueError) as e:
             found = re.search(r"line (\d+)", str(e))
             where = f"{path}:{_line_at(data, start) + int(found.group(1)) - 1}" if found else str(path)
-            raise DataError(f"{where}: malformed {m}-gram line (expected 'logprob<TAB>{m} words[<TAB>backoff]')") from None
+            raise DataError(
+                f"{where}: malformed {m}-gram line (expected 'logprob<TAB>{m} words[<TAB>backoff]')"
+            ) from None
         if len(self.frame) and (self.frame[m] == "").any():
             i = int(np.flatnonzero((self.frame[m] == "").to_numpy())[0])
-            raise DataError(f"{self.where(i)}: malformed {m}-gram line (expected 'logprob<TAB>{m} words[<TAB>backoff]')")
+            raise DataError(
+                f"{self.where(i)}: malformed {m}-gram line (expected 'logprob<TAB>{m} words[<TAB>backoff]')"
+            )
 
     def where(self, row: int) -> str:
         """``file:line`` of the section's ``row``-th entry (blank lines are skipped, as pandas does)."""
@@ -349,13 +363,17 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
     if order > MAX_ORDER:
         raise DataError(f"{path}: declares order {order}; lmbench reads orders 1 to {MAX_ORDER}")
     if sorted(declared) != list(range(1, order + 1)):
-        raise DataError(f"{path}: the \\data\\ header declares orders {sorted(declared)}, expected 1..{order}")
+        raise DataError(
+            f"{path}: the \\data\\ header declares orders {sorted(declared)}, expected 1..{order}"
+        )
     if 1 not in sections:
         raise DataError(f"{path}: no \\1-grams: section")
     parsed: dict[int, _Section] = {}
     for m in range(1, order + 1):
         if m not in sections:
-            raise DataError(f"{path}: header declares {declared[m]} {m}-grams but there is no \\{m}-grams: section")
+            raise DataError(
+                f"{path}: header declares {declared[m]} {m}-grams but there is no \\{m}-grams: section"
+            )
         parsed[m] = _Section(path, data, m, *sections[m])
         if len(parsed[m].frame) != declared[m]:
             raise DataError(
@@ -372,11 +390,15 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
         raise DataError(f"{uni.where(int(dup))}: duplicate 1-gram {file_words[dup]!r}")
     for special in (UNK, EOS):
         if special not in file_words:
-            raise DataError(f"{path}: no {special} among the 1-grams (expected KenLM/SRILM's {UNK} and {EOS})")
+            raise DataError(
+                f"{path}: no {special} among the 1-grams (expected KenLM/SRILM's {UNK} and {EOS})"
+            )
     if vocab is None:
         vocab = Vocabulary([*SPECIALS, *(w for w in file_words if w not in SPECIALS)])
     V = len(vocab)
-    to_vocab = np.fromiter((vocab.index.get(w, -1) for w in file_words), dtype=np.int64, count=len(file_words))
+    to_vocab = np.fromiter(
+        (vocab.index.get(w, -1) for w in file_words), dtype=np.int64, count=len(file_words)
+    )
 
     model = NgramLM(order=order, smoothing="modified-kneser-ney")
     model.smoothing = "arpa"  # provenance: the estimates come from the file, not from our smoothers
@@ -388,13 +410,17 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
         bad = np.isnan(lp) | (lp > 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{section.where(i)}: log10 probability {lp[i]} of a {m}-gram is not a number <= 0")
+            raise DataError(
+                f"{section.where(i)}: log10 probability {lp[i]} of a {m}-gram is not a number <= 0"
+            )
         bow = np.array(frame[m + 1], dtype=np.float64) if m < order else np.zeros(len(frame))
         absent = np.isnan(bow)
         if absent.any():  # SRILM leaves out zero back-offs; a literal nan is an error
             literal = _nan_backoff(m).search(data, section.start, section.end)
             if literal:
-                raise DataError(f"{path}:{_line_at(data, literal.start())}: back-off weight of a {m}-gram is NaN")
+                raise DataError(
+                    f"{path}:{_line_at(data, literal.start())}: back-off weight of a {m}-gram is NaN"
+                )
             bow[absent] = 0.0
         ids = np.empty((len(frame), m), dtype=np.int64)
         for j in range(m):
@@ -425,7 +451,9 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
             ctx = np.where(ctx >= 0, lookup(keys_[j], np.maximum(ctx, 0) * V + ids[:, j]), -1)
         if np.any(ctx < 0):
             i = int(np.flatnonzero(ctx < 0)[0])
-            raise DataError(f"{section.where(int(rows[i]))}: the context of this {m}-gram is not listed as a {m - 1}-gram")
+            raise DataError(
+                f"{section.where(int(rows[i]))}: the context of this {m}-gram is not listed as a {m - 1}-gram"
+            )
         keys = ctx * V + ids[:, -1]
         del ids, ctx
         sort = np.argsort(keys, kind="stable")
@@ -433,7 +461,9 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
         dup = np.flatnonzero(keys[1:] == keys[:-1])
         if len(dup):
             first, second = sorted((int(rows[sort[dup[0]]]), int(rows[sort[dup[0] + 1]])))
-            raise DataError(f"{section.where(second)}: duplicate {m}-gram (first listed at {section.where(first)})")
+            raise DataError(
+                f"{section.where(second)}: duplicate {m}-gram (first listed at {section.where(first)})"
+            )
         keys_.append(keys)
         lp_.append(lp[sort].astype(np.float32))
         bow_.append(bow[sort].astype(np.float32) if m < order else np.zeros(0, dtype=np.float32))

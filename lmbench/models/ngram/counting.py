@@ -168,7 +168,10 @@ class _Runs:
         self.memory, self.held = [], 0
         folder = self.spill_dir()
         i = len(self.files)
-        paths = (folder / f"order{self.order}.run{i}.keys.npy", folder / f"order{self.order}.run{i}.counts.npy")
+        paths = (
+            folder / f"order{self.order}.run{i}.keys.npy",
+            folder / f"order{self.order}.run{i}.counts.npy",
+        )
         np.save(paths[0], keys)
         np.save(paths[1], counts)
         self.files.append(paths)
@@ -327,7 +330,10 @@ def count_ngrams(
             tmp.cleanup()
     if stats.spilled_runs:
         log.info(
-            "counting: %d chunks, %d runs spilled (%.1f MiB)", stats.chunks, stats.spilled_runs, stats.spill_bytes / 2**20
+            "counting: %d chunks, %d runs spilled (%.1f MiB)",
+            stats.chunks,
+            stats.spilled_runs,
+            stats.spill_bytes / 2**20,
         )
     return tables
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
@@ -310,14 +311,14 @@ class NgramLM(LanguageModel):
                 model.log10prob_ = [to_log10(np.exp(data[f"logprob{m}"])) for m in range(1, n + 1)]
                 model.log10bow_ = [to_log10(np.exp(data[f"logbow{m}"])) for m in range(1, n)]
                 model.log10bow_.append(np.zeros(0, dtype=np.float32))
-        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, EOFError) as e:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
             raise DataError(f"{path}: not an lmbench n-gram model file ({type(e).__name__}: {e})") from None
         model.discounts_ = meta.get("discounts")
         model.vocab_ = Vocabulary(meta["vocab"])
         return model
 
-    def to_arpa(self, path: str | Path) -> None:
-        """Write an ARPA file (``.gz`` compresses) that KenLM and SRILM read."""
+    def to_arpa(self, path: str | Path | BinaryIO) -> None:
+        """Write an ARPA file (``.gz`` compresses; or a binary stream) that KenLM and SRILM read."""
         from lmbench.models.ngram.arpa import write_arpa
 
         self._check_fitted()
