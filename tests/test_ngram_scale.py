@@ -359,3 +359,14 @@ def test_ngram_command_names_bad_input(tmp_path):
     ):
         result = CliRunner().invoke(main, ["ngram", str(path)])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+@pytest.mark.parametrize("smoothing", ["modified-kneser-ney", "witten-bell", "katz", "add-k"])
+def test_float32_rows_sum_to_one_within_float32_precision(tiny_train, smoothing):
+    model = NgramLM(3, smoothing).fit(tiny_train)
+    exact = NgramLM(3, smoothing, precision="float64").fit(tiny_train)
+    contexts = [[1], [1, 3, 4], [0], [5, 2, 1]]
+    logp = model.next_token_logprobs(contexts)
+    np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(logp, exact.next_token_logprobs(contexts), rtol=1e-6)
+    assert exact.bytes_per_ngram() > model.bytes_per_ngram()

@@ -143,7 +143,9 @@ def run(
     for name, entry in models.items():
         good = sentence_logprob(entry.model, [p[1] for p in pairs], corpus.vocab)
         bad = sentence_logprob(entry.model, [p[2] for p in pairs], corpus.vocab)
-        correct = np.where(good > bad, 1.0, np.where(good == bad, 0.5, 0.0))  # ties count half
+        # ties count half; totals of the same words summed in another order may differ in the last bits
+        tie = np.isclose(good, bad, rtol=1e-12, atol=0.0)
+        correct = np.where(tie, 0.5, np.where(good > bad, 1.0, 0.0))
         for detail in dict.fromkeys(details):
             rows.append(
                 metric_row(

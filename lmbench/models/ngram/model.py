@@ -21,6 +21,7 @@ from lmbench.models.ngram.smoothing import SMOOTHERS, smooth
 
 MAX_ORDER = 10
 LN10 = math.log(10.0)
+PRECISIONS = ("float32", "float64")
 MODEL_FORMAT = "lmbench-ngram-2"  # int64 keys, float32 log10 probabilities and back-offs
 
 
@@ -42,9 +43,12 @@ class NgramLM(LanguageModel):
         memory: what counting may use (KenLM's ``-S``): ``"4G"``, ``"512M"``, ``"50%"`` of physical memory;
             default half the machine. Beyond it sorted runs spill to disk; the model is the same either way.
         progress: a progress bar while counting (default: on a terminal, for corpora over 5M tokens).
+        precision: ``float32`` stores log10 values as KenLM does (7 significant digits; rows sum to 1 within
+            ~1e-7); ``float64`` keeps every bit of the estimate (24 bytes per n-gram), for checking the
+            estimators against other implementations to 1e-12.
 
     The fitted model keeps what scoring needs, as KenLM does: int64 keys, float32 log10 probabilities and
-    back-off weights (16 bytes per stored n-gram below the top order, 12 at the top).
+    back-off weights (16 bytes per stored n-gram below the top order, 12 at the top; ~15 on average).
 
     Context modes: a model trained on sentences has seen no n-gram that crosses ``</s> <s>``, so in stream
     mode it backs off to exactly its sentence-start estimate and both modes give the same scores; a model
@@ -65,6 +69,7 @@ class NgramLM(LanguageModel):
         interpolate_unigrams: bool = True,
         memory: str | int | None = None,
         progress: bool | None = None,
+        precision: str = "float32",
     ):
         if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
             raise ConfigError(f"order: expected an integer from 1 to {MAX_ORDER}, got {order!r}")
@@ -82,6 +87,9 @@ class NgramLM(LanguageModel):
         if not isinstance(interpolate_unigrams, bool):
             raise ConfigError(f"interpolate_unigrams: expected true or false, got {interpolate_unigrams!r}")
         parse_memory(memory)  # a bad size is a config error now, not after reading the corpus
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         self.interpolate_unigrams = interpolate_unigrams
         self.memory = memory
         self.progress = progress
@@ -107,6 +115,7 @@ class NgramLM(LanguageModel):
             "train_context": self.train_context,
             "interpolate_unigrams": self.interpolate_unigrams,
             "memory": self.memory,
+            "precision": self.precision,
         }
 
     # ----------------------------------------------------------------------------------------- fitting
@@ -159,8 +168,9 @@ class NgramLM(LanguageModel):
         del tables
         self.log10prob_, self.log10bow_ = [], []
         for m, a in enumerate(arrays, start=1):
-            self.log10prob_.append(to_log10(a.prob))
-            self.log10bow_.append(to_log10(a.bow) if m < self.order else np.zeros(0, dtype=np.float32))
+            dtype = np.dtype(self.precision)
+            self.log10prob_.append(to_log10(a.prob, dtype))
+            self.log10bow_.append(to_log10(a.bow, dtype) if m < self.order else np.zeros(0, dtype=dtype))
             a.prob = a.bow = None  # type: ignore[assignment]  # free the float64 arrays order by order
         self.discounts_ = info.get("discounts")
         self.vocab_ = vocab
@@ -332,10 +342,10 @@ class NgramLM(LanguageModel):
         return read_arpa(path, vocab)
 
 
-def to_log10(linear: np.ndarray) -> np.ndarray:
-    """float32 log10 of probabilities or weights (0 -> -inf), as KenLM stores them."""
+def to_log10(linear: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """log10 of probabilities or weights (0 -> -inf), float32 as KenLM stores them."""
     with np.errstate(divide="ignore"):
-        return (np.log(linear) / LN10).astype(np.float32)
+        return (np.log(linear) / LN10).astype(dtype)
 
 
 class _Keys:
