@@ -21,7 +21,7 @@ from lmbench.data.tokenizers import Tokenizer, WhitespaceTokenizer
 from lmbench.data.vocabulary import UNK, Vocabulary
 from lmbench.errors import DataError
 
-LINES_PER_BLOCK = 1 << 14
+LINES_PER_BLOCK = 1 << 12
 
 
 @dataclass

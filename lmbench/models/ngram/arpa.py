@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
 from lmbench.errors import DataError
@@ -28,6 +27,7 @@ from lmbench.io import atomic_path
 from lmbench.models.ngram.counting import lookup
 
 if TYPE_CHECKING:
+
     from lmbench.models.ngram.model import NgramLM
 
 LOG10 = math.log(10.0)
@@ -292,6 +292,7 @@ class _Section:
     m+1 the back-off (NaN where absent); file line numbers are worked out only for an error message."""
 
     def __init__(self, path: Path, data: bytes, m: int, start: int, end: int):
+        import pandas as pd
         self.path, self.m, self.start, self.end = path, m, start, end
         self.first_line = 0
         self._data = data
@@ -352,6 +353,8 @@ class _Section:
 
 def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
     """An :class:`NgramLM` from an ARPA file; words outside ``vocab`` are dropped with their n-grams."""
+    import pandas as pd
+
     from lmbench.models.ngram.model import MAX_ORDER, NgramLM
 
     path = Path(path)

@@ -33,8 +33,8 @@ INT32_MAX = np.iinfo(np.int32).max
 # the unique flags and the per-position row written back
 BYTES_PER_CHUNK_POSITION = 40
 MIN_CHUNK = 256
-# bytes per entry of a run held in memory (int64 key, int64 count)
-BYTES_PER_RUN_ENTRY = 16
+# bytes per entry of a run held in memory (int64 key, count and suffix row)
+BYTES_PER_RUN_ENTRY = 24
 
 
 def parse_memory(value: str | int | float | None) -> int:
@@ -131,16 +131,17 @@ def ending_rows(tables: list, seq: np.ndarray, vocab_size: int) -> list[np.ndarr
     return rows
 
 
-def reduce_sorted_runs(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique keys (sorted) and summed counts of concatenated runs."""
+def reduce_sorted_runs(
+    keys: np.ndarray, counts: np.ndarray, suffix: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique keys (sorted), summed counts and the suffix row of concatenated runs (the suffix is a function
+    of the n-gram, so any run's copy is the same)."""
     if len(keys) == 0:
-        return keys.astype(np.int64), counts.astype(np.int64)
+        return keys.astype(np.int64), counts.astype(np.int64), suffix
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
-    counts = counts[order]
-    del order
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[starts], np.add.reduceat(counts, starts).astype(np.int64)
+    return keys[starts], np.add.reduceat(counts[order], starts).astype(np.int64), suffix[order[starts]]
 
 
 class _Runs:
@@ -148,12 +149,12 @@ class _Runs:
 
     def __init__(self, budget: int, spill_dir: Callable[[], Path], stats: CountingStats, order: int):
         self.budget, self.spill_dir, self.stats, self.order = budget, spill_dir, stats, order
-        self.memory: list[tuple[np.ndarray, np.ndarray]] = []
-        self.files: list[tuple[Path, Path]] = []
+        self.memory: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.files: list[tuple[Path, Path, Path]] = []
         self.held = 0
 
-    def add(self, keys: np.ndarray, counts: np.ndarray) -> None:
-        self.memory.append((keys, counts.astype(np.int64)))
+    def add(self, keys: np.ndarray, counts: np.ndarray, suffix: np.ndarray) -> None:
+        self.memory.append((keys, counts.astype(np.int64), suffix))
         self.held += len(keys) * BYTES_PER_RUN_ENTRY
         if self.held > self.budget:
             self.spill()
@@ -162,56 +163,47 @@ class _Runs:
         """Merge the runs held in memory into one sorted run and write it to disk."""
         if not self.memory:
             return
-        keys, counts = reduce_sorted_runs(
-            np.concatenate([k for k, _ in self.memory]), np.concatenate([c for _, c in self.memory])
-        )
+        arrays = reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*self.memory, strict=True)))
         self.memory, self.held = [], 0
         folder = self.spill_dir()
-        i = len(self.files)
-        paths = (
-            folder / f"order{self.order}.run{i}.keys.npy",
-            folder / f"order{self.order}.run{i}.counts.npy",
-        )
-        np.save(paths[0], keys)
-        np.save(paths[1], counts)
-        self.files.append(paths)
+        stem = f"order{self.order}.run{len(self.files)}"
+        paths = tuple(folder / f"{stem}.{name}.npy" for name in ("keys", "counts", "suffix"))
+        for p, a in zip(paths, arrays, strict=True):
+            np.save(p, a)
+        self.files.append(paths)  # type: ignore[arg-type]
         self.stats.spilled_runs += 1
-        self.stats.spill_bytes += keys.nbytes + counts.nbytes
+        self.stats.spill_bytes += sum(a.nbytes for a in arrays)
 
-    def merge(self) -> tuple[np.ndarray, np.ndarray]:
-        """All runs merged: sorted unique keys and their total counts."""
+    def merge(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All runs merged: sorted unique keys, their total counts and suffix rows."""
+        if not self.files and len(self.memory) == 1:  # one run: already sorted and unique
+            return self.memory.pop()
         if not self.files:
-            keys, counts = reduce_sorted_runs(
-                np.concatenate([k for k, _ in self.memory] or [np.zeros(0, np.int64)]),
-                np.concatenate([c for _, c in self.memory] or [np.zeros(0, np.int64)]),
-            )
+            merged = reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*self.memory, strict=True)))
             self.memory = []
-            return keys, counts
+            return merged
         self.spill()  # what is left in memory joins the runs on disk
-        runs = [(np.load(k, mmap_mode="r"), np.load(c, mmap_mode="r")) for k, c in self.files]
-        total = sum(len(k) for k, _ in runs)
+        runs = [tuple(np.load(p, mmap_mode="r") for p in paths) for paths in self.files]
+        total = sum(len(r[0]) for r in runs)
         # key ranges that each hold about budget / 32 entries over all runs (sort + reduce temporaries)
         per_range = max(MIN_CHUNK, self.budget // 32)
         n_ranges = max(1, -(-total // per_range))
-        sample = np.sort(np.concatenate([np.asarray(k[:: max(1, len(k) // 1024)]) for k, _ in runs]))
+        sample = np.sort(np.concatenate([np.asarray(r[0][:: max(1, len(r[0]) // 1024)]) for r in runs]))
         cuts = np.unique(sample[np.linspace(0, len(sample) - 1, n_ranges + 1).astype(np.int64)[1:-1]])
         bounds = [None, *cuts.tolist(), None]
-        out_keys, out_counts = [], []
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            pieces_k, pieces_c = [], []
-            for k, c in runs:
-                i0 = 0 if lo is None else int(np.searchsorted(k, lo, side="left"))
-                i1 = len(k) if hi is None else int(np.searchsorted(k, hi, side="left"))
-                pieces_k.append(np.asarray(k[i0:i1]))
-                pieces_c.append(np.asarray(c[i0:i1]))
-            keys, counts = reduce_sorted_runs(np.concatenate(pieces_k), np.concatenate(pieces_c))
-            out_keys.append(keys)
-            out_counts.append(counts)
+            pieces = []
+            for run in runs:
+                i0 = 0 if lo is None else int(np.searchsorted(run[0], lo, side="left"))
+                i1 = len(run[0]) if hi is None else int(np.searchsorted(run[0], hi, side="left"))
+                pieces.append(tuple(np.asarray(a[i0:i1]) for a in run))
+            out.append(reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*pieces, strict=True))))
         del runs
         for paths in self.files:
             for p in paths:
                 p.unlink(missing_ok=True)
-        return np.concatenate(out_keys), np.concatenate(out_counts)
+        return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))  # type: ignore[return-value]
 
 
 def count_ngrams(
@@ -291,38 +283,43 @@ def count_ngrams(
                 work = MIN_CHUNK * BYTES_PER_CHUNK_POSITION * 4
             chunk = max(MIN_CHUNK, work // 2 // BYTES_PER_CHUNK_POSITION)
             runs = _Runs(work // 2, make_spill_dir, stats, m)
-            last = n - m + 1  # start positions 0 .. last-1
+            last = max(n - m + 1, 0)  # start positions 0 .. last-1
+            single = last <= chunk  # one chunk: np.unique's inverse gives every position's row directly
             chunks = 0
-            for a in range(0, max(last, 0), chunk):
+            for a in range(0, last, chunk):
                 b = min(a + chunk, last)
-                keys = _chunk_keys(start_rows, seq, joined, a, b, m, V)[1]
-                uniq, cnt = np.unique(keys, return_counts=True)
-                runs.add(uniq, cnt)
+                pos, keys = _chunk_keys(start_rows, seq, joined, a, b, m, V)
+                if single:
+                    uniq, first, inverse, cnt = np.unique(
+                        keys, return_index=True, return_inverse=True, return_counts=True
+                    )
+                else:
+                    uniq, first, cnt = np.unique(keys, return_index=True, return_counts=True)
+                # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
+                runs.add(uniq, cnt, start_rows[pos[first] + 1])
                 chunks += 1
                 bar.update(b - a)
-            keys, cnt = runs.merge()
+            del keys
+            keys, cnt, suffix = runs.merge()
             stats.chunks += chunks
             stats.per_order_chunks.append(chunks)
             dtype = index_dtype(max(len(keys), n))
             context = (keys // V).astype(index_dtype(len(tables[-1])))
             word = (keys % V).astype(index_dtype(V))
-            if m == 2:
-                suffix = word.astype(dtype)
-            else:
-                prev = tables[-1]
-                suffix = lookup(prev.keys, prev.suffix[context].astype(np.int64) * V + word)
-                if len(suffix) and suffix.min() < 0:  # cannot happen: a suffix of a counted n-gram is counted
-                    raise AssertionError("n-gram suffix missing from the lower-order table")
-                suffix = suffix.astype(index_dtype(len(prev)))
+            suffix = suffix.astype(index_dtype(len(tables[-1])))
             tables.append(NgramTable(m, keys, cnt.astype(dtype), context, word, suffix))
             if m < order:  # rows of the m-grams starting at each position, for the next order
-                rows_dtype = index_dtype(len(keys))
-                new_rows = np.full(n, -1, dtype=rows_dtype)
-                for a in range(0, max(last, 0), chunk):
-                    b = min(a + chunk, last)
-                    pos, q = _chunk_keys(start_rows, seq, joined, a, b, m, V)
-                    new_rows[pos] = np.searchsorted(keys, q)
+                new_rows = np.full(n, -1, dtype=index_dtype(len(keys)))
+                if single:
+                    new_rows[pos] = inverse.reshape(-1)
+                else:
+                    for a in range(0, last, chunk):
+                        b = min(a + chunk, last)
+                        pos, q = _chunk_keys(start_rows, seq, joined, a, b, m, V)
+                        uniq, inverse = np.unique(q, return_inverse=True)
+                        new_rows[pos] = np.searchsorted(keys, uniq)[inverse.reshape(-1)]
                 start_rows = new_rows
+            del pos
             bar.update(n - max(last, 0))
     finally:
         bar.close()
