@@ -370,3 +370,61 @@ def test_float32_rows_sum_to_one_within_float32_precision(tiny_train, smoothing)
     np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(logp, exact.next_token_logprobs(contexts), rtol=1e-6)
     assert exact.bytes_per_ngram() > model.bytes_per_ngram()
+
+
+# ------------------------------------------------------------------------------------- WikiText-103 card
+def test_wikitext103_card_names_the_published_archive():
+    from lmbench.data.cards import load_card
+
+    card = load_card("wikitext-103")
+    assert card.archive["file"] == "wikitext-103-v1.zip" and card.archive["bytes"] == 190229076
+    assert len(card.archive["sha256"]) == 64 and len(card.archive["md5"]) == 32
+    assert {s["member"] for s in card.splits.values()} == {
+        f"wikitext-103/wiki.{x}.tokens" for x in ("train", "valid", "test")
+    }
+
+
+def _archive_card(tmp_path, lines: dict[str, int]):
+    import dataclasses
+    import hashlib
+    import zipfile
+
+    from lmbench.data.cards import load_card
+
+    archive = tmp_path / "wikitext-103-v1.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for split in ("train", "valid", "test"):
+            zf.writestr(f"wikitext-103/wiki.{split}.tokens", "a b c\n" * 3)
+    data = archive.read_bytes()
+    card = load_card("wikitext-103")
+    archive_info = dict(
+        card.archive,
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        md5=hashlib.md5(data).hexdigest(),
+    )
+    splits = {k: dict(v, lines=lines.get(k, 3)) for k, v in card.splits.items()}
+    return dataclasses.replace(card, archive=archive_info, splits=splits), archive
+
+
+def test_a_fetched_archive_is_verified_and_extracted(tmp_path):
+    from lmbench.data.cards import _fetch_archive
+
+    card, archive = _archive_card(tmp_path, {})
+    folder = tmp_path / "data" / "wikitext-103"
+    folder.mkdir(parents=True)
+    archive.rename(folder / archive.name)  # put there by hand: no download needed
+    _fetch_archive(card, folder, timeout=1)
+    assert (folder / "train.txt").read_text() == "a b c\n" * 3
+    # a corrupted archive is refused
+    (folder / archive.name).write_bytes(b"PK" + b"\0" * 100)
+    with pytest.raises(DataError, match="card says"):
+        _fetch_archive(card, folder, timeout=1)
+
+
+def test_an_archive_with_other_line_counts_is_refused(tmp_path):
+    from lmbench.data.cards import extract_splits
+
+    card, archive = _archive_card(tmp_path, {"valid": 99})
+    with pytest.raises(DataError, match="wiki.valid.tokens has 3 lines, the card says 99"):
+        extract_splits(card, archive, tmp_path)
