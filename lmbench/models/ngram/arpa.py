@@ -27,7 +27,6 @@ from lmbench.io import atomic_path
 from lmbench.models.ngram.counting import lookup
 
 if TYPE_CHECKING:
-
     from lmbench.models.ngram.model import NgramLM
 
 LOG10 = math.log(10.0)
@@ -293,6 +292,7 @@ class _Section:
 
     def __init__(self, path: Path, data: bytes, m: int, start: int, end: int):
         import pandas as pd
+
         self.path, self.m, self.start, self.end = path, m, start, end
         self.first_line = 0
         self._data = data

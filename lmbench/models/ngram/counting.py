@@ -178,6 +178,8 @@ class _Runs:
         """All runs merged: sorted unique keys, their total counts and suffix rows."""
         if not self.files and len(self.memory) == 1:  # one run: already sorted and unique
             return self.memory.pop()
+        if not self.files and not self.memory:  # no n-gram of this order fits in any line
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         if not self.files:
             merged = reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*self.memory, strict=True)))
             self.memory = []
@@ -286,6 +288,7 @@ def count_ngrams(
             last = max(n - m + 1, 0)  # start positions 0 .. last-1
             single = last <= chunk  # one chunk: np.unique's inverse gives every position's row directly
             chunks = 0
+            pos = inverse = np.zeros(0, dtype=np.int64)
             for a in range(0, last, chunk):
                 b = min(a + chunk, last)
                 pos, keys = _chunk_keys(start_rows, seq, joined, a, b, m, V)
@@ -299,7 +302,6 @@ def count_ngrams(
                 runs.add(uniq, cnt, start_rows[pos[first] + 1])
                 chunks += 1
                 bar.update(b - a)
-            del keys
             keys, cnt, suffix = runs.merge()
             stats.chunks += chunks
             stats.per_order_chunks.append(chunks)

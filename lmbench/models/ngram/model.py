@@ -17,7 +17,7 @@ from lmbench.errors import ConfigError, DataError
 from lmbench.io import atomic_path
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, ending_rows, lookup, parse_memory
-from lmbench.models.ngram.smoothing import SMOOTHERS, smooth
+from lmbench.models.ngram.smoothing import SMOOTHERS, BackoffArrays, smooth
 
 MAX_ORDER = 10
 LN10 = math.log(10.0)
@@ -155,6 +155,11 @@ class NgramLM(LanguageModel):
         del seq
         self.counting_stats_ = stats
         self.ngram_counts_ = [len(t) for t in tables]
+        dtype = np.dtype(self.precision)
+
+        def store(arrays: BackoffArrays) -> BackoffArrays:  # each order as soon as it is final
+            return BackoffArrays(prob=to_log10(arrays.prob, dtype), bow=to_log10(arrays.bow, dtype))
+
         arrays, info = smooth(
             tables,
             self.smoothing,
@@ -163,15 +168,12 @@ class NgramLM(LanguageModel):
             discount=self.discount,
             backoff=self.backoff,
             interpolate_unigrams=self.interpolate_unigrams,
+            finish=store,
         )
         self.keys_ = [t.keys for t in tables]
         del tables
-        self.log10prob_, self.log10bow_ = [], []
-        for m, a in enumerate(arrays, start=1):
-            dtype = np.dtype(self.precision)
-            self.log10prob_.append(to_log10(a.prob, dtype))
-            self.log10bow_.append(to_log10(a.bow, dtype) if m < self.order else np.zeros(0, dtype=dtype))
-            a.prob = a.bow = None  # type: ignore[assignment]  # free the float64 arrays order by order
+        self.log10prob_ = [a.prob for a in arrays]
+        self.log10bow_ = [a.bow for a in arrays[:-1]] + [np.zeros(0, dtype=dtype)]  # no back-off at the top
         self.discounts_ = info.get("discounts")
         self.vocab_ = vocab
         return self
