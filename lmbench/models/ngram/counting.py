@@ -81,15 +81,24 @@ class NgramTable:
     keys: np.ndarray  # int64 [rows], sorted: context_row * V + word (order 1: word)
     counts: np.ndarray  # int32/int64 [rows]: raw occurrence counts
     context: np.ndarray  # int32/int64 [rows]: row of the first m-1 words in the order m-1 table (order 1: 0)
-    word: np.ndarray  # int32/int64 [rows]: the last word
     suffix: np.ndarray  # int32/int64 [rows]: row of the last m-1 words in the order m-1 table (order 1: 0)
+    vocab_size: int
 
     def __len__(self) -> int:
         return len(self.keys)
 
     @property
+    def word(self) -> np.ndarray:
+        """The last word of every n-gram (computed from the keys: not stored)."""
+        return self.keys % self.vocab_size
+
+    @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.keys, self.counts, self.context, self.word, self.suffix))
+        return sum(a.nbytes for a in (self.keys, self.counts, self.context, self.suffix) if a is not None)
+
+    def release(self) -> None:
+        """Drop all but the keys (what the fitted model keeps), once smoothing is past this order."""
+        self.counts = self.context = self.suffix = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -250,7 +259,7 @@ def count_ngrams(
         counts1[skip_first] = 0
     words = np.arange(V, dtype=np.int64)
     zeros = np.zeros(V, dtype=index_dtype(V))
-    tables = [NgramTable(1, words.copy(), counts1, zeros, words.astype(index_dtype(V)), zeros.copy())]
+    tables = [NgramTable(1, words, counts1, zeros, zeros.copy(), V)]
     if order == 1:
         return tables
 
@@ -286,7 +295,8 @@ def count_ngrams(
             chunk = max(MIN_CHUNK, work // 2 // BYTES_PER_CHUNK_POSITION)
             runs = _Runs(work // 2, make_spill_dir, stats, m)
             last = max(n - m + 1, 0)  # start positions 0 .. last-1
-            single = last <= chunk  # one chunk: np.unique's inverse gives every position's row directly
+            # one chunk below the top order: np.unique's inverse gives every position's row directly
+            single = last <= chunk and m < order
             chunks = 0
             pos = inverse = np.zeros(0, dtype=np.int64)
             for a in range(0, last, chunk):
@@ -307,9 +317,8 @@ def count_ngrams(
             stats.per_order_chunks.append(chunks)
             dtype = index_dtype(max(len(keys), n))
             context = (keys // V).astype(index_dtype(len(tables[-1])))
-            word = (keys % V).astype(index_dtype(V))
             suffix = suffix.astype(index_dtype(len(tables[-1])))
-            tables.append(NgramTable(m, keys, cnt.astype(dtype), context, word, suffix))
+            tables.append(NgramTable(m, keys, cnt.astype(dtype), context, suffix, V))
             if m < order:  # rows of the m-grams starting at each position, for the next order
                 new_rows = np.full(n, -1, dtype=index_dtype(len(keys)))
                 if single:

@@ -169,6 +169,7 @@ class NgramLM(LanguageModel):
             backoff=self.backoff,
             interpolate_unigrams=self.interpolate_unigrams,
             finish=store,
+            consume=True,
         )
         self.keys_ = [t.keys for t in tables]
         del tables

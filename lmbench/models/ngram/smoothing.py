@@ -152,6 +152,7 @@ def discounted_interpolation(
     bos_id: int,
     interpolate_unigrams: bool = True,
     finish: Callable[[BackoffArrays], BackoffArrays] | None = None,
+    consume: bool = False,
 ) -> list[BackoffArrays]:
     """Interpolated discounting (absolute, Kneser-Ney, modified Kneser-Ney share this):
     alpha = max(c - D(c), 0) / S(h), gamma(h) = (sum of the discounts taken after h) / S(h).
@@ -159,7 +160,8 @@ def discounted_interpolation(
     Goes order by order so that only one order's float64 work arrays exist at a time: ``count(m, firsts)``
     gives order m's counts (``firsts``: the first word of each n-gram), ``discount(m, counts)`` its D or
     (D1, D2, D3+); ``finish`` turns an order whose probabilities and back-offs are final into its stored
-    form (e.g. float32 log10) as soon as they are, so the float64 arrays of the other orders are freed.
+    form (e.g. float32 log10) as soon as they are, so the float64 arrays of the other orders are freed;
+    ``consume`` drops each table's counts, contexts and suffixes once the next order no longer needs them.
     """
     finish = finish or (lambda arrays: arrays)
     V = len(tables[0])
@@ -169,6 +171,8 @@ def discounted_interpolation(
     for m, table in enumerate(tables, start=1):
         if m > 1:
             firsts = firsts[table.context]
+            if consume:  # order m-1 is done with: its own counts and rows, and its continuation counts
+                tables[m - 2].release()
         c = count(m, firsts)
         d = discount(m, c)
         if isinstance(d, tuple):  # D1, D2, D3+ by count
@@ -349,13 +353,15 @@ def smooth(
     backoff: float = 0.4,
     interpolate_unigrams: bool = True,
     finish: Callable[[BackoffArrays], BackoffArrays] | None = None,
+    consume: bool = False,
 ) -> tuple[list[BackoffArrays], dict]:
     """Back-off form of ``tables`` under ``smoothing``, and the estimated constants (discounts) for reports.
 
     ``interpolate_unigrams=False`` (interpolated smoothers only) makes order 1 an undiscounted relative
     frequency of that smoother's counts (continuation counts for Kneser-Ney), as NLTK does; unseen words then
     get probability 0. (KenLM's ``--interpolate_unigrams 0`` differs: it gives the discounted mass to <unk>.)
-    ``finish`` (the discounting smoothers) stores each order as soon as it is final, to bound memory.
+    ``finish`` (the discounting smoothers) stores each order as soon as it is final, and ``consume`` lets them
+    drop what a table no longer needs as they go (the tables keep only their keys), to bound memory.
     """
     iu = interpolate_unigrams
     info: dict = {}
@@ -378,7 +384,7 @@ def smooth(
         raw = lambda m, firsts: tables[m - 1].counts.astype(np.float64)  # noqa: E731
         info["discounts"] = ds
         arrays = discounted_interpolation(
-            tables, raw, fixed_or_ney, bos_id=bos_id, interpolate_unigrams=iu, finish=finish
+            tables, raw, fixed_or_ney, bos_id=bos_id, interpolate_unigrams=iu, finish=finish, consume=consume
         )
         return arrays, info
     if smoothing in ("kneser-ney", "modified-kneser-ney"):
@@ -394,7 +400,7 @@ def smooth(
         adjusted = lambda m, firsts: adjusted_count(tables, m, firsts, bos_id)  # noqa: E731
         info["discounts"] = ds
         arrays = discounted_interpolation(
-            tables, adjusted, estimate, bos_id=bos_id, interpolate_unigrams=iu, finish=finish
+            tables, adjusted, estimate, bos_id=bos_id, interpolate_unigrams=iu, finish=finish, consume=consume
         )
         return arrays, info
     if smoothing == "stupid-backoff":
