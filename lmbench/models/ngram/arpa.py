@@ -31,20 +31,21 @@ if TYPE_CHECKING:
 
 LOG10 = math.log(10.0)
 NEVER = -99.0  # KenLM/SRILM's log10 "probability" of <s>
-LINES_PER_BLOCK = 1 << 18  # lines formatted at once when writing
+LINES_PER_BLOCK = 1 << 16  # lines formatted at once when writing
 GZIP_LEVEL = 1  # fast: compressing at level 9 takes longer than everything else together
 
 
 # ------------------------------------------------------------------------------------------------ writing
-def ngram_words(model: NgramLM) -> list[np.ndarray]:
-    """Word ids of every stored n-gram per order: array [rows, m] (row order = key order)."""
+def ngram_words(model: NgramLM) -> Iterator[np.ndarray]:
+    """Word ids of every stored n-gram, order by order: array [rows, m] (row order = key order). Each order
+    is built from the one below, so only two orders' arrays exist at a time."""
     V = len(model.vocab)
     dtype = np.int32 if V < 2**31 else np.int64
-    out = [np.arange(V, dtype=dtype)[:, None]]
-    for m in range(2, len(model.keys_) + 1):
-        keys = model.keys_[m - 1]
-        out.append(np.concatenate([out[m - 2][keys // V], (keys % V).astype(dtype)[:, None]], axis=1))
-    return out
+    words = np.arange(V, dtype=dtype)[:, None]
+    yield words
+    for keys in model.keys_[1:]:
+        words = np.concatenate([words[keys // V], (keys % V).astype(dtype)[:, None]], axis=1)
+        yield words
 
 
 DECIMALS = 7  # log10 values to 7 decimal places: at most 5e-8 from the stored value
@@ -107,7 +108,8 @@ def _gather(blob: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
     out_start = np.cumsum(lengths) - lengths
     step[0] = starts[0]
     step[out_start[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
-    return blob[np.cumsum(step)].tobytes()
+    np.cumsum(step, out=step)  # in place: no int64 copy of a byte-sized index
+    return blob[step].tobytes()
 
 
 def _format_block(
@@ -152,8 +154,7 @@ def arpa_chunks(model: NgramLM) -> Iterator[bytes]:
     vocab_lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
     vocab_starts = np.cumsum(vocab_lengths) - vocab_lengths
     vocab_blob = np.frombuffer(b"".join(tokens), dtype=np.uint8)
-    words = ngram_words(model)
-    n = len(words)
+    n = len(model.keys_)
     keep = []
     header = ["", "\\data\\"]
     for m in range(1, n + 1):
@@ -162,7 +163,7 @@ def arpa_chunks(model: NgramLM) -> Iterator[bytes]:
         keep.append(np.flatnonzero(mask))
         header.append(f"ngram {m}={len(keep[-1])}")
     yield ("\n".join(header) + "\n").encode()
-    for m in range(1, n + 1):
+    for m, words in enumerate(ngram_words(model), start=1):
         yield f"\n\\{m}-grams:\n".encode()
         rows = keep[m - 1]
         for a in range(0, len(rows), LINES_PER_BLOCK):
@@ -170,7 +171,7 @@ def arpa_chunks(model: NgramLM) -> Iterator[bytes]:
             lp = model.log10prob_[m - 1][sel]
             lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
             bow = model.log10bow_[m - 1][sel] if m < n else None
-            yield _format_block(words[m - 1][sel], lp, bow, vocab_blob, vocab_starts, vocab_lengths)
+            yield _format_block(words[sel], lp, bow, vocab_blob, vocab_starts, vocab_lengths)
     yield b"\n\\end\\\n"
 
 
