@@ -173,25 +173,34 @@ def discounted_interpolation(
             firsts = firsts[table.context]
             if consume:  # order m-1 is done with: its own counts and rows, and its continuation counts
                 tables[m - 2].release()
-        c = count(m, firsts)
+        c = count(m, firsts)  # float64, a fresh array: it becomes alpha in place below
         d = discount(m, c)
         if isinstance(d, tuple):  # D1, D2, D3+ by count
-            disc = np.select([c <= 0, c == 1, c == 2], [0.0, d[0], d[1]], d[2])
+            disc = np.full(len(c), d[2])
+            disc[c == 2] = d[1]
+            disc[c == 1] = d[0]
         else:
-            disc = np.where(c > 0, np.minimum(d, c), 0.0)
+            disc = np.minimum(c, d)
+        disc[c <= 0] = 0.0
         n_ctx = _num_contexts(tables, m)
         total = context_sums(table, c, n_ctx)
-        taken = context_sums(table, disc, n_ctx)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total_ctx = total[table.context]
-            alpha = np.where(c > 0, (c - disc) / np.where(total_ctx > 0, total_ctx, 1), 0.0)
-        del total_ctx, disc
-        gamma = _gamma(taken, total)
-        del taken, total
+        gamma = _gamma(context_sums(table, disc, n_ctx), total)
         if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies
             alpha, gamma = c / c.sum(), np.zeros(1)
-        del c
-        prob = alpha + gamma[table.context] * (lower if m == 1 else lower[table.suffix])
+        else:  # alpha = (c - D(c)) / S(h) where c > 0, else 0; in place, one row-sized array at a time
+            seen = c > 0
+            alpha = np.subtract(c, disc, out=c)
+            del disc
+            denominator = total[table.context]
+            denominator[denominator <= 0] = 1.0
+            np.divide(alpha, denominator, out=alpha)
+            del denominator
+            alpha[~seen] = 0.0
+            del seen
+        del total, c
+        prob = gamma[table.context]
+        prob *= lower if m == 1 else lower[table.suffix]
+        prob += alpha  # alpha + gamma(h) * p_lower(w | h')
         del alpha
         if m == 1:
             prob[bos_id] = 0.0
