@@ -154,7 +154,6 @@ class NgramLM(LanguageModel):
         )
         del seq
         self.counting_stats_ = stats
-        self.ngram_counts_ = [len(t) for t in tables]
         dtype = np.dtype(self.precision)
 
         def store(arrays: BackoffArrays) -> BackoffArrays:  # each order as soon as it is final
