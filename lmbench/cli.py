@@ -11,6 +11,7 @@ import math
 import os
 import shlex
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -22,7 +23,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click
 
 import lmbench
-from lmbench.errors import LmbenchError
+from lmbench.errors import DataError, LmbenchError
+from lmbench.models.ngram.smoothing import SMOOTHERS as NGRAM_SMOOTHERS
 
 
 class InputError(click.ClickException):
@@ -307,6 +309,113 @@ def compare(run_a: Path, run_b: Path, split: str) -> None:
         })  # fmt: skip
     click.echo(tables.render(table, "simple"))
     click.echo(f"A: {tables.signature(a)}\nB: {tables.signature(b)}")
+
+
+@main.command()
+@click.argument("text", type=click.Path(path_type=Path, allow_dash=True))
+@click.option("--order", "-o", type=click.IntRange(1, 10), default=5, help="n: words per n-gram.")
+@click.option(
+    "--smoothing",
+    type=click.Choice(NGRAM_SMOOTHERS),
+    default="modified-kneser-ney",
+    help="Smoothing method (KenLM's lmplz: interpolated modified Kneser-Ney).",
+)
+@click.option(
+    "--memory",
+    "-S",
+    default=None,
+    help="Memory for counting (KenLM's -S): 4G, 512M, 50%; beyond it sorted runs spill to disk "
+    "[default: half of physical memory].",
+)
+@click.option(
+    "--arpa",
+    "arpa_path",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    default="-",
+    help="Write the ARPA file here (.gz compresses); - is stdout.",
+)
+@click.option(
+    "--save",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also save lmbench's binary model (loads in a fraction of a second).",
+)
+@click.option(
+    "--tokenizer", default="whitespace", help="How lines become words (whitespace, word, regexp, char)."
+)
+@click.option(
+    "--temp-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where counting spills sorted runs [default: $TMPDIR].",
+)
+def ngram(
+    text: Path,
+    order: int,
+    smoothing: str,
+    memory: str | None,
+    arpa_path: Path,
+    save: Path | None,
+    tokenizer: str,
+    temp_dir: Path | None,
+) -> None:
+    """Estimate an n-gram model from TEXT (a file, or - for stdin; one sentence per line) and write it as ARPA.
+
+    A drop-in for KenLM's lmplz: `lmbench ngram - -o 5 -S 4G < corpus.txt > model.arpa`. Counts and
+    discounts go to stderr; the vocabulary is every word of TEXT (a literal <unk> is the model's <unk>).
+    """
+    from lmbench.data.encoding import encode_stream, read_lines
+    from lmbench.data.tokenizers import get_tokenizer
+    from lmbench.models.ngram import NgramLM
+
+    say = lambda message: click.echo(message, err=True)  # noqa: E731
+    start = time.perf_counter()
+    try:
+        model = NgramLM(order, smoothing, memory=memory)
+        data = encode_stream(read_lines(text), get_tokenizer(tokenizer))
+        if data.num_words == 0:
+            raise DataError(f"{text}: no words to count (empty or whitespace-only text)")
+        say(
+            f"{data.num_words:,} words, {data.num_lines:,} lines, {len(data.vocab):,} types (with <unk> <s> </s>)"
+        )
+        model.fit(data, run_dir=temp_dir)
+        del data
+        say(_ngram_summary(model))
+        if arpa_path == Path("-"):
+            model.to_arpa(sys.stdout.buffer)
+        else:
+            model.to_arpa(arpa_path)
+        if save:
+            model.save(save)
+    except LmbenchError as e:
+        raise _fail(e) from None
+    seconds = time.perf_counter() - start
+    say(
+        f"done in {seconds:.1f} s, peak memory {_peak_rss_mib():,.0f} MiB; {model.bytes_per_ngram():.1f} bytes per stored n-gram"
+    )
+
+
+def _ngram_summary(model) -> str:
+    """lmplz-style: n-grams per order and the discounts of each order."""
+    lines = []
+    discounts = model.discounts_ or [None] * model.order
+    for m, (count, d) in enumerate(zip(model.ngram_counts(), discounts, strict=True), start=1):
+        text = f"order {m}: {count:,} n-grams"
+        if isinstance(d, (tuple, list)):
+            text += "  discounts D1={:.4f} D2={:.4f} D3+={:.4f}".format(*d)
+        elif d is not None:
+            text += f"  discount D={d:.4f}"
+        lines.append(text)
+    stats = getattr(model, "counting_stats_", None)
+    if stats is not None and stats.spilled_runs:
+        lines.append(
+            f"counting spilled {stats.spilled_runs} sorted runs ({stats.spill_bytes / 2**20:,.0f} MiB) to disk"
+        )
+    return "\n".join(lines)
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @main.group()

@@ -177,7 +177,10 @@ def test_corpora_fetch_without_network_is_one_line(tmp_path, monkeypatch):
             '[tasks.classify]\ntrain = "c.tsv"\ntest = "c-words.tsv"',
             "labels 'negative', 'positive' do not occur",
         ),
-        ('[tasks.generate]\nreference = "gpt"', "tasks.generate.reference: 'gpt' is not the name of a [[model]]"),
+        (
+            '[tasks.generate]\nreference = "gpt"',
+            "tasks.generate.reference: 'gpt' is not the name of a [[model]]",
+        ),
     ],
 )
 def test_task_inputs_are_checked_before_any_training(project, tasks, message):

@@ -321,10 +321,6 @@ def test_random_pair_and_tsv_task_files_end_cleanly(pairs, train, test):
         check_run(root)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="NgramLM.from_arpa still raises BadGzipFile/UnicodeDecodeError/... here (helper 14 fixes it)",
-)
 @settings(max_examples=60, deadline=None)
 @given(content=st.one_of(
     st.binary(max_size=200),

@@ -34,7 +34,7 @@ def test_rows_sum_to_one_and_match_token_scores(lines, order, smoothing, data):
     train = _stream(lines)
     if train.num_words == 0:
         return
-    model = NgramLM(order, smoothing).fit(train)
+    model = NgramLM(order, smoothing, precision="float64").fit(train)  # sums checked to 1e-9
     V = len(train.vocab)
     contexts = data.draw(st.lists(st.lists(st.integers(0, V - 1), max_size=7), min_size=1, max_size=4))
     logp = model.next_token_logprobs(contexts)
@@ -84,7 +84,9 @@ def test_modified_kn_discount_fallback_warns_instead_of_crashing(caplog):
     lines = [["a", "b", "c", "d"], ["a", "b", "c", "d"]]
     vocab = Vocabulary.build(lines)
     with caplog.at_level(logging.WARNING):
-        model = NgramLM(3, "modified-kneser-ney").fit(TokenStream.from_lines(lines, vocab))
+        model = NgramLM(3, "modified-kneser-ney", precision="float64").fit(
+            TokenStream.from_lines(lines, vocab)
+        )
     assert "fallback" in caplog.text
     assert model.discounts_[-1] == (0.5, 1.0, 1.5)
     np.testing.assert_allclose(np.exp(model.next_token_logprobs([[1, 3]])).sum(), 1.0, atol=1e-12)

@@ -75,7 +75,10 @@ PROBES = [
 def test_interpolated_smoothers_match_nltk(order, ours, nltk_name, kwargs):
     """NLTK's interpolated models end in plain unigram frequencies: ours with interpolate_unigrams=False."""
     model, ref, vocab = _fit_both(
-        getattr(nltk_lm, nltk_name), NgramLM(order, interpolate_unigrams=False, **ours), order, **kwargs
+        getattr(nltk_lm, nltk_name),
+        NgramLM(order, interpolate_unigrams=False, **ours, precision="float64"),
+        order,
+        **kwargs,
     )
     for context, word in PROBES:
         context = context[-(order - 1) :]
@@ -90,7 +93,7 @@ def test_kneser_ney_matches_nltk_where_no_lower_order_context_starts_with_bos(or
     d = 0.75
     model, ref, vocab = _fit_both(
         nltk_lm.KneserNeyInterpolated,
-        NgramLM(order, "kneser-ney", discount=d, interpolate_unigrams=False),
+        NgramLM(order, "kneser-ney", discount=d, interpolate_unigrams=False, precision="float64"),
         order,
         discount=d,
     )
@@ -114,7 +117,9 @@ def test_add_k_matches_nltk_up_to_the_mass_nltk_gives_to_bos(order, k):
     we spread the k-mass over the |V| - 1 predictable words, so rows sum to 1 over what can occur:
     ours = (c + k) / (C + k(|V| - 1)) and NLTK = (c + k) / (C + k|V|) with the same counts."""
     name = "laplace" if k == 1.0 else "lidstone"
-    model, ref, vocab = _fit_both(nltk_lm.Lidstone, NgramLM(order, name, k=k), order, gamma=k)
+    model, ref, vocab = _fit_both(
+        nltk_lm.Lidstone, NgramLM(order, name, k=k, precision="float64"), order, gamma=k
+    )
     V = len(ref.vocab)  # NLTK: our words + </s> + <s> + its <UNK> == our |V|
     assert V == len(vocab)
     for context, word in PROBES:
@@ -132,7 +137,9 @@ def test_nltk_perplexity_is_infinite_on_oov_but_ours_is_finite():
     """NLTK issue #3065: an OOV word gets probability 0 from the unigram frequency at the bottom of NLTK's
     interpolation, so one unknown word makes the perplexity infinite. Our default interpolates unigrams with
     the uniform distribution, so <unk> keeps mass."""
-    model, ref, vocab = _fit_both(nltk_lm.WittenBellInterpolated, NgramLM(2, "witten-bell"), 2)
+    model, ref, vocab = _fit_both(
+        nltk_lm.WittenBellInterpolated, NgramLM(2, "witten-bell", precision="float64"), 2
+    )
     test = ["the", "zebra", "sat"]
     nltk_ppl = ref.perplexity([tuple(x) for x in [("<s>", "the"), ("the", "zebra"), ("zebra", "sat")]])
     assert math.isinf(nltk_ppl)
@@ -148,7 +155,10 @@ def test_kneser_ney_uses_raw_counts_after_bos_where_nltk_uses_zero_continuations
     level: ours = (c(<s> the) - D) / c(<s> .) + ..., and NLTK's alpha is 0."""
     order, d = 3, 0.75
     model, ref, vocab = _fit_both(
-        nltk_lm.KneserNeyInterpolated, NgramLM(order, "kneser-ney", discount=d), order, discount=d
+        nltk_lm.KneserNeyInterpolated,
+        NgramLM(order, "kneser-ney", discount=d, precision="float64"),
+        order,
+        discount=d,
     )
     bigram = ref.counts[["<s>"]]
     assert bigram["the"] == 4 and bigram.N() == 6

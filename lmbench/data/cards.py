@@ -35,11 +35,12 @@ class CorpusCard:
     licence: str
     tokenizer: str
     url: str
-    splits: dict[str, dict[str, str]]  # split -> {"file", "sha256"}; "all" for a single file to split
+    splits: dict[str, dict]  # split -> {"file", "sha256"[, "member", "lines"]}; "all": one file to split
     citation: str = ""
     external_tokenizer: str = (
         ""  # how raw outside text (pair files, prompts) is tokenized to match; "" = tokenizer
     )
+    archive: dict = field(default_factory=dict)  # {"file", "bytes", "sha256", "md5"}: splits are its members
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     path: Path = field(default_factory=Path)
@@ -159,7 +160,9 @@ def fetch_card(name: str, directory: str | Path | None = None, *, timeout: float
     except OSError as e:
         raise DataError(f"corpus {name!r}: cannot create {folder} ({e.strerror})") from None
     try:
-        for split in card.splits.values():
+        if card.archive:  # one archive holds every split (WikiText-103): verify it, then extract
+            _fetch_archive(card, folder, timeout)
+        for split in [] if card.archive else card.splits.values():
             target = folder / split["file"]
             if target.is_file() and split.get("sha256") and sha256_file(target) == split["sha256"]:
                 continue  # this file is already right; fetch only what is missing or differs
@@ -199,3 +202,81 @@ def _download(
         tmp.unlink(missing_ok=True)
         raise DataError(f"corpus {name!r}: {url} does not match the card's sha256")
     os.replace(tmp, target)
+
+
+def file_digests(path: Path) -> dict[str, str]:
+    """sha256 and md5 of a file, read once."""
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+            md5.update(block)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def verify_archive(card: CorpusCard, path: Path) -> None:
+    """The downloaded archive must have the card's size and every checksum the card gives."""
+    expected_bytes = card.archive.get("bytes")
+    if expected_bytes and path.stat().st_size != expected_bytes:
+        raise DataError(
+            f"corpus {card.name!r}: {card.archive['file']} is {path.stat().st_size:,} bytes, the card says {expected_bytes:,}"
+        )
+    digests = file_digests(path)
+    for kind in ("sha256", "md5"):
+        if card.archive.get(kind) and digests[kind] != card.archive[kind]:
+            raise DataError(f"corpus {card.name!r}: {card.archive['file']} does not match the card's {kind}")
+
+
+def extract_splits(card: CorpusCard, archive: Path, folder: Path) -> None:
+    """Write each split's archive member to its file (atomically), checking line counts the card gives."""
+    import zipfile
+
+    from lmbench.io import atomic_path
+
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for split in card.splits.values():
+                with (
+                    atomic_path(folder / split["file"]) as tmp,
+                    zf.open(split["member"]) as src,
+                    open(tmp, "wb") as out,
+                ):
+                    lines = 0
+                    for block in iter(lambda: src.read(1 << 20), b""):  # noqa: B023 - consumed at once
+                        out.write(block)
+                        lines += block.count(b"\n")
+                    if split.get("lines") and lines != split["lines"]:
+                        raise DataError(
+                            f"corpus {card.name!r}: {split['member']} has {lines:,} lines, the card says {split['lines']:,}"
+                        )
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"corpus {card.name!r}: {archive} is not the expected archive ({e})") from None
+
+
+def _fetch_archive(card: CorpusCard, folder: Path, timeout: float) -> Path:
+    """Download the card's archive (or use a copy already put in ``folder``), verify it, extract the splits."""
+    archive = folder / card.archive["file"]
+    if not archive.is_file():
+        url = card.url.rstrip("/") + "/" + card.archive["file"]
+        tmp = archive.with_suffix(archive.suffix + ".part")
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            tmp.unlink(missing_ok=True)
+            reason = getattr(e, "reason", e)
+            raise DataError(
+                f"corpus {card.name!r}: could not download {url} ({reason}); no network here? put "
+                f"{card.archive['file']} (from another machine) in {folder} and run this again"
+            ) from None
+        try:
+            verify_archive(card, tmp)
+        except DataError:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, archive)
+    else:
+        verify_archive(card, archive)
+    extract_splits(card, archive, folder)
+    return folder

@@ -293,16 +293,25 @@ class TokenizedCorpus:
 def tokenize_corpus(
     corpus: Corpus, tokenizer: Tokenizer, *, min_count: int = 1, max_size: int | None = None
 ) -> TokenizedCorpus:
-    """Tokenize every split, build the vocabulary from the training split only, and encode."""
-    tokenized = {name: [tokenizer.tokenize(line) for line in corpus.split(name)] for name in SPLITS}
-    vocab = build_vocabulary(tokenized["train"], min_count=min_count, max_size=max_size)
-    streams = {
-        name: dataclasses.replace(
-            TokenStream.from_lines(
-                tokenized[name], vocab, num_chars=sum(len(line) + 1 for line in corpus.split(name))
-            ),
+    """Tokenize every split, build the vocabulary from the training split only, and encode.
+
+    Streams each split through :func:`lmbench.data.encoding.encode_lines`: token ids go straight into int32
+    arrays, so memory is the id arrays, not a Python list of every token.
+    """
+    from lmbench.data.encoding import encode_lines
+
+    encoded = {name: encode_lines(corpus.split(name), tokenizer) for name in SPLITS}
+    vocab = Vocabulary.from_counts(encoded["train"].counts(), min_count=min_count, max_size=max_size)
+    streams = {}
+    for name in SPLITS:
+        text = encoded.pop(name)
+        ids, oov = text.to_vocabulary(vocab)
+        streams[name] = TokenStream(
+            ids=ids,
+            offsets=text.offsets,
+            vocab=vocab,
+            num_chars=text.num_chars,
+            oov=oov,
             raw_lines=tuple(corpus.split(name)),
         )
-        for name in SPLITS
-    }
     return TokenizedCorpus(corpus=corpus, tokenizer=tokenizer, vocab=vocab, **streams)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmbench.data.corpus import TokenStream
+from lmbench.evaluation.metrics import perplexity
 
 
 def _units(
@@ -47,7 +48,8 @@ def perplexity_interval(
     """Percentile bootstrap interval of the perplexity (token-weighted within each resample)."""
     sums, counts = _units(logprobs, data, context, block_size)
     if len(sums) < 2 or not np.all(np.isfinite(sums)):
-        value = float(np.exp(-sums.sum() / counts.sum())) if counts.sum() else float("nan")
+        # nothing to resample: the interval is the point estimate, computed exactly as `perplexity` does
+        value = perplexity(np.asarray(logprobs, dtype=np.float64)) if counts.sum() else float("nan")
         return value, value
     alpha = (1.0 - level) / 2.0
     idx = _resample_indices(len(sums), n_resamples, seed)

@@ -1,8 +1,11 @@
-"""ARPA back-off files (the format of KenLM, SRILM, IRSTLM): write and read, plain or gzip.
+"""ARPA back-off files (the format of KenLM, SRILM, IRSTLM): write and read, plain or gzip, vectorised.
 
 ARPA stores log10 probabilities and back-off weights; ``<s>`` gets KenLM's -99 ("never predicted").
-Reading maps the file's words onto a vocabulary (given, or built from the unigram section with ``<unk>``,
-``<s>``, ``</s>`` first) and rebuilds the sorted key tables, so an imported model scores like any other.
+Writing formats whole blocks of lines at once (numbers as digit matrices, words gathered from one byte blob);
+reading parses each section with pandas' C parser and maps words to ids through one hash index. Reading
+validates what it reads: every problem is a :class:`DataError` naming the file and, where there is one, the
+line, and the model is checked (log-probabilities finite and <= 0, no duplicate n-grams, ``<unk>`` and
+``</s>`` present, every context listed) before it is returned.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ import gzip
 import io
 import math
 import re
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from lmbench.data.vocabulary import SPECIALS, Vocabulary
+from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
 from lmbench.errors import DataError
-from lmbench.io import atomic_write_bytes
+from lmbench.io import atomic_path
 from lmbench.models.ngram.counting import lookup
 
 if TYPE_CHECKING:
@@ -26,155 +31,447 @@ if TYPE_CHECKING:
 
 LOG10 = math.log(10.0)
 NEVER = -99.0  # KenLM/SRILM's log10 "probability" of <s>
+LINES_PER_BLOCK = 1 << 16  # lines formatted at once when writing
+GZIP_LEVEL = 1  # fast: compressing at level 9 takes longer than everything else together
 
 
-def _open(path: Path, mode: str) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
-    return open(path, mode, encoding="utf-8")
-
-
-def ngram_words(model: NgramLM) -> list[np.ndarray]:
-    """Word ids of every stored n-gram per order: array [rows, m] (row order = key order)."""
+# ------------------------------------------------------------------------------------------------ writing
+def ngram_words(model: NgramLM) -> Iterator[np.ndarray]:
+    """Word ids of every stored n-gram, order by order: array [rows, m] (row order = key order). Each order
+    is built from the one below, so only two orders' arrays exist at a time."""
     V = len(model.vocab)
-    out = [np.arange(V, dtype=np.int64)[:, None]]
-    for m in range(2, len(model.keys_) + 1):
-        keys = model.keys_[m - 1]
-        out.append(np.concatenate([out[m - 2][keys // V], (keys % V)[:, None]], axis=1))
+    dtype = np.int32 if V < 2**31 else np.int64
+    words = np.arange(V, dtype=dtype)[:, None]
+    yield words
+    for keys in model.keys_[1:]:
+        words = np.concatenate([words[keys // V], (keys % V).astype(dtype)[:, None]], axis=1)
+        yield words
+
+
+DECIMALS = 7  # log10 values to 7 decimal places: at most 5e-8 from the stored value
+
+
+def _digit_table(count: int, width: int) -> np.ndarray:
+    """ASCII digits of 0 .. count-1, zero-padded to ``width``: uint8 [count, width]."""
+    return np.array([list(f"{i:0{width}d}".encode()) for i in range(count)], dtype=np.uint8)
+
+
+_DIGITS3, _DIGITS4 = _digit_table(1000, 3), _digit_table(10000, 4)
+# trailing zeros of 0..999 and 0..9999 written with 3 and 4 digits
+_TRAILING3 = np.array([len(s) - len(s.rstrip("0")) for s in (f"{i:03d}" for i in range(1000))])
+_TRAILING4 = np.array([len(s) - len(s.rstrip("0")) for s in (f"{i:04d}" for i in range(10000))])
+_INT_DIGITS = np.array([len(str(i)) for i in range(1000)])
+NUMBER_WIDTH = 16  # sign, 3 integer digits, '.', 7 decimals, and room for the fallback text
+
+
+def format_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decimal text of ``values``: a byte matrix [n, NUMBER_WIDTH] and, per value, where its text starts in
+    its row and how long it is. ``-1.2345678``-style, trailing zeros dropped (``0``, ``-99``, ``-0.5``);
+    digits come from lookup tables, so there is no per-value Python work. -inf is ``-inf``; magnitudes of
+    1000 or more (never a log10 probability) fall back to ``%.7g``.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    scale = 10**DECIMALS
+    fast = np.abs(x) < 999.5  # also False for inf and nan
+    scaled = np.rint(np.abs(np.where(fast, x, 0.0)) * scale).astype(np.int64)
+    neg = (x < 0) & (scaled > 0)
+    ipart = scaled // scale
+    fpart = scaled - ipart * scale
+    hi, lo = fpart // 10000, fpart % 10000
+    trailing = np.where(lo == 0, 4 + _TRAILING3[hi], _TRAILING4[lo])
+    frac_digits = DECIMALS - trailing
+    mat = np.zeros((n, NUMBER_WIDTH), dtype=np.uint8)
+    mat[:, 1:4] = _DIGITS3[ipart]  # integer part right-aligned at column 3
+    mat[:, 4] = ord(".")
+    mat[:, 5:8] = _DIGITS3[hi]
+    mat[:, 8:12] = _DIGITS4[lo]
+    int_digits = _INT_DIGITS[ipart]
+    first = 4 - int_digits - neg
+    mat[np.flatnonzero(neg), first[neg]] = ord("-")
+    length = int_digits + neg + np.where(frac_digits > 0, frac_digits + 1, 0)
+    for i in np.flatnonzero(~fast):
+        text = f"{x[i]:.7g}".encode()
+        mat[i, :] = 0
+        mat[i, : len(text)] = np.frombuffer(text, np.uint8)
+        first[i], length[i] = 0, len(text)
+    return mat, first, length
+
+
+def _gather(blob: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
+    """Concatenate the byte pieces ``blob[starts[i] : starts[i] + lengths[i]]`` (all non-empty), in order.
+
+    The gather index is one cumulative sum: +1 inside a piece, a jump to the next piece's start between.
+    """
+    total = int(lengths.sum())
+    step = np.ones(total, dtype=np.int32 if len(blob) < 2**31 else np.int64)
+    out_start = np.cumsum(lengths) - lengths
+    step[0] = starts[0]
+    step[out_start[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+    np.cumsum(step, out=step)  # in place: no int64 copy of a byte-sized index
+    return blob[step].tobytes()
+
+
+def _format_block(
+    words: np.ndarray,
+    logprob: np.ndarray,
+    logbow: np.ndarray | None,
+    vocab_blob: np.ndarray,
+    vocab_starts: np.ndarray,
+    vocab_lengths: np.ndarray,
+) -> bytes:
+    """ARPA lines ``logprob<TAB>w1 .. wm[<TAB>backoff]\\n`` for a block of n-grams, as bytes."""
+    n, m = words.shape
+    prob_mat, prob_first, prob_len = format_numbers(logprob)
+    parts = [np.frombuffer(b"\t \n", dtype=np.uint8), vocab_blob, prob_mat.ravel()]
+    tab, space, newline = 0, 1, 2
+    vocab_base, prob_base = 3, 3 + len(vocab_blob)
+    k = 2 * m + 2 + (2 if logbow is not None else 0)
+    starts = np.empty((n, k), dtype=np.int64)
+    lengths = np.ones((n, k), dtype=np.int64)
+    starts[:, 0] = prob_base + np.arange(n, dtype=np.int64) * NUMBER_WIDTH + prob_first
+    lengths[:, 0] = prob_len
+    starts[:, 1] = tab
+    for j in range(m):
+        starts[:, 2 + 2 * j] = vocab_base + vocab_starts[words[:, j]]
+        lengths[:, 2 + 2 * j] = vocab_lengths[words[:, j]]
+        starts[:, 3 + 2 * j] = space
+    if logbow is not None:
+        bow_mat, bow_first, bow_len = format_numbers(logbow)
+        starts[:, 2 * m + 1] = tab  # the last word is followed by a tab, the back-off and a newline
+        starts[:, 2 * m + 2] = prob_base + prob_mat.size + np.arange(n) * NUMBER_WIDTH + bow_first
+        lengths[:, 2 * m + 2] = bow_len
+        starts[:, 2 * m + 3] = newline
+        parts.append(bow_mat.ravel())
+    else:
+        starts[:, 2 * m + 1] = newline
+    return _gather(np.concatenate(parts), starts.ravel(), lengths.ravel())
+
+
+def arpa_chunks(model: NgramLM) -> Iterator[bytes]:
+    """The ARPA text of ``model`` in blocks of bytes (header, then each section a block of lines at a time)."""
+    tokens = [t.encode("utf-8") for t in model.vocab.tokens]
+    vocab_lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    vocab_starts = np.cumsum(vocab_lengths) - vocab_lengths
+    vocab_blob = np.frombuffer(b"".join(tokens), dtype=np.uint8)
+    n = len(model.keys_)
+    keep = []
+    header = ["", "\\data\\"]
+    for m in range(1, n + 1):
+        lp = model.log10prob_[m - 1]
+        mask = np.isfinite(lp) if m > 1 else np.ones(len(lp), dtype=bool)
+        keep.append(np.flatnonzero(mask))
+        header.append(f"ngram {m}={len(keep[-1])}")
+    yield ("\n".join(header) + "\n").encode()
+    for m, words in enumerate(ngram_words(model), start=1):
+        yield f"\n\\{m}-grams:\n".encode()
+        rows = keep[m - 1]
+        for a in range(0, len(rows), LINES_PER_BLOCK):
+            sel = rows[a : a + LINES_PER_BLOCK]
+            lp = model.log10prob_[m - 1][sel]
+            lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
+            bow = model.log10bow_[m - 1][sel] if m < n else None
+            yield _format_block(words[sel], lp, bow, vocab_blob, vocab_starts, vocab_lengths)
+    yield b"\n\\end\\\n"
+
+
+def write_arpa(model: NgramLM, path: str | Path | IO[bytes]) -> None:
+    """Write ``model`` as ARPA (log10 values to 7 decimals), gzip-compressed for ``.gz``; a file is written
+    atomically, a binary stream (stdout) as the text is formatted."""
+    if not isinstance(path, (str, Path)):
+        for chunk in arpa_chunks(model):
+            path.write(chunk)
+        return
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        out: IO[bytes] = (
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[assignment]
+            if path.suffix == ".gz"
+            else raw
+        )
+        for chunk in arpa_chunks(model):
+            out.write(chunk)
+        if out is not raw:
+            out.close()
+
+
+# ------------------------------------------------------------------------------------------------ reading
+_HEADER = re.compile(rb"^ngram\s+(\d+)\s*=\s*(\d+)\s*$")
+_SECTION = re.compile(rb"^\\(\d+)-grams:\s*$")
+
+
+def _nan_backoff(m: int) -> re.Pattern[bytes]:
+    """A line of m words whose back-off field (the last of m + 2) is a literal NaN."""
+    return re.compile(rb"(?im)^[ \t]*\S+(?:[ \t]+\S+){%d}[ \t]+[+-]?nan[ \t\r]*$" % m)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it is gzip (by its magic number, not its name)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected an ARPA file")
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: corrupt or truncated gzip file ({e or type(e).__name__})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    return data
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _decode(path: Path, data: bytes, start: int, end: int) -> str:
+    try:
+        return data[start:end].decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = _line_at(data, start + e.start)
+        raise DataError(f"{path}:{line}: invalid UTF-8 (ARPA files are read as UTF-8)") from None
+
+
+def _markers(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every line that begins with a backslash (``\\data\\``, ``\\m-grams:``, ``\\end\\``)."""
+    out = []
+    at = 0 if data.startswith(b"\\") else data.find(b"\n\\")
+    while at != -1:
+        start = at if at == 0 and data.startswith(b"\\") else at + 1
+        end = data.find(b"\n", start)
+        end = len(data) if end == -1 else end
+        out.append((start, end))
+        at = data.find(b"\n\\", end)
     return out
 
 
-def _format_number(x: np.ndarray) -> np.ndarray:
-    return np.char.mod("%.7g", x)
-
-
-def write_arpa(model: NgramLM, path: str | Path) -> None:
-    """Write ``model`` as ARPA (log10 values, 7 significant digits, as KenLM writes them); atomic."""
-    path = Path(path)
-    tokens = np.array(model.vocab.tokens, dtype=object)
-    words = ngram_words(model)
-    n = len(words)
-    buf = io.StringIO()
-    buf.write("\n\\data\\\n")
-    keep = []
-    for m in range(1, n + 1):
-        lp = model.logprob_[m - 1] / LOG10
-        mask = np.isfinite(lp) if m > 1 else np.ones(len(lp), dtype=bool)
-        keep.append(mask)
-        buf.write(f"ngram {m}={int(mask.sum())}\n")
-    for m in range(1, n + 1):
-        buf.write(f"\n\\{m}-grams:\n")
-        mask = keep[m - 1]
-        lp = model.logprob_[m - 1][mask] / LOG10
-        lp = np.where(np.isfinite(lp), lp, NEVER)
-        text = [" ".join(row) for row in tokens[words[m - 1][mask]]]
-        cols = [_format_number(lp), np.array(text, dtype=object)]
-        if m < n:
-            cols.append(_format_number(model.logbow_[m - 1][mask] / LOG10))
-        lines = ["\t".join(parts) for parts in zip(*cols, strict=True)]
-        buf.write("\n".join(lines))
-        buf.write("\n")
-    buf.write("\n\\end\\\n")
-    payload = buf.getvalue().encode("utf-8")
-    atomic_write_bytes(path, gzip.compress(payload) if path.suffix == ".gz" else payload)
-
-
-_HEADER = re.compile(r"^ngram (\d+)=(\d+)$")
-_SECTION = re.compile(r"^\\(\d+)-grams:$")
-
-
-def _parse(path: Path) -> tuple[int, dict[int, list[list[str]]]]:
-    sections: dict[int, list[list[str]]] = {}
+def _sections(path: Path, data: bytes) -> tuple[dict[int, int], dict[int, tuple[int, int]]]:
+    """Declared counts from ``\\data\\`` and the byte range of each ``\\m-grams:`` section."""
+    markers = [(start, end, data[start:end].rstrip()) for start, end in _markers(data)]
+    names = [name for _, _, name in markers]
+    if b"\\data\\" not in names:
+        raise DataError(f"{path}: not an ARPA file (no \\data\\ line)")
+    at = names.index(b"\\data\\")
+    data_end = markers[at][1]
+    following = markers[at + 1 :]
+    header_end = following[0][0] if following else len(data)
     declared: dict[int, int] = {}
-    current = 0
-    with _open(path, "r") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            if line == "\\data\\":
-                current = 0
-                continue
-            if line == "\\end\\":
-                break
-            header = _HEADER.match(line)
-            if header and current == 0:
-                declared[int(header.group(1))] = int(header.group(2))
-                continue
-            section = _SECTION.match(line)
-            if section:
-                current = int(section.group(1))
-                sections[current] = []
-                continue
-            if current == 0:
-                continue
-            parts = line.split("\t")
-            if len(parts) == 1:
-                parts = line.split()
-                parts = [parts[0], " ".join(parts[1 : 1 + current]), *parts[1 + current :]]
-            if len(parts) not in (2, 3) or len(parts[1].split(" ")) != current:
+    offset = data_end + 1
+    for raw in data[data_end:header_end].split(b"\n")[1:]:
+        line = raw.strip()
+        if line:
+            match = _HEADER.match(line)
+            if not match:
+                text = line[:60].decode("utf-8", "replace")
                 raise DataError(
-                    f"{path}:{lineno}: malformed {current}-gram line (expected 'logprob<TAB>words[<TAB>backoff]')"
+                    f"{path}:{_line_at(data, offset)}: expected 'ngram N=COUNT' in the \\data\\ header, got {text!r}"
                 )
-            sections[current].append(parts)
-    if not declared or not sections:
-        raise DataError(f"{path}: not an ARPA file (no \\data\\ header or no n-gram sections)")
-    for m, count in declared.items():
-        if len(sections.get(m, [])) != count:
+            declared[int(match.group(1))] = int(match.group(2))
+        offset += len(raw) + 1
+    sections: dict[int, tuple[int, int]] = {}
+    for i, (start, end, name) in enumerate(following):
+        if name == b"\\end\\":
+            break
+        match = _SECTION.match(name)
+        if not match:
+            text = name[:60].decode("utf-8", "replace")
+            raise DataError(f"{path}:{_line_at(data, start)}: unexpected line {text!r}")
+        m = int(match.group(1))
+        if m in sections:
+            raise DataError(f"{path}:{_line_at(data, start)}: second \\{m}-grams: section")
+        stop = following[i + 1][0] if i + 1 < len(following) else len(data)
+        sections[m] = (min(end + 1, stop), stop)
+    return declared, sections
+
+
+class _Section:
+    """One parsed ``\\m-grams:`` section: a frame with column 0 the log10 probability (float), 1..m the words,
+    m+1 the back-off (NaN where absent); file line numbers are worked out only for an error message."""
+
+    def __init__(self, path: Path, data: bytes, m: int, start: int, end: int):
+        import pandas as pd
+
+        self.path, self.m, self.start, self.end = path, m, start, end
+        self.first_line = 0
+        self._data = data
+        try:
+            data[start:end].decode("utf-8")
+        except UnicodeDecodeError as e:
             raise DataError(
-                f"{path}: header declares {count} {m}-grams but the file has {len(sections.get(m, []))}"
+                f"{path}:{_line_at(data, start + e.start)}: invalid UTF-8 (ARPA files are read as UTF-8)"
+            ) from None
+        names = list(range(m + 2))
+        options = dict(
+            sep=r"\s+", header=None, names=names, engine="c", quoting=3, skip_blank_lines=True,
+            keep_default_na=False, na_values={m + 1: [""]}, encoding="utf-8",
+        )  # fmt: skip
+        try:
+            try:
+                self.frame = pd.read_csv(
+                    io.BytesIO(data[start:end]), dtype={0: np.float64, m + 1: np.float64}, **options
+                )
+            except ValueError:  # a field that is not a number (or a literal nan): read as text to see which
+                self.frame = pd.read_csv(io.BytesIO(data[start:end]), dtype=object, **options)
+                for column, what in ((0, "log10 probability"), (m + 1, "back-off weight")):
+                    values = self.frame[column]
+                    numbers = pd.to_numeric(values, errors="coerce")
+                    bad = numbers.isna() & values.notna()
+                    bad &= ~values.astype(str).str.lower().isin(["nan", "+nan", "-nan"])
+                    if bad.any():
+                        i = int(np.flatnonzero(bad.to_numpy())[0])
+                        raise DataError(
+                            f"{self.where(i)}: {what} of a {m}-gram is not a number: {values.iloc[i]!r}"
+                        ) from None
+                    self.frame[column] = numbers.astype(np.float64)
+        except (pd.errors.ParserError, ValueError) as e:
+            found = re.search(r"line (\d+)", str(e))
+            where = f"{path}:{_line_at(data, start) + int(found.group(1)) - 1}" if found else str(path)
+            raise DataError(
+                f"{where}: malformed {m}-gram line (expected 'logprob<TAB>{m} words[<TAB>backoff]')"
+            ) from None
+        if len(self.frame) and (self.frame[m] == "").any():
+            i = int(np.flatnonzero((self.frame[m] == "").to_numpy())[0])
+            raise DataError(
+                f"{self.where(i)}: malformed {m}-gram line (expected 'logprob<TAB>{m} words[<TAB>backoff]')"
             )
-    return max(declared), sections
+
+    def where(self, row: int) -> str:
+        """``file:line`` of the section's ``row``-th entry (blank lines are skipped, as pandas does)."""
+        lines = self._data[self.start : self.end].split(b"\n")
+        seen = -1
+        for i, line in enumerate(lines):
+            seen += bool(line.strip())
+            if seen == row:
+                return f"{self.path}:{_line_at(self._data, self.start) + i}"
+        return str(self.path)
+
+    def release(self) -> None:
+        self.frame = None  # type: ignore[assignment]
 
 
 def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
     """An :class:`NgramLM` from an ARPA file; words outside ``vocab`` are dropped with their n-grams."""
-    from lmbench.models.ngram.model import NgramLM
+    import pandas as pd
+
+    from lmbench.models.ngram.model import MAX_ORDER, NgramLM
 
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    order, sections = _parse(path)
+    data = _read_bytes(path)
+    declared, sections = _sections(path, data)
+    if not declared:
+        raise DataError(f"{path}: the \\data\\ header declares no n-gram counts")
+    order = max(declared)
+    if order > MAX_ORDER:
+        raise DataError(f"{path}: declares order {order}; lmbench reads orders 1 to {MAX_ORDER}")
+    if sorted(declared) != list(range(1, order + 1)):
+        raise DataError(
+            f"{path}: the \\data\\ header declares orders {sorted(declared)}, expected 1..{order}"
+        )
+    if 1 not in sections:
+        raise DataError(f"{path}: no \\1-grams: section")
+    parsed: dict[int, _Section] = {}
+    for m in range(1, order + 1):
+        if m not in sections:
+            raise DataError(
+                f"{path}: header declares {declared[m]} {m}-grams but there is no \\{m}-grams: section"
+            )
+        parsed[m] = _Section(path, data, m, *sections[m])
+        if len(parsed[m].frame) != declared[m]:
+            raise DataError(
+                f"{path}: header declares {declared[m]} {m}-grams but the file has {len(parsed[m].frame)}"
+            )
+    extra = sorted(set(sections) - set(declared))
+    if extra:
+        raise DataError(f"{path}: \\{extra[0]}-grams: section not declared in the \\data\\ header")
+
+    uni = parsed[1]
+    file_words = pd.Index(uni.frame[1].to_numpy(dtype=object))
+    if file_words.has_duplicates:
+        dup = np.flatnonzero(file_words.duplicated())[0]
+        raise DataError(f"{uni.where(int(dup))}: duplicate 1-gram {file_words[dup]!r}")
+    for special in (UNK, EOS):
+        if special not in file_words:
+            raise DataError(
+                f"{path}: no {special} among the 1-grams (expected KenLM/SRILM's {UNK} and {EOS})"
+            )
     if vocab is None:
-        words = [p[1] for p in sections[1] if p[1] not in SPECIALS]
-        vocab = Vocabulary([*SPECIALS, *words])
+        vocab = Vocabulary([*SPECIALS, *(w for w in file_words if w not in SPECIALS)])
     V = len(vocab)
+    to_vocab = np.fromiter(
+        (vocab.index.get(w, -1) for w in file_words), dtype=np.int64, count=len(file_words)
+    )
+
     model = NgramLM(order=order, smoothing="modified-kneser-ney")
     model.smoothing = "arpa"  # provenance: the estimates come from the file, not from our smoothers
-    keys_, logprob_, logbow_ = [], [], []
-    uni_lp = np.full(V, -np.inf)
-    uni_bo = np.zeros(V)
-    for parts in sections[1]:
-        i = vocab.index.get(parts[1])
-        if i is None:
-            continue
-        uni_lp[i] = float(parts[0]) * LOG10 if float(parts[0]) > NEVER else -np.inf
-        uni_bo[i] = float(parts[2]) * LOG10 if len(parts) == 3 else 0.0
-    uni_lp[vocab.bos_id] = -np.inf  # never predicted (KenLM writes 0 or -99 for it)
-    keys_.append(np.arange(V, dtype=np.int64))
-    logprob_.append(uni_lp)
-    logbow_.append(uni_bo)
-    for m in range(2, order + 1):
-        rows = sections.get(m, [])
-        ids = np.array(
-            [[vocab.index.get(w, -1) for w in p[1].split(" ")] for p in rows], dtype=np.int64
-        ).reshape(-1, m)
+    keys_, lp_, bow_ = [], [], []
+    for m in range(1, order + 1):
+        section = parsed[m]
+        frame = section.frame
+        lp = frame[0].to_numpy(dtype=np.float64)
+        bad = np.isnan(lp) | (lp > 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{section.where(i)}: log10 probability {lp[i]} of a {m}-gram is not a number <= 0"
+            )
+        bow = np.array(frame[m + 1], dtype=np.float64) if m < order else np.zeros(len(frame))
+        absent = np.isnan(bow)
+        if absent.any():  # SRILM leaves out zero back-offs; a literal nan is an error
+            literal = _nan_backoff(m).search(data, section.start, section.end)
+            if literal:
+                raise DataError(
+                    f"{path}:{_line_at(data, literal.start())}: back-off weight of a {m}-gram is NaN"
+                )
+            bow[absent] = 0.0
+        ids = np.empty((len(frame), m), dtype=np.int64)
+        for j in range(m):
+            local = file_words.get_indexer(frame[j + 1].to_numpy(dtype=object))
+            if (local < 0).any():
+                i = int(np.flatnonzero(local < 0)[0])
+                raise DataError(
+                    f"{section.where(i)}: word {frame[j + 1].iloc[i]!r} of a {m}-gram is not listed in \\1-grams:"
+                )
+            ids[:, j] = to_vocab[local]
+        section.release()
+        rows = np.arange(len(ids))  # entry number in the section, for error messages
         ok = (ids >= 0).all(axis=1)
-        ids = ids[ok]
-        lp = np.array([float(p[0]) for p in rows], dtype=np.float64)[ok] * LOG10
-        bo = np.array([float(p[2]) if len(p) == 3 else 0.0 for p in rows], dtype=np.float64)[ok] * LOG10
-        # context row: walk the prefix through the lower tables
-        ctx = ids[:, 0].copy()
+        if not ok.all():
+            ids, lp, bow, rows = ids[ok], lp[ok], bow[ok], rows[ok]
+        if m == 1:
+            uni_lp = np.full(V, -np.inf)
+            uni_bo = np.zeros(V)
+            uni_lp[ids[:, 0]] = np.where(lp > NEVER, lp, -np.inf)
+            uni_bo[ids[:, 0]] = bow
+            uni_lp[vocab.bos_id] = -np.inf  # never predicted (KenLM writes 0 or -99 for it)
+            keys_.append(np.arange(V, dtype=np.int64))
+            lp_.append(uni_lp.astype(np.float32))
+            bow_.append(uni_bo.astype(np.float32) if order > 1 else np.zeros(0, dtype=np.float32))
+            continue
+        ctx = ids[:, 0].copy()  # context row: walk the prefix through the lower tables
         for j in range(1, m - 1):
             ctx = np.where(ctx >= 0, lookup(keys_[j], np.maximum(ctx, 0) * V + ids[:, j]), -1)
         if np.any(ctx < 0):
-            raise DataError(f"{path}: some {m}-grams have a context that is not listed as a {m - 1}-gram")
+            i = int(np.flatnonzero(ctx < 0)[0])
+            raise DataError(
+                f"{section.where(int(rows[i]))}: the context of this {m}-gram is not listed as a {m - 1}-gram"
+            )
         keys = ctx * V + ids[:, -1]
-        order_idx = np.argsort(keys, kind="stable")
-        keys_.append(keys[order_idx])
-        logprob_.append(lp[order_idx])
-        logbow_.append(bo[order_idx])
-    model.keys_, model.logprob_, model.logbow_ = keys_, logprob_, logbow_
+        del ids, ctx
+        sort = np.argsort(keys, kind="stable")
+        keys = keys[sort]
+        dup = np.flatnonzero(keys[1:] == keys[:-1])
+        if len(dup):
+            first, second = sorted((int(rows[sort[dup[0]]]), int(rows[sort[dup[0] + 1]])))
+            raise DataError(
+                f"{section.where(second)}: duplicate {m}-gram (first listed at {section.where(first)})"
+            )
+        keys_.append(keys)
+        lp_.append(lp[sort].astype(np.float32))
+        bow_.append(bow[sort].astype(np.float32) if m < order else np.zeros(0, dtype=np.float32))
+    model.keys_, model.log10prob_, model.log10bow_ = keys_, lp_, bow_
     model.discounts_ = None
     model.vocab_ = vocab
     return model

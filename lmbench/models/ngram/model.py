@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import io
 import json
+import math
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
 from lmbench.data.corpus import TokenStream
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
-from lmbench.io import atomic_write_bytes
+from lmbench.io import atomic_path
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
-from lmbench.models.ngram.counting import count_ngrams, ending_rows, lookup
-from lmbench.models.ngram.smoothing import SMOOTHERS, smooth
+from lmbench.models.ngram.counting import CountingStats, count_ngrams, ending_rows, lookup, parse_memory
+from lmbench.models.ngram.smoothing import SMOOTHERS, BackoffArrays, smooth
 
 MAX_ORDER = 10
+LN10 = math.log(10.0)
+PRECISIONS = ("float32", "float64")
+MODEL_FORMAT = "lmbench-ngram-2"  # int64 keys, float32 log10 probabilities and back-offs
 
 
 class NgramLM(LanguageModel):
@@ -36,6 +40,15 @@ class NgramLM(LanguageModel):
         interpolate_unigrams: interpolated smoothers mix order 1 with the uniform distribution (KenLM's
             default), so unseen words keep probability; ``False`` ends in undiscounted unigram frequencies of
             the smoother's counts (continuation counts for Kneser-Ney), NLTK's way.
+        memory: what counting may use (KenLM's ``-S``): ``"4G"``, ``"512M"``, ``"50%"`` of physical memory;
+            default half the machine. Beyond it sorted runs spill to disk; the model is the same either way.
+        progress: a progress bar while counting (default: on a terminal, for corpora over 5M tokens).
+        precision: ``float32`` stores log10 values as KenLM does (7 significant digits; rows sum to 1 within
+            ~1e-7); ``float64`` keeps every bit of the estimate (24 bytes per n-gram), for checking the
+            estimators against other implementations to 1e-12.
+
+    The fitted model keeps what scoring needs, as KenLM does: int64 keys, float32 log10 probabilities and
+    back-off weights (16 bytes per stored n-gram below the top order, 12 at the top; ~15 on average).
 
     Context modes: a model trained on sentences has seen no n-gram that crosses ``</s> <s>``, so in stream
     mode it backs off to exactly its sentence-start estimate and both modes give the same scores; a model
@@ -54,6 +67,9 @@ class NgramLM(LanguageModel):
         backoff: float = 0.4,
         train_context: str = "sentence",
         interpolate_unigrams: bool = True,
+        memory: str | int | None = None,
+        progress: bool | None = None,
+        precision: str = "float32",
     ):
         if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
             raise ConfigError(f"order: expected an integer from 1 to {MAX_ORDER}, got {order!r}")
@@ -70,7 +86,13 @@ class NgramLM(LanguageModel):
         check_context(train_context)
         if not isinstance(interpolate_unigrams, bool):
             raise ConfigError(f"interpolate_unigrams: expected true or false, got {interpolate_unigrams!r}")
+        parse_memory(memory)  # a bad size is a config error now, not after reading the corpus
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         self.interpolate_unigrams = interpolate_unigrams
+        self.memory = memory
+        self.progress = progress
         self.order = order
         self.smoothing = smoothing
         self.k = k
@@ -92,6 +114,8 @@ class NgramLM(LanguageModel):
             "backoff": self.backoff,
             "train_context": self.train_context,
             "interpolate_unigrams": self.interpolate_unigrams,
+            "memory": self.memory,
+            "precision": self.precision,
         }
 
     # ----------------------------------------------------------------------------------------- fitting
@@ -103,17 +127,38 @@ class NgramLM(LanguageModel):
         budget: Budget | None = None,
         run_dir: str | Path | None = None,
     ) -> NgramLM:
-        """Count the n-grams of ``train`` and smooth them (``valid`` and ``budget`` are not needed: one pass)."""
+        """Count the n-grams of ``train`` and smooth them (``valid`` and ``budget`` are not needed: one pass).
+
+        Counting stays within ``memory``; runs beyond it spill under ``run_dir`` (else ``$TMPDIR``).
+        """
         if self.smoothing == "arpa":
             raise ConfigError("smoothing: 'arpa' models are read with NgramLM.from_arpa, not fitted")
         vocab = train.vocab
         if self.train_context == "sentence":
             seq = train.with_markers(bos=True)
-            segments = np.repeat(np.arange(train.num_lines), np.diff(train.offsets) + 2)
+            starts = train.offsets[:-1] + 2 * np.arange(train.num_lines, dtype=np.int64)
         else:
             seq = train.stream()
-            segments = np.zeros(len(seq), dtype=np.int64)
-        tables = count_ngrams(seq, segments, self.order, len(vocab), skip_first=vocab.bos_id)
+            starts = np.zeros(1, dtype=np.int64)
+        stats = CountingStats()
+        tables = count_ngrams(
+            seq,
+            starts,
+            self.order,
+            len(vocab),
+            skip_first=vocab.bos_id,
+            memory=parse_memory(self.memory),
+            spill_dir=Path(run_dir) / "ngram-spill" if run_dir is not None else None,
+            progress=self.progress,
+            stats=stats,
+        )
+        del seq
+        self.counting_stats_ = stats
+        dtype = np.dtype(self.precision)
+
+        def store(arrays: BackoffArrays) -> BackoffArrays:  # each order as soon as it is final
+            return BackoffArrays(prob=to_log10(arrays.prob, dtype), bow=to_log10(arrays.bow, dtype))
+
         arrays, info = smooth(
             tables,
             self.smoothing,
@@ -122,16 +167,45 @@ class NgramLM(LanguageModel):
             discount=self.discount,
             backoff=self.backoff,
             interpolate_unigrams=self.interpolate_unigrams,
+            finish=store,
+            consume=True,
         )
-        with np.errstate(divide="ignore"):
-            self.keys_ = [t.keys for t in tables]
-            self.logprob_ = [np.log(a.prob) for a in arrays]
-            self.logbow_ = [np.log(a.bow) for a in arrays]
+        self.keys_ = [t.keys for t in tables]
+        del tables
+        self.log10prob_ = [a.prob for a in arrays]
+        self.log10bow_ = [a.bow for a in arrays[:-1]] + [np.zeros(0, dtype=dtype)]  # no back-off at the top
         self.discounts_ = info.get("discounts")
         self.vocab_ = vocab
         return self
 
+    # ---------------------------------------------------------------------------------- fitted state
+    @property
+    def logprob_(self) -> list[np.ndarray]:
+        """Natural-log probability of every stored n-gram per order (float64 views of the float32 log10 store)."""
+        return [lp.astype(np.float64) * LN10 for lp in self.log10prob_]
+
+    @property
+    def logbow_(self) -> list[np.ndarray]:
+        """Natural-log back-off weight of every stored n-gram per order (0 at the top order)."""
+        return [
+            lb.astype(np.float64) * LN10 if len(lb) == len(k) else np.zeros(len(k))
+            for lb, k in zip(self.log10bow_, self.keys_, strict=True)
+        ]
+
+    def bytes_per_ngram(self) -> float:
+        """Memory of the fitted tables (keys, log10 probabilities, back-offs) per stored n-gram."""
+        self._check_fitted()
+        arrays = [*self.keys_, *self.log10prob_, *self.log10bow_]
+        return sum(a.nbytes for a in arrays) / max(1, sum(len(k) for k in self.keys_))
+
     # ----------------------------------------------------------------------------------------- scoring
+    def _bow(self, m: int, rows: np.ndarray) -> np.ndarray:
+        """log10 back-off weight of order-m rows (-1: an unstored context, weight 1)."""
+        table = self.log10bow_[m - 1]
+        if len(table) == 0:
+            return np.zeros(len(rows))
+        return np.where(rows >= 0, table[np.maximum(rows, 0)], np.float32(0)).astype(np.float64)
+
     def _logprob(self, ctx_rows: list[np.ndarray], words: np.ndarray) -> np.ndarray:
         """ln p(word | context) in back-off form; ``ctx_rows[k-1]`` is the row of the k-gram context (or -1).
 
@@ -141,16 +215,11 @@ class NgramLM(LanguageModel):
         V = len(self.vocab)
         n = len(self.keys_)
         # suffix sums of context back-offs: tail[m] = sum_{k=m}^{n-1} bow_k(context of length k)
-        bows = [
-            np.where(r >= 0, self.logbow_[k][np.maximum(r, 0)], 0.0)
-            if len(self.logbow_[k])
-            else np.zeros(len(r))
-            for k, r in enumerate(ctx_rows[: n - 1])
-        ]
+        bows = [self._bow(k + 1, r) for k, r in enumerate(ctx_rows[: n - 1])]
         tail = [np.zeros(len(words))] * (n + 1)
         for m in range(n - 1, 0, -1):
             tail[m] = tail[m + 1] + bows[m - 1]
-        out = self.logprob_[0][words] + tail[1]
+        out = self.log10prob_[0][words].astype(np.float64) + tail[1]
         for m in range(2, n + 1):
             ctx = ctx_rows[m - 2]
             ok = np.flatnonzero(ctx >= 0)
@@ -159,8 +228,8 @@ class NgramLM(LanguageModel):
             rows = lookup(self.keys_[m - 1], ctx[ok] * V + words[ok])
             hit = rows >= 0
             idx = ok[hit]
-            out[idx] = self.logprob_[m - 1][rows[hit]] + tail[m][idx]
-        return out
+            out[idx] = self.log10prob_[m - 1][rows[hit]].astype(np.float64) + tail[m][idx]
+        return out * LN10
 
     def token_logprobs(self, data: TokenStream, *, context: Context = "sentence") -> np.ndarray:
         self._check_fitted()
@@ -179,13 +248,13 @@ class NgramLM(LanguageModel):
         for m in range(len(self.keys_), 0, -1):
             row = rows[m - 1][targets]
             hit = (row >= 0) & ~done
-            out[hit] += self.logprob_[m - 1][row[hit]]
+            out[hit] += self.log10prob_[m - 1][row[hit]]
             done |= hit
             if m > 1:  # context of length m-1 ending at t-1: its back-off applies where order m missed
                 ctx = rows[m - 2][targets - 1]
                 miss = ~done & (ctx >= 0)
-                out[miss] += self.logbow_[m - 2][ctx[miss]]
-        return out
+                out[miss] += self.log10bow_[m - 2][ctx[miss]]
+        return out * LN10
 
     def next_token_logprobs(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
         self._check_fitted()
@@ -210,8 +279,8 @@ class NgramLM(LanguageModel):
     # ----------------------------------------------------------------------------------------- size, I/O
     def num_parameters(self) -> int:
         self._check_fitted()
-        probs = sum(int(np.isfinite(lp).sum()) for lp in self.logprob_)
-        bows = sum(int((lb != 0).sum()) for lb in self.logbow_[:-1])
+        probs = sum(int(np.isfinite(lp).sum()) for lp in self.log10prob_)
+        bows = sum(int((lb != 0).sum()) for lb in self.log10bow_[:-1])
         return probs + bows
 
     def ngram_counts(self) -> list[int]:
@@ -219,39 +288,49 @@ class NgramLM(LanguageModel):
         return [len(k) for k in self.keys_]
 
     def save(self, path: str | Path) -> None:
-        """One ``.npz`` file: tables in float64 (exact round trip), config and vocabulary as JSON."""
+        """One uncompressed ``.npz``: int64 keys, float32 log10 values (exact round trip, loads in a
+        fraction of a second), config and vocabulary as JSON."""
         self._check_fitted()
         arrays: dict[str, np.ndarray] = {}
         for m, (keys, lp, lb) in enumerate(
-            zip(self.keys_, self.logprob_, self.logbow_, strict=True), start=1
+            zip(self.keys_, self.log10prob_, self.log10bow_, strict=True), start=1
         ):
-            arrays[f"keys{m}"], arrays[f"logprob{m}"], arrays[f"logbow{m}"] = keys, lp, lb
-        meta = {"config": self.config(), "vocab": self.vocab.tokens, "discounts": self.discounts_}
+            arrays[f"keys{m}"], arrays[f"log10prob{m}"], arrays[f"log10bow{m}"] = keys, lp, lb
+        meta = {
+            "format": MODEL_FORMAT,
+            "config": self.config(),
+            "vocab": self.vocab.tokens,
+            "discounts": self.discounts_,
+        }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> NgramLM:
         path = Path(path)
         try:
             data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: not an lmbench n-gram model file ({e})") from None
-        meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-        config = {k: v for k, v in meta["config"].items() if k != "family"}
-        model = cls(**config)
-        n = config["order"]
-        model.keys_ = [data[f"keys{m}"] for m in range(1, n + 1)]
-        model.logprob_ = [data[f"logprob{m}"] for m in range(1, n + 1)]
-        model.logbow_ = [data[f"logbow{m}"] for m in range(1, n + 1)]
+            meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+            config = {k: v for k, v in meta["config"].items() if k != "family"}
+            model = cls(**config)
+            n = config["order"]
+            model.keys_ = [data[f"keys{m}"] for m in range(1, n + 1)]
+            if meta.get("format") == MODEL_FORMAT:
+                model.log10prob_ = [data[f"log10prob{m}"] for m in range(1, n + 1)]
+                model.log10bow_ = [data[f"log10bow{m}"] for m in range(1, n + 1)]
+            else:  # the first format: float64 natural logs
+                model.log10prob_ = [to_log10(np.exp(data[f"logprob{m}"])) for m in range(1, n + 1)]
+                model.log10bow_ = [to_log10(np.exp(data[f"logbow{m}"])) for m in range(1, n)]
+                model.log10bow_.append(np.zeros(0, dtype=np.float32))
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+            raise DataError(f"{path}: not an lmbench n-gram model file ({type(e).__name__}: {e})") from None
         model.discounts_ = meta.get("discounts")
         model.vocab_ = Vocabulary(meta["vocab"])
         return model
 
-    def to_arpa(self, path: str | Path) -> None:
-        """Write an ARPA file (``.gz`` compresses) that KenLM and SRILM read."""
+    def to_arpa(self, path: str | Path | BinaryIO) -> None:
+        """Write an ARPA file (``.gz`` compresses; or a binary stream) that KenLM and SRILM read."""
         from lmbench.models.ngram.arpa import write_arpa
 
         self._check_fitted()
@@ -263,6 +342,12 @@ class NgramLM(LanguageModel):
         from lmbench.models.ngram.arpa import read_arpa
 
         return read_arpa(path, vocab)
+
+
+def to_log10(linear: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """log10 of probabilities or weights (0 -> -inf), float32 as KenLM stores them."""
+    with np.errstate(divide="ignore"):
+        return (np.log(linear) / LN10).astype(dtype)
 
 
 class _Keys:

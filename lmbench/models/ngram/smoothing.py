@@ -13,6 +13,7 @@ exactly (prob = the interpolated value, bow = gamma), the way KenLM and SRILM st
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,21 +73,23 @@ def first_words(tables: list[NgramTable]) -> list[np.ndarray]:
     return firsts
 
 
+def adjusted_count(tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
+    """Kneser-Ney counts of order m: raw at the top order and for n-grams that start with ``<s>`` (nothing
+    can precede them); elsewhere the number of distinct words seen before the n-gram (continuation count).
+    ``firsts``: the first word of every order-m n-gram."""
+    table = tables[m - 1]
+    if m == len(tables):
+        return table.counts.astype(np.float64)
+    cont = np.bincount(tables[m].suffix, minlength=len(table)).astype(np.float64)
+    adjusted = np.where(firsts == bos_id, table.counts, cont).astype(np.float64)
+    if m == 1:
+        adjusted[bos_id] = 0.0
+    return adjusted
+
+
 def adjusted_counts(tables: list[NgramTable], bos_id: int) -> list[np.ndarray]:
-    """Kneser-Ney counts: raw at the top order and for n-grams that start with ``<s>`` (nothing can precede
-    them); elsewhere the number of distinct words seen before the n-gram (continuation count)."""
-    firsts = first_words(tables)
-    out = []
-    for m, table in enumerate(tables, start=1):
-        if m == len(tables):
-            out.append(table.counts.astype(np.float64))
-            continue
-        cont = np.bincount(tables[m].suffix, minlength=len(table)).astype(np.float64)
-        adjusted = np.where(firsts[m - 1] == bos_id, table.counts, cont).astype(np.float64)
-        if m == 1:
-            adjusted[bos_id] = 0.0
-        out.append(adjusted)
-    return out
+    """:func:`adjusted_count` of every order."""
+    return [adjusted_count(tables, m, f, bos_id) for m, f in enumerate(first_words(tables), start=1)]
 
 
 def _num_contexts(tables: list[NgramTable], m: int) -> int:
@@ -143,32 +146,70 @@ def _unigram_mle(alphas: list[np.ndarray], gammas: list[np.ndarray], counts: np.
 
 def discounted_interpolation(
     tables: list[NgramTable],
-    counts: list[np.ndarray],
-    discounts: list,
+    count: Callable[[int, np.ndarray], np.ndarray],
+    discount: Callable[[int, np.ndarray], float | tuple[float, float, float]],
     *,
     bos_id: int,
     interpolate_unigrams: bool = True,
+    finish: Callable[[BackoffArrays], BackoffArrays] | None = None,
+    consume: bool = False,
 ) -> list[BackoffArrays]:
     """Interpolated discounting (absolute, Kneser-Ney, modified Kneser-Ney share this):
-    alpha = max(c - D(c), 0) / S(h), gamma(h) = (sum of the discounts taken after h) / S(h)."""
-    alphas, gammas = [], []
-    for m, (table, c) in enumerate(zip(tables, counts, strict=True), start=1):
-        d = discounts[m - 1]
+    alpha = max(c - D(c), 0) / S(h), gamma(h) = (sum of the discounts taken after h) / S(h).
+
+    Goes order by order so that only one order's float64 work arrays exist at a time: ``count(m, firsts)``
+    gives order m's counts (``firsts``: the first word of each n-gram), ``discount(m, counts)`` its D or
+    (D1, D2, D3+); ``finish`` turns an order whose probabilities and back-offs are final into its stored
+    form (e.g. float32 log10) as soon as they are, so the float64 arrays of the other orders are freed;
+    ``consume`` drops each table's counts, contexts and suffixes once the next order no longer needs them.
+    """
+    finish = finish or (lambda arrays: arrays)
+    V = len(tables[0])
+    out: list[BackoffArrays] = []
+    lower = _uniform(V, bos_id)  # the finished estimate of the order below, at the rows of this order
+    firsts = tables[0].word
+    for m, table in enumerate(tables, start=1):
+        if m > 1:
+            firsts = firsts[table.context]
+            if consume:  # order m-1 is done with: its own counts and rows, and its continuation counts
+                tables[m - 2].release()
+        c = count(m, firsts)  # float64, a fresh array: it becomes alpha in place below
+        d = discount(m, c)
         if isinstance(d, tuple):  # D1, D2, D3+ by count
-            disc = np.select([c <= 0, c == 1, c == 2], [0.0, d[0], d[1]], d[2])
+            disc = np.full(len(c), d[2])
+            disc[c == 2] = d[1]
+            disc[c == 1] = d[0]
         else:
-            disc = np.where(c > 0, np.minimum(d, c), 0.0)
+            disc = np.minimum(c, d)
+        disc[c <= 0] = 0.0
         n_ctx = _num_contexts(tables, m)
         total = context_sums(table, c, n_ctx)
-        taken = context_sums(table, disc, n_ctx)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            alphas.append(
-                np.where(c > 0, (c - disc) / np.where(total[table.context] > 0, total[table.context], 1), 0.0)
-            )
-        gammas.append(_gamma(taken, total))
-    if not interpolate_unigrams:
-        _unigram_mle(alphas, gammas, counts[0])  # Kneser-Ney: continuation counts, not raw frequencies
-    return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
+        gamma = _gamma(context_sums(table, disc, n_ctx), total)
+        if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies
+            alpha, gamma = c / c.sum(), np.zeros(1)
+        else:  # alpha = (c - D(c)) / S(h) where c > 0, else 0; in place, one row-sized array at a time
+            seen = c > 0
+            alpha = np.subtract(c, disc, out=c)
+            del disc
+            denominator = total[table.context]
+            denominator[denominator <= 0] = 1.0
+            np.divide(alpha, denominator, out=alpha)
+            del denominator
+            alpha[~seen] = 0.0
+            del seen
+        del total, c
+        prob = gamma[table.context]
+        prob *= lower if m == 1 else lower[table.suffix]
+        prob += alpha  # alpha + gamma(h) * p_lower(w | h')
+        del alpha
+        if m == 1:
+            prob[bos_id] = 0.0
+        if m > 1:  # order m-1 is final now: its back-off is this order's gamma
+            out[m - 2] = finish(BackoffArrays(prob=lower, bow=gamma))
+        lower = prob
+        out.append(BackoffArrays(prob=prob, bow=np.ones(0)))
+    out[-1] = finish(BackoffArrays(prob=lower, bow=np.ones(len(tables[-1]))))
+    return out
 
 
 def witten_bell(
@@ -320,38 +361,57 @@ def smooth(
     discount: float | None = None,
     backoff: float = 0.4,
     interpolate_unigrams: bool = True,
+    finish: Callable[[BackoffArrays], BackoffArrays] | None = None,
+    consume: bool = False,
 ) -> tuple[list[BackoffArrays], dict]:
     """Back-off form of ``tables`` under ``smoothing``, and the estimated constants (discounts) for reports.
 
     ``interpolate_unigrams=False`` (interpolated smoothers only) makes order 1 an undiscounted relative
     frequency of that smoother's counts (continuation counts for Kneser-Ney), as NLTK does; unseen words then
     get probability 0. (KenLM's ``--interpolate_unigrams 0`` differs: it gives the discounted mass to <unk>.)
+    ``finish`` (the discounting smoothers) stores each order as soon as it is final, and ``consume`` lets them
+    drop what a table no longer needs as they go (the tables keep only their keys), to bound memory.
     """
     iu = interpolate_unigrams
     info: dict = {}
+    done = finish or (lambda arrays: arrays)
     if smoothing == "mle":
-        return maximum_likelihood(tables, bos_id=bos_id), info
+        return [done(a) for a in maximum_likelihood(tables, bos_id=bos_id)], info
     if smoothing in ("add-k", "laplace", "lidstone"):
-        return add_k(tables, 1.0 if smoothing == "laplace" else k, bos_id=bos_id), info
+        return [done(a) for a in add_k(tables, 1.0 if smoothing == "laplace" else k, bos_id=bos_id)], info
     if smoothing == "katz":
-        return katz(tables, bos_id=bos_id), info
+        return [done(a) for a in katz(tables, bos_id=bos_id)], info
     if smoothing == "witten-bell":
-        return witten_bell(tables, bos_id=bos_id, interpolate_unigrams=iu), info
+        return [done(a) for a in witten_bell(tables, bos_id=bos_id, interpolate_unigrams=iu)], info
     if smoothing == "absolute-discounting":
-        counts = [t.counts.astype(np.float64) for t in tables]
-        ds = [discount if discount is not None else single_discount(c, m) for m, c in enumerate(counts, 1)]
+        ds: list = []
+
+        def fixed_or_ney(m: int, c: np.ndarray) -> float:
+            ds.append(discount if discount is not None else single_discount(c, m))
+            return ds[-1]
+
+        raw = lambda m, firsts: tables[m - 1].counts.astype(np.float64)  # noqa: E731
         info["discounts"] = ds
-        return discounted_interpolation(tables, counts, ds, bos_id=bos_id, interpolate_unigrams=iu), info
+        arrays = discounted_interpolation(
+            tables, raw, fixed_or_ney, bos_id=bos_id, interpolate_unigrams=iu, finish=finish, consume=consume
+        )
+        return arrays, info
     if smoothing in ("kneser-ney", "modified-kneser-ney"):
-        counts = adjusted_counts(tables, bos_id)
-        if smoothing == "kneser-ney":
-            ds = [
-                discount if discount is not None else single_discount(c, m) for m, c in enumerate(counts, 1)
-            ]
-        else:
-            ds = [mkn_discounts(c, m) for m, c in enumerate(counts, 1)]
+        ds = []
+
+        def estimate(m: int, c: np.ndarray) -> float | tuple[float, float, float]:
+            if smoothing == "modified-kneser-ney":
+                ds.append(mkn_discounts(c, m))
+            else:
+                ds.append(discount if discount is not None else single_discount(c, m))
+            return ds[-1]
+
+        adjusted = lambda m, firsts: adjusted_count(tables, m, firsts, bos_id)  # noqa: E731
         info["discounts"] = ds
-        return discounted_interpolation(tables, counts, ds, bos_id=bos_id, interpolate_unigrams=iu), info
+        arrays = discounted_interpolation(
+            tables, adjusted, estimate, bos_id=bos_id, interpolate_unigrams=iu, finish=finish, consume=consume
+        )
+        return arrays, info
     if smoothing == "stupid-backoff":
-        return stupid_backoff(tables, backoff=backoff), info
+        return [done(a) for a in stupid_backoff(tables, backoff=backoff)], info
     raise ConfigError(f"smoothing: unknown smoother {smoothing!r}; expected one of {', '.join(SMOOTHERS)}")

@@ -1,0 +1,430 @@
+"""N-grams at scale: counting within a memory budget (spilled runs give the same tables, bit for bit), the
+compact fitted model, streaming encoding, fast ARPA writing, a validating ARPA reader, `lmbench ngram`."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lmbench.cli import main
+from lmbench.data import Corpus, TokenStream, Vocabulary, get_tokenizer, tokenize_corpus
+from lmbench.data.encoding import encode_lines, encode_stream
+from lmbench.errors import ConfigError, DataError
+from lmbench.models.ngram import NgramLM
+from lmbench.models.ngram.arpa import format_numbers
+from lmbench.models.ngram.counting import CountingStats, count_ngrams, parse_memory
+
+from .conftest import TINY_TEST, TINY_TRAIN
+
+
+def _zipf_lines(rng: np.random.Generator, lines: int, vocab: int = 300) -> list[list[str]]:
+    """Random text with a Zipf-like word distribution and lines of 0..20 words (empty lines included)."""
+    p = 1.0 / np.arange(1, vocab + 1)
+    p /= p.sum()
+    return [[f"w{i}" for i in rng.choice(vocab, size=rng.integers(0, 21), p=p)] for _ in range(lines)]
+
+
+@pytest.fixture(scope="module")
+def zipf_stream() -> TokenStream:
+    lines = _zipf_lines(np.random.default_rng(7), 600)
+    return TokenStream.from_lines(lines, Vocabulary.build(lines))
+
+
+# ------------------------------------------------------------------------------------- memory budget
+@pytest.mark.parametrize("context", ["sentence", "stream"])
+def test_spilled_counting_gives_the_same_tables_bit_for_bit(zipf_stream, context):
+    data = zipf_stream
+    if context == "sentence":
+        seq = data.with_markers(bos=True)
+        starts = data.offsets[:-1] + 2 * np.arange(data.num_lines)
+    else:
+        seq, starts = data.stream(), np.zeros(1, np.int64)
+    V = len(data.vocab)
+    in_memory = CountingStats()
+    spilled = CountingStats()
+    a = count_ngrams(seq, starts, 5, V, skip_first=1, memory="1G", stats=in_memory)
+    b = count_ngrams(seq, starts, 5, V, skip_first=1, memory="16K", stats=spilled)
+    assert in_memory.spilled_runs == 0 and in_memory.chunks == 4
+    assert spilled.spilled_runs > 4 and spilled.chunks > 20  # several runs per order went to disk
+    for ta, tb in zip(a, b, strict=True):
+        for name in ("keys", "counts", "context", "word", "suffix"):
+            np.testing.assert_array_equal(getattr(ta, name), getattr(tb, name), err_msg=name)
+    # and both agree with a direct count of every in-segment 5-gram
+    seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(seq))))
+    grams = {tuple(seq[t : t + 5]) for t in range(len(seq) - 4) if seg[t] == seg[t + 4]}
+    assert len(a[4]) == len(grams)
+
+
+def test_a_model_fitted_within_a_tiny_budget_is_identical(zipf_stream, tmp_path):
+    big = NgramLM(4, "modified-kneser-ney", memory="2G").fit(zipf_stream)
+    small = NgramLM(4, "modified-kneser-ney", memory="16K").fit(zipf_stream, run_dir=tmp_path)
+    assert small.counting_stats_.spilled_runs > 0 and big.counting_stats_.spilled_runs == 0
+    for name in ("keys_", "log10prob_", "log10bow_"):
+        for x, y in zip(getattr(big, name), getattr(small, name), strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert big.discounts_ == small.discounts_
+    assert not any((tmp_path / "ngram-spill").glob("*/*.npy"))  # spilled runs are cleaned up
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("4G", 4 << 30),
+        ("512M", 512 << 20),
+        ("64K", 64 << 10),
+        ("1.5G", int(1.5 * 2**30)),
+        (1000, 1000),
+        ("2GB", 2 << 30),
+    ],
+)
+def test_memory_sizes_parse_like_kenlm(value, expected):
+    assert parse_memory(value) == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "-1G", "0", "4X", True, 0])
+def test_bad_memory_sizes_are_config_errors(value):
+    with pytest.raises(ConfigError, match="memory"):
+        NgramLM(3, memory=value)
+
+
+def test_percent_and_default_memory_are_shares_of_the_machine():
+    assert 0 < parse_memory("10%") < parse_memory(None) < parse_memory("100%")
+
+
+# ------------------------------------------------------------------------------------- compact model
+def test_fitted_model_is_compact_and_saves_exactly(tiny_train, tiny_test, tmp_path):
+    model = NgramLM(4, "modified-kneser-ney").fit(tiny_train)
+    assert all(lp.dtype == np.float32 for lp in model.log10prob_)
+    assert all(lb.dtype == np.float32 for lb in model.log10bow_)
+    assert len(model.log10bow_[-1]) == 0  # the top order has no back-offs
+    assert model.bytes_per_ngram() <= 16
+    model.save(tmp_path / "m.bin")
+    back = NgramLM.load(tmp_path / "m.bin")
+    np.testing.assert_array_equal(back.token_logprobs(tiny_test), model.token_logprobs(tiny_test))
+    assert back.config() == model.config()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04garbage"])
+def test_loading_a_broken_model_file_is_a_data_error(tmp_path, content):
+    path = tmp_path / "m.bin"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match="m.bin"):
+        NgramLM.load(path)
+
+
+# ------------------------------------------------------------------------------------- streaming encoding
+def test_streaming_tokenization_matches_token_lists():
+    corpus = Corpus.from_texts("tiny", "\n".join(TINY_TRAIN), "\n".join(TINY_TEST), "a <unk> cat\n\n")
+    for min_count in (1, 2):
+        data = tokenize_corpus(corpus, get_tokenizer("whitespace"), min_count=min_count)
+        vocab = Vocabulary.build([line.split() for line in TINY_TRAIN], min_count=min_count)
+        assert data.vocab.tokens == vocab.tokens
+        for split, lines in (("train", TINY_TRAIN), ("valid", TINY_TEST), ("test", ["a <unk> cat", ""])):
+            expected = TokenStream.from_lines([line.split() for line in lines], vocab)
+            got = data.split(split)
+            np.testing.assert_array_equal(got.ids, expected.ids)
+            assert got.ids.dtype == np.int32
+            np.testing.assert_array_equal(got.offsets, expected.offsets)
+            assert got.oov == expected.oov  # a literal <unk> counts as OOV, as in KenLM
+        if min_count == 1:
+            assert data.test.oov == 1 and data.valid.oov == 1  # the literal <unk>; "zebra"
+
+
+def test_encode_lines_counts_characters_and_empty_lines():
+    text = encode_lines(["a b", "", "b  c "])
+    assert text.num_chars == 3 + 1 + 0 + 1 + 5 + 1
+    np.testing.assert_array_equal(text.offsets, [0, 2, 2, 4])
+    assert [text.types[i] for i in text.ids] == ["a", "b", "b", "c"]
+
+
+# ------------------------------------------------------------------------------------- ARPA writing
+def test_numbers_are_written_to_seven_decimals():
+    values = np.array([0.0, -0.0, -99, -1.5, -2.3767452, -0.1234567, 1.25, -123.4567891, -4e-9, -np.inf, 2e4])
+    mat, first, length = format_numbers(values)
+    text = [bytes(mat[i, first[i] : first[i] + length[i]]).decode() for i in range(len(values))]
+    assert text == [
+        "0",
+        "0",
+        "-99",
+        "-1.5",
+        "-2.3767452",
+        "-0.1234567",
+        "1.25",
+        "-123.4567891",
+        "0",
+        "-inf",
+        "20000",
+    ]
+    rng = np.random.default_rng(0)
+    values = -rng.exponential(2.0, 5000)
+    mat, first, length = format_numbers(values)
+    parsed = np.array([float(bytes(mat[i, first[i] : first[i] + length[i]])) for i in range(len(values))])
+    assert np.abs(parsed - values).max() <= 5e-8
+
+
+def test_arpa_files_get_the_mode_of_any_new_file(tiny_train, tmp_path):
+    model = NgramLM(3).fit(tiny_train)
+    old = os.umask(0o022)
+    try:
+        for name in ("m.arpa", "m.arpa.gz"):
+            model.to_arpa(tmp_path / name)
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+    assert gzip.decompress((tmp_path / "m.arpa.gz").read_bytes()) == (tmp_path / "m.arpa").read_bytes()
+
+
+# ------------------------------------------------------------------------------------- ARPA reading
+GOOD = """
+\\data\\
+ngram 1=5
+ngram 2=3
+
+\\1-grams:
+-1.0\t<unk>\t0
+-99\t<s>\t-0.3
+-0.7\t</s>\t0
+-0.6\ta\t-0.2
+-0.9\tb\t-0.1
+
+\\2-grams:
+-0.2\t<s> a
+-0.4\ta b
+-0.3\tb </s>
+
+\\end\\
+"""
+
+
+def _arpa(tmp_path, text: str | bytes, name: str = "m.arpa"):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return path
+
+
+def test_a_small_hand_written_arpa_reads_and_scores(tmp_path):
+    model = NgramLM.from_arpa(_arpa(tmp_path, GOOD))
+    assert model.vocab.tokens == ["<unk>", "<s>", "</s>", "a", "b"]
+    data = TokenStream.from_lines([["a", "b"]], model.vocab)
+    np.testing.assert_allclose(model.token_logprobs(data) / np.log(10), [-0.2, -0.4, -0.3], atol=1e-7)
+    # SRILM style: spaces between fields and back-offs left out where zero
+    srilm = GOOD.replace("\t", " ").replace("-0.7 </s> 0", "-0.7 </s>")
+    np.testing.assert_array_equal(
+        NgramLM.from_arpa(_arpa(tmp_path, srilm)).token_logprobs(data), model.token_logprobs(data)
+    )
+
+
+BAD_ARPA = {
+    "binary": (b"\x00\x01\x02\xff" * 100, "not an ARPA file"),
+    "latin-1": (
+        GOOD.replace("-0.9\tb", "-0.9\tb\xe9").replace("a b\n", "a b\xe9\n").encode("latin-1"),
+        ":11: invalid UTF-8",
+    ),
+    "non-numeric probability": (
+        GOOD.replace("-0.4\ta b", "abc\ta b"),
+        ":15: log10 probability of a 2-gram is not a number",
+    ),
+    "non-numeric back-off": (
+        GOOD.replace("-0.6\ta\t-0.2", "-0.6\ta\tx"),
+        ":10: back-off weight of a 1-gram is not a number",
+    ),
+    "no 1-grams": (GOOD.split("\\1-grams:")[0] + "\\end\\\n", "no \\1-grams: section"),
+    "order above the maximum": (
+        GOOD.replace("ngram 2=3", "ngram 2=3\n" + "".join(f"ngram {m}=1\n" for m in range(3, 12))),
+        "order 11",
+    ),
+    "NaN probability": (GOOD.replace("-0.4\ta b", "nan\ta b"), ":15: log10 probability nan of a 2-gram"),
+    "positive probability": (
+        GOOD.replace("-0.4\ta b", "0.4\ta b"),
+        ":15: log10 probability 0.4 of a 2-gram is not a number <= 0",
+    ),
+    "NaN back-off": (
+        GOOD.replace("-0.6\ta\t-0.2", "-0.6\ta\tnan"),
+        ":10: back-off weight of a 1-gram is NaN",
+    ),
+    "duplicate 1-gram": (
+        GOOD.replace("ngram 1=5", "ngram 1=6").replace("-0.9\tb\t-0.1\n", "-0.9\tb\t-0.1\n-0.8\tb\t0\n"),
+        ":12: duplicate 1-gram 'b'",
+    ),
+    "duplicate 2-gram": (
+        GOOD.replace("ngram 2=3", "ngram 2=4").replace("-0.4\ta b\n", "-0.4\ta b\n-0.5\ta b\n"),
+        ":16: duplicate 2-gram (first listed at",
+    ),
+    "missing <unk>": (
+        GOOD.replace("ngram 1=5", "ngram 1=4").replace("-1.0\t<unk>\t0\n", ""),
+        "no <unk> among the 1-grams",
+    ),
+    "missing </s>": (
+        GOOD.replace("ngram 1=5", "ngram 1=4")
+        .replace("-0.7\t</s>\t0\n", "")
+        .replace("-0.3\tb </s>", "-0.3\tb a"),
+        "no </s> among the 1-grams",
+    ),
+    "count mismatch": (GOOD.replace("ngram 2=3", "ngram 2=4"), "declares 4 2-grams but the file has 3"),
+    "word not in the 1-grams": (
+        GOOD.replace("-0.4\ta b", "-0.4\ta c"),
+        ":15: word 'c' of a 2-gram is not listed",
+    ),
+    "too few fields": (GOOD.replace("-0.4\ta b", "-0.4\ta"), ":15: malformed 2-gram line"),
+    "bad header": (GOOD.replace("ngram 2=3", "ngram two=3"), ":4: expected 'ngram N=COUNT'"),
+    "missing context": (
+        GOOD.replace("ngram 2=3", "ngram 2=3\nngram 3=1").replace(
+            "\\end\\", "\\3-grams:\n-0.1\tb a b\n\n\\end\\"
+        ),
+        "context of this 3-gram is not listed",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARPA))
+def test_bad_arpa_files_are_one_line_data_errors_naming_file_and_line(tmp_path, case):
+    content, message = BAD_ARPA[case]
+    path = _arpa(tmp_path, content, "bad.arpa")
+    with pytest.raises(DataError) as err:
+        NgramLM.from_arpa(path)
+    text = str(err.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b"\x1f\x8b\x08\x00garbage"), "corrupt or truncated gzip"),
+        (lambda p: p.write_bytes(gzip.compress(GOOD.encode())[:60]), "corrupt or truncated gzip"),
+        (lambda p: p.mkdir(), "is a directory"),
+    ],
+)
+def test_broken_gzip_and_directories_are_data_errors(tmp_path, make, message):
+    path = tmp_path / "m.arpa.gz"
+    make(path)
+    with pytest.raises(DataError, match=message) as err:
+        NgramLM.from_arpa(path)
+    assert str(path) in str(err.value)
+
+
+def test_words_outside_a_given_vocabulary_are_dropped_with_their_ngrams(tmp_path):
+    vocab = Vocabulary(["<unk>", "<s>", "</s>", "a"])
+    model = NgramLM.from_arpa(_arpa(tmp_path, GOOD), vocab)
+    assert model.ngram_counts() == [4, 1]  # "<s> a" stays; "a b" and "b </s>" go
+
+
+# ------------------------------------------------------------------------------------- lmbench ngram
+def test_ngram_command_writes_the_arpa_of_the_python_api(tmp_path):
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(TINY_TRAIN) + "\n")
+    result = CliRunner().invoke(
+        main, ["ngram", str(text), "--order", "3", "--arpa", str(tmp_path / "cli.arpa")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "order 3:" in result.output and "D1=" in result.output
+    model = NgramLM(3).fit(encode_stream(TINY_TRAIN))
+    model.to_arpa(tmp_path / "api.arpa")
+    assert (tmp_path / "cli.arpa").read_bytes() == (tmp_path / "api.arpa").read_bytes()
+    # stdin in, ARPA on stdout
+    piped = CliRunner().invoke(
+        main, ["ngram", "-", "-o", "3", "--smoothing", "witten-bell"], input=text.read_text()
+    )
+    assert piped.exit_code == 0
+    assert piped.stdout.startswith("\n\\data\\\nngram 1=")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--memory", "lots"], "memory"),
+        (["--order", "0"], "order"),
+    ],
+)
+def test_ngram_command_rejects_bad_options(tmp_path, args, message):
+    text = tmp_path / "train.txt"
+    text.write_text("a b c\n")
+    result = CliRunner().invoke(main, ["ngram", str(text), *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_ngram_command_names_bad_input(tmp_path):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    for path, message in (
+        (latin, "latin.txt:1: invalid UTF-8"),
+        (empty, "no words"),
+        (tmp_path / "nope.txt", "not found"),
+    ):
+        result = CliRunner().invoke(main, ["ngram", str(path)])
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
+@pytest.mark.parametrize("smoothing", ["modified-kneser-ney", "witten-bell", "katz", "add-k"])
+def test_float32_rows_sum_to_one_within_float32_precision(tiny_train, smoothing):
+    model = NgramLM(3, smoothing).fit(tiny_train)
+    exact = NgramLM(3, smoothing, precision="float64").fit(tiny_train)
+    contexts = [[1], [1, 3, 4], [0], [5, 2, 1]]
+    logp = model.next_token_logprobs(contexts)
+    np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(logp, exact.next_token_logprobs(contexts), rtol=1e-6)
+    assert exact.bytes_per_ngram() > model.bytes_per_ngram()
+
+
+# ------------------------------------------------------------------------------------- WikiText-103 card
+def test_wikitext103_card_names_the_published_archive():
+    from lmbench.data.cards import load_card
+
+    card = load_card("wikitext-103")
+    assert card.archive["file"] == "wikitext-103-v1.zip" and card.archive["bytes"] == 190229076
+    assert len(card.archive["sha256"]) == 64 and len(card.archive["md5"]) == 32
+    assert {s["member"] for s in card.splits.values()} == {
+        f"wikitext-103/wiki.{x}.tokens" for x in ("train", "valid", "test")
+    }
+
+
+def _archive_card(tmp_path, lines: dict[str, int]):
+    import dataclasses
+    import hashlib
+    import zipfile
+
+    from lmbench.data.cards import load_card
+
+    archive = tmp_path / "wikitext-103-v1.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for split in ("train", "valid", "test"):
+            zf.writestr(f"wikitext-103/wiki.{split}.tokens", "a b c\n" * 3)
+    data = archive.read_bytes()
+    card = load_card("wikitext-103")
+    archive_info = dict(
+        card.archive,
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        md5=hashlib.md5(data).hexdigest(),
+    )
+    splits = {k: dict(v, lines=lines.get(k, 3)) for k, v in card.splits.items()}
+    return dataclasses.replace(card, archive=archive_info, splits=splits), archive
+
+
+def test_a_fetched_archive_is_verified_and_extracted(tmp_path):
+    from lmbench.data.cards import _fetch_archive
+
+    card, archive = _archive_card(tmp_path, {})
+    folder = tmp_path / "data" / "wikitext-103"
+    folder.mkdir(parents=True)
+    archive.rename(folder / archive.name)  # put there by hand: no download needed
+    _fetch_archive(card, folder, timeout=1)
+    assert (folder / "train.txt").read_text() == "a b c\n" * 3
+    # a corrupted archive is refused
+    (folder / archive.name).write_bytes(b"PK" + b"\0" * 100)
+    with pytest.raises(DataError, match="card says"):
+        _fetch_archive(card, folder, timeout=1)
+
+
+def test_an_archive_with_other_line_counts_is_refused(tmp_path):
+    from lmbench.data.cards import extract_splits
+
+    card, archive = _archive_card(tmp_path, {"valid": 99})
+    with pytest.raises(DataError, match="wiki.valid.tokens has 3 lines, the card says 99"):
+        extract_splits(card, archive, tmp_path)
