@@ -250,7 +250,10 @@ def run_experiment(
             continue
         if distributed.is_main():  # under torchrun every process scores; one writes
             _save_logprobs(logprob_file(run_dir), lps)
-            _write_json(run_dir / "config.json", {"name": spec.name, **expected_config})
+            _write_json(
+                run_dir / "config.json",
+                {"name": spec.name, **expected_config, "tokenizer": config.corpus.tokenizer},  # for explore
+            )
             _write_json(metrics_path, {"spec": expected_config, **result})
         rows += result["rows"]
         models[spec.name] = result["info"]

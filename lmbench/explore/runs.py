@@ -1,0 +1,94 @@
+"""Find the finished models of a run folder, whatever its layout.
+
+A finished model is any folder below the run folder that holds both ``metrics.json`` and ``model.bin``
+(``runs/<experiment>/<model>/`` today; ``<model>/seed-<s>/`` or deeper layouts work the same). A model is
+named by its path relative to the run folder, so two seeds of one model stay apart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmbench.errors import DataError
+
+DEFAULT_TOKENIZER = "whitespace"
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One finished model on disk: where it is, what family loads it, and how its text was tokenized."""
+
+    name: str
+    family: str
+    folder: Path
+    tokenizer: str
+    tokenizer_recorded: bool = True
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / "model.bin"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable JSON ({e})") from None
+    return value if isinstance(value, dict) else {}
+
+
+def _find_key(documents: list[dict[str, Any]], key: str) -> Any:
+    """The first value of ``key`` at the top level, or one level down (e.g. inside a fingerprint)."""
+    for doc in documents:
+        if doc.get(key):
+            return doc[key]
+    for doc in documents:
+        for value in doc.values():
+            if isinstance(value, dict) and value.get(key):
+                return value[key]
+    return None
+
+
+def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[ModelRun]:
+    """Every finished model below ``run_dir``, sorted by name; ``tokenizer`` overrides the recorded one.
+
+    Family and name come from ``metrics.json``'s ``info`` (falling back to ``config.json``); the tokenizer
+    from whichever of ``config.json``/``metrics.json`` records it (``whitespace`` where none does).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: not a folder (expected the --runs-dir of `lmbench run`)")
+    found = []
+    for metrics_path in sorted(run_dir.rglob("metrics.json")):
+        folder = metrics_path.parent
+        if not (folder / "model.bin").is_file():
+            continue  # unfinished, or failed before saving
+        metrics = _read_json(metrics_path)
+        config = _read_json(folder / "config.json")
+        info = metrics.get("info") if isinstance(metrics.get("info"), dict) else {}
+        family = info.get("family") or config.get("family")
+        if not family:
+            raise DataError(f"{metrics_path}: no model family recorded (info.family or config.json family)")
+        relative = folder.relative_to(run_dir).as_posix()
+        if relative == ".":  # the run folder is itself one model's folder
+            name = info.get("name") or config.get("name") or folder.name
+        else:
+            name = relative
+        recorded = _find_key([config, metrics], "tokenizer")
+        found.append(
+            ModelRun(
+                name=name,
+                family=family,
+                folder=folder,
+                tokenizer=tokenizer or recorded or DEFAULT_TOKENIZER,
+                tokenizer_recorded=bool(tokenizer or recorded),
+                info=info,
+            )
+        )
+    return found
