@@ -34,7 +34,8 @@ def _fail(error: LmbenchError) -> InputError:
 def _table(results: dict) -> str:
     from lmbench.reporting import tables
 
-    text = tables.render(tables.display_table(results["rows"]), "simple")
+    bootstrap = (results.get("provenance") or {}).get("bootstrap")
+    text = tables.render(tables.display_table(results["rows"], bootstrap=bootstrap), "simple")
     floor = results.get("entropy_floor")
     if floor:
         text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"

@@ -298,6 +298,19 @@ def run_experiment(
         )
         failures += task_errors
 
+    attention = {}  # how each attention model's position predicting a line's last word looks back
+    if "test" in config.evaluate.splits:
+        from lmbench.reporting.attention import attention_example
+
+        for spec in config.models:
+            if spec.name in models and hasattr(model_class(spec.family), "attention_maps"):
+                model = fitted.get(spec.name) or model_class(spec.family).load(
+                    model_file(runs_dir / spec.name)
+                )
+                example = attention_example(model, data.test)
+                if example is not None:
+                    attention[spec.name] = example
+
     word_buckets = {}
     if "test" in config.evaluate.splits:
         from lmbench.evaluation.breakdown import frequency_buckets
@@ -315,6 +328,7 @@ def run_experiment(
         "failures": failures,
         "entropy_floor": loaded.entropy_floor,
         "word_buckets": word_buckets,
+        "attention": attention,
         "references": config.report.references,
         "curves": {
             name: info["learning_curve"] for name, info in models.items() if info.get("learning_curve")

@@ -64,11 +64,13 @@ def test_next_answers_with_the_values_of_next_token_logprobs(client, run_dir):
     assert set(answer["models"]) == {"kn3", "lstm", "transformer", "unigram"} and answer["errors"] == {}
     for name, top in answer["models"].items():
         model = _load(run_dir, name)
-        logp = model.next_token_logprobs([[model.vocab.bos_id, *model.vocab.encode(PREFIX.split() + ["zebra"])]])[0]
+        logp = model.next_token_logprobs(
+            [[model.vocab.bos_id, *model.vocab.encode(PREFIX.split() + ["zebra"])]]
+        )[0]
         order = np.argsort(-logp, kind="stable")[:5]
         assert [t["token"] for t in top] == model.vocab.decode(order)
         np.testing.assert_allclose([t["prob"] for t in top], np.exp(logp[order]), rtol=1e-12)
-        assert all(a["prob"] >= b["prob"] for a, b in zip(top, top[1:]))
+        assert all(a["prob"] >= b["prob"] for a, b in zip(top[:-1], top[1:], strict=True))
     one = client.get("/api/next", params={"prefix": PREFIX, "k": 3, "model": "kn3", "token": "Z3"}).json()
     model = _load(run_dir, "kn3")
     logp = model.next_token_logprobs([[model.vocab.bos_id, *model.vocab.encode(PREFIX.split())]])[0]
