@@ -43,7 +43,12 @@ def _load(run_dir, name):
 
 
 def test_discovery_names_models_by_relative_path_in_any_layout(run_dir, tmp_path):
-    assert [r.name for r in discover_runs(run_dir)] == ["kn3", "lstm", "transformer", "unigram"]
+    assert [r.name for r in discover_runs(run_dir)] == [
+        "unigram",
+        "kn3",
+        "lstm",
+        "transformer",
+    ]  # ladder order
     # several seeds per model in sub-folders, an unfinished model, and a model folder given directly
     nested = tmp_path / "runs"
     shutil.copytree(run_dir / "kn3", nested / "kn3" / "seed-0")
@@ -56,6 +61,15 @@ def test_discovery_names_models_by_relative_path_in_any_layout(run_dir, tmp_path
         ("kn3/seed-1", "ngram", "whitespace"),
     ]
     assert [r.name for r in discover_runs(run_dir / "lstm")] == ["lstm"]
+    # the tokenizer comes from config.json; where none is recorded, whitespace is assumed and said so
+    config = json.loads((nested / "kn3" / "seed-1" / "config.json").read_text())
+    (nested / "kn3" / "seed-1" / "config.json").write_text(json.dumps({**config, "tokenizer": "char"}))
+    config.pop("tokenizer")
+    (nested / "kn3" / "seed-0" / "config.json").write_text(json.dumps(config))
+    runs = {r.name: r for r in discover_runs(nested)}
+    assert (runs["kn3/seed-1"].tokenizer, runs["kn3/seed-1"].tokenizer_recorded) == ("char", True)
+    assert (runs["kn3/seed-0"].tokenizer, runs["kn3/seed-0"].tokenizer_recorded) == ("whitespace", False)
+    assert Explorer(nested).next_tokens("kn3/seed-1", "A3")["prefix_tokens"] == ["<unk>", "<unk>"]  # 'A', '3'
 
 
 def test_next_answers_with_the_values_of_next_token_logprobs(client, run_dir):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -262,11 +263,20 @@ def test_p_values_at_the_bootstrap_resolution_read_as_upper_bounds():
     assert "(p<0.001)" in table[1]["Δ vs baseline (p)"] and "(p=0.024)" in table[3]["Δ vs baseline (p)"]
 
 
+COMMITTED_REPORTS = sorted(
+    p.parent for p in (Path(__file__).parent.parent / "reports").glob("*/results.json")
+)
+
+
 @pytest.mark.skipif(
     shutil.which("pdflatex") is None, reason="pdflatex is not installed (.ci/run installs texlive)"
 )
-def test_every_latex_output_compiles_with_pdflatex(tmp_path):
-    out = render_report(_with_baseline_diff(), tmp_path / "report", ["latex"])
+@pytest.mark.parametrize("source", ["fixture", *(folder.name for folder in COMMITTED_REPORTS)])
+def test_every_latex_output_compiles_with_pdflatex(tmp_path, source):
+    """The fixture (∞, Δ, p at the resolution, LaTeX specials in names) and every committed report's results."""
+    folder = {f.name: f for f in COMMITTED_REPORTS}.get(source)
+    res = _with_baseline_diff() if folder is None else load_results(folder)
+    out = render_report(res, tmp_path / "report", ["latex"])
     doc = tmp_path / "paper.tex"
     doc.write_text(
         "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm]{geometry}\n"

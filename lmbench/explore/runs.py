@@ -15,6 +15,14 @@ from typing import Any
 from lmbench.errors import DataError
 
 DEFAULT_TOKENIZER = "whitespace"
+LADDER = (
+    "ngram",
+    "rnn",
+    "gru",
+    "lstm",
+    "transformer",
+    "pretrained",
+)  # families in the order they were invented
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,16 @@ def _find_key(documents: list[dict[str, Any]], key: str) -> Any:
     return None
 
 
+def ladder_key(run: ModelRun) -> tuple[int, int, str]:
+    """Sort key putting models in ladder order: n-grams by order, then RNN, GRU, LSTM, Transformer."""
+    rank = LADDER.index(run.family) if run.family in LADDER else len(LADDER)
+    order = (run.info.get("config") or {}).get("order")
+    return rank, order if isinstance(order, int) else 0, run.name
+
+
 def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[ModelRun]:
-    """Every finished model below ``run_dir``, sorted by name; ``tokenizer`` overrides the recorded one.
+    """Every finished model below ``run_dir``, in ladder order (:func:`ladder_key`); ``tokenizer``
+    overrides the recorded one.
 
     Family and name come from ``metrics.json``'s ``info`` (falling back to ``config.json``); the tokenizer
     from whichever of ``config.json``/``metrics.json`` records it (``whitespace`` where none does).
@@ -91,4 +107,4 @@ def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[
                 info=info,
             )
         )
-    return found
+    return sorted(found, key=ladder_key)
