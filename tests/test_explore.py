@@ -164,3 +164,48 @@ def test_cli_explore_refuses_folders_without_finished_models(tmp_path):
     assert result.exit_code == 2 and "not a folder" in result.output
     result = CliRunner().invoke(main, ["explore", str(tmp_path), "--no-browser"])
     assert result.exit_code == 2 and "no finished models" in result.output
+
+
+def test_cli_explore_serves_the_run_on_localhost(run_dir):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    pytest.importorskip("uvicorn", reason="the explore extra is not installed (pip install -e '.[explore]')")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = str(Path(__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    command = [
+        sys.executable,
+        "-m",
+        "lmbench.cli",
+        "explore",
+        str(run_dir),
+        "--port",
+        str(port),
+        "--no-browser",
+    ]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        answer = None
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/next?prefix=A1&k=2", timeout=5
+                ) as r:
+                    answer = json.loads(r.read())
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert answer is not None, "the server did not answer"
+        assert set(answer["models"]) == {"unigram", "kn3", "lstm", "transformer"}
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0]
+    assert f"at http://127.0.0.1:{port}/" in output

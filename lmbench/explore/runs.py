@@ -52,14 +52,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _find_key(documents: list[dict[str, Any]], key: str) -> Any:
-    """The first value of ``key`` at the top level, or one level down (e.g. inside a fingerprint)."""
-    for doc in documents:
-        if doc.get(key):
-            return doc[key]
-    for doc in documents:
-        for value in doc.values():
-            if isinstance(value, dict) and value.get(key):
-                return value[key]
+    """The value of ``key`` in the first document holding it, at the top level or nested at any depth
+    (e.g. inside a run fingerprint); shallower matches win."""
+    level: list[Any] = list(documents)
+    while level:
+        for doc in level:
+            if doc.get(key):
+                return doc[key]
+        level = [v for doc in level for v in doc.values() if isinstance(v, dict)]
     return None
 
 
