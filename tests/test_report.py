@@ -338,3 +338,21 @@ def test_attention_example_reaches_from_the_closer_back_to_the_opener():
     assert ex["tokens"] == ["<s>", *line] and ex["tokens"][ex["key"]] == "A3"
     assert ex["tokens"][ex["query"] + 1] == "Z3" and (ex["layer"], ex["head"], ex["weight"]) == (0, 1, 1.0)
     assert attention_example(object(), stream) is None
+
+
+def test_step_cards_say_what_changed_and_why_from_the_figures():
+    from lmbench.reporting.narrative import ladder_steps
+
+    base = results()
+    rows = {r["model"]: {**r, "train_tokens_per_second": 1000.0} for r in base["rows"]}
+    steps = ladder_steps(results(rows=[rows["kn3"], rows["bigram-mle"], rows["lstm"]]))
+    assert [s["model"] for s in steps] == ["kn3", "bigram-mle", "lstm"]
+    assert steps[0]["description"].startswith("A trigram model") and "reference point" in steps[0]["why"]
+    assert "did not pay off: a test word never seen after its context gets probability 0" in steps[1]["why"]
+    assert steps[1]["figure"] == "An infinite perplexity on the test split"
+    assert steps[0]["figure"] == "Perplexity 14.00 (95% interval 13.50–14.50) on the test split"
+    assert steps[2]["tokens"] == "45,000 training tokens seen"  # 1000 tokens/s x 45 s
+    assert (
+        steps[2]["compute"] == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2]["why"]
+    )
+    assert "one counting pass" in steps[0]["compute"]

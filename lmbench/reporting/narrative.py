@@ -221,6 +221,8 @@ def _why(
         why = "The change is one of size or training, not of kind"
     if finite and b > a:
         return f"{why}; here it did not pay off ({100 * (b - a) / a:.1f}% worse)."
+    if isinstance(b, (int, float)) and math.isinf(b) and not (isinstance(a, (int, float)) and math.isinf(a)):
+        return f"{why}; here it did not pay off: a test word never seen after its context gets probability 0."
     return why + "."
 
 
@@ -242,6 +244,10 @@ def _compute(row: dict[str, Any], info: dict[str, Any]) -> tuple[float | None, s
     return tokens, ""
 
 
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def ladder_steps(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One short card per model, in ladder order: what it is, what changed, its figure, tokens seen and
     compute, and one sentence of why the step should help (and whether it did)."""
@@ -261,9 +267,9 @@ def ladder_steps(results: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "model": name,
                 "family": info.get("family", row.get("family")),
-                "description": describe_model(name, info),
+                "description": _sentence_case(describe_model(name, info)),
                 "changed": _what_changed(prev, info),
-                "figure": f"{split} {_fmt_ppl(row)}",
+                "figure": _sentence_case(f"{_fmt_ppl(row)} on the {split} split"),
                 "tokens": f"{tokens:,.0f} training tokens seen" if tokens else "",
                 "compute": compute,
                 "why": _why(prev, info, main.get(prev_name) if prev_name else None, row),
