@@ -40,6 +40,8 @@ def server(tmp_path_factory):
     from lmbench.explore.app import create_app
 
     runs, _ = make_small_run(tmp_path_factory.mktemp("browser"))
+    shutil.copytree(runs / "kn3", runs / "broken")  # a model whose file is damaged: its card shows the error
+    (runs / "broken" / "model.bin").write_bytes(b"damaged")
     explorer = Explorer(runs)
     port = _free_port()
     config = uvicorn.Config(create_app(explorer), host="127.0.0.1", port=port, log_level="warning")
@@ -79,20 +81,24 @@ def test_type_a_prefix_and_see_every_model(server, browser, tmp_path):
 
     wait = WebDriverWait(browser, 60)
     browser.get(server)
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".model-card")) == 4)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".model-card")) == 5)
     box = browser.find_element(By.ID, "prefix")
     box.send_keys("A3 w01 w02 w03 w04 w05 w06 w07")
 
     def every_card_has_bars(d):
-        cards = d.find_elements(By.CSS_SELECTOR, ".model-card")
+        cards = d.find_elements(By.CSS_SELECTOR, '.model-card:not([data-model="broken"])')
         return all(len(c.find_elements(By.CSS_SELECTOR, ".bar-row")) == 8 for c in cards) and (
             [s.text for s in d.find_elements(By.CSS_SELECTOR, "#tokens span")][-1] == "w07"
         )
 
     wait.until(every_card_has_bars)
     names = {c.get_attribute("data-model") for c in browser.find_elements(By.CSS_SELECTOR, ".model-card")}
-    assert names == {"kn3", "lstm", "transformer", "unigram"}
-    for card in browser.find_elements(By.CSS_SELECTOR, ".model-card"):
+    assert names == {"kn3", "lstm", "transformer", "unigram", "broken"}
+    broken = browser.find_element(By.CSS_SELECTOR, '.model-card[data-model="broken"]')
+    wait.until(lambda d: broken.find_elements(By.CSS_SELECTOR, ".bars .error"))
+    message = broken.find_element(By.CSS_SELECTOR, ".bars .error").text
+    assert message.startswith("broken: failed to load:") and "\n" not in message
+    for card in browser.find_elements(By.CSS_SELECTOR, '.model-card:not([data-model="broken"])'):
         widths = [b.size["width"] for b in card.find_elements(By.CSS_SELECTOR, ".bar")]
         assert widths[0] > 0 and widths == sorted(widths, reverse=True)  # drawn, most probable first
 
@@ -119,10 +125,13 @@ def test_type_a_prefix_and_see_every_model(server, browser, tmp_path):
 
     browser.find_element(By.ID, "sample").click()
     wait.until(lambda d: all(c.find_elements(By.CSS_SELECTOR, ".sample code")
-                             for c in d.find_elements(By.CSS_SELECTOR, ".model-card")))  # fmt: skip
+                             for c in d.find_elements(By.CSS_SELECTOR, '.model-card:not([data-model="broken"])')))  # fmt: skip
 
-    # no console errors: no failed request, no uncaught exception in the page script
-    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    # no console errors beyond the broken model's 503 answers: no other failed request, no uncaught exception
+    errors = [
+        e for e in browser.get_log("browser")
+        if e["level"] in ("SEVERE", "ERROR") and not ("model=broken" in e["message"] and "503" in e["message"])
+    ]  # fmt: skip
     assert errors == [], errors
 
     shot = tmp_path / "explore.png"
