@@ -48,8 +48,9 @@ class CorpusConfig:
 class ModelConfig:
     name: str
     family: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # constructor settings as written (the seed is not one: see ``seeds``)
     budget: Budget | None = None
+    seeds: list[int] | None = None  # this model's seeds (``seed = N`` or ``seeds = [...]`` in its table)
 
 
 @dataclass
@@ -72,12 +73,13 @@ class ExperimentConfig:
     name: str
     corpus: CorpusConfig
     models: list[ModelConfig]
-    seed: int = 0
+    seed: int = 0  # the bootstrap's and the tasks' seed, and the models' seed when ``seeds`` is not given
     budget: Budget = field(default_factory=Budget)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = "<config>"
+    seeds: list[int] | None = None  # train each stochastic model once per seed
 
     def model(self, name: str) -> ModelConfig:
         return next(m for m in self.models if m.name == name)
@@ -123,6 +125,21 @@ def _path(base: Path, value: str | None) -> Path | None:
     return path if path.is_absolute() else base / path
 
 
+def _seed(source: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise ConfigError(f"{source}: {key}: expected an integer from 0 to 2**32 - 1, got {value!r}")
+    return value
+
+
+def _seeds(source: str, key: str, value: Any) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{source}: {key}: expected a non-empty list of integers, got {value!r}")
+    seeds = [_seed(source, key, v) for v in value]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{source}: {key}: seeds must be distinct, got {value!r}")
+    return seeds
+
+
 def _budget(reader: _Reader, name: str) -> Budget | None:
     if name not in reader.table:
         return None
@@ -132,7 +149,7 @@ def _budget(reader: _Reader, name: str) -> Budget | None:
     try:
         return Budget(**values)
     except ConfigError as e:
-        raise ConfigError(f"{reader.source}: {reader.key(name)}: {e}") from None
+        raise ConfigError(f"{reader.source}: {reader.key(name)}.{e}") from None
 
 
 def parse_config(
@@ -144,7 +161,9 @@ def parse_config(
     name = top.get("name", str, required=True)
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"{source}: name: expected a plain experiment name, got {name!r}")
-    seed = top.get("seed", int, 0)
+    seed = _seed(source, "seed", top.get("seed", int, 0))
+    seeds = top.get("seeds", list)
+    seeds = _seeds(source, "seeds", seeds) if seeds is not None else None
 
     c = _Reader(source, "corpus", top.get("corpus", dict, required=True))
     corpus = CorpusConfig(
@@ -207,6 +226,13 @@ def parse_config(
         m.where = f"model '{model_name}'"
         family = m.get("family", str, required=True)
         budget = _budget(m, "budget")
+        if "seed" in m.table and "seeds" in m.table:
+            raise ConfigError(f"{source}: model '{model_name}': give 'seed' or 'seeds', not both")
+        model_seeds = None
+        if "seed" in m.table:
+            model_seeds = [_seed(source, m.key("seed"), m.table.pop("seed"))]
+        elif "seeds" in m.table:
+            model_seeds = _seeds(source, m.key("seeds"), m.table.pop("seeds"))
         params = dict(m.table)
         m.table.clear()
         if any(x.name == model_name for x in models):
@@ -215,7 +241,7 @@ def parse_config(
             create_model(family, **params)  # validates family and hyper-parameters now, before any output
         except ConfigError as e:
             raise ConfigError(f"{source}: model '{model_name}': {e}") from None
-        models.append(ModelConfig(model_name, family, params, budget))
+        models.append(ModelConfig(model_name, family, params, budget, model_seeds))
 
     e = _Reader(source, "evaluate", top.get("evaluate", dict, {}))
     contexts = e.get("context", (str, list), "sentence")
@@ -259,7 +285,9 @@ def parse_config(
     if report.baseline is not None and report.baseline not in {m.name for m in models}:
         raise ConfigError(f"{source}: report.baseline: {report.baseline!r} is not the name of a [[model]]")
     top.done()
-    return ExperimentConfig(name, corpus, models, seed, default_budget, evaluate, tasks, report, source)
+    return ExperimentConfig(
+        name, corpus, models, seed, default_budget, evaluate, tasks, report, source, seeds=seeds
+    )
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

@@ -15,3 +15,11 @@ class DataError(LmbenchError):
 
 class NotFittedError(LmbenchError, RuntimeError):
     """A model was used before `fit` (or `load`)."""
+
+
+class TrainingDiverged(LmbenchError):
+    """Training produced a non-finite loss (a run failure, exit status 1): the model is never cached as finished."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step

@@ -1,14 +1,15 @@
 """config -> runs -> results: what ``lmbench run`` does.
 
-One corpus and one vocabulary for every model; each model is fitted, saved under
-``runs/<experiment>/<model>/`` and scored through the one evaluation path (``token_logprobs`` ->
-:func:`lmbench.evaluation.score`); a model whose ``metrics.json`` exists is skipped on a re-run, and
-neural models resume from their own checkpoint there. The report is rendered from the collected results.
+One corpus and one vocabulary for every model; each model (once per seed where it is stochastic) is
+fitted, saved under ``runs/<experiment>/<model>/[seed-<s>/]`` and scored through the one evaluation path
+(``token_logprobs`` -> :func:`lmbench.evaluation.score`). A re-run reuses a fitted model or its scores only
+where their identity (settings, seed, budget, data, vocabulary, evaluation settings, version; see
+:mod:`lmbench.runs`) matches, and resumes a checkpoint only of the very same identity. Per-seed results are
+combined into one row per model, split and context; the report is rendered from the collected results.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -29,20 +30,33 @@ from lmbench.data.cards import load_card_corpus
 from lmbench.data.corpus import Corpus, TokenizedCorpus, tokenize_corpus
 from lmbench.data.synthetic import SyntheticSource
 from lmbench.data.tokenizers import get_tokenizer
+from lmbench.errors import TrainingDiverged
 from lmbench.evaluation import score
-from lmbench.evaluation.bootstrap import paired_difference, perplexity_interval
-from lmbench.io import atomic_path, atomic_write_text
-from lmbench.models.base import LanguageModel
+from lmbench.evaluation.bootstrap import (
+    mean_cross_entropy,
+    perplexity_interval,
+    seeded_paired_difference,
+    seeded_perplexity_interval,
+)
+from lmbench.io import atomic_write_text
+from lmbench.models.base import Budget, LanguageModel
 from lmbench.models.registry import create_model, model_class
+from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, fingerprint
 from lmbench.training import distributed
 
 log = logging.getLogger(__name__)
 
+# results.csv: the figures, identical on every machine for token/epoch budgets (bit for bit on one machine)
 RESULT_COLUMNS = [
-    "model", "family", "split", "context", "tokens", "oov", "oov_rate", "perplexity", "perplexity_low",
-    "perplexity_high", "bits_per_token", "bits_per_char", "perplexity_excl_oov", "zero_prob_tokens",
-    "train_seconds", "parameters", "train_tokens_per_second", "score_tokens_per_second", "peak_rss_mb", "device",
+    "model", "family", "split", "context", "seeds", "budget", "tokens", "oov", "oov_rate", "perplexity",
+    "perplexity_low", "perplexity_high", "seed_sd", "bits_per_token", "bits_per_char", "perplexity_excl_oov",
+    "zero_prob_tokens", "parameters", "train_tokens", "train_flops",
     "diff_vs_baseline", "diff_low", "diff_high", "p_value",
+]  # fmt: skip
+# timings.csv: what this machine took (differs between runs and machines, so kept out of results.csv)
+TIMING_COLUMNS = [
+    "model", "split", "context", "train_seconds", "train_tokens_per_second", "score_tokens_per_second",
+    "peak_rss_mb", "device",
 ]  # fmt: skip
 
 
@@ -110,101 +124,296 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default))
+def split_files(config: ExperimentConfig) -> dict[str, str]:
+    """The file behind each split, for messages such as ``test.txt changed``."""
+    c = config.corpus
+    if c.train is not None and c.valid is not None and c.test is not None:
+        return {"train": c.train.name, "valid": c.valid.name, "test": c.test.name}
+    if c.file is not None:
+        return {split: f"the {split} part of {c.file.name}" for split in ("train", "valid", "test")}
+    return {}
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def resolve_budget(budget: Budget | None, model: LanguageModel) -> Budget | None:
+    """The one meaning of "no budget", settled before ``fit``: an absent or empty budget is the family's
+    default (the neural families' ``epochs`` setting); families that take no budget (n-grams) get ``None``."""
+    default = model.default_budget()
+    if default is None:
+        return None
+    if budget is None or budget.unlimited:
+        return default
+    return budget
 
 
-def model_file(run_dir: Path) -> Path:
-    return run_dir / "model.bin"
+@dataclass
+class ModelRun:
+    """One model trained with one seed (``seed`` is ``None`` for deterministic models), and its run folder."""
+
+    spec: ModelConfig
+    seed: int | None
+    params: dict[str, Any]  # the constructor's settings after defaults, the seed included
+    budget: Budget | None  # resolved: ``None`` for families that take no budget
+    folder: RunFolder
+
+    @property
+    def label(self) -> str:
+        return self.spec.name if self.seed is None else f"{self.spec.name} [seed {self.seed}]"
+
+    def build(self) -> LanguageModel:
+        """The unfitted model: every setting and the seed reach it through ``create_model`` alone."""
+        return create_model(self.spec.family, **self.params)
 
 
-def logprob_file(run_dir: Path) -> Path:
-    return run_dir / "logprobs.npz"
+def plan_runs(config: ExperimentConfig, runs_dir: Path) -> list[ModelRun]:
+    """Every (model, seed) to train: stochastic models once per seed, deterministic ones once."""
+    runs = []
+    for spec in config.models:
+        probe = create_model(spec.family, **spec.params)
+        budget = resolve_budget(spec.budget or config.budget, probe)
+        if not probe.stochastic:
+            runs.append(ModelRun(spec, None, probe.get_params(), budget, RunFolder(runs_dir / spec.name)))
+            continue
+        for seed in spec.seeds or config.seeds or [config.seed]:
+            params = create_model(spec.family, **{**spec.params, "seed": seed}).get_params()
+            folder = RunFolder(runs_dir / spec.name / f"seed-{seed}")
+            runs.append(ModelRun(spec, seed, params, budget, folder))
+    return runs
 
 
-def train_and_score(
-    spec: ModelConfig, config: ExperimentConfig, loaded: LoadedData, run_dir: Path
-) -> tuple[dict[str, Any], dict[str, np.ndarray], LanguageModel]:
-    """Fit one model, save it, and score every configured split and context mode."""
+def training_identity(run: ModelRun, config: ExperimentConfig, loaded: LoadedData) -> dict[str, Any]:
+    """Everything that determines a fitted model (see :mod:`lmbench.runs`)."""
+    c, checksums = config.corpus, loaded.corpus.checksums
+    return {
+        "family": run.spec.family,
+        "seed": run.seed,
+        "params": run.params,
+        "budget": run.budget.to_dict() if run.budget is not None else None,
+        "data": {"train": checksums.get("train"), "valid": checksums.get("valid")},
+        "vocabulary": {
+            "tokenizer": c.tokenizer,
+            "min_count": c.min_count,
+            "max_size": c.max_size,
+            "size": len(loaded.data.vocab),
+        },
+        "lmbench": lmbench.__version__,
+    }
+
+
+def scoring_identity(model_fingerprint: str, config: ExperimentConfig, loaded: LoadedData) -> dict[str, Any]:
+    """Everything that determines a fitted model's scores: the model, the evaluated text, ``[evaluate]``."""
+    e = config.evaluate
+    return {
+        "model": model_fingerprint,
+        "data": {split: loaded.corpus.checksums.get(split) for split in e.splits},
+        "evaluate": {
+            "splits": e.splits,
+            "contexts": e.contexts,
+            "bootstrap": e.bootstrap,
+            "block_size": e.block_size,
+            "seed": config.seed,
+        },
+    }
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def fit_model(
+    run: ModelRun, config: ExperimentConfig, loaded: LoadedData, say: Callable[[str], None]
+) -> tuple[LanguageModel, dict[str, Any], bool]:
+    """The fitted model of ``run`` and its fit record: reused from the run folder when its training identity
+    matches, else trained (resuming a checkpoint of the very same identity). The bool says "reused"."""
+    folder, files = run.folder, split_files(config)
+    identity = training_identity(run, config, loaded)
+    try:
+        record = folder.check("fit.json", "identity", identity, files)
+        try:
+            model = model_class(run.spec.family).load(folder.model_file)
+        except Exception as e:  # truncated, empty, random bytes: train again, never crash the run
+            raise CacheMiss(f"{folder.model_file} is unreadable ({_first_line(e)})") from None
+        return model, record["info"], True
+    except CacheMiss as miss:
+        if not miss.absent:
+            say(f"{run.label}: {miss}, retraining")
+            folder.clear()
+    try:  # an interrupted run resumes only when it was started for this very identity
+        folder.check("identity.json", "identity", identity, files)
+        if folder.checkpoint_file.exists():
+            say(f"{run.label}: resuming from {folder.checkpoint_file}")
+    except CacheMiss as miss:
+        if not miss.absent:
+            say(f"{run.label}: {miss}; the checkpoint there is not resumed, training from the start")
+        folder.clear()
+    say(
+        f"{run.label}: training ({run.spec.family}, budget {run.budget.describe() if run.budget else 'none'})"
+    )
+    folder.path.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        folder.write_json("identity.json", {"identity": identity})
     data = loaded.data
-    model = create_model(spec.family, **spec.params)
-    if "seed" in getattr(model, "__dict__", {}) and "seed" not in spec.params:
-        model.seed = config.seed  # one seed flows into every model that takes one
-    budget = spec.budget or config.budget
-    run_dir.mkdir(parents=True, exist_ok=True)
+    model = run.build()
     start = time.perf_counter()
-    model.fit(data.train, data.valid, budget=None if budget.unlimited else budget, run_dir=run_dir)
+    model.fit(data.train, data.valid, budget=run.budget, run_dir=folder.path)
+    for note in getattr(model, "notes_", []):
+        say(f"{run.label}: {note}")
     # a resumed neural model reports its training time across interruptions, not just this process's share
     train_seconds = getattr(model, "train_seconds_", time.perf_counter() - start)
-    trained_tokens = getattr(model, "tokens_seen_", data.train.num_predicted)
-    if distributed.is_main():
-        model.save(model_file(run_dir))
+    train_tokens = int(getattr(model, "tokens_seen_", data.train.num_predicted))
+    flops = model.train_flops_per_token()
     info = {
-        "name": spec.name,
-        "family": spec.family,
+        "name": run.spec.name,
+        "family": run.spec.family,
+        "seed": run.seed,
         "config": model.config(),
+        "params": run.params,
         "parameters": model.num_parameters(),
+        "budget": run.budget.describe() if run.budget is not None else "",
+        "budget_kind": run.budget.kind if run.budget is not None else "",
         "train_seconds": train_seconds,
-        "train_tokens_per_second": trained_tokens / train_seconds if train_seconds > 0 else float("nan"),
+        "train_tokens": train_tokens,
+        "train_flops": flops * train_tokens if flops is not None else float("nan"),
+        "train_tokens_per_second": train_tokens / train_seconds if train_seconds > 0 else float("nan"),
         "device": device_name(model),
         "normalized": model.normalized,
         "learning_curve": getattr(model, "learning_curve_", None),
+        "fingerprint": fingerprint(identity),
     }
+    if distributed.is_main():
+        model.save(folder.model_file)
+        folder.write_json("fit.json", {"identity": identity, "info": info})
+    return model, info, False
+
+
+def score_model(
+    run: ModelRun,
+    model: LanguageModel,
+    info: dict[str, Any],
+    config: ExperimentConfig,
+    loaded: LoadedData,
+    *,
+    say: Callable[[str], None],
+    explain: bool,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Per-split, per-context rows and log-probabilities of one fitted model: reused when the scoring
+    identity matches, else computed (``explain``: say why the earlier scores are not reused)."""
+    folder, data = run.folder, loaded.data
+    identity = scoring_identity(info["fingerprint"], config, loaded)
+    keys = [f"{split}/{context}" for split in config.evaluate.splits for context in config.evaluate.contexts]
+    try:
+        metrics = run.folder.check("metrics.json", "identity", identity, split_files(config))
+        logprobs = folder.read_logprobs()
+        for key in keys:
+            if key not in logprobs or len(logprobs[key]) != data.split(key.split("/")[0]).num_predicted:
+                raise CacheMiss(f"{folder.path / 'logprobs.npz'} does not hold {key}")
+        if len(metrics.get("rows", [])) != len(keys):
+            raise CacheMiss(f"{folder.path / 'metrics.json'} does not hold every split and context")
+        return metrics["rows"], logprobs
+    except CacheMiss as miss:
+        if explain and not miss.absent:
+            say(f"{run.label}: {miss}, re-scoring")
+        folder.clear(SCORING_FILES)
     rows, logprobs = [], {}
-    for split in config.evaluate.splits:
+    for key in keys:
+        split, context = key.split("/")
         stream = data.split(split)
-        for context in config.evaluate.contexts:
-            start = time.perf_counter()
-            lp = model.token_logprobs(stream, context=context)
-            seconds = time.perf_counter() - start
-            logprobs[f"{split}/{context}"] = lp
-            s = score(lp, stream)
-            row = {
-                "model": spec.name,
-                "family": spec.family,
-                "split": split,
-                "context": context,
-                **s.to_dict(),
-                "zero_prob_tokens": int(np.isneginf(lp).sum()),
-                "train_seconds": train_seconds,
-                "parameters": info["parameters"],
-                "train_tokens_per_second": info["train_tokens_per_second"],
-                "score_tokens_per_second": stream.num_predicted / seconds if seconds > 0 else float("nan"),
-                "device": info["device"],
-            }
-            if model.normalized:
-                low, high = perplexity_interval(
-                    lp, stream, context=context, n_resamples=config.evaluate.bootstrap, seed=config.seed,
-                    block_size=config.evaluate.block_size,
-                ) if config.evaluate.bootstrap else (float("nan"), float("nan"))  # fmt: skip
-                row.update(perplexity_low=low, perplexity_high=high)
-            else:  # scores that are not probabilities have no perplexity
-                for key in ("perplexity", "bits_per_token", "bits_per_char", "perplexity_excl_oov"):
-                    row[key] = float("nan")
-                row.update(perplexity_low=float("nan"), perplexity_high=float("nan"))
-            rows.append(row)
-    info["peak_rss_mb"] = peak_rss_mb()
-    for row in rows:
-        row["peak_rss_mb"] = info["peak_rss_mb"]
-    return {"info": info, "rows": rows}, logprobs, model
+        start = time.perf_counter()
+        lp = model.token_logprobs(stream, context=context)
+        seconds = time.perf_counter() - start
+        logprobs[key] = lp
+        row = {
+            "model": run.spec.name,
+            "family": run.spec.family,
+            "seed": run.seed,
+            "split": split,
+            "context": context,
+            **score(lp, stream).to_dict(),
+            "zero_prob_tokens": int(np.isneginf(lp).sum()),
+            "budget": info["budget"],
+            "parameters": info["parameters"],
+            "train_tokens": info["train_tokens"],
+            "train_flops": info["train_flops"],
+            "train_seconds": info["train_seconds"],
+            "train_tokens_per_second": info["train_tokens_per_second"],
+            "score_tokens_per_second": stream.num_predicted / seconds if seconds > 0 else float("nan"),
+            "peak_rss_mb": peak_rss_mb(),
+            "device": info["device"],
+            "perplexity_low": float("nan"),
+            "perplexity_high": float("nan"),
+        }
+        if not model.normalized:  # scores that are not probabilities have no perplexity
+            for name in ("perplexity", "bits_per_token", "bits_per_char", "perplexity_excl_oov"):
+                row[name] = float("nan")
+        elif config.evaluate.bootstrap:
+            row["perplexity_low"], row["perplexity_high"] = perplexity_interval(
+                lp, stream, context=context, n_resamples=config.evaluate.bootstrap, seed=config.seed,
+                block_size=config.evaluate.block_size,
+            )  # fmt: skip
+        rows.append(row)
+    if distributed.is_main():
+        folder.write_logprobs(logprobs)
+        folder.write_json("metrics.json", {"identity": identity, "rows": rows})
+    return rows, logprobs
 
 
-def _save_logprobs(path: Path, logprobs: dict[str, np.ndarray]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **{k.replace("/", "__"): v for k, v in logprobs.items()})
+def combine_seeds(
+    seed_rows: list[list[dict[str, Any]]],
+    seed_logprobs: list[dict[str, np.ndarray]],
+    config: ExperimentConfig,
+    data: TokenizedCorpus,
+) -> list[dict[str, Any]]:
+    """One row per (split, context) from a model's per-seed rows: the perplexity of the mean per-seed
+    cross-entropy, ``seeds``, ``seed_sd`` (sd of the per-seed perplexities) and an interval that resamples
+    seeds as well as lines or blocks. With one seed the row is that seed's row."""
+    out = []
+    for i, first in enumerate(seed_rows[0]):
+        rows = [r[i] for r in seed_rows]
+        row = {k: v for k, v in first.items() if k != "seed"}
+        row.update(seeds=len(rows), seed_sd=float("nan"))
+        if len(rows) > 1:
+            key = f"{first['split']}/{first['context']}"
+            lps = [lp[key] for lp in seed_logprobs]
+            ppl = np.array([r["perplexity"] for r in rows], dtype=np.float64)
+            for name in ("train_seconds", "train_tokens", "train_flops", "train_tokens_per_second",
+                         "score_tokens_per_second", "bits_per_char", "log_prob"):  # fmt: skip
+                row[name] = float(np.mean([r[name] for r in rows]))
+            row["train_tokens"] = int(round(row["train_tokens"]))
+            row["zero_prob_tokens"] = max(r["zero_prob_tokens"] for r in rows)
+            row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rows)
+            if np.all(np.isfinite(ppl)):
+                row["seed_sd"] = float(np.std(ppl, ddof=1))
+            if not np.isnan(ppl).any():
+                cross_entropy = mean_cross_entropy(lps)
+                with np.errstate(over="ignore"):
+                    row["perplexity"] = float(np.exp(cross_entropy))
+                row["bits_per_token"] = cross_entropy / np.log(2)
+                excl = np.array([r["perplexity_excl_oov"] for r in rows], dtype=np.float64)
+                with np.errstate(divide="ignore"):
+                    row["perplexity_excl_oov"] = float(np.exp(np.mean(np.log(excl))))
+                if config.evaluate.bootstrap:
+                    row["perplexity_low"], row["perplexity_high"] = seeded_perplexity_interval(
+                        lps, data.split(first["split"]), context=first["context"],
+                        n_resamples=config.evaluate.bootstrap, seed=config.seed,
+                        block_size=config.evaluate.block_size,
+                    )  # fmt: skip
+        out.append(row)
+    return out
 
 
-def _load_logprobs(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k.replace("__", "/"): data[k] for k in data.files}
+def _record_failure(run: ModelRun, error: Exception, say: Callable[[str], None]) -> str:
+    """One line for the console and the report; the traceback goes to the run folder's error.log."""
+    if isinstance(error, TrainingDiverged):
+        message = f"{run.label}: failed: {_first_line(error)}"
+    else:
+        message = f"{run.label}: failed: {type(error).__name__}: {_first_line(error)}"
+    say(message)
+    try:  # a failure to write the log must not stop the other models
+        run.folder.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.folder.path / "error.log", traceback.format_exc())
+    except OSError as e:
+        say(f"{run.label}: could not write error.log ({_first_line(e)})")
+    return message
 
 
 def run_experiment(
@@ -222,47 +431,49 @@ def run_experiment(
         f"corpus {loaded.corpus.name}: {data.train.num_predicted:,} training tokens, |V| = {len(data.vocab):,}, "
         f"test OOV {data.test.oov:,}"
     )
-    rows: list[dict[str, Any]] = []
-    models: dict[str, dict[str, Any]] = {}
+    runs = plan_runs(config, runs_dir)
     failures: list[str] = []
-    logprobs: dict[str, dict[str, np.ndarray]] = {}
-    fitted: dict[str, LanguageModel] = {}
-    for spec in config.models:
-        run_dir = runs_dir / spec.name
-        metrics_path = run_dir / "metrics.json"
-        expected_config = {"family": spec.family, "params": spec.params, "vocab_size": len(data.vocab)}
-        if metrics_path.exists():
-            saved = json.loads(metrics_path.read_text(encoding="utf-8"))
-            if saved.get("spec") == expected_config and logprob_file(run_dir).exists():
-                say(f"{spec.name}: finished earlier, skipped (delete {run_dir} to retrain)")
-                rows += saved["rows"]
-                models[spec.name] = saved["info"]
-                logprobs[spec.name] = _load_logprobs(logprob_file(run_dir))
-                continue
-        say(f"{spec.name}: training ({spec.family})")
+    per_model: dict[str, list[tuple[ModelRun, dict, list[dict], dict[str, np.ndarray]]]] = {}
+    first_models: dict[str, LanguageModel] = {}
+    failed_models: set[str] = set()
+    for run in runs:
+        name = run.spec.name
         try:
-            result, lps, model = train_and_score(spec, config, loaded, run_dir)
+            model, info, reused = fit_model(run, config, loaded, say)
+            rows, lps = score_model(run, model, info, config, loaded, say=say, explain=reused)
         except Exception as e:  # one model's failure must not lose the others
-            message = f"{spec.name}: failed: {type(e).__name__}: {e}".splitlines()[0]
-            failures.append(message)
-            say(message)
-            (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            failures.append(_record_failure(run, e, say))
+            failed_models.add(name)
             continue
-        if distributed.is_main():  # under torchrun every process scores; one writes
-            _save_logprobs(logprob_file(run_dir), lps)
-            _write_json(
-                run_dir / "config.json",
-                {"name": spec.name, **expected_config, "tokenizer": config.corpus.tokenizer},  # for explore
+        per_model.setdefault(name, []).append((run, info, rows, lps))
+        first_models.setdefault(name, model)
+        last = rows[-1]
+        if reused:
+            say(
+                f"{run.label}: finished earlier with the same settings and data, skipped (delete {run.folder.path} to retrain)"
             )
-            _write_json(metrics_path, {"spec": expected_config, **result})
-        rows += result["rows"]
-        models[spec.name] = result["info"]
-        logprobs[spec.name] = lps
-        fitted[spec.name] = model
-        first = result["rows"][-1]
-        say(
-            f"{spec.name}: {first['split']} perplexity {first['perplexity']:.2f} ({result['info']['train_seconds']:.1f} s)"
-        )
+        else:
+            say(
+                f"{run.label}: {last['split']} perplexity {last['perplexity']:.2f} "
+                f"({info['train_tokens']:,} tokens, {info['train_seconds']:.1f} s)"
+            )
+
+    rows: list[dict[str, Any]] = []
+    rows_by_seed: list[dict[str, Any]] = []
+    models: dict[str, dict[str, Any]] = {}
+    logprobs: dict[str, list[dict[str, np.ndarray]]] = {}
+    for spec in config.models:
+        if spec.name in failed_models or spec.name not in per_model:
+            continue  # a model with a failed seed has no aggregate row; its finished seeds are in results_by_seed
+        done = per_model[spec.name]
+        rows_by_seed += [r for _, _, seed_rows, _ in done for r in seed_rows]
+        logprobs[spec.name] = [lps for *_, lps in done]
+        rows += combine_seeds([r for _, _, r, _ in done], logprobs[spec.name], config, data)
+        info = dict(done[0][1])
+        info["seeds"] = [run.seed for run, *_ in done if run.seed is not None]
+        models[spec.name] = info
+    for name in failed_models:
+        rows_by_seed += [r for _, _, seed_rows, _ in per_model.get(name, []) for r in seed_rows]
 
     baseline = config.report.baseline
     if baseline and baseline in logprobs:
@@ -270,10 +481,10 @@ def run_experiment(
             key = f"{row['split']}/{row['context']}"
             if row["model"] == baseline or row["model"] not in logprobs:
                 continue
-            diff = paired_difference(
-                logprobs[row["model"]][key], logprobs[baseline][key], data.split(row["split"]),
-                context=row["context"], n_resamples=max(config.evaluate.bootstrap, 1), seed=config.seed,
-                block_size=config.evaluate.block_size,
+            diff = seeded_paired_difference(
+                [lp[key] for lp in logprobs[row["model"]]], [lp[key] for lp in logprobs[baseline]],
+                data.split(row["split"]), context=row["context"], n_resamples=max(config.evaluate.bootstrap, 1),
+                seed=config.seed, block_size=config.evaluate.block_size,
             )  # fmt: skip
             row.update(
                 diff_vs_baseline=diff.difference, diff_low=diff.low, diff_high=diff.high, p_value=diff.p_value
@@ -284,15 +495,9 @@ def run_experiment(
         from lmbench.tasks import ModelEntry, run_tasks
 
         entries = {}
-        for spec in config.models:
-            if spec.name not in models:
-                continue
-            model = fitted.get(spec.name) or model_class(spec.family).load(model_file(runs_dir / spec.name))
-            entries[spec.name] = ModelEntry(
-                model=model,
-                factory=lambda spec=spec: create_model(spec.family, **spec.params),
-                budget=spec.budget or config.budget,
-            )
+        for name in models:
+            run = per_model[name][0][0]  # tasks use each model's first seed
+            entries[name] = ModelEntry(model=first_models[name], factory=run.build, budget=run.budget)
         task_rows, task_errors = run_tasks(
             config.tasks, entries, data, seed=config.seed, bootstrap=config.evaluate.bootstrap
         )
@@ -302,14 +507,10 @@ def run_experiment(
     if "test" in config.evaluate.splits:
         from lmbench.reporting.attention import attention_example
 
-        for spec in config.models:
-            if spec.name in models and hasattr(model_class(spec.family), "attention_maps"):
-                model = fitted.get(spec.name) or model_class(spec.family).load(
-                    model_file(runs_dir / spec.name)
-                )
-                example = attention_example(model, data.test)
-                if example is not None:
-                    attention[spec.name] = example
+        for name in models:
+            example = attention_example(first_models[name], data.test)  # None for models without attention
+            if example is not None:
+                attention[name] = example
 
     word_buckets = {}
     if "test" in config.evaluate.splits:
@@ -318,11 +519,12 @@ def run_experiment(
         context = config.evaluate.contexts[0]
         for name, lps in logprobs.items():
             if models[name].get("normalized", True):
-                word_buckets[name] = frequency_buckets(lps[f"test/{context}"], data.test, data.vocab)
+                word_buckets[name] = frequency_buckets(lps[0][f"test/{context}"], data.test, data.vocab)
 
     return {
         "experiment": config.name,
         "rows": rows,
+        "rows_by_seed": rows_by_seed,
         "tasks": task_rows,
         "models": models,
         "failures": failures,
@@ -335,6 +537,7 @@ def run_experiment(
         },
         "provenance": {
             "seed": config.seed,
+            "seeds": config.seeds,
             "lmbench_version": lmbench.__version__,
             "git_commit": git_commit(),
             "corpus": loaded.corpus.name,
@@ -344,6 +547,8 @@ def run_experiment(
             "vocab_size": len(data.vocab),
             "contexts": config.evaluate.contexts,
             "bootstrap": config.evaluate.bootstrap,
+            "budgets": {name: info["budget"] for name, info in models.items()},
+            "fingerprints": {name: [i["fingerprint"] for _, i, _, _ in per_model[name]] for name in models},
             "device": device_name(),
             "libraries": library_versions(),
             "config_file": config.source,

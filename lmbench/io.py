@@ -33,3 +33,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def load_tensors(path: str | Path, what: str) -> object:
+    """``torch.load`` with ``weights_only=True`` (no pickled code ever runs); a truncated, empty, foreign or
+    malicious file raises :class:`DataError` naming the file, never advice to turn ``weights_only`` off."""
+    import torch
+
+    from lmbench.errors import DataError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (expected {what})") from None
+    except Exception as e:  # UnpicklingError, RuntimeError, EOFError, zipfile errors, ...
+        raise DataError(f"{path}: not a readable {what} ({type(e).__name__})") from None

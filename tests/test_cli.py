@@ -73,10 +73,18 @@ def test_run_writes_results_with_the_documented_columns(project):
     result = run(["run", str(config), "--output", "out"], root)
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(root / "out" / "results.csv")
-    for column in ("model", "family", "split", "context", "tokens", "oov", "perplexity", "bits_per_token",
-                   "bits_per_char", "train_seconds", "parameters", "perplexity_low", "perplexity_high"):  # fmt: skip
+    for column in ("model", "family", "split", "context", "seeds", "budget", "tokens", "oov", "perplexity",
+                   "bits_per_token", "bits_per_char", "parameters", "train_tokens", "train_flops",
+                   "perplexity_low", "perplexity_high", "seed_sd"):  # fmt: skip
         assert column in frame.columns
     assert len(frame) == 2 * 2 * 2  # models x splits x contexts
+    # what this machine took lives apart from the figures, so identical runs give identical results.csv
+    assert "train_seconds" not in frame.columns
+    timings = pd.read_csv(root / "out" / "timings.csv")
+    assert {"model", "train_seconds", "score_tokens_per_second", "peak_rss_mb"} <= set(timings.columns)
+    assert (
+        frame.train_tokens == 130
+    ).all() and frame.train_flops.isna().all()  # n-grams count each token once
     test = frame[(frame.model == "kn3") & (frame.split == "test")]
     assert set(test.context) == {"sentence", "stream"} and (test.tokens == 10).all() and (test.oov == 1).all()
     assert (test.perplexity_low <= test.perplexity).all() and (test.perplexity <= test.perplexity_high).all()

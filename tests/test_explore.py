@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from lmbench.explore.app import create_app  # noqa: E402
 
 PREFIX = "A3 w01 w02 w03 w04 w05 w06 w07"
+LSTM, TRANSFORMER = "lstm/seed-0", "transformer/seed-0"  # stochastic models sit in one folder per seed
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def client(run_dir):
 
 
 def _load(run_dir, name):
-    family = json.loads((run_dir / name / "metrics.json").read_text())["info"]["family"]
+    family = json.loads((run_dir / name / "fit.json").read_text())["info"]["family"]
     return model_class(family).load(run_dir / name / "model.bin")
 
 
@@ -46,8 +47,8 @@ def test_discovery_names_models_by_relative_path_in_any_layout(run_dir, tmp_path
     assert [r.name for r in discover_runs(run_dir)] == [
         "unigram",
         "kn3",
-        "lstm",
-        "transformer",
+        LSTM,
+        TRANSFORMER,
     ]  # ladder order
     # several seeds per model in sub-folders, an unfinished model, and a model folder given directly
     nested = tmp_path / "runs"
@@ -60,12 +61,14 @@ def test_discovery_names_models_by_relative_path_in_any_layout(run_dir, tmp_path
         ("kn3/seed-0", "ngram", "whitespace"),
         ("kn3/seed-1", "ngram", "whitespace"),
     ]
-    assert [r.name for r in discover_runs(run_dir / "lstm")] == ["lstm"]
-    # the tokenizer comes from config.json; where none is recorded, whitespace is assumed and said so
-    config = json.loads((nested / "kn3" / "seed-1" / "config.json").read_text())
-    (nested / "kn3" / "seed-1" / "config.json").write_text(json.dumps({**config, "tokenizer": "char"}))
-    config.pop("tokenizer")
-    (nested / "kn3" / "seed-0" / "config.json").write_text(json.dumps(config))
+    assert [r.name for r in discover_runs(run_dir / LSTM)] == ["lstm"]
+    # the tokenizer comes from the training identity; where none is recorded, whitespace is assumed and said so
+    for seed, tokenizer in (("seed-0", None), ("seed-1", "char")):
+        for record in ("fit.json", "identity.json"):
+            path = nested / "kn3" / seed / record
+            doc = json.loads(path.read_text())
+            doc["identity"]["vocabulary"]["tokenizer"] = tokenizer
+            path.write_text(json.dumps(doc))
     runs = {r.name: r for r in discover_runs(nested)}
     assert (runs["kn3/seed-1"].tokenizer, runs["kn3/seed-1"].tokenizer_recorded) == ("char", True)
     assert (runs["kn3/seed-0"].tokenizer, runs["kn3/seed-0"].tokenizer_recorded) == ("whitespace", False)
@@ -75,7 +78,7 @@ def test_discovery_names_models_by_relative_path_in_any_layout(run_dir, tmp_path
 def test_next_answers_with_the_values_of_next_token_logprobs(client, run_dir):
     answer = client.get("/api/next", params={"prefix": PREFIX + " zebra", "k": 5}).json()
     assert answer["prefix_tokens"] == PREFIX.split() + ["<unk>"]
-    assert set(answer["models"]) == {"kn3", "lstm", "transformer", "unigram"} and answer["errors"] == {}
+    assert set(answer["models"]) == {"kn3", LSTM, TRANSFORMER, "unigram"} and answer["errors"] == {}
     for name, top in answer["models"].items():
         model = _load(run_dir, name)
         logp = model.next_token_logprobs(
@@ -93,12 +96,12 @@ def test_next_answers_with_the_values_of_next_token_logprobs(client, run_dir):
 
 
 def test_attention_returns_every_layer_and_head(client, run_dir):
-    answer = client.get("/api/attention", params={"model": "transformer", "text": PREFIX}).json()
+    answer = client.get("/api/attention", params={"model": TRANSFORMER, "text": PREFIX}).json()
     assert answer["tokens"] == ["<s>", *PREFIX.split()]
     maps = np.array(answer["layers"])
     T = len(answer["tokens"])
     assert maps.shape == (2, 2, T, T)
-    model = _load(run_dir, "transformer")
+    model = _load(run_dir, TRANSFORMER)
     expected = model.attention_maps([model.vocab.bos_id, *model.vocab.encode(PREFIX.split())])
     np.testing.assert_allclose(maps, expected, atol=1e-6)
     distance = (expected[:, :, -1, :] * np.arange(T)[::-1]).sum(-1)
@@ -112,11 +115,11 @@ def test_backoff_path_and_generate(client, run_dir):
     model = _load(run_dir, "kn3")
     ids = [model.vocab.bos_id, *model.vocab.encode(["A3", "w01"])]
     assert answer["logprob"] == pytest.approx(model.next_token_logprobs([ids])[0][model.vocab.id("w02")])
-    sample = client.get("/api/generate", params={"model": "lstm", "prefix": "A1", "n": 12, "seed": 7}).json()
-    lstm = _load(run_dir, "lstm")
+    sample = client.get("/api/generate", params={"model": LSTM, "prefix": "A1", "n": 12, "seed": 7}).json()
+    lstm = _load(run_dir, LSTM)
     expected = lstm.generate([lstm.vocab.bos_id, lstm.vocab.id("A1")], 12, seed=7)
     assert sample["tokens"] == lstm.vocab.decode(expected)
-    again = client.get("/api/generate", params={"model": "lstm", "prefix": "A1", "n": 12, "seed": 7}).json()
+    again = client.get("/api/generate", params={"model": LSTM, "prefix": "A1", "n": 12, "seed": 7}).json()
     assert again == sample
 
 
@@ -130,7 +133,7 @@ def test_backoff_path_and_generate(client, run_dir):
         ("/api/next", {"prefix": "A1", "token": "zebra"}, "'zebra' is not in the vocabulary"),
         ("/api/attention", {"model": "kn3", "text": "A1"}, "attention maps exist for transformer"),
         ("/api/attention", {"text": "A1"}, "model:"),
-        ("/api/backoff", {"model": "lstm", "prefix": "A1"}, "back-off paths exist for n-gram"),
+        ("/api/backoff", {"model": LSTM, "prefix": "A1"}, "back-off paths exist for n-gram"),
         ("/api/generate", {"model": "kn3", "n": 10_000}, "n: expected an integer from 1 to 100"),
         ("/api/generate", {"model": "kn3", "temperature": 0}, "temperature"),
     ],
@@ -145,16 +148,16 @@ def test_bad_input_is_a_400_with_one_line_json(client, path, params, words):
 def test_a_broken_model_answers_with_its_error_and_the_others_still_answer(run_dir, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(run_dir, runs)
-    (runs / "lstm" / "model.bin").write_bytes(b"not a model")
+    (runs / LSTM / "model.bin").write_bytes(b"not a model")
     explorer = Explorer(runs)
     with TestClient(create_app(explorer)) as client:
         answer = client.get("/api/next", params={"prefix": "A1"}).json()
-        assert set(answer["models"]) == {"kn3", "transformer", "unigram"}
-        assert answer["errors"]["lstm"].startswith("lstm: failed to load:")
-        one = client.get("/api/next", params={"prefix": "A1", "model": "lstm"})
+        assert set(answer["models"]) == {"kn3", TRANSFORMER, "unigram"}
+        assert answer["errors"][LSTM].startswith(f"{LSTM}: failed to load:")
+        one = client.get("/api/next", params={"prefix": "A1", "model": LSTM})
         assert one.status_code == 503 and "\n" not in one.json()["error"]
         states = {m["name"]: m["state"] for m in client.get("/api/models").json()["models"]}
-        assert states == {"kn3": "ready", "lstm": "failed", "transformer": "ready", "unigram": "ready"}
+        assert states == {"kn3": "ready", LSTM: "failed", TRANSFORMER: "ready", "unigram": "ready"}
         assert client.get("/").text.startswith("<!DOCTYPE html>")
     explorer.close()
 
@@ -204,7 +207,7 @@ def test_cli_explore_serves_the_run_on_localhost(run_dir):
             except OSError:
                 time.sleep(0.1)
         assert answer is not None, "the server did not answer"
-        assert set(answer["models"]) == {"unigram", "kn3", "lstm", "transformer"}
+        assert set(answer["models"]) == {"unigram", "kn3", LSTM, TRANSFORMER}
     finally:
         server.terminate()
         output = server.communicate(timeout=20)[0]

@@ -93,7 +93,7 @@ def test_type_a_prefix_and_see_every_model(server, browser, tmp_path):
 
     wait.until(every_card_has_bars)
     names = {c.get_attribute("data-model") for c in browser.find_elements(By.CSS_SELECTOR, ".model-card")}
-    assert names == {"kn3", "lstm", "transformer", "unigram", "broken"}
+    assert names == {"kn3", "lstm/seed-0", "transformer/seed-0", "unigram", "broken"}
     broken = browser.find_element(By.CSS_SELECTOR, '.model-card[data-model="broken"]')
     wait.until(lambda d: broken.find_elements(By.CSS_SELECTOR, ".bars .error"))
     message = broken.find_element(By.CSS_SELECTOR, ".bars .error").text
@@ -106,7 +106,7 @@ def test_type_a_prefix_and_see_every_model(server, browser, tmp_path):
     wait.until(lambda d: kn3.find_elements(By.CSS_SELECTOR, ".backoff-step.found"))
     assert "order 3" in kn3.find_element(By.CSS_SELECTOR, ".backoff-step").text
 
-    transformer = browser.find_element(By.CSS_SELECTOR, '.model-card[data-model="transformer"]')
+    transformer = browser.find_element(By.CSS_SELECTOR, '.model-card[data-model="transformer/seed-0"]')
     wait.until(lambda d: transformer.find_elements(By.CSS_SELECTOR, "canvas.attention[data-layer]"))
     buttons = transformer.find_elements(By.CSS_SELECTOR, ".head-button")
     assert len(buttons) == 4 and len(transformer.find_elements(By.CSS_SELECTOR, ".head-button.furthest")) == 1

@@ -16,7 +16,7 @@ import numpy as np
 
 from lmbench.data.tokenizers import Tokenizer, get_tokenizer
 from lmbench.errors import DataError, LmbenchError
-from lmbench.explore.runs import ModelRun, discover_runs
+from lmbench.explore.discovery import FinishedModel, discover_runs
 from lmbench.models.base import LanguageModel
 from lmbench.models.registry import model_class
 
@@ -40,7 +40,7 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
-def load_model(run: ModelRun) -> LanguageModel:
+def load_model(run: FinishedModel) -> LanguageModel:
     """The fitted model saved in ``run`` (through the registry, as ``lmbench run`` saved it)."""
     try:
         return model_class(run.family).load(run.model_path)
@@ -66,7 +66,7 @@ class Explorer:
             raise DataError(
                 f"{self.run_dir}: no finished models (folders holding metrics.json and model.bin) below it"
             )
-        self.runs: dict[str, ModelRun] = {run.name: run for run in runs}
+        self.runs: dict[str, FinishedModel] = {run.name: run for run in runs}
         self._tokenizers: dict[str, Tokenizer] = {}
         for run in runs:
             if run.tokenizer not in self._tokenizers:

@@ -7,6 +7,7 @@ package turns them into perplexity, bits per character and intervals, once, for 
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +34,41 @@ class Budget:
     def __post_init__(self) -> None:
         for key in ("epochs", "tokens", "minutes"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-                raise ConfigError(f"budget.{key}: expected a positive number, got {value!r}")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+            ):
+                raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+        if self.tokens is not None and not isinstance(self.tokens, int):
+            if not float(self.tokens).is_integer():
+                raise ConfigError(f"tokens: expected a whole number of tokens, got {self.tokens!r}")
+            object.__setattr__(self, "tokens", int(self.tokens))
 
     @property
     def unlimited(self) -> bool:
         return self.epochs is None and self.tokens is None and self.minutes is None
+
+    @property
+    def kind(self) -> str:
+        """``tokens``, ``epochs``, ``minutes`` (or ``+``-joined when several limits are set); ``none`` if empty."""
+        kinds = [k for k in ("tokens", "epochs", "minutes") if getattr(self, k) is not None]
+        return "+".join(kinds) or "none"
+
+    @property
+    def reproducible(self) -> bool:
+        """True when the budget ends at the same point on any machine (no wall-clock limit)."""
+        return self.minutes is None
+
+    def describe(self) -> str:
+        """``tokens=2,000,000`` / ``minutes=3`` / ``epochs=1``: how the budget appears in tables."""
+        parts = []
+        for key in ("tokens", "epochs", "minutes"):
+            value = getattr(self, key)
+            if value is not None:
+                parts.append(f"{key}={value:,}" if isinstance(value, int) else f"{key}={value:g}")
+        return ", ".join(parts) or "none"
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"epochs": self.epochs, "tokens": self.tokens, "minutes": self.minutes}
 
 
 def check_context(context: str) -> None:
@@ -143,6 +173,33 @@ class LanguageModel(abc.ABC):
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:
         """Hyper-parameters (JSON-serialisable), enough to re-create the unfitted model."""
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's settings after defaults (scikit-learn's ``get_params``).
+
+        ``create_model(name, **model.get_params())`` rebuilds an equal unfitted model; the experiment
+        passes its seed and every other setting through this one path. The default reads each
+        constructor keyword back from the attribute of the same name.
+        """
+        names = [
+            p.name
+            for p in inspect.signature(type(self).__init__).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether fitting depends on a random seed (then ``seeds = [...]`` trains it once per seed)."""
+        return "seed" in self.get_params()
+
+    def default_budget(self) -> Budget | None:
+        """The budget that "no budget" means for this model (``None``: the family takes no budget)."""
+        return None
+
+    def train_flops_per_token(self) -> float | None:
+        """Estimated training arithmetic per token seen (forward + backward), or ``None`` (n-grams)."""
+        return None
 
     def sentence_features(self, lines: Sequence[Sequence[int]]) -> np.ndarray | None:
         """Fixed-size features per line (e.g. pooled hidden states) for feature-based classifiers.

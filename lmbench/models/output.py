@@ -176,6 +176,19 @@ class OutputLayer(nn.Module):
         else:
             raise ConfigError(f"output: expected 'full' or 'adaptive', got {kind!r}")
 
+    def matmul_params(self, token_counts) -> float:
+        """Multiply-adds per token in this layer: the full matrix, or the adaptive head plus each tail
+        cluster weighted by the share of tokens (``token_counts``, indexed by id) that fall in it."""
+        if self.kind == "full":
+            return float(self.linear.weight.numel())
+        a = self.adaptive
+        total = float(sum(c for c in token_counts)) or 1.0
+        cost = float(a.head.weight.numel())
+        for i, tail in enumerate(a.tail):
+            share = float(sum(token_counts[a.cutoffs[i] : a.cutoffs[i + 1]])) / total
+            cost += share * sum(layer.weight.numel() for layer in tail)
+        return cost
+
     def release_scratch(self) -> None:
         """Free the fused loss's buffer (|V| x 1024 floats) once training is over."""
         self._scratch = None

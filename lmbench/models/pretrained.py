@@ -13,6 +13,7 @@ Needs the optional extra: ``pip install -e ".[hf]"``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -113,6 +114,17 @@ class PretrainedLM(LanguageModel):
                 "finetune": self.finetune, "batch_size": self.batch_size, "device": self.device, "seed": self.seed,
                 "lr": t.lr, "seq_len": t.seq_len, "train_batch_size": t.batch_size, "warmup_steps": t.warmup_steps}  # fmt: skip
 
+    def get_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.config().items() if k != "family"}
+
+    @property
+    def stochastic(self) -> bool:
+        """Only fine-tuning draws random numbers; scoring published weights is deterministic."""
+        return self.finetune
+
+    def default_budget(self) -> Budget | None:
+        return Budget(epochs=self.train_config.epochs) if self.finetune else None
+
     # ------------------------------------------------------------------------------------------ fitting
     def _setup(self, vocab: Vocabulary) -> None:
         self.device_ = pick_device(self.device)
@@ -170,7 +182,9 @@ class PretrainedLM(LanguageModel):
             lp = self.token_logprobs(valid, context="stream")
             return float(-lp.mean())
 
-        state = Trainer(c, budget, run_dir).fit(
+        identity = {"params": self.get_params(), "budget": budget.to_dict() if budget else None,
+                    "train": hashlib.sha256(ids.tobytes()).hexdigest()}  # fmt: skip
+        state = Trainer(c, budget, run_dir, identity=identity).fit(
             self.hf_model_,
             batches,
             loss_fn,

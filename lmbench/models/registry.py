@@ -47,6 +47,9 @@ def create_model(name: str, **params: Any) -> LanguageModel:
                 raise ConfigError(
                     f"unknown key {key!r} for family {name!r}; expected some of {', '.join(allowed)}"
                 )
+    for key, value in MODELS[name][1].items():  # e.g. "lstm" is the recurrent class with cell = "lstm"
+        if key in params and params[key] != value:
+            raise ConfigError(f"{key}: family {name!r} means {key} = {value!r}, got {params[key]!r}")
     try:
         return cls(**{**MODELS[name][1], **params})
     except TypeError as e:

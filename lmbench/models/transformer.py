@@ -199,11 +199,21 @@ class TransformerLM(NeuralLM):
         params.setdefault("lr", 1e-3)
         params.setdefault("warmup_steps", 200)
         super().__init__(**params)
-        if "seq_len" not in params or self.train_config.seq_len > self.net_config.window:
+        if "seq_len" not in params:  # the training window defaults to the model's context window
             import dataclasses
 
             self.train_config = dataclasses.replace(self.train_config, seq_len=self.net_config.window)
-            self.train_params["seq_len"] = self.net_config.window
+        elif self.train_config.seq_len > self.net_config.window:  # never clamped silently
+            raise ConfigError(
+                f"seq_len: {self.train_config.seq_len} is longer than the context window {self.net_config.window}; "
+                "give seq_len <= window (or leave it out: it defaults to the window)"
+            )
+
+    def _attention_flops_per_token(self) -> float:
+        # scores q.k and the weighted sum of values: 2 x layers x context x d_model multiply-adds per token
+        # (Kaplan et al. 2020's 2 n_layer n_ctx d_attn, with n_ctx the training window)
+        c = self.net_config
+        return 2.0 * c.layers * self.train_config.seq_len * c.d_model
 
     @property
     def hidden_size(self) -> int:

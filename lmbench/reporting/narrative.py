@@ -83,6 +83,58 @@ def _fmt_ppl(row: dict[str, Any]) -> str:
     return f"perplexity {ppl:.2f}"
 
 
+def _tokens(n: Any) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,.0f}"
+
+
+def _training_words(row: dict[str, Any]) -> str:
+    """``, trained on 2.00M tokens (budget: tokens=2,000,000) in 41.3 s``: what a figure rests on."""
+    tokens, budget = row.get("train_tokens"), row.get("budget") or ""
+    seconds = row.get("train_seconds")
+    if not isinstance(tokens, (int, float)) or not math.isfinite(tokens):
+        return ""
+    text = f", trained on {_tokens(tokens)} tokens"
+    if budget:
+        text += f" (budget {budget})"
+    elif row.get("family") == "ngram":
+        text += " (counted once)"
+    if isinstance(seconds, (int, float)) and math.isfinite(seconds):
+        text += f" in {seconds:.1f} s"
+    seeds = row.get("seeds")
+    if isinstance(seeds, (int, float)) and seeds > 1:
+        sd = row.get("seed_sd")
+        spread = (
+            f", perplexity sd {sd:.2f} across seeds" if isinstance(sd, float) and math.isfinite(sd) else ""
+        )
+        text += f", averaged over {int(seeds)} seeds{spread}"
+    return text
+
+
+def _tokens_explain_rank(prev: dict[str, Any], row: dict[str, Any], prev_name: str) -> str | None:
+    """Under wall-clock budgets a model may rank below another only because it saw fewer tokens: say so."""
+    if "minutes" not in str(row.get("budget", "")) and "minutes" not in str(prev.get("budget", "")):
+        return None
+    a, b = prev.get("train_tokens"), row.get("train_tokens")
+    pa, pb = prev.get("perplexity"), row.get("perplexity")
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in (a, b, pa, pb)):
+        return None
+    if prev.get("family") == "ngram":
+        return None
+    ratio = a / b
+    if pb > pa and ratio >= 1.2:
+        return (
+            f"Its budget is wall-clock time, and in it it saw {ratio:.1f}x fewer tokens than {prev_name} "
+            f"({_tokens(b)} against {_tokens(a)}): on another machine the order may differ; a token budget "
+            "compares them on equal data."
+        )
+    if "minutes" in str(row.get("budget", "")):
+        return (
+            f"Its budget is wall-clock time, so the {_tokens(b)} tokens it saw depend on this machine's speed "
+            "(a token budget gives the same figure everywhere)."
+        )
+    return None
+
+
 def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
     keys = ("perplexity_low", "perplexity_high")
     if not all(isinstance(x.get(k), (int, float)) and math.isfinite(x.get(k)) for x in (a, b) for k in keys):
@@ -162,8 +214,12 @@ def ladder_narrative(results: dict[str, Any]) -> list[dict[str, str]]:
                     measured += " (the intervals do not overlap)"
             elif a is not None and math.isinf(a) and b is not None and math.isfinite(b):
                 measured += f", finite again after {prev_name}'s infinity"
-        measured += f", with {row.get('parameters', 0):,} parameters and {row.get('train_seconds', 0):.1f} s of training."
+        measured += f", with {row.get('parameters', 0):,} parameters{_training_words(row)}."
         sentences.append(measured)
+        if prev_name is not None:
+            explanation = _tokens_explain_rank(main[prev_name], row, prev_name)
+            if explanation:
+                sentences.append(explanation)
         ppl = row.get("perplexity")
         if ppl is not None and math.isinf(ppl):
             zero = row.get("zero_prob_tokens")

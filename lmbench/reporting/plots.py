@@ -57,6 +57,31 @@ def _main_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _left_out(results: dict[str, Any]) -> list[str]:
+    """Models of the main split and context whose perplexity cannot be drawn, with the reason."""
+    rows = results.get("rows", [])
+    split = "test" if any(r["split"] == "test" for r in rows) else "valid"
+    context = rows[0]["context"] if rows else "sentence"
+    out = []
+    for r in rows:
+        if r["split"] != split or r["context"] != context:
+            continue
+        ppl = r.get("perplexity")
+        if ppl is None or (isinstance(ppl, float) and math.isnan(ppl)):
+            out.append(f"{r['model']} (no perplexity: its scores are not probabilities)")
+        elif math.isinf(ppl):
+            out.append(f"{r['model']} (infinite perplexity: a test token has probability 0)")
+    return out
+
+
+def _caption(fig, notes: list[str]) -> None:
+    """A line under the plot naming what was left out and why (a plot never drops a model silently)."""
+    if notes:
+        text = "Not drawn: " + "; ".join(notes)
+        fig.text(0.01, 0.005, text if len(text) < 160 else text[:157] + "...", fontsize=6.5, color="#555")
+        fig.subplots_adjust(bottom=0.18)
+
+
 def _floor(ax, results: dict[str, Any]) -> None:
     floor = results.get("entropy_floor")
     if floor:
@@ -68,8 +93,9 @@ def _floor(ax, results: dict[str, Any]) -> None:
         )
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, notes: list[str] | None = None) -> Path:
+    fig.tight_layout(rect=(0, 0.05 if notes else 0, 1, 1))
+    _caption(fig, notes or [])
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
@@ -82,6 +108,7 @@ def _scatter(results: dict[str, Any], key: str, xlabel: str, path: Path, *, logx
     if not rows:
         return None
     colours = model_colours(results)
+    notes = _left_out(results)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for r in rows:
         err = [
@@ -102,10 +129,10 @@ def _scatter(results: dict[str, Any], key: str, xlabel: str, path: Path, *, logx
     ax.set_ylabel(f"{rows[0]['split']} perplexity ({rows[0]['context']})")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, notes)
 
 
-def _finite(value: Any, default: float) -> float:
+def _finite(value: Any, default: float | None) -> float | None:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else default
 
 
@@ -123,6 +150,7 @@ def headline(results: dict[str, Any], path: Path) -> Path | None:
     if not finite:
         return None
     colours = model_colours(results)
+    notes = [n for n in _left_out(results) if "no perplexity" in n]  # infinite ones are drawn as ∞
     top = max(finite) * 1.6
     fig, ax = plt.subplots(figsize=(max(6.4, 0.8 * len(steps) + 1.5), 4.2))
     for i, r in enumerate(steps):
@@ -155,26 +183,29 @@ def headline(results: dict[str, Any], path: Path) -> Path | None:
     if results.get("entropy_floor"):
         ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return _save(fig, path, notes)
 
 
 def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
     """Validation perplexity (solid) and training perplexity exp(train loss) (dashed) against tokens seen."""
-    curves = {k: v for k, v in (results.get("curves") or {}).items() if v}
+    curves, notes = {}, []
+    for name, points in (results.get("curves") or {}).items():
+        pts = [
+            p for p in points or []
+            if isinstance(p.get("valid_perplexity"), (int, float)) and math.isfinite(p["valid_perplexity"])
+        ]  # fmt: skip
+        if len(pts) < len(points or []):
+            notes.append(f"{name}: {len(points) - len(pts)} point(s) without a finite validation perplexity")
+        if pts:
+            curves[name] = (pts, [p for p in points if _finite(p.get("train_loss"), None) is not None])
     if not curves:
         return None
     colours = model_colours(results)
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
-    for name, points in curves.items():
+    for name, (valid, train) in curves.items():
         colour = colours.get(name)
-        valid = [p for p in points if p.get("valid_perplexity") is not None]
         ax.plot([p["tokens"] for p in valid], [p["valid_perplexity"] for p in valid], marker=".", color=colour,
                 label=f"{name} validation")  # fmt: skip
-        train = [
-            p
-            for p in points
-            if isinstance(p.get("train_loss"), (int, float)) and math.isfinite(p["train_loss"])
-        ]
         if train:
             ax.plot([p["tokens"] for p in train], [math.exp(min(p["train_loss"], 50)) for p in train],
                     linestyle="--", color=colour, alpha=0.8, label=f"{name} training")  # fmt: skip
@@ -192,7 +223,7 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
     _plain_axis(ax)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, notes)
 
 
 def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | None:
@@ -223,7 +254,14 @@ def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | Non
 
 
 def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
-    buckets = results.get("word_buckets") or {}
+    buckets, notes = {}, []
+    for name, rows in (results.get("word_buckets") or {}).items():
+        if any(
+            isinstance(b.get("perplexity"), (int, float)) and math.isfinite(b["perplexity"]) for b in rows
+        ):
+            buckets[name] = rows
+        else:
+            notes.append(f"{name} (no finite perplexity in any bucket)")
     if not buckets:
         return None
     labels = list(dict.fromkeys(b["bucket"] for v in buckets.values() for b in v))
@@ -245,7 +283,7 @@ def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylabel("test perplexity of those tokens")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return _save(fig, path, notes)
 
 
 def attention_figure(results: dict[str, Any], path: Path) -> Path | None:

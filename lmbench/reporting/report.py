@@ -302,6 +302,10 @@ def render_report(
     try:
         # results.csv, tasks.csv and results.json are always written: they are what `lmbench report` re-reads
         tables.results_frame(results.get("rows", [])).to_csv(staging / "results.csv", index=False)
+        tables.seed_frame(results.get("rows_by_seed", [])).to_csv(
+            staging / "results_by_seed.csv", index=False
+        )
+        tables.timings_frame(results.get("rows", [])).to_csv(staging / "timings.csv", index=False)
         task_columns = ["model", "task", "metric", "value", "low", "high", "n", "detail"]
         pd.DataFrame(results.get("tasks", []), columns=task_columns).to_csv(
             staging / "tasks.csv", index=False

@@ -9,16 +9,28 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from lmbench.experiment import RESULT_COLUMNS
+from lmbench.experiment import RESULT_COLUMNS, TIMING_COLUMNS
+
+INFINITY = "∞"
 
 
-def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (model, split, context) in the fixed column order of results.csv."""
-    frame = pd.DataFrame(rows)
-    for column in RESULT_COLUMNS:
-        if column not in frame:
-            frame[column] = float("nan")
-    return frame[RESULT_COLUMNS + [c for c in frame.columns if c not in RESULT_COLUMNS]]
+def results_frame(rows: list[dict[str, Any]], columns: list[str] = RESULT_COLUMNS) -> pd.DataFrame:
+    """``rows`` in the fixed columns of a CSV file (results.csv by default), missing values empty."""
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys([*columns, *(k for r in rows for k in r)])))
+    return frame[columns]
+
+
+def seed_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """results_by_seed.csv: one row per (model, seed, split, context); ``seed`` empty for deterministic models."""
+    columns = ["model", "family", "seed"] + [
+        c for c in RESULT_COLUMNS if c not in ("model", "family", "seeds", "seed_sd")
+    ]
+    return results_frame(rows, columns)
+
+
+def timings_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """timings.csv: what this machine took (the only figures that differ between identical runs)."""
+    return results_frame(rows, TIMING_COLUMNS)
 
 
 def with_interval(value: float, low: float, high: float, digits: int = 2) -> str:
@@ -26,7 +38,7 @@ def with_interval(value: float, low: float, high: float, digits: int = 2) -> str
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if math.isinf(value):
-        return "inf"
+        return INFINITY
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} ± {(high - low) / 2:.{digits}f}"
@@ -36,7 +48,7 @@ def _number(value: Any, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float) and math.isinf(value):
-        return "inf"
+        return INFINITY if value > 0 else "-" + INFINITY
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return f"{value:,}"
@@ -45,10 +57,21 @@ def _number(value: Any, digits: int = 2) -> str:
 def _compact(n: float) -> str:
     if n is None or (isinstance(n, float) and math.isnan(n)):
         return ""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    if isinstance(n, str):
+        return n
+    for unit, size in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= size:
             return f"{n / size:.1f}{unit}"
     return f"{n:.0f}"
+
+
+def _seeds(row: dict[str, Any]) -> str:
+    """``3 (sd 1.23)``: how many seeds a figure averages and the spread of their perplexities."""
+    n = row.get("seeds")
+    if _missing(n) or n is None:
+        return ""
+    sd = row.get("seed_sd")
+    return f"{int(n)}" + ("" if _missing(sd) else f" (sd {sd:.2f})")
 
 
 def format_p(p: float, n_resamples: int | None = None) -> str:
@@ -69,13 +92,15 @@ def display_table(
     context: str | None = None,
     bootstrap: int | None = None,
 ) -> list[dict[str, str]]:
-    """The human-readable comparison table: perplexity ± interval beside cost.
+    """The human-readable comparison table: perplexity ± interval, the seeds behind it, the training it rests
+    on (budget, tokens seen, estimated FLOPs) and the cost.
 
     ``split``/``context`` keep only those rows; ``bootstrap`` (the number of resamples) sets the resolution
     below which p-values read ``p<1/n``.
     """
     out = []
     has_diff = any(not _missing(r.get("diff_vs_baseline")) for r in rows)
+    has_seeds = any(not _missing(r.get("seeds")) and r.get("seeds", 1) > 1 for r in rows)
     for r in rows:
         if (split and r["split"] != split) or (context and r["context"] != context):
             continue
@@ -85,18 +110,27 @@ def display_table(
             "split": r["split"],
             "context": r["context"],
             "perplexity": with_interval(r["perplexity"], r.get("perplexity_low"), r.get("perplexity_high")),
-            "bits/char": _number(r.get("bits_per_char"), 3),
-            "OOV": _number(r.get("oov")),
-            "params": _compact(r.get("parameters")),
-            "train s": _number(r.get("train_seconds"), 1),
-            "score tok/s": _compact(r.get("score_tokens_per_second")),
         }
+        if has_seeds:
+            entry["seeds"] = _seeds(r)
+        entry.update(
+            {
+                "bits/char": _number(r.get("bits_per_char"), 3),
+                "OOV": _number(r.get("oov")),
+                "params": _compact(r.get("parameters")),
+                "budget": r.get("budget") or "",
+                "tokens seen": _compact(r.get("train_tokens")),
+                "train FLOPs": _compact(r.get("train_flops")),
+                "train s": _number(r.get("train_seconds"), 1),
+                "score tok/s": _compact(r.get("score_tokens_per_second")),
+            }
+        )
         if has_diff:
             d = r.get("diff_vs_baseline")
             if _missing(d):
                 entry["Δ vs baseline (p)"] = ""
             elif not math.isfinite(d):
-                entry["Δ vs baseline (p)"] = f"{d:+}"  # an infinite perplexity has no interval
+                entry["Δ vs baseline (p)"] = ("+" if d > 0 else "-") + INFINITY  # no interval for infinity
             else:
                 entry["Δ vs baseline (p)"] = (
                     f"{d:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}] ({format_p(r['p_value'], bootstrap)})"
@@ -150,7 +184,7 @@ _LATEX_ESCAPES = {
     "±": r"$\pm$", "∞": r"$\infty$", "Δ": r"$\Delta$", "–": "--", "—": "---", "−": "$-$", "×": r"$\times$",
     "⟶": r"$\to$", "→": r"$\to$", "≤": r"$\leq$", "≥": r"$\geq$",
 }  # fmt: skip
-TEXT_COLUMNS = {"model", "family", "split", "context", "task", "metric", "detail", "name", "device"}
+TEXT_COLUMNS = {"model", "family", "split", "context", "task", "metric", "detail", "name", "device", "budget"}
 
 
 def latex_text(text: str) -> str:

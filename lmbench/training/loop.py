@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmbench.errors import ConfigError
-from lmbench.io import atomic_path
+from lmbench.errors import ConfigError, DataError, TrainingDiverged
+from lmbench.io import atomic_path, load_tensors
 from lmbench.models.base import Budget
 from lmbench.training import distributed
 
@@ -128,10 +128,16 @@ class Trainer:
         run_dir: str | Path | None = None,
         *,
         progress: bool | None = None,
+        identity: dict[str, Any] | None = None,
     ):
         self.config = config
-        self.budget = budget or Budget(epochs=config.epochs)
+        # one meaning of "no budget": an empty Budget() is no budget, and both mean the config's epochs
+        self.budget = budget if budget is not None and not budget.unlimited else Budget(epochs=config.epochs)
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.identity = identity  # what the checkpoint must have been written for, to be resumed
+        self.notes: list[str] = []  # one-line notes for the user (e.g. why a checkpoint was not resumed)
+        self._eval_seconds: float | None = None  # duration of the last validation pass
+        self._valid_tokens = 0
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._stop_signal: int | None = None
         self.stop_after_steps: int | None = None  # for tests: simulate an interruption
@@ -145,8 +151,18 @@ class Trainer:
         if b.tokens:
             fractions.append(state.tokens / b.tokens)
         if b.minutes:
-            fractions.append(state.seconds / (60.0 * b.minutes))
+            # a minutes budget bounds the whole fit: keep back the closing validation pass's time
+            fractions.append((state.seconds + self._closing_eval_estimate(state)) / (60.0 * b.minutes))
         return min(max(fractions), 1.0)
+
+    def _closing_eval_estimate(self, state: TrainState) -> float:
+        """Seconds the closing validation pass will take: the last pass's duration, or before any pass, the
+        validation tokens at three times the training speed so far (a forward pass without gradients)."""
+        if self._eval_seconds is not None:
+            return self._eval_seconds
+        if not self._valid_tokens or state.tokens == 0 or state.seconds <= 0:
+            return 0.0
+        return self._valid_tokens / (3.0 * state.tokens / state.seconds)
 
     def _lr(self, state: TrainState, epoch_tokens: int, plateau_scale: float) -> float:
         c = self.config
@@ -184,15 +200,29 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "plateau_scale": plateau_scale,
             "train_config": asdict(self.config),
+            "identity": _canonical(self.identity),
         }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
 
     def _load(self) -> dict | None:
+        """The checkpoint to resume from, or ``None`` (with a note) when it is unreadable or was written for
+        other settings, data or budget: a stale checkpoint is never resumed."""
         path = self._checkpoint_path()
         if path is None or not path.exists():
             return None
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            payload = load_tensors(path, "lmbench training checkpoint")
+            if not isinstance(payload, dict) or not {"model", "optimizer", "state"} <= set(payload):
+                raise DataError(f"{path}: not an lmbench training checkpoint")
+        except DataError as e:  # truncated, empty, random or foreign bytes: start fresh, never unpickle
+            self.notes.append(f"unreadable checkpoint: {e}; training from the start")
+            return None
+        saved = payload.get("identity")
+        if self.identity is not None and saved != _canonical(self.identity):
+            self.notes.append(f"{path}: written for other settings or data; training from the start")
+            return None
+        return payload
 
     # ------------------------------------------------------------------------------ signals
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
@@ -209,6 +239,7 @@ class Trainer:
         epoch_tokens: int,
         device: torch.device,
         initial_carry: Callable[[], Any] = lambda: None,
+        valid_tokens: int = 0,
     ) -> TrainState:
         """Train ``module`` in place; on return it holds the best weights seen (by validation loss).
 
@@ -216,6 +247,7 @@ class Trainer:
         loss, the number of target tokens and the state carried to the next batch (RNN hidden state).
         """
         c = self.config
+        self._valid_tokens = valid_tokens
         torch.manual_seed(c.seed)
         module.to(device)
         world, rank = distributed.world_size(), distributed.rank()
@@ -248,13 +280,23 @@ class Trainer:
         carry = initial_carry()
         resumed = self._load()
         if resumed is not None:
-            module.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            state = TrainState(**resumed["state"])
-            best, carry = resumed["best"], resumed["carry"]
-            torch.set_rng_state(resumed["torch_rng"])
-            plateau_scale = resumed["plateau_scale"]
-            log.info("resumed from %s at step %d", self._checkpoint_path(), state.step)
+            fresh_model = copy.deepcopy(module.state_dict())
+            try:
+                module.load_state_dict(resumed["model"])
+                optimizer.load_state_dict(resumed["optimizer"])
+                state = TrainState(**resumed["state"])
+                best, carry = resumed["best"], resumed["carry"]
+                torch.set_rng_state(resumed["torch_rng"])
+                plateau_scale = resumed["plateau_scale"]
+                log.info("resumed from %s at step %d", self._checkpoint_path(), state.step)
+            except Exception as e:  # shapes or fields that do not fit this model: start fresh
+                self.notes.append(
+                    f"{self._checkpoint_path()}: does not fit this model ({_first_line(e)}); training from the start"
+                )
+                module.load_state_dict(fresh_model)
+                optimizer = type(optimizer)(groups, **optimizer.defaults)
+                state, best, plateau_scale, carry = TrainState(), None, 1.0, initial_carry()
+                torch.manual_seed(c.seed)
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         in_main = _in_main_thread()
         if in_main:
@@ -290,9 +332,19 @@ class Trainer:
                     if global_tokens == 0:
                         state.position = batch.position + 1
                         continue
+                    if not torch.isfinite(loss_sum.detach()).item():
+                        raise TrainingDiverged(
+                            f"training diverged at step {state.step + 1}: loss is {float(loss_sum):g}",
+                            state.step + 1,
+                        )
                     (loss_sum * world / global_tokens).backward()
                     if c.clip > 0:
-                        nn.utils.clip_grad_norm_(module.parameters(), c.clip)
+                        norm = nn.utils.clip_grad_norm_(module.parameters(), c.clip)
+                        if not torch.isfinite(norm).item():
+                            raise TrainingDiverged(
+                                f"training diverged at step {state.step + 1}: gradient norm is {float(norm):g}",
+                                state.step + 1,
+                            )
                     optimizer.step()
                     state.step += 1
                     state.position = batch.position + 1
@@ -361,9 +413,15 @@ class Trainer:
         stop = False
         if valid_loss is not None:
             module.eval()
+            started = time.perf_counter()
             with torch.no_grad():
                 loss = float(valid_loss(module))
+            self._eval_seconds = time.perf_counter() - started
             module.train()
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training diverged by step {state.step}: validation loss is {loss:g}", state.step
+                )
             point["valid_loss"] = loss
             point["valid_perplexity"] = math.exp(min(loss, 700))
             if loss < state.best_loss - 1e-6:
@@ -379,6 +437,18 @@ class Trainer:
             )
         state.curve.append(point)
         return best, plateau_scale, stop
+
+
+def _canonical(identity: dict[str, Any] | None) -> str | None:
+    """An identity as one JSON string (what a checkpoint stores and compares; weights_only loads strings)."""
+    import json
+
+    return None if identity is None else json.dumps(identity, sort_keys=True, default=str)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _in_main_thread() -> bool:

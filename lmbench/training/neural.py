@@ -20,9 +20,19 @@ from torch import nn
 from lmbench.data.corpus import TokenStream
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
-from lmbench.io import atomic_path, atomic_write_text
+from lmbench.io import atomic_path, atomic_write_text, load_tensors
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.training.loop import Batch, TrainConfig, Trainer, pick_device, stream_batches
+
+
+def stream_digest(stream: TokenStream) -> str:
+    """sha256 of a token stream's ids and line offsets: identifies the data a checkpoint was trained on."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(stream.ids, dtype=np.int32).tobytes())
+    digest.update(np.ascontiguousarray(stream.offsets, dtype=np.int64).tobytes())
+    digest.update(str(len(stream.vocab)).encode())
+    return digest.hexdigest()
 
 
 def write_curve(path: Path, curve: list[dict[str, float]]) -> None:
@@ -66,10 +76,32 @@ class NeuralLM(LanguageModel):
     def seed(self) -> int:
         return self.train_config.seed
 
-    @seed.setter
-    def seed(self, value: int) -> None:
-        self.train_config = dataclasses.replace(self.train_config, seed=value)
-        self.train_params["seed"] = value
+    def get_params(self) -> dict[str, Any]:
+        """Every network and training setting after defaults (``vocab_size`` comes from the data in fit)."""
+        net = {k: v for k, v in dataclasses.asdict(self.net_config).items() if k != "vocab_size"}
+        return {**net, **dataclasses.asdict(self.train_config)}
+
+    def default_budget(self) -> Budget:
+        return Budget(epochs=self.train_config.epochs)
+
+    def train_flops_per_token(self) -> float | None:
+        """Forward + backward arithmetic per training token, 3 x the forward pass (Kaplan et al. 2020).
+
+        The forward pass is 2 FLOPs per multiply-add of every weight matrix a token passes through
+        (embeddings are look-ups, not counted), plus attention's scores and mixing for Transformers; an
+        adaptive softmax's tail clusters count in proportion to the training tokens that reach them.
+        """
+        return getattr(self, "flops_per_token_", None)
+
+    def _forward_flops_per_token(self, token_counts: np.ndarray) -> float:
+        skip = ("embedding.", "pos_emb.", "output.")
+        body = sum(
+            p.numel() for n, p in self.net_.named_parameters() if p.dim() >= 2 and not n.startswith(skip)
+        )
+        return 2.0 * (body + self.net_.output.matmul_params(token_counts)) + self._attention_flops_per_token()
+
+    def _attention_flops_per_token(self) -> float:
+        return 0.0
 
     def config(self) -> dict[str, Any]:
         return {
@@ -101,6 +133,9 @@ class NeuralLM(LanguageModel):
         self._init_net(train.vocab)
         sequence = train.with_markers(bos=True)
         c = self.train_config
+        token_counts = np.bincount(train.ids, minlength=len(train.vocab)).astype(np.float64)
+        token_counts[train.vocab.eos_id] += train.num_lines
+        self.flops_per_token_ = 3.0 * self._forward_flops_per_token(token_counts)
 
         def batches(epoch: int):
             return stream_batches(
@@ -111,12 +146,22 @@ class NeuralLM(LanguageModel):
             lp = self.token_logprobs(valid, context="stream")
             return float(-lp.mean())
 
-        trainer = Trainer(c, budget, run_dir)
+        has_valid = valid is not None and valid.num_predicted > 0
+        identity = {  # a checkpoint resumes only for these exact settings, budget and data
+            "class": type(self).__name__,
+            "params": self.get_params(),
+            "budget": budget.to_dict() if budget is not None else None,
+            "train": stream_digest(train),
+            "valid": stream_digest(valid) if has_valid else None,
+        }
+        trainer = Trainer(c, budget, run_dir, identity=identity)
         self.trainer_ = trainer
         state = trainer.fit(
-            self.net_, batches, self.batch_loss, valid_loss if valid is not None and valid.num_predicted else None,
+            self.net_, batches, self.batch_loss, valid_loss if has_valid else None,
             epoch_tokens=train.num_predicted, device=self.device_, initial_carry=self.initial_carry,
+            valid_tokens=valid.num_predicted if has_valid else 0,
         )  # fmt: skip
+        self.notes_ = trainer.notes
         self.learning_curve_ = state.curve
         self.tokens_seen_ = state.tokens
         self.train_seconds_ = state.seconds  # training time across interruptions and resumes
@@ -206,14 +251,18 @@ class NeuralLM(LanguageModel):
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralLM:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as e:
-            raise DataError(
-                f"{path}: not a readable lmbench neural model ({str(e).splitlines()[0]})"
-            ) from None
+        payload = load_tensors(path, "lmbench neural model")
+        if not isinstance(payload, dict) or not {"net_params", "train_params", "vocab", "state_dict"} <= set(
+            payload
+        ):
+            raise DataError(f"{path}: not an lmbench neural model (fields missing)")
         model = cls(**payload["net_params"], **payload["train_params"])
         model._init_net(Vocabulary(payload["vocab"]))
-        model.net_.load_state_dict(payload["state_dict"])
+        try:
+            model.net_.load_state_dict(payload["state_dict"])
+        except RuntimeError as e:
+            raise DataError(
+                f"{path}: weights do not fit the saved settings ({str(e).splitlines()[0]})"
+            ) from None
         model.net_.eval()
         return model

@@ -15,6 +15,9 @@ from typing import Any
 from lmbench.errors import DataError
 
 DEFAULT_TOKENIZER = "whitespace"
+# where a run folder records what it holds: fit.json (info, and the training identity with the tokenizer),
+# metrics.json (scores, and info in older runs), config.json (older runs)
+RECORDS = ("fit.json", "metrics.json", "config.json", "identity.json")
 LADDER = (
     "ngram",
     "rnn",
@@ -26,7 +29,7 @@ LADDER = (
 
 
 @dataclass(frozen=True)
-class ModelRun:
+class FinishedModel:
     """One finished model on disk: where it is, what family loads it, and how its text was tokenized."""
 
     name: str
@@ -63,19 +66,20 @@ def _find_key(documents: list[dict[str, Any]], key: str) -> Any:
     return None
 
 
-def ladder_key(run: ModelRun) -> tuple[int, int, str]:
+def ladder_key(run: FinishedModel) -> tuple[int, int, str]:
     """Sort key putting models in ladder order: n-grams by order, then RNN, GRU, LSTM, Transformer."""
     rank = LADDER.index(run.family) if run.family in LADDER else len(LADDER)
     order = (run.info.get("config") or {}).get("order")
     return rank, order if isinstance(order, int) else 0, run.name
 
 
-def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[ModelRun]:
+def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[FinishedModel]:
     """Every finished model below ``run_dir``, in ladder order (:func:`ladder_key`); ``tokenizer``
     overrides the recorded one.
 
-    Family and name come from ``metrics.json``'s ``info`` (falling back to ``config.json``); the tokenizer
-    from whichever of ``config.json``/``metrics.json`` records it (``whitespace`` where none does).
+    Family and name come from the ``info`` record (``fit.json``, or ``metrics.json`` in older runs), falling
+    back to ``config.json``; the tokenizer from whichever record holds it, at any depth (the training identity
+    nests it under ``vocabulary``); ``whitespace`` where none does.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -85,20 +89,21 @@ def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[
         folder = metrics_path.parent
         if not (folder / "model.bin").is_file():
             continue  # unfinished, or failed before saving
-        metrics = _read_json(metrics_path)
-        config = _read_json(folder / "config.json")
-        info = metrics.get("info") if isinstance(metrics.get("info"), dict) else {}
-        family = info.get("family") or config.get("family")
+        documents = [_read_json(folder / name) for name in RECORDS]
+        info = next((d["info"] for d in documents if isinstance(d.get("info"), dict)), {})
+        family = info.get("family") or _find_key(documents, "family")
         if not family:
-            raise DataError(f"{metrics_path}: no model family recorded (info.family or config.json family)")
+            raise DataError(
+                f"{metrics_path}: no model family recorded (info.family in {' or '.join(RECORDS)})"
+            )
         relative = folder.relative_to(run_dir).as_posix()
         if relative == ".":  # the run folder is itself one model's folder
-            name = info.get("name") or config.get("name") or folder.name
+            name = info.get("name") or _find_key(documents, "name") or folder.name
         else:
             name = relative
-        recorded = _find_key([config, metrics], "tokenizer")
+        recorded = _find_key(documents, "tokenizer")
         found.append(
-            ModelRun(
+            FinishedModel(
                 name=name,
                 family=family,
                 folder=folder,

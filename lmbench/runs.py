@@ -1,0 +1,169 @@
+"""The run folder of one model and seed: what it was trained on (its identity) and the cached artefacts.
+
+A finished model is reused only when its identity matches the one asked for now, field by field:
+
+- the **training identity** (family, every setting after defaults, seed, resolved budget, the training and
+  validation text's sha256, tokenizer and vocabulary options, lmbench's version) keys ``model.bin``,
+  ``fit.json`` and the training checkpoint;
+- the **scoring identity** (the training fingerprint, the evaluated splits' sha256 and the ``[evaluate]``
+  settings) keys ``metrics.json`` and ``logprobs.npz``.
+
+On a mismatch the experiment retrains or re-scores and says why in one line (``lstm: seed 0 -> 1``,
+``kn3: test.txt changed``). A missing, partial or corrupt artefact is treated as absent, never as an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmbench.io import atomic_path, atomic_write_text
+
+TRAINING_FILES = ("identity.json", "checkpoint.pt", "model.bin", "fit.json", "curve.csv")
+SCORING_FILES = ("metrics.json", "logprobs.npz")
+
+
+class CacheMiss(Exception):
+    """A cached artefact is absent, unreadable or was made for another identity (the message says which)."""
+
+    def __init__(self, message: str, *, absent: bool = False):
+        super().__init__(message)
+        self.absent = absent  # nothing was there (a first run): no need to tell the user why
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default, separators=(",", ":"))
+
+
+def fingerprint(identity: dict[str, Any]) -> str:
+    """A short stable hash of an identity (sha256 of its canonical JSON)."""
+    return hashlib.sha256(canonical_json(identity).encode("utf-8")).hexdigest()[:16]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def describe_change(old: dict[str, Any], new: dict[str, Any], files: dict[str, str] | None = None) -> str:
+    """What differs between two identities, in words: ``seed 0 -> 1``, ``test.txt changed``, ``lr 0.003 -> 0.01``."""
+    files = files or {}
+    before, after = _flatten(old), _flatten(new)
+    changes = []
+    for key in sorted(set(before) | set(after), key=_change_order):
+        if before.get(key) == after.get(key):
+            continue
+        leaf = key.rsplit(".", 1)[-1]
+        if key.startswith("data."):  # a split's sha256
+            changes.append(f"{files.get(leaf, f'the {leaf} split')} changed")
+        elif key.startswith("budget."):
+            changes.append(f"budget {_budget_words(old.get('budget'))} -> {_budget_words(new.get('budget'))}")
+        elif key not in before:
+            changes.append(f"{leaf} is new ({after[key]!r})")
+        elif key not in after:
+            changes.append(f"{leaf} is gone")
+        else:
+            changes.append(f"{leaf} {_short(before[key])} -> {_short(after[key])}")
+    unique = list(dict.fromkeys(changes))
+    return (
+        ", ".join(unique[:4]) + (f" and {len(unique) - 4} more" if len(unique) > 4 else "")
+        or "identity changed"
+    )
+
+
+def _change_order(key: str) -> tuple[int, str]:
+    order = ("seed", "params", "budget", "data", "vocabulary", "lmbench", "evaluate")
+    head = key.split(".", 1)[0]
+    return (order.index(head) if head in order else len(order), key)
+
+
+def _budget_words(budget: dict[str, Any] | None) -> str:
+    if not budget:
+        return "none"
+    return ", ".join(f"{k}={v:g}" for k, v in budget.items() if v is not None) or "none"
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass
+class RunFolder:
+    """``runs/<experiment>/<model>/`` (deterministic models) or ``.../<model>/seed-<s>/`` (one per seed)."""
+
+    path: Path
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.bin"
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        path = self.path / name
+        if not path.is_file():
+            raise CacheMiss(f"{path} is missing", absent=True)
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CacheMiss(f"{path} is unreadable ({type(e).__name__})") from None
+        if not isinstance(payload, dict):
+            raise CacheMiss(f"{path} is not an lmbench run file")
+        return payload
+
+    def write_json(self, name: str, payload: Any) -> None:
+        atomic_write_text(self.path / name, json.dumps(payload, indent=2, default=_json_default))
+
+    def check(self, name: str, key: str, identity: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
+        """The payload of ``name`` if its ``key`` identity equals ``identity``; else :class:`CacheMiss` saying why."""
+        payload = self.read_json(name)
+        saved = payload.get(key)
+        if not isinstance(saved, dict):
+            raise CacheMiss(f"{self.path / name} has no {key}")
+        if canonical_json(saved) != canonical_json(identity):
+            raise CacheMiss(describe_change(saved, identity, files))
+        return payload
+
+    def read_logprobs(self) -> dict[str, np.ndarray]:
+        path = self.path / "logprobs.npz"
+        if not path.is_file():
+            raise CacheMiss(f"{path} is missing")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k.replace("__", "/"): np.asarray(data[k], dtype=np.float64) for k in data.files}
+        except Exception as e:  # truncated, empty or foreign bytes
+            raise CacheMiss(f"{path} is unreadable ({type(e).__name__})") from None
+
+    def write_logprobs(self, logprobs: dict[str, np.ndarray]) -> None:
+        with atomic_path(self.path / "logprobs.npz") as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **{k.replace("/", "__"): v for k, v in logprobs.items()})
+
+    def clear(self, names: tuple[str, ...] = TRAINING_FILES + SCORING_FILES) -> None:
+        """Remove cached artefacts (a stale checkpoint must never be resumed for another identity)."""
+        for name in names:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
