@@ -218,9 +218,14 @@ def explore(run_dir: Path, host: str, port: int, no_browser: bool, tokenizer: st
         explorer = Explorer(run_dir, tokenizer=tokenizer)
     except LmbenchError as e:
         raise _fail(e) from None
-    for entry in explorer.runs.values():
-        if not entry.tokenizer_recorded:
-            click.echo(f"{entry.name}: no tokenizer recorded; typed text is split on whitespace", err=True)
+    unrecorded = [entry.name for entry in explorer.runs.values() if not entry.tokenizer_recorded]
+    if unrecorded:
+        shown = ", ".join(unrecorded[:3]) + (
+            f" and {len(unrecorded) - 3} more" if len(unrecorded) > 3 else ""
+        )
+        click.echo(
+            f"{shown}: no tokenizer recorded; typed text is split on whitespace (see --tokenizer)", err=True
+        )
     if not is_loopback(host):
         click.echo(f"warning: serving on {host}: anyone who can reach it can query the models", err=True)
     click.echo(
