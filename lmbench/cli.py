@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shlex
 import sys
+import traceback
 from pathlib import Path
+
+# Idle OpenMP threads sleep instead of spinning: on a busy machine (more runnable threads than cores) spinning
+# threads starve the ones doing work, which slowed a 2-thread training run here 30-50x. Set before torch loads;
+# an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
 import lmbench
-from lmbench.errors import ConfigError, DataError, LmbenchError
+from lmbench.errors import LmbenchError
 
 
 class InputError(click.ClickException):
@@ -42,24 +50,42 @@ def _table(results: dict) -> str:
     return text + f"\n{tables.signature(results)}"
 
 
-def _run(config_path: Path, output: Path | None, runs_dir: Path | None, command: str) -> None:
+def _command(words: list[str], **options: Path | None) -> str:
+    """The command line that regenerates a report: the words plus every option that was given."""
+    parts = list(words)
+    for key, value in options.items():
+        if value is not None:
+            parts += [f"--{key.replace('_', '-')}", str(value)]
+    return shlex.join(parts)
+
+
+def _run(
+    config_path: Path,
+    output: Path | None,
+    runs_dir: Path | None,
+    command: str,
+    data_dir: Path | None = None,
+) -> None:
     from lmbench.config import load_config
     from lmbench.experiment import run_experiment
+    from lmbench.io import check_output_dir
     from lmbench.reporting import render_report
+    from lmbench.reporting.report import check_report_folder
     from lmbench.training import distributed
 
     distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
 
-    try:
-        config = load_config(config_path)
-    except LmbenchError as e:
-        raise _fail(e) from None
+    config = load_config(config_path, data_dir=data_dir)
     output = output or Path("reports") / config.name
     runs_dir = runs_dir or Path("runs") / config.name
-    try:
-        results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True))
-    except (ConfigError, DataError) as e:
-        raise _fail(e) from None
+    check_output_dir(output, "report folder")  # before any training: a bad folder is exit 2, not lost work
+    check_report_folder(output)
+    a, b = output.resolve(), runs_dir.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise InputError(
+            f"--output {output} and --runs-dir {runs_dir} overlap; the report replaces its whole folder"
+        )
+    results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True))
     results["provenance"]["command"] = command
     if not distributed.is_main():
         return
@@ -70,14 +96,80 @@ def _run(config_path: Path, output: Path | None, runs_dir: Path | None, command:
         raise RunFailure(f"{len(results['failures'])} failure(s): " + "; ".join(results["failures"]))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+class _TracebacksOnlyWhenVerbose(logging.Filter):
+    """A library's ``log.exception`` prints its traceback only under ``-v``; otherwise the message line alone."""
+
+    verbose = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.verbose and record.exc_info:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_TRACEBACKS = _TracebacksOnlyWhenVerbose()
+
+
+def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.find_root().meta["lmbench.verbose"] = True
+        _TRACEBACKS.verbose = True
+        logging.getLogger().setLevel(logging.INFO)
+    return value
+
+
+def verbose_option(command):
+    """``-v`` before or after the subcommand (``lmbench -v demo`` and ``lmbench demo -v``)."""
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_verbose,
+        help="Log progress details; show the traceback of an unexpected error.",
+    )(command)
+
+
+class LmbenchGroup(click.Group):
+    """Maps lmbench's errors to exit codes, and keeps tracebacks behind ``-v``.
+
+    ConfigError/DataError (and any LmbenchError) -> exit 2, one line; any other exception -> exit 1, one line
+    naming its type (with ``-v`` the traceback is printed too).
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except LmbenchError as e:
+            raise _fail(e) from None
+        except Exception as e:
+            if ctx.find_root().meta.get("lmbench.verbose"):
+                traceback.print_exc()
+            detail = str(e).splitlines()[0] if str(e) else ""
+            hint = "" if ctx.find_root().meta.get("lmbench.verbose") else " (run with -v for the traceback)"
+            raise RunFailure(f"unexpected {type(e).__name__}: {detail}{hint}") from None
+
+
+@click.group(cls=LmbenchGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(lmbench.__version__, "--version", prog_name="lmbench")
-@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+@click.option(
+    "-v", "--verbose", is_flag=True, callback=_set_verbose, is_eager=True, help="Log progress details."
+)
 def main(verbose: bool) -> None:
     """Train n-gram, recurrent and Transformer language models on one corpus and compare them."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
+    _TRACEBACKS.verbose = verbose
+    for handler in logging.getLogger().handlers:
+        if _TRACEBACKS not in handler.filters:
+            handler.addFilter(_TRACEBACKS)
+
+
+RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>]."
 
 
 @main.command()
@@ -85,30 +177,33 @@ def main(verbose: bool) -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Report folder [default: reports/<name>].",
 )
+@click.option("--runs-dir", type=click.Path(path_type=Path), help=RUNS_DIR_HELP)
 @click.option(
-    "--runs-dir",
+    "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Checkpoints and metrics [default: runs/<name>].",
+    help="Folder holding corpus copies <name>/ and task files [default: corpus.data_dir, $LMBENCH_DATA, ../shared/corpora].",
 )
-def run(config: Path, output: Path | None, runs_dir: Path | None) -> None:
+@verbose_option
+def run(config: Path, output: Path | None, runs_dir: Path | None, data_dir: Path | None) -> None:
     """Train and evaluate every model of an experiment CONFIG (TOML) and write its report.
 
     Re-running skips models that finished and resumes interrupted neural training.
     """
-    _run(config, output, runs_dir, f"lmbench run {config}" + (f" --output {output}" if output else ""))
+    command = _command(["lmbench", "run", str(config)], output=output, runs_dir=runs_dir, data_dir=data_dir)
+    _run(config, output, runs_dir, command, data_dir)
 
 
-def _preset(name: str, output: Path | None, runs_dir: Path | None) -> None:
+def _preset(name: str, output: Path | None, runs_dir: Path | None, default_output: Path) -> None:
     from lmbench.presets import preset_path
 
     _run(
         preset_path(name),
-        output or Path("reports") / name,
+        output or default_output,
         runs_dir,
-        f"lmbench {name}" + (f" --output {output}" if output else ""),
+        _command(["lmbench", name], output=output, runs_dir=runs_dir),
     )
 
 
@@ -116,28 +211,40 @@ def _preset(name: str, output: Path | None, runs_dir: Path | None) -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Report folder [default: reports/demo].",
 )
-@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), help="[default: runs/demo]")
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    help="Checkpoints, per-model metrics and logs [default: runs/demo].",
+)
+@verbose_option
 def demo(output: Path | None, runs_dir: Path | None) -> None:
     """The built-in demo: an n-gram ladder on the synthetic corpus, against its known entropy floor."""
-    _preset("demo", output, runs_dir)
+    _preset("demo", output, runs_dir, Path("reports") / "demo")
 
 
 @main.command()
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Report folder [default: reports/evolution].",
+    type=click.Path(path_type=Path),
+    help="Report folder [default: reports/evolution-run; the committed example is reports/evolution].",
 )
 @click.option(
-    "--runs-dir", type=click.Path(path_type=Path, file_okay=False), help="[default: runs/evolution]"
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    help="Checkpoints, per-model metrics and logs [default: runs/evolution].",
 )
+@verbose_option
 def evolution(output: Path | None, runs_dir: Path | None) -> None:
-    """The model-evolution ladder (unigram -> n-grams -> RNN/GRU/LSTM -> Transformer) on the synthetic corpus."""
-    _preset("evolution", output, runs_dir)
+    """The model-evolution ladder (unigram -> n-grams -> RNN/GRU/LSTM -> Transformer) on the synthetic corpus.
+
+    Writes reports/evolution-run by default, so the committed example in reports/evolution stays as it is
+    (regenerate that one with --output reports/evolution).
+    """
+    _preset("evolution", output, runs_dir, Path("reports") / "evolution-run")
 
 
 @main.command()
@@ -145,6 +252,7 @@ def evolution(output: Path | None, runs_dir: Path | None) -> None:
 @click.option(
     "--formats", default="md,csv,json,html,png", help="Comma-separated: md,csv,json,html,latex,png."
 )
+@verbose_option
 def report(folder: Path, formats: str) -> None:
     """Re-render the report in FOLDER from its results.json, without retraining."""
     from lmbench.config import REPORT_FORMATS
@@ -168,6 +276,7 @@ def report(folder: Path, formats: str) -> None:
 @click.argument("run_a", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("run_b", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--split", default="test", help="Which split's rows to compare.")
+@verbose_option
 def compare(run_a: Path, run_b: Path, split: str) -> None:
     """Put two report folders side by side: perplexity of each model in RUN_A and RUN_B."""
     from lmbench.reporting import load_results, tables
@@ -245,6 +354,7 @@ def corpora() -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Folder holding <name>/ copies [default: $LMBENCH_DATA, else ../shared/corpora].",
 )
+@verbose_option
 def corpora_list(data_dir: Path | None) -> None:
     """Show each corpus card and whether a verified local copy is present."""
     from lmbench.data.cards import card_files, check_card, load_card
@@ -284,15 +394,19 @@ def corpora_list(data_dir: Path | None) -> None:
 @corpora.command("fetch")
 @click.argument("name")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Where to put <name>/.")
+@verbose_option
 def corpora_fetch(name: str, data_dir: Path | None) -> None:
     """Download corpus NAME where the network allows, and verify it against its card."""
     from lmbench.data.cards import fetch_card
 
     try:
-        folder = fetch_card(name, data_dir)
+        folder, downloaded = fetch_card(name, data_dir)
     except LmbenchError as e:
         raise _fail(e) from None
-    click.echo(f"{name}: downloaded and verified in {folder}")
+    if downloaded:
+        click.echo(f"{name}: downloaded and verified in {folder}")
+    else:
+        click.echo(f"{name}: a verified copy is already in {folder}; nothing downloaded")
 
 
 if __name__ == "__main__":  # pragma: no cover - `torchrun -m lmbench.cli run CONFIG`

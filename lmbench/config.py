@@ -6,7 +6,14 @@ trained or written.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import math
+import re
 import sys
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +134,7 @@ def _path(base: Path, value: str | None) -> Path | None:
 
 def _seed(source: str, key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
-        raise ConfigError(f"{source}: {key}: expected an integer from 0 to 2**32 - 1, got {value!r}")
+        raise ConfigError(f"{source}: {key}: expected an integer >= 0 and < 2**32, got {value!r}")
     return value
 
 
@@ -144,23 +151,23 @@ def _budget(reader: _Reader, name: str) -> Budget | None:
     if name not in reader.table:
         return None
     sub = _Reader(reader.source, reader.key(name), reader.table.pop(name))
-    values = {k: sub.get(k, (int, float)) for k in ("epochs", "tokens", "minutes")}
+    values = {k: sub.get(k, int if k == "tokens" else (int, float)) for k in ("epochs", "tokens", "minutes")}
     sub.done()
-    try:
-        return Budget(**values)
-    except ConfigError as e:
-        raise ConfigError(f"{reader.source}: {reader.key(name)}.{e}") from None
+    check_budget_values(reader.source, f"{reader.where}: {name}" if reader.where else name, values)
+    return Budget(**values)
 
 
 def parse_config(
-    data: dict[str, Any], *, source: str = "<config>", base: Path | None = None
+    data: dict[str, Any], *, source: str = "<config>", base: Path | None = None, data_dir: Path | None = None
 ) -> ExperimentConfig:
-    """Check and convert a parsed TOML table (relative paths resolve against ``base``)."""
+    """Check and convert a parsed TOML table (relative paths resolve against ``base``).
+
+    ``data_dir`` (``lmbench run --data-dir``) overrides the config's ``corpus.data_dir``.
+    """
     base = base or Path.cwd()
     top = _Reader(source, "", data)
     name = top.get("name", str, required=True)
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"{source}: name: expected a plain experiment name, got {name!r}")
+    check_plain_name(source, "name", name)
     seed = _seed(source, "seed", top.get("seed", int, 0))
     seeds = top.get("seeds", list)
     seeds = _seeds(source, "seeds", seeds) if seeds is not None else None
@@ -179,6 +186,8 @@ def parse_config(
         test_fraction=c.get("test_fraction", float, 0.1),
         data_dir=_path(base, c.get("data_dir", str)),
     )
+    if data_dir is not None:
+        corpus.data_dir = Path(data_dir)
     synthetic_options = {k: c.table.pop(k) for k in list(c.table) if k in SYNTHETIC_KEYS}
     c.done()
     sources = [
@@ -198,11 +207,13 @@ def parse_config(
         raise ConfigError(f"{source}: corpus.min_count: expected an integer >= 1, got {corpus.min_count}")
     if corpus.max_size is not None and corpus.max_size < 4:
         raise ConfigError(f"{source}: corpus.max_size: expected an integer >= 4, got {corpus.max_size}")
+    check_corpus_values(source, corpus)
     if synthetic_options and corpus.name != "synthetic":
         raise ConfigError(
             f"{source}: unknown key 'corpus.{next(iter(synthetic_options))}' (synthetic options need name = \"synthetic\")"
         )
     if corpus.name == "synthetic":
+        check_synthetic_options(source, synthetic_options)
         try:
             corpus.synthetic = SyntheticConfig(**synthetic_options)
         except ConfigError as e:
@@ -223,6 +234,7 @@ def parse_config(
     for i, table in enumerate(models_raw, start=1):
         m = _Reader(source, f"model #{i}", table)
         model_name = m.get("name", str, required=True)
+        check_plain_name(source, f"model #{i}: name", model_name)
         m.where = f"model '{model_name}'"
         family = m.get("family", str, required=True)
         budget = _budget(m, "budget")
@@ -235,8 +247,8 @@ def parse_config(
             model_seeds = _seeds(source, m.key("seeds"), m.table.pop("seeds"))
         params = dict(m.table)
         m.table.clear()
-        if any(x.name == model_name for x in models):
-            raise ConfigError(f"{source}: model '{model_name}': duplicate model name")
+        check_unique_name(source, model_name, [x.name for x in models])
+        check_model_settings(source, m.where, family, params)
         try:
             create_model(family, **params)  # validates family and hyper-parameters now, before any output
         except ConfigError as e:
@@ -246,13 +258,10 @@ def parse_config(
     e = _Reader(source, "evaluate", top.get("evaluate", dict, {}))
     contexts = e.get("context", (str, list), "sentence")
     contexts = [contexts] if isinstance(contexts, str) else contexts
-    for ctx in contexts:
-        if ctx not in CONTEXTS:
-            raise ConfigError(f"{source}: evaluate.context: expected 'sentence' or 'stream', got {ctx!r}")
-    splits = e.get("splits", list, ["valid", "test"])
-    for split in splits:
-        if split not in SPLIT_NAMES:
-            raise ConfigError(f"{source}: evaluate.splits: expected values from {SPLIT_NAMES}, got {split!r}")
+    check_choice_list(source, "evaluate.context", contexts, CONTEXTS)
+    splits = e.get("splits", (str, list), ["valid", "test"])
+    splits = [splits] if isinstance(splits, str) else splits
+    check_choice_list(source, "evaluate.splits", splits, SPLIT_NAMES)
     evaluate = EvaluateConfig(contexts, splits, e.get("bootstrap", int, 1000), e.get("block_size", int, 256))
     if evaluate.bootstrap < 0 or evaluate.block_size < 1:
         raise ConfigError(f"{source}: evaluate.bootstrap must be >= 0 and evaluate.block_size >= 1")
@@ -262,6 +271,8 @@ def parse_config(
     if tasks:
         from lmbench.tasks import validate_task_configs
 
+        resolve_task_paths(source, tasks, base=base, data_dir=corpus.data_dir)
+        check_task_options(source, tasks, [m.name for m in models])
         try:
             validate_task_configs(tasks, base=base)
         except ConfigError as err:
@@ -272,15 +283,11 @@ def parse_config(
         r.get("formats", list, ReportConfig().formats), r.get("baseline", str), r.get("references", list, [])
     )
     r.done()
+    check_choice_list(source, "report.formats", report.formats, REPORT_FORMATS, allow_empty=True)
     for i, ref in enumerate(report.references, start=1):
         if not isinstance(ref, dict) or not {"model", "metric", "value", "source"} <= set(ref):
             raise ConfigError(
                 f"{source}: report.references #{i}: expected a table with model, metric, value, source"
-            )
-    for fmt in report.formats:
-        if fmt not in REPORT_FORMATS:
-            raise ConfigError(
-                f"{source}: report.formats: unknown format {fmt!r}; expected some of {', '.join(REPORT_FORMATS)}"
             )
     if report.baseline is not None and report.baseline not in {m.name for m in models}:
         raise ConfigError(f"{source}: report.baseline: {report.baseline!r} is not the name of a [[model]]")
@@ -290,17 +297,327 @@ def parse_config(
     )
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and check an experiment TOML file."""
+def load_config(path: str | Path, *, data_dir: str | Path | None = None) -> ExperimentConfig:
+    """Read and check an experiment TOML file (``data_dir`` overrides its ``corpus.data_dir``)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: invalid UTF-8 at byte offset {e.start}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML ({e})") from None
-    return parse_config(data, source=str(path), base=path.resolve().parent)
+    return parse_config(
+        data, source=str(path), base=path.resolve().parent, data_dir=Path(data_dir) if data_dir else None
+    )
+
+
+# ------------------------------------------------------------------------------------------------ validation
+# Checks that need more than a type: each raises ConfigError naming the file, the key and what was expected.
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+TASK_PATH_KEYS = ("train", "test", "files")  # task options that name files
+
+
+def check_plain_name(source: str, key: str, name: str) -> None:
+    """Experiment and model names become folder names: letters, digits, ``-_.``, not ``.``/``..``, not hidden."""
+    if not PLAIN_NAME.fullmatch(name) or name.startswith("."):
+        raise ConfigError(
+            f"{source}: {key}: expected a plain name (letters, digits, '-', '_', '.'; not starting with '.';"
+            f" at most 128 characters), got {name!r}"
+        )
+
+
+def check_unique_name(source: str, name: str, earlier: Sequence[str]) -> None:
+    """Model names must differ after case-folding: on macOS and Windows ``LSTM`` and ``lstm`` share a folder."""
+    clash = next((x for x in earlier if x.casefold() == name.casefold()), None)
+    if clash is not None:
+        same = (
+            "duplicate model name"
+            if clash == name
+            else f"same folder as model '{clash}' (names differ only in case)"
+        )
+        raise ConfigError(f"{source}: model '{name}': {same}")
+
+
+def check_seed(source: str, key: str, seed: int) -> None:
+    if seed < 0:
+        raise ConfigError(f"{source}: {key}: expected an integer >= 0, got {seed}")
+
+
+def check_budget_values(source: str, where: str, values: dict[str, Any]) -> None:
+    """epochs and minutes: positive finite numbers; tokens: a positive integer (half a token is not a budget)."""
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key == "tokens" and not isinstance(value, int):
+            raise ConfigError(f"{source}: {where}.tokens: expected a positive integer, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{source}: {where}.{key}: expected a positive number, got {value!r}")
+
+
+def check_choice_list(
+    source: str, key: str, values: list[Any], choices: Sequence[str], *, allow_empty: bool = False
+) -> None:
+    """A list of distinct values from ``choices`` (non-empty unless ``allow_empty``)."""
+    expected = ", ".join(repr(c) for c in choices)
+    if not values and not allow_empty:
+        raise ConfigError(f"{source}: {key}: expected a non-empty list of {expected}, got []")
+    for value in values:
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigError(f"{source}: {key}: expected values from {expected}, got {value!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{source}: {key}: {values!r} lists a value twice")
+
+
+def check_corpus_values(source: str, corpus: CorpusConfig) -> None:
+    """Split fractions in (0, 0.5) and a corpus name that is a card or ``synthetic``."""
+    for key in ("valid_fraction", "test_fraction"):
+        value = getattr(corpus, key)
+        if not 0.0 < value < 0.5:
+            raise ConfigError(f"{source}: corpus.{key}: expected a fraction in (0, 0.5), got {value!r}")
+    if corpus.name is not None and corpus.name != "synthetic":
+        from lmbench.data.cards import card_files
+
+        if corpus.name not in card_files():
+            raise ConfigError(
+                f"{source}: corpus.name: unknown corpus {corpus.name!r}; expected 'synthetic' or one of "
+                f"{', '.join(card_files())}"
+            )
+
+
+def check_synthetic_options(source: str, options: dict[str, Any]) -> None:
+    """The synthetic corpus's options against the types of :class:`SyntheticConfig` (``topics = true`` is no count)."""
+    hints = typing.get_type_hints(SyntheticConfig)
+    for key, value in options.items():
+        if not _matches(value, hints[key]):
+            raise ConfigError(f"{source}: corpus.{key}: expected {_describe(hints[key])}, got {value!r}")
+    if options.get("seed", 0) < 0:
+        check_seed(source, "corpus.seed", options["seed"])
+
+
+def model_settings(family: str) -> dict[str, Any] | None:
+    """Every setting a family takes, with its type hint: the constructor's keywords, or (for a constructor
+    taking ``**params``) the fields of the dataclasses its ``settings_sources()`` names."""
+    from lmbench.models.registry import model_class
+
+    cls = model_class(family)
+    settings: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls.__init__)
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name == "self" or p.kind is p.VAR_POSITIONAL:
+            continue
+        if p.kind is p.VAR_KEYWORD:
+            if not hasattr(cls, "settings_sources"):
+                return None  # takes any keyword and declares none: the constructor alone judges
+            for source_class in cls.settings_sources():
+                source_hints = typing.get_type_hints(source_class)
+                for f in dataclasses.fields(source_class):
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                        continue  # filled in by the model itself (vocab_size)
+                    settings[f.name] = source_hints[f.name]
+            continue
+        settings[p.name] = hints.get(p.name, Any)
+    return settings
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Does a TOML value fit a type hint? bool is not an int; an int is a float; floats are finite."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        args = typing.get_args(hint)
+        return (
+            isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+            if args
+            else isinstance(value, list)
+        )
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _describe(hint: Any) -> str:
+    """A type hint in a config writer's words (TOML cannot write None, so ``X | None`` reads as X)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint) if h is not type(None))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    if origin in (list, tuple, Sequence):
+        args = typing.get_args(hint)
+        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    names = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a finite number",
+        str: "a string",
+        dict: "a table",
+    }
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def check_model_settings(source: str, where: str, family: str, params: dict[str, Any]) -> None:
+    """Each model setting against the type its family declares (so ``lr = "fast"`` names lr and "a number"),
+    an internal n-gram smoothing name refused, and a device that this machine actually has."""
+    from lmbench.models.registry import MODELS
+
+    if family not in MODELS:
+        return  # create_model names the unknown family
+    settings = model_settings(family)
+    for key, value in params.items():
+        if settings is None:
+            break  # a family that declares no settings: its constructor checks them
+        if key not in settings:
+            raise ConfigError(
+                f"{source}: {where}: unknown key {key!r} for family {family!r}; expected some of {', '.join(settings)}"
+            )
+        if not _matches(value, settings[key]):
+            raise ConfigError(f"{source}: {where}: {key}: expected {_describe(settings[key])}, got {value!r}")
+    if family == "ngram" and params.get("smoothing") == "arpa":
+        raise ConfigError(
+            f"{source}: {where}: smoothing: 'arpa' marks a model read from an ARPA file; "
+            "expected a smoother such as 'modified-kneser-ney'"
+        )
+    if isinstance(params.get("seed"), int):
+        check_seed(source, f"{where}: seed", params["seed"])
+    cutoffs = params.get("cutoffs")
+    if isinstance(cutoffs, list) and (not cutoffs or cutoffs[0] <= 2 or cutoffs != sorted(set(cutoffs))):
+        raise ConfigError(f"{source}: {where}: cutoffs: expected increasing ids from 3 up, got {cutoffs!r}")
+    if isinstance(params.get("device"), str):
+        problem = device_problem(params["device"])
+        if problem:
+            raise ConfigError(f"{source}: {where}: device: {problem}")
+
+
+def check_settings_for_vocabulary(config: ExperimentConfig, vocab_size: int) -> None:
+    """After the vocabulary is built and before any model trains: adaptive-softmax cutoffs must lie inside it."""
+    for spec in config.models:
+        if spec.params.get("output") != "adaptive":
+            continue
+        from lmbench.models.output import default_cutoffs
+
+        cutoffs = spec.params.get("cutoffs") or default_cutoffs(vocab_size)
+        if cutoffs[0] <= 2 or cutoffs[-1] >= vocab_size:
+            given = "" if spec.params.get("cutoffs") else " (the default for this vocabulary)"
+            raise ConfigError(
+                f"{config.source}: model '{spec.name}': cutoffs: {cutoffs}{given} must lie between 3 and "
+                f"|V| - 1 = {vocab_size - 1}; the vocabulary has {vocab_size} entries"
+            )
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``device`` cannot be used on this machine (None if it can): a CUDA device on a CPU-only build, etc."""
+    if device in ("auto", "cpu"):
+        return None
+    import torch
+
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            return f"{device!r} requested but this PyTorch has no usable CUDA device; use 'auto' or 'cpu'"
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            return f"{device!r}: this machine has CUDA devices 0..{torch.cuda.device_count() - 1}"
+    elif device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            return "'mps' requested but Apple's Metal back-end is not available here; use 'auto' or 'cpu'"
+    return None
+
+
+def resolve_task_paths(source: str, tasks: dict[str, Any], *, base: Path, data_dir: Path | None) -> None:
+    """Make the file paths of task options absolute, in place.
+
+    Rule (as corpus cards find ``<name>/``): a relative path is looked for beside the config file, then in the
+    data folder (``corpus.data_dir`` or ``--data-dir``, else ``$LMBENCH_DATA``, else ``../shared/corpora``).
+    A file in neither is an error naming both places.
+    """
+    from lmbench.data.cards import data_dir as default_data_dir
+
+    roots = [base] + [r for r in (data_dir or default_data_dir(),) if r is not None]
+
+    def resolve(key: str, value: str) -> str:
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            return str(path)
+        for root in roots:
+            if (root / path).exists():
+                return str((root / path).resolve())
+        where = " or ".join(str(r) for r in roots)
+        raise ConfigError(f"{source}: {key}: file {value!r} not found in {where}")
+
+    from lmbench.tasks import TASKS
+
+    for name, options in tasks.items():
+        if name not in TASKS or not isinstance(options, dict):
+            continue  # validate_task_configs names it
+        for key in TASK_PATH_KEYS:
+            value = options.get(key)
+            if isinstance(value, str):
+                options[key] = resolve(f"tasks.{name}.{key}", value)
+            elif isinstance(value, list):
+                options[key] = [resolve(f"tasks.{name}.{key}", v) if isinstance(v, str) else v for v in value]
+
+
+def check_task_options(source: str, tasks: dict[str, Any], model_names: Sequence[str]) -> None:
+    """Task options against the type of their defaults (so ``max_tokens = "x"`` fails now, not after training):
+    numbers >= 0 (temperature > 0), ``split`` a split name, ``reference`` a model of this config."""
+    from lmbench.tasks import TASKS
+
+    for name, options in tasks.items():
+        if name not in TASKS or not isinstance(options, dict):
+            continue  # validate_task_configs names it
+        for key, value in options.items():
+            where = f"{source}: tasks.{name}.{key}"
+            default = TASKS[name].DEFAULTS.get(key)
+            if default is None or key in TASK_PATH_KEYS:
+                continue
+            hint = (
+                type(default)
+                if not isinstance(default, list)
+                else list[type(default[0])]
+                if default
+                else list
+            )
+            if not _matches(value, hint):
+                raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}")
+            numbers = value if isinstance(value, list) else [value]
+            if any(isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0 for v in numbers):
+                raise ConfigError(f"{where}: expected numbers >= 0, got {value!r}")
+        if "temperature" in options and not options["temperature"] > 0:
+            raise ConfigError(
+                f"{source}: tasks.{name}.temperature: expected a number > 0, got {options['temperature']!r}"
+            )
+        if "split" in options and options["split"] not in SPLIT_NAMES:
+            raise ConfigError(
+                f"{source}: tasks.{name}.split: expected one of {', '.join(SPLIT_NAMES)}, got {options['split']!r}"
+            )
+        reference = options.get("reference")
+        if key_is_set(options, "reference") and reference not in model_names:
+            raise ConfigError(
+                f"{source}: tasks.{name}.reference: {reference!r} is not the name of a [[model]]"
+            )
+
+
+def key_is_set(options: dict[str, Any], key: str) -> bool:
+    return options.get(key) is not None

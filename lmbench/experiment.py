@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import lmbench
-from lmbench.config import ExperimentConfig, ModelConfig
+from lmbench.config import ExperimentConfig, ModelConfig, check_settings_for_vocabulary
 from lmbench.data.cards import load_card_corpus
 from lmbench.data.corpus import Corpus, TokenizedCorpus, tokenize_corpus
 from lmbench.data.synthetic import SyntheticSource
@@ -38,7 +38,7 @@ from lmbench.evaluation.bootstrap import (
     seeded_paired_difference,
     seeded_perplexity_interval,
 )
-from lmbench.io import atomic_write_text
+from lmbench.io import atomic_write_text, check_output_dir
 from lmbench.models.base import Budget, LanguageModel
 from lmbench.models.registry import create_model, model_class
 from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, fingerprint
@@ -412,8 +412,16 @@ def _record_failure(run: ModelRun, error: Exception, say: Callable[[str], None])
         run.folder.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.folder.path / "error.log", traceback.format_exc())
     except OSError as e:
-        say(f"{run.label}: could not write error.log ({_first_line(e)})")
+        say(f"{run.label}: could not write the error log ({e.strerror}); run with -v to see the traceback")
+        log.info("traceback of the failure above:\n%s", traceback.format_exc())
     return message
+
+
+def check_output_dirs(config: ExperimentConfig, runs_dir: Path) -> None:
+    """Before any data is read or model trained: every run folder can be created and written."""
+    check_output_dir(runs_dir, "runs folder")
+    for spec in config.models:
+        check_output_dir(runs_dir / spec.name, f"run folder of model '{spec.name}'")
 
 
 def run_experiment(
@@ -425,8 +433,10 @@ def run_experiment(
     """Train and score every model of ``config``; returns the results dict that reports are rendered from."""
     say = progress or (lambda message: log.info(message))
     runs_dir = Path(runs_dir)
+    check_output_dirs(config, runs_dir)
     loaded = load_data(config)
     data = loaded.data
+    check_settings_for_vocabulary(config, len(data.vocab))  # before the first model trains
     say(
         f"corpus {loaded.corpus.name}: {data.train.num_predicted:,} training tokens, |V| = {len(data.vocab):,}, "
         f"test OOV {data.test.oov:,}"

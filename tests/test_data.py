@@ -25,7 +25,9 @@ def test_token_stream_counts_words_plus_one_eos_per_line_and_oov():
     v = Vocabulary.build([["a", "b"]])
     s = TokenStream.from_lines([["a", "b"], [], ["a", "zebra", "<unk>"]], v)
     assert s.num_predicted == 5 + 3
-    assert s.oov == 1  # "zebra"; a literal <unk> is the vocabulary's own entry, not OOV
+    # "zebra" and the literal <unk>: every token scored as <unk> is OOV (KenLM's count), so that
+    # perplexity_excl_oov leaves out exactly the tokens the oov column counts
+    assert s.oov == 2
     np.testing.assert_array_equal(s.targets(), [3, 4, 2, 2, 3, 0, 0, 2])
     np.testing.assert_array_equal(s.with_markers(), [1, 3, 4, 2, 1, 2, 1, 3, 0, 0, 2])
     np.testing.assert_array_equal(s.target_line_starts(), [0, 3, 4])

@@ -138,27 +138,61 @@ def load_card_corpus(
     return corpus, card
 
 
-def fetch_card(name: str, directory: str | Path | None = None, *, timeout: float = 20.0) -> Path:
-    """Download a card's files into ``<data dir>/<name>/`` and verify them; one-line error without network."""
+def fetch_card(name: str, directory: str | Path | None = None, *, timeout: float = 20.0) -> tuple[Path, bool]:
+    """Download a card's files into ``<data dir>/<name>/`` and verify them; one-line error without network.
+
+    Returns the folder and whether anything was downloaded: a present copy that matches the card (or a card
+    without checksums) is kept as it is. A failed download leaves no folder it created behind.
+    """
     card = load_card(name)
     root = data_dir(directory) or Path("data")
     folder = root / card.name
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in card.splits.values():
-        target = folder / split["file"]
-        url = card.url.rstrip("/") + "/" + split["file"]
-        tmp = target.with_suffix(target.suffix + ".part")
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                out.write(response.read())
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            tmp.unlink(missing_ok=True)
-            reason = getattr(e, "reason", e)
-            raise DataError(
-                f"corpus {name!r}: could not download {url} ({reason}); no network here? copy the files into {folder}"
-            ) from None
-        if split.get("sha256") and sha256_file(tmp) != split["sha256"]:
-            tmp.unlink(missing_ok=True)
-            raise DataError(f"corpus {name!r}: {url} does not match the card's sha256")
-        os.replace(tmp, target)
-    return folder
+    status = check_card(card, root)
+    if status.present and status.verified is not False:
+        return folder, False
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"corpus {name!r}: cannot create {folder} ({e.strerror})") from None
+    try:
+        for split in card.splits.values():
+            target = folder / split["file"]
+            if target.is_file() and split.get("sha256") and sha256_file(target) == split["sha256"]:
+                continue  # this file is already right; fetch only what is missing or differs
+            url = card.url.rstrip("/") + "/" + split["file"]
+            _download(name, url, target, split.get("sha256"), timeout, differs=target.is_file())
+    except BaseException:
+        for path in created:  # deepest first; only folders this call made, and only if still empty
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
+    return folder, True
+
+
+def _download(
+    name: str, url: str, target: Path, sha256: str | None, timeout: float, *, differs: bool
+) -> None:
+    tmp = target.with_suffix(target.suffix + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            out.write(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        reason = getattr(e, "reason", e)
+        advice = (
+            f"the {target} there does not match the card's sha256: replace it with the original file"
+            if differs
+            else f"without network, get {target.name} elsewhere and put it at {target}, or point --data-dir / "
+            f"${DATA_ENV} at a folder that holds {name}/"
+        )
+        raise DataError(f"corpus {name!r}: could not download {url} ({reason}); {advice}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sha256 and sha256_file(tmp) != sha256:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"corpus {name!r}: {url} does not match the card's sha256")
+    os.replace(tmp, target)

@@ -12,14 +12,18 @@ from pathlib import Path
 import numpy as np
 
 from lmbench.data.tokenizers import Tokenizer
-from lmbench.data.vocabulary import UNK, Vocabulary
+from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import DataError
 
 SPLITS = ("train", "valid", "test")
 
 
 def read_text(path: str | Path) -> str:
-    """Read a UTF-8 text file; invalid bytes are an error naming the file and the byte offset."""
+    """Read a UTF-8 text file as lines joined by ``\n``.
+
+    A byte-order mark is dropped and CRLF/CR line ends become ``\n`` (so no tokenizer ever sees ``\r``); invalid
+    UTF-8 and NUL bytes are errors naming the file and where.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -27,10 +31,23 @@ def read_text(path: str | Path) -> str:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a text file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: invalid UTF-8 at byte offset {e.start} (expected UTF-8 text)") from None
+        offset = e.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        raise DataError(f"{path}: invalid UTF-8 at byte offset {offset} (expected UTF-8 text)") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise DataError(f"{path}: line {line}: NUL byte (expected text; is this a binary file?)")
+    return normalize_newlines(text)
+
+
+def normalize_newlines(text: str) -> str:
+    """CRLF and lone CR line ends as ``\n`` (Python's universal newlines)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def split_lines(text: str) -> list[str]:
@@ -56,15 +73,34 @@ class Corpus:
         return getattr(self, name)
 
     @classmethod
-    def from_texts(cls, name: str, train: str, valid: str, test: str, *, source: str = "") -> Corpus:
+    def from_texts(
+        cls,
+        name: str,
+        train: str,
+        valid: str,
+        test: str,
+        *,
+        source: str = "",
+        sources: dict[str, str] | None = None,
+    ) -> Corpus:
+        """A corpus from the three texts; ``sources`` names where each came from (for error messages).
+
+        Training text must hold a word; valid and test at least one line (an empty split has nothing to score).
+        """
         texts = {"train": train, "valid": valid, "test": test}
+        where = {k: (sources or {}).get(k) or f"{source or name} ({k} split)" for k in texts}
         corpus = cls(
             name=name,
             **{k: split_lines(v) for k, v in texts.items()},
             checksums={k: hashlib.sha256(v.encode("utf-8")).hexdigest() for k, v in texts.items()},
         )
         if not any(line.strip() for line in corpus.train):
-            raise DataError(f"{source or name}: training data is empty or whitespace-only")
+            raise DataError(f"{where['train']}: training data is empty or whitespace-only")
+        for split in ("valid", "test"):
+            if not corpus.split(split):
+                raise DataError(
+                    f"{where[split]}: the {split} split is empty (expected at least one line of text)"
+                )
         return corpus
 
     @classmethod
@@ -77,7 +113,7 @@ class Corpus:
             read_text(train),
             read_text(valid),
             read_text(test),
-            source=str(train),
+            sources={"train": str(train), "valid": str(valid), "test": str(test)},
         )
 
     @classmethod
@@ -144,8 +180,9 @@ class TokenStream:
         np.cumsum(lengths, out=offsets[1:])
         flat = [tok for line in lines for tok in line]
         ids = vocab.encode(flat)
-        # a literal <unk> in the text is the vocabulary's <unk>, not an OOV word
-        oov = sum(1 for i in np.flatnonzero(ids == vocab.unk_id) if flat[i] != UNK)
+        # every token scored as <unk> is OOV, a literal <unk> (PTB, WikiText) included: KenLM counts the same,
+        # and so "perplexity excluding OOVs" leaves out exactly the tokens the oov column counts
+        oov = int(np.count_nonzero(ids == vocab.unk_id))
         if num_chars is None:
             num_chars = sum(len(" ".join(line)) + 1 for line in lines)
         return cls(ids=ids, offsets=offsets, vocab=vocab, num_chars=int(num_chars), oov=oov)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,7 +57,7 @@ def load_hf(name_or_path: str, device: torch.device):
     except (OSError, ValueError) as e:
         raise ConfigError(
             f"pretrained model {name_or_path!r} not found locally and the hub is unreachable "
-            f"({str(e).splitlines()[0][:120]}); download it where there is network and pass "
+            f"({textwrap.shorten(str(e).splitlines()[0] if str(e) else type(e).__name__, 160)}); download it where there is network and pass "
             "name_or_path = '/path/to/folder' (a save_pretrained folder), or set HF_HOME to a cache that has it"
         ) from None
     if not getattr(tokenizer, "is_fast", False):
@@ -103,6 +104,8 @@ class PretrainedLM(LanguageModel):
             raise ConfigError(
                 f"stride: expected an integer from 1 to window/2 = {window // 2}, got {stride!r}"
             )
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"batch_size: expected a positive integer, got {batch_size!r}")
         self.name_or_path, self.window, self.stride, self.finetune = name_or_path, window, stride, finetune
         self.batch_size, self.device, self.seed = batch_size, device, seed
         self.train_config = TrainConfig(lr=lr, seq_len=seq_len, batch_size=train_batch_size, warmup_steps=warmup_steps,

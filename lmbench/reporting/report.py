@@ -8,13 +8,15 @@ interrupted run never leaves a half-written report.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import math
+import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +58,14 @@ def load_results(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: not found (expected a report folder written by `lmbench run`)")
     try:
-        return _json_restore(json.loads(path.read_text(encoding="utf-8")))
+        results = _json_restore(json.loads(path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise DataError(f"{path}: expected the results object written by `lmbench run` (with a list of rows)")
+    return results
 
 
 def samples_markdown(task_rows: list[dict[str, Any]], per_model: int = 3) -> str:
@@ -295,47 +302,104 @@ def render_report(
     output_dir: str | Path,
     formats: Sequence[str] = ("md", "csv", "json", "html", "png"),
 ) -> Path:
-    """Write the report files for ``results`` into ``output_dir`` (replaced as a whole, atomically)."""
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
-    try:
-        # results.csv, tasks.csv and results.json are always written: they are what `lmbench report` re-reads
-        tables.results_frame(results.get("rows", [])).to_csv(staging / "results.csv", index=False)
-        tables.seed_frame(results.get("rows_by_seed", [])).to_csv(
-            staging / "results_by_seed.csv", index=False
-        )
-        tables.timings_frame(results.get("rows", [])).to_csv(staging / "timings.csv", index=False)
-        task_columns = ["model", "task", "metric", "value", "low", "high", "n", "detail"]
-        pd.DataFrame(results.get("tasks", []), columns=task_columns).to_csv(
-            staging / "tasks.csv", index=False
-        )
-        (staging / "results.json").write_text(json.dumps(_json_safe(results), indent=2), encoding="utf-8")
-        images: list[Path] = []
-        if "png" in formats or "html" in formats:
-            from lmbench.reporting.plots import write_plots
+    """Write the report files for ``results`` into ``output_dir`` (replaced as a whole, atomically).
 
-            images = write_plots(results, staging)
-        if "md" in formats:
-            (staging / "report.md").write_text(
-                markdown_report(results, images if "png" in formats else ()), encoding="utf-8"
-            )
-        if "html" in formats:
-            (staging / "report.html").write_text(html_report(results, images), encoding="utf-8")
-        if "latex" in formats:
-            (staging / "tables.tex").write_text(latex_tables(results), encoding="utf-8")
-        if "png" not in formats:
-            for img in images:
-                img.unlink()
-        old = None
-        if output_dir.exists():
-            old = output_dir.parent / f".{output_dir.name}.old-{staging.name[-8:]}"
-            output_dir.rename(old)
-        staging.chmod(0o755)  # mkdtemp makes it private; a report folder is for reading
-        staging.rename(output_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    The files are staged in a hidden ``.<name>.tmp-*`` folder beside the target and swapped in under a lock on
+    the parent folder, so renders racing for one folder take turns; the previous report sits in ``.<name>.old-*``
+    only during the swap, and is moved back if the swap fails. Leftovers of interrupted renders are cleaned.
+    """
+    output_dir = Path(output_dir)
+    check_report_folder(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(output_dir.parent):
+        _recover(output_dir)
+        staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
+        try:
+            _write_report_files(results, staging, formats)
+            old = None
+            if output_dir.exists():
+                old = output_dir.parent / f".{output_dir.name}.old-{staging.name[-8:]}"
+                output_dir.rename(old)
+            staging.chmod(0o755)  # mkdtemp makes it private; a report folder is for reading
+            try:
+                staging.rename(output_dir)
+            except BaseException:
+                if old is not None and not output_dir.exists():
+                    old.rename(output_dir)  # never leave the previous report only in a hidden folder
+                raise
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return output_dir
+
+
+def check_report_folder(output_dir: str | Path) -> None:
+    """A report replaces its folder as a whole, so the folder must be new, empty, or an earlier report
+    (it holds results.json): ``--output .`` or ``--output ~`` would otherwise swap away the user's files."""
+    from lmbench.errors import ConfigError
+
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: the report folder exists and is a file, expected a folder")
+    if path.is_dir() and not (path / "results.json").is_file() and any(path.iterdir()):
+        raise ConfigError(
+            f"{path}: the report folder holds other files and no results.json, so it is not an earlier report; "
+            "a report replaces its whole folder: pick a new or empty one"
+        )
+
+
+def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequence[str]) -> None:
+    # results.csv, tasks.csv and results.json are always written: they are what `lmbench report` re-reads
+    tables.results_frame(results.get("rows", [])).to_csv(staging / "results.csv", index=False)
+    tables.seed_frame(results.get("rows_by_seed", [])).to_csv(staging / "results_by_seed.csv", index=False)
+    tables.timings_frame(results.get("rows", [])).to_csv(staging / "timings.csv", index=False)
+    task_columns = ["model", "task", "metric", "value", "low", "high", "n", "detail"]
+    pd.DataFrame(results.get("tasks", []), columns=task_columns).to_csv(staging / "tasks.csv", index=False)
+    (staging / "results.json").write_text(json.dumps(_json_safe(results), indent=2), encoding="utf-8")
+    images: list[Path] = []
+    if "png" in formats or "html" in formats:
+        from lmbench.reporting.plots import write_plots
+
+        images = write_plots(results, staging)
+    if "md" in formats:
+        (staging / "report.md").write_text(
+            markdown_report(results, images if "png" in formats else ()), encoding="utf-8"
+        )
+    if "html" in formats:
+        (staging / "report.html").write_text(html_report(results, images), encoding="utf-8")
+    if "latex" in formats:
+        (staging / "tables.tex").write_text(latex_tables(results), encoding="utf-8")
+    if "png" not in formats:
+        for img in images:
+            img.unlink()
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``folder`` (flock on the folder itself: no lock file is left behind)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock on Windows: renders there do not take turns
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # an unreadable (write-only) parent: render without taking turns
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _recover(output_dir: Path) -> None:
+    """Under the lock: an interrupted swap's previous report goes back in place; stale staging goes away."""
+    olds = sorted(output_dir.parent.glob(f".{output_dir.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not output_dir.exists():
+        olds.pop().rename(output_dir)
+    for stale in [*olds, *output_dir.parent.glob(f".{output_dir.name}.tmp-*")]:
+        shutil.rmtree(stale, ignore_errors=True)

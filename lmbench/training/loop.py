@@ -56,9 +56,11 @@ class TrainConfig:
         for key in positive:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key}: expected a positive number, got {getattr(self, key)!r}")
-        for key in ("weight_decay", "warmup_steps", "clip", "eval_every", "patience"):
+        for key in ("weight_decay", "warmup_steps", "clip", "eval_every", "patience", "seed"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: expected a number >= 0, got {getattr(self, key)!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"min_lr_ratio: expected a number in [0, 1], got {self.min_lr_ratio!r}")
         if self.schedule not in ("cosine", "plateau", "constant"):
             raise ConfigError(f"schedule: expected cosine, plateau or constant, got {self.schedule!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):

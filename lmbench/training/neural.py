@@ -61,6 +61,11 @@ class NeuralLM(LanguageModel):
     NetConfig: ClassVar[type]
     net_fields: ClassVar[tuple[str, ...]]
 
+    @classmethod
+    def settings_sources(cls) -> tuple[type, ...]:
+        """The dataclasses whose fields are this family's settings (configs are checked against their types)."""
+        return (cls.NetConfig, TrainConfig)
+
     def __init__(self, **params: Any):
         net_params = {k: params.pop(k) for k in list(params) if k in self.net_fields}
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
