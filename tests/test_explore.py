@@ -126,7 +126,8 @@ def test_attention_returns_every_layer_and_head(client, run_dir):
     model = _load(run_dir, TRANSFORMER)
     expected = model.attention_maps([model.vocab.bos_id, *model.vocab.encode(PREFIX.split())])
     np.testing.assert_allclose(maps, expected, atol=1e-6)
-    distance = (expected[:, :, -1, :] * np.arange(T)[::-1]).sum(-1)
+    words = expected[:, :, -1, 1:] / expected[:, :, -1, 1:].sum(-1, keepdims=True)  # <s> left out
+    distance = (words * np.arange(T - 1)[::-1]).sum(-1)
     layer, head = np.unravel_index(np.argmax(distance), distance.shape)
     assert (answer["furthest_head"]["layer"], answer["furthest_head"]["head"]) == (layer, head)
 

@@ -161,8 +161,9 @@ class Explorer:
     def attention(self, name: str, text: str) -> dict[str, Any]:
         """Every layer's and head's attention over ``<s> text``, and the head that looks furthest back.
 
-        "Furthest back" is measured at the last position (the one predicting the next token): the
-        attention-weighted mean distance sum_j a_ij (i - j).
+        "Furthest back" is measured at the last position i (the one predicting the next token): the
+        attention-weighted mean distance sum_j a_ij (i - j) over the words, without ``<s>`` (where heads
+        with nothing to look for park their attention; counting it would crown those idle heads).
         """
         model, context, _ = self._encode(name, text)
         if not hasattr(model, "attention_maps"):
@@ -172,7 +173,9 @@ class Explorer:
         maps = model.attention_maps(context)  # [layers, heads, T, T]
         T = maps.shape[-1]
         tokens = model.vocab.decode(context[-T:])
-        distance = (maps[:, :, -1, :] * (T - 1 - np.arange(T))).sum(-1)  # [layers, heads]
+        last = maps[:, :, -1, 1:] if T > 1 else maps[:, :, -1, :]  # [layers, heads, T - 1]: words only
+        last = last / np.maximum(last.sum(-1, keepdims=True), 1e-12)
+        distance = (last * (T - 1 - np.arange(T - last.shape[-1], T))).sum(-1)  # [layers, heads]
         layer, head = np.unravel_index(int(np.argmax(distance)), distance.shape)
         return {
             "model": name,
