@@ -44,7 +44,8 @@ def _fail(error: LmbenchError) -> InputError:
 def _table(results: dict) -> str:
     from lmbench.reporting import tables
 
-    text = tables.render(tables.display_table(results["rows"]), "simple")
+    bootstrap = (results.get("provenance") or {}).get("bootstrap")
+    text = tables.render(tables.display_table(results["rows"], bootstrap=bootstrap), "simple")
     floor = results.get("entropy_floor")
     if floor:
         text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
@@ -416,6 +417,46 @@ def _peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--host", default="127.0.0.1", help="Interface to bind (the page has no login: keep it local).")
+@click.option("--port", default=8000, type=click.IntRange(1, 65535), help="Port to serve on.")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
+@click.option("--tokenizer", help="Tokenizer for typed text [default: the one recorded with the runs].")
+def explore(run_dir: Path, host: str, port: int, no_browser: bool, tokenizer: str | None) -> None:
+    """Serve a local page over the finished models of RUN_DIR (the --runs-dir of `lmbench run`).
+
+    Type a prefix and see every model's next-token probabilities side by side, n-gram back-off paths and
+    Transformer attention maps. Needs the explore extra: pip install -e ".[explore]".
+    """
+    try:
+        from lmbench.explore.app import is_loopback, serve
+    except ImportError as e:
+        raise InputError(
+            f'lmbench explore needs the explore extra ({e.name} is missing): pip install -e ".[explore]"'
+        ) from None
+    from lmbench.explore import Explorer
+
+    try:
+        explorer = Explorer(run_dir, tokenizer=tokenizer)
+    except LmbenchError as e:
+        raise _fail(e) from None
+    unrecorded = [entry.name for entry in explorer.runs.values() if not entry.tokenizer_recorded]
+    if unrecorded:
+        shown = ", ".join(unrecorded[:3]) + (
+            f" and {len(unrecorded) - 3} more" if len(unrecorded) > 3 else ""
+        )
+        click.echo(
+            f"{shown}: no tokenizer recorded; typed text is split on whitespace (see --tokenizer)", err=True
+        )
+    if not is_loopback(host):
+        click.echo(f"warning: serving on {host}: anyone who can reach it can query the models", err=True)
+    click.echo(
+        f"lmbench explore: {len(explorer.runs)} model(s) from {run_dir} at http://{host}:{port}/ (Ctrl-C stops)"
+    )
+    serve(explorer, host, port, open_browser=not no_browser)
 
 
 @main.group()

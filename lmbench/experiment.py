@@ -516,6 +516,15 @@ def run_experiment(
         )
         failures += task_errors
 
+    attention = {}  # how each attention model's position predicting a line's last word looks back
+    if "test" in config.evaluate.splits:
+        from lmbench.reporting.attention import attention_example
+
+        for name in models:
+            example = attention_example(first_models[name], data.test)  # None for models without attention
+            if example is not None:
+                attention[name] = example
+
     word_buckets = {}
     if "test" in config.evaluate.splits:
         from lmbench.evaluation.breakdown import frequency_buckets
@@ -534,6 +543,7 @@ def run_experiment(
         "failures": failures,
         "entropy_floor": loaded.entropy_floor,
         "word_buckets": word_buckets,
+        "attention": attention,
         "references": config.report.references,
         "curves": {
             name: info["learning_curve"] for name, info in models.items() if info.get("learning_curve")

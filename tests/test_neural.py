@@ -229,3 +229,28 @@ def test_full_softmax_target_log_probs_match_log_softmax():
         got = layer.target_log_probs(h, t)
         want = layer.log_probs(h).gather(1, t[:, None]).squeeze(1)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_attention_maps_are_the_causal_softmax_that_forward_mixes_values_with(synthetic):
+    model = create_model("transformer", **{**SMALL["transformer"], "layers": 2}).fit(
+        synthetic.train, budget=Budget(tokens=2000)
+    )
+    ids = [synthetic.vocab.bos_id, *synthetic.test.line(0).tolist()]
+    maps = model.attention_maps(ids)
+    T = len(ids)
+    assert maps.shape == (2, 2, T, T)
+    np.testing.assert_allclose(maps.sum(-1), 1.0, atol=1e-6)
+    assert np.all(np.triu(maps, k=1) == 0)  # causal: nothing from later positions
+    # softmax(QK^T/sqrt(d)) V, projected, is what the first block's attention actually outputs
+    net = model.net_
+    with torch.no_grad():
+        x = torch.tensor([ids])
+        h = net.blocks[0].ln1(net.embedding(x) + net.pos_emb.weight[:T])
+        B, _, C = h.shape
+        v = net.blocks[0].attn.qkv(h).split(C, dim=2)[2].view(B, T, 2, C // 2).transpose(1, 2)
+        mixed = (torch.from_numpy(maps[0]).float()[None] @ v).transpose(1, 2).reshape(B, T, C)
+        expected = net.blocks[0].attn(h)
+    torch.testing.assert_close(net.blocks[0].attn.proj(mixed), expected, atol=1e-5, rtol=1e-4)
+    # a sequence longer than the window keeps its last `window` ids
+    long = (ids * 10)[:50]
+    np.testing.assert_allclose(model.attention_maps(long), model.attention_maps(long[-32:]))

@@ -141,3 +141,28 @@ def test_arpa_round_trip_for_every_smoother(tiny_train, tiny_test, tmp_path):
         model.to_arpa(tmp_path / "m.arpa")
         back = NgramLM.from_arpa(tmp_path / "m.arpa", tiny_train.vocab)
         np.testing.assert_allclose(back.token_logprobs(tiny_test), model.token_logprobs(tiny_test), atol=1e-5)
+
+
+@pytest.mark.parametrize("smoothing", ["modified-kneser-ney", "katz", "witten-bell", "mle", "stupid-backoff"])
+def test_backoff_path_sums_to_the_next_token_logprob(tiny_train, smoothing):
+    model = NgramLM(4, smoothing).fit(tiny_train)
+    V = len(model.vocab)
+    bos = model.vocab.bos_id
+    contexts = [[bos], [bos, *model.vocab.encode("the cat sat".split())], [bos, 0, 0, 0], [2, 2]]
+    found_orders = set()
+    for context in contexts:
+        full = model.next_token_logprobs([context])[0]
+        for word in range(V):
+            path = model.backoff_path(context, word)
+            assert [s.order for s in path] == list(range(min(len(context), 3) + 1, path[-1].order - 1, -1))
+            assert path[-1].found and not any(s.found for s in path[:-1])
+            found_orders.add(path[-1].order)
+            total = sum(s.value for s in path)
+            if np.isneginf(full[word]):
+                assert np.isneginf(total)
+            else:
+                assert total == pytest.approx(full[word], abs=1e-12)
+    assert found_orders >= {1, 2, 3, 4}  # every order is reached by some word
+    cat = model.vocab.id("cat")
+    path = model.backoff_path([bos, model.vocab.id("the"), cat], model.vocab.id("sat"))
+    assert path[0].order == 4 and path[0].found and path[0].context == (bos, model.vocab.id("the"), cat)

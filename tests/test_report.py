@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +246,137 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
         pixels = np.asarray(img.convert("RGB").resize((200, 500))).reshape(-1, 3)
     colours = len(np.unique(pixels, axis=0))
     assert colours > 50  # plots and text, not a blank page
+
+
+def _with_baseline_diff(**overrides):
+    res = results(**overrides)
+    res["provenance"]["bootstrap"] = 1000
+    kn3 = next(r for r in res["rows"] if r["model"] == "kn3")
+    kn3.update(diff_vs_baseline=-0.1, diff_low=-0.3, diff_high=0.1, p_value=0.001)  # at the resolution
+    lstm = next(r for r in res["rows"] if r["model"] == "lstm")
+    lstm.update(diff_vs_baseline=-5.0, diff_low=-5.4, diff_high=-4.6, p_value=0.024)
+    res["rows"][0]["model"] = "bigram_mle & co"  # LaTeX specials in a name
+    res["models"]["bigram_mle & co"] = res["models"].pop("bigram-mle")
+    return res
+
+
+def test_latex_tables_are_table_environments_with_math_symbols(tmp_path):
+    out = render_report(_with_baseline_diff(), tmp_path / "report", ["latex"])
+    tex = (out / "tables.tex").read_text()
+    assert tex.count("\\begin{table}") == 2 and tex.count("\\caption{") == 2  # test split + tasks
+    assert "\\label{tab:ladder-test}" in tex and "\\label{tab:ladder-tasks}" in tex
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+    header = next(line for line in tex.splitlines() if line.startswith("model & family"))
+    columns = [c.strip() for c in header.removesuffix("\\\\").split(" & ")]
+    spec = "".join("l" if c in ("model", "family", "context", "budget") else "r" for c in columns)
+    assert f"\\begin{{tabular}}{{{spec}}}" in tex and spec.startswith("lllr")  # text left, numbers right
+    assert "$14.00 \\pm 0.50$" in tex and "$\\infty$" in tex and "$\\Delta$" in tex
+    assert "($p < 0.001$)" in tex and "($p = 0.024$)" in tex
+    assert "bigram\\_mle \\& co" in tex
+    assert not any(
+        ord(ch) > 127 for ch in tex.replace(tex.splitlines()[0], "")
+    )  # no raw Unicode for pdflatex
+
+
+def test_p_values_at_the_bootstrap_resolution_read_as_upper_bounds():
+    from lmbench.reporting.tables import display_table, format_p
+
+    assert format_p(0.001, 1000) == "p<0.001" and format_p(0.02, 50) == "p<0.02"
+    assert format_p(0.002, 1000) == "p=0.002" and format_p(float("nan"), 1000) == ""
+    table = display_table(_with_baseline_diff()["rows"], bootstrap=1000)
+    assert "(p<0.001)" in table[1]["Δ vs baseline (p)"] and "(p=0.024)" in table[3]["Δ vs baseline (p)"]
+
+
+COMMITTED_REPORTS = sorted(
+    p.parent for p in (Path(__file__).parent.parent / "reports").glob("*/results.json")
+)
+
+
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="pdflatex is not installed (.ci/run installs texlive)"
+)
+@pytest.mark.parametrize("source", ["fixture", *(folder.name for folder in COMMITTED_REPORTS)])
+def test_every_latex_output_compiles_with_pdflatex(tmp_path, source):
+    """The fixture (∞, Δ, p at the resolution, LaTeX specials in names) and every committed report's results."""
+    folder = {f.name: f for f in COMMITTED_REPORTS}.get(source)
+    res = _with_baseline_diff() if folder is None else load_results(folder)
+    out = render_report(res, tmp_path / "report", ["latex"])
+    doc = tmp_path / "paper.tex"
+    doc.write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm]{geometry}\n"
+        f"\\begin{{document}}\n\\input{{{(out / 'tables.tex').as_posix()}}}\n\\end{{document}}\n"
+    )
+    run = subprocess.run(["pdflatex", "-halt-on-error", "-interaction=nonstopmode", doc.name],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    log = (tmp_path / "paper.log").read_text(errors="replace")
+    assert run.returncode == 0 and "\n! " not in log, run.stdout[-3000:]
+    assert (tmp_path / "paper.pdf").stat().st_size > 1000
+
+
+def test_report_leads_with_the_headline_then_one_main_table_and_step_cards(tmp_path):
+    out = render_report(_with_baseline_diff(), tmp_path / "report", ["md", "html", "png"])
+    md = (out / "report.md").read_text()
+    assert md.index("![headline](headline.png)") < md.index("## Test perplexity (sentence context)")
+    main = md.split("## Test perplexity (sentence context)")[1].split("##")[0]
+    assert "| split" not in main and "14.00 ± 0.50" in main  # test only, one context
+    assert md.index("## The ladder, step by step") < md.index("## Appendix")
+    steps = md.split("## The ladder, step by step")[1].split("## ")[0]
+    assert [line.split("**")[1] for line in steps.splitlines() if line.startswith("**")] == [
+        "1. bigram_mle & co", "2. kn3", "3. kn5", "4. lstm"
+    ]  # fmt: skip
+    assert "Counting stops here" in steps and "one counting pass" in steps
+    assert "did not pay off" in steps.split("**3. kn5**")[1].split("**4.")[0]  # kn5 is worse than kn3
+    assert "### test split, every context" in md.split("## Appendix")[1]
+    html = (out / "report.html").read_text()
+    assert html.count('class="card"') == 4 and html.index('alt="headline"') < html.index("<table")
+    assert "{{" not in html and "{%" not in html  # every template field filled
+
+
+def test_one_colour_per_model_and_plain_tick_labels():
+    from lmbench.reporting.plots import _plain, model_colours
+
+    colours = model_colours(results())
+    assert list(colours) == ["bigram-mle", "kn3", "kn5", "lstm"] and len(set(colours.values())) == 4
+    assert [_plain(v) for v in (200, 0.5, 5000, 20000, 3.5e6)] == ["200", "0.5", "5000", "20k", "3.5M"]
+
+
+def test_attention_example_reaches_from_the_closer_back_to_the_opener():
+    import numpy as np
+
+    from lmbench.data import TokenStream, Vocabulary
+    from lmbench.reporting.attention import attention_example
+
+    line = "A3 w1 w2 w3 w4 w5 w6 w7 Z3".split()
+    vocab = Vocabulary.build([line])
+    stream = TokenStream.from_lines([line[:4], line], vocab)
+
+    class LooksAtTheOpener:  # one layer, two heads; head 1 at the row predicting Z3 looks at A3
+        def attention_maps(self, ids):
+            T = len(ids)
+            maps = np.tril(np.ones((1, 2, T, T)))
+            maps[0, 1, T - 2] = 0.0
+            maps[0, 1, T - 2, 1] = 1.0
+            return maps / maps.sum(-1, keepdims=True)
+
+    ex = attention_example(LooksAtTheOpener(), stream)
+    assert ex["tokens"] == ["<s>", *line] and ex["tokens"][ex["key"]] == "A3"
+    assert ex["tokens"][ex["query"] + 1] == "Z3" and (ex["layer"], ex["head"], ex["weight"]) == (0, 1, 1.0)
+    assert attention_example(object(), stream) is None
+
+
+def test_step_cards_say_what_changed_and_why_from_the_figures():
+    from lmbench.reporting.narrative import ladder_steps
+
+    base = results()
+    rows = {r["model"]: {**r, "train_tokens_per_second": 1000.0} for r in base["rows"]}
+    steps = ladder_steps(results(rows=[rows["kn3"], rows["bigram-mle"], rows["lstm"]]))
+    assert [s["model"] for s in steps] == ["kn3", "bigram-mle", "lstm"]
+    assert steps[0]["description"].startswith("A trigram model") and "reference point" in steps[0]["why"]
+    assert "did not pay off: a test word never seen after its context gets probability 0" in steps[1]["why"]
+    assert steps[1]["figure"] == "An infinite perplexity on the test split"
+    assert steps[0]["figure"] == "Perplexity 14.00 (95% interval 13.50–14.50) on the test split"
+    assert steps[2]["tokens"] == "45,000 training tokens seen"  # 1000 tokens/s x 45 s
+    assert (
+        steps[2]["compute"] == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2]["why"]
+    )
+    assert "one counting pass" in steps[0]["compute"]

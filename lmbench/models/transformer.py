@@ -8,6 +8,7 @@ of context (except at the start); sentence mode scores each line alone (sliding 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -73,6 +74,18 @@ class CausalSelfAttention(nn.Module):
         )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_drop(self.proj(y))
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """softmax(QK^T / sqrt(d_head)) with the causal mask: (B, T, C) -> (B, nh, T, T); row i sums to 1
+        over the positions j <= i that position i reads (what ``forward`` mixes V with, dropout aside)."""
+        B, T, C = x.shape
+        q, k, _ = self.qkv(x).split(C, dim=2)
+        q, k = (
+            t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k)
+        )  # (B, nh, T, hs)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(C // self.n_heads)  # (B, nh, T, T)
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        return scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
 
 
 class Block(nn.Module):
@@ -146,6 +159,18 @@ class TransformerNet(nn.Module):
         if targets is not None:
             return self.output.loss_sum(h[mask], targets[mask])
         return h
+
+    def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, layers, nh, T, T) attention weights of every block, from the same forward pass
+        that scoring runs (each block's output is computed by its own ``forward``)."""
+        T = idx.shape[1]
+        pos = self.pos_emb.weight[:T] if self.config.positions == "learned" else self.pos_table[:T]
+        x = self.drop(self.embedding(idx) + pos)  # (B, T, C)
+        maps = []
+        for block in self.blocks:
+            maps.append(block.attn.attention_weights(block.ln1(x)))  # (B, nh, T, T)
+            x = block(x)
+        return torch.stack(maps, dim=1)
 
 
 class TransformerLM(NeuralLM):
@@ -277,6 +302,19 @@ class TransformerLM(NeuralLM):
                 out[starts[i] : starts[i] + n] = lp[pos : pos + n]
                 pos += n
         return out
+
+    @torch.no_grad()
+    def attention_maps(self, ids: Sequence[int]) -> np.ndarray:
+        """Attention weights for one sequence of ids: float64 [layers, heads, T, T], row i the distribution
+        position i (which predicts token i + 1) puts over positions 0..i. Sequences longer than the window
+        keep their last ``window`` ids, as :meth:`next_token_logprobs` does."""
+        self._check_fitted()
+        ids = list(ids)[-self.net_config.window :]
+        if not ids:
+            raise ValueError("attention_maps needs at least one id")
+        self.net_.eval()
+        x = torch.tensor([ids], dtype=torch.long, device=self.device_)
+        return self.net_.attention_maps(x)[0].double().cpu().numpy()
 
     def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
         return self.net_(x[:, -self.net_config.window :])[:, -1]

@@ -269,3 +269,87 @@ def narrative_markdown(results: dict[str, Any]) -> str:
     if len(steps) < 2:
         return ""
     return "\n\n".join(step["text"] for step in steps)
+
+
+def _why(
+    prev: dict[str, Any] | None, cur: dict[str, Any], prev_row: dict[str, Any] | None, row: dict[str, Any]
+) -> str:
+    """One sentence of why the step should help, and whether it did here."""
+    if prev is None:
+        return "It is the reference point: every later step has to beat it."
+    pf, cf = prev.get("family"), cur.get("family")
+    p, c = prev.get("config", {}) or {}, cur.get("config", {}) or {}
+    a, b = (prev_row or {}).get("perplexity"), row.get("perplexity")
+    finite = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (a, b))
+    if pf == cf == "ngram" and p.get("smoothing") == "mle" and c.get("smoothing") != "mle":
+        why = "Smoothing gives unseen n-grams some probability, so a single unseen pair no longer costs infinity"
+    elif pf == cf == "ngram" and (c.get("order") or 0) > (p.get("order") or 0):
+        why = "More words of context sharpen the prediction wherever the longer n-gram was seen in training"
+    elif pf == cf == "ngram":
+        why = "Better estimates of rare n-grams move probability to where the test text needs it"
+    elif pf == "ngram" and cf != "ngram":
+        why = "Word vectors share evidence between similar contexts, and the state can carry the opener past any fixed window"
+    elif cf in ("gru", "lstm") and pf in ("rnn", "gru", "lstm") and pf != cf:
+        why = "Gates let the cell hold the opener across the fillers instead of letting it fade step by step"
+    elif cf == "transformer" and pf != "transformer":
+        why = "Attention reads the opener directly, however far back it is inside the window, instead of hoping it survives in a recurrent state"
+    else:
+        why = "The change is one of size or training, not of kind"
+    if finite and b > a:
+        return f"{why}; here it did not pay off ({100 * (b - a) / a:.1f}% worse)."
+    if isinstance(b, (int, float)) and math.isinf(b) and not (isinstance(a, (int, float)) and math.isinf(a)):
+        return f"{why}; here it did not pay off: a test word never seen after its context gets probability 0."
+    return why + "."
+
+
+def _compute(row: dict[str, Any], info: dict[str, Any]) -> tuple[float | None, str]:
+    """Tokens seen in training and the training compute, as the results record them (estimated where not)."""
+    tokens = row.get("train_tokens")
+    if not isinstance(tokens, (int, float)) or not math.isfinite(tokens):
+        tps, secs = row.get("train_tokens_per_second"), row.get("train_seconds")
+        ok = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (tps, secs))
+        tokens = round(tps * secs) if ok else None
+    flops = row.get("train_flops")
+    if isinstance(flops, (int, float)) and math.isfinite(flops) and flops > 0:
+        return tokens, f"{flops:.2g} FLOPs"
+    if info.get("family") == "ngram" or (info.get("config") or {}).get("family") == "ngram":
+        return tokens, "one counting pass, no gradient steps"
+    params = row.get("parameters")
+    if tokens and isinstance(params, (int, float)) and params > 0:
+        return tokens, f"≈ {6 * params * tokens:.2g} FLOPs (6 · parameters · tokens)"
+    return tokens, ""
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def ladder_steps(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One short card per model, in ladder order: what it is, what changed, its figure, tokens seen and
+    compute, and one sentence of why the step should help (and whether it did)."""
+    rows = results.get("rows", [])
+    if not rows:
+        return []
+    split = "test" if any(r["split"] == "test" for r in rows) else rows[0]["split"]
+    context = rows[0]["context"]
+    main = {r["model"]: r for r in rows if r["split"] == split and r["context"] == context}
+    models = results.get("models", {}) or {}
+    out, prev_name = [], None
+    for name, row in main.items():
+        info = models.get(name, {"family": row.get("family"), "config": {}})
+        prev = models.get(prev_name) if prev_name else None
+        tokens, compute = _compute(row, info)
+        out.append(
+            {
+                "model": name,
+                "family": info.get("family", row.get("family")),
+                "description": _sentence_case(describe_model(name, info)),
+                "changed": _what_changed(prev, info),
+                "figure": _sentence_case(f"{_fmt_ppl(row)} on the {split} split"),
+                "tokens": f"{tokens:,.0f} training tokens seen" if tokens else "",
+                "compute": compute,
+                "why": _why(prev, info, main.get(prev_name) if prev_name else None, row),
+            }
+        )
+        prev_name = name
+    return out

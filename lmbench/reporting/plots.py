@@ -1,5 +1,8 @@
-"""Comparison plots (matplotlib, PNG): quality against cost, learning curves, minimal pairs by distance,
-perplexity by word frequency. The entropy floor is drawn where the corpus is synthetic."""
+"""Comparison plots (matplotlib, PNG): the headline ladder figure, quality against cost, learning curves,
+minimal pairs by distance, perplexity by word frequency, and a Transformer's attention example.
+
+One colour per model across every plot (:func:`model_colours`); tick labels are plain numbers (``200``, not
+``2×10²``). The entropy floor is drawn where the corpus is synthetic."""
 
 from __future__ import annotations
 
@@ -8,9 +11,37 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+
+def model_colours(results: dict[str, Any]) -> dict[str, Any]:
+    """One colour per model, in the order of the results rows, shared by every plot of a report."""
+    names = list(dict.fromkeys(r["model"] for r in results.get("rows", [])))
+    names += [n for n in (results.get("curves") or {}) if n not in names]
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def _plain(value: float, _pos: Any = None) -> str:
+    """Plain tick labels: 200, 0.5, 5000, 20k, 3.5M (never 2×10²)."""
+    for unit, size, start in (("G", 1e9, 1e9), ("M", 1e6, 1e6), ("k", 1e3, 1e4)):
+        if abs(value) >= start:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}"
+
+
+def _plain_axis(ax, which: str = "both") -> None:
+    """Plain number labels on log or linear axes (log axes get ticks at 1, 2, 5 x 10^k)."""
+    for name in ("x", "y") if which == "both" else (which,):
+        axis = getattr(ax, f"{name}axis")
+        if getattr(ax, f"get_{name}scale")() == "log":
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_minor_formatter(NullFormatter())
+        axis.set_major_formatter(FuncFormatter(_plain))
 
 
 def _main_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -76,33 +107,87 @@ def _scatter(results: dict[str, Any], key: str, xlabel: str, path: Path, *, logx
     rows = [r for r in _main_rows(results) if r.get(key) and r[key] > 0]
     if not rows:
         return None
+    colours = model_colours(results)
     notes = _left_out(results)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for family in sorted({r["family"] for r in rows}):
-        sel = [r for r in rows if r["family"] == family]
-        x = [r[key] for r in sel]
-        y = [r["perplexity"] for r in sel]
+    for r in rows:
         err = [
-            [max(r["perplexity"] - r.get("perplexity_low", r["perplexity"]), 0) for r in sel],
-            [max(r.get("perplexity_high", r["perplexity"]) - r["perplexity"], 0) for r in sel],
+            [max(r["perplexity"] - _finite(r.get("perplexity_low"), r["perplexity"]), 0)],
+            [max(_finite(r.get("perplexity_high"), r["perplexity"]) - r["perplexity"], 0)],
         ]
-        ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label=family)
-        for r in sel:
-            ax.annotate(
-                r["model"], (r[key], r["perplexity"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
+        ax.errorbar([r[key]], [r["perplexity"]], yerr=err, fmt="o", capsize=3, color=colours[r["model"]],
+                    label=r["model"])  # fmt: skip
+        ax.annotate(
+            r["model"], (r[key], r["perplexity"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
     _floor(ax, results)
     if logx:
         ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{rows[0]['split']} perplexity ({rows[0]['context']})")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return _save(fig, path, notes)
 
 
+def _finite(value: Any, default: float | None) -> float | None:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else default
+
+
+def headline(results: dict[str, Any], path: Path) -> Path | None:
+    """Test perplexity per ladder step (config order) with its 95% interval, and the entropy floor."""
+    rows = results.get("rows", [])
+    split = "test" if any(r["split"] == "test" for r in rows) else "valid"
+    context = rows[0]["context"] if rows else "sentence"
+    steps = [r for r in rows if r["split"] == split and r["context"] == context]
+    finite = [
+        r["perplexity"]
+        for r in steps
+        if isinstance(r.get("perplexity"), (int, float)) and math.isfinite(r["perplexity"])
+    ]
+    if not finite:
+        return None
+    colours = model_colours(results)
+    notes = [n for n in _left_out(results) if "no perplexity" in n]  # infinite ones are drawn as ∞
+    top = max(finite) * 1.6
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.8 * len(steps) + 1.5), 4.2))
+    for i, r in enumerate(steps):
+        ppl = r.get("perplexity")
+        if not isinstance(ppl, (int, float)) or math.isnan(ppl):
+            continue  # scores that are not probabilities have no perplexity
+        if math.isinf(ppl):
+            ax.plot([i], [top], marker="^", color=colours[r["model"]], markersize=9)
+            ax.annotate("∞", (i, top), xytext=(0, -16), textcoords="offset points", ha="center")
+            continue
+        err = [
+            [max(ppl - _finite(r.get("perplexity_low"), ppl), 0)],
+            [max(_finite(r.get("perplexity_high"), ppl) - ppl, 0)],
+        ]
+        ax.errorbar([i], [ppl], yerr=err, fmt="o", color=colours[r["model"]], markersize=9, capsize=5,
+                    elinewidth=2)  # fmt: skip
+        ax.annotate(
+            f"{ppl:.1f}", (i, ppl), xytext=(10, 0), textcoords="offset points", va="center", fontsize=8
+        )
+    _floor(ax, results)
+    ax.set_xlim(-0.5, len(steps) - 0.3)
+    ax.set_xticks(range(len(steps)), [r["model"] for r in steps], rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylim(
+        min(finite + [(results.get("entropy_floor") or {}).get("perplexity", min(finite))]) * 0.7, top * 1.15
+    )
+    _plain_axis(ax, "y")
+    ax.set_ylabel(f"{split} perplexity ({context} context)")
+    ax.set_title("Each step of the ladder: lower is better")
+    if results.get("entropy_floor"):
+        ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path, notes)
+
+
 def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
+    """Validation perplexity (solid) and training perplexity exp(train loss) (dashed) against tokens seen."""
     curves, notes = {}, []
     for name, points in (results.get("curves") or {}).items():
         pts = [
@@ -112,24 +197,31 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
         if len(pts) < len(points or []):
             notes.append(f"{name}: {len(points) - len(pts)} point(s) without a finite validation perplexity")
         if pts:
-            curves[name] = pts
+            curves[name] = (pts, [p for p in points if _finite(p.get("train_loss"), None) is not None])
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, pts in curves.items():
-        ax.plot([p["tokens"] for p in pts], [p["valid_perplexity"] for p in pts], marker=".", label=name)
+    colours = model_colours(results)
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    for name, (valid, train) in curves.items():
+        colour = colours.get(name)
+        ax.plot([p["tokens"] for p in valid], [p["valid_perplexity"] for p in valid], marker=".", color=colour,
+                label=f"{name} validation")  # fmt: skip
+        if train:
+            ax.plot([p["tokens"] for p in train], [math.exp(min(p["train_loss"], 50)) for p in train],
+                    linestyle="--", color=colour, alpha=0.8, label=f"{name} training")  # fmt: skip
     floor = results.get("entropy_floor")
     if floor:
         ax.axhline(
             floor.get("valid_perplexity", floor["perplexity"]),
             color="grey",
-            linestyle="--",
+            linestyle=":",
             label="true source",
         )
     ax.set_xlabel("training tokens seen")
-    ax.set_ylabel("validation perplexity")
+    ax.set_ylabel("perplexity (training: exp of the loss)")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    _plain_axis(ax)
+    ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return _save(fig, path, notes)
 
@@ -142,17 +234,19 @@ def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | Non
     ]
     if not rows:
         return None
+    colours = model_colours(results)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in dict.fromkeys(r["model"] for r in rows):
         sel = sorted((r for r in rows if r["model"] == name), key=lambda r: r["distance"])
         d = [r["distance"] for r in sel]
-        line = ax.plot(d, [r["value"] for r in sel], marker="o", label=name)[0]
+        line = ax.plot(d, [r["value"] for r in sel], marker="o", label=name, color=colours.get(name))[0]
         tied = [r for r in sel if r.get("ties") and r["n"] and r["ties"] > 0.5 * r["n"]]
         if tied:  # mostly ties: the 0.5 there is no judgement; mark it hollow
             ax.plot([r["distance"] for r in tied], [r["value"] for r in tied], linestyle="none", marker="o",
                     markersize=10, markerfacecolor="none", markeredgecolor=line.get_color())  # fmt: skip
     ax.axhline(0.5, color="grey", linestyle=":", label="chance")
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(_plain))
     ax.set_xlabel("distance between the swapped words")
     ax.set_ylabel("accuracy (real sentence preferred; tie = ½)")
     ax.legend(fontsize=8)
@@ -182,9 +276,10 @@ def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
             if label in values and math.isfinite(values[label])
         ]
         ys = [values[label] for label in labels if label in values and math.isfinite(values[label])]
-        ax.bar(xs, ys, width=width, label=name)
+        ax.bar(xs, ys, width=width, label=name, color=model_colours(results).get(name))
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels)
     ax.set_yscale("log")
+    _plain_axis(ax, "y")
     ax.set_xlabel("training frequency of the predicted word")
     ax.set_ylabel("test perplexity of those tokens")
     ax.legend(fontsize=7)
@@ -192,10 +287,49 @@ def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path, notes)
 
 
+def attention_figure(results: dict[str, Any], path: Path) -> Path | None:
+    """The attention example (:mod:`lmbench.reporting.attention`) of the last attention model: the chosen
+    head's map with the row predicting the last word and the column of the first word marked, the formula
+    beside it."""
+    from lmbench.reporting.attention import FORMULA_TEX
+
+    examples = results.get("attention") or {}
+    if not examples:
+        return None
+    name, ex = list(examples.items())[-1]
+    weights = np.asarray(ex["weights"])
+    tokens = ex["tokens"]
+    T = len(tokens)
+    fig, (ax, side) = plt.subplots(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [3, 2]})
+    ax.imshow(np.where(np.tri(T, dtype=bool), weights, np.nan), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(T), tokens, rotation=60, fontsize=8)
+    ax.set_yticks(
+        range(T), [f"{t} → {tokens[i + 1]}" if i + 1 < T else t for i, t in enumerate(tokens)], fontsize=8
+    )
+    ax.set_xlabel("looks at (key position)")
+    ax.set_ylabel("position (→ the token it predicts)")
+    q, k = ex["query"], ex["key"]
+    ax.add_patch(plt.Rectangle((k - 0.5, q - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=2.5))
+    ax.set_title(f"{name}: layer {ex['layer']}, head {ex['head']}", fontsize=10)
+    side.axis("off")
+    distance = q - k + 1
+    side.text(0, 0.92, FORMULA_TEX, fontsize=12, transform=side.transAxes)
+    side.text(
+        0, 0.78,
+        f"The position predicting '{tokens[q + 1]}' puts {ex['weight']:.0%} of\n"
+        f"its attention on '{tokens[k]}', {distance} tokens back\n"
+        f"(an even spread would give {ex['uniform_weight']:.0%}).\n\n"
+        f"An n-gram sees only n - 1 words back: it would\nneed order {distance + 1} to see '{tokens[k]}' here.",
+        fontsize=9, va="top", transform=side.transAxes,
+    )  # fmt: skip
+    return _save(fig, path)
+
+
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Every plot whose data is present, as PNG files in ``out_dir``."""
+    """Every plot whose data is present, as PNG files in ``out_dir`` (the headline figure first)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     made = [
+        headline(results, out_dir / "headline.png"),
         _scatter(results, "parameters", "parameters", out_dir / "perplexity_vs_parameters.png", logx=True),
         _scatter(
             results, "train_seconds", "training time (s)", out_dir / "perplexity_vs_time.png", logx=True
@@ -203,5 +337,6 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         learning_curves(results, out_dir / "learning_curves.png"),
         minimal_pairs_by_distance(results, out_dir / "minimal_pairs_by_distance.png"),
         frequency_buckets(results, out_dir / "perplexity_by_frequency.png"),
+        attention_figure(results, out_dir / "attention.png"),
     ]
     return [p for p in made if p is not None]

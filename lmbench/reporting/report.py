@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from lmbench.reporting import tables
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.tasks import tie_warnings
@@ -79,19 +81,71 @@ def samples_markdown(task_rows: list[dict[str, Any]], per_model: int = 3) -> str
     return "\n".join(lines)
 
 
+def _main_view(results: dict[str, Any]) -> tuple[str, str]:
+    """The split and context of the main table and the headline figure: test (else the first split) in the
+    first context mode."""
+    rows = results.get("rows", [])
+    split = "test" if any(r["split"] == "test" for r in rows) else (rows[0]["split"] if rows else "test")
+    context = rows[0]["context"] if rows else "sentence"
+    return split, context
+
+
+def _bootstrap(results: dict[str, Any]) -> int | None:
+    return (results.get("provenance") or {}).get("bootstrap") or None
+
+
+def _main_table(results: dict[str, Any]) -> list[dict[str, str]]:
+    split, context = _main_view(results)
+    table = tables.display_table(
+        results.get("rows", []), split=split, context=context, bootstrap=_bootstrap(results)
+    )
+    return [{k: v for k, v in row.items() if k not in ("split", "context")} for row in table]
+
+
+def _headline_caption(results: dict[str, Any]) -> str:
+    split, context = _main_view(results)
+    text = f"{split.capitalize()} perplexity of each step ({context} context), with 95% bootstrap intervals"
+    floor = results.get("entropy_floor")
+    if floor:
+        text += f"; the dashed line is the true source's entropy floor ({floor['perplexity']:.2f})"
+    return text + ". Lower is better."
+
+
+def _attention_text(results: dict[str, Any]) -> str:
+    """The attention example in one paragraph (HTML: tokens in <code>)."""
+    examples = results.get("attention") or {}
+    if not examples:
+        return ""
+    name, ex = list(examples.items())[-1]
+    tokens, q, k = ex["tokens"], ex["query"], ex["key"]
+    esc = html.escape
+    return (
+        f"On the test sentence <code>{esc(' '.join(tokens[1:]))}</code>, {esc(name)}'s position that predicts "
+        f"<code>{esc(tokens[q + 1])}</code> puts {ex['weight']:.0%} of its attention (layer {ex['layer']}, "
+        f"head {ex['head']}) on <code>{esc(tokens[k])}</code>, {q - k + 1} tokens back; an even spread would "
+        f"give {ex['uniform_weight']:.0%}. An n-gram sees only n - 1 words back: it would need order "
+        f"{q - k + 2} to see <code>{esc(tokens[k])}</code> here."
+    )
+
+
 def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
+    """The report as markdown: headline figure, main table (test, one context), step cards, the attention
+    example, plots, tasks; every split and context, the references and provenance in an appendix."""
+    from lmbench.reporting.attention import FORMULA
+    from lmbench.reporting.narrative import ladder_steps
+
     name = results.get("experiment", "experiment")
     rows = results.get("rows", [])
+    by_stem = {img.stem: img for img in images}
     parts = [f"# lmbench report: {name}", ""]
     p = results.get("provenance", {})
     if p.get("command"):
         parts += [f"Regenerate with: `{p['command']}`", ""]
-    for split in dict.fromkeys(r["split"] for r in rows):
-        parts += [f"## {split} split", "", tables.render(tables.display_table(rows, split=split)), ""]
-    parts += [f"`{tables.signature(results)}`", ""]
-    if results.get("references"):
-        parts += ["**Published and reference figures for the same setting** (not produced by this run):", "",
-                  tables.render(results["references"]), ""]  # fmt: skip
+    if "headline" in by_stem:
+        parts += [f"![headline]({by_stem['headline'].name})", "", f"*{_headline_caption(results)}*", ""]
+    split, context = _main_view(results)
+    parts += [f"## {split.capitalize()} perplexity ({context} context)", ""]
+    parts += [tables.render(_main_table(results)), "", f"`{tables.signature(results)}`", ""]
     floor = results.get("entropy_floor")
     if floor:
         parts += [
@@ -100,9 +154,24 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
             "No model can beat it on average.",
             "",
         ]
-    narrative = narrative_markdown(results)
-    if narrative:
-        parts += ["## What each step changed", "", narrative, ""]
+    steps = ladder_steps(results)
+    if len(steps) > 1:
+        parts += ["## The ladder, step by step", ""]
+        for i, step in enumerate(steps, start=1):
+            cost = "; ".join(x for x in (step["tokens"], step["compute"]) if x)
+            parts += [
+                f"**{i}. {step['model']}**: {step['description']}. {step['changed']}  ",
+                step["figure"] + (f" · {cost}" if cost else "") + "  ",
+                f"*{step['why']}*",
+                "",
+            ]
+    if "attention" in by_stem:
+        text = html.unescape(re.sub(r"</?code>", "`", _attention_text(results)))
+        parts += ["## Why attention reaches further back", "", f"`{FORMULA}`", "", text, ""]
+        parts += [f"![attention]({by_stem['attention'].name})", ""]
+    plots = [img for img in images if img.stem not in ("headline", "attention")]
+    if plots:
+        parts += ["## Plots", ""] + [f"![{img.stem}]({img.name})" for img in plots] + [""]
     task_rows = results.get("tasks", [])
     if task_rows:
         parts += [
@@ -121,23 +190,23 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
             parts += ["### Generated samples", "", samples]
     if results.get("failures"):
         parts += ["## Failures", ""] + [f"- {f}" for f in results["failures"]] + [""]
-    if images:
-        parts += ["## Plots", ""] + [f"![{img.stem}]({img.name})" for img in images] + [""]
-    parts += ["## Provenance", "", "```json", json.dumps(_json_safe(p), indent=2), "```", ""]
+    parts += ["## Appendix", ""]
+    for s in dict.fromkeys(r["split"] for r in rows):
+        table = tables.display_table(rows, split=s, bootstrap=_bootstrap(results))
+        parts += [f"### {s} split, every context", "", tables.render(table), ""]
+    if results.get("references"):
+        parts += [
+            "### Published and reference figures for the same setting",
+            "",
+            "(not produced by this run)",
+            "",
+        ]
+        parts += [tables.render(results["references"]), ""]
+    narrative = narrative_markdown(results)
+    if narrative:
+        parts += ["### Detailed commentary", "", narrative, ""]
+    parts += ["### Provenance", "", "```json", json.dumps(_json_safe(p), indent=2), "```", ""]
     return "\n".join(parts)
-
-
-HTML_STYLE = """
-body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
-       color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-code, pre { background: #f6f6f6; padding: 2px 4px; font-size: 0.85em; }
-pre { padding: 8px; overflow-x: auto; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
-.floor { background: #eef6ee; padding: 6px 10px; border-left: 4px solid #4a4; }
-"""
 
 
 def _bold(text: str) -> str:
@@ -145,77 +214,99 @@ def _bold(text: str) -> str:
     return re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", text)
 
 
+def _data_uri(img: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(img.read_bytes()).decode("ascii")
+
+
+def _hex(colour: Any) -> str:
+    r, g, b = (round(255 * c) for c in colour[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
-    """A self-contained page: inline CSS, plots as data URIs, no script, no network."""
-    esc = html.escape
-    name = results.get("experiment", "experiment")
+    """A self-contained page from the Jinja2 template ``templates/report.html.j2``: inline CSS, plots as
+    data URIs, no script, no network."""
+    import jinja2
+
+    from lmbench.reporting.attention import FORMULA
+    from lmbench.reporting.narrative import ladder_steps
+    from lmbench.reporting.plots import model_colours
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     rows = results.get("rows", [])
-    body = [f"<h1>lmbench report: {esc(name)}</h1>"]
-    for split in dict.fromkeys(r["split"] for r in rows):
-        body += [
-            f"<h2>{esc(split)} split</h2>",
-            tables.render(tables.display_table(rows, split=split), "html"),
-        ]
-    body.append(f"<p><code>{esc(tables.signature(results))}</code></p>")
-    if results.get("references"):
-        body += [
-            "<h3>Published and reference figures for the same setting</h3>",
-            tables.render(results["references"], "html"),
-        ]
-    floor = results.get("entropy_floor")
-    if floor:
-        body.append(
-            f'<p class="floor"><b>Entropy floor</b>: the true source scores test perplexity '
-            f"{floor['perplexity']:.3f} ({floor['bits_per_token']:.3f} bits/token).</p>"
-        )
-    narrative = narrative_markdown(results)
-    if narrative:
-        body.append("<h2>What each step changed</h2>")
-        # the narrative's only markup is **model name**
-        body += [f"<p>{_bold(esc(par))}</p>" for par in narrative.split("\n\n")]
+    by_stem = {img.stem: img for img in images}
+    colours = model_colours(results)
+    steps = ladder_steps(results) if len({r["model"] for r in rows}) > 1 else []
+    for step in steps:
+        step["colour"] = _hex(colours.get(step["model"], (0.5, 0.5, 0.5)))
+    split, context = _main_view(results)
     task_rows = results.get("tasks", [])
-    if task_rows:
-        body += ["<h2>Downstream tasks</h2>", tables.render(tables.task_table(task_rows), "html"),
-                 f"<p>{esc(tables.TASK_NOTE)}</p>"] + [f"<p><b>{esc(w)}</b></p>" for w in tie_warnings(task_rows)]  # fmt: skip
-        samples = [r for r in task_rows if r["metric"] == "sample"]
-        if samples:
-            body.append("<h3>Generated samples</h3><ul>")
-            body += [
-                f"<li><b>{esc(r['model'])}</b>: <code>{esc(r['detail'])}</code></li>" for r in samples[:30]
-            ]
-            body.append("</ul>")
-    if results.get("failures"):
-        body += ["<h2>Failures</h2><ul>"] + [f"<li>{esc(f)}</li>" for f in results["failures"]] + ["</ul>"]
-    if images:
-        body.append("<h2>Plots</h2>")
-        for img in images:
-            data = base64.b64encode(img.read_bytes()).decode("ascii")
-            body.append(
-                f'<figure><img alt="{esc(img.stem)}" src="data:image/png;base64,{data}"><figcaption>{esc(img.stem)}</figcaption></figure>'
-            )
-    body += [
-        "<h2>Provenance</h2>",
-        f"<pre>{esc(json.dumps(_json_safe(results.get('provenance', {})), indent=2))}</pre>",
-    ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>lmbench: {esc(name)}</title><style>{HTML_STYLE}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
+    narrative = narrative_markdown(results)
+    bootstrap = _bootstrap(results)
+    return env.get_template(
+        "report.html.j2"
+    ).render(
+        name=results.get("experiment", "experiment"),
+        command=(results.get("provenance") or {}).get("command"),
+        headline={"src": _data_uri(by_stem["headline"])} if "headline" in by_stem else None,
+        headline_caption=_headline_caption(results),
+        main_title=f"{split.capitalize()} perplexity ({context} context)",
+        main_table=tables.render(_main_table(results), "html"),
+        signature=tables.signature(results),
+        floor=results.get("entropy_floor"),
+        steps=steps,
+        attention={"src": _data_uri(by_stem["attention"])} if "attention" in by_stem else None,
+        formula=FORMULA,
+        attention_text=Markup(_attention_text(results)),  # built with html.escape above
+        plots=[
+            {"name": i.stem, "src": _data_uri(i)} for i in images if i.stem not in ("headline", "attention")
+        ],
+        task_table=tables.render(tables.task_table(task_rows), "html") if task_rows else "",
+        task_note=tables.TASK_NOTE,
+        tie_warnings=tie_warnings(task_rows),
+        samples=[r for r in task_rows if r["metric"] == "sample"][:30],
+        failures=results.get("failures") or [],
+        all_tables=[
+            (s, tables.render(tables.display_table(rows, split=s, bootstrap=bootstrap), "html"))
+            for s in dict.fromkeys(r["split"] for r in rows)
+        ],
+        references=tables.render(results["references"], "html") if results.get("references") else "",
+        # the narrative's only markup is **model name**
+        narrative=[_bold(html.escape(par)) for par in narrative.split("\n\n")] if narrative else [],
+        provenance=json.dumps(_json_safe(results.get("provenance", {})), indent=2),
     )
 
 
 def latex_tables(results: dict[str, Any]) -> str:
+    """Tables a paper can use: one ``table`` environment per split (caption, label, booktabs rules,
+    right-aligned numbers, ±/Δ/∞ as math) and one for the downstream tasks; needs booktabs."""
     rows = results.get("rows", [])
-    parts = [f"% lmbench {tables.signature(results)}"]
+    name = results.get("experiment", "experiment")
+    corpus = (results.get("provenance") or {}).get("corpus") or "the corpus"
+    n = _bootstrap(results)
+    parts = [f"% lmbench {tables.signature(results)}", "% needs \\usepackage{booktabs} in the preamble", ""]
     for split in dict.fromkeys(r["split"] for r in rows):
-        parts += [
-            f"% {split} split",
-            tables.render(tables.display_table(rows, split=split), "latex_booktabs"),
+        table = [
+            {k: v for k, v in row.items() if k != "split"}
+            for row in tables.display_table(rows, split=split, bootstrap=n)
         ]
-    if results.get("tasks"):
-        parts += ["% downstream tasks", tables.render(tables.task_table(results["tasks"]), "latex_booktabs")]
-    return "\n".join(parts) + "\n"
+        caption = f"{split.capitalize()} perplexity on {corpus}"
+        if n:
+            caption += f"; ± is the half-width of the 95% bootstrap interval ({n:,} resamples)"
+        if table and any(key.startswith("Δ") for key in table[0]):
+            caption += "; Δ is the paired-bootstrap difference in perplexity from the baseline, with its 95% interval"
+        parts += [tables.latex_table(table, caption=caption + ".", label=f"tab:{name}-{split}"), ""]
+    task_table = tables.task_table(results.get("tasks") or [])
+    if task_table:
+        caption = f"Downstream tasks on {corpus}; ± is the half-width of the 95% interval."
+        parts += [tables.latex_table(task_table, caption=caption, label=f"tab:{name}-tasks"), ""]
+    return "\n".join(parts)
 
 
 def render_report(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -75,14 +76,35 @@ def _seeds(row: dict[str, Any]) -> str:
     return f"{int(n)}" + ("" if _missing(sd) else f" (sd {sd:.2f})")
 
 
-def display_table(rows: list[dict[str, Any]], *, split: str | None = None) -> list[dict[str, str]]:
+def format_p(p: float, n_resamples: int | None = None) -> str:
+    """``p=0.012``, or ``p<0.001`` where p sits at the bootstrap's resolution (1/n_resamples): the paired
+    bootstrap floors p there, so the true value is only known to be below it."""
+    if _missing(p):
+        return ""
+    resolution = 1.0 / n_resamples if n_resamples else 0.0
+    if p <= resolution * (1 + 1e-9):
+        return f"p<{resolution:.3g}"
+    return f"p={p:.3f}" if p >= 0.001 else f"p={p:.1e}"
+
+
+def display_table(
+    rows: list[dict[str, Any]],
+    *,
+    split: str | None = None,
+    context: str | None = None,
+    bootstrap: int | None = None,
+) -> list[dict[str, str]]:
     """The human-readable comparison table: perplexity ± interval, the seeds behind it, the training it rests
-    on (budget, tokens seen, estimated FLOPs) and the cost."""
+    on (budget, tokens seen, estimated FLOPs) and the cost.
+
+    ``split``/``context`` keep only those rows; ``bootstrap`` (the number of resamples) sets the resolution
+    below which p-values read ``p<1/n``.
+    """
     out = []
     has_diff = any(not _missing(r.get("diff_vs_baseline")) for r in rows)
     has_seeds = any(not _missing(r.get("seeds")) and r.get("seeds", 1) > 1 for r in rows)
     for r in rows:
-        if split and r["split"] != split:
+        if (split and r["split"] != split) or (context and r["context"] != context):
             continue
         entry = {
             "model": r["model"],
@@ -113,7 +135,7 @@ def display_table(rows: list[dict[str, Any]], *, split: str | None = None) -> li
                 entry["Δ vs baseline (p)"] = ("+" if d > 0 else "-") + INFINITY  # no interval for infinity
             else:
                 entry["Δ vs baseline (p)"] = (
-                    f"{d:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}] (p={r['p_value']:.3f})"
+                    f"{d:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}] ({format_p(r['p_value'], bootstrap)})"
                 )
         out.append(entry)
     return out
@@ -198,3 +220,75 @@ def signature(results: dict[str, Any]) -> str:
         f"context:{'+'.join(p.get('contexts', []))}|bootstrap:{p.get('bootstrap')}|seed:{p.get('seed')}|"
         f"lmbench:{p.get('lmbench_version')}|commit:{commit}"
     )
+
+
+# ------------------------------------------------------------------------------------------------ LaTeX
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+    "±": r"$\pm$", "∞": r"$\infty$", "Δ": r"$\Delta$", "–": "--", "—": "---", "−": "$-$", "×": r"$\times$", "·": r"$\cdot$",
+    "⟶": r"$\to$", "→": r"$\to$", "≤": r"$\leq$", "≥": r"$\geq$",
+}  # fmt: skip
+TEXT_COLUMNS = {"model", "family", "split", "context", "task", "metric", "detail", "name", "device", "budget"}
+
+
+def latex_text(text: str) -> str:
+    """Plain text for pdflatex: special characters escaped, ±, Δ, ∞ and arrows as math."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def latex_number(text: str) -> str:
+    """A numeric cell as math: ``14.00 ± 0.50`` -> ``$14.00 \\pm 0.50$``, ``inf`` -> ``$\\infty$``,
+    ``+1.2 [+0.3, +2.1] (p<0.001)`` -> ``$+1.2$ [$+0.3$, $+2.1$] ($p < 0.001$)``."""
+    text = str(text).strip()
+    if not text:
+        return ""
+    number = r"[+-]?(?:inf|\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?[kMG]?)"
+
+    def as_math(match: re.Match[str]) -> str:
+        value = match.group(0)
+        value = re.sub(r"([+-]?)inf", r"\1\\infty", value).replace(",", "{,}")
+        unit = value[-1] if value[-1] in "kMG" else ""  # 12.3k: the unit stays upright text
+        return f"${value[: len(value) - len(unit)]}${unit}"
+
+    out = []
+    for part in re.split(r"(p[<=][^)\s]+)", text):
+        if re.fullmatch(r"p[<=][^)\s]+", part):
+            out.append(f"${part[0]} {part[1]} {part[2:]}$")
+            continue
+        part = re.sub(rf"{number} ± {number}", lambda m: m.group(0).replace(" ± ", " \\pm "), part)
+        pieces = re.split(
+            r"(\$[^$]*\$)", re.sub(rf"(?<![\w.]){number}(?:\s\\pm\s{number})?(?![\w.])", as_math, part)
+        )
+        out.append("".join(p if p.startswith("$") else latex_text(p) for p in pieces))
+    return "".join(out).replace("$\\pm$", "\\pm")
+
+
+def latex_table(table: list[dict[str, str]], *, caption: str, label: str) -> str:
+    """A ``table`` environment (booktabs rules, caption, label) with numbers right-aligned and in math mode.
+
+    Needs ``\\usepackage{booktabs}`` in the document's preamble.
+    """
+    if not table:
+        return ""
+    columns = list(table[0])
+    numeric = [c not in TEXT_COLUMNS for c in columns]
+    spec = "".join("r" if n else "l" for n in numeric)
+    lines = [
+        "\\begin{table}[htbp]",
+        "\\centering",
+        "\\small",
+        f"\\caption{{{latex_text(caption)}}}",
+        f"\\label{{{re.sub(r'[^A-Za-z0-9:.-]+', '-', label)}}}",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(latex_text(c) for c in columns) + " \\\\",
+        "\\midrule",
+    ]
+    for row in table:
+        cells = [
+            latex_number(row[c]) if n else latex_text(row[c]) for c, n in zip(columns, numeric, strict=True)
+        ]
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines)

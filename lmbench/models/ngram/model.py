@@ -6,6 +6,7 @@ import json
 import math
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -272,6 +273,37 @@ class NgramLM(LanguageModel):
             out[i] = self._logprob(ctx_rows, words)
         return out
 
+    def backoff_path(self, context: Sequence[int], word: int) -> list[BackoffStep]:
+        """How ``ln p(word | context)`` is assembled in back-off form, longest order first.
+
+        One step per order tried: an order whose n-gram is not stored adds the back-off weight of its
+        context (0 where the context is not stored either) and hands on to the next shorter order; the first
+        stored n-gram ends the path with its log-probability. The steps' values sum to the entry of
+        :meth:`next_token_logprobs` for ``word`` (what ``lmbench explore`` shows for n-grams).
+        """
+        self._check_fitted()
+        V = len(self.vocab)
+        if not 0 <= int(word) < V:
+            raise ValueError(f"word id {word} outside the vocabulary of {V} entries")
+        ctx = np.asarray(list(context)[-(self.order - 1) :] if self.order > 1 else [], dtype=np.int64)
+        # rows[k-1] = row of the k-word context ending the given context (or -1)
+        rows = (
+            [int(r[-1]) for r in ending_rows(self.keys_tables_view(), ctx, V)[: len(ctx)]] if len(ctx) else []
+        )
+        steps = []
+        for m in range(len(ctx) + 1, 0, -1):
+            ctx_row = rows[m - 2] if m > 1 else 0
+            row = int(word) if m == 1 else -1
+            if m > 1 and ctx_row >= 0:
+                row = int(lookup(self.keys_[m - 1], np.array([ctx_row * V + int(word)]))[0])
+            context_ids = tuple(int(i) for i in ctx[len(ctx) - (m - 1) :]) if m > 1 else ()
+            if row >= 0:
+                steps.append(BackoffStep(m, context_ids, True, float(self.logprob_[m - 1][row])))
+                break
+            weight = float(self.logbow_[m - 2][ctx_row]) if ctx_row >= 0 and len(self.logbow_[m - 2]) else 0.0
+            steps.append(BackoffStep(m, context_ids, False, weight))
+        return steps
+
     def keys_tables_view(self) -> list[_Keys]:
         """Light stand-ins for the counting tables: ``ending_rows`` needs only the keys."""
         return [_Keys(k) for k in self.keys_]
@@ -348,6 +380,17 @@ def to_log10(linear: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndar
     """log10 of probabilities or weights (0 -> -inf), float32 as KenLM stores them."""
     with np.errstate(divide="ignore"):
         return (np.log(linear) / LN10).astype(dtype)
+
+
+@dataclass(frozen=True)
+class BackoffStep:
+    """One order tried while scoring a word: ``found`` n-grams give ``value`` = ln p, missed ones the
+    back-off weight ln bow(context) that is added before the next shorter order is tried."""
+
+    order: int
+    context: tuple[int, ...]
+    found: bool
+    value: float
 
 
 class _Keys:

@@ -1,0 +1,115 @@
+"""Find the finished models of a run folder, whatever its layout.
+
+A finished model is any folder below the run folder that holds both ``metrics.json`` and ``model.bin``
+(``runs/<experiment>/<model>/`` today; ``<model>/seed-<s>/`` or deeper layouts work the same). A model is
+named by its path relative to the run folder, so two seeds of one model stay apart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmbench.errors import DataError
+
+DEFAULT_TOKENIZER = "whitespace"
+# where a run folder records what it holds: fit.json (info, and the training identity with the tokenizer),
+# metrics.json (scores, and info in older runs), config.json (older runs)
+RECORDS = ("fit.json", "metrics.json", "config.json", "identity.json")
+LADDER = (
+    "ngram",
+    "rnn",
+    "gru",
+    "lstm",
+    "transformer",
+    "pretrained",
+)  # families in the order they were invented
+
+
+@dataclass(frozen=True)
+class FinishedModel:
+    """One finished model on disk: where it is, what family loads it, and how its text was tokenized."""
+
+    name: str
+    family: str
+    folder: Path
+    tokenizer: str
+    tokenizer_recorded: bool = True
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / "model.bin"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable JSON ({e})") from None
+    return value if isinstance(value, dict) else {}
+
+
+def _find_key(documents: list[dict[str, Any]], key: str) -> Any:
+    """The value of ``key`` in the first document holding it, at the top level or nested at any depth
+    (e.g. inside a run fingerprint); shallower matches win."""
+    level: list[Any] = list(documents)
+    while level:
+        for doc in level:
+            if doc.get(key):
+                return doc[key]
+        level = [v for doc in level for v in doc.values() if isinstance(v, dict)]
+    return None
+
+
+def ladder_key(run: FinishedModel) -> tuple[int, int, str]:
+    """Sort key putting models in ladder order: n-grams by order, then RNN, GRU, LSTM, Transformer."""
+    rank = LADDER.index(run.family) if run.family in LADDER else len(LADDER)
+    order = (run.info.get("config") or {}).get("order")
+    return rank, order if isinstance(order, int) else 0, run.name
+
+
+def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[FinishedModel]:
+    """Every finished model below ``run_dir``, in ladder order (:func:`ladder_key`); ``tokenizer``
+    overrides the recorded one.
+
+    Family and name come from the ``info`` record (``fit.json``, or ``metrics.json`` in older runs), falling
+    back to ``config.json``; the tokenizer from whichever record holds it, at any depth (the training identity
+    nests it under ``vocabulary``); ``whitespace`` where none does.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: not a folder (expected the --runs-dir of `lmbench run`)")
+    found = []
+    for metrics_path in sorted(run_dir.rglob("metrics.json")):
+        folder = metrics_path.parent
+        if not (folder / "model.bin").is_file():
+            continue  # unfinished, or failed before saving
+        documents = [_read_json(folder / name) for name in RECORDS]
+        info = next((d["info"] for d in documents if isinstance(d.get("info"), dict)), {})
+        family = info.get("family") or _find_key(documents, "family")
+        if not family:
+            raise DataError(
+                f"{metrics_path}: no model family recorded (info.family in {' or '.join(RECORDS)})"
+            )
+        relative = folder.relative_to(run_dir).as_posix()
+        if relative == ".":  # the run folder is itself one model's folder
+            name = info.get("name") or _find_key(documents, "name") or folder.name
+        else:
+            name = relative
+        recorded = _find_key(documents, "tokenizer")
+        found.append(
+            FinishedModel(
+                name=name,
+                family=family,
+                folder=folder,
+                tokenizer=tokenizer or recorded or DEFAULT_TOKENIZER,
+                tokenizer_recorded=bool(tokenizer or recorded),
+                info=info,
+            )
+        )
+    return sorted(found, key=ladder_key)
