@@ -39,15 +39,20 @@ def _fail(error: LmbenchError) -> InputError:
 
 def _table(results: dict) -> str:
     from lmbench.reporting import tables
+    from lmbench.reporting.search_plots import mark_tuned, statement
 
-    text = tables.render(tables.display_table(results["rows"]), "simple")
+    text = tables.render(mark_tuned(tables.display_table(results["rows"]), results), "simple")
     floor = results.get("entropy_floor")
     if floor:
         text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
+    if results.get("search"):
+        text += f"\n{statement(results)}"
     return text + f"\n{tables.signature(results)}"
 
 
-def _run(config_path: Path, output: Path | None, runs_dir: Path | None, command: str) -> None:
+def _run(
+    config_path: Path, output: Path | None, runs_dir: Path | None, command: str, storage: str | None = None
+) -> None:
     from lmbench.config import load_config
     from lmbench.experiment import run_experiment
     from lmbench.reporting import render_report
@@ -62,7 +67,9 @@ def _run(config_path: Path, output: Path | None, runs_dir: Path | None, command:
     output = output or Path("reports") / config.name
     runs_dir = runs_dir or Path("runs") / config.name
     try:
-        results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True))
+        results = run_experiment(
+            config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage
+        )
     except (ConfigError, DataError) as e:
         raise _fail(e) from None
     results["provenance"]["command"] = command
@@ -98,12 +105,19 @@ def main(verbose: bool) -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Checkpoints and metrics [default: runs/<name>].",
 )
-def run(config: Path, output: Path | None, runs_dir: Path | None) -> None:
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="Database of the [model.search] studies (any URL Optuna accepts, e.g. sqlite:///s.db or "
+    "postgresql://host/db); processes sharing it split the trials [default: SQLite in each model's run folder].",
+)
+def run(config: Path, output: Path | None, runs_dir: Path | None, storage: str | None) -> None:
     """Train and evaluate every model of an experiment CONFIG (TOML) and write its report.
 
-    Re-running skips models that finished and resumes interrupted neural training.
+    Re-running skips models that finished, resumes interrupted neural training and interrupted searches.
     """
-    _run(config, output, runs_dir, f"lmbench run {config}" + (f" --output {output}" if output else ""))
+    command = f"lmbench run {config}" + (f" --output {output}" if output else "")
+    _run(config, output, runs_dir, command, storage)
 
 
 def _preset(name: str, output: Path | None, runs_dir: Path | None) -> None:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from lmbench.reporting import tables
 from lmbench.reporting.narrative import narrative_markdown
+from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
 
 
 def _json_safe(value: Any) -> Any:
@@ -81,7 +82,8 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     if p.get("command"):
         parts += [f"Regenerate with: `{p['command']}`", ""]
     for split in dict.fromkeys(r["split"] for r in rows):
-        parts += [f"## {split} split", "", tables.render(tables.display_table(rows, split=split)), ""]
+        table = mark_tuned(tables.display_table(rows, split=split), results)
+        parts += [f"## {split} split", "", tables.render(table), ""]
     parts += [f"`{tables.signature(results)}`", ""]
     if results.get("references"):
         parts += ["**Published and reference figures for the same setting** (not produced by this run):", "",
@@ -94,6 +96,8 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
             "No model can beat it on average.",
             "",
         ]
+    if results.get("search"):
+        parts += [search_markdown(results)]
     narrative = narrative_markdown(results)
     if narrative:
         parts += ["## What each step changed", "", narrative, ""]
@@ -138,7 +142,7 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
     for split in dict.fromkeys(r["split"] for r in rows):
         body += [
             f"<h2>{esc(split)} split</h2>",
-            tables.render(tables.display_table(rows, split=split), "html"),
+            tables.render(mark_tuned(tables.display_table(rows, split=split), results), "html"),
         ]
     body.append(f"<p><code>{esc(tables.signature(results))}</code></p>")
     if results.get("references"):
@@ -152,6 +156,8 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
             f'<p class="floor"><b>Entropy floor</b>: the true source scores test perplexity '
             f"{floor['perplexity']:.3f} ({floor['bits_per_token']:.3f} bits/token).</p>"
         )
+    if results.get("search"):
+        body.append(search_html(results))
     narrative = narrative_markdown(results)
     if narrative:
         body.append("<h2>What each step changed</h2>")
@@ -194,7 +200,7 @@ def latex_tables(results: dict[str, Any]) -> str:
     for split in dict.fromkeys(r["split"] for r in rows):
         parts += [
             f"% {split} split",
-            tables.render(tables.display_table(rows, split=split), "latex_booktabs"),
+            tables.render(mark_tuned(tables.display_table(rows, split=split), results), "latex_booktabs"),
         ]
     if results.get("tasks"):
         parts += ["% downstream tasks", tables.render(tables.task_table(results["tasks"]), "latex_booktabs")]
@@ -227,6 +233,7 @@ def render_report(
             from lmbench.reporting.plots import write_plots
 
             images = write_plots(results, staging)
+        images += write_search_outputs(results, staging, plots="png" in formats or "html" in formats)
         if "md" in formats:
             (staging / "report.md").write_text(
                 markdown_report(results, images if "png" in formats else ()), encoding="utf-8"
