@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 DEFAULT_TRIALS = 20
 SEARCH_KEYS = ("trials", "trial_budget", "budget")  # the rest of a [model.search] table are settings
 SAMPLER = {"name": "tpe", "n_startup_trials": 5}
-PRUNER = {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1}
+PRUNER = {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 0}
 POLL_SECONDS = 2.0  # how often a process waiting for another's trials looks again
 HEARTBEAT_SECONDS = 20  # a trial whose process stopped beating for 4x this is failed and run again
 
@@ -470,7 +470,15 @@ def run_search(
             _finish(trial, reports["tokens"], time.perf_counter() - start, note=str(e))
             raise optuna.TrialPruned(str(e)) from None
         tokens = int(getattr(model, "tokens_seen_", train_tokens))
-        perplexity = score(model.token_logprobs(data.valid, context=context), data.valid).perplexity
+        curve = [
+            p["valid_perplexity"]
+            for p in getattr(model, "learning_curve_", None) or []
+            if "valid_perplexity" in p
+        ]
+        if context == "stream" and curve:  # the fitted model holds the weights of its best stream-mode pass
+            perplexity = min(curve)
+        else:
+            perplexity = score(model.token_logprobs(data.valid, context=context), data.valid).perplexity
         _finish(trial, tokens, time.perf_counter() - start)
         if not math.isfinite(perplexity):
             trial.set_user_attr("note", f"validation perplexity is {perplexity}")

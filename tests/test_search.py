@@ -3,6 +3,7 @@ resume without repeating a trial, studies keyed by their search space, equal bud
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +22,11 @@ from lmbench.models.registry import create_model
 from lmbench.search import budget_statement
 from lmbench.training import loop
 from lmbench.training.loop import on_validation
+
+# searches need Optuna (extra [tune], also in [dev] and [test]); the config checks above run without it
+needs_optuna = pytest.mark.skipif(
+    importlib.util.find_spec("optuna") is None, reason="optuna not installed (pip install -e '.[tune]')"
+)
 
 TRAIN = "\n".join(
     ["the cat sat on the mat", "the dog sat on the log", "a cat saw a dog", "the dog and the cat"] * 8
@@ -50,7 +56,7 @@ trial_budget = {tokens = 600}
 """
 
 
-def project(root: Path, models: str, top: str = "") -> Path:
+def project(root: Path, models: str, top: str = "", evaluate: str = "") -> Path:
     for name, text in (
         ("train.txt", TRAIN + "\n"),
         ("valid.txt", "the cat sat on the log\na dog saw the cat\n"),
@@ -60,7 +66,7 @@ def project(root: Path, models: str, top: str = "") -> Path:
     config = root / "exp.toml"
     config.write_text(
         f'name = "tune"\n{top}\n[corpus]\ntrain = "train.txt"\nvalid = "valid.txt"\ntest = "test.txt"\n'
-        f'[budget]\ntokens = 600\n{models}\n[evaluate]\nbootstrap = 0\n[report]\nformats = ["md", "csv", "json", "png"]\n'
+        f'[budget]\ntokens = 600\n{models}\n[evaluate]\n{evaluate}\nbootstrap = 0\n[report]\nformats = ["md", "csv", "json", "png"]\n'
     )
     return config
 
@@ -131,6 +137,7 @@ def test_bad_search_tables_are_config_errors(tmp_path, models, top, words):
     assert words in str(err.value) and str(config) in str(err.value)
 
 
+@needs_optuna
 def test_bad_storage_url_exits_2(tmp_path):
     project(tmp_path, NGRAM.replace("[model.search]", "[model.search]\ntrials = 2"))
     result = cli(["run", "exp.toml", "-o", "out", "--storage", "nosuchdb://x/y"], tmp_path)
@@ -173,6 +180,7 @@ def test_validation_hook_sees_each_point_but_the_closing_one_and_leaves_numbers_
 
 
 # ----------------------------------------------------------------------------------------- end to end
+@needs_optuna
 def test_two_families_searched_then_trained_with_best_settings_and_reported_tuned(tmp_path):
     project(tmp_path, NGRAM + LSTM, "[search]\ntrials = 4")
     result = cli(["run", "exp.toml", "-o", "out"], tmp_path)
@@ -206,6 +214,7 @@ def test_two_families_searched_then_trained_with_best_settings_and_reported_tune
     pd.testing.assert_frame_equal(trials(tmp_path), table)
 
 
+@needs_optuna
 def test_changing_the_search_space_starts_a_new_study(tmp_path):
     config = project(tmp_path, NGRAM.replace("[model.search]", "[model.search]\ntrials = 3"))
     assert cli(["run", "exp.toml", "-o", "out"], tmp_path).exit_code == 0
@@ -219,6 +228,7 @@ def test_changing_the_search_space_starts_a_new_study(tmp_path):
     assert (tmp_path / "runs" / "tune" / "kn" / "search.db").is_file()
 
 
+@needs_optuna
 def test_an_interrupted_search_resumes_without_repeating_finished_trials(tmp_path, monkeypatch):
     import optuna
 
@@ -262,6 +272,7 @@ def test_an_interrupted_search_resumes_without_repeating_finished_trials(tmp_pat
     assert resumed["search"]["lstm"]["best"] == fresh["search"]["lstm"]["best"]
 
 
+@needs_optuna
 def test_hopeless_trials_are_pruned_from_their_learning_curve(tmp_path):
     models = LSTM.replace("[model.search]", "[model.search]\ntrials = 8")
     project(tmp_path, models)
@@ -274,6 +285,7 @@ def test_hopeless_trials_are_pruned_from_their_learning_curve(tmp_path):
     assert pruned.last_reported_perplexity.notna().all()
 
 
+@needs_optuna
 def test_equal_total_budgets_across_families_are_stated(tmp_path):
     transformer = """
 [[model]]
@@ -320,8 +332,8 @@ def test_budget_statement_says_what_differed_and_what_was_not_tuned():
     assert budget_statement({}, ["kn"]) == ""
 
 
+@needs_optuna
 def test_two_processes_sharing_a_storage_split_the_trials_of_one_study(tmp_path):
-    pytest.importorskip("optuna")
     project(tmp_path, NGRAM.replace("[model.search]", "[model.search]\ntrials = 12"))
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -362,3 +374,15 @@ def test_two_processes_sharing_a_storage_split_the_trials_of_one_study(tmp_path)
     ]
     assert best[0] == best[1]
     assert not (tmp_path / "runs0" / "kn" / "search.db").exists()  # the study lives in the shared storage
+
+
+@needs_optuna
+def test_the_search_objective_is_the_final_models_validation_perplexity(tmp_path):
+    """With the trial budget equal to the final one, the final model is the best trial's model: its reported
+    validation perplexity (stream mode: read from the learning curve during the search) is the objective."""
+    models = LSTM.replace("trial_budget = {tokens = 600}", "trials = 3")
+    project(tmp_path, models, evaluate='context = ["stream"]')
+    assert cli(["run", "exp.toml", "-o", "out"], tmp_path).exit_code == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    (valid,) = [r for r in results["rows"] if r["split"] == "valid"]
+    assert valid["perplexity"] == pytest.approx(results["search"]["lstm"]["best_valid_perplexity"], rel=1e-9)
