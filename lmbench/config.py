@@ -15,7 +15,7 @@ from lmbench.data.synthetic import SyntheticConfig
 from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError
 from lmbench.models.base import CONTEXTS, Budget
-from lmbench.search import ModelSearch, SearchConfig, parse_model_search, parse_search_table
+from lmbench.search.space import ModelSearch, SearchConfig, parse_model_search, parse_search_table
 
 if sys.version_info >= (3, 11):
     import tomllib
