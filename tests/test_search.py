@@ -212,6 +212,10 @@ def test_two_families_searched_then_trained_with_best_settings_and_reported_tune
     assert again.exit_code == 0 and "search finished earlier" in again.output
     assert "trial 0 (" not in again.output
     pd.testing.assert_frame_equal(trials(tmp_path), table)
+    rerendered = cli(["report", "out"], tmp_path)  # from results.json alone
+    assert rerendered.exit_code == 0 and "(tuned)" in rerendered.output
+    pd.testing.assert_frame_equal(trials(tmp_path), table)
+    assert (tmp_path / "out" / "search_trials.png").is_file()
 
 
 @needs_optuna
@@ -313,7 +317,7 @@ trial_budget = {tokens = 600}
         last = [t for t in search["trials"] if t["state"] != "fail"][-1]["tokens"]
         assert spent >= 1500 and spent - last < 1500, name  # stopped at the first trial past the budget
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "Tuned with equal budgets: each search stopped at tokens=1,500 in total" in report
+    assert "Tuned with equal budgets: each search was limited to tokens=1,500 in total" in report
 
 
 def test_budget_statement_says_what_differed_and_what_was_not_tuned():

@@ -96,6 +96,16 @@ def _complete(search: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for t in search["trials"] if t["state"] == "complete" and math.isfinite(t["valid_perplexity"])]
 
 
+def _plain_log_y(ax) -> None:
+    """A log y axis labelled 20, 30, 40 rather than 2 x 10^1."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
 def trials_plot(results: dict[str, Any], path: Path) -> Path | None:
     """Validation perplexity of each complete trial and the best so far, per model, over trial numbers."""
     import matplotlib.pyplot as plt
@@ -122,7 +132,8 @@ def trials_plot(results: dict[str, Any], path: Path) -> Path | None:
                 [t["trial"] for t in pruned], [t["last_reported_perplexity"] for t in pruned],
                 color=colour, marker="x", s=18, alpha=0.6,
             )  # fmt: skip
-    ax.set_yscale("log")
+    _plain_log_y(ax)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("trial")
     ax.set_ylabel("validation perplexity")
     ax.set_title("Search: validation perplexity over trials (x: pruned, at its last validation)")
@@ -161,13 +172,15 @@ def sensitivity_plot(results: dict[str, Any], path: Path) -> Path | None:
                 xs = values
                 if dim.get("log"):
                     ax.set_xscale("log")
+                elif dim.get("int"):
+                    ax.xaxis.get_major_locator().set_params(integer=True)
             ax.scatter(xs, [t["valid_perplexity"] for t in done], s=16, color=colours[name], label=name)
         if categories:
             ax.set_xticks(range(len(categories)))
             ax.set_xticklabels(categories, rotation=20, fontsize=7)
         ax.set_xlabel(setting)
         ax.set_ylabel("validation perplexity")
-        ax.set_yscale("log")
+        _plain_log_y(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(settings) :]:

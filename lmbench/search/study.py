@@ -190,6 +190,7 @@ def _run_search(
     from lmbench.evaluation import score
     from lmbench.experiment import resolve_budget
     from lmbench.models.registry import create_model
+    from lmbench.training import distributed
     from lmbench.training.loop import on_validation
 
     assert spec.search is not None
@@ -284,6 +285,11 @@ def _run_search(
         running = [t for t in trials if t.state.name == "RUNNING"]
         spent = _spent(finished, train_tokens)
         if not _over(limits, spent, len(running)):
+            if distributed.world_size() > 1:  # each rank would train a different trial in one DDP group
+                raise ConfigError(
+                    f"{config.source}: model '{spec.name}'.search: trials do not run under torchrun; run the "
+                    "search in one process (or several sharing --storage), then torchrun reuses the finished study"
+                )
             if not started:
                 say(
                     f"{spec.name}: searching {', '.join(f'{n} in {d.describe()}' for n, d in spec.search.space.items())} "
@@ -452,7 +458,7 @@ def budget_statement(searches: dict[str, dict[str, Any]], untuned: list[str]) ->
     )
     if len(searches) > 1 and len(set(limits.values())) == 1:
         first = next(iter(limits.values()))
-        text = f"Tuned with equal budgets: each search stopped at {first[0]} ({first[1]} a trial). Spent: {spent}."
+        text = f"Tuned with equal budgets: each search was limited to {first[0]} ({first[1]} a trial). Spent: {spent}."
     elif len(searches) > 1:
         each = "; ".join(f"{name}: {lim} ({tb} a trial)" for name, (lim, tb) in limits.items())
         text = f"Tuning budgets differed: {each}. Spent: {spent}."
