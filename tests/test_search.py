@@ -338,7 +338,7 @@ def test_budget_statement_says_what_differed_and_what_was_not_tuned():
 
 @needs_optuna
 def test_two_processes_sharing_a_storage_split_the_trials_of_one_study(tmp_path):
-    project(tmp_path, NGRAM.replace("[model.search]", "[model.search]\ntrials = 12"))
+    project(tmp_path, NGRAM.replace("[model.search]", "[model.search]\ntrials = 20"))
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     procs = [
@@ -368,7 +368,7 @@ def test_two_processes_sharing_a_storage_split_the_trials_of_one_study(tmp_path)
     assert [p.returncode for p in procs] == [0, 0], outputs
     a = trials(tmp_path, "out0")
     done = a[a.state == "complete"]
-    assert len(done) == 12 and sorted(done.trial) == sorted(set(done.trial))  # one study, no trial twice
+    assert len(done) == 20 and sorted(done.trial) == sorted(set(done.trial))  # one study, no trial twice
     assert done.worker.nunique() == 2  # both processes ran trials
     ran = [sum(line.startswith("kn: trial ") for line in out.splitlines()) for out in outputs]
     assert sum(ran) == len(a) and min(ran) >= 1

@@ -112,15 +112,24 @@ def trial_seed(spec: ModelConfig, config: ExperimentConfig) -> int:
 
 
 def _storage(url: str) -> Any:
+    """Optuna's database storage, with heartbeats (a trial whose process died is run again). Several processes
+    opening a new database at once race to create its tables: the loser tries again, and finds them."""
     import optuna
 
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=HEARTBEAT_SECONDS,
-        grace_period=4 * HEARTBEAT_SECONDS,
-    )
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=4 * HEARTBEAT_SECONDS,
+            )
+        except Exception as e:
+            if attempt == 4 or type(e).__name__ not in ("OperationalError", "IntegrityError"):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _spent(trials: list[Any], train_tokens: int) -> dict[str, float]:
@@ -194,7 +203,7 @@ def _run_search(
     from lmbench.training.loop import on_validation
 
     assert spec.search is not None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # lmbench says what happened, one line a trial
     shared = config.search
     probe = create_model(spec.family, **spec.params)
     trial_budget = resolve_budget(
@@ -233,6 +242,14 @@ def _run_search(
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: Any) -> float:
+        if limits.trials is not None:  # another process may have started the last trial at the same moment
+            earlier = [
+                t for t in study.get_trials(deepcopy=False)
+                if t.number < trial.number and t.state.name in ("COMPLETE", "PRUNED", "RUNNING")
+            ]  # fmt: skip
+            if len(earlier) >= limits.trials:
+                trial.set_user_attr("surplus", True)
+                raise _Surplus
         settings = {name: dim.suggest(trial) for name, dim in spec.search.space.items()}
         params = {**spec.params, **settings}
         if probe.stochastic:
@@ -303,13 +320,16 @@ def _run_search(
                 n_startup_trials=SAMPLER["n_startup_trials"],
                 seed=_sampler_seed(config.seed, int(n_finished), others_running=bool(running)),
             )
-            study.optimize(
-                objective,
-                n_trials=1,
-                catch=(),
-                gc_after_trial=False,
-                callbacks=[lambda _, trial: say(_trial_line(spec.name, trial))],
-            )
+            try:
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    catch=(),
+                    gc_after_trial=False,
+                    callbacks=[lambda _, trial: say(_trial_line(spec.name, trial))],
+                )
+            except _Surplus:
+                pass
             continue
         if running:  # another process is on the last trials: their results decide the best settings
             time.sleep(POLL_SECONDS)
@@ -326,7 +346,11 @@ def _run_search(
         family=spec.family,
         best=dict(best.params),
         best_valid_perplexity=float(best.value),
-        trials=[_trial_row(spec.name, t) for t in study.get_trials(deepcopy=False)],
+        trials=[
+            _trial_row(spec.name, t)
+            for t in study.get_trials(deepcopy=False)
+            if not t.user_attrs.get("surplus")
+        ],
         space={name: dim.to_dict() for name, dim in spec.search.space.items()},
         limits=limits.describe(),
         trial_budget=trial_budget.describe() if trial_budget is not None else "full data",
@@ -351,11 +375,20 @@ def _sampler_seed(seed: int, finished: int, *, others_running: bool) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
+class _Surplus(Exception):
+    """A trial started by two processes at once past the trial limit: dropped before it proposes anything."""
+
+
 def _retry_interrupted(study: Any, trials: list[Any]) -> None:
     """Queue each failed (interrupted, or its process died) trial once more with the same settings."""
     retried = {t.user_attrs.get("retry_of") for t in trials}
     for t in trials:
-        if t.state.name == "FAIL" and t.number not in retried and t.params:
+        if (
+            t.state.name == "FAIL"
+            and t.number not in retried
+            and t.params
+            and not t.user_attrs.get("surplus")
+        ):
             study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
 
 
