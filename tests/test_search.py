@@ -390,3 +390,12 @@ def test_the_search_objective_is_the_final_models_validation_perplexity(tmp_path
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     (valid,) = [r for r in results["rows"] if r["split"] == "valid"]
     assert valid["perplexity"] == pytest.approx(results["search"]["lstm"]["best_valid_perplexity"], rel=1e-9)
+
+
+def test_a_search_without_optuna_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    project(tmp_path, NGRAM.replace("[model.search]", "[model.search]\ntrials = 2"))
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
+    result = cli(["run", "exp.toml", "-o", "out"], tmp_path)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "model 'kn'.search" in result.output and "lmbench[tune]" in result.output
+    assert not (tmp_path / "out").exists()
