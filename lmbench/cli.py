@@ -43,12 +43,17 @@ def _fail(error: LmbenchError) -> InputError:
 
 def _table(results: dict) -> str:
     from lmbench.reporting import tables
+    from lmbench.reporting.search_plots import mark_tuned, statement
 
     bootstrap = (results.get("provenance") or {}).get("bootstrap")
-    text = tables.render(tables.display_table(results["rows"], bootstrap=bootstrap), "simple")
+
+    table = mark_tuned(tables.display_table(results["rows"], bootstrap=bootstrap), results)
+    text = tables.render(table, "simple")
     floor = results.get("entropy_floor")
     if floor:
         text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
+    if results.get("search"):
+        text += f"\n{statement(results)}"
     text += f"\n{tables.signature(results)}"
     task_rows = results.get("tasks") or []
     if task_rows:
@@ -74,6 +79,7 @@ def _run(
     runs_dir: Path | None,
     command: str,
     data_dir: Path | None = None,
+    storage: str | None = None,
 ) -> None:
     from lmbench.config import load_config
     from lmbench.experiment import run_experiment
@@ -94,7 +100,7 @@ def _run(
         raise InputError(
             f"--output {output} and --runs-dir {runs_dir} overlap; the report replaces its whole folder"
         )
-    results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True))
+    results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage)
     results["provenance"]["command"] = command
     if not distributed.is_main():
         return
@@ -195,14 +201,23 @@ RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>].
     type=click.Path(path_type=Path, file_okay=False),
     help="Folder holding corpus copies <name>/ and task files [default: corpus.data_dir, $LMBENCH_DATA, ../shared/corpora].",
 )
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="Database of the [model.search] studies (any URL Optuna accepts, e.g. sqlite:///s.db or "
+    "postgresql://host/db); processes sharing it split the trials [default: SQLite in each model's run folder].",
+)
 @verbose_option
-def run(config: Path, output: Path | None, runs_dir: Path | None, data_dir: Path | None) -> None:
+def run(
+    config: Path, output: Path | None, runs_dir: Path | None, data_dir: Path | None, storage: str | None
+) -> None:
     """Train and evaluate every model of an experiment CONFIG (TOML) and write its report.
 
-    Re-running skips models that finished and resumes interrupted neural training.
+    Re-running skips models that finished, resumes interrupted neural training and interrupted searches.
     """
+    # --storage is left out of the printed command: a database URL may carry a password
     command = _command(["lmbench", "run", str(config)], output=output, runs_dir=runs_dir, data_dir=data_dir)
-    _run(config, output, runs_dir, command, data_dir)
+    _run(config, output, runs_dir, command, data_dir, storage)
 
 
 def _preset(name: str, output: Path | None, runs_dir: Path | None, default_output: Path) -> None:

@@ -22,6 +22,7 @@ from lmbench.data.synthetic import SyntheticConfig
 from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError
 from lmbench.models.base import CONTEXTS, Budget
+from lmbench.search.space import ModelSearch, SearchConfig, parse_model_search, parse_search_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,6 +61,7 @@ class ModelConfig:
     params: dict[str, Any]  # constructor settings as written (the seed is not one: see ``seeds``)
     budget: Budget | None = None
     seeds: list[int] | None = None  # this model's seeds (``seed = N`` or ``seeds = [...]`` in its table)
+    search: ModelSearch | None = None  # [model.search]: settings tuned on validation before training
 
 
 @dataclass
@@ -89,6 +91,7 @@ class ExperimentConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = "<config>"
     seeds: list[int] | None = None  # train each stochastic model once per seed
+    search: SearchConfig | None = None  # [search]: tuning limits shared by every searched model
 
     def model(self, name: str) -> ModelConfig:
         return next(m for m in self.models if m.name == name)
@@ -252,6 +255,7 @@ def parse_config(
             model_seeds = [_seed(source, m.key("seed"), m.table.pop("seed"))]
         elif "seeds" in m.table:
             model_seeds = _seeds(source, m.key("seeds"), m.table.pop("seeds"))
+        search_table = m.table.pop("search", None)
         params = dict(m.table)
         m.table.clear()
         check_unique_name(source, model_name, [x.name for x in models])
@@ -260,7 +264,16 @@ def parse_config(
             create_model(family, **params)  # validates family and hyper-parameters now, before any output
         except ConfigError as e:
             raise ConfigError(f"{source}: model '{model_name}': {e}") from None
-        models.append(ModelConfig(model_name, family, params, budget, model_seeds))
+        search = None
+        if search_table is not None:
+            search = parse_model_search(source, m.where, search_table, family, params)
+        models.append(ModelConfig(model_name, family, params, budget, model_seeds, search))
+
+    search_config = None
+    if "search" in top.table:
+        search_config = parse_search_table(source, top.table.pop("search"))
+        if not any(m.search is not None for m in models):
+            raise ConfigError(f"{source}: search: no [model.search] table for it to apply to")
 
     e = _Reader(source, "evaluate", top.get("evaluate", dict, {}))
     contexts = e.get("context", (str, list), "sentence")
@@ -301,7 +314,17 @@ def parse_config(
         raise ConfigError(f"{source}: report.baseline: {report.baseline!r} is not the name of a [[model]]")
     top.done()
     return ExperimentConfig(
-        name, corpus, models, seed, default_budget, evaluate, tasks, report, source, seeds=seeds
+        name,
+        corpus,
+        models,
+        seed,
+        default_budget,
+        evaluate,
+        tasks,
+        report,
+        source,
+        seeds=seeds,
+        search=search_config,
     )
 
 

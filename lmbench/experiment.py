@@ -432,8 +432,13 @@ def run_experiment(
     runs_dir: str | Path,
     *,
     progress: Callable[[str], None] | None = None,
+    storage: str | None = None,
 ) -> dict[str, Any]:
-    """Train and score every model of ``config``; returns the results dict that reports are rendered from."""
+    """Train and score every model of ``config``; returns the results dict that reports are rendered from.
+
+    Models with a ``[model.search]`` are tuned on validation first (:mod:`lmbench.search`; ``storage``: the
+    database URL of the studies, default SQLite in each model's run folder) and trained with the best settings.
+    """
     say = progress or (lambda message: log.info(message))
     runs_dir = Path(runs_dir)
     check_output_dirs(config, runs_dir)
@@ -444,8 +449,17 @@ def run_experiment(
         f"corpus {loaded.corpus.name}: {data.train.num_predicted:,} training tokens, |V| = {len(data.vocab):,}, "
         f"test OOV {data.test.oov:,}"
     )
-    runs = plan_runs(config, runs_dir)
     failures: list[str] = []
+    searches: dict[str, dict[str, Any]] = {}
+    if any(spec.search is not None for spec in config.models):  # tuning: see lmbench.search
+        from lmbench.search import tune_models
+
+        config, found, search_errors = tune_models(config, loaded, runs_dir, storage=storage, say=say)
+        searches = {name: result.to_dict() for name, result in found.items()}
+        for name, error in search_errors:
+            failures.append(f"{name}: search failed: {type(error).__name__}: {_first_line(error)}")
+            say(failures[-1])
+    runs = plan_runs(config, runs_dir)
     per_model: dict[str, list[tuple[ModelRun, dict, list[dict], dict[str, np.ndarray]]]] = {}
     first_models: dict[str, LanguageModel] = {}
     failed_models: set[str] = set()
@@ -484,6 +498,8 @@ def run_experiment(
         rows += combine_seeds([r for _, _, r, _ in done], logprobs[spec.name], config, data)
         info = dict(done[0][1])
         info["seeds"] = [run.seed for run, *_ in done if run.seed is not None]
+        if spec.name in searches:
+            info["tuned"] = searches[spec.name]["best"]
         models[spec.name] = info
     for name in failed_models:
         rows_by_seed += [r for _, _, seed_rows, _ in per_model.get(name, []) for r in seed_rows]
@@ -545,6 +561,7 @@ def run_experiment(
         "word_buckets": word_buckets,
         "attention": attention,
         "references": config.report.references,
+        "search": searches,
         "curves": {
             name: info["learning_curve"] for name, info in models.items() if info.get("learning_curve")
         },

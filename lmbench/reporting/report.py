@@ -24,6 +24,7 @@ from markupsafe import Markup
 
 from lmbench.reporting import tables
 from lmbench.reporting.narrative import narrative_markdown
+from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
 from lmbench.tasks import tie_warnings
 
 
@@ -96,8 +97,11 @@ def _bootstrap(results: dict[str, Any]) -> int | None:
 
 def _main_table(results: dict[str, Any]) -> list[dict[str, str]]:
     split, context = _main_view(results)
-    table = tables.display_table(
-        results.get("rows", []), split=split, context=context, bootstrap=_bootstrap(results)
+    table = mark_tuned(
+        tables.display_table(
+            results.get("rows", []), split=split, context=context, bootstrap=_bootstrap(results)
+        ),
+        results,
     )
     return [{k: v for k, v in row.items() if k not in ("split", "context")} for row in table]
 
@@ -146,6 +150,8 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     split, context = _main_view(results)
     parts += [f"## {split.capitalize()} perplexity ({context} context)", ""]
     parts += [tables.render(_main_table(results)), "", f"`{tables.signature(results)}`", ""]
+    if results.get("search"):
+        parts += [search_markdown(results)]
     floor = results.get("entropy_floor")
     if floor:
         parts += [
@@ -192,7 +198,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
         parts += ["## Failures", ""] + [f"- {f}" for f in results["failures"]] + [""]
     parts += ["## Appendix", ""]
     for s in dict.fromkeys(r["split"] for r in rows):
-        table = tables.display_table(rows, split=s, bootstrap=_bootstrap(results))
+        table = mark_tuned(tables.display_table(rows, split=s, bootstrap=_bootstrap(results)), results)
         parts += [f"### {s} split, every context", "", tables.render(table), ""]
     if results.get("references"):
         parts += [
@@ -258,6 +264,7 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         headline_caption=_headline_caption(results),
         main_title=f"{split.capitalize()} perplexity ({context} context)",
         main_table=tables.render(_main_table(results), "html"),
+        search=Markup(search_html(results)) if results.get("search") else "",  # escaped where it is built
         signature=tables.signature(results),
         floor=results.get("entropy_floor"),
         steps=steps,
@@ -273,7 +280,12 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         samples=[r for r in task_rows if r["metric"] == "sample"][:30],
         failures=results.get("failures") or [],
         all_tables=[
-            (s, tables.render(tables.display_table(rows, split=s, bootstrap=bootstrap), "html"))
+            (
+                s,
+                tables.render(
+                    mark_tuned(tables.display_table(rows, split=s, bootstrap=bootstrap), results), "html"
+                ),
+            )
             for s in dict.fromkeys(r["split"] for r in rows)
         ],
         references=tables.render(results["references"], "html") if results.get("references") else "",
@@ -294,7 +306,7 @@ def latex_tables(results: dict[str, Any]) -> str:
     for split in dict.fromkeys(r["split"] for r in rows):
         table = [
             {k: v for k, v in row.items() if k != "split"}
-            for row in tables.display_table(rows, split=split, bootstrap=n)
+            for row in mark_tuned(tables.display_table(rows, split=split, bootstrap=n), results)
         ]
         caption = f"{split.capitalize()} perplexity on {corpus}"
         if n:
@@ -374,6 +386,7 @@ def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequenc
         from lmbench.reporting.plots import write_plots
 
         images = write_plots(results, staging)
+    images += write_search_outputs(results, staging, plots="png" in formats or "html" in formats)
     if "md" in formats:
         (staging / "report.md").write_text(
             markdown_report(results, images if "png" in formats else ()), encoding="utf-8"

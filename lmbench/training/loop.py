@@ -16,6 +16,8 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,22 @@ from lmbench.models.base import Budget
 from lmbench.training import distributed
 
 log = logging.getLogger(__name__)
+
+# Called with each learning-curve point of a validation pass during training (not the closing pass); it may
+# raise to stop training (a search prunes a hopeless trial this way). Absent, training is unchanged.
+_VALIDATION_HOOK: ContextVar[Callable[[dict[str, float]], None] | None] = ContextVar(
+    "lmbench_validation_hook", default=None
+)
+
+
+@contextmanager
+def on_validation(hook: Callable[[dict[str, float]], None]) -> Iterator[None]:
+    """Call ``hook(point)`` after every validation pass of the Trainers created inside this block."""
+    token = _VALIDATION_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _VALIDATION_HOOK.reset(token)
 
 
 @dataclass
@@ -143,6 +161,7 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._stop_signal: int | None = None
         self.stop_after_steps: int | None = None  # for tests: simulate an interruption
+        self.on_validation = _VALIDATION_HOOK.get()  # see on_validation()
 
     # ------------------------------------------------------------------------------ schedule
     def _fraction_done(self, state: TrainState, epoch_tokens: int) -> float:
@@ -389,7 +408,9 @@ class Trainer:
                         stopped = True
             # a closing evaluation, unless the last one was at this very point (a resumed, finished run)
             if not state.curve or state.curve[-1]["tokens"] != state.tokens:
-                best, plateau_scale, _ = self._evaluate(module, valid_loss, state, best, plateau_scale)
+                best, plateau_scale, _ = self._evaluate(
+                    module, valid_loss, state, best, plateau_scale, closing=True
+                )
             if best is not None:
                 module.load_state_dict(best)
             state.seconds = time.perf_counter() - clock
@@ -402,8 +423,11 @@ class Trainer:
                     signal.signal(s, handler)
         return state
 
-    def _evaluate(self, module, valid_loss, state: TrainState, best, plateau_scale: float):
-        """Validation pass: learning-curve point, best-weights bookkeeping, plateau decay, early stop."""
+    def _evaluate(
+        self, module, valid_loss, state: TrainState, best, plateau_scale: float, *, closing: bool = False
+    ):
+        """Validation pass: learning-curve point, best-weights bookkeeping, plateau decay, early stop; then
+        the validation hook, if any, sees the point (except the closing pass, which ends training anyway)."""
         train_loss = state.train_loss_sum / max(state.train_loss_tokens, 1)
         state.train_loss_sum, state.train_loss_tokens = 0.0, 0
         point = {
@@ -438,6 +462,8 @@ class Trainer:
                 "step %d: train loss %.4f, valid ppl %.2f", state.step, train_loss, point["valid_perplexity"]
             )
         state.curve.append(point)
+        if self.on_validation is not None and not closing:
+            self.on_validation(dict(point))
         return best, plateau_scale, stop
 
 

@@ -1,0 +1,503 @@
+"""Tuning on validation before the final training: ``[model.search]`` and ``[search]``, run with Optuna.
+
+A search tries settings from a model's search space, each trial trained under a small ``trial_budget`` and
+scored by validation perplexity (never test) through the one evaluation path. A TPE sampler seeded from the
+experiment seed proposes the settings; a median pruner stops trials whose learning curve (the training
+loop's validation points) is worse than the other trials' at the same point. The winner's settings are then
+trained under the model's own budget and seeds like any other model.
+
+The study lives in SQLite in the model's run folder (``runs/<experiment>/<model>/search.db``), or in any
+database Optuna accepts (``--storage URL``), under a name that fingerprints everything that determines its
+trials (search space, other settings, trial budget, data, vocabulary, sampler): an interrupted search
+resumes without repeating a finished trial (an interrupted trial is run again with the same settings), a
+finished search is not re-run, a changed search space starts a new study, and several processes sharing a
+storage split the trials of one study between them.
+
+Budgets: each model's search stops after ``trials`` finished trials, or, with ``budget = {tokens = ...}``
+(or epochs, minutes), once its finished trials have spent that much. ``[search]`` at the top level gives
+every searched model the same limits; the report states what each spent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import lmbench
+from lmbench.errors import ConfigError, TrainingDiverged
+from lmbench.models.base import Budget
+from lmbench.runs import canonical_json, describe_change, fingerprint
+from lmbench.search.space import Limits
+
+if TYPE_CHECKING:
+    from lmbench.config import ExperimentConfig, ModelConfig
+    from lmbench.experiment import LoadedData
+
+SAMPLER = {"name": "tpe", "n_startup_trials": 5}
+PRUNER = {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 0}
+POLL_SECONDS = 2.0  # how often a process waiting for another's trials looks again
+HEARTBEAT_SECONDS = 20  # a trial whose process stopped beating for 4x this is failed and run again
+
+
+@dataclass
+class SearchResult:
+    """What one model's search found and spent (``trials``: one dict per trial, as in search.csv)."""
+
+    model: str
+    family: str
+    best: dict[str, Any]
+    best_valid_perplexity: float
+    trials: list[dict[str, Any]]
+    space: dict[str, dict[str, Any]]
+    limits: str
+    trial_budget: str
+    study: str
+    storage: str
+    spent: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "best": self.best,
+            "best_valid_perplexity": self.best_valid_perplexity,
+            "space": self.space,
+            "limits": self.limits,
+            "trial_budget": self.trial_budget,
+            "spent": self.spent,
+            "study": self.study,
+            "storage": self.storage,
+            "trials": self.trials,
+        }
+
+
+def search_identity(
+    spec: ModelConfig, config: ExperimentConfig, loaded: LoadedData, trial_budget: Budget | None
+) -> dict[str, Any]:
+    """Everything that determines a study's trials (not its limits: raising ``trials`` extends a study)."""
+    from lmbench.models.registry import create_model
+
+    assert spec.search is not None
+    c = config.corpus
+    base = create_model(spec.family, **spec.params).get_params()
+    for name in spec.search.space:
+        base.pop(name, None)
+    base.pop("seed", None)
+    return {
+        "family": spec.family,
+        "space": {name: dim.to_dict() for name, dim in spec.search.space.items()},
+        "params": base,
+        "seed": trial_seed(spec, config),
+        "trial_budget": trial_budget.to_dict() if trial_budget is not None else None,
+        "objective": {"split": "valid", "context": config.evaluate.contexts[0]},
+        "data": {split: loaded.corpus.checksums.get(split) for split in ("train", "valid")},
+        "vocabulary": {"tokenizer": c.tokenizer, "min_count": c.min_count, "max_size": c.max_size},
+        "sampler": {**SAMPLER, "seed": config.seed},
+        "pruner": PRUNER,
+        "lmbench": lmbench.__version__,
+    }
+
+
+def trial_seed(spec: ModelConfig, config: ExperimentConfig) -> int:
+    """Trials train with the model's first seed."""
+    return (spec.seeds or config.seeds or [config.seed])[0]
+
+
+def _storage(url: str) -> Any:
+    """Optuna's database storage, with heartbeats (a trial whose process died is run again). Several processes
+    opening a new database at once race to create its tables: the loser tries again, and finds them."""
+    import optuna
+
+    engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=4 * HEARTBEAT_SECONDS,
+            )
+        except Exception as e:
+            if attempt == 4 or type(e).__name__ not in ("OperationalError", "IntegrityError"):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _spent(trials: list[Any], train_tokens: int) -> dict[str, float]:
+    tokens = sum(int(t.user_attrs.get("tokens", 0)) for t in trials)
+    return {
+        "trials": len(trials),
+        "complete": sum(t.state.name == "COMPLETE" for t in trials),
+        "pruned": sum(t.state.name == "PRUNED" for t in trials),
+        "tokens": tokens,
+        "epochs": tokens / train_tokens if train_tokens else 0.0,
+        "seconds": float(sum(t.user_attrs.get("seconds", 0.0) for t in trials)),
+    }
+
+
+def _over(limits: Limits, spent: dict[str, float], running: int) -> bool:
+    """Whether the finished trials (plus those running, at the mean cost so far) reach the limits."""
+    if limits.trials is not None and spent["trials"] + running >= limits.trials:
+        return True
+    b = limits.budget
+    if b is None:
+        return False
+    n = max(spent["trials"], 1)
+    for kind, used in (
+        ("tokens", spent["tokens"]),
+        ("epochs", spent["epochs"]),
+        ("minutes", spent["seconds"] / 60),
+    ):
+        limit = getattr(b, kind)
+        if limit is not None and used + running * used / n >= limit:
+            return True
+    return False
+
+
+def run_search(
+    spec: ModelConfig,
+    config: ExperimentConfig,
+    loaded: LoadedData,
+    runs_dir: Path,
+    *,
+    storage: str | None = None,
+    say: Callable[[str], None] = lambda message: None,
+) -> SearchResult:
+    """Run (or resume, or reuse) the study of one searched model and return its best settings."""
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError(
+            f"{config.source}: model '{spec.name}'.search: tuning needs Optuna: pip install 'lmbench[tune]'"
+        ) from None
+    with warnings.catch_warnings():
+        # heartbeats and stale-trial checks are marked experimental in Optuna; they are what makes resuming work
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+
+
+def _run_search(
+    spec: ModelConfig,
+    config: ExperimentConfig,
+    loaded: LoadedData,
+    runs_dir: Path,
+    *,
+    storage: str | None,
+    say: Callable[[str], None],
+) -> SearchResult:
+    import optuna
+
+    from lmbench.evaluation import score
+    from lmbench.experiment import resolve_budget
+    from lmbench.models.registry import create_model
+    from lmbench.training import distributed
+    from lmbench.training.loop import on_validation
+
+    assert spec.search is not None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # lmbench says what happened, one line a trial
+    shared = config.search
+    probe = create_model(spec.family, **spec.params)
+    trial_budget = resolve_budget(
+        spec.search.trial_budget or (shared.trial_budget if shared else None) or spec.budget or config.budget,
+        probe,
+    )
+    limits = spec.search.limits(shared)
+    identity = search_identity(spec, config, loaded, trial_budget)
+    study_name = f"{spec.name}-{fingerprint(identity)}"
+    if storage is None:
+        path = runs_dir / spec.name / "search.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    else:
+        url = storage
+    try:
+        store = _storage(url)
+    except Exception as e:  # a malformed URL, an unreachable server, a missing driver
+        raise ConfigError(
+            f"--storage: cannot open {url!r} ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
+    _say_new_study(store, spec.name, study_name, identity, say)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=store,
+        direction="minimize",
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=PRUNER["n_startup_trials"], n_warmup_steps=PRUNER["n_warmup_steps"]
+        ),
+        load_if_exists=True,
+    )
+    study.set_user_attr("identity", canonical_json(identity))
+    data, context = loaded.data, config.evaluate.contexts[0]
+    train_tokens = data.train.num_predicted
+    seed = trial_seed(spec, config)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def objective(trial: Any) -> float:
+        if limits.trials is not None:  # another process may have started the last trial at the same moment
+            earlier = [
+                t for t in study.get_trials(deepcopy=False)
+                if t.number < trial.number and t.state.name in ("COMPLETE", "PRUNED", "RUNNING")
+            ]  # fmt: skip
+            if len(earlier) >= limits.trials:
+                trial.set_user_attr("surplus", True)
+                raise _Surplus
+        settings = {name: dim.suggest(trial) for name, dim in spec.search.space.items()}
+        params = {**spec.params, **settings}
+        if probe.stochastic:
+            params["seed"] = seed
+        model = create_model(spec.family, **params)
+        trial.set_user_attr("worker", worker)
+        start = time.perf_counter()
+        reports = {"tokens": 0, "step": 0}
+
+        def report(point: dict[str, float]) -> None:
+            reports["tokens"] = int(point["tokens"])
+            if "valid_perplexity" not in point:
+                return
+            trial.report(point["valid_perplexity"], reports["step"])  # step: the n-th validation point
+            reports["step"] += 1
+            if trial.should_prune():
+                _finish(trial, reports["tokens"], time.perf_counter() - start)
+                raise optuna.TrialPruned(
+                    f"validation perplexity {point['valid_perplexity']:.2f} at {point['tokens']:,} tokens"
+                )
+
+        try:
+            with on_validation(report):
+                model.fit(data.train, data.valid, budget=trial_budget, run_dir=None)
+        except TrainingDiverged as e:  # a diverging setting is a bad setting, not a broken search
+            _finish(trial, reports["tokens"], time.perf_counter() - start, note=str(e))
+            raise optuna.TrialPruned(str(e)) from None
+        tokens = int(getattr(model, "tokens_seen_", train_tokens))
+        curve = [
+            p["valid_perplexity"]
+            for p in getattr(model, "learning_curve_", None) or []
+            if "valid_perplexity" in p
+        ]
+        if context == "stream" and curve:  # the fitted model holds the weights of its best stream-mode pass
+            perplexity = min(curve)
+        else:
+            perplexity = score(model.token_logprobs(data.valid, context=context), data.valid).perplexity
+        _finish(trial, tokens, time.perf_counter() - start)
+        if not math.isfinite(perplexity):
+            trial.set_user_attr("note", f"validation perplexity is {perplexity}")
+            raise optuna.TrialPruned(f"validation perplexity is {perplexity}")
+        return float(perplexity)
+
+    started = False
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        _retry_interrupted(study, trials)
+        finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+        running = [t for t in trials if t.state.name == "RUNNING"]
+        spent = _spent(finished, train_tokens)
+        if not _over(limits, spent, len(running)):
+            if distributed.world_size() > 1:  # each rank would train a different trial in one DDP group
+                raise ConfigError(
+                    f"{config.source}: model '{spec.name}'.search: trials do not run under torchrun; run the "
+                    "search in one process (or several sharing --storage), then torchrun reuses the finished study"
+                )
+            if not started:
+                say(
+                    f"{spec.name}: searching {', '.join(f'{n} in {d.describe()}' for n, d in spec.search.space.items())} "
+                    f"({limits.describe()}, {trial_budget.describe() if trial_budget else 'full data'} a trial"
+                    + (f"; {len(finished)} finished earlier" if finished else "")
+                    + ")"
+                )
+                started = True
+            n_finished = spent["trials"]
+            study.sampler = optuna.samplers.TPESampler(
+                n_startup_trials=SAMPLER["n_startup_trials"],
+                seed=_sampler_seed(config.seed, int(n_finished), others_running=bool(running)),
+            )
+            try:
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    catch=(),
+                    gc_after_trial=False,
+                    callbacks=[lambda _, trial: say(_trial_line(spec.name, trial))],
+                )
+            except _Surplus:
+                pass
+            continue
+        if running:  # another process is on the last trials: their results decide the best settings
+            time.sleep(POLL_SECONDS)
+            continue
+        break
+    if not started:
+        say(f"{spec.name}: search finished earlier ({spent['trials']} trials in study {study_name}), reused")
+    complete = [t for t in finished if t.state.name == "COMPLETE"]
+    if not complete:
+        raise RuntimeError(f"no trial of study {study_name} finished (all pruned)")
+    best = min(complete, key=lambda t: (t.value, t.number))
+    return SearchResult(
+        model=spec.name,
+        family=spec.family,
+        best=dict(best.params),
+        best_valid_perplexity=float(best.value),
+        trials=[
+            _trial_row(spec.name, t)
+            for t in study.get_trials(deepcopy=False)
+            if not t.user_attrs.get("surplus")
+        ],
+        space={name: dim.to_dict() for name, dim in spec.search.space.items()},
+        limits=limits.describe(),
+        trial_budget=trial_budget.describe() if trial_budget is not None else "full data",
+        study=study_name,
+        storage=url if storage is not None else str(Path(url.removeprefix("sqlite:///"))),
+        spent=spent,
+    )
+
+
+def _finish(trial: Any, tokens: int, seconds: float, note: str | None = None) -> None:
+    trial.set_user_attr("tokens", int(tokens))
+    trial.set_user_attr("seconds", float(seconds))
+    if note:
+        trial.set_user_attr("note", note)
+
+
+def _sampler_seed(seed: int, finished: int, *, others_running: bool) -> int:
+    """A fresh seed per trial, from the experiment seed and how many trials finished: a resumed search
+    proposes what an uninterrupted one would have; a second process on the same study mixes in its id so
+    two processes never propose the same random start points."""
+    entropy = [seed, finished] + ([os.getpid(), time.time_ns() % 2**32] if others_running else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+class _Surplus(Exception):
+    """A trial started by two processes at once past the trial limit: dropped before it proposes anything."""
+
+
+def _retry_interrupted(study: Any, trials: list[Any]) -> None:
+    """Queue each failed (interrupted, or its process died) trial once more with the same settings."""
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for t in trials:
+        if (
+            t.state.name == "FAIL"
+            and t.number not in retried
+            and t.params
+            and not t.user_attrs.get("surplus")
+        ):
+            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+
+
+def _say_new_study(
+    store: Any, model: str, name: str, identity: dict[str, Any], say: Callable[[str], None]
+) -> None:
+    """When this model had a study for another space, settings or data, say what changed."""
+    import json
+
+    import optuna
+
+    try:
+        earlier = [s for s in optuna.get_all_study_summaries(store) if s.study_name.startswith(f"{model}-")]
+    except Exception:  # an empty new database
+        return
+    if not earlier or any(s.study_name == name for s in earlier):
+        return
+    latest = max(earlier, key=lambda s: s.datetime_start or 0)
+    old = latest.user_attrs.get("identity")
+    if isinstance(old, str):
+        change = describe_change(json.loads(old), json.loads(canonical_json(identity)))
+        say(f"{model}: search changed ({change}): starting a new study")
+
+
+def _trial_row(model: str, trial: Any) -> dict[str, Any]:
+    value = trial.value if trial.state.name == "COMPLETE" else float("nan")
+    if trial.state.name == "PRUNED" and trial.intermediate_values:
+        last = trial.intermediate_values[max(trial.intermediate_values)]
+    else:
+        last = float("nan")
+    return {
+        "model": model,
+        "trial": trial.number,
+        "settings": dict(trial.params),
+        "valid_perplexity": float(value) if value is not None else float("nan"),
+        "last_reported_perplexity": float(last),
+        "state": trial.state.name.lower(),
+        "tokens": int(trial.user_attrs.get("tokens", 0)),
+        "seconds": float(trial.user_attrs.get("seconds", float("nan"))),
+        "worker": trial.user_attrs.get("worker", ""),
+        "note": trial.user_attrs.get("note", ""),
+    }
+
+
+def _trial_line(model: str, trial: Any) -> str:
+    settings = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+    if trial.state.name == "COMPLETE":
+        outcome = f"valid perplexity {trial.value:.2f}"
+    elif trial.state.name == "PRUNED":
+        outcome = "pruned" + (f" ({trial.user_attrs['note']})" if trial.user_attrs.get("note") else "")
+    else:
+        outcome = trial.state.name.lower()
+    return f"{model}: trial {trial.number} ({settings}): {outcome}"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def tune_models(
+    config: ExperimentConfig,
+    loaded: LoadedData,
+    runs_dir: Path,
+    *,
+    storage: str | None = None,
+    say: Callable[[str], None],
+) -> tuple[ExperimentConfig, dict[str, SearchResult], list[tuple[str, Exception]]]:
+    """Search every model with a ``[model.search]``; returns the config with each searched model's best
+    settings written in, the search results, and the (model, error) of searches that failed."""
+    results: dict[str, SearchResult] = {}
+    failed: list[tuple[str, Exception]] = []
+    models = []
+    for spec in config.models:
+        if spec.search is None:
+            models.append(spec)
+            continue
+        try:
+            result = run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+        except ConfigError:
+            raise
+        except Exception as e:  # one model's search failing must not lose the others
+            failed.append((spec.name, e))
+            continue
+        results[spec.name] = result
+        settings = ", ".join(f"{k}={_short(v)}" for k, v in result.best.items())
+        say(f"{spec.name}: best settings {settings} (valid perplexity {result.best_valid_perplexity:.2f})")
+        models.append(replace(spec, params={**spec.params, **result.best}))
+    return replace(config, models=models), results, failed
+
+
+def budget_statement(searches: dict[str, dict[str, Any]], untuned: list[str]) -> str:
+    """One sentence for the report: tuned with equal budgets, or what differed, and what was not tuned."""
+    if not searches:
+        return ""
+    limits = {name: (s["limits"], s["trial_budget"]) for name, s in searches.items()}
+    spent = "; ".join(
+        f"{name} {int(s['spent']['trials'])} trials ({int(s['spent']['pruned'])} pruned), "
+        f"{int(s['spent']['tokens']):,} tokens, {s['spent']['seconds']:.0f} s"
+        for name, s in searches.items()
+    )
+    if len(searches) > 1 and len(set(limits.values())) == 1:
+        first = next(iter(limits.values()))
+        text = f"Tuned with equal budgets: each search was limited to {first[0]} ({first[1]} a trial). Spent: {spent}."
+    elif len(searches) > 1:
+        each = "; ".join(f"{name}: {lim} ({tb} a trial)" for name, (lim, tb) in limits.items())
+        text = f"Tuning budgets differed: {each}. Spent: {spent}."
+    else:
+        ((name, (lim, tb)),) = limits.items()
+        text = f"{name} was tuned: {lim} ({tb} a trial). Spent: {spent}."
+    if untuned:
+        text += f" Not tuned (settings as written): {', '.join(untuned)}."
+    return text
