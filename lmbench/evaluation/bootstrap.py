@@ -93,6 +93,12 @@ def paired_difference(
     idx = _resample_indices(len(counts), n_resamples, seed)
     n = counts[idx].sum(axis=1)
     diffs = np.exp(-sums_a[idx].sum(axis=1) / n) - np.exp(-sums_b[idx].sum(axis=1) / n)
+    return _paired_result(diff, diffs, level, n_resamples)
+
+
+def _paired_result(diff: float, diffs: np.ndarray, level: float, n_resamples: int) -> PairedDifference:
+    """Percentile interval of the resampled differences and the two-sided share on the other side of zero
+    (Koehn 2004), floored at the bootstrap's resolution 1/n_resamples."""
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
     p = 2.0 * min(np.mean(diffs <= 0.0), np.mean(diffs >= 0.0))
@@ -198,7 +204,4 @@ def seeded_paired_difference(
     ce_a = _resampled_cross_entropy(sums_a, counts, units, np.random.default_rng([seed, 1]))
     ce_b = _resampled_cross_entropy(sums_b, counts, units, np.random.default_rng([seed, 2]))
     diffs = np.exp(ce_a) - np.exp(ce_b)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
-    p = 2.0 * min(np.mean(diffs <= 0.0), np.mean(diffs >= 0.0))
-    return PairedDifference(diff, float(low), float(high), float(max(min(p, 1.0), 1.0 / n_resamples)))
+    return _paired_result(diff, diffs, level, n_resamples)

@@ -199,14 +199,21 @@ def _agreement(tasks: list[dict[str, Any]], model: str) -> str | None:
     )
 
 
-def ladder_narrative(results: dict[str, Any]) -> list[dict[str, str]]:
-    """One entry per model: ``{"model", "text"}``, in the order of the results rows."""
+def main_rows(results: dict[str, Any]) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    """The split (test, else the first), the first context, and each model's row there, in ladder order."""
     rows = results.get("rows", [])
     if not rows:
-        return []
+        return "test", "sentence", {}
     split = "test" if any(r["split"] == "test" for r in rows) else rows[0]["split"]
     context = rows[0]["context"]
-    main = {r["model"]: r for r in rows if r["split"] == split and r["context"] == context}
+    return split, context, {r["model"]: r for r in rows if r["split"] == split and r["context"] == context}
+
+
+def ladder_narrative(results: dict[str, Any]) -> list[dict[str, str]]:
+    """One entry per model: ``{"model", "text"}``, in the order of the results rows."""
+    split, context, main = main_rows(results)
+    if not main:
+        return []
     models = results.get("models", {}) or {}
     floor = results.get("entropy_floor")
     tasks = results.get("tasks", []) or []
@@ -327,12 +334,9 @@ def _sentence_case(text: str) -> str:
 def ladder_steps(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One short card per model, in ladder order: what it is, what changed, its figure, tokens seen and
     compute, and one sentence of why the step should help (and whether it did)."""
-    rows = results.get("rows", [])
-    if not rows:
+    split, context, main = main_rows(results)
+    if not main:
         return []
-    split = "test" if any(r["split"] == "test" for r in rows) else rows[0]["split"]
-    context = rows[0]["context"]
-    main = {r["model"]: r for r in rows if r["split"] == split and r["context"] == context}
     models = results.get("models", {}) or {}
     out, prev_name = [], None
     for name, row in main.items():
