@@ -72,7 +72,8 @@ def tie_warnings(task_rows: list[dict[str, Any]]) -> list[str]:
                 f" at distance {r['distance']}" if r.get("distance") is not None else "")  # fmt: skip
             out.append(
                 f"warning: {r['model']} on {what}: {ties:,} of {n:,} pairs tie (both sentences get the same "
-                "probability: an order-blind model, or the differing words fall to <unk>); its accuracy measures nothing"
+                "probability: an order-blind model, probability 0 for both, or the differing words fall to <unk>); "
+                "its accuracy measures nothing"
             )
     return out
 
