@@ -298,9 +298,9 @@ def score_model(
     *,
     say: Callable[[str], None],
     explain: bool,
-) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Per-split, per-context rows and log-probabilities of one fitted model: reused when the scoring
-    identity matches, else computed (``explain``: say why the earlier scores are not reused)."""
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], bool]:
+    """Per-split, per-context rows and log-probabilities of one fitted model, and whether they were reused:
+    reused when the scoring identity matches, else computed (``explain``: say why the earlier ones are not)."""
     folder, data = run.folder, loaded.data
     identity = scoring_identity(info["fingerprint"], config, loaded)
     keys = [f"{split}/{context}" for split in config.evaluate.splits for context in config.evaluate.contexts]
@@ -312,7 +312,7 @@ def score_model(
                 raise CacheMiss(f"{folder.path / 'logprobs.npz'} does not hold {key}")
         if len(metrics.get("rows", [])) != len(keys):
             raise CacheMiss(f"{folder.path / 'metrics.json'} does not hold every split and context")
-        return metrics["rows"], logprobs
+        return metrics["rows"], logprobs, True
     except CacheMiss as miss:
         if explain and not miss.absent:
             say(f"{run.label}: {miss}, re-scoring")
@@ -357,7 +357,7 @@ def score_model(
     if distributed.is_main():
         folder.write_logprobs(logprobs)
         folder.write_json("metrics.json", {"identity": identity, "rows": rows})
-    return rows, logprobs
+    return rows, logprobs, False
 
 
 def combine_seeds(
@@ -467,7 +467,7 @@ def run_experiment(
         name = run.spec.name
         try:
             model, info, reused = fit_model(run, config, loaded, say)
-            rows, lps = score_model(run, model, info, config, loaded, say=say, explain=reused)
+            rows, lps, scores_reused = score_model(run, model, info, config, loaded, say=say, explain=reused)
         except Exception as e:  # one model's failure must not lose the others
             failures.append(_record_failure(run, e, say))
             failed_models.add(name)
@@ -475,10 +475,13 @@ def run_experiment(
         per_model.setdefault(name, []).append((run, info, rows, lps))
         first_models.setdefault(name, model)
         last = rows[-1]
-        if reused:
+        if reused and scores_reused:
             say(
                 f"{run.label}: finished earlier with the same settings and data, skipped (delete {run.folder.path} to retrain)"
             )
+        elif reused:
+            say(f"{run.label}: fitted earlier with the same settings and data, scored now: {last['split']} "
+                f"perplexity {last['perplexity']:.2f}")  # fmt: skip
         else:
             say(
                 f"{run.label}: {last['split']} perplexity {last['perplexity']:.2f} "
