@@ -6,10 +6,8 @@ broken alphabetically, so the same training text always gives the same ids.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -94,13 +92,3 @@ class Vocabulary:
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokens[int(i)] for i in ids]
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"tokens": self.tokens}, ensure_ascii=False), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path) -> Vocabulary:
-        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["tokens"])
-
-    def to_list(self) -> list[str]:
-        return list(self.tokens)

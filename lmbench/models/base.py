@@ -85,7 +85,6 @@ class LanguageModel(abc.ABC):
     """
 
     family: ClassVar[str]  # "ngram" | "rnn" | "transformer" | "pretrained"
-    registry_name: ClassVar[str] = ""  # the name it is registered under; set by the registry
     normalized: ClassVar[bool] = True  # False for scores that are not probabilities (stupid back-off)
 
     vocab_: Vocabulary | None = None

@@ -28,9 +28,7 @@ def model_class(name: str) -> type[LanguageModel]:
         raise ConfigError(
             f"unknown model family {name!r}; expected one of {', '.join(sorted(MODELS))}"
         ) from None
-    cls = getattr(importlib.import_module(module_name), class_name)
-    cls.registry_name = name
-    return cls
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def create_model(name: str, **params: Any) -> LanguageModel:

@@ -43,15 +43,6 @@ def write_curve(path: Path, curve: list[dict[str, float]]) -> None:
     atomic_write_text(path, pd.DataFrame(curve, columns=columns).to_csv(index=False))
 
 
-@dataclasses.dataclass
-class ScoringPlan:
-    """Which positions of which rows to score: inputs (B, T), targets (B, T), and a mask of scored cells."""
-
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    score: torch.Tensor
-
-
 class NeuralLM(LanguageModel):
     """Common wrapper: fit through the one Trainer, score with chunked output layers, save/load safely.
 
