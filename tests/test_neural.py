@@ -254,3 +254,16 @@ def test_attention_maps_are_the_causal_softmax_that_forward_mixes_values_with(sy
     # a sequence longer than the window keeps its last `window` ids
     long = (ids * 10)[:50]
     np.testing.assert_allclose(model.attention_maps(long), model.attention_maps(long[-32:]))
+
+
+def test_transformer_never_scores_with_untrained_positions(tiny_train, tiny_test):
+    """With seq_len < window the positions past seq_len were never trained: scoring must not reach them."""
+    model = create_model(
+        "transformer", d_model=16, n_heads=2, layers=1, window=16, seq_len=4, batch_size=2, warmup_steps=1
+    ).fit(tiny_train, budget=Budget(tokens=200))
+    assert model.context_window == 4
+    before = {c: model.token_logprobs(tiny_test, context=c) for c in ("sentence", "stream")}
+    with torch.no_grad():
+        model.net_.pos_emb.weight[4:] = 1e3  # garbage in every position the model never trained
+    for context, lp in before.items():
+        np.testing.assert_array_equal(model.token_logprobs(tiny_test, context=context), lp)

@@ -209,6 +209,16 @@ class TransformerLM(NeuralLM):
                 "give seq_len <= window (or leave it out: it defaults to the window)"
             )
 
+    @property
+    def context_window(self) -> int:
+        """The longest context the model is asked about: the window, or the training length if shorter.
+
+        Positions beyond ``seq_len`` were never trained (a learned position embedding there is still its
+        random initialisation), so scoring never uses them; with the default ``seq_len = window`` this is the
+        window.
+        """
+        return min(self.net_config.window, self.train_config.seq_len)
+
     def _attention_flops_per_token(self) -> float:
         # scores q.k and the weighted sum of values: 2 x layers x context x d_model multiply-adds per token
         # (Kaplan et al. 2020's 2 n_layer n_ctx d_attn, with n_ctx the training window)
@@ -230,7 +240,7 @@ class TransformerLM(NeuralLM):
     @torch.no_grad()
     def _score_sequence_batch(self, sequence: np.ndarray) -> np.ndarray:
         """log p of positions 1..n-1 of one sequence (any length), via sliding windows."""
-        W = self.net_config.window
+        W = self.context_window
         n = len(sequence)
         out = np.zeros(n, dtype=np.float64)
         seq = torch.from_numpy(sequence.astype(np.int64))
@@ -268,7 +278,7 @@ class TransformerLM(NeuralLM):
 
     def _score_sentences(self, data: TokenStream) -> np.ndarray:
         """Each line alone from <s>; lines up to the window are batched, longer ones slide within the line."""
-        W = self.net_config.window
+        W = self.context_window
         lines = [
             np.concatenate([[data.vocab.bos_id], line, [data.vocab.eos_id]]).astype(np.int64)
             for line in data.lines()
@@ -309,7 +319,7 @@ class TransformerLM(NeuralLM):
         position i (which predicts token i + 1) puts over positions 0..i. Sequences longer than the window
         keep their last ``window`` ids, as :meth:`next_token_logprobs` does."""
         self._check_fitted()
-        ids = list(ids)[-self.net_config.window :]
+        ids = list(ids)[-self.context_window :]
         if not ids:
             raise ValueError("attention_maps needs at least one id")
         self.net_.eval()
@@ -317,7 +327,7 @@ class TransformerLM(NeuralLM):
         return self.net_.attention_maps(x)[0].double().cpu().numpy()
 
     def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net_(x[:, -self.net_config.window :])[:, -1]
+        return self.net_(x[:, -self.context_window :])[:, -1]
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net_(x[:, -self.net_config.window :])
+        return self.net_(x[:, -self.context_window :])
