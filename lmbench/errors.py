@@ -23,3 +23,12 @@ class TrainingDiverged(LmbenchError):
     def __init__(self, message: str, step: int):
         super().__init__(message)
         self.step = step
+
+
+def first_line(error: BaseException, *, with_type: bool = False) -> str:
+    """An exception's first message line (its type name when it has no message), for one-line reports."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else ""
+    if with_type or not line:
+        return f"{type(error).__name__}: {line}" if line else type(error).__name__
+    return line

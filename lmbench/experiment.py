@@ -30,7 +30,7 @@ from lmbench.data.cards import load_card_corpus
 from lmbench.data.corpus import Corpus, TokenizedCorpus, tokenize_corpus
 from lmbench.data.synthetic import SyntheticSource
 from lmbench.data.tokenizers import get_tokenizer
-from lmbench.errors import TrainingDiverged
+from lmbench.errors import TrainingDiverged, first_line
 from lmbench.evaluation import score
 from lmbench.evaluation.bootstrap import (
     mean_cross_entropy,
@@ -218,11 +218,6 @@ def scoring_identity(model_fingerprint: str, config: ExperimentConfig, loaded: L
     }
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def fit_model(
     run: ModelRun, config: ExperimentConfig, loaded: LoadedData, say: Callable[[str], None]
 ) -> tuple[LanguageModel, dict[str, Any], bool]:
@@ -235,7 +230,7 @@ def fit_model(
         try:
             model = model_class(run.spec.family).load(folder.model_file)
         except Exception as e:  # truncated, empty, random bytes: train again, never crash the run
-            raise CacheMiss(f"{folder.model_file} is unreadable ({_first_line(e)})") from None
+            raise CacheMiss(f"{folder.model_file} is unreadable ({first_line(e)})") from None
         return model, record["info"], True
     except CacheMiss as miss:
         if not miss.absent:
@@ -407,9 +402,9 @@ def combine_seeds(
 def _record_failure(run: ModelRun, error: Exception, say: Callable[[str], None]) -> str:
     """One line for the console and the report; the traceback goes to the run folder's error.log."""
     if isinstance(error, TrainingDiverged):
-        message = f"{run.label}: failed: {_first_line(error)}"
+        message = f"{run.label}: failed: {first_line(error)}"
     else:
-        message = f"{run.label}: failed: {type(error).__name__}: {_first_line(error)}"
+        message = f"{run.label}: failed: {first_line(error, with_type=True)}"
     say(message)
     try:  # a failure to write the log must not stop the other models
         run.folder.path.mkdir(parents=True, exist_ok=True)
@@ -457,7 +452,7 @@ def run_experiment(
         config, found, search_errors = tune_models(config, loaded, runs_dir, storage=storage, say=say)
         searches = {name: result.to_dict() for name, result in found.items()}
         for name, error in search_errors:
-            failures.append(f"{name}: search failed: {type(error).__name__}: {_first_line(error)}")
+            failures.append(f"{name}: search failed: {first_line(error, with_type=True)}")
             say(failures[-1])
     runs = plan_runs(config, runs_dir)
     per_model: dict[str, list[tuple[ModelRun, dict, list[dict], dict[str, np.ndarray]]]] = {}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmbench.errors import ConfigError, DataError, TrainingDiverged
+from lmbench.errors import ConfigError, DataError, TrainingDiverged, first_line
 from lmbench.io import atomic_path, load_tensors
 from lmbench.models.base import Budget
 from lmbench.training import distributed
@@ -312,7 +312,7 @@ class Trainer:
                 log.info("resumed from %s at step %d", self._checkpoint_path(), state.step)
             except Exception as e:  # shapes or fields that do not fit this model: start fresh
                 self.notes.append(
-                    f"{self._checkpoint_path()}: does not fit this model ({_first_line(e)}); training from the start"
+                    f"{self._checkpoint_path()}: does not fit this model ({first_line(e, with_type=True)}); training from the start"
                 )
                 module.load_state_dict(fresh_model)
                 optimizer = type(optimizer)(groups, **optimizer.defaults)
@@ -469,14 +469,9 @@ class Trainer:
 
 def _canonical(identity: dict[str, Any] | None) -> str | None:
     """An identity as one JSON string (what a checkpoint stores and compares; weights_only loads strings)."""
-    import json
+    from lmbench.runs import canonical_json
 
-    return None if identity is None else json.dumps(identity, sort_keys=True, default=str)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    return None if identity is None else canonical_json(identity)
 
 
 def _in_main_thread() -> bool:
