@@ -25,6 +25,7 @@ from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
 from lmbench.errors import DataError
 from lmbench.io import atomic_path
 from lmbench.models.ngram.counting import lookup
+from lmbench.models.ngram.storage import rows
 
 if TYPE_CHECKING:
     from lmbench.models.ngram.model import NgramLM
@@ -36,16 +37,20 @@ GZIP_LEVEL = 1  # fast: compressing at level 9 takes longer than everything else
 
 
 # ------------------------------------------------------------------------------------------------ writing
-def ngram_words(model: NgramLM) -> Iterator[np.ndarray]:
-    """Word ids of every stored n-gram, order by order: array [rows, m] (row order = key order). Each order
-    is built from the one below, so only two orders' arrays exist at a time."""
-    V = len(model.vocab)
+def block_words(keys: list, m: int, block_keys: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Word ids [rows, m] of the order-m n-grams with the given keys (a run of consecutive rows of that order,
+    so their contexts are a run of rows of order m-1, read the same way). ``keys``: every order's keys, in
+    memory or on disk, so only a block's worth of rows is ever read."""
+    V = vocab_size
     dtype = np.int32 if V < 2**31 else np.int64
-    words = np.arange(V, dtype=dtype)[:, None]
-    yield words
-    for keys in model.keys_[1:]:
-        words = np.concatenate([words[keys // V], (keys % V).astype(dtype)[:, None]], axis=1)
-        yield words
+    if m == 1:
+        return block_keys.astype(dtype)[:, None]
+    context = block_keys // V
+    if len(context) == 0:
+        return np.zeros((0, m), dtype=dtype)
+    lo, hi = int(context[0]), int(context[-1]) + 1
+    below = block_words(keys, m - 1, rows(keys[m - 2], lo, hi), V)
+    return np.concatenate([below[context - lo], (block_keys % V).astype(dtype)[:, None]], axis=1)
 
 
 DECIMALS = 7  # log10 values to 7 decimal places: at most 5e-8 from the stored value
@@ -150,28 +155,43 @@ def _format_block(
 
 def arpa_chunks(model: NgramLM) -> Iterator[bytes]:
     """The ARPA text of ``model`` in blocks of bytes (header, then each section a block of lines at a time)."""
-    tokens = [t.encode("utf-8") for t in model.vocab.tokens]
-    vocab_lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    return arpa_text(model.vocab.tokens, model.keys_, model.log10prob_, model.log10bow_)
+
+
+def arpa_text(tokens: list[str], keys: list, log10prob: list, log10bow: list) -> Iterator[bytes]:
+    """ARPA text of back-off tables given per order (arrays in memory or :class:`DiskArray`, read a block of
+    rows at a time): the header, then each section in blocks of lines."""
+    encoded = [t.encode("utf-8") for t in tokens]
+    vocab_lengths = np.fromiter((len(t) for t in encoded), dtype=np.int64, count=len(encoded))
     vocab_starts = np.cumsum(vocab_lengths) - vocab_lengths
-    vocab_blob = np.frombuffer(b"".join(tokens), dtype=np.uint8)
-    n = len(model.keys_)
-    keep = []
+    vocab_blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    V, n = len(tokens), len(keys)
     header = ["", "\\data\\"]
-    for m in range(1, n + 1):
-        lp = model.log10prob_[m - 1]
-        mask = np.isfinite(lp) if m > 1 else np.ones(len(lp), dtype=bool)
-        keep.append(np.flatnonzero(mask))
-        header.append(f"ngram {m}={len(keep[-1])}")
+    for m in range(1, n + 1):  # n-grams with a -inf log-probability are left out (order 1: <s> is -99)
+        size = len(keys[m - 1])
+        if m > 1:
+            size = sum(
+                int(np.isfinite(rows(log10prob[m - 1], a, a + LINES_PER_BLOCK * 16)).sum())
+                for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK * 16)
+            )
+        header.append(f"ngram {m}={size}")
     yield ("\n".join(header) + "\n").encode()
-    for m, words in enumerate(ngram_words(model), start=1):
+    for m in range(1, n + 1):
         yield f"\n\\{m}-grams:\n".encode()
-        rows = keep[m - 1]
-        for a in range(0, len(rows), LINES_PER_BLOCK):
-            sel = rows[a : a + LINES_PER_BLOCK]
-            lp = model.log10prob_[m - 1][sel]
-            lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
-            bow = model.log10bow_[m - 1][sel] if m < n else None
-            yield _format_block(words[sel], lp, bow, vocab_blob, vocab_starts, vocab_lengths)
+        for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK):
+            b = a + LINES_PER_BLOCK
+            words = block_words(keys, m, rows(keys[m - 1], a, b), V)
+            lp = rows(log10prob[m - 1], a, b)
+            bow = rows(log10bow[m - 1], a, b) if m < n else None
+            if m > 1:
+                keep = np.isfinite(lp)
+                if not keep.all():
+                    words, lp = words[keep], lp[keep]
+                    bow = bow[keep] if bow is not None else None
+            else:
+                lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
+            if len(lp):
+                yield _format_block(words, lp, bow, vocab_blob, vocab_starts, vocab_lengths)
     yield b"\n\\end\\\n"
 
 
@@ -288,15 +308,30 @@ def _sections(path: Path, data: bytes) -> tuple[dict[int, int], dict[int, tuple[
 
 
 class _Section:
-    """One parsed ``\\m-grams:`` section: a frame with column 0 the log10 probability (float), 1..m the words,
-    m+1 the back-off (NaN where absent); file line numbers are worked out only for an error message."""
+    """One parsed ``\\m-grams:`` section: ``fast`` (log10 probabilities, back-offs, 1-gram rows of the words)
+    where :func:`_fast_section` could read it, else a frame with column 0 the log10 probability (float),
+    1..m the words, m+1 the back-off (NaN where absent); file line numbers are worked out only for an error
+    message."""
 
-    def __init__(self, path: Path, data: bytes, m: int, start: int, end: int):
+    def __init__(
+        self,
+        path: Path,
+        data: bytes,
+        m: int,
+        start: int,
+        end: int,
+        words: _WordIndex | None = None,
+        win: np.ndarray | None = None,
+    ):
         import pandas as pd
 
         self.path, self.m, self.start, self.end = path, m, start, end
         self.first_line = 0
         self._data = data
+        self.fast = _fast_section(data, win, m, start, end, words) if words is not None else None
+        self.frame = None
+        if self.fast is not None:  # log10 probabilities, back-offs and 1-gram rows, parsed from the bytes
+            return
         try:
             data[start:end].decode("utf-8")
         except UnicodeDecodeError as e:
@@ -338,6 +373,9 @@ class _Section:
                 f"{self.where(i)}: malformed {m}-gram line (expected 'logprob<TAB>{m} words[<TAB>backoff]')"
             )
 
+    def __len__(self) -> int:
+        return len(self.fast[0]) if self.fast is not None else len(self.frame)
+
     def where(self, row: int) -> str:
         """``file:line`` of the section's ``row``-th entry (blank lines are skipped, as pandas does)."""
         lines = self._data[self.start : self.end].split(b"\n")
@@ -349,7 +387,217 @@ class _Section:
         return str(self.path)
 
     def release(self) -> None:
-        self.frame = None  # type: ignore[assignment]
+        self.frame = self.fast = None  # type: ignore[assignment]
+
+
+# ------------------------------------------------------------------------------ fast byte-level parsing
+# Well-formed sections (fields separated by spaces or tabs, numbers in plain decimal notation, every word
+# listed among the 1-grams) are parsed with NumPy on the raw bytes; anything else goes through the pandas
+# parser above, which finds and names the problem.
+FAST_NUMBER_BYTES = 16  # longer numbers (and exponents, inf, nan) take the careful path
+EXACT_MANTISSA = 2**53  # m / 10^k is correctly rounded for m < 2^53 and k <= 22 (Clinger's fast path)
+
+
+def _padded(data: bytes, start: int, end: int) -> np.ndarray:
+    """The bytes data[start:end] followed by 16 zero bytes (so any 8-byte window read from a field is in range)."""
+    out = np.zeros(end - start + 16, dtype=np.uint8)
+    out[: end - start] = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+    return out
+
+
+def _windows(buf: np.ndarray) -> np.ndarray:
+    """Every 8-byte window of ``buf`` as a little-endian uint64 (window i starts at byte i): a strided view."""
+    return np.ndarray(shape=(len(buf) - 7,), dtype="<u8", buffer=buf, offset=0, strides=(1,))
+
+
+_LOW_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+
+
+def _low_bytes_mask(length: np.ndarray) -> np.ndarray:
+    """uint64 masks keeping the low ``length`` bytes (clipped to 0..8)."""
+    return _LOW_MASKS[np.clip(length, 0, 8)]
+
+
+def _first_byte(words: np.ndarray, value: int) -> np.ndarray:
+    """Index (0..7) of the first byte equal to ``value`` in each uint64, 8 where there is none (SWAR)."""
+    x = words ^ np.uint64(0x0101010101010101 * value)
+    found = (x - np.uint64(0x0101010101010101)) & ~x & np.uint64(0x8080808080808080)
+    lowest = found & (~found + np.uint64(1))  # the lowest set bit: exact for the first zero byte
+    exponent = (lowest.astype(np.float64).view(np.int64) >> 52) - 1023
+    return np.where(found == 0, 8, exponent // 8)
+
+
+def _word_keys(win: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first 16 bytes of each field as two uint64 (zero-padded): an exact key for words of <= 16 bytes."""
+    w0 = win[starts] & _low_bytes_mask(lengths)
+    w1 = win[starts + 8] & _low_bytes_mask(lengths - 8)
+    return w0, w1
+
+
+def _digits8(words: np.ndarray) -> np.ndarray:
+    """The value of 8 ASCII digits packed in each uint64 (first digit in the lowest byte), by SWAR steps."""
+    w = words - np.uint64(0x3030303030303030)
+    w = (w * np.uint64(10) + (w >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    w = (w * np.uint64(100) + (w >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+    return (w * np.uint64(10000) + (w >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+
+
+_ZEROS8 = np.uint64(0x3030303030303030)  # "00000000"
+
+
+def _all_digits(words: np.ndarray) -> bool:
+    b = words.view(np.uint8) - np.uint8(ord("0"))
+    return bool(np.all(b < 10))
+
+
+def _parse_numbers(win: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
+    """float64 values of decimal fields like ``-1.2345678``, ``-99``, ``0`` (at most 8 digits either side of
+    the point), exactly as ``float()`` gives them: the digits are read 8 at a time and the value is one
+    correctly rounded division, integer / 10^8. ``None`` if any field is in another form (exponent, inf,
+    nan, more digits, not a number)."""
+    n = len(starts)
+    if n == 0:
+        return np.zeros(0)
+    if lengths.max() > 18:
+        return None
+    head = win[starts]
+    first = (head & np.uint64(0xFF)).astype(np.uint8)
+    negative = first == ord("-")
+    sign = (negative | (first == ord("+"))).astype(np.int64)
+    # where the point is: the first '.' in the field's first 16 bytes (8 + 8 digits fit in 18)
+    dot = _first_byte(head, ord("."))
+    later = dot == 8
+    if later.any():
+        dot[later] = 8 + _first_byte(win[starts[later] + 8], ord("."))
+    has_dot = dot < lengths
+    dot = np.where(has_dot, dot, lengths)
+    int_len = dot - sign
+    frac_len = np.where(has_dot, lengths - dot - 1, 0)
+    if np.any((int_len > 8) | (frac_len > 8) | (int_len + frac_len == 0)) or np.any(int_len < 0):
+        return None
+    # integer digits right-aligned in 8 bytes, '0'-padded in front; fraction digits '0'-padded behind
+    shift = ((8 - int_len) * 8).astype(np.uint64)
+    int_words = win[starts + sign] & _low_bytes_mask(int_len)
+    int_words = np.where(int_len > 0, int_words << shift, np.uint64(0)) | (
+        _ZEROS8 & _low_bytes_mask(8 - int_len)
+    )
+    frac_words = win[starts + dot + 1] & _low_bytes_mask(frac_len)
+    frac_words |= _ZEROS8 & ~_low_bytes_mask(frac_len)
+    if not (_all_digits(int_words) and _all_digits(frac_words)):
+        return None
+    mantissa = _digits8(int_words) * np.uint64(10**8) + _digits8(frac_words)
+    if np.any(mantissa >= np.uint64(EXACT_MANTISSA)):
+        return None
+    values = mantissa.astype(np.float64) / 1e8
+    return np.where(negative, -values, values)
+
+
+class _WordIndex:
+    """Maps the words of a section's fields (byte ranges) to their row among the 1-grams, vectorised: an
+    open-addressing hash table of exact 16-byte keys (words of up to 16 bytes); longer words go through a
+    dictionary of their bytes."""
+
+    def __init__(self, words: list[str]):
+        encoded = [w.encode("utf-8") for w in words]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        blob = b"".join(encoded)
+        starts = np.cumsum(lengths) - lengths
+        self.w0, self.w1 = _word_keys(_windows(_padded(blob, 0, len(blob))), starts, lengths)
+        self.lengths = lengths
+        self.long = {w: i for i, w in enumerate(encoded) if len(w) > 16}
+        self.bits = max(4, int(4 * max(len(encoded), 1) - 1).bit_length())  # load factor <= 1/4
+        self.table = np.full(1 << self.bits, -1, dtype=np.int64)
+        pending = np.arange(len(encoded))
+        slot = self._slot(self.w0, self.w1, lengths)
+        while len(pending):  # place every word at its slot or the next free one after it
+            free = self.table[slot[pending]] < 0
+            candidates = pending[free]
+            taken, first = np.unique(slot[candidates], return_index=True)
+            self.table[taken] = candidates[first]
+            placed = np.zeros(len(encoded), dtype=bool)
+            placed[candidates[first]] = True
+            pending = pending[~placed[pending]]
+            slot[pending] = (slot[pending] + 1) & (len(self.table) - 1)
+
+    def _slot(self, w0: np.ndarray, w1: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            h = w0 * np.uint64(0x9E3779B97F4A7C15) ^ w1 * np.uint64(0xC2B2AE3D27D4EB4F)
+            h ^= lengths.astype(np.uint64) * np.uint64(0x165667B19E3779F9)
+            h *= np.uint64(0xFF51AFD7ED558CCD)
+        return (h >> np.uint64(64 - self.bits)).astype(np.int64)
+
+    def lookup(self, data: bytes, win: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Row of each field's word among the 1-grams, -1 where it is not one."""
+        w0, w1 = _word_keys(win, starts, lengths)
+        slot = self._slot(w0, w1, lengths)
+        out = np.full(len(starts), -1, dtype=np.int64)
+        active = np.flatnonzero(lengths <= 16)
+        mask = len(self.table) - 1
+        while len(active):  # probe until the word or an empty slot is found
+            row = self.table[slot[active]]
+            hit = row >= 0
+            r = np.where(hit, row, 0)
+            same = hit & (self.w0[r] == w0[active]) & (self.w1[r] == w1[active])
+            same &= self.lengths[r] == lengths[active]
+            out[active[same]] = row[same]
+            active = active[hit & ~same]
+            slot[active] = (slot[active] + 1) & mask
+        for i in np.flatnonzero(lengths > 16):  # rare: compare the whole word
+            s = int(starts[i])
+            out[i] = self.long.get(bytes(data[s : s + int(lengths[i])]), -1)
+        return out
+
+
+def _fast_section(
+    data: bytes, win: np.ndarray, m: int, start: int, end: int, words: _WordIndex
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """log10 probabilities, back-offs (NaN where a line has none) and 1-gram rows of the words [lines, m] of
+    a well-formed ``\\m-grams:`` section; ``None`` where anything is unusual (the careful path then runs).
+    ``win``: the file's 8-byte windows (:func:`_windows` of the bytes with 16 zero bytes after them)."""
+    # every byte below 32 is a tab or a newline; UTF-8 needs no check: each field is either a plain number
+    # or matches a 1-gram's bytes exactly (the 1-grams were decoded), else the careful path runs
+    raw = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+    if np.count_nonzero(raw < 32) != data.count(b"\t", start, end) + data.count(b"\n", start, end):
+        return None
+    edges = np.flatnonzero(np.diff((raw > 32).view(np.int8), prepend=np.int8(0), append=np.int8(0)))
+    starts, ends = edges[0::2], edges[1::2]
+    del edges
+    lengths = ends - starts
+    if len(starts) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros((0, m), dtype=np.int64)
+    # a field starts a line where the blanks before it hold a newline: one byte to look at in most gaps
+    gap = starts[1:] - ends[:-1]
+    first_flag = np.empty(len(starts), dtype=bool)
+    first_flag[0] = True
+    first_flag[1:] = raw[ends[:-1]] == 10
+    wide = np.flatnonzero(gap > 1)
+    if len(wide) > 100_000:
+        return None
+    for i in wide.tolist():  # a blank line, or blanks before a newline or after it
+        first_flag[i + 1] = data.find(b"\n", start + int(ends[i]), start + int(starts[i + 1])) >= 0
+    first = np.flatnonzero(first_flag)
+    del first_flag, gap, ends
+    fields = np.diff(np.append(first, len(starts)))
+    if not np.all((fields == m + 1) | (fields == m + 2)):
+        return None
+    starts += start  # from here on, offsets into the whole file
+    lp = _parse_numbers(win, starts[first], lengths[first])
+    if lp is None:
+        return None
+    bow = np.full(len(first), np.nan)
+    has = np.flatnonzero(fields == m + 2)
+    if len(has):
+        values = _parse_numbers(win, starts[first[has] + m + 1], lengths[first[has] + m + 1])
+        if values is None:
+            return None
+        bow[has] = values
+    ids = np.empty((len(first), m), dtype=np.int64)
+    for j in range(m):
+        at = first + 1 + j
+        ids[:, j] = words.lookup(data, win, starts[at], lengths[at])
+    if np.any(ids < 0):
+        return None
+    return lp, bow, ids
 
 
 def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
@@ -373,16 +621,20 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
     if 1 not in sections:
         raise DataError(f"{path}: no \\1-grams: section")
     parsed: dict[int, _Section] = {}
+    words: _WordIndex | None = None
+    win = _windows(_padded(data, 0, len(data)))
     for m in range(1, order + 1):
         if m not in sections:
             raise DataError(
                 f"{path}: header declares {declared[m]} {m}-grams but there is no \\{m}-grams: section"
             )
-        parsed[m] = _Section(path, data, m, *sections[m])
-        if len(parsed[m].frame) != declared[m]:
+        parsed[m] = _Section(path, data, m, *sections[m], words=words, win=win)
+        if len(parsed[m]) != declared[m]:
             raise DataError(
-                f"{path}: header declares {declared[m]} {m}-grams but the file has {len(parsed[m].frame)}"
+                f"{path}: header declares {declared[m]} {m}-grams but the file has {len(parsed[m])}"
             )
+        if m == 1:  # the index the higher orders' words are looked up in
+            words = _WordIndex([str(w) for w in parsed[1].frame[1].to_numpy(dtype=object)])
     extra = sorted(set(sections) - set(declared))
     if extra:
         raise DataError(f"{path}: \\{extra[0]}-grams: section not declared in the \\data\\ header")
@@ -410,14 +662,19 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
     for m in range(1, order + 1):
         section = parsed[m]
         frame = section.frame
-        lp = frame[0].to_numpy(dtype=np.float64)
+        if section.fast is not None:
+            lp, bow, local_ids = section.fast
+        else:
+            lp = frame[0].to_numpy(dtype=np.float64)
         bad = np.isnan(lp) | (lp > 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataError(
                 f"{section.where(i)}: log10 probability {lp[i]} of a {m}-gram is not a number <= 0"
             )
-        bow = np.array(frame[m + 1], dtype=np.float64) if m < order else np.zeros(len(frame))
+        if section.fast is None:
+            bow = np.array(frame[m + 1], dtype=np.float64)
+        bow = bow if m < order else np.zeros(len(section))
         absent = np.isnan(bow)
         if absent.any():  # SRILM leaves out zero back-offs; a literal nan is an error
             literal = _nan_backoff(m).search(data, section.start, section.end)
@@ -426,8 +683,11 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
                     f"{path}:{_line_at(data, literal.start())}: back-off weight of a {m}-gram is NaN"
                 )
             bow[absent] = 0.0
-        ids = np.empty((len(frame), m), dtype=np.int64)
+        ids = np.empty((len(section), m), dtype=np.int64)
         for j in range(m):
+            if section.fast is not None:  # every word was found among the 1-grams
+                ids[:, j] = to_vocab[local_ids[:, j]]
+                continue
             local = file_words.get_indexer(frame[j + 1].to_numpy(dtype=object))
             if (local < 0).any():
                 i = int(np.flatnonzero(local < 0)[0])
