@@ -13,11 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from lmbench.cli import main
-from lmbench.data import Corpus, TokenStream, Vocabulary, get_tokenizer, tokenize_corpus
+from lmbench.data import Corpus, TokenStream, Vocabulary, bytekeys, get_tokenizer, tokenize_corpus
 from lmbench.data.encoding import encode_lines, encode_stream
 from lmbench.errors import ConfigError, DataError
-from lmbench.models.ngram import NgramLM
-from lmbench.models.ngram import arpa, storage
+from lmbench.models.ngram import NgramLM, arpa, storage
 from lmbench.models.ngram.arpa import format_numbers
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, parse_memory
 
@@ -361,12 +360,17 @@ def test_arpa_numbers_parse_exactly_as_python_floats():
     blob = b" ".join(texts)
     lengths = np.array([len(t) for t in texts])
     starts = np.cumsum(lengths + 1) - lengths - 1
-    got = arpa._parse_numbers(arpa._windows(arpa._padded(blob, 0, len(blob))), starts, lengths)
+    got = arpa._parse_numbers(bytekeys.windows(bytekeys.padded(blob, 0, len(blob))), starts, lengths)
     expected = np.array([float(t) for t in texts])
     np.testing.assert_array_equal(got, expected)
     assert np.array_equal(np.signbit(got), np.signbit(expected))
     for other in (b"1e5", b"nan", b"-inf", b"-", b".", b"1.2.3", b"x1", b"123456789", b"1.123456789"):
-        assert arpa._parse_numbers(arpa._windows(arpa._padded(other, 0, len(other))), np.array([0]), np.array([len(other)])) is None
+        assert (
+            arpa._parse_numbers(
+                bytekeys.windows(bytekeys.padded(other, 0, len(other))), np.array([0]), np.array([len(other)])
+            )
+            is None
+        )
 
 
 def test_words_outside_a_given_vocabulary_are_dropped_with_their_ngrams(tmp_path):

@@ -21,6 +21,15 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from lmbench.data.bytekeys import (
+    SHORT,
+    KeyTable,
+    field_bounds,
+    field_keys,
+    low_bytes_mask,
+    padded,
+    windows,
+)
 from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
 from lmbench.errors import DataError
 from lmbench.io import atomic_path
@@ -394,28 +403,7 @@ class _Section:
 # Well-formed sections (fields separated by spaces or tabs, numbers in plain decimal notation, every word
 # listed among the 1-grams) are parsed with NumPy on the raw bytes; anything else goes through the pandas
 # parser above, which finds and names the problem.
-FAST_NUMBER_BYTES = 16  # longer numbers (and exponents, inf, nan) take the careful path
 EXACT_MANTISSA = 2**53  # m / 10^k is correctly rounded for m < 2^53 and k <= 22 (Clinger's fast path)
-
-
-def _padded(data: bytes, start: int, end: int) -> np.ndarray:
-    """The bytes data[start:end] followed by 16 zero bytes (so any 8-byte window read from a field is in range)."""
-    out = np.zeros(end - start + 16, dtype=np.uint8)
-    out[: end - start] = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
-    return out
-
-
-def _windows(buf: np.ndarray) -> np.ndarray:
-    """Every 8-byte window of ``buf`` as a little-endian uint64 (window i starts at byte i): a strided view."""
-    return np.ndarray(shape=(len(buf) - 7,), dtype="<u8", buffer=buf, offset=0, strides=(1,))
-
-
-_LOW_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
-
-
-def _low_bytes_mask(length: np.ndarray) -> np.ndarray:
-    """uint64 masks keeping the low ``length`` bytes (clipped to 0..8)."""
-    return _LOW_MASKS[np.clip(length, 0, 8)]
 
 
 def _first_byte(words: np.ndarray, value: int) -> np.ndarray:
@@ -425,13 +413,6 @@ def _first_byte(words: np.ndarray, value: int) -> np.ndarray:
     lowest = found & (~found + np.uint64(1))  # the lowest set bit: exact for the first zero byte
     exponent = (lowest.astype(np.float64).view(np.int64) >> 52) - 1023
     return np.where(found == 0, 8, exponent // 8)
-
-
-def _word_keys(win: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first 16 bytes of each field as two uint64 (zero-padded): an exact key for words of <= 16 bytes."""
-    w0 = win[starts] & _low_bytes_mask(lengths)
-    w1 = win[starts + 8] & _low_bytes_mask(lengths - 8)
-    return w0, w1
 
 
 def _digits8(words: np.ndarray) -> np.ndarray:
@@ -477,12 +458,12 @@ def _parse_numbers(win: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> 
         return None
     # integer digits right-aligned in 8 bytes, '0'-padded in front; fraction digits '0'-padded behind
     shift = ((8 - int_len) * 8).astype(np.uint64)
-    int_words = win[starts + sign] & _low_bytes_mask(int_len)
+    int_words = win[starts + sign] & low_bytes_mask(int_len)
     int_words = np.where(int_len > 0, int_words << shift, np.uint64(0)) | (
-        _ZEROS8 & _low_bytes_mask(8 - int_len)
+        _ZEROS8 & low_bytes_mask(8 - int_len)
     )
-    frac_words = win[starts + dot + 1] & _low_bytes_mask(frac_len)
-    frac_words |= _ZEROS8 & ~_low_bytes_mask(frac_len)
+    frac_words = win[starts + dot + 1] & low_bytes_mask(frac_len)
+    frac_words |= _ZEROS8 & ~low_bytes_mask(frac_len)
     if not (_all_digits(int_words) and _all_digits(frac_words)):
         return None
     mantissa = _digits8(int_words) * np.uint64(10**8) + _digits8(frac_words)
@@ -493,56 +474,26 @@ def _parse_numbers(win: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> 
 
 
 class _WordIndex:
-    """Maps the words of a section's fields (byte ranges) to their row among the 1-grams, vectorised: an
-    open-addressing hash table of exact 16-byte keys (words of up to 16 bytes); longer words go through a
-    dictionary of their bytes."""
+    """Maps the words of a section's fields (byte ranges) to their row among the 1-grams, vectorised: exact
+    16-byte keys in a :class:`KeyTable`; longer words go through a dictionary of their bytes."""
 
     def __init__(self, words: list[str]):
         encoded = [w.encode("utf-8") for w in words]
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         blob = b"".join(encoded)
         starts = np.cumsum(lengths) - lengths
-        self.w0, self.w1 = _word_keys(_windows(_padded(blob, 0, len(blob))), starts, lengths)
-        self.lengths = lengths
-        self.long = {w: i for i, w in enumerate(encoded) if len(w) > 16}
-        self.bits = max(4, int(4 * max(len(encoded), 1) - 1).bit_length())  # load factor <= 1/4
-        self.table = np.full(1 << self.bits, -1, dtype=np.int64)
-        pending = np.arange(len(encoded))
-        slot = self._slot(self.w0, self.w1, lengths)
-        while len(pending):  # place every word at its slot or the next free one after it
-            free = self.table[slot[pending]] < 0
-            candidates = pending[free]
-            taken, first = np.unique(slot[candidates], return_index=True)
-            self.table[taken] = candidates[first]
-            placed = np.zeros(len(encoded), dtype=bool)
-            placed[candidates[first]] = True
-            pending = pending[~placed[pending]]
-            slot[pending] = (slot[pending] + 1) & (len(self.table) - 1)
-
-    def _slot(self, w0: np.ndarray, w1: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            h = w0 * np.uint64(0x9E3779B97F4A7C15) ^ w1 * np.uint64(0xC2B2AE3D27D4EB4F)
-            h ^= lengths.astype(np.uint64) * np.uint64(0x165667B19E3779F9)
-            h *= np.uint64(0xFF51AFD7ED558CCD)
-        return (h >> np.uint64(64 - self.bits)).astype(np.int64)
+        w0, w1 = field_keys(windows(padded(blob)), starts, lengths)
+        short = np.flatnonzero(lengths <= SHORT)
+        self.table = KeyTable(len(short))
+        self.rows = short[self.table.add(w0[short], w1[short], lengths[short])] if len(short) else short
+        self.long = {w: i for i, w in enumerate(encoded) if len(w) > SHORT}
 
     def lookup(self, data: bytes, win: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Row of each field's word among the 1-grams, -1 where it is not one."""
-        w0, w1 = _word_keys(win, starts, lengths)
-        slot = self._slot(w0, w1, lengths)
-        out = np.full(len(starts), -1, dtype=np.int64)
-        active = np.flatnonzero(lengths <= 16)
-        mask = len(self.table) - 1
-        while len(active):  # probe until the word or an empty slot is found
-            row = self.table[slot[active]]
-            hit = row >= 0
-            r = np.where(hit, row, 0)
-            same = hit & (self.w0[r] == w0[active]) & (self.w1[r] == w1[active])
-            same &= self.lengths[r] == lengths[active]
-            out[active[same]] = row[same]
-            active = active[hit & ~same]
-            slot[active] = (slot[active] + 1) & mask
-        for i in np.flatnonzero(lengths > 16):  # rare: compare the whole word
+        w0, w1 = field_keys(win, starts, lengths)
+        found = self.table.find(w0, w1, lengths)
+        out = np.where((found >= 0) & (lengths <= SHORT), self.rows[np.maximum(found, 0)], -1)
+        for i in np.flatnonzero(lengths > SHORT):  # rare: compare the whole word
             s = int(starts[i])
             out[i] = self.long.get(bytes(data[s : s + int(lengths[i])]), -1)
         return out
@@ -559,9 +510,7 @@ def _fast_section(
     raw = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
     if np.count_nonzero(raw < 32) != data.count(b"\t", start, end) + data.count(b"\n", start, end):
         return None
-    edges = np.flatnonzero(np.diff((raw > 32).view(np.int8), prepend=np.int8(0), append=np.int8(0)))
-    starts, ends = edges[0::2], edges[1::2]
-    del edges
+    starts, ends = field_bounds(raw > 32)
     lengths = ends - starts
     if len(starts) == 0:
         return np.zeros(0), np.zeros(0), np.zeros((0, m), dtype=np.int64)
@@ -622,7 +571,7 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
         raise DataError(f"{path}: no \\1-grams: section")
     parsed: dict[int, _Section] = {}
     words: _WordIndex | None = None
-    win = _windows(_padded(data, 0, len(data)))
+    win = windows(padded(data, 0, len(data)))
     for m in range(1, order + 1):
         if m not in sections:
             raise DataError(
