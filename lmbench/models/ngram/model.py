@@ -240,7 +240,7 @@ class NgramLM(LanguageModel):
         else:  # lines as <s> .. </s> back to back: no stored n-gram spans "</s> <s>"
             seq = data.with_markers(bos=True)
         seq = seq.astype(np.int64)
-        rows = ending_rows(self.keys_tables_view(), seq, len(self.vocab))
+        rows = ending_rows(self.keys_, seq, len(self.vocab))
         targets = np.flatnonzero(seq != self.vocab.bos_id)
         # The rows of the n-grams ending at each target are already known: take the longest stored one and
         # add the back-off weights of the longer contexts (rows ending one position earlier).
@@ -265,7 +265,7 @@ class NgramLM(LanguageModel):
         for i, context in enumerate(contexts):
             ctx = np.asarray(list(context)[-(self.order - 1) :] if self.order > 1 else [], dtype=np.int64)
             if len(ctx):
-                rows = ending_rows(self.keys_tables_view(), ctx, V)
+                rows = ending_rows(self.keys_, ctx, V)
                 ctx_rows = [np.full(V, r[-1], dtype=np.int64) for r in rows[: self.order - 1]]
             else:
                 ctx_rows = []
@@ -287,9 +287,7 @@ class NgramLM(LanguageModel):
             raise ValueError(f"word id {word} outside the vocabulary of {V} entries")
         ctx = np.asarray(list(context)[-(self.order - 1) :] if self.order > 1 else [], dtype=np.int64)
         # rows[k-1] = row of the k-word context ending the given context (or -1)
-        rows = (
-            [int(r[-1]) for r in ending_rows(self.keys_tables_view(), ctx, V)[: len(ctx)]] if len(ctx) else []
-        )
+        rows = [int(r[-1]) for r in ending_rows(self.keys_, ctx, V)[: len(ctx)]] if len(ctx) else []
         steps = []
         for m in range(len(ctx) + 1, 0, -1):
             ctx_row = rows[m - 2] if m > 1 else 0
@@ -304,10 +302,6 @@ class NgramLM(LanguageModel):
             steps.append(BackoffStep(m, context_ids, False, weight))
         return steps
 
-    def keys_tables_view(self) -> list[_Keys]:
-        """Light stand-ins for the counting tables: ``ending_rows`` needs only the keys."""
-        return [_Keys(k) for k in self.keys_]
-
     # ----------------------------------------------------------------------------------------- size, I/O
     def num_parameters(self) -> int:
         self._check_fitted()
@@ -315,8 +309,8 @@ class NgramLM(LanguageModel):
         bows = sum(int((lb != 0).sum()) for lb in self.log10bow_[:-1])
         return probs + bows
 
-    def ngram_counts(self) -> list[int]:
-        """Stored n-grams per order (unigrams: the whole vocabulary)."""
+    def ngrams_per_order(self) -> list[int]:
+        """How many n-grams each order stores (unigrams: the whole vocabulary)."""
         return [len(k) for k in self.keys_]
 
     def save(self, path: str | Path) -> None:
@@ -391,10 +385,3 @@ class BackoffStep:
     context: tuple[int, ...]
     found: bool
     value: float
-
-
-class _Keys:
-    __slots__ = ("keys",)
-
-    def __init__(self, keys: np.ndarray):
-        self.keys = keys
