@@ -332,7 +332,7 @@ def compare(run_a: Path, run_b: Path, split: str) -> None:
 @click.option("--order", "-o", type=click.IntRange(1, 10), default=5, help="n: words per n-gram.")
 @click.option(
     "--smoothing",
-    type=click.Choice(NGRAM_SMOOTHERS),
+    type=click.Choice(list(NGRAM_SMOOTHERS)),
     default="modified-kneser-ney",
     help="Smoothing method (KenLM's lmplz: interpolated modified Kneser-Ney).",
 )
