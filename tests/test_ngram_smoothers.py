@@ -101,7 +101,16 @@ def test_registering_refuses_a_name_twice_and_a_clashing_default(add_delta):
 
     with pytest.raises(ValueError, match="'k' defaults to 2.0"):
         register_smoother(OtherK)
-    assert "other-k" not in SMOOTHERS
+
+    @dataclass
+    class Ordered(OtherK):
+        name: ClassVar[str] = "ordered"
+        k: float = 1.0
+        order: int = 2  # would be swallowed by NgramLM's own order
+
+    with pytest.raises(ValueError, match="'order' is already a setting of NgramLM"):
+        register_smoother(Ordered)
+    assert "other-k" not in SMOOTHERS and "ordered" not in SMOOTHERS
 
 
 def test_every_smoother_describes_itself_for_reports():

@@ -254,6 +254,8 @@ class Smoother(abc.ABC):
 
 
 SMOOTHERS: dict[str, type[Smoother]] = {}
+# NgramLM's own settings: no smoother parameter may take one of these names
+MODEL_SETTINGS = frozenset({"order", "smoothing", "train_context", "memory", "progress", "precision"})
 
 
 def register_smoother(cls: type[Smoother]) -> type[Smoother]:
@@ -267,6 +269,8 @@ def register_smoother(cls: type[Smoother]) -> type[Smoother]:
     for f in fields(cls):
         if f.default is MISSING:
             raise ValueError(f"smoother {cls.name!r}: parameter {f.name!r} needs a default")
+        if f.name in MODEL_SETTINGS:
+            raise ValueError(f"smoother {cls.name!r}: parameter {f.name!r} is already a setting of NgramLM")
     known = all_smoother_params()
     for key, default in cls.params().items():
         if key in known and known[key] != default:
