@@ -332,7 +332,7 @@ def compare(run_a: Path, run_b: Path, split: str) -> None:
 @click.option("--order", "-o", type=click.IntRange(1, 10), default=5, help="n: words per n-gram.")
 @click.option(
     "--smoothing",
-    type=click.Choice(NGRAM_SMOOTHERS),
+    type=click.Choice(list(NGRAM_SMOOTHERS)),
     default="modified-kneser-ney",
     help="Smoothing method (KenLM's lmplz: interpolated modified Kneser-Ney).",
 )
@@ -413,7 +413,7 @@ def _ngram_summary(model) -> str:
     """lmplz-style: n-grams per order and the discounts of each order."""
     lines = []
     discounts = model.discounts_ or [None] * model.order
-    for m, (count, d) in enumerate(zip(model.ngram_counts(), discounts, strict=True), start=1):
+    for m, (count, d) in enumerate(zip(model.ngrams_per_order(), discounts, strict=True), start=1):
         text = f"order {m}: {count:,} n-grams"
         if isinstance(d, (tuple, list)):
             text += "  discounts D1={:.4f} D2={:.4f} D3+={:.4f}".format(*d)

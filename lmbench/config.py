@@ -525,11 +525,6 @@ def check_model_settings(source: str, where: str, family: str, params: dict[str,
             )
         if not _matches(value, settings[key]):
             raise ConfigError(f"{source}: {where}: {key}: expected {_describe(settings[key])}, got {value!r}")
-    if family == "ngram" and params.get("smoothing") == "arpa":
-        raise ConfigError(
-            f"{source}: {where}: smoothing: 'arpa' marks a model read from an ARPA file; "
-            "expected a smoother such as 'modified-kneser-ney'"
-        )
     if isinstance(params.get("seed"), int):
         check_seed(source, f"{where}: seed", params["seed"])
     cutoffs = params.get("cutoffs")
