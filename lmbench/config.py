@@ -606,12 +606,13 @@ def resolve_task_paths(
     changed; a table that is not a table is kept as it is, for the task checks to name).
 
     Rule (as corpus cards find ``<name>/``): a relative path is looked for beside the config file, then in the
-    data folder (``corpus.data_dir`` or ``--data-dir``, else ``$LMBENCH_DATA``, else ``../shared/corpora``).
+    data folder (``corpus.data_dir`` or ``--data-dir``, else ``$LMBENCH_DATA``, else ``../shared/corpora``, else
+    ``./data``: :func:`lmbench.data.cards.data_dir`).
     A file in neither is an error naming both places.
     """
     from lmbench.data.cards import data_dir as default_data_dir
 
-    roots = [base] + [r for r in (data_dir or default_data_dir(),) if r is not None]
+    roots = [base, data_dir or default_data_dir()]
 
     def resolve(key: str, value: str) -> str:
         path = Path(value).expanduser()
