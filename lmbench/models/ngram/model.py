@@ -56,7 +56,7 @@ class NgramLM(LanguageModel):
     trained with ``train_context="stream"`` uses the previous line's words in stream mode.
     """
 
-    family: ClassVar[str] = "ngram"
+    backend: ClassVar[str] = "ngram"
 
     def __init__(
         self,
@@ -107,7 +107,7 @@ class NgramLM(LanguageModel):
 
     def config(self) -> dict[str, Any]:
         return {
-            "family": self.family,
+            "backend": self.backend,
             "order": self.order,
             "smoothing": self.smoothing,
             "k": self.k,
@@ -344,7 +344,8 @@ class NgramLM(LanguageModel):
         try:
             data = np.load(path, allow_pickle=False)
             meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-            config = {k: v for k, v in meta["config"].items() if k != "family"}
+            # "family": the key in files written before the class attribute was named "backend"
+            config = {k: v for k, v in meta["config"].items() if k not in ("backend", "family")}
             model = cls(**config)
             n = config["order"]
             model.keys_ = [data[f"keys{m}"] for m in range(1, n + 1)]
