@@ -106,13 +106,23 @@ def device_name(model: LanguageModel | None = None) -> str:
 
 
 def git_commit() -> str | None:
+    """The commit of the lmbench checkout this code runs from; None for an installed copy, so that a wheel
+    installed inside some other git repository (a project's .venv) never reports that repository's commit."""
+    package = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
+            cwd=package,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
-        return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() / "lmbench" != package:
+        return None
+    return lines[1]
 
 
 def library_versions() -> dict[str, str]:

@@ -167,3 +167,30 @@ def test_an_installed_wheel_finds_its_cards_presets_template_and_data(installed,
     run = _lmbench(installed, project, "run", "exp.toml")
     assert run.returncode == 0, run.stderr
     assert "kn2" in (project / "reports" / "tiny" / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_an_installed_copy_inside_another_git_repository_records_no_commit_of_it(installed, tmp_path):
+    """Provenance's git_commit is lmbench's own checkout's; a wheel inside a project's repository has none."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    site = tmp_path / "project" / ".venv" / "site"
+    shutil.copytree(installed, site, symlinks=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path / "project")]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "a project"], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
+    code = "import lmbench.experiment as e; print(e.__file__); print(e.git_commit())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    where, commit = out.stdout.split()
+    assert Path(where).resolve().is_relative_to(site.resolve()) and commit == "None"
+
+
+def test_a_source_checkout_records_its_commit():
+    from lmbench.experiment import git_commit
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE, capture_output=True, text=True).stdout
+    assert git_commit() == head.strip()
