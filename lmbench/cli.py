@@ -185,6 +185,8 @@ def main(verbose: bool) -> None:
 
 
 RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>]."
+# lmbench.data.cards.data_dir: the same rule for every command, wherever lmbench is installed
+DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./data"
 
 
 @main.command()
@@ -199,7 +201,8 @@ RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>].
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Folder holding corpus copies <name>/ and task files [default: corpus.data_dir, $LMBENCH_DATA, ../shared/corpora].",
+    help="Folder holding corpus copies <name>/ and task files; overrides corpus.data_dir "
+    f"[default: corpus.data_dir, else {DATA_DIR_DEFAULT}].",
 )
 @click.option(
     "--storage",
@@ -476,14 +479,14 @@ def explore(run_dir: Path, host: str, port: int, no_browser: bool, tokenizer: st
 
 @main.group()
 def corpora() -> None:
-    """Standard corpora by name (cards in corpora/*.toml)."""
+    """Standard corpora by name (cards shipped in the package; corpora/*.toml in the repository)."""
 
 
 @corpora.command("list")
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Folder holding <name>/ copies [default: $LMBENCH_DATA, else ../shared/corpora].",
+    help=f"Folder holding <name>/ copies [default: {DATA_DIR_DEFAULT}].",
 )
 @verbose_option
 def corpora_list(data_dir: Path | None) -> None:
@@ -524,7 +527,11 @@ def corpora_list(data_dir: Path | None) -> None:
 
 @corpora.command("fetch")
 @click.argument("name")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Where to put <name>/.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help=f"Where to put <name>/ [default: {DATA_DIR_DEFAULT}].",
+)
 @verbose_option
 def corpora_fetch(name: str, data_dir: Path | None) -> None:
     """Download corpus NAME where the network allows, and verify it against its card."""

@@ -65,7 +65,7 @@ class NgramLM(LanguageModel):
     trained with ``train_context="stream"`` uses the previous line's words in stream mode.
     """
 
-    family: ClassVar[str] = "ngram"
+    backend: ClassVar[str] = "ngram"
 
     def __init__(
         self,
@@ -129,7 +129,7 @@ class NgramLM(LanguageModel):
 
     def config(self) -> dict[str, Any]:
         """The settings (``progress`` aside) and, for a model of given tables, where they came from."""
-        config = {"family": self.family, **self.get_params()}
+        config = {"backend": self.backend, **self.get_params()}
         del config["progress"]
         if self.source_ is not None:
             config["source"] = self.source_
@@ -408,7 +408,8 @@ class NgramLM(LanguageModel):
         try:
             data = np.load(path, allow_pickle=False)
             meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-            config = {k: v for k, v in meta["config"].items() if k not in ("family", "source")}
+            # "family": the key in files written before the class attribute was named "backend"
+            config = {k: v for k, v in meta["config"].items() if k not in ("backend", "family", "source")}
             source = meta.get("source")
             if config.get("smoothing") == "arpa":  # how files of models read from ARPA marked them before
                 config["smoothing"], source = None, source or "an ARPA file"
