@@ -16,7 +16,8 @@ from lmbench.cli import main
 from lmbench.data import Corpus, TokenStream, Vocabulary, bytekeys, get_tokenizer, tokenize_corpus
 from lmbench.data.encoding import encode_lines, encode_stream
 from lmbench.errors import ConfigError, DataError
-from lmbench.models.ngram import NgramLM, arpa, storage
+from lmbench.models.ngram import NgramLM, arpa, storage, streaming
+from lmbench.models.ngram import model as model_module
 from lmbench.models.ngram.arpa import format_numbers
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, parse_memory
 
@@ -64,15 +65,52 @@ def test_spilled_counting_gives_the_same_tables_bit_for_bit(zipf_stream, context
     assert len(a[4]) == len(grams)
 
 
-def test_a_model_fitted_within_a_tiny_budget_is_identical(zipf_stream, tmp_path):
-    big = NgramLM(4, "modified-kneser-ney", memory="2G").fit(zipf_stream)
-    small = NgramLM(4, "modified-kneser-ney", memory="16K").fit(zipf_stream, run_dir=tmp_path)
+@pytest.mark.parametrize(
+    "smoothing, settings",
+    [
+        ("modified-kneser-ney", {}),
+        ("modified-kneser-ney", {"interpolate_unigrams": False, "precision": "float64"}),
+        ("modified-kneser-ney", {"train_context": "stream"}),
+        ("kneser-ney", {}),
+        ("kneser-ney", {"discount": 0.6}),
+        ("absolute-discounting", {}),
+        ("witten-bell", {}),  # does not stream: its tables are loaded back into memory
+    ],
+)
+def test_a_model_fitted_within_a_tiny_budget_is_identical(
+    zipf_stream, tmp_path, monkeypatch, smoothing, settings
+):
+    monkeypatch.setattr(streaming, "MIN_ROWS", 64)  # many chunks per order, cut at context boundaries
+    monkeypatch.setattr(model_module, "MIN_STREAM_WORK", 64 * streaming.BYTES_PER_ROW)
+    big = NgramLM(4, smoothing, memory="2G", **settings).fit(zipf_stream)
+    small = NgramLM(4, smoothing, memory="16K", **settings).fit(zipf_stream, run_dir=tmp_path)
     assert small.counting_stats_.spilled_runs > 0 and big.counting_stats_.spilled_runs == 0
+    assert small.counting_stats_.disk_orders == [2, 3, 4] and not big.counting_stats_.disk_orders
+    assert (small.stored_ is not None) == (smoothing != "witten-bell") and big.stored_ is None
     for name in ("keys_", "log10prob_", "log10bow_"):
         for x, y in zip(getattr(big, name), getattr(small, name), strict=True):
+            assert x.dtype == y.dtype
             np.testing.assert_array_equal(x, y)
     assert big.discounts_ == small.discounts_
-    assert not any((tmp_path / "ngram-spill").glob("*/*.npy"))  # spilled runs are cleaned up
+    np.testing.assert_array_equal(small.token_logprobs(zipf_stream), big.token_logprobs(zipf_stream))
+    big.to_arpa(tmp_path / "big.arpa")
+    small.to_arpa(tmp_path / "small.arpa")  # written from the tables on disk, a block of rows at a time
+    assert (tmp_path / "big.arpa").read_bytes() == (tmp_path / "small.arpa").read_bytes()
+    assert not any((tmp_path / "ngram-spill").iterdir())  # temporary files are anonymous: nothing left
+
+
+def test_disk_arrays_append_read_and_map(tmp_path):
+    values = np.arange(10_000, dtype=np.int64) * 3
+    disk = storage.DiskArray(np.int64, tmp_path)
+    for a in range(0, len(values), 777):
+        disk.append(values[a : a + 777])
+    assert len(disk) == len(values) and disk.nbytes == values.nbytes
+    np.testing.assert_array_equal(disk.read(), values)
+    np.testing.assert_array_equal(disk.read(123, 4567), values[123:4567])
+    np.testing.assert_array_equal(storage.rows(disk, 9_990, 20_000), values[9_990:])
+    np.testing.assert_array_equal(disk.map(), values)
+    assert not list(tmp_path.iterdir())  # unlinked as soon as created
+    assert len(storage.DiskArray(np.float32).map()) == 0
 
 
 @pytest.mark.parametrize(
@@ -376,7 +414,7 @@ def test_arpa_numbers_parse_exactly_as_python_floats():
 def test_words_outside_a_given_vocabulary_are_dropped_with_their_ngrams(tmp_path):
     vocab = Vocabulary(["<unk>", "<s>", "</s>", "a"])
     model = NgramLM.from_arpa(_arpa(tmp_path, GOOD), vocab)
-    assert model.ngram_counts() == [4, 1]  # "<s> a" stays; "a b" and "b </s>" go
+    assert model.ngrams_per_order() == [4, 1]  # "<s> a" stays; "a b" and "b </s>" go
 
 
 # ------------------------------------------------------------------------------------- lmbench ngram

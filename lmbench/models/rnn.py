@@ -109,7 +109,7 @@ class RecurrentLM(NeuralLM):
     output, cutoffs) and of :class:`lmbench.training.TrainConfig` (lr, batch_size, seq_len = BPTT length, ...).
     """
 
-    family: ClassVar[str] = "rnn"
+    backend: ClassVar[str] = "rnn"
     NetConfig = RNNConfig
     net_fields = ("cell", "emb_size", "hidden_size", "layers", "dropout", "tie_weights", "output", "cutoffs")
 

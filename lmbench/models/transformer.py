@@ -180,7 +180,7 @@ class TransformerLM(NeuralLM):
     (``seq_len`` defaults to the window).
     """
 
-    family: ClassVar[str] = "transformer"
+    backend: ClassVar[str] = "transformer"
     NetConfig = TransformerConfig
     net_fields = (
         "d_model",

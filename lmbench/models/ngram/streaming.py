@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from lmbench.models.ngram.storage import DiskArray, Sink, rows
 
 log = logging.getLogger(__name__)
 
-STREAMED_SMOOTHERS = ("absolute-discounting", "kneser-ney", "modified-kneser-ney")
 # float64/int work per row of a chunk: counts, discounts, alpha, denominator, lower, probability, rows
 BYTES_PER_ROW = 96
 MIN_ROWS = 1024
@@ -44,65 +44,37 @@ def count_of_counts(counts: np.ndarray, upto: int) -> np.ndarray:
     return np.bincount(np.minimum(c, upto + 1), minlength=upto + 2)[1 : upto + 1]
 
 
-def mkn_discounts_from(coc: np.ndarray, order: int) -> tuple[float, float, float]:
-    """Modified Kneser-Ney's D1, D2, D3+ from the count-of-counts n1..n4 (see ``smoothing.mkn_discounts``)."""
-    from lmbench.models.ngram.smoothing import DEFAULT_MKN_FALLBACK
-
-    n1, n2, n3, n4 = (float(x) for x in coc[:4])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n1, n2, n3, n4 = np.float64(n1), np.float64(n2), np.float64(n3), np.float64(n4)
-        y = n1 / (n1 + 2 * n2)
-        d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
-    if not all(np.isfinite(x) and 0 < x <= k for k, x in enumerate(d, start=1)):
-        log.warning(
-            "order %d: count-of-counts n1..n4 = %s leave modified Kneser-Ney discounts undefined or out of "
-            "range (%s); using the fallback D1, D2, D3+ = %s",
-            order, [int(x) for x in (n1, n2, n3, n4)], [round(float(x), 4) for x in d], DEFAULT_MKN_FALLBACK,
-        )  # fmt: skip
-        return DEFAULT_MKN_FALLBACK
-    return tuple(float(x) for x in d)  # type: ignore[return-value]
-
-
-def single_discount_from(coc: np.ndarray, order: int) -> float:
-    """Ney's D = n1 / (n1 + 2 n2) from the count-of-counts (see ``smoothing.single_discount``)."""
-    from lmbench.models.ngram.smoothing import DEFAULT_KN_FALLBACK
-
-    n1, n2 = np.float64(coc[0]), np.float64(coc[1])
-    if n1 <= 0 or n1 + 2 * n2 <= 0:
-        log.warning("order %d: no singletons, discount undefined; using %s", order, DEFAULT_KN_FALLBACK)
-        return DEFAULT_KN_FALLBACK
-    return float(n1 / (n1 + 2 * n2))
-
-
 def smooth_streamed(
     tables: list[NgramTable],
-    smoothing: str,
     *,
+    continuation: bool,
+    discount: Callable[[int, np.ndarray], float | tuple[float, float, float]],
     bos_id: int,
-    discount: float | None = None,
     interpolate_unigrams: bool = True,
     dtype: np.dtype | type = np.float32,
     memory: int,
     folder: str | Path | None = None,
 ) -> StreamedFit:
-    """Smooth ``tables`` order by order within about ``memory`` bytes of chunk work; orders whose tables are
-    on disk get their log10 values written to disk under ``folder`` too."""
+    """Interpolated discounting of ``tables`` (``smoothing.discounted_interpolation``, the same values bit
+    for bit) order by order, with about ``memory`` bytes of chunk work; orders whose tables are on disk get
+    their log10 values written to disk under ``folder`` too.
+
+    ``continuation``: discount Kneser-Ney's continuation counts below the top order (else raw counts);
+    ``discount(m, n)``: order m's D or (D1, D2, D3+) from its count-of-counts n1..n4.
+    """
     from lmbench.models.ngram.smoothing import _gamma, _uniform
 
-    if smoothing not in STREAMED_SMOOTHERS:
-        raise ValueError(f"{smoothing} is not a streamed smoother ({', '.join(STREAMED_SMOOTHERS)})")
     N, V = len(tables), len(tables[0])
     chunk = max(MIN_ROWS, memory // BYTES_PER_ROW)
-    adjusted = smoothing != "absolute-discounting"  # Kneser-Ney's continuation counts below the top
     fit = StreamedFit([], [])
     lower = _uniform(V, bos_id)  # finished probabilities of the order below (float64)
     bos_prev = np.asarray(tables[0].keys) == bos_id  # per row of order m-1: does the n-gram start with <s>
     for m, table in enumerate(tables, start=1):
         n_rows, n_ctx = len(table), (1 if m == 1 else len(tables[m - 2]))
-        continuation = adjusted and m < N
-        cont = _continuation_counts(tables[m], n_rows, chunk * 4) if continuation else None
+        below_top = continuation and m < N
+        cont = _continuation_counts(tables[m], n_rows, max(chunk * 4, memory // 8)) if below_top else None
         bos_rows = bos_prev if m == 1 else None
-        bos_here = np.zeros(n_rows, dtype=bool) if continuation and m > 1 else None
+        bos_here = np.zeros(n_rows, dtype=bool) if below_top and m > 1 else None
 
         def counts_of(a: int, b: int, bos_rows: np.ndarray | None, m: int = m, cont=cont) -> np.ndarray:
             raw = rows(tables[m - 1].counts, a, b)
@@ -121,7 +93,7 @@ def smooth_streamed(
                 bos_here[a:b] = bos_prev[rows(table.context, a, b)]
             c = counts_of(a, b, bos_rows if m == 1 else (bos_here[a:b] if bos_here is not None else None))
             coc += count_of_counts(c, 4)
-        d = _discount(smoothing, discount, coc, m)
+        d = discount(m, coc)
         fit.discounts.append(d)
 
         # pass 2: alpha, gamma and the interpolated probability, chunk by chunk
@@ -182,21 +154,12 @@ def smooth_streamed(
     return fit
 
 
-def _discount(smoothing: str, discount: float | None, coc: np.ndarray, m: int) -> float | tuple:
-    """The discount of order m from its count-of-counts n1..n4."""
-    if smoothing == "modified-kneser-ney":
-        return mkn_discounts_from(coc, m)
-    if discount is not None:
-        return discount
-    return single_discount_from(coc, m)
-
-
 def _continuation_counts(above: NgramTable, n_rows: int, chunk: int) -> np.ndarray:
     """Per row of order m: how many distinct words precede it (rows of order m+1 whose suffix it is)."""
     cont = np.zeros(n_rows, dtype=np.int64)
     for a in range(0, len(above), chunk):
         cont += np.bincount(rows(above.suffix, a, a + chunk), minlength=n_rows)
-    return cont
+    return cont.astype(np.int32) if len(cont) and cont.max() <= np.iinfo(np.int32).max else cont
 
 
 def _context_chunk(context: np.ndarray | DiskArray, a: int, chunk: int) -> tuple[int, np.ndarray]:
