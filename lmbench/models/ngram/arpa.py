@@ -688,6 +688,11 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: i
             )
         keys = ctx * V + ids[:, -1]
         del ids, ctx
+        if np.all(keys[1:] > keys[:-1]):  # already in key order and distinct (files lmbench writes)
+            keys_.append(keys)
+            lp_.append(lp.astype(np.float32))
+            bow_.append(bow.astype(np.float32) if m < order else np.zeros(0, dtype=np.float32))
+            continue
         sort = np.argsort(keys, kind="stable")
         keys = keys[sort]
         dup = np.flatnonzero(keys[1:] == keys[:-1])

@@ -62,8 +62,10 @@ class NgramLM(LanguageModel):
         interpolate_unigrams: interpolated smoothers mix order 1 with the uniform distribution (KenLM's
             default), so unseen words keep probability; ``False`` ends in undiscounted unigram frequencies of
             the smoother's counts (continuation counts for Kneser-Ney), NLTK's way.
-        memory: what counting may use (KenLM's ``-S``): ``"4G"``, ``"512M"``, ``"50%"`` of physical memory;
-            default half the machine. Beyond it sorted runs spill to disk; the model is the same either way.
+        memory: what the fit may use in all (KenLM's ``-S``): ``"4G"``, ``"512M"``, ``"50%"`` of physical
+            memory; default half the machine. Beyond it sorted runs spill to disk, and tables that would not
+            fit are kept on disk, smoothed a chunk of rows at a time (the discounting smoothers; the others
+            load them) and mapped read-only once fitted; the model is the same, bit for bit, either way.
         progress: a progress bar while counting (default: on a terminal, for corpora over 5M tokens).
         precision: ``float32`` stores log10 values as KenLM does (7 significant digits; rows sum to 1 within
             ~1e-7); ``float64`` keeps every bit of the estimate (24 bytes per n-gram), for checking the
@@ -158,7 +160,8 @@ class NgramLM(LanguageModel):
     ) -> NgramLM:
         """Count the n-grams of ``train`` and smooth them (``valid`` and ``budget`` are not needed: one pass).
 
-        Counting stays within ``memory``; runs beyond it spill under ``run_dir`` (else ``$TMPDIR``).
+        The fit stays within ``memory``; what does not fit goes to anonymous temporary files under
+        ``run_dir`` (else ``$TMPDIR``).
         """
         if self.smoother is None:
             raise ConfigError(
