@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import re
 import stat
 
 import numpy as np
@@ -13,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from lmbench.cli import main
-from lmbench.data import Corpus, TokenStream, Vocabulary, bytekeys, get_tokenizer, tokenize_corpus
+from lmbench.data import Corpus, TokenStream, Vocabulary, get_tokenizer, tokenize_corpus
 from lmbench.data.encoding import encode_lines, encode_stream
 from lmbench.errors import ConfigError, DataError
-from lmbench.models.ngram import NgramLM, arpa, storage, streaming
+from lmbench.models.ngram import NgramLM, storage, streaming
 from lmbench.models.ngram import model as model_module
 from lmbench.models.ngram.arpa import format_numbers
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, parse_memory
@@ -347,68 +346,6 @@ def test_broken_gzip_and_directories_are_data_errors(tmp_path, make, message):
     with pytest.raises(DataError, match=message) as err:
         NgramLM.from_arpa(path)
     assert str(path) in str(err.value)
-
-
-def _read_both_ways(path, monkeypatch) -> tuple[NgramLM, NgramLM, int]:
-    """The model read by the byte-level parser and by the pandas one, and how many sections took the first."""
-    fast_sections = []
-    original = arpa._fast_section
-
-    def counted(*args):
-        result = original(*args)
-        fast_sections.append(result is not None)
-        return result
-
-    monkeypatch.setattr(arpa, "_fast_section", counted)
-    fast = NgramLM.from_arpa(path)
-    monkeypatch.setattr(arpa, "_fast_section", lambda *args: None)
-    careful = NgramLM.from_arpa(path)
-    return fast, careful, sum(fast_sections)
-
-
-LONG_WORD = "überlangeswortmitmehrals16bytes"
-
-
-@pytest.mark.parametrize(
-    "edit",
-    [
-        lambda t: t,
-        lambda t: t.replace("\t", " ").replace("-0.7 </s> 0", "-0.7 </s>"),  # SRILM style
-        lambda t: t.replace("-0.4\ta b", "\n-0.4  \t a b \t").replace("-0.3\tb </s>", "-0.3\tb </s>\t-0"),
-        lambda t: t.replace("-0.2\t<s> a", "-1e-05\t<s> a"),  # an exponent: that section reads carefully
-        lambda t: re.sub(r"(?<=[\t ])b(?=[\t \n])", LONG_WORD, t),
-        lambda t: re.sub(r"(?<=[\t ])a(?=[\t \n])", "ä", t).replace("-0.4", "-12345678.12345678"),
-    ],
-)
-def test_the_byte_level_arpa_parser_reads_what_pandas_reads(tmp_path, monkeypatch, edit):
-    text = edit(GOOD)
-    fast, careful, fast_sections = _read_both_ways(_arpa(tmp_path, text), monkeypatch)
-    assert fast_sections == (0 if "e-05" in text else 1)  # the 2-grams (1-grams always go through pandas)
-    assert fast.vocab.tokens == careful.vocab.tokens
-    for name in ("keys_", "log10prob_", "log10bow_"):
-        for x, y in zip(getattr(fast, name), getattr(careful, name), strict=True):
-            np.testing.assert_array_equal(x, y)
-
-
-def test_arpa_numbers_parse_exactly_as_python_floats():
-    rng = np.random.default_rng(3)
-    values = -rng.random(20_000) * 10.0 ** rng.integers(-7, 8, 20_000)
-    texts = [f"{v:.{d}f}".encode() for v, d in zip(values, rng.integers(0, 9, len(values)), strict=True)]
-    texts += [b"-0", b"0", b"-.5", b"5.", b"+3.25", b"-99", b"-12345678.12345678"]
-    blob = b" ".join(texts)
-    lengths = np.array([len(t) for t in texts])
-    starts = np.cumsum(lengths + 1) - lengths - 1
-    got = arpa._parse_numbers(bytekeys.windows(bytekeys.padded(blob, 0, len(blob))), starts, lengths)
-    expected = np.array([float(t) for t in texts])
-    np.testing.assert_array_equal(got, expected)
-    assert np.array_equal(np.signbit(got), np.signbit(expected))
-    for other in (b"1e5", b"nan", b"-inf", b"-", b".", b"1.2.3", b"x1", b"123456789", b"1.123456789"):
-        assert (
-            arpa._parse_numbers(
-                bytekeys.windows(bytekeys.padded(other, 0, len(other))), np.array([0]), np.array([len(other)])
-            )
-            is None
-        )
 
 
 def test_words_outside_a_given_vocabulary_are_dropped_with_their_ngrams(tmp_path):

@@ -22,15 +22,6 @@ from typing import IO, Protocol
 
 import numpy as np
 
-from lmbench.data.bytekeys import (
-    SHORT,
-    KeyTable,
-    field_bounds,
-    field_keys,
-    low_bytes_mask,
-    padded,
-    windows,
-)
 from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
 from lmbench.errors import DataError
 from lmbench.io import atomic_path
@@ -339,30 +330,15 @@ def _sections(path: Path, data: bytes) -> tuple[dict[int, int], dict[int, tuple[
 
 
 class _Section:
-    """One parsed ``\\m-grams:`` section: ``fast`` (log10 probabilities, back-offs, 1-gram rows of the words)
-    where :func:`_fast_section` could read it, else a frame with column 0 the log10 probability (float),
-    1..m the words, m+1 the back-off (NaN where absent); file line numbers are worked out only for an error
-    message."""
+    """One parsed ``\\m-grams:`` section: a frame with column 0 the log10 probability (float), 1..m the words,
+    m+1 the back-off (NaN where absent); file line numbers are worked out only for an error message."""
 
-    def __init__(
-        self,
-        path: Path,
-        data: bytes,
-        m: int,
-        start: int,
-        end: int,
-        words: _WordIndex | None = None,
-        win: np.ndarray | None = None,
-    ):
+    def __init__(self, path: Path, data: bytes, m: int, start: int, end: int):
         import pandas as pd
 
         self.path, self.m, self.start, self.end = path, m, start, end
         self.first_line = 0
         self._data = data
-        self.fast = _fast_section(data, win, m, start, end, words) if words is not None else None
-        self.frame = None
-        if self.fast is not None:  # log10 probabilities, back-offs and 1-gram rows, parsed from the bytes
-            return
         try:
             data[start:end].decode("utf-8")
         except UnicodeDecodeError as e:
@@ -404,9 +380,6 @@ class _Section:
                 f"{self.where(i)}: malformed {m}-gram line (expected 'logprob<TAB>{m} words[<TAB>backoff]')"
             )
 
-    def __len__(self) -> int:
-        return len(self.fast[0]) if self.fast is not None else len(self.frame)
-
     def where(self, row: int) -> str:
         """``file:line`` of the section's ``row``-th entry (blank lines are skipped, as pandas does)."""
         lines = self._data[self.start : self.end].split(b"\n")
@@ -418,157 +391,7 @@ class _Section:
         return str(self.path)
 
     def release(self) -> None:
-        self.frame = self.fast = None  # type: ignore[assignment]
-
-
-# ------------------------------------------------------------------------------ fast byte-level parsing
-# Well-formed sections (fields separated by spaces or tabs, numbers in plain decimal notation, every word
-# listed among the 1-grams) are parsed with NumPy on the raw bytes; anything else goes through the pandas
-# parser above, which finds and names the problem.
-EXACT_MANTISSA = 2**53  # m / 10^k is correctly rounded for m < 2^53 and k <= 22 (Clinger's fast path)
-
-
-def _first_byte(words: np.ndarray, value: int) -> np.ndarray:
-    """Index (0..7) of the first byte equal to ``value`` in each uint64, 8 where there is none (SWAR)."""
-    x = words ^ np.uint64(0x0101010101010101 * value)
-    found = (x - np.uint64(0x0101010101010101)) & ~x & np.uint64(0x8080808080808080)
-    lowest = found & (~found + np.uint64(1))  # the lowest set bit: exact for the first zero byte
-    exponent = (lowest.astype(np.float64).view(np.int64) >> 52) - 1023
-    return np.where(found == 0, 8, exponent // 8)
-
-
-def _digits8(words: np.ndarray) -> np.ndarray:
-    """The value of 8 ASCII digits packed in each uint64 (first digit in the lowest byte), by SWAR steps."""
-    w = words - np.uint64(0x3030303030303030)
-    w = (w * np.uint64(10) + (w >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
-    w = (w * np.uint64(100) + (w >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
-    return (w * np.uint64(10000) + (w >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
-
-
-_ZEROS8 = np.uint64(0x3030303030303030)  # "00000000"
-
-
-def _all_digits(words: np.ndarray) -> bool:
-    b = words.view(np.uint8) - np.uint8(ord("0"))
-    return bool(np.all(b < 10))
-
-
-def _parse_numbers(win: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
-    """float64 values of decimal fields like ``-1.2345678``, ``-99``, ``0`` (at most 8 digits either side of
-    the point), exactly as ``float()`` gives them: the digits are read 8 at a time and the value is one
-    correctly rounded division, integer / 10^8. ``None`` if any field is in another form (exponent, inf,
-    nan, more digits, not a number)."""
-    n = len(starts)
-    if n == 0:
-        return np.zeros(0)
-    if lengths.max() > 18:
-        return None
-    head = win[starts]
-    first = (head & np.uint64(0xFF)).astype(np.uint8)
-    negative = first == ord("-")
-    sign = (negative | (first == ord("+"))).astype(np.int64)
-    # where the point is: the first '.' in the field's first 16 bytes (8 + 8 digits fit in 18)
-    dot = _first_byte(head, ord("."))
-    later = dot == 8
-    if later.any():
-        dot[later] = 8 + _first_byte(win[starts[later] + 8], ord("."))
-    has_dot = dot < lengths
-    dot = np.where(has_dot, dot, lengths)
-    int_len = dot - sign
-    frac_len = np.where(has_dot, lengths - dot - 1, 0)
-    if np.any((int_len > 8) | (frac_len > 8) | (int_len + frac_len == 0)) or np.any(int_len < 0):
-        return None
-    # integer digits right-aligned in 8 bytes, '0'-padded in front; fraction digits '0'-padded behind
-    shift = ((8 - int_len) * 8).astype(np.uint64)
-    int_words = win[starts + sign] & low_bytes_mask(int_len)
-    int_words = np.where(int_len > 0, int_words << shift, np.uint64(0)) | (
-        _ZEROS8 & low_bytes_mask(8 - int_len)
-    )
-    frac_words = win[starts + dot + 1] & low_bytes_mask(frac_len)
-    frac_words |= _ZEROS8 & ~low_bytes_mask(frac_len)
-    if not (_all_digits(int_words) and _all_digits(frac_words)):
-        return None
-    mantissa = _digits8(int_words) * np.uint64(10**8) + _digits8(frac_words)
-    if np.any(mantissa >= np.uint64(EXACT_MANTISSA)):
-        return None
-    values = mantissa.astype(np.float64) / 1e8
-    return np.where(negative, -values, values)
-
-
-class _WordIndex:
-    """Maps the words of a section's fields (byte ranges) to their row among the 1-grams, vectorised: exact
-    16-byte keys in a :class:`KeyTable`; longer words go through a dictionary of their bytes."""
-
-    def __init__(self, words: list[str]):
-        encoded = [w.encode("utf-8") for w in words]
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        blob = b"".join(encoded)
-        starts = np.cumsum(lengths) - lengths
-        w0, w1 = field_keys(windows(padded(blob)), starts, lengths)
-        short = np.flatnonzero(lengths <= SHORT)
-        self.table = KeyTable(len(short))
-        self.rows = short[self.table.add(w0[short], w1[short], lengths[short])] if len(short) else short
-        self.long = {w: i for i, w in enumerate(encoded) if len(w) > SHORT}
-
-    def lookup(self, data: bytes, win: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Row of each field's word among the 1-grams, -1 where it is not one."""
-        w0, w1 = field_keys(win, starts, lengths)
-        found = self.table.find(w0, w1, lengths)
-        out = np.where((found >= 0) & (lengths <= SHORT), self.rows[np.maximum(found, 0)], -1)
-        for i in np.flatnonzero(lengths > SHORT):  # rare: compare the whole word
-            s = int(starts[i])
-            out[i] = self.long.get(bytes(data[s : s + int(lengths[i])]), -1)
-        return out
-
-
-def _fast_section(
-    data: bytes, win: np.ndarray, m: int, start: int, end: int, words: _WordIndex
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """log10 probabilities, back-offs (NaN where a line has none) and 1-gram rows of the words [lines, m] of
-    a well-formed ``\\m-grams:`` section; ``None`` where anything is unusual (the careful path then runs).
-    ``win``: the file's 8-byte windows (:func:`_windows` of the bytes with 16 zero bytes after them)."""
-    # every byte below 32 is a tab or a newline; UTF-8 needs no check: each field is either a plain number
-    # or matches a 1-gram's bytes exactly (the 1-grams were decoded), else the careful path runs
-    raw = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
-    if np.count_nonzero(raw < 32) != data.count(b"\t", start, end) + data.count(b"\n", start, end):
-        return None
-    starts, ends = field_bounds(raw > 32)
-    lengths = ends - starts
-    if len(starts) == 0:
-        return np.zeros(0), np.zeros(0), np.zeros((0, m), dtype=np.int64)
-    # a field starts a line where the blanks before it hold a newline: one byte to look at in most gaps
-    gap = starts[1:] - ends[:-1]
-    first_flag = np.empty(len(starts), dtype=bool)
-    first_flag[0] = True
-    first_flag[1:] = raw[ends[:-1]] == 10
-    wide = np.flatnonzero(gap > 1)
-    if len(wide) > 100_000:
-        return None
-    for i in wide.tolist():  # a blank line, or blanks before a newline or after it
-        first_flag[i + 1] = data.find(b"\n", start + int(ends[i]), start + int(starts[i + 1])) >= 0
-    first = np.flatnonzero(first_flag)
-    del first_flag, gap, ends
-    fields = np.diff(np.append(first, len(starts)))
-    if not np.all((fields == m + 1) | (fields == m + 2)):
-        return None
-    starts += start  # from here on, offsets into the whole file
-    lp = _parse_numbers(win, starts[first], lengths[first])
-    if lp is None:
-        return None
-    bow = np.full(len(first), np.nan)
-    has = np.flatnonzero(fields == m + 2)
-    if len(has):
-        values = _parse_numbers(win, starts[first[has] + m + 1], lengths[first[has] + m + 1])
-        if values is None:
-            return None
-        bow[has] = values
-    ids = np.empty((len(first), m), dtype=np.int64)
-    for j in range(m):
-        at = first + 1 + j
-        ids[:, j] = words.lookup(data, win, starts[at], lengths[at])
-    if np.any(ids < 0):
-        return None
-    return lp, bow, ids
+        self.frame = None  # type: ignore[assignment]
 
 
 def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: int) -> ArpaTables:
@@ -591,20 +414,16 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: i
     if 1 not in sections:
         raise DataError(f"{path}: no \\1-grams: section")
     parsed: dict[int, _Section] = {}
-    words: _WordIndex | None = None
-    win = windows(padded(data, 0, len(data)))
     for m in range(1, order + 1):
         if m not in sections:
             raise DataError(
                 f"{path}: header declares {declared[m]} {m}-grams but there is no \\{m}-grams: section"
             )
-        parsed[m] = _Section(path, data, m, *sections[m], words=words, win=win)
-        if len(parsed[m]) != declared[m]:
+        parsed[m] = _Section(path, data, m, *sections[m])
+        if len(parsed[m].frame) != declared[m]:
             raise DataError(
-                f"{path}: header declares {declared[m]} {m}-grams but the file has {len(parsed[m])}"
+                f"{path}: header declares {declared[m]} {m}-grams but the file has {len(parsed[m].frame)}"
             )
-        if m == 1:  # the index the higher orders' words are looked up in
-            words = _WordIndex([str(w) for w in parsed[1].frame[1].to_numpy(dtype=object)])
     extra = sorted(set(sections) - set(declared))
     if extra:
         raise DataError(f"{path}: \\{extra[0]}-grams: section not declared in the \\data\\ header")
@@ -630,19 +449,14 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: i
     for m in range(1, order + 1):
         section = parsed[m]
         frame = section.frame
-        if section.fast is not None:
-            lp, bow, local_ids = section.fast
-        else:
-            lp = frame[0].to_numpy(dtype=np.float64)
+        lp = frame[0].to_numpy(dtype=np.float64)
         bad = np.isnan(lp) | (lp > 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataError(
                 f"{section.where(i)}: log10 probability {lp[i]} of a {m}-gram is not a number <= 0"
             )
-        if section.fast is None:
-            bow = np.array(frame[m + 1], dtype=np.float64)
-        bow = bow if m < order else np.zeros(len(section))
+        bow = np.array(frame[m + 1], dtype=np.float64) if m < order else np.zeros(len(frame))
         absent = np.isnan(bow)
         if absent.any():  # SRILM leaves out zero back-offs; a literal nan is an error
             literal = _nan_backoff(m).search(data, section.start, section.end)
@@ -651,11 +465,8 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: i
                     f"{path}:{_line_at(data, literal.start())}: back-off weight of a {m}-gram is NaN"
                 )
             bow[absent] = 0.0
-        ids = np.empty((len(section), m), dtype=np.int64)
+        ids = np.empty((len(frame), m), dtype=np.int64)
         for j in range(m):
-            if section.fast is not None:  # every word was found among the 1-grams
-                ids[:, j] = to_vocab[local_ids[:, j]]
-                continue
             local = file_words.get_indexer(frame[j + 1].to_numpy(dtype=object))
             if (local < 0).any():
                 i = int(np.flatnonzero(local < 0)[0])
