@@ -20,15 +20,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from lmbench.errors import ConfigError
 from lmbench.models.ngram.counting import NgramTable, context_sums, followers
-
-if TYPE_CHECKING:
-    from lmbench.models.ngram.streaming import StreamedFit
+from lmbench.models.ngram.streaming import StreamedFit, count_of_counts, smooth_streamed
+from lmbench.models.ngram.streaming import gamma as _gamma
+from lmbench.models.ngram.streaming import uniform as _uniform
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,6 @@ class BackoffArrays:
 
     prob: np.ndarray  # float64 [rows]
     bow: np.ndarray  # float64 [rows]; 1.0 where the n-gram is never a context
-
-
-def _uniform(vocab_size: int, bos_id: int) -> np.ndarray:
-    u = np.full(vocab_size, 1.0 / (vocab_size - 1))
-    u[bos_id] = 0.0
-    return u
 
 
 def interpolated_to_backoff(
@@ -92,16 +86,9 @@ def _num_contexts(tables: list[NgramTable], m: int) -> int:
     return 1 if m == 1 else len(tables[m - 2])
 
 
-def _gamma(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num/den for contexts that were seen; 1 (pass everything to the lower order) where den == 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
-
-
 def _count_of_counts(counts: np.ndarray, upto: int) -> np.ndarray:
     """n_k for k = 1..upto: how many n-grams have (adjusted) count exactly k."""
-    c = counts[counts > 0].astype(np.int64)
-    return np.bincount(np.minimum(c, upto + 1), minlength=upto + 2)[1 : upto + 1].astype(np.float64)
+    return count_of_counts(counts, upto).astype(np.float64)
 
 
 def mkn_discounts(counts: np.ndarray, order: int) -> tuple[float, float, float]:
@@ -543,8 +530,6 @@ class _Discounting(Smoother):
     ) -> StreamedFit:
         """The same estimate as :meth:`to_backoff` with ``finish`` storing log10 values of ``dtype``, made
         over chunks of rows of tables that may be on disk (:func:`~lmbench.models.ngram.streaming.smooth_streamed`)."""
-        from lmbench.models.ngram.streaming import smooth_streamed
-
         fit = smooth_streamed(
             tables,
             continuation=self.continuation_counts,

@@ -38,6 +38,19 @@ class StreamedFit:
     discounts: list = field(default_factory=list)
 
 
+def uniform(vocab_size: int, bos_id: int) -> np.ndarray:
+    """The base distribution below order 1: uniform over every word but ``<s>`` (never predicted)."""
+    u = np.full(vocab_size, 1.0 / (vocab_size - 1))
+    u[bos_id] = 0.0
+    return u
+
+
+def gamma(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num/den for contexts that were seen; 1 (pass everything to the lower order) where den == 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+
+
 def count_of_counts(counts: np.ndarray, upto: int) -> np.ndarray:
     """n_k for k = 1..upto (int64): how many of ``counts`` are exactly k."""
     c = counts[counts > 0].astype(np.int64)
@@ -62,12 +75,10 @@ def smooth_streamed(
     ``continuation``: discount Kneser-Ney's continuation counts below the top order (else raw counts);
     ``discount(m, n)``: order m's D or (D1, D2, D3+) from its count-of-counts n1..n4.
     """
-    from lmbench.models.ngram.smoothing import _gamma, _uniform
-
     N, V = len(tables), len(tables[0])
     chunk = max(MIN_ROWS, memory // BYTES_PER_ROW)
     fit = StreamedFit([], [])
-    lower = _uniform(V, bos_id)  # finished probabilities of the order below (float64)
+    lower = uniform(V, bos_id)  # finished probabilities of the order below (float64)
     bos_prev = np.asarray(tables[0].keys) == bos_id  # per row of order m-1: does the n-gram start with <s>
     for m, table in enumerate(tables, start=1):
         n_rows, n_ctx = len(table), (1 if m == 1 else len(tables[m - 2]))
@@ -117,9 +128,9 @@ def smooth_streamed(
             disc[c <= 0] = 0.0
             local = ctx - lo if lo else ctx
             total = np.bincount(local, weights=c, minlength=hi - lo)
-            gamma = _gamma(np.bincount(local, weights=disc, minlength=hi - lo), total)
+            gammas = gamma(np.bincount(local, weights=disc, minlength=hi - lo), total)
             if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies
-                alpha, gamma = c / c.sum(), np.zeros(1)
+                alpha, gammas = c / c.sum(), np.zeros(1)
             else:
                 seen = c > 0
                 alpha = np.subtract(c, disc, out=c)
@@ -129,7 +140,7 @@ def smooth_streamed(
                 np.divide(alpha, denominator, out=alpha)
                 del denominator
                 alpha[~seen] = 0.0
-            prob = gamma[local]
+            prob = gammas[local]
             prob *= lower if m == 1 else lower[rows(table.suffix, a, b)]
             prob += alpha
             if m == 1:
@@ -138,7 +149,7 @@ def smooth_streamed(
             if new_lower is not None:
                 new_lower[a:b] = prob
             if bow_sink is not None:  # order m-1's back-off weights: gamma of the contexts lo .. hi-1
-                bow_sink.append(_log10(gamma, dtype))
+                bow_sink.append(_log10(gammas, dtype))
             lo, a = hi, b
             if b >= n_rows:
                 break
