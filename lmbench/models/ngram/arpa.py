@@ -123,53 +123,83 @@ def format_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return mat, first, length
 
 
+def _windows(buf: np.ndarray) -> np.ndarray:
+    """Every 8-byte window of the uint8 array ``buf`` as a uint64 (window i starts at byte i): a strided view."""
+    return np.ndarray(shape=(len(buf) - 7,), dtype=np.uint64, buffer=buf, offset=0, strides=(1,))
+
+
 def _gather(blob: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
     """Concatenate the byte pieces ``blob[starts[i] : starts[i] + lengths[i]]`` (all non-empty), in order.
 
-    The gather index is one cumulative sum: +1 inside a piece, a jump to the next piece's start between.
+    Bytes move 8 at a time through overlapping uint64 windows: each piece's first 8 bytes are written at its
+    place in order (what lands past a short piece's end is overwritten by the pieces after it), then the
+    rest of each longer piece, its last 8 bytes ending exactly at its end. ``blob`` needs 8 spare bytes at
+    its end.
     """
-    total = int(lengths.sum())
-    step = np.ones(total, dtype=np.int32 if len(blob) < 2**31 else np.int64)
-    out_start = np.cumsum(lengths) - lengths
-    step[0] = starts[0]
-    step[out_start[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
-    np.cumsum(step, out=step)  # in place: no int64 copy of a byte-sized index
-    return blob[step].tobytes()
+    ends = np.cumsum(lengths)
+    total = int(ends[-1])
+    at = ends - lengths
+    out = np.zeros(total + 8, dtype=np.uint8)
+    source, target = _windows(blob), _windows(out)
+    target[at] = source[starts]  # in order: a later piece overwrites what an earlier one wrote past its end
+    longer = np.flatnonzero(lengths > 8)
+    if len(longer):
+        first, size = starts[longer], lengths[longer]
+        for j in range(1, int((size.max() - 1) // 8)):  # middle chunks of pieces over 16 bytes (rare)
+            mid = size > 8 * (j + 1)
+            target[at[longer[mid]] + 8 * j] = source[first[mid] + 8 * j]
+        target[at[longer] + size - 8] = source[first + size - 8]
+    return out[:total].tobytes()
+
+
+class _WordTexts:
+    """Every vocabulary word three times in one byte blob: followed by a space, a tab and a newline (what
+    can follow a word in an ARPA line), so a word and its separator are one piece to copy."""
+
+    SEPARATORS = (b" ", b"\t", b"\n")
+
+    def __init__(self, tokens: list[str]):
+        encoded = [t.encode("utf-8") for t in tokens]
+        self.lengths = np.fromiter((len(t) + 1 for t in encoded), dtype=np.int64, count=len(encoded))
+        starts = np.cumsum(self.lengths) - self.lengths
+        size = int(self.lengths.sum())
+        self.starts = [starts + k * size for k in range(len(self.SEPARATORS))]
+        self.blob = np.frombuffer(
+            b"".join(b"".join(t + sep for t in encoded) for sep in self.SEPARATORS), dtype=np.uint8
+        )
+
+
+def _with_separator(mat: np.ndarray, first: np.ndarray, length: np.ndarray, separator: str) -> np.ndarray:
+    """Put ``separator`` right after each number's text in its row of ``mat``; the lengths that include it."""
+    mat[np.arange(len(mat)), first + length] = ord(separator)
+    return length + 1
 
 
 def _format_block(
-    words: np.ndarray,
-    logprob: np.ndarray,
-    logbow: np.ndarray | None,
-    vocab_blob: np.ndarray,
-    vocab_starts: np.ndarray,
-    vocab_lengths: np.ndarray,
+    words: np.ndarray, logprob: np.ndarray, logbow: np.ndarray | None, texts: _WordTexts
 ) -> bytes:
-    """ARPA lines ``logprob<TAB>w1 .. wm[<TAB>backoff]\\n`` for a block of n-grams, as bytes."""
+    """ARPA lines ``logprob<TAB>w1 .. wm[<TAB>backoff]\\n`` for a block of n-grams, as bytes: per line the
+    pieces ``logprob\\t``, ``w1 `` .. ``w(m-1) ``, ``wm\\t`` (or ``wm\\n``) and ``backoff\\n``."""
     n, m = words.shape
     prob_mat, prob_first, prob_len = format_numbers(logprob)
-    parts = [np.frombuffer(b"\t \n", dtype=np.uint8), vocab_blob, prob_mat.ravel()]
-    tab, space, newline = 0, 1, 2
-    vocab_base, prob_base = 3, 3 + len(vocab_blob)
-    k = 2 * m + 2 + (2 if logbow is not None else 0)
+    prob_len = _with_separator(prob_mat, prob_first, prob_len, "\t")
+    parts = [texts.blob, prob_mat.ravel()]
+    prob_base = len(texts.blob)
+    k = m + 1 + (1 if logbow is not None else 0)
     starts = np.empty((n, k), dtype=np.int64)
-    lengths = np.ones((n, k), dtype=np.int64)
+    lengths = np.empty((n, k), dtype=np.int64)
     starts[:, 0] = prob_base + np.arange(n, dtype=np.int64) * NUMBER_WIDTH + prob_first
     lengths[:, 0] = prob_len
-    starts[:, 1] = tab
     for j in range(m):
-        starts[:, 2 + 2 * j] = vocab_base + vocab_starts[words[:, j]]
-        lengths[:, 2 + 2 * j] = vocab_lengths[words[:, j]]
-        starts[:, 3 + 2 * j] = space
+        separator = 0 if j < m - 1 else (1 if logbow is not None else 2)  # space, tab or newline after it
+        starts[:, 1 + j] = texts.starts[separator][words[:, j]]
+        lengths[:, 1 + j] = texts.lengths[words[:, j]]
     if logbow is not None:
         bow_mat, bow_first, bow_len = format_numbers(logbow)
-        starts[:, 2 * m + 1] = tab  # the last word is followed by a tab, the back-off and a newline
-        starts[:, 2 * m + 2] = prob_base + prob_mat.size + np.arange(n) * NUMBER_WIDTH + bow_first
-        lengths[:, 2 * m + 2] = bow_len
-        starts[:, 2 * m + 3] = newline
+        lengths[:, m + 1] = _with_separator(bow_mat, bow_first, bow_len, "\n")
+        starts[:, m + 1] = prob_base + prob_mat.size + np.arange(n) * NUMBER_WIDTH + bow_first
         parts.append(bow_mat.ravel())
-    else:
-        starts[:, 2 * m + 1] = newline
+    parts.append(np.zeros(8, dtype=np.uint8))  # room to read 8 bytes from the last piece's start
     return _gather(np.concatenate(parts), starts.ravel(), lengths.ravel())
 
 
@@ -183,10 +213,7 @@ def arpa_chunks(model: BackoffModel) -> Iterator[bytes]:
 def arpa_text(tokens: list[str], keys: list, log10prob: list, log10bow: list) -> Iterator[bytes]:
     """ARPA text of back-off tables given per order (arrays in memory or :class:`DiskArray`, read a block of
     rows at a time): the header, then each section in blocks of lines."""
-    encoded = [t.encode("utf-8") for t in tokens]
-    vocab_lengths = np.fromiter((len(t) for t in encoded), dtype=np.int64, count=len(encoded))
-    vocab_starts = np.cumsum(vocab_lengths) - vocab_lengths
-    vocab_blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    texts = _WordTexts(tokens)
     V, n = len(tokens), len(keys)
     header = ["", "\\data\\"]
     for m in range(1, n + 1):  # n-grams with a -inf log-probability are left out (order 1: <s> is -99)
@@ -213,7 +240,7 @@ def arpa_text(tokens: list[str], keys: list, log10prob: list, log10bow: list) ->
             else:
                 lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
             if len(lp):
-                yield _format_block(words, lp, bow, vocab_blob, vocab_starts, vocab_lengths)
+                yield _format_block(words, lp, bow, texts)
     yield b"\n\\end\\\n"
 
 
