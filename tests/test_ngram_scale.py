@@ -15,7 +15,7 @@ from lmbench.cli import main
 from lmbench.data import Corpus, TokenStream, Vocabulary, get_tokenizer, tokenize_corpus
 from lmbench.data.encoding import encode_lines, encode_stream
 from lmbench.errors import ConfigError, DataError
-from lmbench.models.ngram import NgramLM, storage, streaming
+from lmbench.models.ngram import NgramLM, arpa, storage, streaming
 from lmbench.models.ngram import model as model_module
 from lmbench.models.ngram.arpa import format_numbers
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, parse_memory
@@ -206,6 +206,16 @@ def test_numbers_are_written_to_seven_decimals():
     mat, first, length = format_numbers(values)
     parsed = np.array([float(bytes(mat[i, first[i] : first[i] + length[i]])) for i in range(len(values))])
     assert np.abs(parsed - values).max() <= 5e-8
+
+
+def test_byte_pieces_are_gathered_in_order_whatever_their_length():
+    rng = np.random.default_rng(5)
+    blob = rng.integers(0, 256, 5_000, dtype=np.uint8)
+    lengths = rng.integers(1, 41, 2_000)  # short pieces, 8-16 bytes and longer ones (middle chunks)
+    starts = rng.integers(0, len(blob) - 40, len(lengths))
+    padded = np.concatenate([blob, np.zeros(8, dtype=np.uint8)])
+    expected = b"".join(blob[a : a + n].tobytes() for a, n in zip(starts, lengths, strict=True))
+    assert arpa._gather(padded, starts, lengths) == expected
 
 
 def test_arpa_files_get_the_mode_of_any_new_file(tiny_train, tmp_path):
