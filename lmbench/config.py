@@ -22,6 +22,7 @@ from lmbench.data.synthetic import SyntheticConfig
 from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError
 from lmbench.models.base import CONTEXTS, Budget
+from lmbench.reporting.formats import REPORT_FORMATS
 from lmbench.search.space import ModelSearch, SearchConfig, parse_model_search, parse_search_table
 
 if sys.version_info >= (3, 11):
@@ -30,7 +31,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SPLIT_NAMES = ("train", "valid", "test")
-REPORT_FORMATS = ("md", "csv", "json", "html", "latex", "png")
 SYNTHETIC_KEYS = {f for f in SyntheticConfig.__dataclass_fields__}
 
 

@@ -41,23 +41,11 @@ from lmbench.evaluation.bootstrap import (
 from lmbench.io import atomic_write_text, check_output_dir
 from lmbench.models.base import Budget, LanguageModel
 from lmbench.models.registry import create_model, model_class
+from lmbench.results import ResultRow
 from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, fingerprint
 from lmbench.training import distributed
 
 log = logging.getLogger(__name__)
-
-# results.csv: the figures, identical on every machine for token/epoch budgets (bit for bit on one machine)
-RESULT_COLUMNS = [
-    "model", "family", "split", "context", "seeds", "budget", "tokens", "oov", "oov_rate", "perplexity",
-    "perplexity_low", "perplexity_high", "seed_sd", "bits_per_token", "bits_per_char", "perplexity_excl_oov",
-    "zero_prob_tokens", "parameters", "train_tokens", "train_flops",
-    "diff_vs_baseline", "diff_low", "diff_high", "p_value",
-]  # fmt: skip
-# timings.csv: what this machine took (differs between runs and machines, so kept out of results.csv)
-TIMING_COLUMNS = [
-    "model", "split", "context", "train_seconds", "train_tokens_per_second", "score_tokens_per_second",
-    "peak_rss_mb", "device",
-]  # fmt: skip
 
 
 @dataclass
@@ -320,26 +308,24 @@ def score_model(
         lp = model.token_logprobs(stream, context=context)
         seconds = time.perf_counter() - start
         logprobs[key] = lp
-        row = {
-            "model": run.spec.name,
-            "family": run.spec.family,
-            "seed": run.seed,
-            "split": split,
-            "context": context,
+        row = ResultRow(
+            model=run.spec.name,
+            family=run.spec.family,
+            seed=run.seed,
+            split=split,
+            context=context,
             **score(lp, stream).to_dict(),
-            "zero_prob_tokens": int(np.isneginf(lp).sum()),
-            "budget": info["budget"],
-            "parameters": info["parameters"],
-            "train_tokens": info["train_tokens"],
-            "train_flops": info["train_flops"],
-            "train_seconds": info["train_seconds"],
-            "train_tokens_per_second": info["train_tokens_per_second"],
-            "score_tokens_per_second": stream.num_predicted / seconds if seconds > 0 else float("nan"),
-            "peak_rss_mb": peak_rss_mb(),
-            "device": info["device"],
-            "perplexity_low": float("nan"),
-            "perplexity_high": float("nan"),
-        }
+            zero_prob_tokens=int(np.isneginf(lp).sum()),
+            budget=info["budget"],
+            parameters=info["parameters"],
+            train_tokens=info["train_tokens"],
+            train_flops=info["train_flops"],
+            train_seconds=info["train_seconds"],
+            train_tokens_per_second=info["train_tokens_per_second"],
+            score_tokens_per_second=stream.num_predicted / seconds if seconds > 0 else float("nan"),
+            peak_rss_mb=peak_rss_mb(),
+            device=info["device"],
+        ).to_dict()
         if not model.normalized:  # scores that are not probabilities have no perplexity
             for name in ("perplexity", "bits_per_token", "bits_per_char", "perplexity_excl_oov"):
                 row[name] = float("nan")
@@ -518,6 +504,7 @@ def run_experiment(
             )
 
     task_rows: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
     if config.tasks:
         from lmbench.tasks import ModelEntry, run_tasks
 
@@ -525,10 +512,12 @@ def run_experiment(
         for name in models:
             run = per_model[name][0][0]  # tasks use each model's first seed
             entries[name] = ModelEntry(model=first_models[name], factory=run.build, budget=run.budget)
-        task_rows, task_errors = run_tasks(
+        task_results = run_tasks(
             config.tasks, entries, data, seed=config.seed, bootstrap=config.evaluate.bootstrap
         )
-        failures += task_errors
+        task_rows = [r.to_dict() for r in task_results.rows]
+        samples = [s.to_dict() for s in task_results.samples]
+        failures += task_results.errors
 
     attention = {}  # how each attention model's position predicting a line's last word looks back
     if "test" in config.evaluate.splits:
@@ -553,6 +542,7 @@ def run_experiment(
         "rows": rows,
         "rows_by_seed": rows_by_seed,
         "tasks": task_rows,
+        **({"samples": samples} if samples else {}),  # generated texts, apart from the figures
         "models": models,
         "failures": failures,
         "entropy_floor": loaded.entropy_floor,
