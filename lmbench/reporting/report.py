@@ -367,6 +367,7 @@ def render_report(
     """
     output_dir = Path(output_dir)
     chosen_formats(formats)  # an unknown format fails before anything is written
+    results = split_legacy_samples(results)  # written in today's layout, whatever version made the dict
     check_report_folder(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(output_dir.parent):
