@@ -354,7 +354,6 @@ def load_config(path: str | Path, *, data_dir: str | Path | None = None) -> Expe
 # Checks that need more than a type: each raises ConfigError naming the file, the key and what was expected.
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-TASK_PATH_KEYS = ("train", "test", "files")  # task options that name files
 
 
 def check_plain_name(source: str, key: str, name: str) -> None:
@@ -597,12 +596,12 @@ def resolve_task_paths(source: str, tasks: dict[str, Any], *, base: Path, data_d
         where = " or ".join(str(r) for r in roots)
         raise ConfigError(f"{source}: {key}: file {value!r} not found in {where}")
 
-    from lmbench.tasks import TASKS
+    from lmbench.tasks import TASKS, file_options
 
     for name, options in tasks.items():
         if name not in TASKS or not isinstance(options, dict):
             continue  # validate_task_configs names it
-        for key in TASK_PATH_KEYS:
+        for key in file_options(name):
             value = options.get(key)
             if isinstance(value, str):
                 options[key] = resolve(f"tasks.{name}.{key}", value)
@@ -613,7 +612,7 @@ def resolve_task_paths(source: str, tasks: dict[str, Any], *, base: Path, data_d
 def check_task_options(source: str, tasks: dict[str, Any], model_names: Sequence[str]) -> None:
     """Task options against the type of their defaults (so ``max_tokens = "x"`` fails now, not after training):
     numbers >= 0 (temperature > 0), ``split`` a split name, ``reference`` a model of this config."""
-    from lmbench.tasks import TASKS
+    from lmbench.tasks import TASKS, file_options
 
     for name, options in tasks.items():
         if name not in TASKS or not isinstance(options, dict):
@@ -621,7 +620,7 @@ def check_task_options(source: str, tasks: dict[str, Any], model_names: Sequence
         for key, value in options.items():
             where = f"{source}: tasks.{name}.{key}"
             default = TASKS[name].DEFAULTS.get(key)
-            if default is None or key in TASK_PATH_KEYS:
+            if default is None or key in file_options(name):
                 continue
             hint = (
                 type(default)

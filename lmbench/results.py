@@ -136,7 +136,9 @@ class TaskRow(Record):
 
 
 TASK_COLUMNS = [f.name for f in fields(TaskRow)]
-LEGACY_SAMPLE_METRIC = "sample"  # results before 0.1 stored samples as task rows of this metric
+LEGACY_SAMPLE_METRIC = (
+    "sample"  # results written before samples were typed hold them as task rows of this metric
+)
 SAMPLE_ARROW = " ⟶ "  # between prompt and continuation wherever a sample is shown
 
 

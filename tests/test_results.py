@@ -139,6 +139,22 @@ def test_a_task_is_one_module_in_the_registry(monkeypatch, corpus, tmp_path):
     assert out.samples == [Sample("kn", "the", "cat", task="echo", seed=5)]
 
 
+def test_a_registered_task_file_option_resolves_in_a_config(monkeypatch, tmp_path):
+    from lmbench.config import load_config
+
+    seen: dict = {}
+    monkeypatch.setitem(tasks.TASKS, "echo", _fake_task(seen))
+    (tmp_path / "words.txt").write_text("the\n")
+    config = tmp_path / "exp.toml"
+    config.write_text('name = "x"\n[corpus]\nname = "synthetic"\n[[model]]\nname = "kn"\nfamily = "ngram"\n'
+                      'order = 2\n[tasks.echo]\nlexicon = "words.txt"\n')  # fmt: skip
+    assert load_config(config).tasks["echo"]["lexicon"] == str((tmp_path / "words.txt").resolve())
+    assert seen["validate"] == (str((tmp_path / "words.txt").resolve()), ["kn"])
+    (tmp_path / "words.txt").unlink()
+    with pytest.raises(ConfigError, match="tasks.echo.lexicon: file 'words.txt' not found"):
+        load_config(config)
+
+
 def test_every_built_in_task_declares_what_the_registry_reads():
     for name, module in tasks.TASKS.items():
         assert module.NAME == name and isinstance(module.DEFAULTS, dict) and callable(module.run)
