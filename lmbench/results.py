@@ -136,9 +136,8 @@ class TaskRow(Record):
 
 
 TASK_COLUMNS = [f.name for f in fields(TaskRow)]
-LEGACY_SAMPLE_METRIC = (
-    "sample"  # results written before samples were typed hold them as task rows of this metric
-)
+# results written before samples were typed hold them as task rows of this metric, the text in ``detail``
+LEGACY_SAMPLE_METRIC = "sample"
 SAMPLE_ARROW = " ⟶ "  # between prompt and continuation wherever a sample is shown
 
 
