@@ -222,3 +222,32 @@ def test_importing_the_plots_leaves_the_matplotlib_backend_alone(tmp_path):
     command = [sys.executable, "-c", code, str(tmp_path)]
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.split() == ["pdf", "True", "[]"]
+
+
+def test_a_run_keeps_generated_samples_apart(tmp_path):
+    (tmp_path / "corpus.txt").write_text("\n".join(LINES * 3) + "\n")
+    config = tmp_path / "exp.toml"
+    config.write_text(
+        'name = "gen"\n[corpus]\nfile = "corpus.txt"\n[[model]]\nname = "kn"\nfamily = "ngram"\norder = 2\n'
+        '[tasks.generate]\nsamples = 3\nshow = 2\nmax_tokens = 5\nreference = "kn"\n'
+        '[report]\nformats = ["md", "csv", "json"]\n'
+    )
+    result = CliRunner().invoke(main, ["run", str(config), "--output", str(tmp_path / "out"),
+                                       "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [s["seed"] for s in stored["samples"]] == [0, 1] and {s["model"] for s in stored["samples"]} == {
+        "kn"
+    }
+    assert {r["metric"] for r in stored["tasks"]} == {"distinct-1", "distinct-2", "repetition-4", "self-bleu",
+                                                      "mean-length", "reference-perplexity"}  # fmt: skip
+    assert len(pd.read_csv(tmp_path / "out" / "samples.csv")) == 2
+    assert "### Generated samples" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_results_module_examples_hold():
+    import doctest
+
+    import lmbench.results
+
+    assert doctest.testmod(lmbench.results).failed == 0
