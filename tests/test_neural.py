@@ -97,7 +97,7 @@ def test_transformer_sliding_window_gives_every_token_at_least_half_a_window(syn
         synthetic.train, budget=Budget(tokens=2000)
     )
     seq = synthetic.test.with_markers()[:70].astype(np.int64)
-    windowed = model._score_sequence_batch(seq)
+    windowed = model.sequence_logprobs(seq)
     with torch.no_grad():
         for p in range(1, len(seq)):
             if seq[p] == model.vocab.bos_id:

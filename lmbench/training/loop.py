@@ -28,8 +28,8 @@ from torch import nn
 
 from lmbench.errors import ConfigError, DataError, TrainingDiverged, first_line
 from lmbench.io import atomic_path, load_tensors
-from lmbench.models.base import Budget
 from lmbench.training import distributed
+from lmbench.training.budget import Budget
 
 log = logging.getLogger(__name__)
 
