@@ -278,12 +278,14 @@ class PretrainedLM(LanguageModel):
 
     # ------------------------------------------------------------------------------------------ distributions
     def _context_text(self, context: Sequence[int]) -> str:
-        """The raw text a context of shared ids stands for: words joined, ``</s>`` as a newline, from the
-        last ``<s>`` on."""
+        """The raw text a context of shared ids stands for: words joined, ``</s>`` as a newline, ``<s>`` the
+        start of a line. Text before a later ``<s>`` is kept, as stream-mode scoring keeps it (a context
+        ``<s> a b </s> <s>`` is the text ``a b`` and its newline)."""
         vocab, text = self.vocab, ""
         for t in context:
             if t == vocab.bos_id:
-                text = ""
+                if text and not text.endswith("\n"):
+                    text += "\n"
             elif t == vocab.eos_id:
                 text += "\n"
             else:
@@ -313,7 +315,8 @@ class PretrainedLM(LanguageModel):
                 self.begin_id_,
                 *(self.tokenizer_(text, add_special_tokens=False)["input_ids"] if text else []),
             ]
-            ctx_ids = ctx_ids[-max(self.window_ - 16, 1) :]
+            # the longest context that leaves room in the window for every word's pieces
+            ctx_ids = ctx_ids[-max(self.window_ - max(len(p) for p in pieces.values()), 1) :]
             logp = np.full(len(vocab), -np.inf)
             items = [(i, p) for i, p in pieces.items() if p]
             for b in range(0, len(items), 64):
