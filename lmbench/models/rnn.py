@@ -105,7 +105,7 @@ class RecurrentLM(NeuralLM):
     """RNN/GRU/LSTM language model (registered as ``rnn``, ``gru``, ``lstm``).
 
     Hyper-parameters: those of :class:`RNNConfig` (cell, emb_size, hidden_size, layers, dropout, tie_weights,
-    output, cutoffs) and of :class:`lmbench.training.TrainConfig` (lr, batch_size, seq_len = BPTT length, ...).
+    output, cutoffs) and of :class:`lmbench.training.loop.TrainConfig` (lr, batch_size, seq_len = BPTT length, ...).
     """
 
     family: ClassVar[str] = "rnn"

@@ -177,7 +177,7 @@ class TransformerNet(nn.Module):
 class TransformerLM(NeuralLM):
     """GPT-style Transformer language model (registered as ``transformer``).
 
-    Hyper-parameters: those of :class:`TransformerConfig` and of :class:`lmbench.training.TrainConfig`
+    Hyper-parameters: those of :class:`TransformerConfig` and of :class:`lmbench.training.loop.TrainConfig`
     (``seq_len`` defaults to the window).
     """
 
