@@ -66,8 +66,8 @@ def stream_validation(model: LanguageModel, valid: TokenStream | None) -> Callab
 class NeuralLM(LanguageModel):
     """Common wrapper: fit through the one Trainer, score with chunked output layers, save/load safely.
 
-    A subclass sets ``family`` and ``NetConfig`` (a dataclass whose first field is ``vocab_size``; its other
-    fields are the network's settings, the rest of ``**params`` are :class:`TrainConfig`'s) and implements the
+    A subclass sets ``family`` and ``NetConfig`` (a dataclass with a ``vocab_size`` field; its other fields are
+    the network's settings, the rest of ``**params`` are :class:`TrainConfig`'s) and implements the
     abstract hooks below. ``context_window`` (the longest context the network reads; ``None``: unbounded) and
     ``initial_carry`` have defaults.
     """
@@ -80,11 +80,10 @@ class NeuralLM(LanguageModel):
         config = cls.__dict__.get("NetConfig")
         if config is None:
             return  # inherited (or an abstract intermediate class): checked where it is declared
-        if not dataclasses.is_dataclass(config) or "vocab_size" not in {
-            f.name for f in dataclasses.fields(config)
-        }:
+        names = [f.name for f in dataclasses.fields(config)] if dataclasses.is_dataclass(config) else []
+        if "vocab_size" not in names:
             raise TypeError(f"{cls.__name__}.NetConfig must be a dataclass with a vocab_size field")
-        cls.net_fields = tuple(f.name for f in dataclasses.fields(config) if f.name != "vocab_size")
+        cls.net_fields = tuple(name for name in names if name != "vocab_size")
 
     @classmethod
     def settings_sources(cls) -> tuple[type, ...]:
