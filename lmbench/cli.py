@@ -185,6 +185,8 @@ def main(verbose: bool) -> None:
 
 
 RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>]."
+# lmbench.data.cards.data_dir: the same rule for every command, wherever lmbench is installed
+DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./data"
 
 
 @main.command()
@@ -199,7 +201,8 @@ RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>].
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Folder holding corpus copies <name>/ and task files [default: corpus.data_dir, $LMBENCH_DATA, ../shared/corpora].",
+    help="Folder holding corpus copies <name>/ and task files; overrides corpus.data_dir "
+    f"[default: corpus.data_dir, else {DATA_DIR_DEFAULT}].",
 )
 @click.option(
     "--storage",
@@ -332,7 +335,7 @@ def compare(run_a: Path, run_b: Path, split: str) -> None:
 @click.option("--order", "-o", type=click.IntRange(1, 10), default=5, help="n: words per n-gram.")
 @click.option(
     "--smoothing",
-    type=click.Choice(NGRAM_SMOOTHERS),
+    type=click.Choice(list(NGRAM_SMOOTHERS)),
     default="modified-kneser-ney",
     help="Smoothing method (KenLM's lmplz: interpolated modified Kneser-Ney).",
 )
@@ -413,7 +416,7 @@ def _ngram_summary(model) -> str:
     """lmplz-style: n-grams per order and the discounts of each order."""
     lines = []
     discounts = model.discounts_ or [None] * model.order
-    for m, (count, d) in enumerate(zip(model.ngram_counts(), discounts, strict=True), start=1):
+    for m, (count, d) in enumerate(zip(model.ngrams_per_order(), discounts, strict=True), start=1):
         text = f"order {m}: {count:,} n-grams"
         if isinstance(d, (tuple, list)):
             text += "  discounts D1={:.4f} D2={:.4f} D3+={:.4f}".format(*d)
@@ -476,14 +479,14 @@ def explore(run_dir: Path, host: str, port: int, no_browser: bool, tokenizer: st
 
 @main.group()
 def corpora() -> None:
-    """Standard corpora by name (cards in corpora/*.toml)."""
+    """Standard corpora by name (cards shipped in the package; corpora/*.toml in the repository)."""
 
 
 @corpora.command("list")
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Folder holding <name>/ copies [default: $LMBENCH_DATA, else ../shared/corpora].",
+    help=f"Folder holding <name>/ copies [default: {DATA_DIR_DEFAULT}].",
 )
 @verbose_option
 def corpora_list(data_dir: Path | None) -> None:
@@ -524,7 +527,11 @@ def corpora_list(data_dir: Path | None) -> None:
 
 @corpora.command("fetch")
 @click.argument("name")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Where to put <name>/.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help=f"Where to put <name>/ [default: {DATA_DIR_DEFAULT}].",
+)
 @verbose_option
 def corpora_fetch(name: str, data_dir: Path | None) -> None:
     """Download corpus NAME where the network allows, and verify it against its card."""

@@ -165,9 +165,10 @@ def _budget(reader: _Reader, name: str) -> Budget | None:
 def parse_config(
     data: dict[str, Any], *, source: str = "<config>", base: Path | None = None, data_dir: Path | None = None
 ) -> ExperimentConfig:
-    """Check and convert a parsed TOML table (relative paths resolve against ``base``).
+    """Check and convert a parsed TOML table into settings (relative paths resolve against ``base``).
 
-    ``data_dir`` (``lmbench run --data-dir``) overrides the config's ``corpus.data_dir``.
+    ``data_dir`` (``lmbench run --data-dir``) overrides the config's ``corpus.data_dir``. Nothing is built:
+    models and tasks are created by the experiment from these settings; ``data`` is left as it was.
     """
     base = base or Path.cwd()
     top = _Reader(source, "", data)
@@ -176,8 +177,32 @@ def parse_config(
     seed = _seed(source, "seed", top.get("seed", int, 0))
     seeds = top.get("seeds", list)
     seeds = _seeds(source, "seeds", seeds) if seeds is not None else None
+    corpus = _parse_corpus(_Reader(source, "corpus", top.get("corpus", dict, required=True)), base, data_dir)
+    default_budget = _budget(top, "budget") or Budget()
+    models = _parse_models(source, top.get("model", list, required=True))
+    search = _parse_search(source, top, models)
+    evaluate = _parse_evaluate(_Reader(source, "evaluate", top.get("evaluate", dict, {})))
+    tasks = _parse_tasks(source, top.get("tasks", dict, {}), base, corpus.data_dir)
+    report = _parse_report(_Reader(source, "report", top.get("report", dict, {})), models)
+    top.done()
+    return ExperimentConfig(
+        name,
+        corpus,
+        models,
+        seed,
+        default_budget,
+        evaluate,
+        tasks,
+        report,
+        source,
+        seeds=seeds,
+        search=search,
+    )
 
-    c = _Reader(source, "corpus", top.get("corpus", dict, required=True))
+
+def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig:
+    """``[corpus]``: exactly one source of text, a known tokenizer, sane vocabulary and split settings."""
+    source = c.source
     corpus = CorpusConfig(
         name=c.get("name", str),
         train=_path(base, c.get("train", str)),
@@ -205,14 +230,12 @@ def parse_config(
         raise ConfigError(f"{source}: corpus: give exactly one of 'name', 'file', or 'train'+'valid'+'test'")
     if sources[2] and not all(x is not None for x in (corpus.train, corpus.valid, corpus.test)):
         raise ConfigError(f"{source}: corpus: 'train', 'valid' and 'test' must all be given")
-    if corpus.tokenizer not in TOKENIZERS:
-        raise ConfigError(
-            f"{source}: corpus.tokenizer: unknown tokenizer {corpus.tokenizer!r}; expected one of {', '.join(sorted(TOKENIZERS))}"
-        )
-    if corpus.external_tokenizer is not None and corpus.external_tokenizer not in TOKENIZERS:
-        raise ConfigError(
-            f"{source}: corpus.external_tokenizer: unknown tokenizer {corpus.external_tokenizer!r}; expected one of {', '.join(sorted(TOKENIZERS))}"
-        )
+    for key in ("tokenizer", "external_tokenizer"):
+        value = getattr(corpus, key)
+        if value is not None and value not in TOKENIZERS:
+            raise ConfigError(
+                f"{source}: corpus.{key}: unknown tokenizer {value!r}; expected one of {', '.join(sorted(TOKENIZERS))}"
+            )
     if corpus.min_count < 1:
         raise ConfigError(f"{source}: corpus.min_count: expected an integer >= 1, got {corpus.min_count}")
     if corpus.max_size is not None and corpus.max_size < 4:
@@ -232,16 +255,15 @@ def parse_config(
         path = getattr(corpus, key)
         if path is not None and not path.is_file():
             raise ConfigError(f"{source}: corpus.{key}: file not found: {path}")
+    return corpus
 
-    default_budget = _budget(top, "budget") or Budget()
 
-    models_raw = top.get("model", list, required=True)
-    if not models_raw:
+def _parse_models(source: str, tables: list[Any]) -> list[ModelConfig]:
+    """``[[model]]`` tables: plain unique names, a registered family, settings its class accepts, seeds."""
+    if not tables:
         raise ConfigError(f"{source}: model: expected at least one [[model]] table")
     models: list[ModelConfig] = []
-    from lmbench.models.registry import create_model
-
-    for i, table in enumerate(models_raw, start=1):
+    for i, table in enumerate(tables, start=1):
         m = _Reader(source, f"model #{i}", table)
         model_name = m.get("name", str, required=True)
         check_plain_name(source, f"model #{i}: name", model_name)
@@ -260,22 +282,26 @@ def parse_config(
         m.table.clear()
         check_unique_name(source, model_name, [x.name for x in models])
         check_model_settings(source, m.where, family, params)
-        try:
-            create_model(family, **params)  # validates family and hyper-parameters now, before any output
-        except ConfigError as e:
-            raise ConfigError(f"{source}: model '{model_name}': {e}") from None
         search = None
         if search_table is not None:
             search = parse_model_search(source, m.where, search_table, family, params)
         models.append(ModelConfig(model_name, family, params, budget, model_seeds, search))
+    return models
 
-    search_config = None
-    if "search" in top.table:
-        search_config = parse_search_table(source, top.table.pop("search"))
-        if not any(m.search is not None for m in models):
-            raise ConfigError(f"{source}: search: no [model.search] table for it to apply to")
 
-    e = _Reader(source, "evaluate", top.get("evaluate", dict, {}))
+def _parse_search(source: str, top: _Reader, models: list[ModelConfig]) -> SearchConfig | None:
+    """``[search]``: limits shared by the ``[model.search]`` tables, so at least one must exist."""
+    if "search" not in top.table:
+        return None
+    search = parse_search_table(source, top.table.pop("search"))
+    if not any(m.search is not None for m in models):
+        raise ConfigError(f"{source}: search: no [model.search] table for it to apply to")
+    return search
+
+
+def _parse_evaluate(e: _Reader) -> EvaluateConfig:
+    """``[evaluate]``: context modes and splits from their fixed lists, bootstrap size and block size."""
+    source = e.source
     contexts = e.get("context", (str, list), "sentence")
     contexts = [contexts] if isinstance(contexts, str) else contexts
     check_choice_list(source, "evaluate.context", contexts, CONTEXTS)
@@ -286,20 +312,23 @@ def parse_config(
     if evaluate.bootstrap < 0 or evaluate.block_size < 1:
         raise ConfigError(f"{source}: evaluate.bootstrap must be >= 0 and evaluate.block_size >= 1")
     e.done()
+    return evaluate
 
-    tasks = top.get("tasks", dict, {})
-    if tasks:
-        from lmbench.tasks import validate_task_configs, validate_tasks
 
-        resolve_task_paths(source, tasks, base=base, data_dir=corpus.data_dir)
-        check_task_options(source, tasks, [m.name for m in models])
-        try:
-            validate_task_configs(tasks, base=base)
-            validate_tasks(tasks, [m.name for m in models])  # files, labels, reference: before any training
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
+def _parse_tasks(
+    source: str, tables: dict[str, Any], base: Path, data_dir: Path | None
+) -> dict[str, dict[str, Any]]:
+    """``[tasks.*]``: each task's options with its file paths resolved (a new table; ``tables`` is untouched).
 
-    r = _Reader(source, "report", top.get("report", dict, {}))
+    The task names, option keys and values, and the files' contents are checked by the experiment before
+    any training (:func:`lmbench.experiment.check_tasks`): they need the task modules.
+    """
+    return resolve_task_paths(source, tables, base=base, data_dir=data_dir)
+
+
+def _parse_report(r: _Reader, models: list[ModelConfig]) -> ReportConfig:
+    """``[report]``: formats from the fixed list, a baseline that is a model, references with their fields."""
+    source = r.source
     report = ReportConfig(
         r.get("formats", list, ReportConfig().formats), r.get("baseline", str), r.get("references", list, [])
     )
@@ -312,20 +341,7 @@ def parse_config(
             )
     if report.baseline is not None and report.baseline not in {m.name for m in models}:
         raise ConfigError(f"{source}: report.baseline: {report.baseline!r} is not the name of a [[model]]")
-    top.done()
-    return ExperimentConfig(
-        name,
-        corpus,
-        models,
-        seed,
-        default_budget,
-        evaluate,
-        tasks,
-        report,
-        source,
-        seeds=seeds,
-        search=search_config,
-    )
+    return report
 
 
 def load_config(path: str | Path, *, data_dir: str | Path | None = None) -> ExperimentConfig:
@@ -509,12 +525,15 @@ def _describe(hint: Any) -> str:
 
 
 def check_model_settings(source: str, where: str, family: str, params: dict[str, Any]) -> None:
-    """Each model setting against the type its family declares (so ``lr = "fast"`` names lr and "a number"),
-    an internal n-gram smoothing name refused, and a device that this machine actually has."""
-    from lmbench.models.registry import MODELS
+    """A registered family; each model setting against the type its family declares (so ``lr = "fast"`` names
+    lr and "a number"); an internal n-gram smoothing name refused; a device that this machine actually has;
+    and last the family's own checks of the values (ranges, presets), which build nothing that is kept."""
+    from lmbench.models.registry import MODELS, check_settings
 
     if family not in MODELS:
-        return  # create_model names the unknown family
+        raise ConfigError(
+            f"{source}: {where}: unknown model family {family!r}; expected one of {', '.join(sorted(MODELS))}"
+        )
     settings = model_settings(family)
     for key, value in params.items():
         if settings is None:
@@ -525,11 +544,6 @@ def check_model_settings(source: str, where: str, family: str, params: dict[str,
             )
         if not _matches(value, settings[key]):
             raise ConfigError(f"{source}: {where}: {key}: expected {_describe(settings[key])}, got {value!r}")
-    if family == "ngram" and params.get("smoothing") == "arpa":
-        raise ConfigError(
-            f"{source}: {where}: smoothing: 'arpa' marks a model read from an ARPA file; "
-            "expected a smoother such as 'modified-kneser-ney'"
-        )
     if isinstance(params.get("seed"), int):
         check_seed(source, f"{where}: seed", params["seed"])
     cutoffs = params.get("cutoffs")
@@ -539,6 +553,10 @@ def check_model_settings(source: str, where: str, family: str, params: dict[str,
         problem = device_problem(params["device"])
         if problem:
             raise ConfigError(f"{source}: {where}: device: {problem}")
+    try:
+        check_settings(family, params)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {where}: {e}") from None
 
 
 def check_settings_for_vocabulary(config: ExperimentConfig, vocab_size: int) -> None:
@@ -576,16 +594,20 @@ def device_problem(device: str) -> str | None:
     return None
 
 
-def resolve_task_paths(source: str, tasks: dict[str, Any], *, base: Path, data_dir: Path | None) -> None:
-    """Make the file paths of task options absolute, in place.
+def resolve_task_paths(
+    source: str, tasks: dict[str, Any], *, base: Path, data_dir: Path | None
+) -> dict[str, dict[str, Any]]:
+    """The task tables with the file paths of their options made absolute, as new tables (``tasks`` is not
+    changed; a table that is not a table is kept as it is, for the task checks to name).
 
     Rule (as corpus cards find ``<name>/``): a relative path is looked for beside the config file, then in the
-    data folder (``corpus.data_dir`` or ``--data-dir``, else ``$LMBENCH_DATA``, else ``../shared/corpora``).
+    data folder (``corpus.data_dir`` or ``--data-dir``, else ``$LMBENCH_DATA``, else ``../shared/corpora``, else
+    ``./data``: :func:`lmbench.data.cards.data_dir`).
     A file in neither is an error naming both places.
     """
     from lmbench.data.cards import data_dir as default_data_dir
 
-    roots = [base] + [r for r in (data_dir or default_data_dir(),) if r is not None]
+    roots = [base, data_dir or default_data_dir()]
 
     def resolve(key: str, value: str) -> str:
         path = Path(value).expanduser()
@@ -597,30 +619,36 @@ def resolve_task_paths(source: str, tasks: dict[str, Any], *, base: Path, data_d
         where = " or ".join(str(r) for r in roots)
         raise ConfigError(f"{source}: {key}: file {value!r} not found in {where}")
 
-    from lmbench.tasks import TASKS
-
+    resolved: dict[str, Any] = {}
     for name, options in tasks.items():
-        if name not in TASKS or not isinstance(options, dict):
-            continue  # validate_task_configs names it
+        if not isinstance(options, dict):
+            resolved[name] = options
+            continue
+        resolved[name] = dict(options)
         for key in TASK_PATH_KEYS:
             value = options.get(key)
             if isinstance(value, str):
-                options[key] = resolve(f"tasks.{name}.{key}", value)
+                resolved[name][key] = resolve(f"tasks.{name}.{key}", value)
             elif isinstance(value, list):
-                options[key] = [resolve(f"tasks.{name}.{key}", v) if isinstance(v, str) else v for v in value]
+                resolved[name][key] = [
+                    resolve(f"tasks.{name}.{key}", v) if isinstance(v, str) else v for v in value
+                ]
+    return resolved
 
 
-def check_task_options(source: str, tasks: dict[str, Any], model_names: Sequence[str]) -> None:
+def check_task_options(
+    source: str, tasks: dict[str, Any], defaults: dict[str, dict[str, Any]], model_names: Sequence[str]
+) -> None:
     """Task options against the type of their defaults (so ``max_tokens = "x"`` fails now, not after training):
-    numbers >= 0 (temperature > 0), ``split`` a split name, ``reference`` a model of this config."""
-    from lmbench.tasks import TASKS
+    numbers >= 0 (temperature > 0), ``split`` a split name, ``reference`` a model of this config.
 
+    ``defaults``: each known task's default options (tasks not in it are named by the task checks)."""
     for name, options in tasks.items():
-        if name not in TASKS or not isinstance(options, dict):
+        if name not in defaults or not isinstance(options, dict):
             continue  # validate_task_configs names it
         for key, value in options.items():
             where = f"{source}: tasks.{name}.{key}"
-            default = TASKS[name].DEFAULTS.get(key)
+            default = defaults[name].get(key)
             if default is None or key in TASK_PATH_KEYS:
                 continue
             hint = (

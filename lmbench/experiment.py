@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 
 import lmbench
-from lmbench.config import ExperimentConfig, ModelConfig, check_settings_for_vocabulary
+from lmbench.config import ExperimentConfig, ModelConfig, check_settings_for_vocabulary, check_task_options
 from lmbench.data.cards import load_card_corpus
 from lmbench.data.corpus import Corpus, TokenizedCorpus, tokenize_corpus
 from lmbench.data.synthetic import SyntheticSource
 from lmbench.data.tokenizers import get_tokenizer
-from lmbench.errors import TrainingDiverged, first_line
+from lmbench.errors import ConfigError, TrainingDiverged, first_line
 from lmbench.evaluation import score
 from lmbench.evaluation.bootstrap import (
     mean_cross_entropy,
@@ -106,13 +106,23 @@ def device_name(model: LanguageModel | None = None) -> str:
 
 
 def git_commit() -> str | None:
+    """The commit of the lmbench checkout this code runs from; None for an installed copy, so that a wheel
+    installed inside some other git repository (a project's .venv) never reports that repository's commit."""
+    package = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
+            cwd=package,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
-        return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() / "lmbench" != package:
+        return None
+    return lines[1]
 
 
 def library_versions() -> dict[str, str]:
@@ -422,6 +432,52 @@ def check_output_dirs(config: ExperimentConfig, runs_dir: Path) -> None:
         check_output_dir(runs_dir / spec.name, f"run folder of model '{spec.name}'")
 
 
+def check_tasks(config: ExperimentConfig) -> None:
+    """Before any data is read or model trained: every task's name, options and input files (pair files,
+    labelled data, the models a task names). Raises ConfigError / DataError naming the file and the key."""
+    if not config.tasks:
+        return
+    from lmbench.tasks import TASKS, validate_task_configs, validate_tasks
+
+    names = [spec.name for spec in config.models]
+    check_task_options(config.source, config.tasks, {n: task.DEFAULTS for n, task in TASKS.items()}, names)
+    try:
+        validate_task_configs(config.tasks)
+        validate_tasks(config.tasks, names)
+    except ConfigError as err:
+        raise ConfigError(f"{config.source}: {err}") from None
+
+
+@dataclass
+class SeedResult:
+    """One finished (model, seed): its run, fit record, per-split rows and log-probabilities."""
+
+    run: ModelRun
+    info: dict[str, Any]
+    rows: list[dict[str, Any]]
+    logprobs: dict[str, np.ndarray]
+
+
+@dataclass
+class Trained:
+    """What the training step leaves: each model's finished seeds in order, the fitted model of its first
+    seed (tasks and examples use it), and the models with a failed seed (they get no combined row)."""
+
+    seeds: dict[str, list[SeedResult]] = field(default_factory=dict)
+    first_models: dict[str, LanguageModel] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Collected:
+    """Per-model results as the report reads them: combined rows, per-seed rows, fit records, log-probs."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows_by_seed: list[dict[str, Any]] = field(default_factory=list)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    logprobs: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+
+
 def run_experiment(
     config: ExperimentConfig,
     runs_dir: str | Path,
@@ -433,9 +489,12 @@ def run_experiment(
 
     Models with a ``[model.search]`` are tuned on validation first (:mod:`lmbench.search`; ``storage``: the
     database URL of the studies, default SQLite in each model's run folder) and trained with the best settings.
+    Steps: check tasks and output folders, load the data, tune, plan and fit every (model, seed), combine seeds,
+    compare with the baseline, run the tasks, then gather the report's extras and provenance.
     """
     say = progress or (lambda message: log.info(message))
     runs_dir = Path(runs_dir)
+    check_tasks(config)
     check_output_dirs(config, runs_dir)
     loaded = load_data(config)
     data = loaded.data
@@ -445,19 +504,46 @@ def run_experiment(
         f"test OOV {data.test.oov:,}"
     )
     failures: list[str] = []
-    searches: dict[str, dict[str, Any]] = {}
-    if any(spec.search is not None for spec in config.models):  # tuning: see lmbench.search
-        from lmbench.search import tune_models
+    config, searches = tune(config, loaded, runs_dir, storage=storage, say=say, failures=failures)
+    trained = fit_and_score(plan_runs(config, runs_dir), config, loaded, say=say, failures=failures)
+    collected = collect(trained, config, data, searches)
+    add_baseline_differences(collected, config, data)
+    task_rows = run_configured_tasks(config, trained, collected, data, failures)
+    return results_dict(config, loaded, trained, collected, task_rows, failures, searches)
 
-        config, found, search_errors = tune_models(config, loaded, runs_dir, storage=storage, say=say)
-        searches = {name: result.to_dict() for name, result in found.items()}
-        for name, error in search_errors:
-            failures.append(f"{name}: search failed: {first_line(error, with_type=True)}")
-            say(failures[-1])
-    runs = plan_runs(config, runs_dir)
-    per_model: dict[str, list[tuple[ModelRun, dict, list[dict], dict[str, np.ndarray]]]] = {}
-    first_models: dict[str, LanguageModel] = {}
-    failed_models: set[str] = set()
+
+def tune(
+    config: ExperimentConfig,
+    loaded: LoadedData,
+    runs_dir: Path,
+    *,
+    storage: str | None,
+    say: Callable[[str], None],
+    failures: list[str],
+) -> tuple[ExperimentConfig, dict[str, dict[str, Any]]]:
+    """The config with the best settings found for every model with a ``[model.search]``, and each search's
+    record; a failed search is added to ``failures`` (its model trains with the settings as written)."""
+    if not any(spec.search is not None for spec in config.models):
+        return config, {}
+    from lmbench.search import tune_models
+
+    config, found, search_errors = tune_models(config, loaded, runs_dir, storage=storage, say=say)
+    for name, error in search_errors:
+        failures.append(f"{name}: search failed: {first_line(error, with_type=True)}")
+        say(failures[-1])
+    return config, {name: result.to_dict() for name, result in found.items()}
+
+
+def fit_and_score(
+    runs: list[ModelRun],
+    config: ExperimentConfig,
+    loaded: LoadedData,
+    *,
+    say: Callable[[str], None],
+    failures: list[str],
+) -> Trained:
+    """Fit (or reuse) and score every run in order; one run's failure is recorded and the others go on."""
+    trained = Trained()
     for run in runs:
         name = run.spec.name
         try:
@@ -465,10 +551,10 @@ def run_experiment(
             rows, lps, scores_reused = score_model(run, model, info, config, loaded, say=say, explain=reused)
         except Exception as e:  # one model's failure must not lose the others
             failures.append(_record_failure(run, e, say))
-            failed_models.add(name)
+            trained.failed.add(name)
             continue
-        per_model.setdefault(name, []).append((run, info, rows, lps))
-        first_models.setdefault(name, model)
+        trained.seeds.setdefault(name, []).append(SeedResult(run, info, rows, lps))
+        trained.first_models.setdefault(name, model)
         last = rows[-1]
         if reused and scores_reused:
             say(
@@ -482,76 +568,122 @@ def run_experiment(
                 f"{run.label}: {last['split']} perplexity {last['perplexity']:.2f} "
                 f"({info['train_tokens']:,} tokens, {info['train_seconds']:.1f} s)"
             )
+    return trained
 
-    rows: list[dict[str, Any]] = []
-    rows_by_seed: list[dict[str, Any]] = []
-    models: dict[str, dict[str, Any]] = {}
-    logprobs: dict[str, list[dict[str, np.ndarray]]] = {}
+
+def collect(
+    trained: Trained, config: ExperimentConfig, data: TokenizedCorpus, searches: dict[str, dict[str, Any]]
+) -> Collected:
+    """One combined row per (model, split, context) over the model's seeds, in config order, with each model's
+    fit record; a model with a failed seed has no combined row, only its finished seeds' rows."""
+    out = Collected()
     for spec in config.models:
-        if spec.name in failed_models or spec.name not in per_model:
+        if spec.name in trained.failed or spec.name not in trained.seeds:
             continue  # a model with a failed seed has no aggregate row; its finished seeds are in results_by_seed
-        done = per_model[spec.name]
-        rows_by_seed += [r for _, _, seed_rows, _ in done for r in seed_rows]
-        logprobs[spec.name] = [lps for *_, lps in done]
-        rows += combine_seeds([r for _, _, r, _ in done], logprobs[spec.name], config, data)
-        info = dict(done[0][1])
-        info["seeds"] = [run.seed for run, *_ in done if run.seed is not None]
+        done = trained.seeds[spec.name]
+        out.rows_by_seed += [r for seed in done for r in seed.rows]
+        out.logprobs[spec.name] = [seed.logprobs for seed in done]
+        out.rows += combine_seeds([seed.rows for seed in done], out.logprobs[spec.name], config, data)
+        info = dict(done[0].info)
+        info["seeds"] = [seed.run.seed for seed in done if seed.run.seed is not None]
         if spec.name in searches:
             info["tuned"] = searches[spec.name]["best"]
-        models[spec.name] = info
-    for name in failed_models:
-        rows_by_seed += [r for _, _, seed_rows, _ in per_model.get(name, []) for r in seed_rows]
+        out.models[spec.name] = info
+    for name in trained.failed:
+        out.rows_by_seed += [r for seed in trained.seeds.get(name, []) for r in seed.rows]
+    return out
 
-    baseline = config.report.baseline
-    if baseline and baseline in logprobs:
-        for row in rows:
-            key = f"{row['split']}/{row['context']}"
-            if row["model"] == baseline or row["model"] not in logprobs:
-                continue
-            diff = seeded_paired_difference(
-                [lp[key] for lp in logprobs[row["model"]]], [lp[key] for lp in logprobs[baseline]],
-                data.split(row["split"]), context=row["context"], n_resamples=max(config.evaluate.bootstrap, 1),
-                seed=config.seed, block_size=config.evaluate.block_size,
-            )  # fmt: skip
-            row.update(
-                diff_vs_baseline=diff.difference, diff_low=diff.low, diff_high=diff.high, p_value=diff.p_value
-            )
 
-    task_rows: list[dict[str, Any]] = []
-    if config.tasks:
-        from lmbench.tasks import ModelEntry, run_tasks
-
-        entries = {}
-        for name in models:
-            run = per_model[name][0][0]  # tasks use each model's first seed
-            entries[name] = ModelEntry(model=first_models[name], factory=run.build, budget=run.budget)
-        task_rows, task_errors = run_tasks(
-            config.tasks, entries, data, seed=config.seed, bootstrap=config.evaluate.bootstrap
+def add_baseline_differences(collected: Collected, config: ExperimentConfig, data: TokenizedCorpus) -> None:
+    """Each combined row gets its paired-bootstrap perplexity difference against ``report.baseline``."""
+    baseline, logprobs = config.report.baseline, collected.logprobs
+    if not baseline or baseline not in logprobs:
+        return
+    for row in collected.rows:
+        key = f"{row['split']}/{row['context']}"
+        if row["model"] == baseline or row["model"] not in logprobs:
+            continue
+        diff = seeded_paired_difference(
+            [lp[key] for lp in logprobs[row["model"]]], [lp[key] for lp in logprobs[baseline]],
+            data.split(row["split"]), context=row["context"], n_resamples=max(config.evaluate.bootstrap, 1),
+            seed=config.seed, block_size=config.evaluate.block_size,
+        )  # fmt: skip
+        row.update(
+            diff_vs_baseline=diff.difference, diff_low=diff.low, diff_high=diff.high, p_value=diff.p_value
         )
-        failures += task_errors
 
-    attention = {}  # how each attention model's position predicting a line's last word looks back
+
+def run_configured_tasks(
+    config: ExperimentConfig,
+    trained: Trained,
+    collected: Collected,
+    data: TokenizedCorpus,
+    failures: list[str],
+) -> list[dict[str, Any]]:
+    """The ``[tasks]`` rows over every model that finished (each through its first seed's fitted model, and a
+    factory of fresh copies with its settings for tasks that train); a failed task is added to ``failures``."""
+    if not config.tasks:
+        return []
+    from lmbench.tasks import ModelEntry, run_tasks
+
+    entries = {}
+    for name in collected.models:
+        run = trained.seeds[name][0].run  # tasks use each model's first seed
+        entries[name] = ModelEntry(model=trained.first_models[name], factory=run.build, budget=run.budget)
+    task_rows, task_errors = run_tasks(
+        config.tasks, entries, data, seed=config.seed, bootstrap=config.evaluate.bootstrap
+    )
+    failures += task_errors
+    return task_rows
+
+
+def attention_examples(
+    config: ExperimentConfig, trained: Trained, collected: Collected, data: TokenizedCorpus
+) -> dict[str, Any]:
+    """How each attention model's position predicting a test line's last word looks back."""
+    attention: dict[str, Any] = {}
     if "test" in config.evaluate.splits:
         from lmbench.reporting.attention import attention_example
 
-        for name in models:
-            example = attention_example(first_models[name], data.test)  # None for models without attention
+        for name in collected.models:
+            example = attention_example(trained.first_models[name], data.test)  # None without attention
             if example is not None:
                 attention[name] = example
+    return attention
 
-    word_buckets = {}
+
+def word_frequency_buckets(
+    config: ExperimentConfig, collected: Collected, data: TokenizedCorpus
+) -> dict[str, Any]:
+    """Each normalised model's test perplexity by word-frequency bucket (first context mode, first seed)."""
+    word_buckets: dict[str, Any] = {}
     if "test" in config.evaluate.splits:
         from lmbench.evaluation.breakdown import frequency_buckets
 
         context = config.evaluate.contexts[0]
-        for name, lps in logprobs.items():
-            if models[name].get("normalized", True):
+        for name, lps in collected.logprobs.items():
+            if collected.models[name].get("normalized", True):
                 word_buckets[name] = frequency_buckets(lps[0][f"test/{context}"], data.test, data.vocab)
+    return word_buckets
 
+
+def results_dict(
+    config: ExperimentConfig,
+    loaded: LoadedData,
+    trained: Trained,
+    collected: Collected,
+    task_rows: list[dict[str, Any]],
+    failures: list[str],
+    searches: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The results dict that reports are rendered from (and ``results.json`` holds), with its provenance."""
+    data, models = loaded.data, collected.models
+    attention = attention_examples(config, trained, collected, data)
+    word_buckets = word_frequency_buckets(config, collected, data)
     return {
         "experiment": config.name,
-        "rows": rows,
-        "rows_by_seed": rows_by_seed,
+        "rows": collected.rows,
+        "rows_by_seed": collected.rows_by_seed,
         "tasks": task_rows,
         "models": models,
         "failures": failures,
@@ -579,7 +711,9 @@ def run_experiment(
             "contexts": config.evaluate.contexts,
             "bootstrap": config.evaluate.bootstrap,
             "budgets": {name: info["budget"] for name, info in models.items()},
-            "fingerprints": {name: [i["fingerprint"] for _, i, _, _ in per_model[name]] for name in models},
+            "fingerprints": {
+                name: [seed.info["fingerprint"] for seed in trained.seeds[name]] for name in models
+            },
             "device": device_name(),
             "libraries": library_versions(),
             "config_file": config.source,

@@ -457,9 +457,11 @@ def test_task_paths_resolve_beside_the_config_then_in_the_data_folder(tmp_path):
     (data / "sst2" / "train.tsv").write_text("")
     tasks = {"classify": {"train": "sst2/train.tsv", "test": str(data / "sst2" / "train.tsv")},
              "minimal-pairs": {"files": ["mine/pairs.jsonl"]}}  # fmt: skip
-    resolve_task_paths("exp.toml", tasks, base=config_dir, data_dir=data)
-    assert tasks["classify"]["train"] == str((data / "sst2" / "train.tsv").resolve())
-    assert tasks["minimal-pairs"]["files"] == [str((config_dir / "mine" / "pairs.jsonl").resolve())]
+    as_written = json.loads(json.dumps(tasks))
+    resolved = resolve_task_paths("exp.toml", tasks, base=config_dir, data_dir=data)
+    assert resolved["classify"]["train"] == str((data / "sst2" / "train.tsv").resolve())
+    assert resolved["minimal-pairs"]["files"] == [str((config_dir / "mine" / "pairs.jsonl").resolve())]
+    assert tasks == as_written  # the tables as written are not rewritten in place
     with pytest.raises(
         ConfigError, match=r"tasks.classify.test: file 'nope.tsv' not found in .*cfg or .*data"
     ):

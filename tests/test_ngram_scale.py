@@ -310,7 +310,7 @@ def test_broken_gzip_and_directories_are_data_errors(tmp_path, make, message):
 def test_words_outside_a_given_vocabulary_are_dropped_with_their_ngrams(tmp_path):
     vocab = Vocabulary(["<unk>", "<s>", "</s>", "a"])
     model = NgramLM.from_arpa(_arpa(tmp_path, GOOD), vocab)
-    assert model.ngram_counts() == [4, 1]  # "<s> a" stays; "a b" and "b </s>" go
+    assert model.ngrams_per_order() == [4, 1]  # "<s> a" stays; "a b" and "b </s>" go
 
 
 # ------------------------------------------------------------------------------------- lmbench ngram

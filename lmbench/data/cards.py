@@ -1,8 +1,11 @@
-"""Corpus cards (``corpora/*.toml``): the standard corpora by name — files, checksums, licence, tokenizer,
-where to get them — and the local copies they point at.
+"""Corpus cards: the standard corpora by name — files, checksums, licence, tokenizer, where to get them — and
+the local copies they point at.
 
-A card's files are looked for in ``<data dir>/<card name>/``; the data dir is ``--data-dir``, else
-``$LMBENCH_DATA``, else ``../shared/corpora`` beside the repository.
+The cards ship inside the package (``lmbench/data/corpus_cards/*.toml``; the repository's ``corpora/*.toml``
+link to them), so an installed lmbench finds them wherever it runs. A card's files are looked for in
+``<data dir>/<card name>/``; the data dir is the first of: ``--data-dir`` or ``corpus.data_dir`` (relative to
+the config file's folder), ``$LMBENCH_DATA``, ``../shared/corpora`` from the current directory where that
+exists, else ``./data`` (where ``lmbench corpora fetch`` puts copies when nothing else is set).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-CARDS_DIR = Path(__file__).resolve().parents[2] / "corpora"
+CARDS_DIR = Path(__file__).parent / "corpus_cards"  # package data (pyproject.toml: package-data)
 DATA_ENV = "LMBENCH_DATA"
+FETCH_DIR = Path("data")  # the data dir when none is given and ../shared/corpora does not exist
 
 
 @dataclass
@@ -68,14 +72,20 @@ def load_card(name: str) -> CorpusCard:
         raise ConfigError(f"{path}: malformed corpus card ({e})") from None
 
 
-def data_dir(explicit: str | Path | None = None) -> Path | None:
-    """Where local copies live: explicit, then $LMBENCH_DATA, then ../shared/corpora."""
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """Where local copies of card corpora live: ``explicit`` (``--data-dir``, ``corpus.data_dir``), else
+    ``$LMBENCH_DATA``, else ``../shared/corpora`` from the current directory if it exists, else ``./data``.
+
+    Nothing here depends on where lmbench is installed, so a wheel install and a source checkout agree.
+    """
     if explicit:
         return Path(explicit)
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV])
     root = shared_dir()
-    return root / "corpora" if root else None
+    if root is not None and (root / "corpora").is_dir():
+        return root / "corpora"
+    return FETCH_DIR
 
 
 def sha256_file(path: Path) -> str:
@@ -89,7 +99,7 @@ def sha256_file(path: Path) -> str:
 @dataclass
 class CardStatus:
     card: CorpusCard
-    folder: Path | None
+    folder: Path
     present: bool
     verified: bool | None  # None: no checksum on the card to verify against
     problems: list[str]
@@ -97,10 +107,9 @@ class CardStatus:
 
 def check_card(card: CorpusCard, directory: str | Path | None = None) -> CardStatus:
     """Is a local copy present, and do its files match the card's checksums?"""
-    root = data_dir(directory)
-    folder = root / card.name if root else None
+    folder = data_dir(directory) / card.name
     problems: list[str] = []
-    present = folder is not None and all((folder / s["file"]).is_file() for s in card.splits.values())
+    present = all((folder / s["file"]).is_file() for s in card.splits.values())
     verified: bool | None = None
     if present:
         expected = [s.get("sha256", "") for s in card.splits.values()]
@@ -119,11 +128,10 @@ def load_card_corpus(
     """The corpus a card names, read from its local copy (checked against the card's checksums)."""
     card = load_card(name)
     status = check_card(card, directory) if verify else None
-    root = data_dir(directory)
-    folder = root / card.name if root else None
-    if folder is None or (status is not None and not status.present):
+    folder = data_dir(directory) / card.name
+    if status is not None and not status.present:
         raise DataError(
-            f"corpus {name!r}: no local copy found in {folder or '(no data directory)'}; run "
+            f"corpus {name!r}: no local copy found in {folder}; run "
             f"`lmbench corpora fetch {name}` or point --data-dir / ${DATA_ENV} at a folder holding {name}/"
         )
     if status is not None and status.verified is False:
@@ -149,7 +157,7 @@ def fetch_card(name: str, directory: str | Path | None = None, *, timeout: float
     without checksums) is kept as it is. A failed download leaves no folder it created behind.
     """
     card = load_card(name)
-    root = data_dir(directory) or Path("data")
+    root = data_dir(directory)
     folder = root / card.name
     status = check_card(card, root)
     if status.present and status.verified is not False:

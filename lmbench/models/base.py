@@ -38,7 +38,9 @@ class LanguageModel(abc.ABC):
     raises :class:`NotFittedError`; a seed is stored unchanged so fitting twice gives the same model.
     """
 
-    family: ClassVar[str]  # "ngram" | "rnn" | "transformer" | "pretrained"
+    # the back-end's kind: "ngram" | "rnn" | "transformer" | "pretrained". Not the family: a family is the
+    # name a model is registered and configured under (family = "lstm" is the "rnn" back-end, cell "lstm")
+    backend: ClassVar[str]
     normalized: ClassVar[bool] = True  # False for scores that are not probabilities (stupid back-off)
 
     vocab_: Vocabulary | None = None
@@ -162,7 +164,7 @@ class LanguageModel(abc.ABC):
         return None
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "family")
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "backend")
         return f"{type(self).__name__}({args})"
 
 

@@ -172,7 +172,7 @@ class NeuralLM(LanguageModel):
 
     def config(self) -> dict[str, Any]:
         return {
-            "family": self.family,
+            "backend": self.backend,
             **dataclasses.asdict(self.net_config),
             **dataclasses.asdict(self.train_config),
         } | {"vocab_size": len(self.vocab_) if self.vocab_ is not None else None}

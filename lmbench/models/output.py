@@ -36,11 +36,10 @@ def _softmax_blocks(
     Returns the per-block maxima and sums, (blocks, N) each: the softmax of column n is block b's entries
     times exp(max[b, n] - M[n]) / Z[n], with M the maximum over blocks and Z the rescaled total. With ``keep``
     the exponentiated blocks are left in ``scratch`` (|V|, N) for the gradient pass; otherwise ``scratch``
-    only holds one block. Why transposed: each (block, N) product, with K = hidden size, is a shape BLAS
-    runs near its matrix-multiply peak, and its output stays in cache for the elementwise passes that follow;
-    the one (N, |V|) product's output is far larger than the cache, so every later elementwise pass over it
-    is a trip to memory (``benchmarks/neural_throughput.py`` compares training throughput with the plain
-    ``log_softmax`` path, on whatever machine runs it).
+    only holds one block. Why blocks: each (block, N) product with K = hidden size leaves an output that fits
+    the cache, so the softmax's elementwise passes over it stay there, where the one (N, |V|) product's output,
+    far larger than the cache, makes every later pass a trip to memory. How much that gains depends on the
+    processor and the BLAS: ``benchmarks/neural_throughput.py`` measures it on the machine at hand.
     """
     V, n = weight.shape[0], h.shape[0]
     blocks = -(-V // vocab_block)

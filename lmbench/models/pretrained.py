@@ -93,7 +93,7 @@ class PretrainedLM(LanguageModel):
         batch_size: sequences per forward pass when scoring.
     """
 
-    family: ClassVar[str] = "pretrained"
+    backend: ClassVar[str] = "pretrained"
 
     def __init__(self, name_or_path: str = "gpt2", *, window: int = 512, stride: int | None = None, finetune: bool = False,
                  batch_size: int = 8, device: str = "auto", seed: int = 0, lr: float = 5e-5, seq_len: int = 128,
@@ -115,12 +115,12 @@ class PretrainedLM(LanguageModel):
 
     def config(self) -> dict[str, Any]:
         t = self.train_config
-        return {"family": self.family, "name_or_path": self.name_or_path, "window": self.window, "stride": self.stride,
+        return {"backend": self.backend, "name_or_path": self.name_or_path, "window": self.window, "stride": self.stride,
                 "finetune": self.finetune, "batch_size": self.batch_size, "device": self.device, "seed": self.seed,
                 "lr": t.lr, "seq_len": t.seq_len, "train_batch_size": t.batch_size, "warmup_steps": t.warmup_steps}  # fmt: skip
 
     def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in self.config().items() if k != "family"}
+        return {k: v for k, v in self.config().items() if k != "backend"}
 
     @property
     def stochastic(self) -> bool:
@@ -367,7 +367,8 @@ class PretrainedLM(LanguageModel):
             meta = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise DataError(f"{path}: not an lmbench pretrained-model file ({e})") from None
-        config = {k: v for k, v in meta["config"].items() if k != "family"}
+        # "family": the key in files written before the class attribute was named "backend"
+        config = {k: v for k, v in meta["config"].items() if k not in ("backend", "family")}
         original = config["name_or_path"]
         config["name_or_path"] = str(path.with_name(meta["weights"]))
         model = cls(**config)

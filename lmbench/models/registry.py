@@ -54,5 +54,12 @@ def create_model(name: str, **params: Any) -> LanguageModel:
         raise ConfigError(f"model {name!r}: {e}") from None
 
 
+def check_settings(name: str, params: dict[str, Any]) -> None:
+    """Check ``params`` as the class registered under ``name`` does (unknown keys, its preset, each value's
+    range), raising :class:`ConfigError` naming the key. Nothing is kept or fitted: a constructor only stores
+    and checks its settings (scikit-learn's rule), so the instance made here is cheap and dropped at once."""
+    create_model(name, **params)
+
+
 def available_models() -> list[str]:
     return sorted(MODELS)

@@ -108,7 +108,7 @@ class RecurrentLM(NeuralLM):
     output, cutoffs) and of :class:`lmbench.training.loop.TrainConfig` (lr, batch_size, seq_len = BPTT length, ...).
     """
 
-    family: ClassVar[str] = "rnn"
+    backend: ClassVar[str] = "rnn"
     NetConfig = RNNConfig
 
     def __init__(self, **params: Any):

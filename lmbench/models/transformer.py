@@ -181,7 +181,7 @@ class TransformerLM(NeuralLM):
     (``seq_len`` defaults to the window).
     """
 
-    family: ClassVar[str] = "transformer"
+    backend: ClassVar[str] = "transformer"
     NetConfig = TransformerConfig
 
     def __init__(self, **params: Any):

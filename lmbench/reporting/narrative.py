@@ -10,18 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-SMOOTHING_NAMES = {
-    "mle": "maximum likelihood (raw relative frequencies)",
-    "add-k": "add-k smoothing",
-    "laplace": "add-one (Laplace) smoothing",
-    "lidstone": "Lidstone (add-k) smoothing",
-    "katz": "Katz back-off with Good-Turing discounts",
-    "witten-bell": "Witten-Bell interpolation",
-    "absolute-discounting": "interpolated absolute discounting",
-    "kneser-ney": "interpolated Kneser-Ney",
-    "modified-kneser-ney": "modified Kneser-Ney (three discounts per order)",
-    "stupid-backoff": "stupid back-off",
-}
+from lmbench.models.ngram.smoothing import describe_smoothing
+
 ORDER_NAMES = {1: "unigram", 2: "bigram", 3: "trigram", 4: "4-gram", 5: "5-gram"}
 
 
@@ -31,7 +21,7 @@ def describe_model(name: str, info: dict[str, Any]) -> str:
     family = info.get("family", cfg.get("family", "model"))
     if cfg.get("family") == "ngram" or family == "ngram":
         order = cfg.get("order")
-        return f"a {ORDER_NAMES.get(order, f'{order}-gram')} model with {SMOOTHING_NAMES.get(cfg.get('smoothing'), cfg.get('smoothing'))}"
+        return f"a {ORDER_NAMES.get(order, f'{order}-gram')} model with {_smoothing(cfg)}"
     if family in ("rnn", "gru", "lstm"):
         cell = {"rnn": "a plain (tanh) RNN", "gru": "a GRU", "lstm": "an LSTM"}[family]
         return f"{cell} ({cfg.get('layers', '?')} layer(s) of {cfg.get('hidden_size', '?')} units)"
@@ -40,6 +30,15 @@ def describe_model(name: str, info: dict[str, Any]) -> str:
     if family == "pretrained":
         return f"the pretrained model {cfg.get('name_or_path', name)}"
     return f"a {family} model"
+
+
+def _smoothing(config: dict[str, Any]) -> str:
+    """What an n-gram config's smoothing is, in words (a model read from ARPA names its file)."""
+    if "smoothing" not in config:
+        return "unrecorded smoothing"
+    if config["smoothing"] is None and config.get("source"):
+        return f"back-off estimates read from {config['source']}"
+    return describe_smoothing(config["smoothing"])
 
 
 def _what_changed(prev: dict[str, Any] | None, cur: dict[str, Any]) -> str:
@@ -54,9 +53,7 @@ def _what_changed(prev: dict[str, Any] | None, cur: dict[str, Any]) -> str:
                 f"the context grows from {p.get('order', 1) - 1} to {c.get('order', 1) - 1} previous words"
             )
         if p.get("smoothing") != c.get("smoothing"):
-            changes.append(
-                f"the estimates switch from {SMOOTHING_NAMES.get(p.get('smoothing'))} to {SMOOTHING_NAMES.get(c.get('smoothing'))}"
-            )
+            changes.append(f"the estimates switch from {_smoothing(p)} to {_smoothing(c)}")
         return (
             ("Compared with the previous step, " + " and ".join(changes) + ".")
             if changes

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from lmbench.data.corpus import TokenizedCorpus
@@ -23,24 +22,14 @@ __all__ = ["TASKS", "TASK_COLUMNS", "ModelEntry", "TaskRow", "run_tasks", "tie_w
 MOSTLY_TIES = 0.5  # a file (or corruption) where more than this share of pairs tie gets a warning
 
 
-def validate_task_configs(configs: dict[str, Any], *, base: Path | None = None) -> None:
-    """Check task names and option keys (before anything runs); relative file paths resolve against ``base``."""
+def validate_task_configs(configs: dict[str, Any]) -> None:
+    """Check task names and option keys (before anything runs)."""
     for name, config in configs.items():
         if name not in TASKS:
             raise ConfigError(f"tasks.{name}: unknown task; expected one of {', '.join(TASKS)}")
         if not isinstance(config, dict):
             raise ConfigError(f"tasks.{name}: expected a table of options")
         options(name, config, TASKS[name].DEFAULTS)
-        if base is not None:
-            for key in ("train", "test"):
-                if isinstance(config.get(key), str):
-                    config[key] = (
-                        str((base / config[key]).resolve())
-                        if not Path(config[key]).is_absolute()
-                        else config[key]
-                    )
-            if isinstance(config.get("files"), list):
-                config["files"] = [str(base / f) if not Path(f).is_absolute() else f for f in config["files"]]
 
 
 def validate_tasks(configs: dict[str, Any], model_names: Sequence[str]) -> None:

@@ -15,9 +15,10 @@ import io
 import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, Protocol
 
 import numpy as np
 
@@ -26,17 +27,36 @@ from lmbench.errors import DataError
 from lmbench.io import atomic_path
 from lmbench.models.ngram.counting import lookup
 
-if TYPE_CHECKING:
-    from lmbench.models.ngram.model import NgramLM
-
 LOG10 = math.log(10.0)
 NEVER = -99.0  # KenLM/SRILM's log10 "probability" of <s>
 LINES_PER_BLOCK = 1 << 16  # lines formatted at once when writing
 GZIP_LEVEL = 1  # fast: compressing at level 9 takes longer than everything else together
 
 
+class BackoffModel(Protocol):
+    """What writing needs of a model (an :class:`~lmbench.models.ngram.NgramLM`): its vocabulary and, per
+    order, sorted keys with their log10 probabilities and back-offs."""
+
+    @property
+    def vocab(self) -> Vocabulary: ...
+
+    keys_: list[np.ndarray]
+    log10prob_: list[np.ndarray]
+    log10bow_: list[np.ndarray]
+
+
+@dataclass
+class ArpaTables:
+    """What an ARPA file holds, in the model's stored layout (``NgramLM.from_tables`` builds the model)."""
+
+    vocab: Vocabulary
+    keys: Sequence[np.ndarray]
+    log10prob: Sequence[np.ndarray]
+    log10bow: Sequence[np.ndarray]
+
+
 # ------------------------------------------------------------------------------------------------ writing
-def ngram_words(model: NgramLM) -> Iterator[np.ndarray]:
+def ngram_words(model: BackoffModel) -> Iterator[np.ndarray]:
     """Word ids of every stored n-gram, order by order: array [rows, m] (row order = key order). Each order
     is built from the one below, so only two orders' arrays exist at a time."""
     V = len(model.vocab)
@@ -148,7 +168,7 @@ def _format_block(
     return _gather(np.concatenate(parts), starts.ravel(), lengths.ravel())
 
 
-def arpa_chunks(model: NgramLM) -> Iterator[bytes]:
+def arpa_chunks(model: BackoffModel) -> Iterator[bytes]:
     """The ARPA text of ``model`` in blocks of bytes (header, then each section a block of lines at a time)."""
     tokens = [t.encode("utf-8") for t in model.vocab.tokens]
     vocab_lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
@@ -175,7 +195,7 @@ def arpa_chunks(model: NgramLM) -> Iterator[bytes]:
     yield b"\n\\end\\\n"
 
 
-def write_arpa(model: NgramLM, path: str | Path | IO[bytes]) -> None:
+def write_arpa(model: BackoffModel, path: str | Path | IO[bytes]) -> None:
     """Write ``model`` as ARPA (log10 values to 7 decimals), gzip-compressed for ``.gz``; a file is written
     atomically, a binary stream (stdout) as the text is formatted."""
     if not isinstance(path, (str, Path)):
@@ -352,11 +372,10 @@ class _Section:
         self.frame = None  # type: ignore[assignment]
 
 
-def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
-    """An :class:`NgramLM` from an ARPA file; words outside ``vocab`` are dropped with their n-grams."""
+def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: int) -> ArpaTables:
+    """The tables of an ARPA file (orders up to ``max_order``); words outside ``vocab`` are dropped with
+    their n-grams. ``NgramLM.from_arpa`` makes the model."""
     import pandas as pd
-
-    from lmbench.models.ngram.model import MAX_ORDER, NgramLM
 
     path = Path(path)
     data = _read_bytes(path)
@@ -364,8 +383,8 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
     if not declared:
         raise DataError(f"{path}: the \\data\\ header declares no n-gram counts")
     order = max(declared)
-    if order > MAX_ORDER:
-        raise DataError(f"{path}: declares order {order}; lmbench reads orders 1 to {MAX_ORDER}")
+    if order > max_order:
+        raise DataError(f"{path}: declares order {order}; lmbench reads orders 1 to {max_order}")
     if sorted(declared) != list(range(1, order + 1)):
         raise DataError(
             f"{path}: the \\data\\ header declares orders {sorted(declared)}, expected 1..{order}"
@@ -404,8 +423,6 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
         (vocab.index.get(w, -1) for w in file_words), dtype=np.int64, count=len(file_words)
     )
 
-    model = NgramLM(order=order, smoothing="modified-kneser-ney")
-    model.smoothing = "arpa"  # provenance: the estimates come from the file, not from our smoothers
     keys_, lp_, bow_ = [], [], []
     for m in range(1, order + 1):
         section = parsed[m]
@@ -471,7 +488,4 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
         keys_.append(keys)
         lp_.append(lp[sort].astype(np.float32))
         bow_.append(bow[sort].astype(np.float32) if m < order else np.zeros(0, dtype=np.float32))
-    model.keys_, model.log10prob_, model.log10bow_ = keys_, lp_, bow_
-    model.discounts_ = None
-    model.vocab_ = vocab
-    return model
+    return ArpaTables(vocab, keys_, lp_, bow_)

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,21 +121,21 @@ def lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.where(keys[pos_clipped] == queries, pos_clipped, -1).astype(np.int64)
 
 
-def ending_rows(tables: list, seq: np.ndarray, vocab_size: int) -> list[np.ndarray]:
+def ending_rows(keys: Sequence[np.ndarray], seq: np.ndarray, vocab_size: int) -> list[np.ndarray]:
     """For every order m and position t, the row of the m-gram ``seq[t-m+1 .. t]`` (or -1 if not stored).
 
-    ``rows[m-1][t]``; order 1 is the word itself (unigram tables are dense over the vocabulary). ``tables``
-    are anything with sorted ``keys``.
+    ``rows[m-1][t]``; ``keys[m-1]``: order m's sorted keys (order 1 is the word itself: unigram tables are
+    dense over the vocabulary).
     """
     seq = np.asarray(seq, dtype=np.int64)
     rows = [seq.copy()]
-    for table in tables[1:]:
+    for order_keys in keys[1:]:
         prev = np.empty_like(seq)
         prev[0] = -1
         prev[1:] = rows[-1][:-1]
         found = np.full(len(seq), -1, dtype=np.int64)
         ok = prev >= 0
-        found[ok] = lookup(table.keys, prev[ok] * vocab_size + seq[ok])
+        found[ok] = lookup(order_keys, prev[ok] * vocab_size + seq[ok])
         rows.append(found)
     return rows
 

@@ -17,8 +17,15 @@ from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
 from lmbench.io import atomic_path
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
+from lmbench.models.ngram.arpa import read_arpa, write_arpa
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, ending_rows, lookup, parse_memory
-from lmbench.models.ngram.smoothing import SMOOTHERS, BackoffArrays, smooth
+from lmbench.models.ngram.smoothing import (
+    SMOOTHERS,
+    BackoffArrays,
+    Smoother,
+    all_smoother_params,
+    smoother_class,
+)
 
 MAX_ORDER = 10
 LN10 = math.log(10.0)
@@ -31,11 +38,13 @@ class NgramLM(LanguageModel):
 
     Args:
         order: n, the number of words an n-gram spans (context = n - 1 words).
-        smoothing: one of ``mle, add-k, laplace, lidstone, katz, witten-bell, absolute-discounting,
-            kneser-ney, modified-kneser-ney, stupid-backoff``.
-        k: the added count for ``add-k``/``lidstone``.
-        discount: fixed discount for ``absolute-discounting``/``kneser-ney`` (default: Ney's n1/(n1+2 n2)).
-        backoff: the factor of ``stupid-backoff``.
+        smoothing: a registered smoother (:data:`~lmbench.models.ngram.smoothing.SMOOTHERS`): ``mle, add-k,
+            laplace, lidstone, katz, witten-bell, absolute-discounting, kneser-ney, modified-kneser-ney,
+            stupid-backoff``; ``None`` only for a model of given tables (:meth:`from_tables`, :meth:`from_arpa`).
+        **smoother_params: the smoothers' parameters, each with its default; every one is a setting of the
+            model (and is checked) whichever smoother is chosen: ``k`` (``add-k``/``lidstone``), ``discount``
+            (``absolute-discounting``/``kneser-ney``; default Ney's n1/(n1+2 n2)), ``backoff``
+            (``stupid-backoff``) and ``interpolate_unigrams`` (below).
         train_context: ``sentence`` counts n-grams inside each ``<s> line </s>`` (KenLM's way);
             ``stream`` counts them over the whole split as one sequence, across line ends.
         interpolate_unigrams: interpolated smoothers mix order 1 with the uniform distribution (KenLM's
@@ -56,68 +65,75 @@ class NgramLM(LanguageModel):
     trained with ``train_context="stream"`` uses the previous line's words in stream mode.
     """
 
-    family: ClassVar[str] = "ngram"
+    backend: ClassVar[str] = "ngram"
 
     def __init__(
         self,
         order: int = 3,
-        smoothing: str = "modified-kneser-ney",
+        smoothing: str | None = "modified-kneser-ney",
         *,
-        k: float = 1.0,
-        discount: float | None = None,
-        backoff: float = 0.4,
         train_context: str = "sentence",
-        interpolate_unigrams: bool = True,
         memory: str | int | None = None,
         progress: bool | None = None,
         precision: str = "float32",
+        **smoother_params: Any,
     ):
         if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
             raise ConfigError(f"order: expected an integer from 1 to {MAX_ORDER}, got {order!r}")
-        if smoothing not in (*SMOOTHERS, "arpa"):
-            raise ConfigError(
-                f"smoothing: unknown smoother {smoothing!r}; expected one of {', '.join(SMOOTHERS)}"
-            )
-        if not (isinstance(k, (int, float)) and k > 0):
-            raise ConfigError(f"k: expected a positive number, got {k!r}")
-        if discount is not None and not (isinstance(discount, (int, float)) and 0 < discount < 1):
-            raise ConfigError(f"discount: expected a number in (0, 1), got {discount!r}")
-        if not (isinstance(backoff, (int, float)) and 0 < backoff <= 1):
-            raise ConfigError(f"backoff: expected a number in (0, 1], got {backoff!r}")
+        chosen = None if smoothing is None else smoother_class(smoothing)
+        self.smoother: Smoother | None = None
+        known = all_smoother_params()
+        for key in smoother_params:
+            if key not in known:
+                expected = ["order", "smoothing", *known, "train_context", "memory", "progress", "precision"]
+                raise ConfigError(
+                    f"{key}: not a setting of an n-gram model; expected some of {', '.join(expected)}"
+                )
+        params = {**known, **smoother_params}
+        for cls in SMOOTHERS.values():  # every setting is checked, whichever smoother uses it
+            smoother = cls(**{key: value for key, value in params.items() if key in cls.params()})
+            if cls is chosen:
+                self.smoother = smoother
         check_context(train_context)
-        if not isinstance(interpolate_unigrams, bool):
-            raise ConfigError(f"interpolate_unigrams: expected true or false, got {interpolate_unigrams!r}")
         parse_memory(memory)  # a bad size is a config error now, not after reading the corpus
         if precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.precision = precision
-        self.interpolate_unigrams = interpolate_unigrams
-        self.memory = memory
-        self.progress = progress
         self.order = order
         self.smoothing = smoothing
-        self.k = k
-        self.discount = discount
-        self.backoff = backoff
+        self.smoother_params = params
         self.train_context = train_context
+        self.memory = memory
+        self.progress = progress
+        self.precision = precision
+        self.source_: str | None = None
+
+    @classmethod
+    def settings_sources(cls) -> list[type]:
+        """Where the settings beyond the constructor's keywords are declared: the registered smoothers."""
+        return list(SMOOTHERS.values())
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "order": self.order,
+            "smoothing": self.smoothing,
+            **self.smoother_params,
+            "train_context": self.train_context,
+            "memory": self.memory,
+            "progress": self.progress,
+            "precision": self.precision,
+        }
 
     @property
     def normalized(self) -> bool:  # type: ignore[override]
-        return self.smoothing != "stupid-backoff"
+        return self.smoother is None or self.smoother.normalized
 
     def config(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "order": self.order,
-            "smoothing": self.smoothing,
-            "k": self.k,
-            "discount": self.discount,
-            "backoff": self.backoff,
-            "train_context": self.train_context,
-            "interpolate_unigrams": self.interpolate_unigrams,
-            "memory": self.memory,
-            "precision": self.precision,
-        }
+        """The settings (``progress`` aside) and, for a model of given tables, where they came from."""
+        config = {"backend": self.backend, **self.get_params()}
+        del config["progress"]
+        if self.source_ is not None:
+            config["source"] = self.source_
+        return config
 
     # ----------------------------------------------------------------------------------------- fitting
     def fit(
@@ -132,8 +148,11 @@ class NgramLM(LanguageModel):
 
         Counting stays within ``memory``; runs beyond it spill under ``run_dir`` (else ``$TMPDIR``).
         """
-        if self.smoothing == "arpa":
-            raise ConfigError("smoothing: 'arpa' models are read with NgramLM.from_arpa, not fitted")
+        if self.smoother is None:
+            raise ConfigError(
+                f"smoothing: a model of given tables (smoothing None) cannot be fitted; expected one of "
+                f"{', '.join(SMOOTHERS)}"
+            )
         vocab = train.vocab
         if self.train_context == "sentence":
             seq = train.with_markers(bos=True)
@@ -160,22 +179,72 @@ class NgramLM(LanguageModel):
         def store(arrays: BackoffArrays) -> BackoffArrays:  # each order as soon as it is final
             return BackoffArrays(prob=to_log10(arrays.prob, dtype), bow=to_log10(arrays.bow, dtype))
 
-        arrays, info = smooth(
-            tables,
-            self.smoothing,
-            bos_id=vocab.bos_id,
-            k=self.k,
-            discount=self.discount,
-            backoff=self.backoff,
-            interpolate_unigrams=self.interpolate_unigrams,
-            finish=store,
-            consume=True,
-        )
-        self.keys_ = [t.keys for t in tables]
+        arrays = self.smoother.to_backoff(tables, bos_id=vocab.bos_id, finish=store, consume=True)
+        keys = [t.keys for t in tables]
         del tables
-        self.log10prob_ = [a.prob for a in arrays]
-        self.log10bow_ = [a.bow for a in arrays[:-1]] + [np.zeros(0, dtype=dtype)]  # no back-off at the top
-        self.discounts_ = info.get("discounts")
+        return self._set_tables(
+            vocab,
+            keys,
+            [a.prob for a in arrays],
+            [a.bow for a in arrays[:-1]] + [np.zeros(0, dtype=dtype)],  # no back-off at the top
+            discounts=self.smoother.discounts_,
+        )
+
+    @classmethod
+    def from_tables(
+        cls,
+        vocab: Vocabulary,
+        keys: Sequence[np.ndarray],
+        log10prob: Sequence[np.ndarray],
+        log10bow: Sequence[np.ndarray],
+        *,
+        discounts: list | None = None,
+        source: str | None = None,
+        **settings: Any,
+    ) -> NgramLM:
+        """A fitted model from back-off tables in the stored layout (what ``fit``, ``load`` and ``from_arpa``
+        all build through).
+
+        Per order m: ``keys[m-1]`` sorted int64 keys (order 1: every word id; above, context row x |V| + word
+        id), ``log10prob[m-1]`` and ``log10bow[m-1]`` (empty at the top order) aligned with them. ``settings``
+        are the constructor's (``order`` defaults to the number of tables; ``smoothing=None`` for estimates
+        not made by a smoother of lmbench's); ``source`` says where the estimates came from (an ARPA path).
+        """
+        model = cls(**{"order": len(keys), **settings})
+        return model._set_tables(vocab, keys, log10prob, log10bow, discounts=discounts, source=source)
+
+    def _set_tables(
+        self,
+        vocab: Vocabulary,
+        keys: Sequence[np.ndarray],
+        log10prob: Sequence[np.ndarray],
+        log10bow: Sequence[np.ndarray],
+        *,
+        discounts: list | None = None,
+        source: str | None = None,
+    ) -> NgramLM:
+        """Install the fitted tables after checking that their shapes agree (``ValueError`` where not)."""
+        n = self.order
+        if not len(keys) == len(log10prob) == len(log10bow) == n:
+            raise ValueError(
+                f"expected {n} keys, log10prob and log10bow arrays (one per order), "
+                f"got {len(keys)}, {len(log10prob)} and {len(log10bow)}"
+            )
+        if len(keys[0]) != len(vocab):
+            raise ValueError(f"order 1 keys: expected one per word ({len(vocab)}), got {len(keys[0])}")
+        dtype = np.dtype(self.precision)
+        self.keys_ = [np.asarray(k, dtype=np.int64) for k in keys]
+        self.log10prob_ = [np.asarray(lp, dtype=dtype) for lp in log10prob]
+        self.log10bow_ = [np.asarray(lb, dtype=dtype) for lb in log10bow[: n - 1]]
+        self.log10bow_.append(np.zeros(0, dtype=dtype))  # no back-off at the top order
+        for m in range(1, n + 1):
+            k, lp, lb = self.keys_[m - 1], self.log10prob_[m - 1], self.log10bow_[m - 1]
+            if len(lp) != len(k) or (m < n and len(lb) != len(k)):
+                raise ValueError(
+                    f"order {m}: {len(k)} keys but {len(lp)} log10 probabilities and {len(lb)} back-offs"
+                )
+        self.discounts_ = discounts
+        self.source_ = source
         self.vocab_ = vocab
         return self
 
@@ -240,7 +309,7 @@ class NgramLM(LanguageModel):
         else:  # lines as <s> .. </s> back to back: no stored n-gram spans "</s> <s>"
             seq = data.with_markers(bos=True)
         seq = seq.astype(np.int64)
-        rows = ending_rows(self.keys_tables_view(), seq, len(self.vocab))
+        rows = ending_rows(self.keys_, seq, len(self.vocab))
         targets = np.flatnonzero(seq != self.vocab.bos_id)
         # The rows of the n-grams ending at each target are already known: take the longest stored one and
         # add the back-off weights of the longer contexts (rows ending one position earlier).
@@ -265,7 +334,7 @@ class NgramLM(LanguageModel):
         for i, context in enumerate(contexts):
             ctx = np.asarray(list(context)[-(self.order - 1) :] if self.order > 1 else [], dtype=np.int64)
             if len(ctx):
-                rows = ending_rows(self.keys_tables_view(), ctx, V)
+                rows = ending_rows(self.keys_, ctx, V)
                 ctx_rows = [np.full(V, r[-1], dtype=np.int64) for r in rows[: self.order - 1]]
             else:
                 ctx_rows = []
@@ -287,9 +356,7 @@ class NgramLM(LanguageModel):
             raise ValueError(f"word id {word} outside the vocabulary of {V} entries")
         ctx = np.asarray(list(context)[-(self.order - 1) :] if self.order > 1 else [], dtype=np.int64)
         # rows[k-1] = row of the k-word context ending the given context (or -1)
-        rows = (
-            [int(r[-1]) for r in ending_rows(self.keys_tables_view(), ctx, V)[: len(ctx)]] if len(ctx) else []
-        )
+        rows = [int(r[-1]) for r in ending_rows(self.keys_, ctx, V)[: len(ctx)]] if len(ctx) else []
         steps = []
         for m in range(len(ctx) + 1, 0, -1):
             ctx_row = rows[m - 2] if m > 1 else 0
@@ -304,10 +371,6 @@ class NgramLM(LanguageModel):
             steps.append(BackoffStep(m, context_ids, False, weight))
         return steps
 
-    def keys_tables_view(self) -> list[_Keys]:
-        """Light stand-ins for the counting tables: ``ending_rows`` needs only the keys."""
-        return [_Keys(k) for k in self.keys_]
-
     # ----------------------------------------------------------------------------------------- size, I/O
     def num_parameters(self) -> int:
         self._check_fitted()
@@ -315,8 +378,8 @@ class NgramLM(LanguageModel):
         bows = sum(int((lb != 0).sum()) for lb in self.log10bow_[:-1])
         return probs + bows
 
-    def ngram_counts(self) -> list[int]:
-        """Stored n-grams per order (unigrams: the whole vocabulary)."""
+    def ngrams_per_order(self) -> list[int]:
+        """How many n-grams each order stores (unigrams: the whole vocabulary)."""
         return [len(k) for k in self.keys_]
 
     def save(self, path: str | Path) -> None:
@@ -333,6 +396,7 @@ class NgramLM(LanguageModel):
             "config": self.config(),
             "vocab": self.vocab.tokens,
             "discounts": self.discounts_,
+            "source": self.source_,
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -344,36 +408,40 @@ class NgramLM(LanguageModel):
         try:
             data = np.load(path, allow_pickle=False)
             meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-            config = {k: v for k, v in meta["config"].items() if k != "family"}
-            model = cls(**config)
+            # "family": the key in files written before the class attribute was named "backend"
+            config = {k: v for k, v in meta["config"].items() if k not in ("backend", "family", "source")}
+            source = meta.get("source")
+            if config.get("smoothing") == "arpa":  # how files of models read from ARPA marked them before
+                config["smoothing"], source = None, source or "an ARPA file"
             n = config["order"]
-            model.keys_ = [data[f"keys{m}"] for m in range(1, n + 1)]
+            keys = [data[f"keys{m}"] for m in range(1, n + 1)]
             if meta.get("format") == MODEL_FORMAT:
-                model.log10prob_ = [data[f"log10prob{m}"] for m in range(1, n + 1)]
-                model.log10bow_ = [data[f"log10bow{m}"] for m in range(1, n + 1)]
+                log10prob = [data[f"log10prob{m}"] for m in range(1, n + 1)]
+                log10bow = [data[f"log10bow{m}"] for m in range(1, n + 1)]
             else:  # the first format: float64 natural logs
-                model.log10prob_ = [to_log10(np.exp(data[f"logprob{m}"])) for m in range(1, n + 1)]
-                model.log10bow_ = [to_log10(np.exp(data[f"logbow{m}"])) for m in range(1, n)]
-                model.log10bow_.append(np.zeros(0, dtype=np.float32))
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+                log10prob = [to_log10(np.exp(data[f"logprob{m}"])) for m in range(1, n + 1)]
+                log10bow = [to_log10(np.exp(data[f"logbow{m}"])) for m in range(1, n)]
+                log10bow.append(np.zeros(0, dtype=np.float32))
+            vocab = Vocabulary(meta["vocab"])
+            return cls.from_tables(
+                vocab, keys, log10prob, log10bow, discounts=meta.get("discounts"), source=source, **config
+            )
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, ConfigError) as e:
             raise DataError(f"{path}: not an lmbench n-gram model file ({type(e).__name__}: {e})") from None
-        model.discounts_ = meta.get("discounts")
-        model.vocab_ = Vocabulary(meta["vocab"])
-        return model
 
     def to_arpa(self, path: str | Path | BinaryIO) -> None:
         """Write an ARPA file (``.gz`` compresses; or a binary stream) that KenLM and SRILM read."""
-        from lmbench.models.ngram.arpa import write_arpa
-
         self._check_fitted()
         write_arpa(self, path)
 
     @classmethod
     def from_arpa(cls, path: str | Path, vocab: Vocabulary | None = None) -> NgramLM:
-        """Read an ARPA file (plain or ``.gz``) written by KenLM, SRILM or :meth:`to_arpa`."""
-        from lmbench.models.ngram.arpa import read_arpa
-
-        return read_arpa(path, vocab)
+        """Read an ARPA file (plain or ``.gz``) written by KenLM, SRILM or :meth:`to_arpa`; words outside
+        ``vocab`` are dropped with their n-grams. The model records the file as its ``source_``."""
+        tables = read_arpa(path, vocab, max_order=MAX_ORDER)
+        return cls.from_tables(
+            tables.vocab, tables.keys, tables.log10prob, tables.log10bow, smoothing=None, source=str(path)
+        )
 
 
 def to_log10(linear: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
@@ -391,10 +459,3 @@ class BackoffStep:
     context: tuple[int, ...]
     found: bool
     value: float
-
-
-class _Keys:
-    __slots__ = ("keys",)
-
-    def __init__(self, keys: np.ndarray):
-        self.keys = keys

@@ -8,13 +8,18 @@ Interpolated smoothers are written as ``p_m(w|h) = alpha_m(h w) + gamma_m(h) * p
 uniform distribution below order 1; :func:`interpolated_to_backoff` turns (alpha, gamma) into back-off form
 exactly (prob = the interpolated value, bow = gamma), the way KenLM and SRILM store interpolated models.
 ``<s>`` is context only: it gets probability 0 and the uniform base spreads over the other |V| - 1 words.
+
+Each smoother is a :class:`Smoother` subclass (its parameters are dataclass fields) registered in
+:data:`SMOOTHERS` by :func:`register_smoother`; adding one is one class and that decorator.
 """
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -65,14 +70,6 @@ def interpolated_to_backoff(
     return out
 
 
-def first_words(tables: list[NgramTable]) -> list[np.ndarray]:
-    """First word of every stored n-gram, per order."""
-    firsts = [tables[0].word]
-    for table in tables[1:]:
-        firsts.append(firsts[-1][table.context])
-    return firsts
-
-
 def adjusted_count(tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
     """Kneser-Ney counts of order m: raw at the top order and for n-grams that start with ``<s>`` (nothing
     can precede them); elsewhere the number of distinct words seen before the n-gram (continuation count).
@@ -85,11 +82,6 @@ def adjusted_count(tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id:
     if m == 1:
         adjusted[bos_id] = 0.0
     return adjusted
-
-
-def adjusted_counts(tables: list[NgramTable], bos_id: int) -> list[np.ndarray]:
-    """:func:`adjusted_count` of every order."""
-    return [adjusted_count(tables, m, f, bos_id) for m, f in enumerate(first_words(tables), start=1)]
 
 
 def _num_contexts(tables: list[NgramTable], m: int) -> int:
@@ -212,22 +204,139 @@ def discounted_interpolation(
     return out
 
 
-def witten_bell(
-    tables: list[NgramTable], *, bos_id: int, interpolate_unigrams: bool = True
-) -> list[BackoffArrays]:
-    """Interpolated Witten-Bell: alpha = c / (c(h) + T(h)), gamma = T(h) / (c(h) + T(h)), T = distinct followers."""
-    alphas, gammas = [], []
-    for m, table in enumerate(tables, start=1):
-        c = table.counts.astype(np.float64)
-        n_ctx = _num_contexts(tables, m)
-        total = context_sums(table, c, n_ctx)
-        types = followers(table, n_ctx, table.counts > 0).astype(np.float64)
-        den = total + types
-        alphas.append(c / np.where(den[table.context] > 0, den[table.context], 1.0))
-        gammas.append(_gamma(types, den))
-    if not interpolate_unigrams:
-        _unigram_mle(alphas, gammas, tables[0].counts.astype(np.float64))
-    return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
+# ------------------------------------------------------------------------------------- strategy and registry
+@dataclass
+class Smoother(abc.ABC):
+    """A smoothing strategy (nltk.lm's ``Smoothing``, vectorised over whole tables).
+
+    Its parameters are its dataclass fields, each with a default; they are settings of :class:`NgramLM`
+    (``NgramLM(smoothing="add-k", k=0.5)``) and round-trip through its ``get_params``. A subclass sets
+    ``name`` (what ``smoothing = "..."`` selects) and ``description`` (the phrase reports use), checks its
+    fields in :meth:`validate` and turns counted tables into back-off form in :meth:`estimate`.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    normalized: ClassVar[bool] = True  # False: scores are not probabilities (no perplexity)
+
+    def __post_init__(self) -> None:
+        self.validate()
+        self.discounts_: list | None = None  # the constants estimated per order (for reports), if any
+
+    def validate(self) -> None:  # noqa: B027 (a hook: a smoother without parameters has nothing to check)
+        """Raise a one-line :class:`ConfigError` naming a parameter whose value is out of range."""
+
+    @abc.abstractmethod
+    def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+        """Back-off form of ``tables``: per order, linear probabilities of the stored n-grams and back-off
+        weights of the n-grams as contexts (``<s>`` gets probability 0; it is never predicted)."""
+
+    def to_backoff(
+        self,
+        tables: list[NgramTable],
+        *,
+        bos_id: int,
+        finish: Callable[[BackoffArrays], BackoffArrays] | None = None,
+        consume: bool = False,
+    ) -> list[BackoffArrays]:
+        """:meth:`estimate` with each order passed through ``finish`` (e.g. to float32 log10 storage).
+
+        ``consume`` allows dropping what a table no longer needs; smoothers that go order by order
+        (the discounting ones) override this to finish each order as soon as it is final, bounding memory.
+        """
+        arrays = self.estimate(tables, bos_id=bos_id)
+        return [finish(a) for a in arrays] if finish else arrays
+
+    @classmethod
+    def params(cls) -> dict[str, Any]:
+        """The smoother's parameters and their defaults."""
+        return {f.name: f.default for f in fields(cls)}
+
+
+SMOOTHERS: dict[str, type[Smoother]] = {}
+# NgramLM's own settings: no smoother parameter may take one of these names
+MODEL_SETTINGS = frozenset({"order", "smoothing", "train_context", "memory", "progress", "precision"})
+
+
+def register_smoother(cls: type[Smoother]) -> type[Smoother]:
+    """Class decorator: make ``cls`` selectable as ``smoothing = cls.name``.
+
+    NgramLM has one setting per parameter name, so a parameter that another smoother already declares
+    must have the same default there.
+    """
+    if cls.name in SMOOTHERS:
+        raise ValueError(f"smoother {cls.name!r} is already registered ({SMOOTHERS[cls.name].__name__})")
+    for f in fields(cls):
+        if f.default is MISSING:
+            raise ValueError(f"smoother {cls.name!r}: parameter {f.name!r} needs a default")
+        if f.name in MODEL_SETTINGS:
+            raise ValueError(f"smoother {cls.name!r}: parameter {f.name!r} is already a setting of NgramLM")
+    known = all_smoother_params()
+    for key, default in cls.params().items():
+        if key in known and known[key] != default:
+            raise ValueError(
+                f"smoother {cls.name!r}: parameter {key!r} defaults to {default!r}, but another smoother "
+                f"gives the same setting the default {known[key]!r}"
+            )
+    SMOOTHERS[cls.name] = cls
+    return cls
+
+
+def all_smoother_params() -> dict[str, Any]:
+    """Every registered smoother's parameters with their defaults, in registration order."""
+    out: dict[str, Any] = {}
+    for cls in SMOOTHERS.values():
+        for key, default in cls.params().items():
+            out.setdefault(key, default)
+    return out
+
+
+def smoother_class(name: str) -> type[Smoother]:
+    """The registered smoother called ``name``, or a one-line :class:`ConfigError`."""
+    if not isinstance(name, str) or name not in SMOOTHERS:
+        raise ConfigError(f"smoothing: unknown smoother {name!r}; expected one of {', '.join(SMOOTHERS)}")
+    return SMOOTHERS[name]
+
+
+def describe_smoothing(name: str | None) -> str:
+    """The phrase reports use for a smoothing setting (``None``: tables given to ``NgramLM.from_tables``)."""
+    if name is None:
+        return "given back-off estimates (no lmbench smoother)"
+    cls = SMOOTHERS.get(name)
+    return cls.description if cls is not None else str(name)
+
+
+def _check_number(key: str, value: Any, ok: Callable[[float], bool], expected: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
+def _check_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+# ------------------------------------------------------------------------------------------- the smoothers
+@register_smoother
+@dataclass
+class MaximumLikelihood(Smoother):
+    """Relative frequencies: an unseen word after a seen context has probability 0 (infinite perplexity).
+
+    Only a context never seen in training falls back to the next lower order (there is no estimate at all).
+    """
+
+    name: ClassVar[str] = "mle"
+    description: ClassVar[str] = "maximum likelihood (raw relative frequencies)"
+
+    def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+        alphas, gammas = [], []
+        for m, table in enumerate(tables, start=1):
+            c = table.counts.astype(np.float64)
+            n_ctx = _num_contexts(tables, m)
+            total = context_sums(table, c, n_ctx)
+            alphas.append(c / np.where(total[table.context] > 0, total[table.context], 1.0))
+            gammas.append(np.where(total > 0, 0.0, 1.0))
+        return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
 
 
 def add_k(tables: list[NgramTable], k: float, *, bos_id: int) -> list[BackoffArrays]:
@@ -252,19 +361,41 @@ def add_k(tables: list[NgramTable], k: float, *, bos_id: int) -> list[BackoffArr
     return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
 
 
-def maximum_likelihood(tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
-    """Relative frequencies: an unseen word after a seen context has probability 0 (infinite perplexity).
+@register_smoother
+@dataclass
+class AddK(Smoother):
+    """Add ``k`` to every count of the top order (:func:`add_k`)."""
 
-    Only a context never seen in training falls back to the next lower order (there is no estimate at all).
-    """
-    alphas, gammas = [], []
-    for m, table in enumerate(tables, start=1):
-        c = table.counts.astype(np.float64)
-        n_ctx = _num_contexts(tables, m)
-        total = context_sums(table, c, n_ctx)
-        alphas.append(c / np.where(total[table.context] > 0, total[table.context], 1.0))
-        gammas.append(np.where(total > 0, 0.0, 1.0))
-    return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
+    name: ClassVar[str] = "add-k"
+    description: ClassVar[str] = "add-k smoothing"
+    k: float = 1.0
+
+    def validate(self) -> None:
+        _check_number("k", self.k, lambda k: k > 0, "a positive number")
+
+    def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+        return add_k(tables, self.k, bos_id=bos_id)
+
+
+@register_smoother
+@dataclass
+class Laplace(Smoother):
+    """Add one to every count of the top order."""
+
+    name: ClassVar[str] = "laplace"
+    description: ClassVar[str] = "add-one (Laplace) smoothing"
+
+    def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+        return add_k(tables, 1.0, bos_id=bos_id)
+
+
+@register_smoother
+@dataclass
+class Lidstone(AddK):
+    """Lidstone's name for add-k."""
+
+    name: ClassVar[str] = "lidstone"
+    description: ClassVar[str] = "Lidstone (add-k) smoothing"
 
 
 def good_turing_discounts(counts: np.ndarray, order: int, max_count: int = 5) -> np.ndarray:
@@ -294,124 +425,199 @@ def good_turing_discounts(counts: np.ndarray, order: int, max_count: int = 5) ->
     return d
 
 
-def katz(tables: list[NgramTable], *, bos_id: int, max_count: int = 5) -> list[BackoffArrays]:
+@register_smoother
+@dataclass
+class Katz(Smoother):
     """Katz back-off with Good-Turing discounts; back-off weights renormalise the unseen words' mass.
 
     bow(h) = (1 - sum_{w seen after h} p(w|h)) / (1 - sum_{w seen after h} p_lower(w|h')). Unigrams are
     discounted too and the freed mass is spread uniformly, so unseen words (``<unk>``) get probability.
     """
-    V = len(tables[0])
-    out: list[BackoffArrays] = []
-    for m, table in enumerate(tables, start=1):
-        c = table.counts.astype(np.float64)
-        d = good_turing_discounts(c, m, max_count)
-        ratio = np.where(c <= max_count, d[np.minimum(c, max_count).astype(np.int64)], 1.0)
-        n_ctx = _num_contexts(tables, m)
-        total = context_sums(table, c, n_ctx)
-        prob = ratio * c / np.where(total[table.context] > 0, total[table.context], 1.0)
-        if m == 1:
-            leftover = max(1.0 - prob.sum(), 0.0)
-            prob = prob + leftover * _uniform(V, bos_id)
-            prob[bos_id] = 0.0
+
+    name: ClassVar[str] = "katz"
+    description: ClassVar[str] = "Katz back-off with Good-Turing discounts"
+    max_count: ClassVar[int] = 5  # counts above it are trusted as they are
+
+    def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+        V = len(tables[0])
+        out: list[BackoffArrays] = []
+        for m, table in enumerate(tables, start=1):
+            c = table.counts.astype(np.float64)
+            d = good_turing_discounts(c, m, self.max_count)
+            ratio = np.where(c <= self.max_count, d[np.minimum(c, self.max_count).astype(np.int64)], 1.0)
+            n_ctx = _num_contexts(tables, m)
+            total = context_sums(table, c, n_ctx)
+            prob = ratio * c / np.where(total[table.context] > 0, total[table.context], 1.0)
+            if m == 1:
+                leftover = max(1.0 - prob.sum(), 0.0)
+                prob = prob + leftover * _uniform(V, bos_id)
+                prob[bos_id] = 0.0
+                out.append(BackoffArrays(prob=prob, bow=np.ones(len(table))))
+                continue
+            lower = out[-1].prob[table.suffix]
+            seen_mass = context_sums(table, prob, n_ctx)
+            lower_mass = context_sums(table, lower, n_ctx)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bow = np.where(total > 0, (1.0 - seen_mass) / np.maximum(1.0 - lower_mass, 1e-300), 1.0)
+            out[-1].bow = np.maximum(bow, 0.0)
             out.append(BackoffArrays(prob=prob, bow=np.ones(len(table))))
-            continue
-        lower = out[-1].prob[table.suffix]
-        seen_mass = context_sums(table, prob, n_ctx)
-        lower_mass = context_sums(table, lower, n_ctx)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bow = np.where(total > 0, (1.0 - seen_mass) / np.maximum(1.0 - lower_mass, 1e-300), 1.0)
-        out[-1].bow = np.maximum(bow, 0.0)
-        out.append(BackoffArrays(prob=prob, bow=np.ones(len(table))))
-    return out
+        return out
 
 
-def stupid_backoff(tables: list[NgramTable], *, backoff: float = 0.4) -> list[BackoffArrays]:
-    """Brants et al. (2007): relative frequency, else ``backoff`` x the lower order. Scores, not probabilities."""
-    out = []
-    for m, table in enumerate(tables, start=1):
-        c = table.counts.astype(np.float64)
-        total = context_sums(table, c, _num_contexts(tables, m))
-        prob = c / np.where(total[table.context] > 0, total[table.context], 1.0)
-        if out:
-            out[-1].bow = np.full(len(out[-1].prob), backoff)
-        out.append(BackoffArrays(prob=prob, bow=np.ones(len(table))))
-    return out
+@register_smoother
+@dataclass
+class WittenBell(Smoother):
+    """Interpolated Witten-Bell: alpha = c / (c(h) + T(h)), gamma = T(h) / (c(h) + T(h)), T = distinct followers.
 
-
-SMOOTHERS = (
-    "mle",
-    "add-k",
-    "laplace",
-    "lidstone",
-    "katz",
-    "witten-bell",
-    "absolute-discounting",
-    "kneser-ney",
-    "modified-kneser-ney",
-    "stupid-backoff",
-)
-
-
-def smooth(
-    tables: list[NgramTable],
-    smoothing: str,
-    *,
-    bos_id: int,
-    k: float = 1.0,
-    discount: float | None = None,
-    backoff: float = 0.4,
-    interpolate_unigrams: bool = True,
-    finish: Callable[[BackoffArrays], BackoffArrays] | None = None,
-    consume: bool = False,
-) -> tuple[list[BackoffArrays], dict]:
-    """Back-off form of ``tables`` under ``smoothing``, and the estimated constants (discounts) for reports.
-
-    ``interpolate_unigrams=False`` (interpolated smoothers only) makes order 1 an undiscounted relative
-    frequency of that smoother's counts (continuation counts for Kneser-Ney), as NLTK does; unseen words then
-    get probability 0. (KenLM's ``--interpolate_unigrams 0`` differs: it gives the discounted mass to <unk>.)
-    ``finish`` (the discounting smoothers) stores each order as soon as it is final, and ``consume`` lets them
-    drop what a table no longer needs as they go (the tables keep only their keys), to bound memory.
+    ``interpolate_unigrams=False`` ends in undiscounted unigram frequencies instead of the uniform floor.
     """
-    iu = interpolate_unigrams
-    info: dict = {}
-    done = finish or (lambda arrays: arrays)
-    if smoothing == "mle":
-        return [done(a) for a in maximum_likelihood(tables, bos_id=bos_id)], info
-    if smoothing in ("add-k", "laplace", "lidstone"):
-        return [done(a) for a in add_k(tables, 1.0 if smoothing == "laplace" else k, bos_id=bos_id)], info
-    if smoothing == "katz":
-        return [done(a) for a in katz(tables, bos_id=bos_id)], info
-    if smoothing == "witten-bell":
-        return [done(a) for a in witten_bell(tables, bos_id=bos_id, interpolate_unigrams=iu)], info
-    if smoothing == "absolute-discounting":
-        ds: list = []
 
-        def fixed_or_ney(m: int, c: np.ndarray) -> float:
-            ds.append(discount if discount is not None else single_discount(c, m))
-            return ds[-1]
+    name: ClassVar[str] = "witten-bell"
+    description: ClassVar[str] = "Witten-Bell interpolation"
+    interpolate_unigrams: bool = True
 
-        raw = lambda m, firsts: tables[m - 1].counts.astype(np.float64)  # noqa: E731
-        info["discounts"] = ds
-        arrays = discounted_interpolation(
-            tables, raw, fixed_or_ney, bos_id=bos_id, interpolate_unigrams=iu, finish=finish, consume=consume
+    def validate(self) -> None:
+        _check_bool("interpolate_unigrams", self.interpolate_unigrams)
+
+    def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+        alphas, gammas = [], []
+        for m, table in enumerate(tables, start=1):
+            c = table.counts.astype(np.float64)
+            n_ctx = _num_contexts(tables, m)
+            total = context_sums(table, c, n_ctx)
+            types = followers(table, n_ctx, table.counts > 0).astype(np.float64)
+            den = total + types
+            alphas.append(c / np.where(den[table.context] > 0, den[table.context], 1.0))
+            gammas.append(_gamma(types, den))
+        if not self.interpolate_unigrams:
+            _unigram_mle(alphas, gammas, tables[0].counts.astype(np.float64))
+        return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
+
+
+@dataclass
+class _Discounting(Smoother):
+    """Interpolated discounting (:func:`discounted_interpolation`): a subclass says which counts it discounts
+    and by how much; the estimated discounts are kept in ``discounts_`` for reports.
+
+    ``interpolate_unigrams=False`` makes order 1 an undiscounted relative frequency of the smoother's counts
+    (continuation counts for Kneser-Ney), as NLTK does; unseen words then get probability 0. (KenLM's
+    ``--interpolate_unigrams 0`` differs: it gives the discounted mass to <unk>.)
+    """
+
+    interpolate_unigrams: bool = True
+
+    def validate(self) -> None:
+        _check_bool("interpolate_unigrams", self.interpolate_unigrams)
+
+    @abc.abstractmethod
+    def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
+        """Order m's counts to discount, float64 (a fresh array); ``firsts``: each n-gram's first word."""
+
+    @abc.abstractmethod
+    def discount_of(self, m: int, counts: np.ndarray) -> float | tuple[float, float, float]:
+        """Order m's discount D, or (D1, D2, D3+) by count."""
+
+    def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+        return self.to_backoff(tables, bos_id=bos_id)
+
+    def to_backoff(
+        self,
+        tables: list[NgramTable],
+        *,
+        bos_id: int,
+        finish: Callable[[BackoffArrays], BackoffArrays] | None = None,
+        consume: bool = False,
+    ) -> list[BackoffArrays]:
+        discounts: list = []
+
+        def estimated(m: int, c: np.ndarray) -> float | tuple[float, float, float]:
+            discounts.append(self.discount_of(m, c))
+            return discounts[-1]
+
+        self.discounts_ = discounts
+        return discounted_interpolation(
+            tables,
+            lambda m, firsts: self.counts(tables, m, firsts, bos_id),
+            estimated,
+            bos_id=bos_id,
+            interpolate_unigrams=self.interpolate_unigrams,
+            finish=finish,
+            consume=consume,
         )
-        return arrays, info
-    if smoothing in ("kneser-ney", "modified-kneser-ney"):
-        ds = []
 
-        def estimate(m: int, c: np.ndarray) -> float | tuple[float, float, float]:
-            if smoothing == "modified-kneser-ney":
-                ds.append(mkn_discounts(c, m))
-            else:
-                ds.append(discount if discount is not None else single_discount(c, m))
-            return ds[-1]
 
-        adjusted = lambda m, firsts: adjusted_count(tables, m, firsts, bos_id)  # noqa: E731
-        info["discounts"] = ds
-        arrays = discounted_interpolation(
-            tables, adjusted, estimate, bos_id=bos_id, interpolate_unigrams=iu, finish=finish, consume=consume
-        )
-        return arrays, info
-    if smoothing == "stupid-backoff":
-        return [done(a) for a in stupid_backoff(tables, backoff=backoff)], info
-    raise ConfigError(f"smoothing: unknown smoother {smoothing!r}; expected one of {', '.join(SMOOTHERS)}")
+def _check_discount(discount: Any) -> None:
+    if discount is not None:
+        _check_number("discount", discount, lambda d: 0 < d < 1, "a number in (0, 1)")
+
+
+@register_smoother
+@dataclass
+class AbsoluteDiscounting(_Discounting):
+    """Interpolated absolute discounting of raw counts: a fixed ``discount``, else Ney's n1/(n1+2 n2)."""
+
+    name: ClassVar[str] = "absolute-discounting"
+    description: ClassVar[str] = "interpolated absolute discounting"
+    discount: float | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        _check_discount(self.discount)
+
+    def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
+        return tables[m - 1].counts.astype(np.float64)
+
+    def discount_of(self, m: int, counts: np.ndarray) -> float:
+        return self.discount if self.discount is not None else single_discount(counts, m)
+
+
+@register_smoother
+@dataclass
+class KneserNey(AbsoluteDiscounting):
+    """Interpolated Kneser-Ney: absolute discounting of continuation counts below the top order."""
+
+    name: ClassVar[str] = "kneser-ney"
+    description: ClassVar[str] = "interpolated Kneser-Ney"
+
+    def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
+        return adjusted_count(tables, m, firsts, bos_id)
+
+
+@register_smoother
+@dataclass
+class ModifiedKneserNey(_Discounting):
+    """Chen & Goodman's modified Kneser-Ney (KenLM's lmplz): three discounts per order, estimated."""
+
+    name: ClassVar[str] = "modified-kneser-ney"
+    description: ClassVar[str] = "modified Kneser-Ney (three discounts per order)"
+
+    def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
+        return adjusted_count(tables, m, firsts, bos_id)
+
+    def discount_of(self, m: int, counts: np.ndarray) -> tuple[float, float, float]:
+        return mkn_discounts(counts, m)
+
+
+@register_smoother
+@dataclass
+class StupidBackoff(Smoother):
+    """Brants et al. (2007): relative frequency, else ``backoff`` x the lower order. Scores, not probabilities."""
+
+    name: ClassVar[str] = "stupid-backoff"
+    description: ClassVar[str] = "stupid back-off"
+    normalized: ClassVar[bool] = False
+    backoff: float = 0.4
+
+    def validate(self) -> None:
+        _check_number("backoff", self.backoff, lambda b: 0 < b <= 1, "a number in (0, 1]")
+
+    def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+        out = []
+        for m, table in enumerate(tables, start=1):
+            c = table.counts.astype(np.float64)
+            total = context_sums(table, c, _num_contexts(tables, m))
+            prob = c / np.where(total[table.context] > 0, total[table.context], 1.0)
+            if out:
+                out[-1].bow = np.full(len(out[-1].prob), self.backoff)
+            out.append(BackoffArrays(prob=prob, bow=np.ones(len(table))))
+        return out

@@ -1,0 +1,241 @@
+"""Smoothers as registered strategies, and NgramLM.from_tables as the one way a fitted model is built."""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from lmbench.config import model_settings
+from lmbench.errors import ConfigError, DataError
+from lmbench.models.ngram import NgramLM
+from lmbench.models.ngram.counting import NgramTable
+from lmbench.models.ngram.smoothing import (
+    SMOOTHERS,
+    BackoffArrays,
+    Smoother,
+    describe_smoothing,
+    register_smoother,
+)
+from lmbench.models.registry import create_model
+from lmbench.reporting.narrative import describe_model
+
+
+@dataclass
+class AddDelta(Smoother):
+    """A toy: add ``delta`` to every unigram count and use those unigrams at every order."""
+
+    name: ClassVar[str] = "add-delta"
+    description: ClassVar[str] = "add-delta unigrams (a test's toy)"
+    delta: float = 0.5
+
+    def validate(self) -> None:
+        if not (isinstance(self.delta, float) and self.delta > 0):
+            raise ConfigError(f"delta: expected a positive number, got {self.delta!r}")
+
+    def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
+        counts = tables[0].counts.astype(np.float64) + self.delta
+        counts[bos_id] = 0.0
+        out = [BackoffArrays(prob=counts / counts.sum(), bow=np.ones(len(counts)))]
+        for table in tables[1:]:  # every stored n-gram gets its last word's unigram probability
+            out.append(BackoffArrays(prob=out[-1].prob[table.suffix], bow=np.ones(len(table))))
+        return out
+
+
+@pytest.fixture
+def add_delta():
+    register_smoother(AddDelta)  # the recipe's one registration line
+    try:
+        yield AddDelta
+    finally:
+        del SMOOTHERS[AddDelta.name]
+
+
+def test_a_smoother_defined_outside_the_package_fits_scores_and_round_trips(add_delta, tiny_train, tiny_test):
+    model = NgramLM(3, "add-delta", delta=0.25, precision="float64").fit(tiny_train)
+    V = len(tiny_train.vocab)
+    counts = np.bincount(tiny_train.targets(), minlength=V).astype(np.float64) + 0.25
+    counts[tiny_train.vocab.bos_id] = 0.0
+    expected = np.log(counts / counts.sum(), where=counts > 0, out=np.zeros(V))[tiny_test.targets()]
+    np.testing.assert_allclose(model.token_logprobs(tiny_test), expected, rtol=0, atol=1e-12)
+    # its parameter is a setting of the model: declared for configs, in get_params, and checked
+    assert model.get_params()["delta"] == 0.25
+    rebuilt = create_model("ngram", **model.get_params())
+    assert rebuilt.get_params() == model.get_params() and rebuilt.smoother == AddDelta(delta=0.25)
+    assert model_settings("ngram")["delta"] is float
+    assert describe_model("m", {"family": "ngram", "config": model.config()}).endswith(AddDelta.description)
+    for smoothing in ("add-delta", "kneser-ney"):  # checked whichever smoother is chosen
+        with pytest.raises(ConfigError, match="delta: expected a positive number, got -1.0"):
+            NgramLM(2, smoothing, delta=-1.0)
+
+
+def test_an_unregistered_smoother_and_its_settings_are_unknown(add_delta):
+    del SMOOTHERS[add_delta.name]
+    try:
+        with pytest.raises(ConfigError, match="smoothing: unknown smoother 'add-delta'"):
+            NgramLM(2, "add-delta")
+        with pytest.raises(ConfigError, match="delta: not a setting of an n-gram model"):
+            NgramLM(2, "kneser-ney", delta=0.5)
+        assert "delta" not in NgramLM().get_params()
+    finally:
+        register_smoother(add_delta)
+
+
+def test_registering_refuses_a_name_twice_and_a_clashing_default(add_delta):
+    with pytest.raises(ValueError, match="already registered"):
+        register_smoother(AddDelta)
+
+    @dataclass
+    class OtherK(Smoother):
+        name: ClassVar[str] = "other-k"
+        description: ClassVar[str] = "clash"
+        k: float = 2.0  # add-k's k defaults to 1.0: one setting cannot have two defaults
+
+        def estimate(self, tables, *, bos_id):
+            raise NotImplementedError
+
+    with pytest.raises(ValueError, match="'k' defaults to 2.0"):
+        register_smoother(OtherK)
+
+    @dataclass
+    class Ordered(OtherK):
+        name: ClassVar[str] = "ordered"
+        k: float = 1.0
+        order: int = 2  # would be swallowed by NgramLM's own order
+
+    with pytest.raises(ValueError, match="'order' is already a setting of NgramLM"):
+        register_smoother(Ordered)
+    assert "other-k" not in SMOOTHERS and "ordered" not in SMOOTHERS
+
+
+def test_every_smoother_describes_itself_for_reports():
+    for name, cls in SMOOTHERS.items():
+        assert cls.name == name and cls.description and "\n" not in cls.description
+        assert describe_model("m", {"family": "ngram", "config": {"order": 3, "smoothing": name}}) == (
+            f"a trigram model with {cls.description}"
+        )
+    assert describe_smoothing("modified-kneser-ney") == "modified Kneser-Ney (three discounts per order)"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 0}, "k: expected a positive number, got 0"),
+        ({"k": True}, "k: expected a positive number, got True"),
+        ({"discount": 1.0}, "discount: expected a number in (0, 1), got 1.0"),
+        ({"backoff": 0}, "backoff: expected a number in (0, 1], got 0"),
+        ({"interpolate_unigrams": 1}, "interpolate_unigrams: expected true or false, got 1"),
+        ({"smoothing": ["mle"]}, "smoothing: unknown smoother ['mle']"),
+    ],
+)
+def test_smoother_parameters_are_validated_by_their_smoother_in_one_line(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        NgramLM(**{"smoothing": "mle", **kwargs})
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_from_tables_rebuilds_a_fitted_model_and_checks_shapes(tiny_train, tiny_test):
+    model = NgramLM(3, "witten-bell").fit(tiny_train)
+    copy = NgramLM.from_tables(
+        model.vocab, model.keys_, model.log10prob_, model.log10bow_, **model.get_params()
+    )
+    np.testing.assert_array_equal(copy.token_logprobs(tiny_test), model.token_logprobs(tiny_test))
+    assert copy.config() == model.config() and copy.source_ is None
+    with pytest.raises(ValueError, match="expected 3 keys"):
+        NgramLM.from_tables(model.vocab, model.keys_[:2], model.log10prob_, model.log10bow_, order=3)
+    with pytest.raises(ValueError, match="order 2: .* keys but"):
+        NgramLM.from_tables(
+            model.vocab, model.keys_, [model.log10prob_[0], model.log10prob_[1][:-1], model.log10prob_[2]],
+            model.log10bow_,
+        )  # fmt: skip
+
+
+def test_a_model_read_from_arpa_says_where_its_estimates_came_from(tiny_train, tiny_test, tmp_path):
+    fitted = NgramLM(3, "kneser-ney").fit(tiny_train)
+    arpa = tmp_path / "kn3.arpa"
+    fitted.to_arpa(arpa)
+    model = NgramLM.from_arpa(arpa, tiny_train.vocab)
+    assert model.smoothing is None and model.source_ == str(arpa) and model.config()["source"] == str(arpa)
+    assert describe_model("kn3", {"family": "ngram", "config": model.config()}) == (
+        f"a trigram model with back-off estimates read from {arpa}"
+    )
+    assert describe_smoothing(None) == "given back-off estimates (no lmbench smoother)"
+    with pytest.raises(ConfigError, match="smoothing: a model of given tables"):
+        NgramLM(**model.get_params()).fit(tiny_train)
+    np.testing.assert_allclose(model.token_logprobs(tiny_test), fitted.token_logprobs(tiny_test), atol=5e-7)
+    model.save(tmp_path / "kn3.npz")
+    back = NgramLM.load(tmp_path / "kn3.npz")
+    assert back.source_ == str(arpa) and back.smoothing is None
+    np.testing.assert_array_equal(back.token_logprobs(tiny_test), model.token_logprobs(tiny_test))
+
+
+def _rewrite_meta(path: Path, edit) -> None:
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(bytes(arrays["meta"]).decode("utf-8"))
+    edit(meta)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_files_saved_before_from_tables_still_load(tiny_train, tiny_test, tmp_path):
+    """The old code saved ARPA-read models with smoothing "arpa" and no source; fitted models the same."""
+    fitted = NgramLM(3, "modified-kneser-ney").fit(tiny_train)
+    fitted.to_arpa(tmp_path / "m.arpa")
+    arpa_model = NgramLM.from_arpa(tmp_path / "m.arpa", tiny_train.vocab)
+    for model, name in ((fitted, "fitted.npz"), (arpa_model, "arpa.npz")):
+        model.save(tmp_path / name)
+
+        def old(meta, model=model):
+            meta.pop("source")
+            meta["config"].pop("source", None)
+            if model.smoothing is None:
+                meta["config"]["smoothing"] = "arpa"
+
+        _rewrite_meta(tmp_path / name, old)
+        back = NgramLM.load(tmp_path / name)
+        np.testing.assert_array_equal(back.token_logprobs(tiny_test), model.token_logprobs(tiny_test))
+        assert back.discounts_ == (json.loads(json.dumps(fitted.discounts_)) if model is fitted else None)
+    assert back.smoothing is None and back.source_ == "an ARPA file"
+    assert describe_model("old", {"family": "ngram", "config": back.config()}).endswith(
+        "read from an ARPA file"
+    )
+    _rewrite_meta(tmp_path / "fitted.npz", lambda meta: meta["vocab"].pop())  # tables no longer fit it
+    with pytest.raises(DataError, match="fitted.npz: not an lmbench n-gram model file .*one per word"):
+        NgramLM.load(tmp_path / "fitted.npz")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every lmbench module a file imports, at module level, in functions or under TYPE_CHECKING."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lmbench"):
+            out.add(node.module)
+            out.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names if alias.name.startswith("lmbench"))
+    return out
+
+
+def test_no_import_cycle_between_ngram_modules():
+    root = Path(__file__).resolve().parents[1] / "lmbench" / "models" / "ngram"
+    names = {p.stem: f"lmbench.models.ngram.{p.stem}" for p in root.glob("*.py") if p.stem != "__init__"}
+    graph = {stem: {s for s, mod in names.items() if mod in _imports(root / f"{stem}.py")} for stem in names}
+    assert graph["model"] >= {"arpa", "smoothing"} and "model" not in graph["arpa"]
+
+    def reachable(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                seen.add(nxt)
+                todo.append(nxt)
+        return seen
+
+    for stem in graph:
+        assert stem not in reachable(stem), f"{stem}.py imports itself through {sorted(reachable(stem))}"
