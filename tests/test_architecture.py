@@ -20,7 +20,6 @@ TOLERATED_PACKAGE_CYCLES: set[frozenset[str]] = {
 }
 TOLERATED_FILE_CYCLES: set[frozenset[str]] = {
     frozenset({"lmbench.data.corpus", "lmbench.data.encoding"}),
-    frozenset({"lmbench.models.ngram.arpa", "lmbench.models.ngram.model"}),
     frozenset(
         {
             "lmbench.config",
