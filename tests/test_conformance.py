@@ -171,15 +171,15 @@ def test_generate_is_seeded_and_in_vocabulary(fitted):
 
 
 def test_num_parameters_and_config(fitted, name, params, tiny_train, tiny_test):
-    """config() is JSON that names the family and holds settings (the given ones unchanged) and what the data
+    """config() is JSON that names the back-end and holds settings (the given ones unchanged) and what the data
     fixed (``vocab_size``), nothing else; rebuilt by name from it and fitted alike, it is the same model: same
     config, same size, same scores."""
     config = fitted.config()
     assert json.loads(json.dumps(config)) == config
-    assert config["family"] == fitted.family
+    assert config["backend"] == fitted.backend
     settings = fitted.get_params()
     assert {k: settings[k] for k in params} == params
-    assert set(config) - set(settings) <= {"family", "vocab_size"}
+    assert set(config) - set(settings) <= {"backend", "vocab_size"}
     rebuilt = create_model(name, **{k: v for k, v in config.items() if k in settings})
     rebuilt.fit(tiny_train, budget=TINY_BUDGET)
     assert rebuilt.config() == config

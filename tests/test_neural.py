@@ -158,15 +158,15 @@ def test_a_backend_missing_a_hook_fails_at_once():
         "hidden_size": 4,
     }
     assert set(hooks) == NeuralLM.__abstractmethods__
-    complete = type("Complete", (NeuralLM,), {"family": "tiny", "NetConfig": TinyConfig, **hooks})
+    complete = type("Complete", (NeuralLM,), {"backend": "tiny", "NetConfig": TinyConfig, **hooks})
     assert complete(width=3).net_config.width == 3 and complete.net_fields == ("width",)
     for missing in hooks:
-        incomplete = type("Incomplete", (NeuralLM,), {"family": "tiny", "NetConfig": TinyConfig,
+        incomplete = type("Incomplete", (NeuralLM,), {"backend": "tiny", "NetConfig": TinyConfig,
                                                       **{k: v for k, v in hooks.items() if k != missing}})  # fmt: skip
         with pytest.raises(TypeError, match=missing):
             incomplete()
     with pytest.raises(TypeError, match="vocab_size"):
-        type("NoVocab", (NeuralLM,), {"family": "tiny", "NetConfig": dataclass(type("C", (), {})), **hooks})
+        type("NoVocab", (NeuralLM,), {"backend": "tiny", "NetConfig": dataclass(type("C", (), {})), **hooks})
 
 
 def test_transformer_sliding_window_gives_every_token_at_least_half_a_window(synthetic):

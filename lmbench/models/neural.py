@@ -66,7 +66,7 @@ def stream_validation(model: LanguageModel, valid: TokenStream | None) -> Callab
 class NeuralLM(LanguageModel):
     """Common wrapper: fit through the one Trainer, score with chunked output layers, save/load safely.
 
-    A subclass sets ``family`` and ``NetConfig`` (a dataclass with a ``vocab_size`` field; its other fields are
+    A subclass sets ``backend`` and ``NetConfig`` (a dataclass with a ``vocab_size`` field; its other fields are
     the network's settings, the rest of ``**params`` are :class:`TrainConfig`'s) and implements the
     abstract hooks below. ``context_window`` (the longest context the network reads; ``None``: unbounded) and
     ``initial_carry`` have defaults.
