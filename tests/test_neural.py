@@ -346,3 +346,18 @@ def test_transformer_never_scores_with_untrained_positions(tiny_train, tiny_test
         model.net_.pos_emb.weight[4:] = 1e3  # garbage in every position the model never trained
     for context, lp in before.items():
         np.testing.assert_array_equal(model.token_logprobs(tiny_test, context=context), lp)
+
+
+def test_a_training_split_shorter_than_seq_len_still_gives_batches():
+    """The epoch's random offset is drawn below seq_len; on a split shorter than that, every epoch still
+    trains on all of it (it used to leave an empty batch and fail with a reshape error)."""
+    from lmbench.training.loop import stream_batches
+
+    sequence = np.arange(1, 11)  # 10 tokens: 9 (input, target) pairs
+    for epoch in range(20):
+        batches = list(stream_batches(sequence, 32, 128, epoch=epoch, seed=0, bos_id=1))
+        assert batches and sum(int(b.mask.sum()) for b in batches) >= 1
+        for b in batches:
+            np.testing.assert_array_equal(
+                b.targets.numpy(), b.inputs.numpy() + 1
+            )  # each target follows its input

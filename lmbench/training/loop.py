@@ -110,6 +110,8 @@ def stream_batches(
     """The split as ``batch_size`` parallel streams cut into windows of ``seq_len`` (word_language_model's
     batchify), from an epoch-dependent random offset so window boundaries move between epochs."""
     offset = int(np.random.default_rng([seed, epoch]).integers(0, seq_len))
+    if offset >= len(sequence) - 1:  # a split shorter than the offset: no (input, target) pair would be left
+        offset = 0
     seq = torch.from_numpy(np.ascontiguousarray(sequence[offset:], dtype=np.int64))
     rows = max((len(seq) - 1) // batch_size, 1)
     batch_size = min(batch_size, max((len(seq) - 1) // rows, 1))
