@@ -437,7 +437,8 @@ class Trainer:
             return 0
         if not torch.isfinite(loss_sum.detach()).item():
             raise TrainingDiverged(
-                f"training diverged at step {state.step + 1}: loss is {float(loss_sum):g}", state.step + 1
+                f"training diverged at step {state.step + 1}: loss is {float(loss_sum.detach()):g}",
+                state.step + 1,
             )
         (loss_sum * distributed.world_size() / global_tokens).backward()
         if c.clip > 0:
