@@ -34,7 +34,7 @@ from lmbench.config import (
     resolve_task_paths,
 )
 from lmbench.data.cards import load_card_corpus
-from lmbench.data.corpus import Corpus, TokenizedCorpus, tokenize_corpus
+from lmbench.data.corpus import Corpus, LoadedData, TokenizedCorpus, tokenize_corpus
 from lmbench.data.synthetic import SyntheticSource
 from lmbench.data.tokenizers import get_tokenizer
 from lmbench.errors import ConfigError, TrainingDiverged, first_line
@@ -46,21 +46,13 @@ from lmbench.evaluation.bootstrap import (
     seeded_perplexity_interval,
 )
 from lmbench.io import atomic_write_text, check_output_dir
-from lmbench.models.base import Budget, LanguageModel
+from lmbench.models.base import Budget, LanguageModel, resolve_budget
 from lmbench.models.registry import create_model, model_class
 from lmbench.results import ResultRow
 from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, fingerprint
 from lmbench.training import distributed
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedData:
-    corpus: Corpus
-    data: TokenizedCorpus
-    entropy_floor: dict[str, float] | None = None
-    card: dict[str, Any] = field(default_factory=dict)
 
 
 def load_data(config: ExperimentConfig) -> LoadedData:
@@ -140,17 +132,6 @@ def split_files(config: ExperimentConfig) -> dict[str, str]:
     if c.file is not None:
         return {split: f"the {split} part of {c.file.name}" for split in ("train", "valid", "test")}
     return {}
-
-
-def resolve_budget(budget: Budget | None, model: LanguageModel) -> Budget | None:
-    """The one meaning of "no budget", settled before ``fit``: an absent or empty budget is the family's
-    default (the neural families' ``epochs`` setting); families that take no budget (n-grams) get ``None``."""
-    default = model.default_budget()
-    if default is None:
-        return None
-    if budget is None or budget.unlimited:
-        return default
-    return budget
 
 
 @dataclass
@@ -526,7 +507,7 @@ def tune(
     record; a failed search is added to ``failures`` (its model trains with the settings as written)."""
     if not any(spec.search is not None for spec in config.models):
         return config, {}
-    from lmbench.search import tune_models
+    from lmbench.search.study import tune_models
 
     config, found, search_errors = tune_models(config, loaded, runs_dir, storage=storage, say=say)
     for name, error in search_errors:

@@ -40,17 +40,24 @@ def entries(corpus, **models):
 
 
 def test_next_word_ranks_by_hand(corpus):
+    """A unigram ranks every context's candidates by count. Per 4 lines: the 6, </s> 4, cat 3, on 3, sat, dog,
+    log, a 2 each, mat, saw, was 1 each (27 predictions); the truth's rank is 1 + the words counted more often
+    (ties favour the truth): the 1, </s> 2, cat and on 3, the 2-count words 5, the 1-count words 9."""
     rows, errors = rows_and_errors(
         run_tasks(
             {"next-word": {"max_tokens": 10_000}},
-            entries(corpus, kn=dict(order=3)),
+            entries(corpus, kn=dict(order=3), uni=dict(order=1, smoothing="witten-bell")),
             corpus,
             seed=0,
             bootstrap=100,
         )
     )
     assert not errors
-    values = {r.metric: r for r in rows}
+    unigram = {r.metric: r.value for r in rows if r.model == "uni"}
+    assert unigram["top1"] == pytest.approx(6 / 27)
+    assert unigram["top5"] == pytest.approx((6 + 4 + 3 + 3 + 4 * 2) / 27)
+    assert unigram["mrr"] == pytest.approx((6 / 1 + 4 / 2 + 6 / 3 + 8 / 5 + 3 / 9) / 27)
+    values = {r.metric: r for r in rows if r.model == "kn"}
     assert 0 < values["top1"].value <= values["top5"].value <= 1
     assert values["top1"].low <= values["top1"].value <= values["top1"].high
     assert values["top1"].n == corpus.test.num_predicted

@@ -57,7 +57,6 @@ def best_table(results: dict[str, Any]) -> list[dict[str, str]]:
 
 def statement(results: dict[str, Any]) -> str:
     """ "Tuned with equal budgets ..." or what differed, and which models were not tuned."""
-    from lmbench.search import budget_statement
 
     searches = results.get("search", {})
     untuned = [name for name in results.get("models", {}) if name not in searches]
@@ -202,3 +201,27 @@ def write_search_outputs(results: dict[str, Any], out_dir: Path, *, plots: bool)
         sensitivity_plot(results, out_dir / "search_sensitivity.png"),
     ]
     return [p for p in made if p is not None]
+
+
+def budget_statement(searches: dict[str, dict[str, Any]], untuned: list[str]) -> str:
+    """One sentence for the report: tuned with equal budgets, or what differed, and what was not tuned."""
+    if not searches:
+        return ""
+    limits = {name: (s["limits"], s["trial_budget"]) for name, s in searches.items()}
+    spent = "; ".join(
+        f"{name} {int(s['spent']['trials'])} trials ({int(s['spent']['pruned'])} pruned), "
+        f"{int(s['spent']['tokens']):,} tokens, {s['spent']['seconds']:.0f} s"
+        for name, s in searches.items()
+    )
+    if len(searches) > 1 and len(set(limits.values())) == 1:
+        first = next(iter(limits.values()))
+        text = f"Tuned with equal budgets: each search was limited to {first[0]} ({first[1]} a trial). Spent: {spent}."
+    elif len(searches) > 1:
+        each = "; ".join(f"{name}: {lim} ({tb} a trial)" for name, (lim, tb) in limits.items())
+        text = f"Tuning budgets differed: {each}. Spent: {spent}."
+    else:
+        ((name, (lim, tb)),) = limits.items()
+        text = f"{name} was tuned: {lim} ({tb} a trial). Spent: {spent}."
+    if untuned:
+        text += f" Not tuned (settings as written): {', '.join(untuned)}."
+    return text
