@@ -53,17 +53,14 @@ def main() -> None:
         "features": True,  # show the feature classifier's row even where "auto" would drop it
     }
     start = time.perf_counter()
-    rows, errors = run_tasks({"classify": config}, models, data, seed=0, bootstrap=1000)
+    result = run_tasks({"classify": config}, models, data, seed=0, bootstrap=1000)
+    rows, errors = result.rows, result.errors
     seconds = time.perf_counter() - start
     for e in errors:
         print("error:", e)
-    print(
-        f"SST-2 dev ({rows[0]['n']} sentences), {rows[0]['train_items']:,} training sentences {rows[0]['detail']}"
-    )
+    print(f"SST-2 dev ({rows[0].n} sentences), {rows[0].train_items:,} training sentences {rows[0].detail}")
     for r in rows:
-        print(
-            f"  {r['model']:30s} {r['method']:10s} {r['metric']:9s} {r['value']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
-        )
+        print(f"  {r.model:30s} {r.method:10s} {r.metric:9s} {r.value:.3f} [{r.low:.3f}, {r.high:.3f}]")
     print(f"  total {seconds:.1f} s for {len(models)} models")
 
 

@@ -45,17 +45,18 @@ def main() -> None:
             "replace": False,
             "tokenizer": name,
         }
-        rows, errors = run_tasks({"minimal-pairs": config}, entries, data, seed=0, bootstrap=1000)
+        result = run_tasks({"minimal-pairs": config}, entries, data, seed=0, bootstrap=1000)
+        rows, errors = result.rows, result.errors
         for e in errors:
             print("error:", e)
         total = {"n": 0, "ties": 0, "oov": 0, "correct": 0.0}
         for r in rows:
-            print(f"{name:11s} {r['file']:42s} {r['n']:5d} {r['ties']:5d} {r['oov_items']:5d} "
-                  f"{r['value']:.3f} [{r['low']:.3f}, {r['high']:.3f}]")  # fmt: skip
-            total["n"] += r["n"]
-            total["ties"] += r["ties"]
-            total["oov"] += r["oov_items"]
-            total["correct"] += r["value"] * r["n"]
+            print(f"{name:11s} {r.file:42s} {r.n:5d} {r.ties:5d} {r.oov_items:5d} "
+                  f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]")  # fmt: skip
+            total["n"] += r.n
+            total["ties"] += r.ties
+            total["oov"] += r.oov_items
+            total["correct"] += r.value * r.n
         print(f"{name:11s} {'all files':42s} {total['n']:5d} {total['ties']:5d} {total['oov']:5d}  "
               f"{total['correct'] / total['n']:.3f}  (ties {100 * total['ties'] / total['n']:.1f}%)")  # fmt: skip
 

@@ -7,7 +7,6 @@ Exit codes: 0 success; 1 a run failure (a model or task failed; the others were 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shlex
 import sys
@@ -25,6 +24,7 @@ import click
 import lmbench
 from lmbench.errors import DataError, LmbenchError
 from lmbench.models.ngram.smoothing import SMOOTHERS as NGRAM_SMOOTHERS
+from lmbench.reporting.formats import DEFAULT_FORMATS, REPORT_FORMATS
 
 
 class InputError(click.ClickException):
@@ -39,29 +39,6 @@ class RunFailure(click.ClickException):
 
 def _fail(error: LmbenchError) -> InputError:
     return InputError(str(error).splitlines()[0])
-
-
-def _table(results: dict) -> str:
-    from lmbench.reporting import tables
-    from lmbench.reporting.search_plots import mark_tuned, statement
-
-    bootstrap = (results.get("provenance") or {}).get("bootstrap")
-
-    table = mark_tuned(tables.display_table(results["rows"], bootstrap=bootstrap), results)
-    text = tables.render(table, "simple")
-    floor = results.get("entropy_floor")
-    if floor:
-        text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
-    if results.get("search"):
-        text += f"\n{statement(results)}"
-    text += f"\n{tables.signature(results)}"
-    task_rows = results.get("tasks") or []
-    if task_rows:
-        from lmbench.tasks import tie_warnings
-
-        text += "\n\n" + tables.render(tables.task_table(task_rows, compact=True), "simple")
-        text += "".join(f"\n{w}" for w in tie_warnings(task_rows))
-    return text
 
 
 def _command(words: list[str], **options: Path | None) -> str:
@@ -84,7 +61,7 @@ def _run(
     from lmbench.config import load_config
     from lmbench.experiment import run_experiment
     from lmbench.io import check_output_dir
-    from lmbench.reporting import render_report
+    from lmbench.reporting import render_report, summary_text
     from lmbench.reporting.report import check_report_folder
     from lmbench.training import distributed
 
@@ -105,7 +82,7 @@ def _run(
     if not distributed.is_main():
         return
     render_report(results, output, config.report.formats)
-    click.echo(_table(results))
+    click.echo(summary_text(results))
     click.echo(f"\nreport: {output / 'report.md'}  (runs in {runs_dir})")
     if results["failures"]:
         raise RunFailure(f"{len(results['failures'])} failure(s): " + "; ".join(results["failures"]))
@@ -277,13 +254,12 @@ def evolution(output: Path | None, runs_dir: Path | None) -> None:
 @main.command()
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
-    "--formats", default="md,csv,json,html,png", help="Comma-separated: md,csv,json,html,latex,png."
+    "--formats", default=",".join(DEFAULT_FORMATS), help=f"Comma-separated: {','.join(REPORT_FORMATS)}."
 )
 @verbose_option
 def report(folder: Path, formats: str) -> None:
     """Re-render the report in FOLDER from its results.json, without retraining."""
-    from lmbench.config import REPORT_FORMATS
-    from lmbench.reporting import load_results, render_report
+    from lmbench.reporting import load_results, render_report, summary_text
 
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
     bad = [f for f in chosen if f not in REPORT_FORMATS]
@@ -296,7 +272,7 @@ def report(folder: Path, formats: str) -> None:
     except LmbenchError as e:
         raise _fail(e) from None
     render_report(results, folder, chosen)
-    click.echo(_table(results))
+    click.echo(summary_text(results))
 
 
 @main.command()
@@ -306,28 +282,13 @@ def report(folder: Path, formats: str) -> None:
 @verbose_option
 def compare(run_a: Path, run_b: Path, split: str) -> None:
     """Put two report folders side by side: perplexity of each model in RUN_A and RUN_B."""
-    from lmbench.reporting import load_results, tables
+    from lmbench.reporting import compare_results, load_results
 
     try:
         a, b = load_results(run_a), load_results(run_b)
     except LmbenchError as e:
         raise _fail(e) from None
-    key = lambda r: (r["model"], r["context"])  # noqa: E731
-    rows_a = {key(r): r for r in a["rows"] if r["split"] == split}
-    rows_b = {key(r): r for r in b["rows"] if r["split"] == split}
-    table = []
-    for k in dict.fromkeys([*rows_a, *rows_b]):
-        ra, rb = rows_a.get(k), rows_b.get(k)
-        pa = ra["perplexity"] if ra else math.nan
-        pb = rb["perplexity"] if rb else math.nan
-        table.append({
-            "model": k[0], "context": k[1],
-            run_a.name: tables.with_interval(pa, ra.get("perplexity_low") if ra else None, ra.get("perplexity_high") if ra else None) if ra else "",
-            run_b.name: tables.with_interval(pb, rb.get("perplexity_low") if rb else None, rb.get("perplexity_high") if rb else None) if rb else "",
-            "change": f"{100 * (pb - pa) / pa:+.1f}%" if ra and rb and math.isfinite(pa) and math.isfinite(pb) else "",
-        })  # fmt: skip
-    click.echo(tables.render(table, "simple"))
-    click.echo(f"A: {tables.signature(a)}\nB: {tables.signature(b)}")
+    click.echo(compare_results(a, b, names=(run_a.name, run_b.name), split=split))
 
 
 @main.command()
@@ -492,38 +453,10 @@ def corpora() -> None:
 @verbose_option
 def corpora_list(data_dir: Path | None) -> None:
     """Show each corpus card and whether a verified local copy is present."""
-    from lmbench.data.cards import card_files, check_card, load_card
+    from lmbench.data.cards import list_corpora
     from lmbench.reporting import tables
 
-    rows = []
-    for name in card_files():
-        status = check_card(load_card(name), data_dir)
-        state = (
-            "missing"
-            if not status.present
-            else {True: "verified", False: "CHECKSUM MISMATCH", None: "present (no checksum)"}[
-                status.verified
-            ]
-        )
-        rows.append(
-            {
-                "name": name,
-                "tokenizer": status.card.tokenizer,
-                "licence": status.card.licence,
-                "local copy": state,
-                "folder": str(status.folder or ""),
-            }
-        )
-    rows.append(
-        {
-            "name": "synthetic",
-            "tokenizer": "whitespace",
-            "licence": "generated",
-            "local copy": "built in",
-            "folder": "",
-        }
-    )
-    click.echo(tables.render(rows, "simple"))
+    click.echo(tables.render(list_corpora(data_dir), "simple"))
 
 
 @corpora.command("fetch")

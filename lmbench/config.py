@@ -22,6 +22,7 @@ from lmbench.data.synthetic import SyntheticConfig
 from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError
 from lmbench.models.base import CONTEXTS, Budget
+from lmbench.reporting.formats import REPORT_FORMATS
 from lmbench.search.space import ModelSearch, SearchConfig, parse_model_search, parse_search_table
 
 if sys.version_info >= (3, 11):
@@ -30,7 +31,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SPLIT_NAMES = ("train", "valid", "test")
-REPORT_FORMATS = ("md", "csv", "json", "html", "latex", "png")
 SYNTHETIC_KEYS = {f for f in SyntheticConfig.__dataclass_fields__}
 
 
@@ -92,6 +92,9 @@ class ExperimentConfig:
     source: str = "<config>"
     seeds: list[int] | None = None  # train each stochastic model once per seed
     search: SearchConfig | None = None  # [search]: tuning limits shared by every searched model
+    base: Path = field(
+        default_factory=Path.cwd
+    )  # the config file's folder: relative task files resolve here first
 
     def model(self, name: str) -> ModelConfig:
         return next(m for m in self.models if m.name == name)
@@ -182,7 +185,7 @@ def parse_config(
     models = _parse_models(source, top.get("model", list, required=True))
     search = _parse_search(source, top, models)
     evaluate = _parse_evaluate(_Reader(source, "evaluate", top.get("evaluate", dict, {})))
-    tasks = _parse_tasks(source, top.get("tasks", dict, {}), base, corpus.data_dir)
+    tasks = _parse_tasks(top.get("tasks", dict, {}))
     report = _parse_report(_Reader(source, "report", top.get("report", dict, {})), models)
     top.done()
     return ExperimentConfig(
@@ -197,6 +200,7 @@ def parse_config(
         source,
         seeds=seeds,
         search=search,
+        base=base,
     )
 
 
@@ -315,15 +319,14 @@ def _parse_evaluate(e: _Reader) -> EvaluateConfig:
     return evaluate
 
 
-def _parse_tasks(
-    source: str, tables: dict[str, Any], base: Path, data_dir: Path | None
-) -> dict[str, dict[str, Any]]:
-    """``[tasks.*]``: each task's options with its file paths resolved (a new table; ``tables`` is untouched).
+def _parse_tasks(tables: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[tasks.*]``: each task's options as written (copies; ``tables`` is untouched).
 
-    The task names, option keys and values, and the files' contents are checked by the experiment before
-    any training (:func:`lmbench.experiment.check_tasks`): they need the task modules.
+    The task names, option keys and values, file paths (resolved beside the config, then in the data folder)
+    and the files' contents are checked by the experiment before any training
+    (:func:`lmbench.experiment.check_tasks`): they need the task modules.
     """
-    return resolve_task_paths(source, tables, base=base, data_dir=data_dir)
+    return {name: dict(options) if isinstance(options, dict) else options for name, options in tables.items()}
 
 
 def _parse_report(r: _Reader, models: list[ModelConfig]) -> ReportConfig:
@@ -370,7 +373,6 @@ def load_config(path: str | Path, *, data_dir: str | Path | None = None) -> Expe
 # Checks that need more than a type: each raises ConfigError naming the file, the key and what was expected.
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-TASK_PATH_KEYS = ("train", "test", "files")  # task options that name files
 
 
 def check_plain_name(source: str, key: str, name: str) -> None:
@@ -595,10 +597,16 @@ def device_problem(device: str) -> str | None:
 
 
 def resolve_task_paths(
-    source: str, tasks: dict[str, Any], *, base: Path, data_dir: Path | None
+    source: str,
+    tasks: dict[str, Any],
+    *,
+    base: Path,
+    data_dir: Path | None,
+    file_options: dict[str, Sequence[str]],
 ) -> dict[str, dict[str, Any]]:
     """The task tables with the file paths of their options made absolute, as new tables (``tasks`` is not
-    changed; a table that is not a table is kept as it is, for the task checks to name).
+    changed; a table that is not a table is kept as it is, for the task checks to name). ``file_options``:
+    each known task's option keys that name files (its module's ``FILE_OPTIONS``).
 
     Rule (as corpus cards find ``<name>/``): a relative path is looked for beside the config file, then in the
     data folder (``corpus.data_dir`` or ``--data-dir``, else ``$LMBENCH_DATA``, else ``../shared/corpora``, else
@@ -625,7 +633,7 @@ def resolve_task_paths(
             resolved[name] = options
             continue
         resolved[name] = dict(options)
-        for key in TASK_PATH_KEYS:
+        for key in file_options.get(name, ()):
             value = options.get(key)
             if isinstance(value, str):
                 resolved[name][key] = resolve(f"tasks.{name}.{key}", value)
@@ -637,19 +645,24 @@ def resolve_task_paths(
 
 
 def check_task_options(
-    source: str, tasks: dict[str, Any], defaults: dict[str, dict[str, Any]], model_names: Sequence[str]
+    source: str,
+    tasks: dict[str, Any],
+    defaults: dict[str, dict[str, Any]],
+    file_options: dict[str, Sequence[str]],
+    model_names: Sequence[str],
 ) -> None:
     """Task options against the type of their defaults (so ``max_tokens = "x"`` fails now, not after training):
     numbers >= 0 (temperature > 0), ``split`` a split name, ``reference`` a model of this config.
 
-    ``defaults``: each known task's default options (tasks not in it are named by the task checks)."""
+    ``defaults``: each known task's default options (tasks not in it are named by the task checks);
+    ``file_options``: its option keys that name files (checked by :func:`resolve_task_paths`)."""
     for name, options in tasks.items():
         if name not in defaults or not isinstance(options, dict):
             continue  # validate_task_configs names it
         for key, value in options.items():
             where = f"{source}: tasks.{name}.{key}"
             default = defaults[name].get(key)
-            if default is None or key in TASK_PATH_KEYS:
+            if default is None or key in file_options.get(name, ()):
                 continue
             hint = (
                 type(default)

@@ -10,6 +10,7 @@ combined into one row per model, split and context; the report is rendered from 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -25,9 +26,15 @@ from typing import Any
 import numpy as np
 
 import lmbench
-from lmbench.config import ExperimentConfig, ModelConfig, check_settings_for_vocabulary, check_task_options
+from lmbench.config import (
+    ExperimentConfig,
+    ModelConfig,
+    check_settings_for_vocabulary,
+    check_task_options,
+    resolve_task_paths,
+)
 from lmbench.data.cards import load_card_corpus
-from lmbench.data.corpus import Corpus, TokenizedCorpus, tokenize_corpus
+from lmbench.data.corpus import Corpus, LoadedData, TokenizedCorpus, tokenize_corpus
 from lmbench.data.synthetic import SyntheticSource
 from lmbench.data.tokenizers import get_tokenizer
 from lmbench.errors import ConfigError, TrainingDiverged, first_line
@@ -39,33 +46,13 @@ from lmbench.evaluation.bootstrap import (
     seeded_perplexity_interval,
 )
 from lmbench.io import atomic_write_text, check_output_dir
-from lmbench.models.base import Budget, LanguageModel
+from lmbench.models.base import Budget, LanguageModel, resolve_budget
 from lmbench.models.registry import create_model, model_class
+from lmbench.results import ResultRow
 from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, fingerprint
 from lmbench.training import distributed
 
 log = logging.getLogger(__name__)
-
-# results.csv: the figures, identical on every machine for token/epoch budgets (bit for bit on one machine)
-RESULT_COLUMNS = [
-    "model", "family", "split", "context", "seeds", "budget", "tokens", "oov", "oov_rate", "perplexity",
-    "perplexity_low", "perplexity_high", "seed_sd", "bits_per_token", "bits_per_char", "perplexity_excl_oov",
-    "zero_prob_tokens", "parameters", "train_tokens", "train_flops",
-    "diff_vs_baseline", "diff_low", "diff_high", "p_value",
-]  # fmt: skip
-# timings.csv: what this machine took (differs between runs and machines, so kept out of results.csv)
-TIMING_COLUMNS = [
-    "model", "split", "context", "train_seconds", "train_tokens_per_second", "score_tokens_per_second",
-    "peak_rss_mb", "device",
-]  # fmt: skip
-
-
-@dataclass
-class LoadedData:
-    corpus: Corpus
-    data: TokenizedCorpus
-    entropy_floor: dict[str, float] | None = None
-    card: dict[str, Any] = field(default_factory=dict)
 
 
 def load_data(config: ExperimentConfig) -> LoadedData:
@@ -145,17 +132,6 @@ def split_files(config: ExperimentConfig) -> dict[str, str]:
     if c.file is not None:
         return {split: f"the {split} part of {c.file.name}" for split in ("train", "valid", "test")}
     return {}
-
-
-def resolve_budget(budget: Budget | None, model: LanguageModel) -> Budget | None:
-    """The one meaning of "no budget", settled before ``fit``: an absent or empty budget is the family's
-    default (the neural families' ``epochs`` setting); families that take no budget (n-grams) get ``None``."""
-    default = model.default_budget()
-    if default is None:
-        return None
-    if budget is None or budget.unlimited:
-        return default
-    return budget
 
 
 @dataclass
@@ -330,26 +306,24 @@ def score_model(
         lp = model.token_logprobs(stream, context=context)
         seconds = time.perf_counter() - start
         logprobs[key] = lp
-        row = {
-            "model": run.spec.name,
-            "family": run.spec.family,
-            "seed": run.seed,
-            "split": split,
-            "context": context,
+        row = ResultRow(
+            model=run.spec.name,
+            family=run.spec.family,
+            seed=run.seed,
+            split=split,
+            context=context,
             **score(lp, stream).to_dict(),
-            "zero_prob_tokens": int(np.isneginf(lp).sum()),
-            "budget": info["budget"],
-            "parameters": info["parameters"],
-            "train_tokens": info["train_tokens"],
-            "train_flops": info["train_flops"],
-            "train_seconds": info["train_seconds"],
-            "train_tokens_per_second": info["train_tokens_per_second"],
-            "score_tokens_per_second": stream.num_predicted / seconds if seconds > 0 else float("nan"),
-            "peak_rss_mb": peak_rss_mb(),
-            "device": info["device"],
-            "perplexity_low": float("nan"),
-            "perplexity_high": float("nan"),
-        }
+            zero_prob_tokens=int(np.isneginf(lp).sum()),
+            budget=info["budget"],
+            parameters=info["parameters"],
+            train_tokens=info["train_tokens"],
+            train_flops=info["train_flops"],
+            train_seconds=info["train_seconds"],
+            train_tokens_per_second=info["train_tokens_per_second"],
+            score_tokens_per_second=stream.num_predicted / seconds if seconds > 0 else float("nan"),
+            peak_rss_mb=peak_rss_mb(),
+            device=info["device"],
+        ).to_dict()
         if not model.normalized:  # scores that are not probabilities have no perplexity
             for name in ("perplexity", "bits_per_token", "bits_per_char", "perplexity_excl_oov"):
                 row[name] = float("nan")
@@ -432,20 +406,28 @@ def check_output_dirs(config: ExperimentConfig, runs_dir: Path) -> None:
         check_output_dir(runs_dir / spec.name, f"run folder of model '{spec.name}'")
 
 
-def check_tasks(config: ExperimentConfig) -> None:
+def check_tasks(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """Before any data is read or model trained: every task's name, options and input files (pair files,
-    labelled data, the models a task names). Raises ConfigError / DataError naming the file and the key."""
+    labelled data, the models a task names). Returns the task tables with their file paths made absolute (new
+    tables). Raises ConfigError / DataError naming the file and the key."""
     if not config.tasks:
-        return
-    from lmbench.tasks import TASKS, validate_task_configs, validate_tasks
+        return {}
+    from lmbench.tasks import TASKS, file_options, validate_task_configs, validate_tasks
 
     names = [spec.name for spec in config.models]
-    check_task_options(config.source, config.tasks, {n: task.DEFAULTS for n, task in TASKS.items()}, names)
+    files = {name: file_options(name) for name in TASKS}
+    check_task_options(
+        config.source, config.tasks, {n: task.DEFAULTS for n, task in TASKS.items()}, files, names
+    )
+    tasks = resolve_task_paths(
+        config.source, config.tasks, base=config.base, data_dir=config.corpus.data_dir, file_options=files
+    )
     try:
-        validate_task_configs(config.tasks)
-        validate_tasks(config.tasks, names)
+        validate_task_configs(tasks)
+        validate_tasks(tasks, names)
     except ConfigError as err:
         raise ConfigError(f"{config.source}: {err}") from None
+    return tasks
 
 
 @dataclass
@@ -494,7 +476,7 @@ def run_experiment(
     """
     say = progress or (lambda message: log.info(message))
     runs_dir = Path(runs_dir)
-    check_tasks(config)
+    config = dataclasses.replace(config, tasks=check_tasks(config))  # task files resolved to absolute paths
     check_output_dirs(config, runs_dir)
     loaded = load_data(config)
     data = loaded.data
@@ -508,8 +490,8 @@ def run_experiment(
     trained = fit_and_score(plan_runs(config, runs_dir), config, loaded, say=say, failures=failures)
     collected = collect(trained, config, data, searches)
     add_baseline_differences(collected, config, data)
-    task_rows = run_configured_tasks(config, trained, collected, data, failures)
-    return results_dict(config, loaded, trained, collected, task_rows, failures, searches)
+    task_rows, samples = run_configured_tasks(config, trained, collected, data, failures)
+    return results_dict(config, loaded, trained, collected, task_rows, samples, failures, searches)
 
 
 def tune(
@@ -525,7 +507,7 @@ def tune(
     record; a failed search is added to ``failures`` (its model trains with the settings as written)."""
     if not any(spec.search is not None for spec in config.models):
         return config, {}
-    from lmbench.search import tune_models
+    from lmbench.search.study import tune_models
 
     config, found, search_errors = tune_models(config, loaded, runs_dir, storage=storage, say=say)
     for name, error in search_errors:
@@ -619,22 +601,23 @@ def run_configured_tasks(
     collected: Collected,
     data: TokenizedCorpus,
     failures: list[str],
-) -> list[dict[str, Any]]:
-    """The ``[tasks]`` rows over every model that finished (each through its first seed's fitted model, and a
-    factory of fresh copies with its settings for tasks that train); a failed task is added to ``failures``."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``[tasks]`` rows and generated samples over every model that finished (each through its first seed's
+    fitted model, and a factory of fresh copies with its settings for tasks that train); a failed task is added
+    to ``failures``."""
     if not config.tasks:
-        return []
+        return [], []
     from lmbench.tasks import ModelEntry, run_tasks
 
     entries = {}
     for name in collected.models:
         run = trained.seeds[name][0].run  # tasks use each model's first seed
         entries[name] = ModelEntry(model=trained.first_models[name], factory=run.build, budget=run.budget)
-    task_rows, task_errors = run_tasks(
+    task_results = run_tasks(
         config.tasks, entries, data, seed=config.seed, bootstrap=config.evaluate.bootstrap
     )
-    failures += task_errors
-    return task_rows
+    failures += task_results.errors
+    return [r.to_dict() for r in task_results.rows], [s.to_dict() for s in task_results.samples]
 
 
 def attention_examples(
@@ -673,6 +656,7 @@ def results_dict(
     trained: Trained,
     collected: Collected,
     task_rows: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
     failures: list[str],
     searches: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
@@ -685,6 +669,7 @@ def results_dict(
         "rows": collected.rows,
         "rows_by_seed": collected.rows_by_seed,
         "tasks": task_rows,
+        **({"samples": samples} if samples else {}),  # generated texts, apart from the figures
         "models": models,
         "failures": failures,
         "entropy_floor": loaded.entropy_floor,

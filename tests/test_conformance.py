@@ -3,11 +3,15 @@ being registered and given a tiny configuration below."""
 
 from __future__ import annotations
 
+import copy
+import json
+
 import numpy as np
 import pytest
 
+from lmbench.data import TokenStream
 from lmbench.errors import NotFittedError
-from lmbench.models.base import Budget
+from lmbench.models.base import CONTEXTS, Budget
 from lmbench.models.registry import available_models, create_model
 
 # Small, fast hyper-parameters per registered name; a name missing here is tested with its defaults.
@@ -37,33 +41,55 @@ TINY_PARAMS: dict[str, dict] = {
 TINY_BUDGET = Budget(epochs=2)
 
 
-def make(name: str):
-    return create_model(name, **TINY_PARAMS.get(name, {}))
-
-
 @pytest.fixture(params=available_models())
 def name(request) -> str:
-    if request.param == "pretrained":  # needs the [hf] extra; the model is built locally, never downloaded
-        TINY_PARAMS["pretrained"] = {
-            "name_or_path": str(request.getfixturevalue("tiny_hf_model")),
-            "window": 16,
-        }
     return request.param
 
 
 @pytest.fixture
-def fitted(name, tiny_train):
-    return make(name).fit(tiny_train, budget=TINY_BUDGET)
+def params(name, request) -> dict:
+    """The tiny settings of ``name``: a copy, so no test changes what the next one sees."""
+    if name == "pretrained":  # needs the [hf] extra; the model is built locally, never downloaded
+        return {"name_or_path": str(request.getfixturevalue("tiny_hf_model")), "window": 16}
+    return copy.deepcopy(TINY_PARAMS.get(name, {}))
 
 
-def test_fit_returns_self(name, tiny_train):
-    model = make(name)
+@pytest.fixture
+def make(name, params):
+    """A factory of fresh unfitted models of the back-end under test."""
+    return lambda: create_model(name, **params)
+
+
+@pytest.fixture
+def fitted(make, tiny_train):
+    return make().fit(tiny_train, budget=TINY_BUDGET)
+
+
+def protocol_items(data: TokenStream, context: str) -> tuple[list[list[int]], np.ndarray]:
+    """(context, next id) of every predicted token of ``data``, in the protocol's order, written out here:
+    every word of each line and one ``</s>`` per line, never ``<s>``; in sentence mode the context is the
+    line from its ``<s>``, in stream mode everything before, line ends included."""
+    v = data.vocab
+    contexts, targets, before = [], [], []
+    for line in data.lines():
+        sentence = [v.bos_id]
+        before.append(v.bos_id)
+        for token in [*line.tolist(), v.eos_id]:
+            contexts.append(list(sentence if context == "sentence" else before))
+            targets.append(token)
+            sentence.append(token)
+            before.append(token)
+    return contexts, np.asarray(targets)
+
+
+def test_fit_returns_self(make, tiny_train):
+    model = make()
     assert model.fit(tiny_train, budget=TINY_BUDGET) is model
     assert model.vocab is tiny_train.vocab
 
 
-def test_unfitted_use_raises(name, tiny_test):
-    model = make(name)
+def test_unfitted_use_raises(make, tiny_test):
+    model = make()
     with pytest.raises(NotFittedError):
         model.token_logprobs(tiny_test, context="sentence")
     with pytest.raises(NotFittedError):
@@ -96,10 +122,16 @@ def test_token_logprobs_shape_and_finite_on_oov(fitted, tiny_test, context):
         assert np.all(np.isfinite(logp)) and np.all(logp <= 0)
 
 
-def test_both_context_modes_predict_the_same_tokens(fitted, tiny_test):
-    a = fitted.token_logprobs(tiny_test, context="sentence")
-    b = fitted.token_logprobs(tiny_test, context="stream")
-    assert a.shape == b.shape == (tiny_test.num_predicted,)
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_both_context_modes_predict_the_same_tokens(fitted, context):
+    """Each mode scores exactly the protocol's token ids, in order: its score of every predicted token is
+    ``next_token_logprobs`` of that token's context at that token's id (so token_logprobs and
+    next_token_logprobs agree). The text has an empty line and fits every tiny model's window in one pass."""
+    data = TokenStream.from_lines([["the", "cat"], [], ["a"]], fitted.vocab)
+    contexts, targets = protocol_items(data, context)
+    assert len(targets) == data.num_predicted == 6
+    expected = fitted.next_token_logprobs(contexts)[np.arange(len(targets)), targets]
+    np.testing.assert_allclose(fitted.token_logprobs(data, context=context), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_first_line_scores_agree_between_modes(fitted, tiny_test):
@@ -110,9 +142,9 @@ def test_first_line_scores_agree_between_modes(fitted, tiny_test):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
-def test_same_seed_same_scores(name, tiny_train, tiny_test):
-    a = make(name).fit(tiny_train, budget=TINY_BUDGET).token_logprobs(tiny_test, context="sentence")
-    b = make(name).fit(tiny_train, budget=TINY_BUDGET).token_logprobs(tiny_test, context="sentence")
+def test_same_seed_same_scores(make, tiny_train, tiny_test):
+    a = make().fit(tiny_train, budget=TINY_BUDGET).token_logprobs(tiny_test, context="sentence")
+    b = make().fit(tiny_train, budget=TINY_BUDGET).token_logprobs(tiny_test, context="sentence")
     np.testing.assert_array_equal(a, b)
 
 
@@ -138,7 +170,22 @@ def test_generate_is_seeded_and_in_vocabulary(fitted):
     assert all(0 <= t < len(v) and t != v.bos_id for t in a)
 
 
-def test_num_parameters_and_config(fitted):
-    assert fitted.num_parameters() > 0
+def test_num_parameters_and_config(fitted, name, params, tiny_train, tiny_test):
+    """config() is JSON that names the back-end and holds settings (the given ones unchanged) and what the data
+    fixed (``vocab_size``), nothing else; rebuilt by name from it and fitted alike, it is the same model: same
+    config, same size, same scores."""
     config = fitted.config()
-    assert isinstance(config, dict) and config
+    assert json.loads(json.dumps(config)) == config
+    assert config["backend"] == fitted.backend
+    settings = fitted.get_params()
+    assert {k: settings[k] for k in params} == params
+    assert set(config) - set(settings) <= {"backend", "vocab_size"}
+    rebuilt = create_model(name, **{k: v for k, v in config.items() if k in settings})
+    rebuilt.fit(tiny_train, budget=TINY_BUDGET)
+    assert rebuilt.config() == config
+    assert isinstance(fitted.num_parameters(), int)
+    assert rebuilt.num_parameters() == fitted.num_parameters() > 0
+    np.testing.assert_array_equal(
+        rebuilt.token_logprobs(tiny_test, context="sentence"),
+        fitted.token_logprobs(tiny_test, context="sentence"),
+    )

@@ -15,6 +15,7 @@ import pytest
 import tomllib
 from click.testing import CliRunner
 
+import lmbench.tasks as tasks_package
 from lmbench.cli import main
 from lmbench.config import load_config, parse_config, resolve_task_paths
 from lmbench.errors import ConfigError, DataError
@@ -449,6 +450,9 @@ def test_unexpected_errors_are_one_line_without_v_and_a_traceback_with_it(projec
 
 
 # ----------------------------------------------------------------------------------- task path resolution
+FILE_OPTIONS = {name: tasks_package.file_options(name) for name in tasks_package.TASKS}
+
+
 def test_task_paths_resolve_beside_the_config_then_in_the_data_folder(tmp_path):
     config_dir, data = tmp_path / "cfg", tmp_path / "data"
     (config_dir / "mine").mkdir(parents=True)
@@ -458,14 +462,22 @@ def test_task_paths_resolve_beside_the_config_then_in_the_data_folder(tmp_path):
     tasks = {"classify": {"train": "sst2/train.tsv", "test": str(data / "sst2" / "train.tsv")},
              "minimal-pairs": {"files": ["mine/pairs.jsonl"]}}  # fmt: skip
     as_written = json.loads(json.dumps(tasks))
-    resolved = resolve_task_paths("exp.toml", tasks, base=config_dir, data_dir=data)
+    resolved = resolve_task_paths(
+        "exp.toml", tasks, base=config_dir, data_dir=data, file_options=FILE_OPTIONS
+    )
     assert resolved["classify"]["train"] == str((data / "sst2" / "train.tsv").resolve())
     assert resolved["minimal-pairs"]["files"] == [str((config_dir / "mine" / "pairs.jsonl").resolve())]
     assert tasks == as_written  # the tables as written are not rewritten in place
     with pytest.raises(
         ConfigError, match=r"tasks.classify.test: file 'nope.tsv' not found in .*cfg or .*data"
     ):
-        resolve_task_paths("exp.toml", {"classify": {"test": "nope.tsv"}}, base=config_dir, data_dir=data)
+        resolve_task_paths(
+            "exp.toml",
+            {"classify": {"test": "nope.tsv"}},
+            base=config_dir,
+            data_dir=data,
+            file_options=FILE_OPTIONS,
+        )
 
 
 def test_the_readme_example_config_is_valid_as_written(tmp_path):
@@ -479,7 +491,9 @@ def test_the_readme_example_config_is_valid_as_written(tmp_path):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     block = readme.split("## Config format", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
     config = parse_config(tomllib.loads(block), source="README.md", base=tmp_path)
-    assert Path(config.tasks["classify"]["train"]).is_file() and config.report.baseline == "kn5"
+    from lmbench.experiment import check_tasks
+
+    assert Path(check_tasks(config)["classify"]["train"]).is_file() and config.report.baseline == "kn5"
 
 
 def test_data_errors_name_the_file(tmp_path):

@@ -6,14 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from lmbench.data import get_tokenizer, tokenize_corpus
+from lmbench.data import TokenStream, get_tokenizer, tokenize_corpus
 from lmbench.data.synthetic import SyntheticConfig, make_synthetic_corpus
 from lmbench.errors import ConfigError
 from lmbench.evaluation import score
-from lmbench.models.base import Budget
+from lmbench.models.base import CONTEXTS, Budget
 from lmbench.models.ngram import NgramLM
 from lmbench.models.registry import create_model
+
+from .test_conformance import protocol_items
 
 SMALL = {
     "lstm": {
@@ -81,13 +84,89 @@ def test_learns_well_below_the_unigram_baseline(family, synthetic):
 
 @pytest.mark.parametrize("family", ["lstm", "transformer"])
 def test_modes_predict_the_same_tokens_as_the_ngram_backend(family, synthetic):
+    """Token id by token id: in both modes, the neural model's and the n-gram's score of every predicted token
+    is its own next_token_logprobs at the id the protocol predicts there, so both predict the same ids."""
     model = create_model(family, **SMALL[family]).fit(synthetic.train, budget=Budget(tokens=2000))
     ngram = NgramLM(3).fit(synthetic.train)
-    for context in ("sentence", "stream"):
+    lines, length = [], 0  # the first test lines that fit one window: stream contexts are then whole
+    for line in synthetic.test.lines():
+        if length + len(line) + 2 > 32:
+            break
+        lines.append(synthetic.vocab.decode(line))
+        length += len(line) + 2
+    data = TokenStream.from_lines([*lines, []], synthetic.vocab)  # and an empty line: </s> only
+    assert len(lines) >= 2
+    for context in CONTEXTS:
+        contexts, targets = protocol_items(data, context)
+        for m in (model, ngram):
+            expected = m.next_token_logprobs(contexts)[np.arange(len(targets)), targets]
+            np.testing.assert_allclose(
+                m.token_logprobs(data, context=context), expected, rtol=1e-5, atol=1e-5
+            )
         assert (
             model.token_logprobs(synthetic.test, context=context).shape
             == ngram.token_logprobs(synthetic.test, context=context).shape
+            == (synthetic.test.num_predicted,)
         )
+
+
+@pytest.mark.parametrize("family", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("tie", [True, False])
+def test_recurrent_parameters_counted_by_hand(family, tie, synthetic):
+    """Embedding, the cell's gates (input and recurrent weights, two biases each) and the output layer (its
+    weight shared with the embedding when tied)."""
+    params = {**SMALL[family], "emb_size": 24, "hidden_size": 32 if not tie else 24, "layers": 2}
+    model = create_model(family, **params, tie_weights=tie).fit(synthetic.train, budget=Budget(tokens=100))
+    V, E, H = len(synthetic.vocab), 24, params["hidden_size"]
+    gates = {"rnn": 1, "gru": 3, "lstm": 4}[family]
+    cell = gates * (E * H + H * H + 2 * H) + gates * (H * H + H * H + 2 * H)  # layer 1, layer 2
+    output = V + (0 if tie else H * V)
+    assert model.num_parameters() == V * E + cell + output
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_transformer_parameters_counted_by_hand(positions, synthetic):
+    """Embedding (+ learned positions), per block two LayerNorms, qkv, projection and MLP, the final
+    LayerNorm, and the tied output layer's bias."""
+    model = create_model(
+        "transformer", **{**SMALL["transformer"], "layers": 2, "d_ff": 48, "positions": positions}
+    )
+    model.fit(synthetic.train, budget=Budget(tokens=100))
+    V, d, W, ff = len(synthetic.vocab), 32, 32, 48
+    block = 2 * (2 * d) + (d * 3 * d + 3 * d) + (d * d + d) + (d * ff + ff + ff * d + d)
+    pos = W * d if positions == "learned" else 0
+    assert model.num_parameters() == V * d + pos + 2 * block + 2 * d + V
+
+
+def test_a_backend_missing_a_hook_fails_at_once():
+    """NeuralLM's hooks are abstract: a back-end without one cannot be instantiated (not a failure mid-run),
+    and its NetConfig is checked when the class is created."""
+    from dataclasses import dataclass
+
+    from lmbench.models.neural import NeuralLM
+
+    @dataclass
+    class TinyConfig:
+        vocab_size: int
+        width: int = 4
+
+    hooks = {
+        "build_net": lambda self: nn.Linear(1, 1),
+        "batch_loss": lambda self, net, batch, carry: (torch.zeros(()), 0, None),
+        "hidden_states": lambda self, x: torch.zeros((*x.shape, 4)),
+        "sequence_logprobs": lambda self, sequence: np.zeros(len(sequence)),
+        "hidden_size": 4,
+    }
+    assert set(hooks) == NeuralLM.__abstractmethods__
+    complete = type("Complete", (NeuralLM,), {"backend": "tiny", "NetConfig": TinyConfig, **hooks})
+    assert complete(width=3).net_config.width == 3 and complete.net_fields == ("width",)
+    for missing in hooks:
+        incomplete = type("Incomplete", (NeuralLM,), {"backend": "tiny", "NetConfig": TinyConfig,
+                                                      **{k: v for k, v in hooks.items() if k != missing}})  # fmt: skip
+        with pytest.raises(TypeError, match=missing):
+            incomplete()
+    with pytest.raises(TypeError, match="vocab_size"):
+        type("NoVocab", (NeuralLM,), {"backend": "tiny", "NetConfig": dataclass(type("C", (), {})), **hooks})
 
 
 def test_transformer_sliding_window_gives_every_token_at_least_half_a_window(synthetic):
@@ -97,7 +176,7 @@ def test_transformer_sliding_window_gives_every_token_at_least_half_a_window(syn
         synthetic.train, budget=Budget(tokens=2000)
     )
     seq = synthetic.test.with_markers()[:70].astype(np.int64)
-    windowed = model._score_sequence_batch(seq)
+    windowed = model.sequence_logprobs(seq)
     with torch.no_grad():
         for p in range(1, len(seq)):
             if seq[p] == model.vocab.bos_id:
@@ -267,3 +346,18 @@ def test_transformer_never_scores_with_untrained_positions(tiny_train, tiny_test
         model.net_.pos_emb.weight[4:] = 1e3  # garbage in every position the model never trained
     for context, lp in before.items():
         np.testing.assert_array_equal(model.token_logprobs(tiny_test, context=context), lp)
+
+
+def test_a_training_split_shorter_than_seq_len_still_gives_batches():
+    """The epoch's random offset is drawn below seq_len; on a split shorter than that, every epoch still
+    trains on all of it (it used to leave an empty batch and fail with a reshape error)."""
+    from lmbench.training.loop import stream_batches
+
+    sequence = np.arange(1, 11)  # 10 tokens: 9 (input, target) pairs
+    for epoch in range(20):
+        batches = list(stream_batches(sequence, 32, 128, epoch=epoch, seed=0, bos_id=1))
+        assert batches and sum(int(b.mask.sum()) for b in batches) >= 1
+        for b in batches:
+            np.testing.assert_array_equal(
+                b.targets.numpy(), b.inputs.numpy() + 1
+            )  # each target follows its input

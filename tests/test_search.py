@@ -19,7 +19,7 @@ from lmbench.config import load_config
 from lmbench.errors import ConfigError
 from lmbench.models.base import Budget
 from lmbench.models.registry import create_model
-from lmbench.search import budget_statement
+from lmbench.reporting.search_plots import budget_statement
 from lmbench.training import loop
 from lmbench.training.loop import on_validation
 

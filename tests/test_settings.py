@@ -12,6 +12,7 @@ import pytest
 
 from lmbench.config import load_config, parse_config
 from lmbench.errors import ConfigError, DataError
+from lmbench.experiment import check_tasks
 from lmbench.models.registry import available_models, create_model, model_class
 
 BASE = {
@@ -22,13 +23,14 @@ BASE = {
 }
 
 
-def test_parsing_leaves_the_toml_tables_as_they_were_and_resolves_task_paths_into_the_settings(tmp_path):
+def test_parsing_leaves_the_toml_tables_as_they_were_and_the_experiment_resolves_task_paths(tmp_path):
     (tmp_path / "pairs.jsonl").write_text('{"good": "a b", "bad": "b a"}\n')
     data = {**BASE, "tasks": {"minimal-pairs": {"files": ["pairs.jsonl"], "sentences": 0}}}
     as_written = copy.deepcopy(data)
     config = parse_config(data, source="exp.toml", base=tmp_path)
     assert data == as_written
-    assert config.tasks["minimal-pairs"]["files"] == [str((tmp_path / "pairs.jsonl").resolve())]
+    assert check_tasks(config)["minimal-pairs"]["files"] == [str((tmp_path / "pairs.jsonl").resolve())]
+    assert config.tasks["minimal-pairs"]["files"] == ["pairs.jsonl"]  # the settings are not rewritten either
 
 
 def test_loading_a_config_with_tasks_imports_no_task_module(tmp_path):

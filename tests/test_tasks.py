@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -26,6 +27,11 @@ def corpus():
     return tokenize_corpus(Corpus.from_texts("t", text, text, text), get_tokenizer("whitespace"))
 
 
+def rows_and_errors(result):
+    """The figures and the error lines of a :class:`lmbench.results.TaskResults`."""
+    return result.rows, result.errors
+
+
 def entries(corpus, **models):
     return {
         name: ModelEntry(model=NgramLM(**params).fit(corpus.train), factory=lambda p=params: NgramLM(**p))
@@ -34,18 +40,27 @@ def entries(corpus, **models):
 
 
 def test_next_word_ranks_by_hand(corpus):
-    rows, errors = run_tasks(
-        {"next-word": {"max_tokens": 10_000}},
-        entries(corpus, kn=dict(order=3)),
-        corpus,
-        seed=0,
-        bootstrap=100,
+    """A unigram ranks every context's candidates by count. Per 4 lines: the 6, </s> 4, cat 3, on 3, sat, dog,
+    log, a 2 each, mat, saw, was 1 each (27 predictions); the truth's rank is 1 + the words counted more often
+    (ties favour the truth): the 1, </s> 2, cat and on 3, the 2-count words 5, the 1-count words 9."""
+    rows, errors = rows_and_errors(
+        run_tasks(
+            {"next-word": {"max_tokens": 10_000}},
+            entries(corpus, kn=dict(order=3), uni=dict(order=1, smoothing="witten-bell")),
+            corpus,
+            seed=0,
+            bootstrap=100,
+        )
     )
     assert not errors
-    values = {r["metric"]: r for r in rows}
-    assert 0 < values["top1"]["value"] <= values["top5"]["value"] <= 1
-    assert values["top1"]["low"] <= values["top1"]["value"] <= values["top1"]["high"]
-    assert values["top1"]["n"] == corpus.test.num_predicted
+    unigram = {r.metric: r.value for r in rows if r.model == "uni"}
+    assert unigram["top1"] == pytest.approx(6 / 27)
+    assert unigram["top5"] == pytest.approx((6 + 4 + 3 + 3 + 4 * 2) / 27)
+    assert unigram["mrr"] == pytest.approx((6 / 1 + 4 / 2 + 6 / 3 + 8 / 5 + 3 / 9) / 27)
+    values = {r.metric: r for r in rows if r.model == "kn"}
+    assert 0 < values["top1"].value <= values["top5"].value <= 1
+    assert values["top1"].low <= values["top1"].value <= values["top1"].high
+    assert values["top1"].n == corpus.test.num_predicted
 
 
 def test_minimal_pairs_by_distance_and_user_files(corpus, tmp_path):
@@ -53,28 +68,27 @@ def test_minimal_pairs_by_distance_and_user_files(corpus, tmp_path):
     pairs.write_text(json.dumps({"good": "the cat sat on the mat", "bad": "mat the on sat cat the"}) + "\n"
                      + json.dumps({"sentence_good": "a cat saw a dog", "sentence_bad": "a saw cat a dog", "UID": "word_order"}) + "\n")  # fmt: skip
     config = {"sentences": 20, "distances": [1, 2, 4], "files": [str(pairs)], "tokenizer": "whitespace"}
-    rows, errors = run_tasks(
-        {"minimal-pairs": config},
-        entries(corpus, uni=dict(order=1), tri=dict(order=3)),
-        corpus,
-        seed=0,
-        bootstrap=50,
+    rows, errors = rows_and_errors(
+        run_tasks(
+            {"minimal-pairs": config},
+            entries(corpus, uni=dict(order=1), tri=dict(order=3)),
+            corpus,
+            seed=0,
+            bootstrap=50,
+        )
     )
     assert not errors
-    by = {
-        (r["model"], r["corruption"], r["distance"], r["file"], r["paradigm"], r["phenomenon"]): r
-        for r in rows
-    }
+    by = {(r.model, r.corruption, r.distance, r.file, r.paradigm, r.phenomenon): r for r in rows}
     # a unigram model is blind to word order: every swap is a tie (counted, and half in the accuracy)
     uni = by[("uni", "swap", 1, "", "", "")]
-    assert uni["value"] == pytest.approx(0.5) and uni["ties"] == uni["n"] > 0
+    assert uni.value == pytest.approx(0.5) and uni.ties == uni.n > 0
     tri = by[("tri", "swap", 1, "", "", "")]
-    assert tri["value"] > 0.9 and tri["ties"] < tri["n"]
-    assert by[("tri", "", None, "pairs.jsonl", "word_order", "")]["value"] == 1.0
+    assert tri.value > 0.9 and tri.ties < tri.n
+    assert by[("tri", "", None, "pairs.jsonl", "word_order", "")].value == 1.0
     # the file: one row per paradigm and one for the whole file, each once, never a string to parse
-    file_rows = [(r["model"], r["paradigm"], r["phenomenon"]) for r in rows if r["file"]]
+    file_rows = [(r.model, r.paradigm, r.phenomenon) for r in rows if r.file]
     assert len(file_rows) == len(set(file_rows)) == 2 * 3
-    assert all("=" not in r["detail"] for r in rows)
+    assert all("=" not in r.detail for r in rows)
 
 
 def test_generated_pairs_count_oov_lines_but_not_a_literal_unk():
@@ -82,10 +96,10 @@ def test_generated_pairs_count_oov_lines_but_not_a_literal_unk():
     test = "the <unk> sat on the log\nthe zebra sat on the mat\n"
     data = tokenize_corpus(Corpus.from_texts("u", train, train, test), get_tokenizer("whitespace"))
     config = {"sentences": 2, "distances": [1], "last_word": False, "replace": False}
-    rows, errors = run_tasks(
-        {"minimal-pairs": config}, entries(data, kn=dict(order=2)), data, seed=0, bootstrap=0
+    rows, errors = rows_and_errors(
+        run_tasks({"minimal-pairs": config}, entries(data, kn=dict(order=2)), data, seed=0, bootstrap=0)
     )
-    assert not errors and [(r["n"], r["oov_items"]) for r in rows] == [(2, 1)]  # the zebra line only
+    assert not errors and [(r.n, r.oov_items) for r in rows] == [(2, 1)]  # the zebra line only
 
 
 def test_float_noise_is_a_tie_and_a_real_difference_is_not():
@@ -128,8 +142,8 @@ def _pair_rows(data, files, **options):
         "files": [str(f) for f in files],
         **options,
     }
-    rows, errors = run_tasks(
-        {"minimal-pairs": config}, entries(data, tri=dict(order=3)), data, seed=0, bootstrap=0
+    rows, errors = rows_and_errors(
+        run_tasks({"minimal-pairs": config}, entries(data, tri=dict(order=3)), data, seed=0, bootstrap=0)
     )
     assert not errors, errors
     return rows
@@ -139,18 +153,18 @@ def test_blimp_file_tokenized_the_corpus_way_and_whitespace_damage_shows_as_ties
     path = tmp_path / "blimp.jsonl"
     path.write_text("".join(json.dumps(item) + "\n" for item in BLIMP))
     good = _pair_rows(wiki_corpus, [path])  # the corpus's external tokenizer: wikitext
-    whole = next(r for r in good if r["phenomenon"] == "all")
-    assert whole["n"] == 4 and whole["ties"] == 0 and whole["oov_items"] == 0 and whole["value"] == 1.0
+    whole = next(r for r in good if r.phenomenon == "all")
+    assert whole.n == 4 and whole.ties == 0 and whole.oov_items == 0 and whole.value == 1.0
     # rows in file order: paradigm by paradigm, a phenomenon total where it spans two paradigms, the file
-    assert [(r["phenomenon"], r["paradigm"]) for r in good] == [
+    assert [(r.phenomenon, r.paradigm) for r in good] == [
         ("anaphor_agreement", "anaphor_gender_agreement"), ("word_order", "swap_order"),
         ("word_order", "swap_order_negated"), ("word_order", ""), ("all", ""),
     ]  # fmt: skip
     raw = _pair_rows(wiki_corpus, [path], tokenizer="whitespace")
-    whole = next(r for r in raw if r["phenomenon"] == "all")
-    assert whole["oov_items"] == 4  # "herself." "mat." "log." "wasn't" are not WikiText words
-    anaphor = next(r for r in raw if r["paradigm"] == "anaphor_gender_agreement")
-    assert anaphor["ties"] == 1  # "herself." and "himself." are both <unk>: the pair ties
+    whole = next(r for r in raw if r.phenomenon == "all")
+    assert whole.oov_items == 4  # "herself." "mat." "log." "wasn't" are not WikiText words
+    anaphor = next(r for r in raw if r.paradigm == "anaphor_gender_agreement")
+    assert anaphor.ties == 1  # "herself." and "himself." are both <unk>: the pair ties
     assert tie_warnings(raw) == []  # 1 of 4 pairs is not "most": no warning for the file
 
 
@@ -162,10 +176,10 @@ def test_mostly_tied_file_warns_and_oov_skip_counts(wiki_corpus, tmp_path):
         + json.dumps({"good": "The cat saw okapis .", "bad": "The cat saw herself ."}) + "\n"
     )  # fmt: skip
     scored = _pair_rows(wiki_corpus, [path])
-    assert [(r["n"], r["ties"], r["oov_items"], r["skipped"]) for r in scored] == [(3, 1, 2, None)]
+    assert [(r.n, r.ties, r.oov_items, r.skipped) for r in scored] == [(3, 1, 2, None)]
     skipped = _pair_rows(wiki_corpus, [path], oov="skip")
     # a literal <unk> is the vocabulary entry, not OOV; the pairs that differ in an OOV word are left out
-    assert [(r["n"], r["ties"], r["oov_items"], r["skipped"]) for r in skipped] == [(1, 0, 0, 2)]
+    assert [(r.n, r.ties, r.oov_items, r.skipped) for r in skipped] == [(1, 0, 0, 2)]
     ties_only = tmp_path / "ties.jsonl"
     ties_only.write_text(
         json.dumps({"sentence_good": "The cat saw zebras .", "sentence_bad": "The cat saw giraffes .",
@@ -182,7 +196,7 @@ def test_files_with_the_same_name_keep_apart_in_config_order(wiki_corpus, tmp_pa
             json.dumps({"good": "The cat sat on the log .", "bad": bad}) + "\n"
         )
     rows = _pair_rows(wiki_corpus, [tmp_path / "b" / "pairs.jsonl", tmp_path / "a" / "pairs.jsonl"])
-    assert [r["file"] for r in rows] == ["b/pairs.jsonl", "a/pairs.jsonl"]
+    assert [r.file for r in rows] == ["b/pairs.jsonl", "a/pairs.jsonl"]
 
 
 @pytest.mark.parametrize(
@@ -204,12 +218,12 @@ def test_pair_file_schema_errors_name_file_and_line(tmp_path, line, message):
 def test_empty_pair_file_is_a_one_line_error_and_other_tasks_still_run(corpus, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    rows, errors = run_tasks(
-        {"minimal-pairs": {"sentences": 5, "files": [str(empty)]}, "next-word": {"max_tokens": 20}},
-        entries(corpus, kn=dict(order=2)), corpus, seed=0, bootstrap=10,
-    )  # fmt: skip
+    configs = {"minimal-pairs": {"sentences": 5, "files": [str(empty)]}, "next-word": {"max_tokens": 20}}
+    rows, errors = rows_and_errors(
+        run_tasks(configs, entries(corpus, kn=dict(order=2)), corpus, seed=0, bootstrap=10)
+    )
     assert len(errors) == 1 and "empty.jsonl" in errors[0] and "empty" in errors[0]
-    assert {r["task"] for r in rows} == {"next-word"}
+    assert {r.task for r in rows} == {"next-word"}
 
 
 def test_classify_generative_ngram_and_feature_based_neural(corpus, tmp_path):
@@ -232,23 +246,25 @@ def test_classify_generative_ngram_and_feature_based_neural(corpus, tmp_path):
             Budget(epochs=1),
         ),
     }
-    out, errors = run_tasks(
-        {"classify": {"train": str(path), "test": str(path), "features": True}},
-        models,
-        data,
-        seed=0,
-        bootstrap=50,
+    out, errors = rows_and_errors(
+        run_tasks(
+            {"classify": {"train": str(path), "test": str(path), "features": True}},
+            models,
+            data,
+            seed=0,
+            bootstrap=50,
+        )
     )
     assert not errors
-    acc = {(r["model"], r["metric"], r["method"]): r for r in out}
-    assert acc[("bigram", "accuracy", "generative")]["value"] == 1.0
+    acc = {(r.model, r.metric, r.method): r for r in out}
+    assert acc[("bigram", "accuracy", "generative")].value == 1.0
     assert ("gru", "accuracy", "features") in acc  # neural models expose pooled hidden states
-    assert "C = " in acc[("gru", "accuracy", "features")]["detail"]  # regularisation chosen on held-out data
+    assert "C = " in acc[("gru", "accuracy", "features")].detail  # regularisation chosen on held-out data
     assert not any(k[0] == "bigram" and k[2] == "features" for k in acc)  # n-grams expose none
     # the two scikit-learn baselines on the same split, beside the LM rows
     baselines = {k[0] for k in acc if k[2] == "baseline"}
     assert baselines == {"naive-bayes (word counts)", "logistic regression (tf-idf)"}
-    assert all(r["n"] == 60 and r["train_items"] == 60 for r in out)  # all data, nothing cut
+    assert all(r.n == 60 and r.train_items == 60 for r in out)  # all data, nothing cut
 
 
 class NoiseFeatures(NgramLM):
@@ -262,16 +278,16 @@ def test_feature_classifier_dropped_where_it_cannot_beat_the_baseline(corpus, tm
     rows = ["the cat sat\tpos" for _ in range(40)] + ["a dog saw\tneg" for _ in range(40)]
     train = _write(tmp_path / "train.tsv", "sentence\tlabel", rows)
     models = {"noise": ModelEntry(NoiseFeatures(2).fit(corpus.train), lambda: NgramLM(2))}
-    out, errors = run_tasks(
-        {"classify": {"train": train, "test": train}}, models, corpus, seed=0, bootstrap=0
+    out, errors = rows_and_errors(
+        run_tasks({"classify": {"train": train, "test": train}}, models, corpus, seed=0, bootstrap=0)
     )
-    assert not errors and not any(r["method"] == "features" for r in out)
-    generative = next(r for r in out if r["model"] == "noise")
-    assert "feature classifier dropped: held-out accuracy" in generative["detail"]
-    kept, _ = run_tasks({"classify": {"train": train, "test": train, "features": True}}, models, corpus, seed=0,
-                        bootstrap=0)  # fmt: skip
-    feature_row = next(r for r in kept if r["method"] == "features")
-    assert "vs tf-idf baseline 1.000" in feature_row["detail"]
+    assert not errors and not any(r.method == "features" for r in out)
+    generative = next(r for r in out if r.model == "noise")
+    assert "feature classifier dropped: held-out accuracy" in generative.detail
+    config = {"train": train, "test": train, "features": True}
+    kept, _ = rows_and_errors(run_tasks({"classify": config}, models, corpus, seed=0, bootstrap=0))
+    feature_row = next(r for r in kept if r.method == "features")
+    assert "vs tf-idf baseline 1.000" in feature_row.detail
 
 
 def _write(path, header, rows):
@@ -284,16 +300,18 @@ def test_classify_uses_all_data_and_priors_from_the_whole_training_set(corpus, t
     train = _write(tmp_path / "train.tsv", "sentence\tlabel", ["the cat\tpos"] * 90 + ["the cat\tneg"] * 10)
     test = _write(tmp_path / "test.tsv", "sentence\tlabel", ["the cat\tpos"] * 1200)
     m = entries(corpus, uni=dict(order=1))
-    rows, errors = run_tasks({"classify": {"train": train, "test": test}}, m, corpus, seed=0, bootstrap=0)
+    rows, errors = rows_and_errors(
+        run_tasks({"classify": {"train": train, "test": test}}, m, corpus, seed=0, bootstrap=0)
+    )
     assert not errors
-    uni = next(r for r in rows if r["model"] == "uni" and r["metric"] == "accuracy")
-    assert uni["n"] == 1200 and uni["train_items"] == 100 and uni["detail"] == ""  # nothing cut by default
+    uni = next(r for r in rows if r.model == "uni" and r.metric == "accuracy")
+    assert uni.n == 1200 and uni.train_items == 100 and uni.detail == ""  # nothing cut by default
     config = {"train": train, "test": test, "max_train": 10, "max_test": 50}
-    rows, _ = run_tasks({"classify": config}, m, corpus, seed=0, bootstrap=0)
-    uni = next(r for r in rows if r["model"] == "uni" and r["metric"] == "accuracy")
-    assert uni["value"] == 1.0  # balanced 10/10 after the cut, but the priors still say 90/10
-    assert uni["n"] == 50 and uni["train_items"] == 20
-    assert "train cut to 20 of 100" in uni["detail"] and "test cut to 50 of 1,200" in uni["detail"]
+    rows, _ = rows_and_errors(run_tasks({"classify": config}, m, corpus, seed=0, bootstrap=0))
+    uni = next(r for r in rows if r.model == "uni" and r.metric == "accuracy")
+    assert uni.value == 1.0  # balanced 10/10 after the cut, but the priors still say 90/10
+    assert uni.n == 50 and uni.train_items == 20
+    assert "train cut to 20 of 100" in uni.detail and "test cut to 50 of 1,200" in uni.detail
 
 
 @pytest.mark.parametrize(
@@ -331,12 +349,16 @@ def test_classify_data_problems_are_one_line(corpus, tmp_path):
     no_label = tmp_path / "nolabel.csv"
     no_label.write_text("sentence,stars\na cat,1\n")
     m = entries(corpus, kn=dict(order=2))
-    _, errors = run_tasks(
-        {"classify": {"train": str(one_class), "test": str(one_class)}}, m, corpus, seed=0, bootstrap=0
+    _, errors = rows_and_errors(
+        run_tasks(
+            {"classify": {"train": str(one_class), "test": str(one_class)}}, m, corpus, seed=0, bootstrap=0
+        )
     )
     assert "only one class" in errors[0]
-    _, errors = run_tasks(
-        {"classify": {"train": str(no_label), "test": str(no_label)}}, m, corpus, seed=0, bootstrap=0
+    _, errors = rows_and_errors(
+        run_tasks(
+            {"classify": {"train": str(no_label), "test": str(no_label)}}, m, corpus, seed=0, bootstrap=0
+        )
     )
     assert "no column 'label'" in errors[0]
 
@@ -357,12 +379,16 @@ def test_validate_tasks_names_missing_files_and_models(tmp_path):
 def test_generate_is_seeded_and_measured(corpus):
     m = entries(corpus, kn=dict(order=3), uni=dict(order=1))
     config = {"samples": 4, "max_tokens": 10, "reference": "kn"}
-    a, _ = run_tasks({"generate": config}, m, corpus, seed=1, bootstrap=0)
-    b, _ = run_tasks({"generate": config}, m, corpus, seed=1, bootstrap=0)
-    assert [r["detail"] for r in a if r["metric"] == "sample"] == [
-        r["detail"] for r in b if r["metric"] == "sample"
-    ]
-    ref = {r["model"]: r["value"] for r in a if r["metric"] == "reference-perplexity"}
+    a = run_tasks({"generate": {**config, "show": 2}}, m, corpus, seed=1, bootstrap=0)
+    b = run_tasks({"generate": {**config, "show": 2}}, m, corpus, seed=1, bootstrap=0)
+    assert a.samples == b.samples and not a.errors
+    # samples are their own records, never figures: the first `show` per model, with their generation seed
+    assert [(s.model, s.seed) for s in a.samples] == [("kn", 1), ("kn", 2), ("uni", 1), ("uni", 2)]
+    assert all(s.prompt and s.continuation and s.text == f"{s.prompt} ⟶ {s.continuation}" for s in a.samples)
+    assert all(math.isfinite(r.value) for r in a.rows)
+    assert {r.metric for r in a.rows} == {"distinct-1", "distinct-2", "repetition-4", "self-bleu", "mean-length",
+                                          "reference-perplexity"}  # fmt: skip
+    ref = {r.model: r.value for r in a.rows if r.metric == "reference-perplexity"}
     assert ref["kn"] < ref["uni"]  # the reference finds its own samples likelier than a unigram's
     assert distinct_n([[1, 2, 3], [1, 2, 4]], 1) == pytest.approx(4 / 6)
     assert repetition_rate([1, 2, 3, 4, 1, 2, 3, 4]) == pytest.approx(1 / 5)
@@ -394,13 +420,11 @@ def test_blimp_format_files_against_a_wikitext2_model():
     )
     models = {"kn3": ModelEntry(NgramLM(3).fit(data.train), lambda: NgramLM(3))}
     config = {"files": files, "distances": [], "last_word": False, "replace": False}
-    good, _ = run_tasks({"minimal-pairs": config}, models, data, seed=0, bootstrap=0)
-    assert len(good) == len(files) == 5 and sum(r["n"] for r in good) == 100
-    assert sum(r["ties"] for r in good) <= 3 and sum(r["oov_items"] for r in good) <= 10
-    raw_rows, _ = run_tasks(
-        {"minimal-pairs": {**config, "tokenizer": "whitespace"}}, models, data, seed=0, bootstrap=0
+    good, _ = rows_and_errors(run_tasks({"minimal-pairs": config}, models, data, seed=0, bootstrap=0))
+    assert len(good) == len(files) == 5 and sum(r.n for r in good) == 100
+    assert sum(r.ties for r in good) <= 3 and sum(r.oov_items for r in good) <= 10
+    raw_rows, _ = rows_and_errors(
+        run_tasks({"minimal-pairs": {**config, "tokenizer": "whitespace"}}, models, data, seed=0, bootstrap=0)
     )
-    assert (
-        sum(r["oov_items"] for r in raw_rows) == 100
-    )  # every sentence ends in a word glued to its full stop
+    assert sum(r.oov_items for r in raw_rows) == 100  # every sentence ends in a word glued to its full stop
     assert any("anaphor_gender_agreement.jsonl" in w for w in tie_warnings(raw_rows))

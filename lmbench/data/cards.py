@@ -288,3 +288,31 @@ def _fetch_archive(card: CorpusCard, folder: Path, timeout: float) -> Path:
         verify_archive(card, archive)
     extract_splits(card, archive, folder)
     return folder
+
+
+SYNTHETIC_LISTING = {"name": "synthetic", "tokenizer": "whitespace", "licence": "generated", "local copy": "built in",
+                     "folder": ""}  # fmt: skip
+
+
+def list_corpora(directory: str | Path | None = None) -> list[dict[str, str]]:
+    """Every named corpus, one row each (name, tokenizer, licence, local copy, folder): the cards with the state
+    of their local copy under ``directory`` (see :func:`data_dir`), then the built-in synthetic corpus."""
+    rows = []
+    for name in card_files():
+        status = check_card(load_card(name), directory)
+        if not status.present:
+            state = "missing"
+        else:
+            state = {True: "verified", False: "CHECKSUM MISMATCH", None: "present (no checksum)"}[
+                status.verified
+            ]
+        rows.append(
+            {
+                "name": name,
+                "tokenizer": status.card.tokenizer,
+                "licence": status.card.licence,
+                "local copy": state,
+                "folder": str(status.folder or ""),
+            }
+        )
+    return [*rows, dict(SYNTHETIC_LISTING)]

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -320,3 +321,14 @@ def tokenize_corpus(
             raw_lines=tuple(corpus.split(name)),
         )
     return TokenizedCorpus(corpus=corpus, tokenizer=tokenizer, vocab=vocab, **streams)
+
+
+@dataclass
+class LoadedData:
+    """A corpus read for an experiment: the text, its tokenization, the generator's entropy floor (synthetic
+    corpora) and the corpus card's fields."""
+
+    corpus: Corpus
+    data: TokenizedCorpus
+    entropy_floor: dict[str, float] | None = None
+    card: dict[str, Any] = field(default_factory=dict)

@@ -31,6 +31,8 @@ from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
 from lmbench.io import atomic_write_text
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
+from lmbench.models.neural import stream_validation
+from lmbench.models.windows import rolling_logprobs
 from lmbench.training.loop import TrainConfig, Trainer, pick_device, stream_batches
 
 log = logging.getLogger(__name__)
@@ -181,17 +183,13 @@ class PretrainedLM(LanguageModel):
                 None,
             )
 
-        def valid_loss(module) -> float:
-            lp = self.token_logprobs(valid, context="stream")
-            return float(-lp.mean())
-
         identity = {"params": self.get_params(), "budget": budget.to_dict() if budget else None,
                     "train": hashlib.sha256(ids.tobytes()).hexdigest()}  # fmt: skip
         state = Trainer(c, budget, run_dir, identity=identity).fit(
             self.hf_model_,
             batches,
             loss_fn,
-            valid_loss if valid is not None else None,
+            stream_validation(self, valid),
             epoch_tokens=len(ids),
             device=self.device_,
         )
@@ -211,29 +209,18 @@ class PretrainedLM(LanguageModel):
 
     @torch.no_grad()
     def _token_logprobs_of_ids(self, ids: list[int]) -> np.ndarray:
-        """log p of every token of ``[begin] + ids`` after the first, with a sliding window of stride W/2."""
-        seq = torch.tensor([self.begin_id_, *ids], dtype=torch.long)
-        n, W = len(seq), self.window_
-        stride = self.stride or max(W // 2, 1)
-        out = np.zeros(n, dtype=np.float64)
-        starts = [0] if n <= W + 1 else list(range(0, n - 1 - W + stride, stride))
-        if starts[-1] + W < n - 1:
-            starts.append(n - 1 - W)
-        done = 0
-        for s in starts:
-            end = min(s + W, n - 1)  # inputs seq[s:end] predict positions s+1 .. end
-            first = max(done + 1, s + 1)
-            if first > end:
-                continue
-            logits = (
-                self.hf_model_(input_ids=seq[s:end][None].to(self.device_)).logits[0].double()
-            )  # (T, V_hf)
-            lp = torch.log_softmax(logits, dim=-1)
-            targets = seq[s + 1 : end + 1].to(self.device_)
-            scored = lp.gather(1, targets[:, None]).squeeze(1).cpu().numpy()
-            out[first : end + 1] = scored[first - s - 1 :]
-            done = end
-        return out[1:]
+        """log p of every token of ``[begin] + ids`` after the first: rolling windows of ``window_`` tokens
+        moved by ``stride`` (default window/2), one window per forward pass."""
+
+        def score(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+            logits = self.hf_model_(input_ids=x.to(self.device_)).logits.double()  # (B, T, V_hf)
+            lp = (
+                torch.log_softmax(logits, dim=-1).gather(2, y.to(self.device_)[..., None]).squeeze(2)
+            )  # (B, T)
+            return lp[keep.to(self.device_)]
+
+        sequence = np.asarray([self.begin_id_, *ids], dtype=np.int64)
+        return rolling_logprobs(sequence, self.window_, score, stride=self.stride, batch_size=1)[1:]
 
     def _map_to_segments(
         self,
@@ -291,12 +278,14 @@ class PretrainedLM(LanguageModel):
 
     # ------------------------------------------------------------------------------------------ distributions
     def _context_text(self, context: Sequence[int]) -> str:
-        """The raw text a context of shared ids stands for: words joined, ``</s>`` as a newline, from the
-        last ``<s>`` on."""
+        """The raw text a context of shared ids stands for: words joined, ``</s>`` as a newline, ``<s>`` the
+        start of a line. Text before a later ``<s>`` is kept, as stream-mode scoring keeps it (a context
+        ``<s> a b </s> <s>`` is the text ``a b`` and its newline)."""
         vocab, text = self.vocab, ""
         for t in context:
             if t == vocab.bos_id:
-                text = ""
+                if text and not text.endswith("\n"):
+                    text += "\n"
             elif t == vocab.eos_id:
                 text += "\n"
             else:
@@ -326,7 +315,8 @@ class PretrainedLM(LanguageModel):
                 self.begin_id_,
                 *(self.tokenizer_(text, add_special_tokens=False)["input_ids"] if text else []),
             ]
-            ctx_ids = ctx_ids[-max(self.window_ - 16, 1) :]
+            # the longest context that leaves room in the window for every word's pieces
+            ctx_ids = ctx_ids[-max(self.window_ - max(len(p) for p in pieces.values()), 1) :]
             logp = np.full(len(vocab), -np.inf)
             items = [(i, p) for i, p in pieces.items() if p]
             for b in range(0, len(items), 64):

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmbench.data.corpus import TokenStream
 from lmbench.errors import ConfigError
+from lmbench.models.neural import NeuralLM
 from lmbench.models.output import OutputLayer
 from lmbench.training.loop import Batch
-from lmbench.training.neural import NeuralLM
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -106,12 +105,11 @@ class RecurrentLM(NeuralLM):
     """RNN/GRU/LSTM language model (registered as ``rnn``, ``gru``, ``lstm``).
 
     Hyper-parameters: those of :class:`RNNConfig` (cell, emb_size, hidden_size, layers, dropout, tie_weights,
-    output, cutoffs) and of :class:`lmbench.training.TrainConfig` (lr, batch_size, seq_len = BPTT length, ...).
+    output, cutoffs) and of :class:`lmbench.training.loop.TrainConfig` (lr, batch_size, seq_len = BPTT length, ...).
     """
 
     backend: ClassVar[str] = "rnn"
     NetConfig = RNNConfig
-    net_fields = ("cell", "emb_size", "hidden_size", "layers", "dropout", "tie_weights", "output", "cutoffs")
 
     def __init__(self, **params: Any):
         params.setdefault("lr", 3e-3)
@@ -123,7 +121,7 @@ class RecurrentLM(NeuralLM):
     def hidden_size(self) -> int:
         return self.net_config.emb_size if self.net_config.tie_weights else self.net_config.hidden_size
 
-    def build_net(self, vocab_size: int) -> nn.Module:
+    def build_net(self) -> nn.Module:
         return RNNNet(self.net_config, self.vocab_.bos_id)
 
     def batch_loss(self, net: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, int, Any]:
@@ -134,34 +132,9 @@ class RecurrentLM(NeuralLM):
         return loss, int(m.sum()), _detach(state)
 
     # ---------------------------------------------------------------------------------- scoring
-    def _score_sentences(self, data: TokenStream) -> np.ndarray:
-        """Lines batched by length (padding at the end never affects earlier positions), fresh state each."""
-        lines = [np.concatenate([[data.vocab.bos_id], line, [data.vocab.eos_id]]) for line in data.lines()]
-        out = np.empty(data.num_predicted, dtype=np.float64)
-        starts = data.target_line_starts()
-        order = np.argsort([len(x) for x in lines], kind="stable")
-        batch = 64
-        for b in range(0, len(order), batch):
-            idx = order[b : b + batch]
-            longest = max(len(lines[i]) for i in idx)
-            seq = torch.full((len(idx), longest), data.vocab.eos_id, dtype=torch.long)
-            for r, i in enumerate(idx):
-                seq[r, : len(lines[i])] = torch.from_numpy(lines[i].astype(np.int64))
-            seq = seq.to(self.device_)
-            h, _ = self.net_(seq[:, :-1])  # (B, T-1, H)
-            lengths = torch.tensor([len(lines[i]) - 1 for i in idx], device=self.device_)
-            mask = torch.arange(longest - 1, device=self.device_)[None, :] < lengths[:, None]
-            lp = self.net_.output.target_log_probs(h[mask], seq[:, 1:][mask]).double().cpu().numpy()
-            pos = 0
-            for i in idx:
-                n = len(lines[i]) - 1
-                out[starts[i] : starts[i] + n] = lp[pos : pos + n]
-                pos += n
-        return out
-
-    def _score_stream(self, sequence: np.ndarray, segments: int = 16, burn_in: int = 128) -> np.ndarray:
-        """The whole split as one sequence, cut into ``segments`` parallel pieces for speed; each piece first
-        reads the ``burn_in`` tokens before it (scores discarded) so its state carries context across the cut."""
+    def sequence_logprobs(self, sequence: np.ndarray, segments: int = 16, burn_in: int = 128) -> np.ndarray:
+        """The whole sequence, cut into ``segments`` parallel pieces for speed; each piece first reads the
+        ``burn_in`` tokens before it (scores discarded) so its state carries context across the cut."""
         seq = torch.from_numpy(sequence.astype(np.int64))
         n = len(seq)
         bounds = np.unique(np.linspace(1, n, min(segments, max(n - 1, 1)) + 1).astype(np.int64))
@@ -186,12 +159,7 @@ class RecurrentLM(NeuralLM):
             positions = first_input[rows] + cols + s + 1
             lp = self.net_.output.target_log_probs(h[m.to(self.device_)], seq[positions].to(self.device_))
             per_position[positions.numpy()] = lp.double().cpu().numpy()
-        predicted = np.flatnonzero(sequence != self.vocab.bos_id)
-        return per_position[predicted[predicted > 0]]
-
-    def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self.net_(x)
-        return h[:, -1]
+        return per_position
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         return self.net_(x)[0]

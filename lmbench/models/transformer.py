@@ -1,15 +1,16 @@
 """Decoder-only Transformer language model (GPT-style; Radford et al. 2018), pre-LayerNorm, causal attention
 through ``F.scaled_dot_product_attention``, learned or sinusoidal positions, weight tying, a context window W.
 
-Stream-mode scoring slides the window by W/2 so every token is predicted exactly once with at least W/2 tokens
-of context (except at the start); sentence mode scores each line alone (sliding within lines longer than W).
+Stream-mode scoring rolls the window (:mod:`lmbench.models.windows`): every token is predicted exactly once with
+at least W/2 tokens of context (except at the start); sentence mode scores each line alone (rolling within lines
+longer than W).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.data.corpus import TokenStream
 from lmbench.errors import ConfigError
+from lmbench.models.neural import NeuralLM
 from lmbench.models.output import OutputLayer
+from lmbench.models.windows import rolling_logprobs
 from lmbench.training.loop import Batch
-from lmbench.training.neural import NeuralLM
 
 
 @dataclass
@@ -176,33 +177,19 @@ class TransformerNet(nn.Module):
 class TransformerLM(NeuralLM):
     """GPT-style Transformer language model (registered as ``transformer``).
 
-    Hyper-parameters: those of :class:`TransformerConfig` and of :class:`lmbench.training.TrainConfig`
+    Hyper-parameters: those of :class:`TransformerConfig` and of :class:`lmbench.training.loop.TrainConfig`
     (``seq_len`` defaults to the window).
     """
 
     backend: ClassVar[str] = "transformer"
     NetConfig = TransformerConfig
-    net_fields = (
-        "d_model",
-        "n_heads",
-        "layers",
-        "d_ff",
-        "dropout",
-        "window",
-        "positions",
-        "tie_weights",
-        "output",
-        "cutoffs",
-    )
 
     def __init__(self, **params: Any):
         params.setdefault("lr", 1e-3)
         params.setdefault("warmup_steps", 200)
         super().__init__(**params)
         if "seq_len" not in params:  # the training window defaults to the model's context window
-            import dataclasses
-
-            self.train_config = dataclasses.replace(self.train_config, seq_len=self.net_config.window)
+            self.train_config = replace(self.train_config, seq_len=self.net_config.window)
         elif self.train_config.seq_len > self.net_config.window:  # never clamped silently
             raise ConfigError(
                 f"seq_len: {self.train_config.seq_len} is longer than the context window {self.net_config.window}; "
@@ -229,7 +216,7 @@ class TransformerLM(NeuralLM):
     def hidden_size(self) -> int:
         return self.net_config.d_model
 
-    def build_net(self, vocab_size: int) -> nn.Module:
+    def build_net(self) -> nn.Module:
         return TransformerNet(self.net_config, self.vocab_.bos_id)
 
     def batch_loss(self, net: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, int, Any]:
@@ -238,80 +225,15 @@ class TransformerLM(NeuralLM):
 
     # ---------------------------------------------------------------------------------- scoring
     @torch.no_grad()
-    def _score_sequence_batch(self, sequence: np.ndarray) -> np.ndarray:
-        """log p of positions 1..n-1 of one sequence (any length), via sliding windows."""
-        W = self.context_window
-        n = len(sequence)
-        out = np.zeros(n, dtype=np.float64)
-        seq = torch.from_numpy(sequence.astype(np.int64))
-        stride = max(W // 2, 1)
-        starts = [0] if n <= W + 1 else list(range(0, n - 1 - W + stride, stride))
-        if starts[-1] + W < n - 1:
-            starts.append(n - 1 - W)
-        scored_upto = 0  # positions < scored_upto + 1 are done
-        jobs = []
-        for s in starts:
-            end = min(s + W, n - 1)  # inputs seq[s:end] predict positions s+1 .. end
-            first = max(scored_upto + 1, s + 1)
-            if first <= end:
-                jobs.append((s, end, first))
-                scored_upto = end
-        for b in range(0, len(jobs), 32):
-            chunk = jobs[b : b + 32]
-            longest = max(end - s for s, end, _ in chunk)
-            x = torch.full((len(chunk), longest), self.vocab.eos_id, dtype=torch.long)
-            keep = torch.zeros((len(chunk), longest), dtype=torch.bool)
-            for r, (s, end, first) in enumerate(chunk):
-                x[r, : end - s] = seq[s:end]
-                keep[r, first - 1 - s : end - s] = True
-            h = self.net_(x.to(self.device_))
-            rows, cols = torch.nonzero(keep, as_tuple=True)
-            positions = torch.tensor([chunk[r][0] for r in rows.tolist()], dtype=torch.long) + cols + 1
-            lp = self.net_.output.target_log_probs(h[keep.to(self.device_)], seq[positions].to(self.device_))
-            out[positions.numpy()] = lp.cpu().numpy()
-        return out
+    def sequence_logprobs(self, sequence: np.ndarray) -> np.ndarray:
+        """Rolling windows of ``context_window`` tokens, 32 windows per forward pass."""
 
-    def _score_stream(self, sequence: np.ndarray) -> np.ndarray:
-        per_position = self._score_sequence_batch(sequence)
-        predicted = np.flatnonzero(sequence != self.vocab.bos_id)
-        return per_position[predicted[predicted > 0]]
+        def score(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+            h = self.net_(x.to(self.device_))  # (B, T, d_model)
+            keep = keep.to(self.device_)
+            return self.net_.output.target_log_probs(h[keep], y.to(self.device_)[keep])
 
-    def _score_sentences(self, data: TokenStream) -> np.ndarray:
-        """Each line alone from <s>; lines up to the window are batched, longer ones slide within the line."""
-        W = self.context_window
-        lines = [
-            np.concatenate([[data.vocab.bos_id], line, [data.vocab.eos_id]]).astype(np.int64)
-            for line in data.lines()
-        ]
-        out = np.empty(data.num_predicted, dtype=np.float64)
-        starts = data.target_line_starts()
-        short = [i for i, x in enumerate(lines) if len(x) - 1 <= W]
-        for i in (i for i, x in enumerate(lines) if len(x) - 1 > W):
-            out[starts[i] : starts[i] + len(lines[i]) - 1] = self._score_sequence_batch(lines[i])[1:]
-        short.sort(key=lambda i: len(lines[i]))
-        for b in range(0, len(short), 64):
-            idx = short[b : b + 64]
-            longest = max(len(lines[i]) - 1 for i in idx)
-            x = torch.full((len(idx), longest), data.vocab.eos_id, dtype=torch.long)
-            y = torch.full((len(idx), longest), data.vocab.eos_id, dtype=torch.long)
-            keep = torch.zeros((len(idx), longest), dtype=torch.bool)
-            for r, i in enumerate(idx):
-                n = len(lines[i]) - 1
-                x[r, :n] = torch.from_numpy(lines[i][:-1])
-                y[r, :n] = torch.from_numpy(lines[i][1:])
-                keep[r, :n] = True
-            h = self.net_(x.to(self.device_))
-            lp = (
-                self.net_.output.target_log_probs(h[keep.to(self.device_)], y[keep].to(self.device_))
-                .cpu()
-                .numpy()
-            )
-            pos = 0
-            for i in idx:
-                n = len(lines[i]) - 1
-                out[starts[i] : starts[i] + n] = lp[pos : pos + n]
-                pos += n
-        return out
+        return rolling_logprobs(sequence, self.context_window, score, pad_id=self.vocab.eos_id)
 
     @torch.no_grad()
     def attention_maps(self, ids: Sequence[int]) -> np.ndarray:
@@ -325,9 +247,6 @@ class TransformerLM(NeuralLM):
         self.net_.eval()
         x = torch.tensor([ids], dtype=torch.long, device=self.device_)
         return self.net_.attention_maps(x)[0].double().cpu().numpy()
-
-    def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net_(x[:, -self.context_window :])[:, -1]
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         return self.net_(x[:, -self.context_window :])

@@ -1,5 +1,19 @@
-"""Tables, plots and report pages rendered from a results dict."""
+"""Tables, plots and report pages rendered from a results dict.
 
-from lmbench.reporting.report import load_results, render_report
+The functions below load on first use, so that importing a light module of this package (``formats``: the
+list of report formats, read by config checks) does not load pandas, Jinja2 or matplotlib.
+"""
 
-__all__ = ["load_results", "render_report"]
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["compare_results", "load_results", "render_report", "summary_text"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from lmbench.reporting import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

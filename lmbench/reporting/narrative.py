@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from lmbench.models.ngram.smoothing import describe_smoothing
+from lmbench.results import TaskRow, task_rows
 
 ORDER_NAMES = {1: "unigram", 2: "bigram", 3: "trigram", 4: "4-gram", 5: "5-gram"}
 
@@ -139,51 +140,46 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
     return not (a["perplexity_high"] < b["perplexity_low"] or b["perplexity_high"] < a["perplexity_low"])
 
 
-def _mostly_ties(row: dict[str, Any]) -> bool:
-    ties, n = row.get("ties"), row.get("n") or 0
-    return ties is not None and n > 0 and ties > 0.5 * n
+def _mostly_ties(row: TaskRow) -> bool:
+    return row.ties is not None and (row.n or 0) > 0 and row.ties > 0.5 * row.n
 
 
-def _ties_text(row: dict[str, Any], what: str) -> str:
+def _ties_text(row: TaskRow, what: str) -> str:
     """A result that is ties is stated as such and never explained."""
     return (
-        f"On minimal pairs that {what}, {row['ties']:,} of {row['n']:,} pairs tie: it gives both sentences "
+        f"On minimal pairs that {what}, {row.ties:,} of {row.n:,} pairs tie: it gives both sentences "
         "the same probability, so its accuracy there measures nothing."
     )
 
 
-def _long_distance(tasks: list[dict[str, Any]], model: str, order: int | None) -> str | None:
+def _long_distance(tasks: list[TaskRow], model: str, order: int | None) -> str | None:
     """Minimal-pair accuracy at the longest swap distance, compared with chance."""
     rows = [
         r
         for r in tasks
-        if r["model"] == model
-        and r["task"] == "minimal-pairs"
-        and r.get("corruption") == "swap"
-        and r.get("distance") is not None
+        if r.model == model
+        and r.task == "minimal-pairs"
+        and r.corruption == "swap"
+        and r.distance is not None
     ]
     if not rows:
         return None
-    far = max(rows, key=lambda r: r["distance"])
-    d = far["distance"]
+    far = max(rows, key=lambda r: r.distance)
+    d = far.distance
     if _mostly_ties(far):
         return _ties_text(far, f"swap two words {d} apart")
-    text = f"On minimal pairs that swap two words {d} apart it prefers the real sentence {100 * far['value']:.0f}% of the time"
-    if far.get("ties"):
-        text += f" (ties, {far['ties']:,} of {far['n']:,}, count half)"
+    text = f"On minimal pairs that swap two words {d} apart it prefers the real sentence {100 * far.value:.0f}% of the time"
+    if far.ties:
+        text += f" (ties, {far.ties:,} of {far.n:,}, count half)"
     if order is not None and d >= order:
         text += f" — beyond its {order}-word window it can only notice the swap where the swapped words make locally odd n-grams"
     return text + "."
 
 
-def _agreement(tasks: list[dict[str, Any]], model: str) -> str | None:
+def _agreement(tasks: list[TaskRow], model: str) -> str | None:
     """Accuracy on pairs whose last word comes from another sentence (a long-range agreement break)."""
     row = next(
-        (
-            r
-            for r in tasks
-            if r["model"] == model and r["task"] == "minimal-pairs" and r.get("corruption") == "last-word"
-        ),
+        (r for r in tasks if r.model == model and r.task == "minimal-pairs" and r.corruption == "last-word"),
         None,
     )
     if row is None:
@@ -192,7 +188,7 @@ def _agreement(tasks: list[dict[str, Any]], model: str) -> str | None:
         return _ties_text(row, "replace the last word with another sentence's")
     return (
         f"When a sentence's last word is replaced by another sentence's, it still prefers the real one "
-        f"{100 * row['value']:.0f}% of the time (95% interval {100 * row['low']:.0f}–{100 * row['high']:.0f}%)."
+        f"{100 * row.value:.0f}% of the time (95% interval {100 * row.low:.0f}–{100 * row.high:.0f}%)."
     )
 
 
@@ -213,7 +209,7 @@ def ladder_narrative(results: dict[str, Any]) -> list[dict[str, str]]:
         return []
     models = results.get("models", {}) or {}
     floor = results.get("entropy_floor")
-    tasks = results.get("tasks", []) or []
+    tasks = task_rows(results)
     out, prev_name = [], None
     for name, row in main.items():
         info = models.get(name, {"family": row.get("family"), "config": {}})

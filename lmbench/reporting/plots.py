@@ -2,7 +2,10 @@
 minimal pairs by distance, perplexity by word frequency, and a Transformer's attention example.
 
 One colour per model across every plot (:func:`model_colours`); tick labels are plain numbers (``200``, not
-``2×10²``). The entropy floor is drawn where the corpus is synthetic."""
+``2×10²``). The entropy floor is drawn where the corpus is synthetic.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn on the Agg canvas (:func:`new_figure`), never pyplot:
+importing this module leaves the process's matplotlib backend alone and no figure is registered globally."""
 
 from __future__ import annotations
 
@@ -12,17 +15,27 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from lmbench.results import task_rows
+
+
+def new_figure(*grid: int, figsize: tuple[float, float], **subplots: Any) -> tuple[Figure, Any]:
+    """A figure on the Agg (PNG) canvas and its axes, as ``pyplot.subplots(*grid, **subplots)`` would give,
+    without pyplot's global state or backend switch."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*grid, **subplots)
 
 
 def model_colours(results: dict[str, Any]) -> dict[str, Any]:
     """One colour per model, in the order of the results rows, shared by every plot of a report."""
     names = list(dict.fromkeys(r["model"] for r in results.get("rows", [])))
     names += [n for n in (results.get("curves") or {}) if n not in names]
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
@@ -98,7 +111,6 @@ def _save(fig, path: Path, notes: list[str] | None = None) -> Path:
     _caption(fig, notes or [])
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     tmp.replace(path)
     return path
 
@@ -109,7 +121,7 @@ def _scatter(results: dict[str, Any], key: str, xlabel: str, path: Path, *, logx
         return None
     colours = model_colours(results)
     notes = _left_out(results)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = new_figure(figsize=(6.4, 4.2))
     for r in rows:
         err = [
             [max(r["perplexity"] - _finite(r.get("perplexity_low"), r["perplexity"]), 0)],
@@ -152,7 +164,7 @@ def headline(results: dict[str, Any], path: Path) -> Path | None:
     colours = model_colours(results)
     notes = [n for n in _left_out(results) if "no perplexity" in n]  # infinite ones are drawn as ∞
     top = max(finite) * 1.6
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.8 * len(steps) + 1.5), 4.2))
+    fig, ax = new_figure(figsize=(max(6.4, 0.8 * len(steps) + 1.5), 4.2))
     for i, r in enumerate(steps):
         ppl = r.get("perplexity")
         if not isinstance(ppl, (int, float)) or math.isnan(ppl):
@@ -201,7 +213,7 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
     if not curves:
         return None
     colours = model_colours(results)
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    fig, ax = new_figure(figsize=(6.8, 4.4))
     for name, (valid, train) in curves.items():
         colour = colours.get(name)
         ax.plot([p["tokens"] for p in valid], [p["valid_perplexity"] for p in valid], marker=".", color=colour,
@@ -229,20 +241,20 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
 def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | None:
     rows = [
         r
-        for r in results.get("tasks", [])
-        if r["task"] == "minimal-pairs" and r.get("corruption") == "swap" and r.get("distance") is not None
+        for r in task_rows(results)
+        if r.task == "minimal-pairs" and r.corruption == "swap" and r.distance is not None
     ]
     if not rows:
         return None
     colours = model_colours(results)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name in dict.fromkeys(r["model"] for r in rows):
-        sel = sorted((r for r in rows if r["model"] == name), key=lambda r: r["distance"])
-        d = [r["distance"] for r in sel]
-        line = ax.plot(d, [r["value"] for r in sel], marker="o", label=name, color=colours.get(name))[0]
-        tied = [r for r in sel if r.get("ties") and r["n"] and r["ties"] > 0.5 * r["n"]]
+    fig, ax = new_figure(figsize=(6.4, 4.2))
+    for name in dict.fromkeys(r.model for r in rows):
+        sel = sorted((r for r in rows if r.model == name), key=lambda r: r.distance)
+        d = [r.distance for r in sel]
+        line = ax.plot(d, [r.value for r in sel], marker="o", label=name, color=colours.get(name))[0]
+        tied = [r for r in sel if r.ties and r.n and r.ties > 0.5 * r.n]
         if tied:  # mostly ties: the 0.5 there is no judgement; mark it hollow
-            ax.plot([r["distance"] for r in tied], [r["value"] for r in tied], linestyle="none", marker="o",
+            ax.plot([r.distance for r in tied], [r.value for r in tied], linestyle="none", marker="o",
                     markersize=10, markerfacecolor="none", markeredgecolor=line.get_color())  # fmt: skip
     ax.axhline(0.5, color="grey", linestyle=":", label="chance")
     ax.set_xscale("log", base=2)
@@ -266,7 +278,7 @@ def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
     if not buckets:
         return None
     labels = list(dict.fromkeys(b["bucket"] for v in buckets.values() for b in v))
-    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    fig, ax = new_figure(figsize=(7.2, 4.2))
     width = 0.8 / max(len(buckets), 1)
     for i, (name, rows) in enumerate(buckets.items()):
         values = {b["bucket"]: b["perplexity"] for b in rows}
@@ -300,7 +312,7 @@ def attention_figure(results: dict[str, Any], path: Path) -> Path | None:
     weights = np.asarray(ex["weights"])
     tokens = ex["tokens"]
     T = len(tokens)
-    fig, (ax, side) = plt.subplots(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, side) = new_figure(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [3, 2]})
     ax.imshow(np.where(np.tri(T, dtype=bool), weights, np.nan), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(T), tokens, rotation=60, fontsize=8)
     ax.set_yticks(
@@ -309,7 +321,7 @@ def attention_figure(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel("looks at (key position)")
     ax.set_ylabel("position (→ the token it predicts)")
     q, k = ex["query"], ex["key"]
-    ax.add_patch(plt.Rectangle((k - 0.5, q - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=2.5))
+    ax.add_patch(Rectangle((k - 0.5, q - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=2.5))
     ax.set_title(f"{name}: layer {ex['layer']}, head {ex['head']}", fontsize=10)
     side.axis("off")
     distance = q - k + 1

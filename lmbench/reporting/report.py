@@ -1,5 +1,6 @@
-"""Render a report folder from a results dict: results.csv, tasks.csv, results.json, report.md, a
-self-contained report.html (plots embedded), LaTeX tables and PNG plots.
+"""Render a report folder from a results dict: results.csv, tasks.csv, samples.csv, results.json, report.md,
+a self-contained report.html (plots embedded), LaTeX tables and PNG plots (the formats of
+:mod:`lmbench.reporting.formats`).
 
 Everything is written into a temporary folder beside the target and swapped in at the end, so an
 interrupted run never leaves a half-written report.
@@ -23,8 +24,10 @@ from typing import Any
 from markupsafe import Markup
 
 from lmbench.reporting import tables
+from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_formats
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
+from lmbench.results import Sample, samples, split_legacy_samples, task_rows
 from lmbench.tasks import tie_warnings
 
 
@@ -52,7 +55,8 @@ def _json_restore(value: Any) -> Any:
 
 
 def load_results(folder: str | Path) -> dict[str, Any]:
-    """The results dict stored in ``folder/results.json``."""
+    """The results dict stored in ``folder/results.json``, in today's layout (generated samples that earlier
+    versions kept among the task rows are moved to ``samples``)."""
     path = Path(folder) / "results.json"
     from lmbench.errors import DataError
 
@@ -66,20 +70,49 @@ def load_results(folder: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}: cannot read ({e})") from None
     if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
         raise DataError(f"{path}: expected the results object written by `lmbench run` (with a list of rows)")
-    return results
+    return split_legacy_samples(results)
 
 
-def samples_markdown(task_rows: list[dict[str, Any]], per_model: int = 3) -> str:
-    samples = [r for r in task_rows if r["metric"] == "sample"]
-    if not samples:
+def samples_markdown(generated: Sequence[Sample], per_model: int = 3) -> str:
+    """The first ``per_model`` samples of each model, as a markdown list under the model's name."""
+    if not generated:
         return ""
     lines = []
-    for name in dict.fromkeys(r["model"] for r in samples):
+    for name in dict.fromkeys(s.model for s in generated):
         lines.append(f"**{name}**")
-        for r in [r for r in samples if r["model"] == name][:per_model]:
-            lines.append(f"- `{r['detail']}`")
+        for s in [s for s in generated if s.model == name][:per_model]:
+            lines.append(f"- `{s.text}`")
         lines.append("")
     return "\n".join(lines)
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    """What ``lmbench run`` and ``lmbench report`` print: every split and context, the entropy floor, the
+    search statement, the signature, and the task figures with their tie warnings (terminal tables)."""
+    from lmbench.reporting.search_plots import statement
+
+    table = mark_tuned(tables.display_table(results["rows"], bootstrap=_bootstrap(results)), results)
+    text = tables.render(table, "simple")
+    floor = results.get("entropy_floor")
+    if floor:
+        text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
+    if results.get("search"):
+        text += f"\n{statement(results)}"
+    text += f"\n{tables.signature(results)}"
+    figures = task_rows(results)
+    if figures:
+        text += "\n\n" + tables.render(tables.task_table(figures, compact=True), "simple")
+        text += "".join(f"\n{w}" for w in tie_warnings(figures))
+    return text
+
+
+def compare_results(
+    a: dict[str, Any], b: dict[str, Any], *, names: tuple[str, str] = ("A", "B"), split: str = "test"
+) -> str:
+    """Two results dicts side by side (:func:`lmbench.reporting.tables.compare_table`) with the signature of
+    each, as ``lmbench compare`` prints them."""
+    table = tables.compare_table(a.get("rows", []), b.get("rows", []), names, split=split)
+    return f"{tables.render(table, 'simple')}\nA: {tables.signature(a)}\nB: {tables.signature(b)}"
 
 
 def _main_view(results: dict[str, Any]) -> tuple[str, str]:
@@ -178,22 +211,22 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     plots = [img for img in images if img.stem not in ("headline", "attention")]
     if plots:
         parts += ["## Plots", ""] + [f"![{img.stem}]({img.name})" for img in plots] + [""]
-    task_rows = results.get("tasks", [])
-    if task_rows:
+    figures = task_rows(results)
+    if figures:
         parts += [
             "## Downstream tasks",
             "",
-            tables.render(tables.task_table(task_rows)),
+            tables.render(tables.task_table(figures)),
             "",
             tables.TASK_NOTE,
             "",
         ]
-        warnings = tie_warnings(task_rows)
+        warnings = tie_warnings(figures)
         if warnings:
             parts += [f"- **{w}**" for w in warnings] + [""]
-        samples = samples_markdown(task_rows)
-        if samples:
-            parts += ["### Generated samples", "", samples]
+        generated = samples_markdown(samples(results))
+        if generated:
+            parts += ["### Generated samples", "", generated]
     if results.get("failures"):
         parts += ["## Failures", ""] + [f"- {f}" for f in results["failures"]] + [""]
     parts += ["## Appendix", ""]
@@ -252,7 +285,7 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
     for step in steps:
         step["colour"] = _hex(colours.get(step["model"], (0.5, 0.5, 0.5)))
     split, context = _main_view(results)
-    task_rows = results.get("tasks", [])
+    figures = task_rows(results)
     narrative = narrative_markdown(results)
     bootstrap = _bootstrap(results)
     return env.get_template(
@@ -274,10 +307,10 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         plots=[
             {"name": i.stem, "src": _data_uri(i)} for i in images if i.stem not in ("headline", "attention")
         ],
-        task_table=tables.render(tables.task_table(task_rows), "html") if task_rows else "",
+        task_table=tables.render(tables.task_table(figures), "html") if figures else "",
         task_note=tables.TASK_NOTE,
-        tie_warnings=tie_warnings(task_rows),
-        samples=[r for r in task_rows if r["metric"] == "sample"][:30],
+        tie_warnings=tie_warnings(figures),
+        samples=samples(results)[:30],
         failures=results.get("failures") or [],
         all_tables=[
             (
@@ -314,7 +347,7 @@ def latex_tables(results: dict[str, Any]) -> str:
         if table and any(key.startswith("Δ") for key in table[0]):
             caption += "; Δ is the paired-bootstrap difference in perplexity from the baseline, with its 95% interval"
         parts += [tables.latex_table(table, caption=caption + ".", label=f"tab:{name}-{split}"), ""]
-    task_table = tables.task_table(results.get("tasks") or [])
+    task_table = tables.task_table(task_rows(results))
     if task_table:
         caption = f"Downstream tasks on {corpus}; ± is the half-width of the 95% interval."
         parts += [tables.latex_table(task_table, caption=caption, label=f"tab:{name}-tasks"), ""]
@@ -324,7 +357,7 @@ def latex_tables(results: dict[str, Any]) -> str:
 def render_report(
     results: dict[str, Any],
     output_dir: str | Path,
-    formats: Sequence[str] = ("md", "csv", "json", "html", "png"),
+    formats: Sequence[str] = DEFAULT_FORMATS,
 ) -> Path:
     """Write the report files for ``results`` into ``output_dir`` (replaced as a whole, atomically).
 
@@ -333,6 +366,8 @@ def render_report(
     only during the swap, and is moved back if the swap fails. Leftovers of interrupted renders are cleaned.
     """
     output_dir = Path(output_dir)
+    chosen_formats(formats)  # an unknown format fails before anything is written
+    results = split_legacy_samples(results)  # written in today's layout, whatever version made the dict
     check_report_folder(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(output_dir.parent):
@@ -375,29 +410,53 @@ def check_report_folder(output_dir: str | Path) -> None:
 
 
 def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequence[str]) -> None:
-    # results.csv, tasks.csv and results.json are always written: they are what `lmbench report` re-reads
-    tables.results_frame(results.get("rows", [])).to_csv(staging / "results.csv", index=False)
-    tables.seed_frame(results.get("rows_by_seed", [])).to_csv(staging / "results_by_seed.csv", index=False)
-    tables.timings_frame(results.get("rows", [])).to_csv(staging / "timings.csv", index=False)
-    tables.task_frame(results.get("tasks", [])).to_csv(staging / "tasks.csv", index=False)
-    (staging / "results.json").write_text(json.dumps(_json_safe(results), indent=2), encoding="utf-8")
+    """Every chosen format (and those always written) into ``staging``; plots first where a format uses them."""
+    chosen = chosen_formats(formats)
+    with_plots = any(f.plots for f in chosen)
     images: list[Path] = []
-    if "png" in formats or "html" in formats:
+    if with_plots:
         from lmbench.reporting.plots import write_plots
 
         images = write_plots(results, staging)
-    images += write_search_outputs(results, staging, plots="png" in formats or "html" in formats)
-    if "md" in formats:
-        (staging / "report.md").write_text(
-            markdown_report(results, images if "png" in formats else ()), encoding="utf-8"
-        )
-    if "html" in formats:
-        (staging / "report.html").write_text(html_report(results, images), encoding="utf-8")
-    if "latex" in formats:
-        (staging / "tables.tex").write_text(latex_tables(results), encoding="utf-8")
-    if "png" not in formats:
+    images += write_search_outputs(results, staging, plots=with_plots)
+    folder = ReportFolder(staging, images, keeps_images=any(f.keeps_plots for f in chosen))
+    for report_format in chosen:
+        report_format.write(results, folder)
+    if not folder.keeps_images:
         for img in images:
             img.unlink()
+
+
+def write_csv(results: dict[str, Any], folder: ReportFolder) -> None:
+    """results.csv, results_by_seed.csv, timings.csv, tasks.csv, and samples.csv where text was generated."""
+    tables.results_frame(results.get("rows", [])).to_csv(folder.path / "results.csv", index=False)
+    tables.seed_frame(results.get("rows_by_seed", [])).to_csv(
+        folder.path / "results_by_seed.csv", index=False
+    )
+    tables.timings_frame(results.get("rows", [])).to_csv(folder.path / "timings.csv", index=False)
+    tables.task_frame(task_rows(results)).to_csv(folder.path / "tasks.csv", index=False)
+    generated = samples(results)
+    if generated:
+        tables.sample_frame(generated).to_csv(folder.path / "samples.csv", index=False)
+
+
+def write_json(results: dict[str, Any], folder: ReportFolder) -> None:
+    """results.json: everything ``lmbench report`` re-renders from."""
+    (folder.path / "results.json").write_text(json.dumps(_json_safe(results), indent=2), encoding="utf-8")
+
+
+def write_markdown(results: dict[str, Any], folder: ReportFolder) -> None:
+    """report.md, linking the plots where they stay beside it."""
+    images = folder.images if folder.keeps_images else ()
+    (folder.path / "report.md").write_text(markdown_report(results, images), encoding="utf-8")
+
+
+def write_html(results: dict[str, Any], folder: ReportFolder) -> None:
+    (folder.path / "report.html").write_text(html_report(results, folder.images), encoding="utf-8")
+
+
+def write_latex(results: dict[str, Any], folder: ReportFolder) -> None:
+    (folder.path / "tables.tex").write_text(latex_tables(results), encoding="utf-8")
 
 
 @contextlib.contextmanager

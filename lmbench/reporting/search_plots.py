@@ -57,7 +57,6 @@ def best_table(results: dict[str, Any]) -> list[dict[str, str]]:
 
 def statement(results: dict[str, Any]) -> str:
     """ "Tuned with equal budgets ..." or what differed, and which models were not tuned."""
-    from lmbench.search import budget_statement
 
     searches = results.get("search", {})
     untuned = [name for name in results.get("models", {}) if name not in searches]
@@ -108,12 +107,12 @@ def _plain_log_y(ax) -> None:
 
 def trials_plot(results: dict[str, Any], path: Path) -> Path | None:
     """Validation perplexity of each complete trial and the best so far, per model, over trial numbers."""
-    import matplotlib.pyplot as plt
+    from lmbench.reporting.plots import new_figure
 
     searches = {name: s for name, s in results.get("search", {}).items() if _complete(s)}
     if not searches:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = new_figure(figsize=(7, 4.2))
     for i, (name, s) in enumerate(searches.items()):
         colour = f"C{i}"
         done = _complete(s)
@@ -141,13 +140,12 @@ def trials_plot(results: dict[str, Any], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def sensitivity_plot(results: dict[str, Any], path: Path) -> Path | None:
     """One panel per searched setting: validation perplexity of each complete trial against its value."""
-    import matplotlib.pyplot as plt
+    from lmbench.reporting.plots import new_figure
 
     searches = {name: s for name, s in results.get("search", {}).items() if _complete(s)}
     settings = list(dict.fromkeys(k for s in searches.values() for k in s["space"]))
@@ -155,7 +153,7 @@ def sensitivity_plot(results: dict[str, Any], path: Path) -> Path | None:
         return None
     cols = min(3, len(settings))
     rows = math.ceil(len(settings) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
     colours = {name: f"C{i}" for i, name in enumerate(searches)}
     for ax, setting in zip(axes.flat, settings, strict=False):
         categories: list[Any] = []
@@ -188,7 +186,6 @@ def sensitivity_plot(results: dict[str, Any], path: Path) -> Path | None:
     fig.suptitle("Sensitivity: validation perplexity against each searched setting (complete trials)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -199,10 +196,32 @@ def write_search_outputs(results: dict[str, Any], out_dir: Path, *, plots: bool)
     search_frame(results).to_csv(out_dir / "search.csv", index=False)
     if not plots:
         return []
-    from lmbench.reporting import plots as _  # noqa: F401 - selects the Agg backend
-
     made = [
         trials_plot(results, out_dir / "search_trials.png"),
         sensitivity_plot(results, out_dir / "search_sensitivity.png"),
     ]
     return [p for p in made if p is not None]
+
+
+def budget_statement(searches: dict[str, dict[str, Any]], untuned: list[str]) -> str:
+    """One sentence for the report: tuned with equal budgets, or what differed, and what was not tuned."""
+    if not searches:
+        return ""
+    limits = {name: (s["limits"], s["trial_budget"]) for name, s in searches.items()}
+    spent = "; ".join(
+        f"{name} {int(s['spent']['trials'])} trials ({int(s['spent']['pruned'])} pruned), "
+        f"{int(s['spent']['tokens']):,} tokens, {s['spent']['seconds']:.0f} s"
+        for name, s in searches.items()
+    )
+    if len(searches) > 1 and len(set(limits.values())) == 1:
+        first = next(iter(limits.values()))
+        text = f"Tuned with equal budgets: each search was limited to {first[0]} ({first[1]} a trial). Spent: {spent}."
+    elif len(searches) > 1:
+        each = "; ".join(f"{name}: {lim} ({tb} a trial)" for name, (lim, tb) in limits.items())
+        text = f"Tuning budgets differed: {each}. Spent: {spent}."
+    else:
+        ((name, (lim, tb)),) = limits.items()
+        text = f"{name} was tuned: {lim} ({tb} a trial). Spent: {spent}."
+    if untuned:
+        text += f" Not tuned (settings as written): {', '.join(untuned)}."
+    return text

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
-from lmbench.experiment import RESULT_COLUMNS, TIMING_COLUMNS
-from lmbench.tasks import TASK_COLUMNS
+from lmbench.results import (
+    RESULT_COLUMNS,
+    SAMPLE_COLUMNS,
+    SEED_COLUMNS,
+    TASK_COLUMNS,
+    TIMING_COLUMNS,
+    Sample,
+    TaskRow,
+)
 
 INFINITY = "∞"
 TASK_INT_COLUMNS = ["n", "distance", "ties", "oov_items", "skipped", "train_items", "train_tokens"]
@@ -24,10 +32,7 @@ def results_frame(rows: list[dict[str, Any]], columns: list[str] = RESULT_COLUMN
 
 def seed_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """results_by_seed.csv: one row per (model, seed, split, context); ``seed`` empty for deterministic models."""
-    columns = ["model", "family", "seed"] + [
-        c for c in RESULT_COLUMNS if c not in ("model", "family", "seeds", "seed_sd")
-    ]
-    return results_frame(rows, columns)
+    return results_frame(rows, SEED_COLUMNS)
 
 
 def timings_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -141,6 +146,40 @@ def display_table(
     return out
 
 
+def compare_table(
+    rows_a: Sequence[dict[str, Any]],
+    rows_b: Sequence[dict[str, Any]],
+    names: tuple[str, str],
+    *,
+    split: str = "test",
+) -> list[dict[str, str]]:
+    """Two runs' perplexities side by side, one line per (model, context) of ``split`` in either run (A's order
+    first), with B's relative change where both have a finite figure. ``names``: the two column headers."""
+    key = lambda r: (r["model"], r["context"])  # noqa: E731
+    by_a = {key(r): r for r in rows_a if r["split"] == split}
+    by_b = {key(r): r for r in rows_b if r["split"] == split}
+
+    def shown(r: dict[str, Any] | None) -> str:
+        return with_interval(r["perplexity"], r.get("perplexity_low"), r.get("perplexity_high")) if r else ""
+
+    table = []
+    for model, context in dict.fromkeys([*by_a, *by_b]):
+        ra, rb = by_a.get((model, context)), by_b.get((model, context))
+        pa = ra["perplexity"] if ra else math.nan
+        pb = rb["perplexity"] if rb else math.nan
+        both = ra and rb and math.isfinite(pa) and math.isfinite(pb)
+        table.append(
+            {
+                "model": model,
+                "context": context,
+                names[0]: shown(ra),
+                names[1]: shown(rb),
+                "change": f"{100 * (pb - pa) / pa:+.1f}%" if both else "",
+            }
+        )
+    return table
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -152,54 +191,45 @@ TASK_NOTE = (
 )
 
 
-def task_frame(task_rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """tasks.csv: one row per task figure in the fixed columns of :class:`lmbench.tasks.TaskRow`; counts
+def task_frame(task_rows: Sequence[TaskRow]) -> pd.DataFrame:
+    """tasks.csv: one row per task figure in the fixed columns of :class:`lmbench.results.TaskRow`; counts
     stay integers (empty where they do not apply)."""
-    frame = pd.DataFrame(task_rows, columns=TASK_COLUMNS)
+    frame = pd.DataFrame([r.to_dict() for r in task_rows], columns=TASK_COLUMNS)
     for column in TASK_INT_COLUMNS:
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     return frame
 
 
-def _task_group(r: dict[str, Any], *, compact: bool = False) -> str:
-    """What a task row is about, from its structured fields (file, phenomenon, paradigm, corruption, distance,
-    method); ``compact`` names a BLiMP-style file by its paradigm alone where the file is named after it."""
-    parts = []
-    if r.get("file") and not (compact and r.get("paradigm") and r["file"].rsplit(".", 1)[0] == r["paradigm"]):
-        parts.append(r["file"])
-    keys = ("paradigm",) if compact and r.get("paradigm") else ("phenomenon", "paradigm")
-    for key in (*keys, "corruption", "method"):
-        if r.get(key):
-            parts.append(str(r[key]))
-    if not _missing(r.get("distance")):
-        parts.append(f"d={int(r['distance'])}")
-    return " · ".join(parts)
+def sample_frame(samples: Sequence[Sample]) -> pd.DataFrame:
+    """samples.csv: one row per generated text (model, prompt, continuation, task, seed)."""
+    frame = pd.DataFrame([s.to_dict() for s in samples], columns=SAMPLE_COLUMNS)
+    frame["seed"] = pd.to_numeric(frame["seed"]).astype("Int64")
+    return frame
 
 
-def task_table(task_rows: list[dict[str, Any]], *, compact: bool = False) -> list[dict[str, str]]:
-    """Task scores as ``value ± half-width`` with ties, OOV items and notes (generated samples are listed
-    separately). ``compact``: without the notes column, for the terminal."""
-    has_pairs = any(r.get("ties") is not None for r in task_rows)
-    has_skipped = any(r.get("skipped") is not None for r in task_rows)
+def task_table(task_rows: Sequence[TaskRow], *, compact: bool = False) -> list[dict[str, str]]:
+    """Task scores as ``value ± half-width`` with ties, OOV items and notes (generated samples are
+    :class:`~lmbench.results.Sample` records, listed apart). ``compact``: without the notes column, for the
+    terminal."""
+    has_pairs = any(r.ties is not None for r in task_rows)
+    has_skipped = any(r.skipped is not None for r in task_rows)
     out = []
     for r in task_rows:
-        if r["metric"] == "sample":
-            continue
         entry = {
-            "model": r["model"],
-            "task": r["task"],
-            "on": _task_group(r, compact=compact),
-            "metric": r["metric"],
-            "value": with_interval(r["value"], r.get("low"), r.get("high"), 3),
-            "n": _number(r.get("n")),
+            "model": r.model,
+            "task": r.task,
+            "on": r.group(compact=compact),
+            "metric": r.metric,
+            "value": with_interval(r.value, r.low, r.high, 3),
+            "n": _number(r.n),
         }
         if has_pairs:
-            entry["ties"] = _number(r.get("ties"))
-            entry["OOV"] = _number(r.get("oov_items"))
+            entry["ties"] = _number(r.ties)
+            entry["OOV"] = _number(r.oov_items)
         if has_skipped:
-            entry["skipped"] = _number(r.get("skipped"))
+            entry["skipped"] = _number(r.skipped)
         if not compact:
-            entry["note"] = r.get("detail", "") or ""
+            entry["note"] = r.detail or ""
         out.append(entry)
     return out
 

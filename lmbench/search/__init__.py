@@ -1,5 +1,6 @@
 """Tuning each model on validation before its final training: the search space (:mod:`.space`, read with the
-config) and the studies that run it with Optuna (:mod:`.study`)."""
+config) and the studies that run it with Optuna (:mod:`.study`, imported by the experiment that runs them: it
+needs the experiment's settings and data, so this package's top level stays light enough for the config reader)."""
 
 from lmbench.search.space import (
     Dimension,
@@ -9,9 +10,5 @@ from lmbench.search.space import (
     parse_model_search,
     parse_search_table,
 )
-from lmbench.search.study import SearchResult, budget_statement, run_search, tune_models
 
-__all__ = [
-    "Dimension", "Limits", "ModelSearch", "SearchConfig", "SearchResult", "budget_statement",
-    "parse_model_search", "parse_search_table", "run_search", "tune_models",
-]  # fmt: skip
+__all__ = ["Dimension", "Limits", "ModelSearch", "SearchConfig", "parse_model_search", "parse_search_table"]

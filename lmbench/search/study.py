@@ -40,7 +40,7 @@ from lmbench.search.space import Limits
 
 if TYPE_CHECKING:
     from lmbench.config import ExperimentConfig, ModelConfig
-    from lmbench.experiment import LoadedData
+    from lmbench.data.corpus import LoadedData
 
 SAMPLER = {"name": "tpe", "n_startup_trials": 5}
 PRUNER = {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 0}
@@ -197,7 +197,7 @@ def _run_search(
     import optuna
 
     from lmbench.evaluation import score
-    from lmbench.experiment import resolve_budget
+    from lmbench.models.base import resolve_budget
     from lmbench.models.registry import create_model
     from lmbench.training import distributed
     from lmbench.training.loop import on_validation
@@ -477,27 +477,3 @@ def tune_models(
         say(f"{spec.name}: best settings {settings} (valid perplexity {result.best_valid_perplexity:.2f})")
         models.append(replace(spec, params={**spec.params, **result.best}))
     return replace(config, models=models), results, failed
-
-
-def budget_statement(searches: dict[str, dict[str, Any]], untuned: list[str]) -> str:
-    """One sentence for the report: tuned with equal budgets, or what differed, and what was not tuned."""
-    if not searches:
-        return ""
-    limits = {name: (s["limits"], s["trial_budget"]) for name, s in searches.items()}
-    spent = "; ".join(
-        f"{name} {int(s['spent']['trials'])} trials ({int(s['spent']['pruned'])} pruned), "
-        f"{int(s['spent']['tokens']):,} tokens, {s['spent']['seconds']:.0f} s"
-        for name, s in searches.items()
-    )
-    if len(searches) > 1 and len(set(limits.values())) == 1:
-        first = next(iter(limits.values()))
-        text = f"Tuned with equal budgets: each search was limited to {first[0]} ({first[1]} a trial). Spent: {spent}."
-    elif len(searches) > 1:
-        each = "; ".join(f"{name}: {lim} ({tb} a trial)" for name, (lim, tb) in limits.items())
-        text = f"Tuning budgets differed: {each}. Spent: {spent}."
-    else:
-        ((name, (lim, tb)),) = limits.items()
-        text = f"{name} was tuned: {lim} ({tb} a trial). Spent: {spent}."
-    if untuned:
-        text += f" Not tuned (settings as written): {', '.join(untuned)}."
-    return text

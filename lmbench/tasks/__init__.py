@@ -1,25 +1,43 @@
-"""Downstream tasks. Each is one module with ``NAME``, ``DEFAULTS``, ``run(config, models, corpus, *,
-seed, bootstrap) -> list[TaskRow]`` and optionally ``validate(options)`` (inputs checked before any training);
-tasks speak to models only through the LanguageModel protocol."""
+"""Downstream tasks. Each is one module of this package, registered by its name in :data:`TASK_MODULES`:
+
+- ``NAME`` (the ``[tasks.NAME]`` table of a config) and ``DEFAULTS`` (every option with its default);
+- ``run(config, models, corpus, *, seed, bootstrap) -> TaskResults``: metric rows (:class:`TaskRow`, built
+  with :func:`lmbench.tasks.base.metric_row` where a figure is a mean over items) and any generated samples;
+- optionally ``FILE_OPTIONS`` (option keys naming files, resolved against the config's folder) and
+  ``validate(options, model_names)`` (inputs checked before any training).
+
+Tasks speak to models only through the LanguageModel protocol."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from lmbench.data.corpus import TokenizedCorpus
 from lmbench.errors import ConfigError, LmbenchError
-from lmbench.tasks import classify, generate, minimal_pairs, next_word
-from lmbench.tasks.base import TASK_COLUMNS, ModelEntry, TaskRow, options
+from lmbench.results import TASK_COLUMNS, Sample, TaskResults, TaskRow
+from lmbench.tasks.base import ModelEntry, options
 
 log = logging.getLogger(__name__)
 
-TASKS = {m.NAME: m for m in (next_word, minimal_pairs, classify, generate)}
+TASK_MODULES = (
+    "next_word",
+    "minimal_pairs",
+    "classify",
+    "generate",
+)  # modules of lmbench.tasks, in report order
+TASKS = {m.NAME: m for m in (importlib.import_module(f"lmbench.tasks.{name}") for name in TASK_MODULES)}
 
-__all__ = ["TASKS", "TASK_COLUMNS", "ModelEntry", "TaskRow", "run_tasks", "tie_warnings", "validate_task_configs",
-           "validate_tasks"]  # fmt: skip
+__all__ = ["TASKS", "TASK_COLUMNS", "ModelEntry", "Sample", "TaskResults", "TaskRow", "file_options", "run_tasks",
+           "tie_warnings", "validate_task_configs", "validate_tasks"]  # fmt: skip
 MOSTLY_TIES = 0.5  # a file (or corruption) where more than this share of pairs tie gets a warning
+
+
+def file_options(name: str) -> tuple[str, ...]:
+    """The option keys of task ``name`` that name files (a str or a list of str)."""
+    return tuple(getattr(TASKS[name], "FILE_OPTIONS", ()))
 
 
 def validate_task_configs(configs: dict[str, Any]) -> None:
@@ -38,29 +56,27 @@ def validate_tasks(configs: dict[str, Any], model_names: Sequence[str]) -> None:
     naming the file and line or the key."""
     for name, config in configs.items():
         opts = options(name, config, TASKS[name].DEFAULTS)
-        if name == generate.NAME:
-            generate.validate(opts, model_names)
-        elif hasattr(TASKS[name], "validate"):
-            TASKS[name].validate(opts)
+        if hasattr(TASKS[name], "validate"):
+            TASKS[name].validate(opts, model_names)
 
 
-def tie_warnings(task_rows: list[dict[str, Any]]) -> list[str]:
+def tie_warnings(task_rows: Sequence[TaskRow]) -> list[str]:
     """One line per (model, file or corruption) whose pairs mostly tie: its accuracy measures nothing."""
-    whole_file: dict[tuple, dict[str, Any]] = {}  # (model, file) -> its largest row: the whole file
+    whole_file: dict[tuple, TaskRow] = {}  # (model, file) -> its largest row: the whole file
     for r in task_rows:
-        if r.get("file") and r.get("ties") is not None:
-            key = (r["model"], r["file"])
-            if key not in whole_file or (r.get("n") or 0) > (whole_file[key].get("n") or 0):
+        if r.file and r.ties is not None:
+            key = (r.model, r.file)
+            if key not in whole_file or (r.n or 0) > (whole_file[key].n or 0):
                 whole_file[key] = r
     out = []
     for r in task_rows:
-        whole = whole_file.get((r["model"], r["file"])) is r if r.get("file") else bool(r.get("corruption"))
-        ties, n = r.get("ties"), r.get("n") or 0
+        whole = whole_file.get((r.model, r.file)) is r if r.file else bool(r.corruption)
+        ties, n = r.ties, r.n or 0
         if whole and ties is not None and n and ties > MOSTLY_TIES * n:
-            what = r["file"] if r.get("file") else f"corruption {r['corruption']}" + (
-                f" at distance {r['distance']}" if r.get("distance") is not None else "")  # fmt: skip
+            what = r.file if r.file else f"corruption {r.corruption}" + (
+                f" at distance {r.distance}" if r.distance is not None else "")  # fmt: skip
             out.append(
-                f"warning: {r['model']} on {what}: {ties:,} of {n:,} pairs tie (both sentences get the same "
+                f"warning: {r.model} on {what}: {ties:,} of {n:,} pairs tie (both sentences get the same "
                 "probability: an order-blind model, probability 0 for both, or the differing words fall to <unk>); "
                 "its accuracy measures nothing"
             )
@@ -74,18 +90,16 @@ def run_tasks(
     *,
     seed: int,
     bootstrap: int,
-) -> tuple[list[dict], list[str]]:
-    """Run every configured task; a task that fails is reported in one line and the others still run."""
-    rows: list[dict] = []
-    errors: list[str] = []
+) -> TaskResults:
+    """Run every configured task: its rows, its samples, and one line for each task that failed (a task that
+    fails is reported in ``errors`` and the others still run)."""
+    out = TaskResults()
     for name, config in task_configs.items():
         try:
-            rows += [
-                r.to_dict() for r in TASKS[name].run(config, models, corpus, seed=seed, bootstrap=bootstrap)
-            ]
+            out.extend(TASKS[name].run(config, models, corpus, seed=seed, bootstrap=bootstrap))
         except LmbenchError as e:
-            errors.append(f"task {name}: {e}")
+            out.errors.append(f"task {name}: {e}")
         except Exception as e:  # a broken task must not lose the run
             log.exception("task %s failed", name)
-            errors.append(f"task {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    return rows, errors
+            out.errors.append(f"task {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    return out

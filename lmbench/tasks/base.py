@@ -1,10 +1,13 @@
-"""What every task shares: the model entry it receives, the typed row it returns, and small helpers."""
+"""What every task shares: the model entry it receives, how it builds its rows, and small helpers.
+
+The rows themselves (:class:`~lmbench.results.TaskRow`, :class:`~lmbench.results.Sample`) live in
+:mod:`lmbench.results`, shared with the experiment and the reports."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from lmbench.errors import ConfigError
 from lmbench.evaluation.bootstrap import mean_interval
 from lmbench.evaluation.metrics import line_totals
 from lmbench.models.base import Budget, LanguageModel
+from lmbench.results import TaskRow
 
 TIE_TOLERANCE = 1e-9  # two sentence totals closer than this, relative to their size, are a tie
 
@@ -27,40 +31,6 @@ class ModelEntry:
     model: LanguageModel
     factory: Callable[[], LanguageModel]
     budget: Budget | None = None
-
-
-@dataclass
-class TaskRow:
-    """One task figure. Grouping fields are real columns (empty where they do not apply), never a string
-    parsed back; ``detail`` is free text for people (a generated sample, a note) and nothing reads it."""
-
-    model: str
-    task: str
-    metric: str
-    value: float
-    low: float = math.nan
-    high: float = math.nan
-    n: int = 0  # items scored
-    file: str = ""  # pair or labelled-data file (the shortest name that tells the run's files apart)
-    phenomenon: str = ""  # BLiMP linguistics_term (or a pair file's "phenomenon"); "all" = the whole file
-    paradigm: str = ""  # BLiMP UID
-    corruption: str = ""  # generated pairs: swap | last-word | replace
-    distance: int | None = None  # swap distance
-    method: str = ""  # classify: generative | features | baseline
-    ties: int | None = None  # pairs whose two totals are equal within TIE_TOLERANCE (counted as half)
-    oov_items: int | None = None  # items holding a token outside the vocabulary
-    skipped: int | None = None  # items left out (oov = "skip")
-    train_items: int | None = None  # classify: training texts used
-    budget: str = ""  # classify (generative): the resolved budget each per-class model trained under
-    train_tokens: int | None = None  # classify (generative): tokens seen by all per-class models together
-    train_seconds: float | None = None  # classify (generative): their training time together
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-TASK_COLUMNS = [f.name for f in fields(TaskRow)]
 
 
 def metric_row(
@@ -87,9 +57,12 @@ def options(task: str, config: dict[str, Any], defaults: dict[str, Any]) -> dict
     return {**defaults, **config}
 
 
-def sentence_totals(model: LanguageModel, lines: Sequence[np.ndarray], vocab) -> np.ndarray:
-    """Total natural-log probability of each line (sentence context, ``</s>`` included)."""
-    stream = TokenStream.from_ids(lines, vocab)
+def sentence_totals(
+    model: LanguageModel, lines: TokenStream | Sequence[np.ndarray], vocab=None
+) -> np.ndarray:
+    """Total natural-log probability of each line (sentence context, ``</s>`` included): the one way every
+    task scores whole sentences. ``lines``: a token stream, or id arrays (then ``vocab`` builds the stream)."""
+    stream = lines if isinstance(lines, TokenStream) else TokenStream.from_ids(lines, vocab)
     return line_totals(model.token_logprobs(stream, context="sentence"), stream)
 
 

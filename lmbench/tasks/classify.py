@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,12 @@ import numpy as np
 from lmbench.data.corpus import TokenizedCorpus, TokenStream
 from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError, DataError
-from lmbench.evaluation.metrics import line_totals
 from lmbench.models.base import LanguageModel
-from lmbench.tasks.base import ModelEntry, TaskRow, file_labels, options, text_tokenizer
+from lmbench.results import TaskResults, TaskRow
+from lmbench.tasks.base import ModelEntry, file_labels, options, sentence_totals, text_tokenizer
 
 NAME = "classify"
+FILE_OPTIONS = ("train", "test")  # options naming files (resolved against the config's folder)
 DEFAULTS = {"train": None, "test": None, "text_column": "sentence", "label_column": "label", "max_train": None,
             "max_test": None, "features": "auto", "baselines": True, "tokenizer": None}  # fmt: skip
 FEATURE_C = (0.01, 0.1, 1.0, 10.0)  # regularisation strengths tried on the held-out slice
@@ -121,7 +123,7 @@ def _check_options(opts: dict[str, Any]) -> None:
         )
 
 
-def validate(opts: dict[str, Any]) -> None:
+def validate(opts: dict[str, Any], model_names: Sequence[str] = ()) -> None:
     """Every input checked before any training: options, both files (exist, parse) and their labels."""
     _check_options(opts)
     train = read_labelled(opts["train"], opts["text_column"], opts["label_column"])
@@ -245,7 +247,7 @@ def run(
     *,
     seed: int,
     bootstrap: int,
-) -> list[TaskRow]:
+) -> TaskResults:
     opts = options(NAME, config, DEFAULTS)
     _check_options(opts)
     full_train = read_labelled(opts["train"], opts["text_column"], opts["label_column"])
@@ -276,7 +278,7 @@ def run(
             model = fit_class_model(entry, stream)
             seconds += time.perf_counter() - started
             tokens += int(getattr(model, "tokens_seen_", stream.num_predicted))
-            scores[:, j] = line_totals(model.token_logprobs(test_stream, context="sentence"), test_stream)
+            scores[:, j] = sentence_totals(model, test_stream)
         pred = np.array(labels, dtype=object)[(scores + priors).argmax(axis=1)]
         cost = {
             "budget": entry.budget.describe() if entry.budget is not None else "",
@@ -299,4 +301,4 @@ def run(
                 note = f"mean-pooled states, standardised, C = {fc.c:g} chosen on {HELD_OUT:.0%} of train ({held})"
                 rows += _scores(name, "features", truth, pred, labels, bootstrap, seed,
                                 **{**common, "detail": "; ".join(filter(None, [cut, note]))})  # fmt: skip
-    return rows
+    return TaskResults(rows)

@@ -2,7 +2,8 @@
 
 distinct-n: unique n-grams / all n-grams over a model's samples; repetition (seq-rep-4, Welleck et al.
 2019): the share of 4-grams in a sample that already occurred earlier in it; self-BLEU (NLTK): how much the
-samples resemble each other; and the perplexity of the samples under a reference model.
+samples resemble each other; and the perplexity of the samples under a reference model. The first ``show``
+samples of each model are returned as :class:`~lmbench.results.Sample` records, apart from the figures.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 
 from lmbench.data.corpus import TokenizedCorpus, TokenStream
 from lmbench.errors import ConfigError
-from lmbench.tasks.base import ModelEntry, TaskRow, options, text_tokenizer
+from lmbench.results import Sample, TaskResults, TaskRow
+from lmbench.tasks.base import ModelEntry, options, text_tokenizer
 
 NAME = "generate"
 DEFAULTS = {"samples": 10, "prompts": [], "prompt_tokens": 3, "max_tokens": 40, "temperature": 1.0, "top_k": 0,
@@ -81,12 +83,12 @@ def run(
     *,
     seed: int,
     bootstrap: int,
-) -> list[TaskRow]:
+) -> TaskResults:
     opts = options(NAME, config, DEFAULTS)
     validate(opts, models)
     prompts = make_prompts(corpus, opts, seed)
     vocab = corpus.vocab
-    rows = []
+    out = TaskResults()
     for name, entry in models.items():
         samples = []
         for i in range(opts["samples"]):
@@ -94,15 +96,15 @@ def run(
             new = entry.model.generate(prompt, opts["max_tokens"], temperature=opts["temperature"],
                                        top_k=opts["top_k"] or None, seed=seed + i)  # fmt: skip
             body = [t for t in new if t != vocab.eos_id]
-            samples.append((prompt[1:], body))
-        continuations = [body for _, body in samples]
+            samples.append((prompt[1:], body, seed + i))
+        continuations = [body for _, body, _ in samples]
 
         def row(
-            metric: str, value: float, n: int = len(samples), detail: str = "", name: str = name
+            metric: str, value: float, detail: str = "", name: str = name, n: int = len(samples)
         ) -> TaskRow:
             return TaskRow(name, NAME, metric, value, n=n, detail=detail)
 
-        rows += [
+        out.rows += [
             row("distinct-1", distinct_n(continuations, 1)),
             row("distinct-2", distinct_n(continuations, 2)),
             row("repetition-4", float(np.mean([repetition_rate(c) for c in continuations]))),
@@ -111,20 +113,18 @@ def run(
         ]
         if opts["reference"] is not None:
             reference = models[opts["reference"]].model
-            lines = [np.asarray(p + b, dtype=np.int32) for p, b in samples]
+            lines = [np.asarray(p + b, dtype=np.int32) for p, b, _ in samples]
             stream = TokenStream.from_ids(lines, vocab)
             lp = reference.token_logprobs(stream, context="sentence")
             # only the generated continuation counts: drop the prompt's positions
             keep = np.ones(len(lp), dtype=bool)
-            for start, (p, _) in zip(stream.target_line_starts(), samples, strict=True):
+            for start, (p, _, _) in zip(stream.target_line_starts(), samples, strict=True):
                 keep[start : start + len(p)] = False
             ppl = math.exp(-lp[keep].mean()) if keep.any() else float("nan")
-            rows.append(row("reference-perplexity", ppl, detail=f"under {opts['reference']}"))
-        for prompt, body in samples[: opts["show"]]:
-            text = (
-                corpus.tokenizer.detokenize(vocab.decode(prompt))
-                + " ⟶ "
-                + corpus.tokenizer.detokenize(vocab.decode(body))
-            )
-            rows.append(row("sample", float("nan"), n=1, detail=text))
-    return rows
+            out.rows.append(row("reference-perplexity", ppl, detail=f"under {opts['reference']}"))
+        detokenize = corpus.tokenizer.detokenize
+        out.samples += [
+            Sample(name, detokenize(vocab.decode(prompt)), detokenize(vocab.decode(body)), NAME, sample_seed)
+            for prompt, body, sample_seed in samples[: opts["show"]]
+        ]
+    return out

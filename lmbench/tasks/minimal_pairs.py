@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,10 @@ import numpy as np
 from lmbench.data.corpus import TokenizedCorpus, TokenStream
 from lmbench.data.tokenizers import TOKENIZERS, Tokenizer
 from lmbench.errors import ConfigError, DataError
+from lmbench.results import TaskResults, TaskRow
 from lmbench.tasks.base import (
     TIE_TOLERANCE,
     ModelEntry,
-    TaskRow,
     file_labels,
     metric_row,
     options,
@@ -39,6 +39,7 @@ from lmbench.tasks.base import (
 )
 
 NAME = "minimal-pairs"
+FILE_OPTIONS = ("files",)  # options naming files (resolved against the config's folder)
 DEFAULTS = {
     "sentences": 500,
     "distances": [1, 2, 4, 8, 16],
@@ -213,7 +214,7 @@ def check_options(opts: dict[str, Any]) -> None:
         raise ConfigError(f"tasks.{NAME}.files: expected a list of file names")
 
 
-def validate(opts: dict[str, Any]) -> None:
+def validate(opts: dict[str, Any], model_names: Sequence[str] = ()) -> None:
     """Every input checked before any training: option values and every pair file (exists, parses)."""
     check_options(opts)
     for file in opts["files"]:
@@ -266,7 +267,7 @@ def run(
     *,
     seed: int,
     bootstrap: int,
-) -> list[TaskRow]:
+) -> TaskResults:
     opts = options(NAME, config, DEFAULTS)
     check_options(opts)
     data = corpus.split(opts["split"])
@@ -281,10 +282,12 @@ def run(
     has_oov = np.array(pairs.has_oov)
     skip = opts["oov"] == "skip"
     whole_file = {g["file"]: i for i, (g, _) in enumerate(groups) if g.get("file")}  # a file's last group
+    good_lines = TokenStream.from_ids(pairs.good, corpus.vocab)
+    bad_lines = TokenStream.from_ids(pairs.bad, corpus.vocab)
     rows = []
     for name, entry in models.items():
-        good = sentence_totals(entry.model, pairs.good, corpus.vocab)
-        bad = sentence_totals(entry.model, pairs.bad, corpus.vocab)
+        good = sentence_totals(entry.model, good_lines)
+        bad = sentence_totals(entry.model, bad_lines)
         tie = tied(good, bad, opts["tie_tolerance"])
         correct = np.where(tie, 0.5, (good > bad).astype(np.float64))  # a tie counts half
         for i, (group, mask) in enumerate(groups):
@@ -307,4 +310,4 @@ def run(
             if file not in whole_file and pairs.skipped[file]:
                 rows.append(TaskRow(name, NAME, "accuracy", float("nan"), file=file, phenomenon="all",
                                     ties=0, oov_items=0, skipped=pairs.skipped[file]))  # fmt: skip
-    return rows
+    return TaskResults(rows)

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from lmbench.data.corpus import TokenizedCorpus
-from lmbench.tasks.base import ModelEntry, TaskRow, metric_row, options
+from lmbench.results import TaskResults
+from lmbench.tasks.base import ModelEntry, metric_row, options
 
 NAME = "next-word"
 DEFAULTS = {"max_tokens": 5000, "context_length": 32, "batch_size": 256, "split": "test"}
@@ -33,7 +34,7 @@ def run(
     *,
     seed: int,
     bootstrap: int,
-) -> list[TaskRow]:
+) -> TaskResults:
     opts = options(NAME, config, DEFAULTS)
     contexts, targets = prediction_items(
         corpus.split(opts["split"]), opts["max_tokens"], opts["context_length"], seed
@@ -50,4 +51,4 @@ def run(
             )  # ties favour the truth
         for metric, values in (("top1", ranks == 1), ("top5", ranks <= 5), ("mrr", 1.0 / ranks)):
             rows.append(metric_row(name, NAME, metric, values, bootstrap=bootstrap, seed=seed))
-    return rows
+    return TaskResults(rows)

@@ -28,8 +28,8 @@ from torch import nn
 
 from lmbench.errors import ConfigError, DataError, TrainingDiverged, first_line
 from lmbench.io import atomic_path, load_tensors
-from lmbench.models.base import Budget
 from lmbench.training import distributed
+from lmbench.training.budget import Budget
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ def stream_batches(
     """The split as ``batch_size`` parallel streams cut into windows of ``seq_len`` (word_language_model's
     batchify), from an epoch-dependent random offset so window boundaries move between epochs."""
     offset = int(np.random.default_rng([seed, epoch]).integers(0, seq_len))
+    if offset >= len(sequence) - 1:  # a split shorter than the offset: no (input, target) pair would be left
+        offset = 0
     seq = torch.from_numpy(np.ascontiguousarray(sequence[offset:], dtype=np.int64))
     rows = max((len(seq) - 1) // batch_size, 1)
     batch_size = min(batch_size, max((len(seq) - 1) // rows, 1))
@@ -136,6 +138,29 @@ class TrainState:
     curve: list[dict[str, float]] = field(default_factory=list)
     train_loss_sum: float = 0.0
     train_loss_tokens: int = 0
+
+
+@dataclass
+class _Run:
+    """What one call of :meth:`Trainer.fit` works on, passed between its steps."""
+
+    module: nn.Module
+    trained: nn.Module  # the module, or its DistributedDataParallel wrapper
+    batches: Callable[[int], Iterator[Batch]]
+    loss_fn: Callable[[nn.Module, Batch, Any], tuple[torch.Tensor, int, Any]]
+    valid_loss: Callable[[nn.Module], float] | None
+    initial_carry: Callable[[], Any]
+    epoch_tokens: int
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    groups: list[dict[str, Any]]
+    state: TrainState = field(default_factory=TrainState)
+    best: dict | None = None  # the best weights so far (by validation loss)
+    plateau_scale: float = 1.0
+    carry: Any = None
+    bar: Any = None
+    clock: float = 0.0  # perf_counter() at which the run (with its earlier, resumed time) started
+    last_checkpoint: float = 0.0
 
 
 class Trainer:
@@ -267,26 +292,46 @@ class Trainer:
         ``batches(epoch)`` yields the epoch's batches; ``loss_fn(module, batch, carry)`` returns the summed
         loss, the number of target tokens and the state carried to the next batch (RNN hidden state).
         """
-        c = self.config
         self._valid_tokens = valid_tokens
-        torch.manual_seed(c.seed)
+        torch.manual_seed(self.config.seed)
         module.to(device)
+        trained, batches = self._distribute(module, batches, device)
+        optimizer, groups = self._optimizer(module)
+        run = _Run(module, trained, batches, loss_fn, valid_loss, initial_carry, epoch_tokens, device,
+                   optimizer, groups, carry=initial_carry())  # fmt: skip
+        self._resume(run)
+        with self._signals_caught(), self._progress_bar() as bar:
+            run.bar = bar
+            run.clock = time.perf_counter() - run.state.seconds  # resumed runs count their earlier time
+            run.last_checkpoint = time.perf_counter()
+            while not self._train_epoch(run):
+                pass
+            self._finish(run)
+        return run.state
+
+    def _distribute(
+        self, module: nn.Module, batches: Callable[[int], Iterator[Batch]], device: torch.device
+    ) -> tuple[nn.Module, Callable[[int], Iterator[Batch]]]:
+        """Under ``torchrun``, the DDP wrapper to train through and each process's rows of every global batch
+        (rows rank, rank + world, ...); in one process, the module and the batches unchanged."""
         world, rank = distributed.world_size(), distributed.rank()
-        trained = module
-        if world > 1:  # each process takes rows rank, rank + world, ... of every global batch
-            from torch.nn.parallel import DistributedDataParallel
+        if world == 1:
+            return module, batches
+        from torch.nn.parallel import DistributedDataParallel
 
-            trained = DistributedDataParallel(
-                module, device_ids=[device.index] if device.type == "cuda" else None
-            )
-            unsharded = batches
+        wrapped = DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
-            def batches(epoch: int) -> Iterator[Batch]:
-                for b in unsharded(epoch):
-                    yield Batch(
-                        b.inputs[rank::world], b.targets[rank::world], b.mask[rank::world], b.position
-                    )
+        def sharded(epoch: int) -> Iterator[Batch]:
+            for b in batches(epoch):
+                yield Batch(b.inputs[rank::world], b.targets[rank::world], b.mask[rank::world], b.position)
 
+        return wrapped, sharded
+
+    def _optimizer(self, module: nn.Module) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
+        """AdamW with weight decay on weight matrices only (not on biases, norms or embeddings)."""
+        c = self.config
         decay = [p for n, p in module.named_parameters() if p.dim() >= 2 and "emb" not in n]
         no_decay = [p for n, p in module.named_parameters() if p.dim() < 2 or "emb" in n]
         groups = [
@@ -294,134 +339,156 @@ class Trainer:
             {"params": no_decay, "weight_decay": 0.0},
         ]
         try:
-            optimizer = torch.optim.AdamW(groups, lr=c.lr, fused=True)
+            return torch.optim.AdamW(groups, lr=c.lr, fused=True), groups
         except (RuntimeError, TypeError):
-            optimizer = torch.optim.AdamW(groups, lr=c.lr, foreach=True)
-        state, best, plateau_scale = TrainState(), None, 1.0
-        carry = initial_carry()
-        resumed = self._load()
-        if resumed is not None:
-            fresh_model = copy.deepcopy(module.state_dict())
-            try:
-                module.load_state_dict(resumed["model"])
-                optimizer.load_state_dict(resumed["optimizer"])
-                state = TrainState(**resumed["state"])
-                best, carry = resumed["best"], resumed["carry"]
-                torch.set_rng_state(resumed["torch_rng"])
-                plateau_scale = resumed["plateau_scale"]
-                log.info("resumed from %s at step %d", self._checkpoint_path(), state.step)
-            except Exception as e:  # shapes or fields that do not fit this model: start fresh
-                self.notes.append(
-                    f"{self._checkpoint_path()}: does not fit this model ({first_line(e, with_type=True)}); training from the start"
-                )
-                module.load_state_dict(fresh_model)
-                optimizer = type(optimizer)(groups, **optimizer.defaults)
-                state, best, plateau_scale, carry = TrainState(), None, 1.0, initial_carry()
-                torch.manual_seed(c.seed)
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        in_main = _in_main_thread()
-        if in_main:
-            for s in previous:
-                signal.signal(s, self._on_signal)
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
+            return torch.optim.AdamW(groups, lr=c.lr, foreach=True), groups
 
-            bar = tqdm(total=None, unit="tok", unit_scale=True, leave=False)
-        last_checkpoint = time.perf_counter()
-        clock = time.perf_counter() - state.seconds
-        stopped = False
+    def _resume(self, run: _Run) -> None:
+        """Continue from the run folder's checkpoint when it fits this model and identity; otherwise (with a
+        note) start fresh, exactly as if there had been no checkpoint."""
+        resumed = self._load()
+        if resumed is None:
+            return
+        fresh_model = copy.deepcopy(run.module.state_dict())
         try:
-            while not stopped:
-                module.train()
-                for batch in batches(state.epoch):
-                    if batch.position < state.position:
-                        continue  # resuming inside an epoch: skip what was already trained on
-                    if self._fraction_done(state, epoch_tokens) >= 1.0:
-                        stopped = True  # e.g. resumed from a checkpoint written at the end of the budget
-                        break
-                    lr = self._lr(state, epoch_tokens, plateau_scale)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    optimizer.zero_grad(set_to_none=True)
-                    # bf16 autocast only on CUDA: on a CPU bf16 matrix work is ~100x slower than fp32
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                        loss_sum, n_tokens, carry = loss_fn(trained, batch, carry)
-                    # normalise by the global token count: DDP averages gradients over processes, so this
-                    # gives exactly the gradient of (sum of losses / tokens) over the whole global batch
-                    global_tokens = int(distributed.all_reduce_sum(n_tokens, device))
-                    if global_tokens == 0:
-                        state.position = batch.position + 1
-                        continue
-                    if not torch.isfinite(loss_sum.detach()).item():
-                        raise TrainingDiverged(
-                            f"training diverged at step {state.step + 1}: loss is {float(loss_sum):g}",
-                            state.step + 1,
-                        )
-                    (loss_sum * world / global_tokens).backward()
-                    if c.clip > 0:
-                        norm = nn.utils.clip_grad_norm_(module.parameters(), c.clip)
-                        if not torch.isfinite(norm).item():
-                            raise TrainingDiverged(
-                                f"training diverged at step {state.step + 1}: gradient norm is {float(norm):g}",
-                                state.step + 1,
-                            )
-                    optimizer.step()
-                    state.step += 1
-                    state.position = batch.position + 1
-                    state.tokens += global_tokens
-                    state.train_loss_sum += distributed.all_reduce_sum(float(loss_sum.detach()), device)
-                    state.train_loss_tokens += global_tokens
-                    state.seconds = time.perf_counter() - clock
-                    if bar is not None:
-                        bar.update(n_tokens)
-                        bar.set_postfix(
-                            loss=f"{state.train_loss_sum / state.train_loss_tokens:.3f}", lr=f"{lr:.2e}"
-                        )
-                    if c.eval_every and state.step % c.eval_every == 0:
-                        best, plateau_scale, stopped = self._evaluate(
-                            module, valid_loss, state, best, plateau_scale
-                        )
-                    out_of_budget = self._fraction_done(state, epoch_tokens) >= 1.0
-                    interrupted = self._stop_signal is not None or (
-                        self.stop_after_steps is not None and state.step >= self.stop_after_steps
-                    )
-                    if interrupted or time.perf_counter() - last_checkpoint > c.checkpoint_seconds:
-                        self._save(module, optimizer, state, best, carry, plateau_scale)
-                        last_checkpoint = time.perf_counter()
-                    if interrupted:
-                        raise KeyboardInterrupt(
-                            f"training interrupted at step {state.step}; resume by running again"
-                        )
-                    if stopped or out_of_budget:
-                        stopped = True
-                        break
-                else:  # the epoch ended
-                    state.epoch += 1
-                    state.position = 0
-                    carry = initial_carry()
-                    if not c.eval_every:
-                        best, plateau_scale, stopped = self._evaluate(
-                            module, valid_loss, state, best, plateau_scale
-                        )
-                    if self._fraction_done(state, epoch_tokens) >= 1.0:
-                        stopped = True
-            # a closing evaluation, unless the last one was at this very point (a resumed, finished run)
-            if not state.curve or state.curve[-1]["tokens"] != state.tokens:
-                best, plateau_scale, _ = self._evaluate(
-                    module, valid_loss, state, best, plateau_scale, closing=True
-                )
-            if best is not None:
-                module.load_state_dict(best)
-            state.seconds = time.perf_counter() - clock
-            self._save(module, optimizer, state, best, None, plateau_scale)
+            run.module.load_state_dict(resumed["model"])
+            run.optimizer.load_state_dict(resumed["optimizer"])
+            run.state = TrainState(**resumed["state"])
+            run.best, run.carry = resumed["best"], resumed["carry"]
+            torch.set_rng_state(resumed["torch_rng"])
+            run.plateau_scale = resumed["plateau_scale"]
+            log.info("resumed from %s at step %d", self._checkpoint_path(), run.state.step)
+        except Exception as e:  # shapes or fields that do not fit this model: start fresh
+            self.notes.append(
+                f"{self._checkpoint_path()}: does not fit this model ({first_line(e, with_type=True)}); training from the start"
+            )
+            run.module.load_state_dict(fresh_model)
+            run.optimizer = type(run.optimizer)(run.groups, **run.optimizer.defaults)
+            run.state, run.best, run.plateau_scale, run.carry = TrainState(), None, 1.0, run.initial_carry()
+            torch.manual_seed(self.config.seed)
+
+    @contextmanager
+    def _signals_caught(self) -> Iterator[None]:
+        """SIGINT/SIGTERM set a flag (the loop checkpoints, then stops) instead of killing mid-step."""
+        if not _in_main_thread():  # signal handlers can only be installed from the main thread
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in previous:
+            signal.signal(s, self._on_signal)
+        try:
+            yield
         finally:
-            if bar is not None:
-                bar.close()
-            if in_main:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
-        return state
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    @contextmanager
+    def _progress_bar(self) -> Iterator[Any]:
+        if not self.progress:
+            yield None
+            return
+        from tqdm import tqdm
+
+        bar = tqdm(total=None, unit="tok", unit_scale=True, leave=False)
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+    def _train_epoch(self, run: _Run) -> bool:
+        """Train on the rest of the current epoch; True when training is over (budget spent or early stop)."""
+        c, state = self.config, run.state
+        run.module.train()
+        for batch in run.batches(state.epoch):
+            if batch.position < state.position:
+                continue  # resuming inside an epoch: skip what was already trained on
+            if self._fraction_done(state, run.epoch_tokens) >= 1.0:
+                return True  # e.g. resumed from a checkpoint written at the end of the budget
+            if not self._step(run, batch):
+                continue  # no target to learn from in this batch
+            stop = False
+            if c.eval_every and state.step % c.eval_every == 0:
+                stop = self._validate(run)
+            out_of_budget = self._fraction_done(state, run.epoch_tokens) >= 1.0
+            self._checkpoint_or_interrupt(run)
+            if stop or out_of_budget:
+                return True
+        state.epoch += 1
+        state.position = 0
+        run.carry = run.initial_carry()
+        stop = self._validate(run) if not c.eval_every else False
+        return stop or self._fraction_done(state, run.epoch_tokens) >= 1.0
+
+    def _step(self, run: _Run, batch: Batch) -> int:
+        """One optimisation step on ``batch``; returns the target tokens over all processes (0: skipped)."""
+        c, state = self.config, run.state
+        lr = self._lr(state, run.epoch_tokens, run.plateau_scale)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        run.optimizer.zero_grad(set_to_none=True)
+        # bf16 autocast only on CUDA: on a CPU bf16 matrix work is ~100x slower than fp32
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda"):
+            loss_sum, n_tokens, run.carry = run.loss_fn(run.trained, batch, run.carry)
+        # normalise by the global token count: DDP averages gradients over processes, so this
+        # gives exactly the gradient of (sum of losses / tokens) over the whole global batch
+        global_tokens = int(distributed.all_reduce_sum(n_tokens, run.device))
+        if global_tokens == 0:
+            state.position = batch.position + 1
+            return 0
+        if not torch.isfinite(loss_sum.detach()).item():
+            raise TrainingDiverged(
+                f"training diverged at step {state.step + 1}: loss is {float(loss_sum.detach()):g}",
+                state.step + 1,
+            )
+        (loss_sum * distributed.world_size() / global_tokens).backward()
+        if c.clip > 0:
+            norm = nn.utils.clip_grad_norm_(run.module.parameters(), c.clip)
+            if not torch.isfinite(norm).item():
+                raise TrainingDiverged(
+                    f"training diverged at step {state.step + 1}: gradient norm is {float(norm):g}",
+                    state.step + 1,
+                )
+        run.optimizer.step()
+        state.step += 1
+        state.position = batch.position + 1
+        state.tokens += global_tokens
+        state.train_loss_sum += distributed.all_reduce_sum(float(loss_sum.detach()), run.device)
+        state.train_loss_tokens += global_tokens
+        state.seconds = time.perf_counter() - run.clock
+        if run.bar is not None:
+            run.bar.update(n_tokens)
+            run.bar.set_postfix(loss=f"{state.train_loss_sum / state.train_loss_tokens:.3f}", lr=f"{lr:.2e}")
+        return global_tokens
+
+    def _checkpoint_or_interrupt(self, run: _Run) -> None:
+        """Checkpoint every ``checkpoint_seconds`` and on a signal (or a test's ``stop_after_steps``); after a
+        signal, stop with KeyboardInterrupt: running again resumes from that checkpoint."""
+        interrupted = self._stop_signal is not None or (
+            self.stop_after_steps is not None and run.state.step >= self.stop_after_steps
+        )
+        if interrupted or time.perf_counter() - run.last_checkpoint > self.config.checkpoint_seconds:
+            self._save(run.module, run.optimizer, run.state, run.best, run.carry, run.plateau_scale)
+            run.last_checkpoint = time.perf_counter()
+        if interrupted:
+            raise KeyboardInterrupt(f"training interrupted at step {run.state.step}; resume by running again")
+
+    def _validate(self, run: _Run, *, closing: bool = False) -> bool:
+        """A validation pass over ``run``; True when early stopping says stop."""
+        run.best, run.plateau_scale, stop = self._evaluate(
+            run.module, run.valid_loss, run.state, run.best, run.plateau_scale, closing=closing
+        )
+        return stop
+
+    def _finish(self, run: _Run) -> None:
+        """The closing validation pass (unless the last one was at this very point: a resumed, finished run),
+        the best weights back into the module, and the final checkpoint."""
+        state = run.state
+        if not state.curve or state.curve[-1]["tokens"] != state.tokens:
+            self._validate(run, closing=True)
+        if run.best is not None:
+            run.module.load_state_dict(run.best)
+        state.seconds = time.perf_counter() - run.clock
+        self._save(run.module, run.optimizer, state, run.best, None, run.plateau_scale)
 
     def _evaluate(
         self, module, valid_loss, state: TrainState, best, plateau_scale: float, *, closing: bool = False

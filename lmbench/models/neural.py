@@ -4,12 +4,18 @@ The module maps token ids to hidden states; an output layer (:mod:`lmbench.model
 to log-probabilities over the vocabulary with ``<s>`` masked out (it is context only, never predicted).
 Training sequences are the lines as ``<s> w.. </s>`` back to back; the loss skips positions whose target
 is ``<s>``, so training and scoring predict exactly the protocol's tokens.
+
+A neural back-end is one subclass of :class:`NeuralLM`: a ``NetConfig`` dataclass (its fields are the
+network's settings) and the abstract hooks ``build_net``, ``batch_loss``, ``hidden_states`` and
+``sequence_logprobs``; a class missing one cannot be instantiated. Fitting, sentence-mode scoring,
+next-token distributions, features, saving and loading are written once here.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +29,8 @@ from lmbench.errors import ConfigError, DataError
 from lmbench.io import atomic_path, atomic_write_text, load_tensors
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.training.loop import Batch, TrainConfig, Trainer, pick_device, stream_batches
+
+SENTENCE_BATCH = 64  # lines per forward pass when scoring in sentence mode
 
 
 def stream_digest(stream: TokenStream) -> str:
@@ -43,14 +51,39 @@ def write_curve(path: Path, curve: list[dict[str, float]]) -> None:
     atomic_write_text(path, pd.DataFrame(curve, columns=columns).to_csv(index=False))
 
 
+def stream_validation(model: LanguageModel, valid: TokenStream | None) -> Callable[[nn.Module], float] | None:
+    """The Trainer's full-pass validation loss for ``model``: the mean negative log-probability of every
+    predicted token of ``valid`` in stream mode (``None`` without validation tokens: nothing to stop on)."""
+    if valid is None or valid.num_predicted == 0:
+        return None
+
+    def valid_loss(net: nn.Module) -> float:  # noqa: ARG001 - the model scores through its own network
+        return float(-model.token_logprobs(valid, context="stream").mean())
+
+    return valid_loss
+
+
 class NeuralLM(LanguageModel):
     """Common wrapper: fit through the one Trainer, score with chunked output layers, save/load safely.
 
-    Subclasses define ``NetConfig`` (a dataclass), ``build_net`` and the scoring of both context modes.
+    A subclass sets ``backend`` and ``NetConfig`` (a dataclass with a ``vocab_size`` field; its other fields are
+    the network's settings, the rest of ``**params`` are :class:`TrainConfig`'s) and implements the
+    abstract hooks below. ``context_window`` (the longest context the network reads; ``None``: unbounded) and
+    ``initial_carry`` have defaults.
     """
 
     NetConfig: ClassVar[type]
-    net_fields: ClassVar[tuple[str, ...]]
+    net_fields: ClassVar[tuple[str, ...]]  # NetConfig's fields but vocab_size, derived at class creation
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        config = cls.__dict__.get("NetConfig")
+        if config is None:
+            return  # inherited (or an abstract intermediate class): checked where it is declared
+        names = [f.name for f in dataclasses.fields(config)] if dataclasses.is_dataclass(config) else []
+        if "vocab_size" not in names:
+            raise TypeError(f"{cls.__name__}.NetConfig must be a dataclass with a vocab_size field")
+        cls.net_fields = tuple(name for name in names if name != "vocab_size")
 
     @classmethod
     def settings_sources(cls) -> tuple[type, ...]:
@@ -58,6 +91,8 @@ class NeuralLM(LanguageModel):
         return (cls.NetConfig, TrainConfig)
 
     def __init__(self, **params: Any):
+        if not hasattr(type(self), "NetConfig"):
+            raise TypeError(f"{type(self).__name__} declares no NetConfig dataclass")
         net_params = {k: params.pop(k) for k in list(params) if k in self.net_fields}
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = set(params) - train_fields
@@ -68,6 +103,42 @@ class NeuralLM(LanguageModel):
         self.net_config = self.NetConfig(vocab_size=4, **net_params)  # validates now; resized in fit()
         self.train_config = TrainConfig(**params)
 
+    # ---------------------------------------------------------------------------------------- the hooks
+    @abc.abstractmethod
+    def build_net(self) -> nn.Module:
+        """The network for ``self.net_config`` (``vocab_size`` set) and ``self.vocab_``, with an ``output``
+        attribute (an :class:`~lmbench.models.output.OutputLayer`)."""
+
+    @abc.abstractmethod
+    def batch_loss(self, net: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, int, Any]:
+        """Summed loss over ``batch``'s masked targets, their number, and the state carried to the next batch
+        (``net`` may be the DDP wrapper of ``self.net_``: call it, do not reach into it)."""
+
+    @abc.abstractmethod
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids read from a fresh state -> (B, T, H) final hidden states, H = ``hidden_size``
+        (contexts longer than ``context_window`` keep their last ``context_window`` ids)."""
+
+    @abc.abstractmethod
+    def sequence_logprobs(self, sequence: np.ndarray) -> np.ndarray:
+        """log p of every position of one marked sequence of any length given what the network reads before
+        it: float64 [n], entry 0 is 0. Stream mode, and sentence mode for lines longer than the window."""
+
+    @property
+    @abc.abstractmethod
+    def hidden_size(self) -> int:
+        """Width of the hidden states (and of :meth:`sentence_features`)."""
+
+    @property
+    def context_window(self) -> int | None:
+        """The longest context the network reads in one pass (``None``: unbounded, a recurrent state)."""
+        return None
+
+    def initial_carry(self) -> Any:
+        """The state carried into the first batch of each epoch (a recurrent state; ``None`` for none)."""
+        return None
+
+    # ---------------------------------------------------------------------------------------- settings
     @property
     def seed(self) -> int:
         return self.train_config.seed
@@ -106,15 +177,12 @@ class NeuralLM(LanguageModel):
             **dataclasses.asdict(self.train_config),
         } | {"vocab_size": len(self.vocab_) if self.vocab_ is not None else None}
 
-    def build_net(self, vocab_size: int) -> nn.Module:
-        raise NotImplementedError
-
     # ---------------------------------------------------------------------------------------- fitting
     def _init_net(self, vocab: Vocabulary) -> None:
         self.vocab_ = vocab
         self.net_config = dataclasses.replace(self.net_config, vocab_size=len(vocab))
         torch.manual_seed(self.train_config.seed)
-        self.net_ = self.build_net(len(vocab))
+        self.net_ = self.build_net()
         self.device_ = pick_device(self.train_config.device)
         self.net_.to(self.device_)
 
@@ -138,24 +206,20 @@ class NeuralLM(LanguageModel):
                 sequence, c.batch_size, c.seq_len, epoch=epoch, seed=c.seed, bos_id=train.vocab.bos_id
             )
 
-        def valid_loss(net: nn.Module) -> float:
-            lp = self.token_logprobs(valid, context="stream")
-            return float(-lp.mean())
-
-        has_valid = valid is not None and valid.num_predicted > 0
+        valid_loss = stream_validation(self, valid)
         identity = {  # a checkpoint resumes only for these exact settings, budget and data
             "class": type(self).__name__,
             "params": self.get_params(),
             "budget": budget.to_dict() if budget is not None else None,
             "train": stream_digest(train),
-            "valid": stream_digest(valid) if has_valid else None,
+            "valid": stream_digest(valid) if valid_loss is not None else None,
         }
         trainer = Trainer(c, budget, run_dir, identity=identity)
         self.trainer_ = trainer
         state = trainer.fit(
-            self.net_, batches, self.batch_loss, valid_loss if has_valid else None,
+            self.net_, batches, self.batch_loss, valid_loss,
             epoch_tokens=train.num_predicted, device=self.device_, initial_carry=self.initial_carry,
-            valid_tokens=valid.num_predicted if has_valid else 0,
+            valid_tokens=valid.num_predicted if valid_loss is not None else 0,
         )  # fmt: skip
         self.notes_ = trainer.notes
         self.learning_curve_ = state.curve
@@ -166,12 +230,6 @@ class NeuralLM(LanguageModel):
         self.net_.output.release_scratch()
         self.net_.eval()
         return self
-
-    def initial_carry(self) -> Any:
-        return None
-
-    def batch_loss(self, net: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, int, Any]:
-        raise NotImplementedError
 
     # ---------------------------------------------------------------------------------------- scoring
     def _check_vocab(self, data: TokenStream) -> None:
@@ -188,13 +246,42 @@ class NeuralLM(LanguageModel):
         with torch.no_grad():
             if context == "sentence":
                 return self._score_sentences(data)
-            return self._score_stream(data.with_markers(bos=True))
+            sequence = data.with_markers(bos=True)
+            predicted = np.flatnonzero(sequence != self.vocab.bos_id)  # every token but <s>
+            return self.sequence_logprobs(sequence)[predicted[predicted > 0]]
 
     def _score_sentences(self, data: TokenStream) -> np.ndarray:
-        raise NotImplementedError
-
-    def _score_stream(self, sequence: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Each line alone from ``<s>``: lines that fit the window are batched by length (padding at the end
+        never reaches earlier positions of a causal network), longer ones go through ``sequence_logprobs``."""
+        bos, eos = data.vocab.bos_id, data.vocab.eos_id
+        lines = [np.concatenate([[bos], line, [eos]]).astype(np.int64) for line in data.lines()]
+        out = np.empty(data.num_predicted, dtype=np.float64)
+        starts = data.target_line_starts()
+        W = self.context_window
+        fits = [i for i, x in enumerate(lines) if W is None or len(x) - 1 <= W]
+        for i in (i for i, x in enumerate(lines) if W is not None and len(x) - 1 > W):
+            out[starts[i] : starts[i] + len(lines[i]) - 1] = self.sequence_logprobs(lines[i])[1:]
+        fits.sort(key=lambda i: len(lines[i]))  # stable: equal lengths keep their order
+        for b in range(0, len(fits), SENTENCE_BATCH):
+            idx = fits[b : b + SENTENCE_BATCH]
+            longest = max(len(lines[i]) - 1 for i in idx)
+            x = torch.full((len(idx), longest), eos, dtype=torch.long)  # (B, T) inputs
+            y = torch.full((len(idx), longest), eos, dtype=torch.long)  # (B, T) targets
+            keep = torch.zeros((len(idx), longest), dtype=torch.bool)
+            for r, i in enumerate(idx):
+                n = len(lines[i]) - 1
+                x[r, :n] = torch.from_numpy(lines[i][:-1])
+                y[r, :n] = torch.from_numpy(lines[i][1:])
+                keep[r, :n] = True
+            h = self.hidden_states(x.to(self.device_))  # (B, T, H)
+            keep = keep.to(self.device_)
+            lp = self.net_.output.target_log_probs(h[keep], y.to(self.device_)[keep]).double().cpu().numpy()
+            pos = 0
+            for i in idx:
+                n = len(lines[i]) - 1
+                out[starts[i] : starts[i] + n] = lp[pos : pos + n]
+                pos += n
+        return out
 
     def next_token_logprobs(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
         self._check_fitted()
@@ -207,12 +294,9 @@ class NeuralLM(LanguageModel):
             for length, idx in groups.items():
                 rows = [list(contexts[i]) if length else [self.vocab.bos_id] for i in idx]
                 x = torch.tensor(rows, dtype=torch.long, device=self.device_)
-                h = self.last_hidden(x)  # (B, H)
+                h = self.hidden_states(x)[:, -1]  # (B, H)
                 out[idx] = self.net_.output.log_probs(h).double().cpu().numpy()
         return out
-
-    def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
     def sentence_features(self, lines: Sequence[Sequence[int]]) -> np.ndarray:
         """Mean of the final layer's hidden states over ``<s> line`` (one vector per line)."""
@@ -224,9 +308,6 @@ class NeuralLM(LanguageModel):
                 x = torch.tensor([[self.vocab.bos_id, *list(line)]], dtype=torch.long, device=self.device_)
                 feats.append(self.hidden_states(x).mean(dim=1)[0].double().cpu().numpy())
         return np.stack(feats) if feats else np.zeros((0, self.hidden_size))
-
-    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
     # ---------------------------------------------------------------------------------------- size, I/O
     def num_parameters(self) -> int:
