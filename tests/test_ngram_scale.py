@@ -376,6 +376,15 @@ def test_ngram_command_writes_the_arpa_of_the_python_api(tmp_path):
     model = NgramLM(3).fit(encode_stream(TINY_TRAIN))
     model.to_arpa(tmp_path / "api.arpa")
     assert (tmp_path / "cli.arpa").read_bytes() == (tmp_path / "api.arpa").read_bytes()
+    # a budget too small for the tables: they go to disk under --temp-dir, and the ARPA file is the same
+    small = CliRunner().invoke(
+        main,
+        ["ngram", str(text), "-o", "3", "-S", "16K", "--temp-dir", str(tmp_path / "tmp"),
+         "--arpa", str(tmp_path / "small.arpa.gz")],
+    )  # fmt: skip
+    assert small.exit_code == 0 and "counting spilled" in small.output, small.output
+    assert gzip.decompress((tmp_path / "small.arpa.gz").read_bytes()) == (tmp_path / "api.arpa").read_bytes()
+    assert not any((tmp_path / "tmp").rglob("*.*"))
     # stdin in, ARPA on stdout
     piped = CliRunner().invoke(
         main, ["ngram", "-", "-o", "3", "--smoothing", "witten-bell"], input=text.read_text()
