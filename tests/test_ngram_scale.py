@@ -377,6 +377,9 @@ def test_ngram_command_writes_the_arpa_of_the_python_api(tmp_path):
     model.to_arpa(tmp_path / "api.arpa")
     assert (tmp_path / "cli.arpa").read_bytes() == (tmp_path / "api.arpa").read_bytes()
     # a budget too small for the tables: they go to disk under --temp-dir, and the ARPA file is the same
+    lines = [" ".join(line) for line in _zipf_lines(np.random.default_rng(3), 600)]
+    text.write_text("\n".join(lines) + "\n")
+    NgramLM(3).fit(encode_stream(lines)).to_arpa(tmp_path / "api.arpa")
     small = CliRunner().invoke(
         main,
         ["ngram", str(text), "-o", "3", "-S", "16K", "--temp-dir", str(tmp_path / "tmp"),
