@@ -6,9 +6,11 @@ Keys fit in int64 for any realistic vocabulary and lookups are ``np.searchsorted
 
 Counting goes order by order. For order m every position carries the row of the (m-1)-gram starting there
 (int32, -1 where it would leave its segment); the keys of a chunk of positions are sorted and counted into a
-*run* (unique keys + counts). Runs stay in memory while they fit the budget and are spilled to ``.npy``
-files otherwise; merging them is one sort-and-reduce per key range, so memory stays bounded either way and
-the merged table is the same, bit for bit, whichever path produced it.
+*run* (unique keys + counts). Runs stay in memory while they fit the budget and are spilled to anonymous
+temporary files (:class:`~lmbench.models.ngram.storage.DiskArray`) otherwise; merging them is one
+sort-and-reduce per key range, so memory stays bounded either way. A merged table that would not fit the
+budget is written to disk piece by piece as it is merged (its arrays are then ``DiskArray``), and the next
+stages read it by row ranges. The tables are the same, bit for bit, whichever path produced them.
 """
 
 from __future__ import annotations
