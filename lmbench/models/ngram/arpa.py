@@ -14,6 +14,7 @@ import gzip
 import io
 import math
 import re
+import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from lmbench.models.ngram.storage import rows
 LOG10 = math.log(10.0)
 NEVER = -99.0  # KenLM/SRILM's log10 "probability" of <s>
 LINES_PER_BLOCK = 1 << 16  # lines formatted at once when writing
+PROGRESS_ROWS = 20_000_000  # n-grams above which a terminal gets progress bars by default
 GZIP_LEVEL = 1  # fast: compressing at level 9 takes longer than everything else together
 
 
@@ -207,12 +209,19 @@ def arpa_chunks(model: BackoffModel) -> Iterator[bytes]:
     """The ARPA text of ``model`` in blocks of bytes (header, then each section a block of lines at a time)."""
     stored = getattr(model, "stored_", None)  # tables made on disk: read there a block at a time
     keys, log10prob, log10bow = stored or (model.keys_, model.log10prob_, model.log10bow_)
-    return arpa_text(model.vocab.tokens, keys, log10prob, log10bow)
+    progress = getattr(model, "progress", None)
+    if progress is None:
+        progress = sys.stderr.isatty() and sum(len(k) for k in keys) > PROGRESS_ROWS
+    return arpa_text(model.vocab.tokens, keys, log10prob, log10bow, progress=progress)
 
 
-def arpa_text(tokens: list[str], keys: list, log10prob: list, log10bow: list) -> Iterator[bytes]:
+def arpa_text(
+    tokens: list[str], keys: Sequence, log10prob: Sequence, log10bow: Sequence, *, progress: bool = False
+) -> Iterator[bytes]:
     """ARPA text of back-off tables given per order (arrays in memory or :class:`DiskArray`, read a block of
-    rows at a time): the header, then each section in blocks of lines."""
+    rows at a time): the header, then each section in blocks of lines (``progress``: a bar on stderr)."""
+    from tqdm import tqdm
+
     texts = _WordTexts(tokens)
     V, n = len(tokens), len(keys)
     header = ["", "\\data\\"]
@@ -225,9 +234,13 @@ def arpa_text(tokens: list[str], keys: list, log10prob: list, log10bow: list) ->
             )
         header.append(f"ngram {m}={size}")
     yield ("\n".join(header) + "\n").encode()
+    bar = tqdm(
+        total=sum(len(k) for k in keys), unit="n-gram", unit_scale=True, desc="ARPA", disable=not progress
+    )
     for m in range(1, n + 1):
         yield f"\n\\{m}-grams:\n".encode()
         for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK):
+            bar.update(min(LINES_PER_BLOCK, len(keys[m - 1]) - a))
             b = a + LINES_PER_BLOCK
             words = block_words(keys, m, rows(keys[m - 1], a, b), V)
             lp = rows(log10prob[m - 1], a, b)
@@ -241,6 +254,7 @@ def arpa_text(tokens: list[str], keys: list, log10prob: list, log10bow: list) ->
                 lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
             if len(lp):
                 yield _format_block(words, lp, bow, texts)
+    bar.close()
     yield b"\n\\end\\\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
 from lmbench.io import atomic_path
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
-from lmbench.models.ngram.arpa import read_arpa, write_arpa
+from lmbench.models.ngram.arpa import PROGRESS_ROWS, read_arpa, write_arpa
 from lmbench.models.ngram.counting import (
     CountingStats,
     count_ngrams,
@@ -223,8 +224,10 @@ class NgramLM(LanguageModel):
         """Smooth tables that are (partly) on disk a chunk of rows at a time; the fitted arrays stay on disk
         too, mapped read-only for scoring, and :meth:`to_arpa` reads them a block at a time."""
         work = max(MIN_STREAM_WORK, (budget - resident_memory()) // 3)
+        rows = sum(len(t) for t in tables)
+        show = self.progress if self.progress is not None else (sys.stderr.isatty() and rows > PROGRESS_ROWS)
         fit = self.smoother.to_backoff_streamed(  # type: ignore[union-attr]
-            tables, bos_id=vocab.bos_id, dtype=dtype, memory=work, folder=folder
+            tables, bos_id=vocab.bos_id, dtype=dtype, memory=work, folder=folder, progress=show
         )
         keys = [t.keys for t in tables]
         for table in tables:

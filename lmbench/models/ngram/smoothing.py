@@ -526,7 +526,14 @@ class _Discounting(Smoother):
         """:meth:`discount_of` from the count-of-counts n1..n4 of order m's counts."""
 
     def to_backoff_streamed(
-        self, tables: list[NgramTable], *, bos_id: int, dtype: np.dtype, memory: int, folder: Path | None
+        self,
+        tables: list[NgramTable],
+        *,
+        bos_id: int,
+        dtype: np.dtype,
+        memory: int,
+        folder: Path | None,
+        progress: bool = False,
     ) -> StreamedFit:
         """The same estimate as :meth:`to_backoff` with ``finish`` storing log10 values of ``dtype``, made
         over chunks of rows of tables that may be on disk (:func:`~lmbench.models.ngram.streaming.smooth_streamed`)."""
@@ -539,6 +546,7 @@ class _Discounting(Smoother):
             dtype=dtype,
             memory=memory,
             folder=folder,
+            progress=progress,
         )
         self.discounts_ = fit.discounts
         return fit

@@ -67,19 +67,26 @@ def smooth_streamed(
     dtype: np.dtype | type = np.float32,
     memory: int,
     folder: str | Path | None = None,
+    progress: bool = False,
 ) -> StreamedFit:
     """Interpolated discounting of ``tables`` (``smoothing.discounted_interpolation``, the same values bit
     for bit) order by order, with about ``memory`` bytes of chunk work; orders whose tables are on disk get
     their log10 values written to disk under ``folder`` too.
 
     ``continuation``: discount Kneser-Ney's continuation counts below the top order (else raw counts);
-    ``discount(m, n)``: order m's D or (D1, D2, D3+) from its count-of-counts n1..n4.
+    ``discount(m, n)``: order m's D or (D1, D2, D3+) from its count-of-counts n1..n4; ``progress``: a bar on
+    stderr.
     """
+    from tqdm import tqdm
+
     N, V = len(tables), len(tables[0])
     chunk = max(MIN_ROWS, memory // BYTES_PER_ROW)
     fit = StreamedFit([], [])
     lower = uniform(V, bos_id)  # finished probabilities of the order below (float64)
     bos_prev = np.asarray(tables[0].keys) == bos_id  # per row of order m-1: does the n-gram start with <s>
+    bar = tqdm(
+        total=sum(map(len, tables)), unit="n-gram", unit_scale=True, desc="smoothing", disable=not progress
+    )
     for m, table in enumerate(tables, start=1):
         n_rows, n_ctx = len(table), (1 if m == 1 else len(tables[m - 2]))
         below_top = continuation and m < N
@@ -150,6 +157,7 @@ def smooth_streamed(
                 new_lower[a:b] = prob
             if bow_sink is not None:  # order m-1's back-off weights: gamma of the contexts lo .. hi-1
                 bow_sink.append(_log10(gammas, dtype))
+            bar.update(b - a)
             lo, a = hi, b
             if b >= n_rows:
                 break
@@ -161,6 +169,7 @@ def smooth_streamed(
             bos_prev = bos_here
         elif m == 1:
             bos_prev = bos_rows  # type: ignore[assignment]
+    bar.close()
     fit.log10bow.append(np.zeros(0, dtype=dtype))  # no back-offs at the top order
     return fit
 
