@@ -304,8 +304,8 @@ def compare(run_a: Path, run_b: Path, split: str) -> None:
     "--memory",
     "-S",
     default=None,
-    help="Memory for counting (KenLM's -S): 4G, 512M, 50%; beyond it sorted runs spill to disk "
-    "[default: half of physical memory].",
+    help="Memory for the whole fit (KenLM's -S): 4G, 512M, 50%; counted tables that would not fit go "
+    "to disk and are smoothed and written from there [default: half of physical memory].",
 )
 @click.option(
     "--arpa",
@@ -325,7 +325,8 @@ def compare(run_a: Path, run_b: Path, split: str) -> None:
 @click.option(
     "--temp-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Where counting spills sorted runs [default: $TMPDIR].",
+    help="Where sorted runs and tables go when they do not fit in memory (anonymous temporary files) "
+    "[default: $TMPDIR].",
 )
 def ngram(
     text: Path,

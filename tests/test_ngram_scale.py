@@ -15,7 +15,8 @@ from lmbench.cli import main
 from lmbench.data import Corpus, TokenStream, Vocabulary, get_tokenizer, tokenize_corpus
 from lmbench.data.encoding import encode_lines, encode_stream
 from lmbench.errors import ConfigError, DataError
-from lmbench.models.ngram import NgramLM
+from lmbench.models.ngram import NgramLM, arpa, storage, streaming
+from lmbench.models.ngram import model as model_module
 from lmbench.models.ngram.arpa import format_numbers
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, parse_memory
 
@@ -51,24 +52,64 @@ def test_spilled_counting_gives_the_same_tables_bit_for_bit(zipf_stream, context
     b = count_ngrams(seq, starts, 5, V, skip_first=1, memory="16K", stats=spilled)
     assert in_memory.spilled_runs == 0 and in_memory.chunks == 4
     assert spilled.spilled_runs > 4 and spilled.chunks > 20  # several runs per order went to disk
+    assert spilled.disk_orders == [2, 3, 4, 5] and not in_memory.disk_orders  # tables written to disk
     for ta, tb in zip(a, b, strict=True):
         for name in ("keys", "counts", "context", "word", "suffix"):
-            np.testing.assert_array_equal(getattr(ta, name), getattr(tb, name), err_msg=name)
+            x, y = storage.in_memory(getattr(ta, name)), storage.in_memory(getattr(tb, name))
+            assert x.dtype == y.dtype, name
+            np.testing.assert_array_equal(x, y, err_msg=name)
     # and both agree with a direct count of every in-segment 5-gram
     seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(seq))))
     grams = {tuple(seq[t : t + 5]) for t in range(len(seq) - 4) if seg[t] == seg[t + 4]}
     assert len(a[4]) == len(grams)
 
 
-def test_a_model_fitted_within_a_tiny_budget_is_identical(zipf_stream, tmp_path):
-    big = NgramLM(4, "modified-kneser-ney", memory="2G").fit(zipf_stream)
-    small = NgramLM(4, "modified-kneser-ney", memory="16K").fit(zipf_stream, run_dir=tmp_path)
+@pytest.mark.parametrize(
+    "smoothing, settings",
+    [
+        ("modified-kneser-ney", {}),
+        ("modified-kneser-ney", {"interpolate_unigrams": False, "precision": "float64"}),
+        ("modified-kneser-ney", {"train_context": "stream"}),
+        ("kneser-ney", {}),
+        ("kneser-ney", {"discount": 0.6}),
+        ("absolute-discounting", {}),
+        ("witten-bell", {}),  # does not stream: its tables are loaded back into memory
+    ],
+)
+def test_a_model_fitted_within_a_tiny_budget_is_identical(
+    zipf_stream, tmp_path, monkeypatch, smoothing, settings
+):
+    monkeypatch.setattr(streaming, "MIN_ROWS", 64)  # many chunks per order, cut at context boundaries
+    monkeypatch.setattr(model_module, "MIN_STREAM_WORK", 64 * streaming.BYTES_PER_ROW)
+    big = NgramLM(4, smoothing, memory="2G", **settings).fit(zipf_stream)
+    small = NgramLM(4, smoothing, memory="16K", **settings).fit(zipf_stream, run_dir=tmp_path)
     assert small.counting_stats_.spilled_runs > 0 and big.counting_stats_.spilled_runs == 0
+    assert small.counting_stats_.disk_orders == [2, 3, 4] and not big.counting_stats_.disk_orders
+    assert (small.stored_ is not None) == (smoothing != "witten-bell") and big.stored_ is None
     for name in ("keys_", "log10prob_", "log10bow_"):
         for x, y in zip(getattr(big, name), getattr(small, name), strict=True):
+            assert x.dtype == y.dtype
             np.testing.assert_array_equal(x, y)
     assert big.discounts_ == small.discounts_
-    assert not any((tmp_path / "ngram-spill").glob("*/*.npy"))  # spilled runs are cleaned up
+    np.testing.assert_array_equal(small.token_logprobs(zipf_stream), big.token_logprobs(zipf_stream))
+    big.to_arpa(tmp_path / "big.arpa")
+    small.to_arpa(tmp_path / "small.arpa")  # written from the tables on disk, a block of rows at a time
+    assert (tmp_path / "big.arpa").read_bytes() == (tmp_path / "small.arpa").read_bytes()
+    assert not any((tmp_path / "ngram-spill").iterdir())  # temporary files are anonymous: nothing left
+
+
+def test_disk_arrays_append_read_and_map(tmp_path):
+    values = np.arange(10_000, dtype=np.int64) * 3
+    disk = storage.DiskArray(np.int64, tmp_path)
+    for a in range(0, len(values), 777):
+        disk.append(values[a : a + 777])
+    assert len(disk) == len(values) and disk.nbytes == values.nbytes
+    np.testing.assert_array_equal(disk.read(), values)
+    np.testing.assert_array_equal(disk.read(123, 4567), values[123:4567])
+    np.testing.assert_array_equal(storage.rows(disk, 9_990, 20_000), values[9_990:])
+    np.testing.assert_array_equal(disk.map(), values)
+    assert not list(tmp_path.iterdir())  # unlinked as soon as created
+    assert len(storage.DiskArray(np.float32).map()) == 0
 
 
 @pytest.mark.parametrize(
@@ -165,6 +206,16 @@ def test_numbers_are_written_to_seven_decimals():
     mat, first, length = format_numbers(values)
     parsed = np.array([float(bytes(mat[i, first[i] : first[i] + length[i]])) for i in range(len(values))])
     assert np.abs(parsed - values).max() <= 5e-8
+
+
+def test_byte_pieces_are_gathered_in_order_whatever_their_length():
+    rng = np.random.default_rng(5)
+    blob = rng.integers(0, 256, 5_000, dtype=np.uint8)
+    lengths = rng.integers(1, 41, 2_000)  # short pieces, 8-16 bytes and longer ones (middle chunks)
+    starts = rng.integers(0, len(blob) - 40, len(lengths))
+    padded = np.concatenate([blob, np.zeros(8, dtype=np.uint8)])
+    expected = b"".join(blob[a : a + n].tobytes() for a, n in zip(starts, lengths, strict=True))
+    assert arpa._gather(padded, starts, lengths) == expected
 
 
 def test_arpa_files_get_the_mode_of_any_new_file(tiny_train, tmp_path):
@@ -325,6 +376,18 @@ def test_ngram_command_writes_the_arpa_of_the_python_api(tmp_path):
     model = NgramLM(3).fit(encode_stream(TINY_TRAIN))
     model.to_arpa(tmp_path / "api.arpa")
     assert (tmp_path / "cli.arpa").read_bytes() == (tmp_path / "api.arpa").read_bytes()
+    # a budget too small for the tables: they go to disk under --temp-dir, and the ARPA file is the same
+    lines = [" ".join(line) for line in _zipf_lines(np.random.default_rng(3), 600)]
+    text.write_text("\n".join(lines) + "\n")
+    NgramLM(3).fit(encode_stream(lines)).to_arpa(tmp_path / "api.arpa")
+    small = CliRunner().invoke(
+        main,
+        ["ngram", str(text), "-o", "3", "-S", "16K", "--temp-dir", str(tmp_path / "tmp"),
+         "--arpa", str(tmp_path / "small.arpa.gz")],
+    )  # fmt: skip
+    assert small.exit_code == 0 and "counting spilled" in small.output, small.output
+    assert gzip.decompress((tmp_path / "small.arpa.gz").read_bytes()) == (tmp_path / "api.arpa").read_bytes()
+    assert not any((tmp_path / "tmp").rglob("*.*"))
     # stdin in, ARPA on stdout
     piped = CliRunner().invoke(
         main, ["ngram", "-", "-o", "3", "--smoothing", "witten-bell"], input=text.read_text()

@@ -233,12 +233,17 @@ class TokenStream:
         """Lines as ``[<s>] w1 .. wn </s>`` back to back (int32); vectorised, no per-line loop."""
         n, k = self.num_lines, 2 if bos else 1
         out = np.empty(len(self.ids) + k * n, dtype=np.int32)
-        line_of_word = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.offsets))
-        out[np.arange(len(self.ids)) + k * line_of_word + (k - 1)] = self.ids
-        ends = self.offsets[1:] + k * np.arange(1, n + 1) - 1
-        out[ends] = self.vocab.eos_id
-        if bos:
-            out[ends - np.diff(self.offsets) - 1] = self.vocab.bos_id
+        step = 1 << 16  # lines at a time: the int64 position arrays are a block's, not the corpus's
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            lengths = np.diff(self.offsets[a : b + 1])
+            first, last = int(self.offsets[a]), int(self.offsets[b])
+            line_of_word = np.repeat(np.arange(a, b, dtype=np.int64), lengths)
+            out[np.arange(first, last) + k * line_of_word + (k - 1)] = self.ids[first:last]
+            ends = self.offsets[a + 1 : b + 1] + k * np.arange(a + 1, b + 1) - 1
+            out[ends] = self.vocab.eos_id
+            if bos:
+                out[ends - lengths - 1] = self.vocab.bos_id
         return out
 
     def stream(self) -> np.ndarray:

@@ -14,6 +14,7 @@ import gzip
 import io
 import math
 import re
+import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,10 +27,12 @@ from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
 from lmbench.errors import DataError
 from lmbench.io import atomic_path
 from lmbench.models.ngram.counting import lookup
+from lmbench.models.ngram.storage import rows
 
 LOG10 = math.log(10.0)
 NEVER = -99.0  # KenLM/SRILM's log10 "probability" of <s>
 LINES_PER_BLOCK = 1 << 16  # lines formatted at once when writing
+PROGRESS_ROWS = 20_000_000  # n-grams above which a terminal gets progress bars by default
 GZIP_LEVEL = 1  # fast: compressing at level 9 takes longer than everything else together
 
 
@@ -56,16 +59,20 @@ class ArpaTables:
 
 
 # ------------------------------------------------------------------------------------------------ writing
-def ngram_words(model: BackoffModel) -> Iterator[np.ndarray]:
-    """Word ids of every stored n-gram, order by order: array [rows, m] (row order = key order). Each order
-    is built from the one below, so only two orders' arrays exist at a time."""
-    V = len(model.vocab)
+def block_words(keys: Sequence, m: int, block_keys: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Word ids [rows, m] of the order-m n-grams with the given keys (a run of consecutive rows of that order,
+    so their contexts are a run of rows of order m-1, read the same way). ``keys``: every order's keys, in
+    memory or on disk, so only a block's worth of rows is ever read."""
+    V = vocab_size
     dtype = np.int32 if V < 2**31 else np.int64
-    words = np.arange(V, dtype=dtype)[:, None]
-    yield words
-    for keys in model.keys_[1:]:
-        words = np.concatenate([words[keys // V], (keys % V).astype(dtype)[:, None]], axis=1)
-        yield words
+    if m == 1:
+        return block_keys.astype(dtype)[:, None]
+    context = block_keys // V
+    if len(context) == 0:
+        return np.zeros((0, m), dtype=dtype)
+    lo, hi = int(context[0]), int(context[-1]) + 1
+    below = block_words(keys, m - 1, rows(keys[m - 2], lo, hi), V)
+    return np.concatenate([below[context - lo], (block_keys % V).astype(dtype)[:, None]], axis=1)
 
 
 DECIMALS = 7  # log10 values to 7 decimal places: at most 5e-8 from the stored value
@@ -118,80 +125,136 @@ def format_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return mat, first, length
 
 
+def _windows(buf: np.ndarray) -> np.ndarray:
+    """Every 8-byte window of the uint8 array ``buf`` as a uint64 (window i starts at byte i): a strided view."""
+    return np.ndarray(shape=(len(buf) - 7,), dtype=np.uint64, buffer=buf, offset=0, strides=(1,))
+
+
 def _gather(blob: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
     """Concatenate the byte pieces ``blob[starts[i] : starts[i] + lengths[i]]`` (all non-empty), in order.
 
-    The gather index is one cumulative sum: +1 inside a piece, a jump to the next piece's start between.
+    Bytes move 8 at a time through overlapping uint64 windows: each piece's first 8 bytes are written at its
+    place in order (what lands past a short piece's end is overwritten by the pieces after it), then the
+    rest of each longer piece, its last 8 bytes ending exactly at its end. ``blob`` needs 8 spare bytes at
+    its end.
     """
-    total = int(lengths.sum())
-    step = np.ones(total, dtype=np.int32 if len(blob) < 2**31 else np.int64)
-    out_start = np.cumsum(lengths) - lengths
-    step[0] = starts[0]
-    step[out_start[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
-    np.cumsum(step, out=step)  # in place: no int64 copy of a byte-sized index
-    return blob[step].tobytes()
+    ends = np.cumsum(lengths)
+    total = int(ends[-1])
+    at = ends - lengths
+    out = np.zeros(total + 8, dtype=np.uint8)
+    source, target = _windows(blob), _windows(out)
+    target[at] = source[starts]  # in order: a later piece overwrites what an earlier one wrote past its end
+    longer = np.flatnonzero(lengths > 8)
+    if len(longer):
+        first, size = starts[longer], lengths[longer]
+        for j in range(1, int((size.max() - 1) // 8)):  # middle chunks of pieces over 16 bytes (rare)
+            mid = size > 8 * (j + 1)
+            target[at[longer[mid]] + 8 * j] = source[first[mid] + 8 * j]
+        target[at[longer] + size - 8] = source[first + size - 8]
+    return out[:total].tobytes()
+
+
+class _WordTexts:
+    """Every vocabulary word three times in one byte blob: followed by a space, a tab and a newline (what
+    can follow a word in an ARPA line), so a word and its separator are one piece to copy."""
+
+    SEPARATORS = (b" ", b"\t", b"\n")
+
+    def __init__(self, tokens: list[str]):
+        encoded = [t.encode("utf-8") for t in tokens]
+        self.lengths = np.fromiter((len(t) + 1 for t in encoded), dtype=np.int64, count=len(encoded))
+        starts = np.cumsum(self.lengths) - self.lengths
+        size = int(self.lengths.sum())
+        self.starts = [starts + k * size for k in range(len(self.SEPARATORS))]
+        self.blob = np.frombuffer(
+            b"".join(b"".join(t + sep for t in encoded) for sep in self.SEPARATORS), dtype=np.uint8
+        )
+
+
+def _with_separator(mat: np.ndarray, first: np.ndarray, length: np.ndarray, separator: str) -> np.ndarray:
+    """Put ``separator`` right after each number's text in its row of ``mat``; the lengths that include it."""
+    mat[np.arange(len(mat)), first + length] = ord(separator)
+    return length + 1
 
 
 def _format_block(
-    words: np.ndarray,
-    logprob: np.ndarray,
-    logbow: np.ndarray | None,
-    vocab_blob: np.ndarray,
-    vocab_starts: np.ndarray,
-    vocab_lengths: np.ndarray,
+    words: np.ndarray, logprob: np.ndarray, logbow: np.ndarray | None, texts: _WordTexts
 ) -> bytes:
-    """ARPA lines ``logprob<TAB>w1 .. wm[<TAB>backoff]\\n`` for a block of n-grams, as bytes."""
+    """ARPA lines ``logprob<TAB>w1 .. wm[<TAB>backoff]\\n`` for a block of n-grams, as bytes: per line the
+    pieces ``logprob\\t``, ``w1 `` .. ``w(m-1) ``, ``wm\\t`` (or ``wm\\n``) and ``backoff\\n``."""
     n, m = words.shape
     prob_mat, prob_first, prob_len = format_numbers(logprob)
-    parts = [np.frombuffer(b"\t \n", dtype=np.uint8), vocab_blob, prob_mat.ravel()]
-    tab, space, newline = 0, 1, 2
-    vocab_base, prob_base = 3, 3 + len(vocab_blob)
-    k = 2 * m + 2 + (2 if logbow is not None else 0)
+    prob_len = _with_separator(prob_mat, prob_first, prob_len, "\t")
+    parts = [texts.blob, prob_mat.ravel()]
+    prob_base = len(texts.blob)
+    k = m + 1 + (1 if logbow is not None else 0)
     starts = np.empty((n, k), dtype=np.int64)
-    lengths = np.ones((n, k), dtype=np.int64)
+    lengths = np.empty((n, k), dtype=np.int64)
     starts[:, 0] = prob_base + np.arange(n, dtype=np.int64) * NUMBER_WIDTH + prob_first
     lengths[:, 0] = prob_len
-    starts[:, 1] = tab
     for j in range(m):
-        starts[:, 2 + 2 * j] = vocab_base + vocab_starts[words[:, j]]
-        lengths[:, 2 + 2 * j] = vocab_lengths[words[:, j]]
-        starts[:, 3 + 2 * j] = space
+        separator = 0 if j < m - 1 else (1 if logbow is not None else 2)  # space, tab or newline after it
+        starts[:, 1 + j] = texts.starts[separator][words[:, j]]
+        lengths[:, 1 + j] = texts.lengths[words[:, j]]
     if logbow is not None:
         bow_mat, bow_first, bow_len = format_numbers(logbow)
-        starts[:, 2 * m + 1] = tab  # the last word is followed by a tab, the back-off and a newline
-        starts[:, 2 * m + 2] = prob_base + prob_mat.size + np.arange(n) * NUMBER_WIDTH + bow_first
-        lengths[:, 2 * m + 2] = bow_len
-        starts[:, 2 * m + 3] = newline
+        lengths[:, m + 1] = _with_separator(bow_mat, bow_first, bow_len, "\n")
+        starts[:, m + 1] = prob_base + prob_mat.size + np.arange(n) * NUMBER_WIDTH + bow_first
         parts.append(bow_mat.ravel())
-    else:
-        starts[:, 2 * m + 1] = newline
+    parts.append(np.zeros(8, dtype=np.uint8))  # room to read 8 bytes from the last piece's start
     return _gather(np.concatenate(parts), starts.ravel(), lengths.ravel())
 
 
 def arpa_chunks(model: BackoffModel) -> Iterator[bytes]:
     """The ARPA text of ``model`` in blocks of bytes (header, then each section a block of lines at a time)."""
-    tokens = [t.encode("utf-8") for t in model.vocab.tokens]
-    vocab_lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
-    vocab_starts = np.cumsum(vocab_lengths) - vocab_lengths
-    vocab_blob = np.frombuffer(b"".join(tokens), dtype=np.uint8)
-    n = len(model.keys_)
-    keep = []
+    stored = getattr(model, "stored_", None)  # tables made on disk: read there a block at a time
+    keys, log10prob, log10bow = stored or (model.keys_, model.log10prob_, model.log10bow_)
+    progress = getattr(model, "progress", None)
+    if progress is None:
+        progress = sys.stderr.isatty() and sum(len(k) for k in keys) > PROGRESS_ROWS
+    return arpa_text(model.vocab.tokens, keys, log10prob, log10bow, progress=progress)
+
+
+def arpa_text(
+    tokens: list[str], keys: Sequence, log10prob: Sequence, log10bow: Sequence, *, progress: bool = False
+) -> Iterator[bytes]:
+    """ARPA text of back-off tables given per order (arrays in memory or :class:`DiskArray`, read a block of
+    rows at a time): the header, then each section in blocks of lines (``progress``: a bar on stderr)."""
+    from tqdm import tqdm
+
+    texts = _WordTexts(tokens)
+    V, n = len(tokens), len(keys)
     header = ["", "\\data\\"]
-    for m in range(1, n + 1):
-        lp = model.log10prob_[m - 1]
-        mask = np.isfinite(lp) if m > 1 else np.ones(len(lp), dtype=bool)
-        keep.append(np.flatnonzero(mask))
-        header.append(f"ngram {m}={len(keep[-1])}")
+    for m in range(1, n + 1):  # n-grams with a -inf log-probability are left out (order 1: <s> is -99)
+        size = len(keys[m - 1])
+        if m > 1:
+            size = sum(
+                int(np.isfinite(rows(log10prob[m - 1], a, a + LINES_PER_BLOCK * 16)).sum())
+                for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK * 16)
+            )
+        header.append(f"ngram {m}={size}")
     yield ("\n".join(header) + "\n").encode()
-    for m, words in enumerate(ngram_words(model), start=1):
+    bar = tqdm(
+        total=sum(len(k) for k in keys), unit="n-gram", unit_scale=True, desc="ARPA", disable=not progress
+    )
+    for m in range(1, n + 1):
         yield f"\n\\{m}-grams:\n".encode()
-        rows = keep[m - 1]
-        for a in range(0, len(rows), LINES_PER_BLOCK):
-            sel = rows[a : a + LINES_PER_BLOCK]
-            lp = model.log10prob_[m - 1][sel]
-            lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
-            bow = model.log10bow_[m - 1][sel] if m < n else None
-            yield _format_block(words[sel], lp, bow, vocab_blob, vocab_starts, vocab_lengths)
+        for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK):
+            bar.update(min(LINES_PER_BLOCK, len(keys[m - 1]) - a))
+            b = a + LINES_PER_BLOCK
+            words = block_words(keys, m, rows(keys[m - 1], a, b), V)
+            lp = rows(log10prob[m - 1], a, b)
+            bow = rows(log10bow[m - 1], a, b) if m < n else None
+            if m > 1:
+                keep = np.isfinite(lp)
+                if not keep.all():
+                    words, lp = words[keep], lp[keep]
+                    bow = bow[keep] if bow is not None else None
+            else:
+                lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
+            if len(lp):
+                yield _format_block(words, lp, bow, texts)
+    bar.close()
     yield b"\n\\end\\\n"
 
 
@@ -477,6 +540,11 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: i
             )
         keys = ctx * V + ids[:, -1]
         del ids, ctx
+        if np.all(keys[1:] > keys[:-1]):  # already in key order and distinct (files lmbench writes)
+            keys_.append(keys)
+            lp_.append(lp.astype(np.float32))
+            bow_.append(bow.astype(np.float32) if m < order else np.zeros(0, dtype=np.float32))
+            continue
         sort = np.argsort(keys, kind="stable")
         keys = keys[sort]
         dup = np.flatnonzero(keys[1:] == keys[:-1])

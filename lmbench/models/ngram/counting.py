@@ -6,9 +6,11 @@ Keys fit in int64 for any realistic vocabulary and lookups are ``np.searchsorted
 
 Counting goes order by order. For order m every position carries the row of the (m-1)-gram starting there
 (int32, -1 where it would leave its segment); the keys of a chunk of positions are sorted and counted into a
-*run* (unique keys + counts). Runs stay in memory while they fit the budget and are spilled to ``.npy``
-files otherwise; merging them is one sort-and-reduce per key range, so memory stays bounded either way and
-the merged table is the same, bit for bit, whichever path produced it.
+*run* (unique keys + counts). Runs stay in memory while they fit the budget and are spilled to anonymous
+temporary files (:class:`~lmbench.models.ngram.storage.DiskArray`) otherwise; merging them is one
+sort-and-reduce per key range, so memory stays bounded either way. A merged table that would not fit the
+budget is written to disk piece by piece as it is merged (its arrays are then ``DiskArray``), and the next
+stages read it by row ranges. The tables are the same, bit for bit, whichever path produced them.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lmbench.errors import ConfigError
+from lmbench.models.ngram.storage import DiskArray, Sink, in_memory
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,14 @@ BYTES_PER_CHUNK_POSITION = 40
 MIN_CHUNK = 256
 # bytes per entry of a run held in memory (int64 key, count and suffix row)
 BYTES_PER_RUN_ENTRY = 24
+# bytes of work per entry merged from disk: the pieces read (key, count, suffix), the sort permutation, the
+# sorted copies and the reduced output
+BYTES_PER_MERGE_ENTRY = 96
+# bytes per row of a finished table in memory (int64 key, int32 count, context and suffix)
+BYTES_PER_TABLE_ENTRY = 20
+MIN_WORK = MIN_CHUNK * BYTES_PER_CHUNK_POSITION * 4
+# every SPARSE-th key of a spilled run stays in memory, to find key ranges in it
+SPARSE = 4096
 
 
 def parse_memory(value: str | int | float | None) -> int:
@@ -68,6 +79,15 @@ def physical_memory() -> int:
         return 8 << 30
 
 
+def resident_memory() -> int:
+    """Bytes of memory this process holds now (0 where /proc is not available)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):  # pragma: no cover - not Linux
+        return 0
+
+
 def index_dtype(n: int) -> type:
     """int32 where every value fits (halves the per-position and per-row arrays), else int64."""
     return np.int32 if n <= INT32_MAX else np.int64
@@ -78,6 +98,7 @@ class NgramTable:
     """All distinct n-grams of one order m with their statistics (row i is one n-gram)."""
 
     order: int
+    # each array is in memory, or a DiskArray when the tables do not fit the memory budget
     keys: np.ndarray  # int64 [rows], sorted: context_row * V + word (order 1: word)
     counts: np.ndarray  # int32/int64 [rows]: raw occurrence counts
     context: np.ndarray  # int32/int64 [rows]: row of the first m-1 words in the order m-1 table (order 1: 0)
@@ -90,11 +111,25 @@ class NgramTable:
     @property
     def word(self) -> np.ndarray:
         """The last word of every n-gram (computed from the keys: not stored)."""
-        return self.keys % self.vocab_size
+        return in_memory(self.keys) % self.vocab_size
+
+    @property
+    def on_disk(self) -> bool:
+        return isinstance(self.keys, DiskArray)
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.keys, self.counts, self.context, self.suffix) if a is not None)
+        """Bytes held in memory (arrays on disk count 0)."""
+        arrays = (self.keys, self.counts, self.context, self.suffix)
+        return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+
+    def load(self) -> NgramTable:
+        """This table with every array in memory (for the smoothers that do not stream)."""
+        arrays = (
+            in_memory(a) if a is not None else None
+            for a in (self.keys, self.counts, self.context, self.suffix)
+        )
+        return NgramTable(self.order, *arrays, self.vocab_size)  # type: ignore[arg-type]
 
     def release(self) -> None:
         """Drop all but the keys (what the fitted model keeps), once smoothing is past this order."""
@@ -110,6 +145,7 @@ class CountingStats:
     spill_bytes: int = 0
     budget: int = 0
     per_order_chunks: list[int] = field(default_factory=list)
+    disk_orders: list[int] = field(default_factory=list)  # orders whose tables were written to disk
 
 
 def lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -153,14 +189,44 @@ def reduce_sorted_runs(
     return keys[starts], np.add.reduceat(counts[order], starts).astype(np.int64), suffix[order[starts]]
 
 
+class _Run:
+    """A sorted run spilled to disk, with every ``SPARSE``-th key in memory to find key ranges in it."""
+
+    def __init__(self, arrays: tuple[np.ndarray, np.ndarray, np.ndarray], folder: Path):
+        self.keys, self.counts, self.suffix = (DiskArray.from_array(a, folder) for a in arrays)
+        self.sparse = np.array(arrays[0][::SPARSE])
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def position(self, key: int | None) -> int:
+        """Index of the first key >= ``key`` (``None``: the end)."""
+        if key is None:
+            return len(self.keys)
+        j = int(np.searchsorted(self.sparse, key, side="left"))
+        if j == 0:
+            return 0
+        lo = (j - 1) * SPARSE
+        return lo + int(np.searchsorted(self.keys.read(lo, lo + SPARSE), key, side="left"))
+
+    def close(self) -> None:
+        for a in (self.keys, self.counts, self.suffix):
+            a.close()
+
+
 class _Runs:
     """Sorted runs of (key, count) for one order: in memory while they fit ``budget`` bytes, else on disk."""
 
     def __init__(self, budget: int, spill_dir: Callable[[], Path], stats: CountingStats, order: int):
         self.budget, self.spill_dir, self.stats, self.order = budget, spill_dir, stats, order
         self.memory: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.files: list[tuple[Path, Path, Path]] = []
+        self.files: list[_Run] = []
         self.held = 0
+
+    @property
+    def entries(self) -> int:
+        """Entries over all runs: an upper bound on the merged table's rows."""
+        return sum(len(r[0]) for r in self.memory) + sum(len(r) for r in self.files)
 
     def add(self, keys: np.ndarray, counts: np.ndarray, suffix: np.ndarray) -> None:
         self.memory.append((keys, counts.astype(np.int64), suffix))
@@ -174,47 +240,42 @@ class _Runs:
             return
         arrays = reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*self.memory, strict=True)))
         self.memory, self.held = [], 0
-        folder = self.spill_dir()
-        stem = f"order{self.order}.run{len(self.files)}"
-        paths = tuple(folder / f"{stem}.{name}.npy" for name in ("keys", "counts", "suffix"))
-        for p, a in zip(paths, arrays, strict=True):
-            np.save(p, a)
-        self.files.append(paths)  # type: ignore[arg-type]
+        self.files.append(_Run(arrays, self.spill_dir()))
         self.stats.spilled_runs += 1
         self.stats.spill_bytes += sum(a.nbytes for a in arrays)
 
-    def merge(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All runs merged: sorted unique keys, their total counts and suffix rows."""
+    def merge(self, work: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """All runs merged, in pieces of ascending keys: sorted unique keys, their total counts and suffix
+        rows. From disk, each piece is one key range of about ``work`` bytes of sort-and-reduce work."""
         if not self.files and len(self.memory) == 1:  # one run: already sorted and unique
-            return self.memory.pop()
+            yield self.memory.pop()
+            return
         if not self.files and not self.memory:  # no n-gram of this order fits in any line
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+            return
         if not self.files:
             merged = reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*self.memory, strict=True)))
             self.memory = []
-            return merged
+            yield merged
+            return
         self.spill()  # what is left in memory joins the runs on disk
-        runs = [tuple(np.load(p, mmap_mode="r") for p in paths) for paths in self.files]
-        total = sum(len(r[0]) for r in runs)
-        # key ranges that each hold about budget / 32 entries over all runs (sort + reduce temporaries)
-        per_range = max(MIN_CHUNK, self.budget // 32)
-        n_ranges = max(1, -(-total // per_range))
-        sample = np.sort(np.concatenate([np.asarray(r[0][:: max(1, len(r[0]) // 1024)]) for r in runs]))
+        runs, self.files = self.files, []
+        per_range = max(MIN_CHUNK, work // BYTES_PER_MERGE_ENTRY)
+        n_ranges = max(1, -(-sum(len(r) for r in runs) // per_range))
+        sample = np.sort(np.concatenate([r.sparse for r in runs]))
         cuts = np.unique(sample[np.linspace(0, len(sample) - 1, n_ranges + 1).astype(np.int64)[1:-1]])
-        bounds = [None, *cuts.tolist(), None]
-        out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            pieces = []
-            for run in runs:
-                i0 = 0 if lo is None else int(np.searchsorted(run[0], lo, side="left"))
-                i1 = len(run[0]) if hi is None else int(np.searchsorted(run[0], hi, side="left"))
-                pieces.append(tuple(np.asarray(a[i0:i1]) for a in run))
-            out.append(reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*pieces, strict=True))))
-        del runs
-        for paths in self.files:
-            for p in paths:
-                p.unlink(missing_ok=True)
-        return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))  # type: ignore[return-value]
+        bounds: list[int | None] = [None, *cuts.tolist(), None]
+        starts = [0] * len(runs)
+        for hi in bounds[1:]:
+            stops = [run.position(hi) for run in runs]
+            pieces = [
+                (run.keys.read(a, b), run.counts.read(a, b), run.suffix.read(a, b))
+                for run, a, b in zip(runs, starts, stops, strict=True)
+            ]
+            starts = stops
+            yield reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*pieces, strict=True)))
+            del pieces
+        for run in runs:
+            run.close()
 
 
 def count_ngrams(
@@ -236,7 +297,8 @@ def count_ngrams(
         segment_starts: int [segments] the position where each segment begins (ascending).
         skip_first: an id (``<s>``) not counted as a unigram event, since it is never predicted.
         memory: bytes the counting may use in all (the corpus arrays and finished tables included); runs
-            beyond it spill to ``spill_dir`` (default: ``$TMPDIR``) and are merged from disk.
+            beyond it spill to ``spill_dir`` (default: ``$TMPDIR``) and are merged from disk, and tables that
+            would not fit in it are written there too (their arrays are then :class:`DiskArray`).
         progress: a progress bar on stderr (default: when stderr is a terminal and the corpus is large).
 
     The unigram table is dense (row = word id) so that every vocabulary word has a row even when unseen.
@@ -263,27 +325,30 @@ def count_ngrams(
     if order == 1:
         return tables
 
-    tmp: tempfile.TemporaryDirectory | None = None
+    folder: Path | None = None
 
     def make_spill_dir() -> Path:
-        nonlocal tmp
-        if tmp is None:
-            if spill_dir is not None:
-                Path(spill_dir).mkdir(parents=True, exist_ok=True)
-            tmp = tempfile.TemporaryDirectory(prefix="lmbench-ngram-", dir=spill_dir)
-            log.info("counting spills sorted runs to %s", tmp.name)
-        return Path(tmp.name)
+        nonlocal folder
+        if folder is None:
+            folder = Path(spill_dir) if spill_dir is not None else Path(tempfile.gettempdir())
+            folder.mkdir(parents=True, exist_ok=True)
+            log.info("counting writes sorted runs and tables to %s (anonymous temporary files)", folder)
+        return folder
 
     show = progress if progress is not None else (sys.stderr.isatty() and n > 5_000_000)
     from tqdm import tqdm
 
     bar = tqdm(total=n * (order - 1), unit="pos", unit_scale=True, desc="counting", disable=not show)
+    disk = False  # once one order's table goes to disk, the larger ones above it do too
     try:
         start_rows = seq  # row of the (m-1)-gram starting at each position (-1: leaves its segment)
         for m in range(2, order + 1):
-            fixed = seq.nbytes + joined.nbytes + 2 * n * 4 + sum(t.nbytes for t in tables)
+            # held: what the process holds now (the caller's text, the ids, the joins, the start rows, the
+            # tables in memory), and the next order's start rows to come
+            counted = seq.nbytes + joined.nbytes + n * start_rows.itemsize + sum(t.nbytes for t in tables)
+            fixed = max(counted, resident_memory()) + n * 4
             work = budget - fixed
-            if work < MIN_CHUNK * BYTES_PER_CHUNK_POSITION * 4:
+            if work < MIN_WORK:
                 if m == 2:
                     log.warning(
                         "memory budget %d MiB is below what the corpus arrays and tables need (%d MiB); "
@@ -291,59 +356,111 @@ def count_ngrams(
                         budget >> 20,
                         fixed >> 20,
                     )
-                work = MIN_CHUNK * BYTES_PER_CHUNK_POSITION * 4
-            chunk = max(MIN_CHUNK, work // 2 // BYTES_PER_CHUNK_POSITION)
-            runs = _Runs(work // 2, make_spill_dir, stats, m)
+                work = MIN_WORK
+            # a quarter for the runs held in memory (merging them takes ~2.5x), a quarter for a chunk's work
+            chunk = max(MIN_CHUNK, work // 4 // BYTES_PER_CHUNK_POSITION)
+            runs = _Runs(work // 4, make_spill_dir, stats, m)
             last = max(n - m + 1, 0)  # start positions 0 .. last-1
             # one chunk below the top order: np.unique's inverse gives every position's row directly
             single = last <= chunk and m < order
             chunks = 0
-            pos = inverse = np.zeros(0, dtype=np.int64)
+            pos = inverse = keys = np.zeros(0, dtype=np.int64)
             for a in range(0, last, chunk):
                 b = min(a + chunk, last)
                 pos, keys = _chunk_keys(start_rows, seq, joined, a, b, m, V)
-                if single:
-                    uniq, first, inverse, cnt = np.unique(
-                        keys, return_index=True, return_inverse=True, return_counts=True
-                    )
-                else:
-                    uniq, first, cnt = np.unique(keys, return_index=True, return_counts=True)
+                uniq, first, cnt, inverse = unique_first(keys, inverse=single)
                 # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
                 runs.add(uniq, cnt, start_rows[pos[first] + 1])
                 chunks += 1
                 bar.update(b - a)
-            keys, cnt, suffix = runs.merge()
+            del keys
+            # the merged table: in memory while the tables fit a quarter of the budget, else on disk
+            held = sum(t.nbytes for t in tables) + runs.entries * BYTES_PER_TABLE_ENTRY
+            disk = disk or bool(runs.files) or held > budget // 4
+            table = _merge_table(runs, m, V, work, n, len(tables[-1]), make_spill_dir() if disk else None)
             stats.chunks += chunks
             stats.per_order_chunks.append(chunks)
-            dtype = index_dtype(max(len(keys), n))
-            context = (keys // V).astype(index_dtype(len(tables[-1])))
-            suffix = suffix.astype(index_dtype(len(tables[-1])))
-            tables.append(NgramTable(m, keys, cnt.astype(dtype), context, suffix, V))
+            if disk:
+                stats.disk_orders.append(m)
+            tables.append(table)
             if m < order:  # rows of the m-grams starting at each position, for the next order
-                new_rows = np.full(n, -1, dtype=index_dtype(len(keys)))
+                new_rows = np.full(n, -1, dtype=index_dtype(len(table)))
                 if single:
                     new_rows[pos] = inverse.reshape(-1)
                 else:
+                    keys = in_memory(table.keys)
                     for a in range(0, last, chunk):
                         b = min(a + chunk, last)
                         pos, q = _chunk_keys(start_rows, seq, joined, a, b, m, V)
-                        uniq, inverse = np.unique(q, return_inverse=True)
-                        new_rows[pos] = np.searchsorted(keys, uniq)[inverse.reshape(-1)]
+                        uniq, _, _, inverse = unique_first(q, inverse=True)
+                        new_rows[pos] = np.searchsorted(keys, uniq)[inverse]
+                    del keys, q, uniq
                 start_rows = new_rows
-            del pos
+                del new_rows
+            del pos, inverse
             bar.update(n - max(last, 0))
     finally:
         bar.close()
-        if tmp is not None:
-            tmp.cleanup()
-    if stats.spilled_runs:
+    if stats.spilled_runs or stats.disk_orders:
         log.info(
-            "counting: %d chunks, %d runs spilled (%.1f MiB)",
+            "counting: %d chunks, %d runs spilled (%.1f MiB), orders %s on disk",
             stats.chunks,
             stats.spilled_runs,
             stats.spill_bytes / 2**20,
+            stats.disk_orders,
         )
     return tables
+
+
+def _merge_table(
+    runs: _Runs, m: int, V: int, work: int, n: int, n_lower: int, folder: Path | None
+) -> NgramTable:
+    """Order m's table from its runs: in memory, or written piece by piece to ``folder`` when given.
+
+    The dtypes are the same either way (counts fit ``n`` positions, rows the ``n_lower`` rows below), so the
+    tables are equal bit for bit whichever path made them."""
+    count_dtype, row_dtype = index_dtype(n), index_dtype(n_lower)
+    sinks = [Sink(np.int64, folder, folder is not None)] + [
+        Sink(dt, folder, folder is not None) for dt in (count_dtype, row_dtype, row_dtype)
+    ]
+    for keys, cnt, suffix in runs.merge(work):
+        for sink, values in zip(sinks, (keys, cnt, keys // V, suffix), strict=True):
+            sink.append(values)
+    keys, counts, context, suffix = (s.result() for s in sinks)
+    return NgramTable(m, keys, counts, context, suffix, V)
+
+
+def unique_first(
+    keys: np.ndarray, *, inverse: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``np.unique(keys, return_index=True, return_counts=True[, return_inverse=True])`` for non-negative
+    int64 keys, the same arrays: where each key and its position fit one int64 together they are packed and
+    sorted as values (several times faster than the stable argsort ``np.unique`` needs for first indices)."""
+    n = len(keys)
+    bits = max(1, (n - 1).bit_length())
+    if n == 0 or int(keys.max()).bit_length() + bits > 63:
+        if inverse:
+            uniq, first, inv, cnt = np.unique(
+                keys, return_index=True, return_inverse=True, return_counts=True
+            )
+            return uniq, first, cnt, inv.reshape(-1)
+        uniq, first, cnt = np.unique(keys, return_index=True, return_counts=True)
+        return uniq, first, cnt, None
+    packed = np.left_shift(keys, bits, dtype=np.int64)
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()  # by key, then by position: the first of each key is where it first occurs
+    index = packed & ((1 << bits) - 1)
+    np.right_shift(packed, bits, out=packed)
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(packed[1:], packed[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    cnt = np.diff(np.append(starts, n))
+    inv = None
+    if inverse:
+        inv = np.empty(n, dtype=np.intp)
+        inv[index] = np.cumsum(new) - 1
+    return packed[starts], index[starts], cnt, inv
 
 
 def _chunk_keys(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,8 +19,15 @@ from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
 from lmbench.io import atomic_path
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
-from lmbench.models.ngram.arpa import read_arpa, write_arpa
-from lmbench.models.ngram.counting import CountingStats, count_ngrams, ending_rows, lookup, parse_memory
+from lmbench.models.ngram.arpa import PROGRESS_ROWS, read_arpa, write_arpa
+from lmbench.models.ngram.counting import (
+    CountingStats,
+    count_ngrams,
+    ending_rows,
+    lookup,
+    parse_memory,
+    resident_memory,
+)
 from lmbench.models.ngram.smoothing import (
     SMOOTHERS,
     BackoffArrays,
@@ -26,8 +35,12 @@ from lmbench.models.ngram.smoothing import (
     all_smoother_params,
     smoother_class,
 )
+from lmbench.models.ngram.storage import DiskArray
+
+log = logging.getLogger(__name__)
 
 MAX_ORDER = 10
+MIN_STREAM_WORK = 64 << 20  # bytes of chunk work for smoothing tables on disk, at least
 LN10 = math.log(10.0)
 PRECISIONS = ("float32", "float64")
 MODEL_FORMAT = "lmbench-ngram-2"  # int64 keys, float32 log10 probabilities and back-offs
@@ -50,8 +63,10 @@ class NgramLM(LanguageModel):
         interpolate_unigrams: interpolated smoothers mix order 1 with the uniform distribution (KenLM's
             default), so unseen words keep probability; ``False`` ends in undiscounted unigram frequencies of
             the smoother's counts (continuation counts for Kneser-Ney), NLTK's way.
-        memory: what counting may use (KenLM's ``-S``): ``"4G"``, ``"512M"``, ``"50%"`` of physical memory;
-            default half the machine. Beyond it sorted runs spill to disk; the model is the same either way.
+        memory: what the fit may use in all (KenLM's ``-S``): ``"4G"``, ``"512M"``, ``"50%"`` of physical
+            memory; default half the machine. Beyond it sorted runs spill to disk, and tables that would not
+            fit are kept on disk, smoothed a chunk of rows at a time (the discounting smoothers; the others
+            load them) and mapped read-only once fitted; the model is the same, bit for bit, either way.
         progress: a progress bar while counting (default: on a terminal, for corpora over 5M tokens).
         precision: ``float32`` stores log10 values as KenLM does (7 significant digits; rows sum to 1 within
             ~1e-7); ``float64`` keeps every bit of the estimate (24 bytes per n-gram), for checking the
@@ -146,7 +161,8 @@ class NgramLM(LanguageModel):
     ) -> NgramLM:
         """Count the n-grams of ``train`` and smooth them (``valid`` and ``budget`` are not needed: one pass).
 
-        Counting stays within ``memory``; runs beyond it spill under ``run_dir`` (else ``$TMPDIR``).
+        The fit stays within ``memory``; what does not fit goes to anonymous temporary files under
+        ``run_dir`` (else ``$TMPDIR``).
         """
         if self.smoother is None:
             raise ConfigError(
@@ -161,20 +177,32 @@ class NgramLM(LanguageModel):
             seq = train.stream()
             starts = np.zeros(1, dtype=np.int64)
         stats = CountingStats()
+        budget = parse_memory(self.memory)
+        spill_dir = Path(run_dir) / "ngram-spill" if run_dir is not None else None
         tables = count_ngrams(
             seq,
             starts,
             self.order,
             len(vocab),
             skip_first=vocab.bos_id,
-            memory=parse_memory(self.memory),
-            spill_dir=Path(run_dir) / "ngram-spill" if run_dir is not None else None,
+            memory=budget,
+            spill_dir=spill_dir,
             progress=self.progress,
             stats=stats,
         )
         del seq
         self.counting_stats_ = stats
         dtype = np.dtype(self.precision)
+        if any(t.on_disk for t in tables):
+            if hasattr(self.smoother, "to_backoff_streamed"):
+                return self._fit_streamed(tables, vocab, dtype, budget, spill_dir)
+            log.warning(
+                "smoothing %s reads whole tables: the %s n-grams counted on disk are loaded into memory "
+                "(the discounting smoothers stream them instead)",
+                self.smoothing,
+                f"{sum(len(t) for t in tables):,}",
+            )
+            tables = [t.load() for t in tables]
 
         def store(arrays: BackoffArrays) -> BackoffArrays:  # each order as soon as it is final
             return BackoffArrays(prob=to_log10(arrays.prob, dtype), bow=to_log10(arrays.bow, dtype))
@@ -189,6 +217,29 @@ class NgramLM(LanguageModel):
             [a.bow for a in arrays[:-1]] + [np.zeros(0, dtype=dtype)],  # no back-off at the top
             discounts=self.smoother.discounts_,
         )
+
+    def _fit_streamed(
+        self, tables: list, vocab: Vocabulary, dtype: np.dtype, budget: int, folder: Path | None
+    ) -> NgramLM:
+        """Smooth tables that are (partly) on disk a chunk of rows at a time; the fitted arrays stay on disk
+        too, mapped read-only for scoring, and :meth:`to_arpa` reads them a block at a time."""
+        work = max(MIN_STREAM_WORK, (budget - resident_memory()) // 3)
+        rows = sum(len(t) for t in tables)
+        show = self.progress if self.progress is not None else (sys.stderr.isatty() and rows > PROGRESS_ROWS)
+        fit = self.smoother.to_backoff_streamed(  # type: ignore[union-attr]
+            tables, bos_id=vocab.bos_id, dtype=dtype, memory=work, folder=folder, progress=show
+        )
+        keys = [t.keys for t in tables]
+        for table in tables:
+            table.release()
+        del tables
+        mapped = [
+            [a.map() if isinstance(a, DiskArray) else a for a in arrays]
+            for arrays in (keys, fit.log10prob, fit.log10bow)
+        ]
+        self._set_tables(vocab, *mapped, discounts=fit.discounts)
+        self.stored_ = (keys, fit.log10prob, fit.log10bow)
+        return self
 
     @classmethod
     def from_tables(
@@ -246,6 +297,7 @@ class NgramLM(LanguageModel):
         self.discounts_ = discounts
         self.source_ = source
         self.vocab_ = vocab
+        self.stored_ = None  # where the tables were made on disk: the DiskArrays behind the mapped arrays
         return self
 
     # ---------------------------------------------------------------------------------- fitted state

@@ -19,12 +19,16 @@ import abc
 import logging
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from lmbench.errors import ConfigError
 from lmbench.models.ngram.counting import NgramTable, context_sums, followers
+from lmbench.models.ngram.streaming import StreamedFit, count_of_counts, smooth_streamed
+from lmbench.models.ngram.streaming import gamma as _gamma
+from lmbench.models.ngram.streaming import uniform as _uniform
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +43,6 @@ class BackoffArrays:
 
     prob: np.ndarray  # float64 [rows]
     bow: np.ndarray  # float64 [rows]; 1.0 where the n-gram is never a context
-
-
-def _uniform(vocab_size: int, bos_id: int) -> np.ndarray:
-    u = np.full(vocab_size, 1.0 / (vocab_size - 1))
-    u[bos_id] = 0.0
-    return u
 
 
 def interpolated_to_backoff(
@@ -88,25 +86,23 @@ def _num_contexts(tables: list[NgramTable], m: int) -> int:
     return 1 if m == 1 else len(tables[m - 2])
 
 
-def _gamma(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num/den for contexts that were seen; 1 (pass everything to the lower order) where den == 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
-
-
 def _count_of_counts(counts: np.ndarray, upto: int) -> np.ndarray:
     """n_k for k = 1..upto: how many n-grams have (adjusted) count exactly k."""
-    c = counts[counts > 0].astype(np.int64)
-    return np.bincount(np.minimum(c, upto + 1), minlength=upto + 2)[1 : upto + 1].astype(np.float64)
+    return count_of_counts(counts, upto).astype(np.float64)
 
 
 def mkn_discounts(counts: np.ndarray, order: int) -> tuple[float, float, float]:
-    """Chen & Goodman's D1, D2, D3+ from the count-of-counts n1..n4 of one order's (adjusted) counts.
+    """Chen & Goodman's D1, D2, D3+ from the count-of-counts n1..n4 of one order's (adjusted) counts."""
+    return mkn_discounts_from(_count_of_counts(counts, 4), order)
+
+
+def mkn_discounts_from(count_of_counts: np.ndarray, order: int) -> tuple[float, float, float]:
+    """D1, D2, D3+ from n1..n4 (``count_of_counts[k-1]`` = n-grams seen exactly k times).
 
     Y = n1 / (n1 + 2 n2); D_k = k - (k + 1) Y n_{k+1} / n_k. Undefined or out-of-range values (no singletons,
     e.g. a vocabulary-capped corpus) fall back to KenLM's --discount_fallback 0.5, 1, 1.5 with a warning.
     """
-    n1, n2, n3, n4 = _count_of_counts(counts, 4)
+    n1, n2, n3, n4 = np.asarray(count_of_counts[:4], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = n1 / (n1 + 2 * n2)
         d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
@@ -122,7 +118,12 @@ def mkn_discounts(counts: np.ndarray, order: int) -> tuple[float, float, float]:
 
 def single_discount(counts: np.ndarray, order: int) -> float:
     """Ney's estimate D = n1 / (n1 + 2 n2), falling back to 0.75 where undefined."""
-    n1, n2 = _count_of_counts(counts, 2)
+    return single_discount_from(_count_of_counts(counts, 2), order)
+
+
+def single_discount_from(count_of_counts: np.ndarray, order: int) -> float:
+    """Ney's D from n1, n2 (``count_of_counts[k-1]`` = n-grams seen exactly k times)."""
+    n1, n2 = np.asarray(count_of_counts[:2], dtype=np.float64)
     if n1 <= 0 or n1 + 2 * n2 <= 0:
         log.warning("order %d: no singletons, discount undefined; using %s", order, DEFAULT_KN_FALLBACK)
         return DEFAULT_KN_FALLBACK
@@ -517,6 +518,39 @@ class _Discounting(Smoother):
     def discount_of(self, m: int, counts: np.ndarray) -> float | tuple[float, float, float]:
         """Order m's discount D, or (D1, D2, D3+) by count."""
 
+    # what the streamed estimate needs (tables on disk): which counts, and the discount from n1..n4
+    continuation_counts: ClassVar[bool] = False  # Kneser-Ney's counts below the top order
+
+    @abc.abstractmethod
+    def discount_from(self, m: int, count_of_counts: np.ndarray) -> float | tuple[float, float, float]:
+        """:meth:`discount_of` from the count-of-counts n1..n4 of order m's counts."""
+
+    def to_backoff_streamed(
+        self,
+        tables: list[NgramTable],
+        *,
+        bos_id: int,
+        dtype: np.dtype,
+        memory: int,
+        folder: Path | None,
+        progress: bool = False,
+    ) -> StreamedFit:
+        """The same estimate as :meth:`to_backoff` with ``finish`` storing log10 values of ``dtype``, made
+        over chunks of rows of tables that may be on disk (:func:`~lmbench.models.ngram.streaming.smooth_streamed`)."""
+        fit = smooth_streamed(
+            tables,
+            continuation=self.continuation_counts,
+            discount=self.discount_from,
+            bos_id=bos_id,
+            interpolate_unigrams=self.interpolate_unigrams,
+            dtype=dtype,
+            memory=memory,
+            folder=folder,
+            progress=progress,
+        )
+        self.discounts_ = fit.discounts
+        return fit
+
     def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
         return self.to_backoff(tables, bos_id=bos_id)
 
@@ -570,6 +604,9 @@ class AbsoluteDiscounting(_Discounting):
     def discount_of(self, m: int, counts: np.ndarray) -> float:
         return self.discount if self.discount is not None else single_discount(counts, m)
 
+    def discount_from(self, m: int, count_of_counts: np.ndarray) -> float:
+        return self.discount if self.discount is not None else single_discount_from(count_of_counts, m)
+
 
 @register_smoother
 @dataclass
@@ -578,6 +615,7 @@ class KneserNey(AbsoluteDiscounting):
 
     name: ClassVar[str] = "kneser-ney"
     description: ClassVar[str] = "interpolated Kneser-Ney"
+    continuation_counts: ClassVar[bool] = True
 
     def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
         return adjusted_count(tables, m, firsts, bos_id)
@@ -594,8 +632,13 @@ class ModifiedKneserNey(_Discounting):
     def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
         return adjusted_count(tables, m, firsts, bos_id)
 
+    continuation_counts: ClassVar[bool] = True
+
     def discount_of(self, m: int, counts: np.ndarray) -> tuple[float, float, float]:
         return mkn_discounts(counts, m)
+
+    def discount_from(self, m: int, count_of_counts: np.ndarray) -> tuple[float, float, float]:
+        return mkn_discounts_from(count_of_counts, m)
 
 
 @register_smoother

@@ -1,0 +1,203 @@
+"""Discounted interpolation (absolute discounting, Kneser-Ney, modified Kneser-Ney) streamed over row chunks.
+
+The counted tables may be on disk (:class:`~lmbench.models.ngram.storage.DiskArray`); each order is read in
+chunks of rows cut at context boundaries (rows are sorted by context, so a context's followers are one run of
+rows and its sums are local to one chunk). What stays in memory while order m is smoothed: the finished
+probabilities of order m-1 (float64, gathered at each row's suffix), order m's continuation counts and, below
+the top order, its probabilities as they are made. Every value is computed with the same float64 operations
+in the same order as the in-memory smoother, so the model is the same bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lmbench.models.ngram.counting import NgramTable
+from lmbench.models.ngram.storage import DiskArray, Sink, rows
+
+log = logging.getLogger(__name__)
+
+# float64/int work per row of a chunk: counts, discounts, alpha, denominator, lower, probability, rows
+BYTES_PER_ROW = 96
+MIN_ROWS = 1024
+LN10 = math.log(10.0)
+
+
+@dataclass
+class StreamedFit:
+    """Back-off form in log10, per order: arrays in memory or on disk (the top order has no back-offs)."""
+
+    log10prob: list[np.ndarray | DiskArray]
+    log10bow: list[np.ndarray | DiskArray]
+    discounts: list = field(default_factory=list)
+
+
+def uniform(vocab_size: int, bos_id: int) -> np.ndarray:
+    """The base distribution below order 1: uniform over every word but ``<s>`` (never predicted)."""
+    u = np.full(vocab_size, 1.0 / (vocab_size - 1))
+    u[bos_id] = 0.0
+    return u
+
+
+def gamma(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num/den for contexts that were seen; 1 (pass everything to the lower order) where den == 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+
+
+def count_of_counts(counts: np.ndarray, upto: int) -> np.ndarray:
+    """n_k for k = 1..upto (int64): how many of ``counts`` are exactly k."""
+    c = counts[counts > 0].astype(np.int64)
+    return np.bincount(np.minimum(c, upto + 1), minlength=upto + 2)[1 : upto + 1]
+
+
+def smooth_streamed(
+    tables: list[NgramTable],
+    *,
+    continuation: bool,
+    discount: Callable[[int, np.ndarray], float | tuple[float, float, float]],
+    bos_id: int,
+    interpolate_unigrams: bool = True,
+    dtype: np.dtype | type = np.float32,
+    memory: int,
+    folder: str | Path | None = None,
+    progress: bool = False,
+) -> StreamedFit:
+    """Interpolated discounting of ``tables`` (``smoothing.discounted_interpolation``, the same values bit
+    for bit) order by order, with about ``memory`` bytes of chunk work; orders whose tables are on disk get
+    their log10 values written to disk under ``folder`` too.
+
+    ``continuation``: discount Kneser-Ney's continuation counts below the top order (else raw counts);
+    ``discount(m, n)``: order m's D or (D1, D2, D3+) from its count-of-counts n1..n4; ``progress``: a bar on
+    stderr.
+    """
+    from tqdm import tqdm
+
+    N, V = len(tables), len(tables[0])
+    chunk = max(MIN_ROWS, memory // BYTES_PER_ROW)
+    fit = StreamedFit([], [])
+    lower = uniform(V, bos_id)  # finished probabilities of the order below (float64)
+    bos_prev = np.asarray(tables[0].keys) == bos_id  # per row of order m-1: does the n-gram start with <s>
+    bar = tqdm(
+        total=sum(map(len, tables)), unit="n-gram", unit_scale=True, desc="smoothing", disable=not progress
+    )
+    for m, table in enumerate(tables, start=1):
+        n_rows, n_ctx = len(table), (1 if m == 1 else len(tables[m - 2]))
+        below_top = continuation and m < N
+        cont = _continuation_counts(tables[m], n_rows, max(chunk * 4, memory // 8)) if below_top else None
+        bos_rows = bos_prev if m == 1 else None
+        bos_here = np.zeros(n_rows, dtype=bool) if below_top and m > 1 else None
+
+        def counts_of(a: int, b: int, bos_rows: np.ndarray | None, m: int = m, cont=cont) -> np.ndarray:
+            raw = rows(tables[m - 1].counts, a, b)
+            if cont is None:  # raw counts: the top order, or absolute discounting
+                return raw.astype(np.float64)
+            c = np.where(bos_rows, raw, cont[a:b]).astype(np.float64)
+            if m == 1:
+                c[bos_id] = 0.0
+            return c
+
+        # pass 1: count-of-counts for the discounts (and which rows start with <s>)
+        coc = np.zeros(4, dtype=np.int64)
+        for a in range(0, n_rows, chunk if m > 1 else max(n_rows, 1)):
+            b = min(a + chunk, n_rows) if m > 1 else n_rows
+            if bos_here is not None:
+                bos_here[a:b] = bos_prev[rows(table.context, a, b)]
+            c = counts_of(a, b, bos_rows if m == 1 else (bos_here[a:b] if bos_here is not None else None))
+            coc += count_of_counts(c, 4)
+        d = discount(m, coc)
+        fit.discounts.append(d)
+
+        # pass 2: alpha, gamma and the interpolated probability, chunk by chunk
+        prob_sink = Sink(dtype, folder, table.on_disk)
+        bow_sink = Sink(dtype, folder, tables[m - 2].on_disk) if m > 1 else None
+        new_lower = np.empty(n_rows) if m < N else None
+        a = lo = 0
+        while True:
+            if m == 1:
+                b, ctx = n_rows, np.zeros(n_rows, np.int64)
+            else:
+                b, ctx = _context_chunk(table.context, a, chunk)
+            hi = n_ctx if b >= n_rows else int(rows(table.context, b, b + 1)[0])
+            c = counts_of(a, b, bos_rows if m == 1 else (bos_here[a:b] if bos_here is not None else None))
+            if isinstance(d, tuple):  # D1, D2, D3+ by count
+                disc = np.full(len(c), d[2])
+                disc[c == 2] = d[1]
+                disc[c == 1] = d[0]
+            else:
+                disc = np.minimum(c, d)
+            disc[c <= 0] = 0.0
+            local = ctx - lo if lo else ctx
+            total = np.bincount(local, weights=c, minlength=hi - lo)
+            gammas = gamma(np.bincount(local, weights=disc, minlength=hi - lo), total)
+            if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies
+                alpha, gammas = c / c.sum(), np.zeros(1)
+            else:
+                seen = c > 0
+                alpha = np.subtract(c, disc, out=c)
+                del disc
+                denominator = total[local]
+                denominator[denominator <= 0] = 1.0
+                np.divide(alpha, denominator, out=alpha)
+                del denominator
+                alpha[~seen] = 0.0
+            prob = gammas[local]
+            prob *= lower if m == 1 else lower[rows(table.suffix, a, b)]
+            prob += alpha
+            if m == 1:
+                prob[bos_id] = 0.0
+            prob_sink.append(_log10(prob, dtype))
+            if new_lower is not None:
+                new_lower[a:b] = prob
+            if bow_sink is not None:  # order m-1's back-off weights: gamma of the contexts lo .. hi-1
+                bow_sink.append(_log10(gammas, dtype))
+            bar.update(b - a)
+            lo, a = hi, b
+            if b >= n_rows:
+                break
+        fit.log10prob.append(prob_sink.result())
+        if bow_sink is not None:
+            fit.log10bow.append(bow_sink.result())
+        lower = new_lower  # type: ignore[assignment]
+        if bos_here is not None:
+            bos_prev = bos_here
+        elif m == 1:
+            bos_prev = bos_rows  # type: ignore[assignment]
+    bar.close()
+    fit.log10bow.append(np.zeros(0, dtype=dtype))  # no back-offs at the top order
+    return fit
+
+
+def _continuation_counts(above: NgramTable, n_rows: int, chunk: int) -> np.ndarray:
+    """Per row of order m: how many distinct words precede it (rows of order m+1 whose suffix it is)."""
+    cont = np.zeros(n_rows, dtype=np.int64)
+    for a in range(0, len(above), chunk):
+        cont += np.bincount(rows(above.suffix, a, a + chunk), minlength=n_rows)
+    return cont.astype(np.int32) if len(cont) and cont.max() <= np.iinfo(np.int32).max else cont
+
+
+def _context_chunk(context: np.ndarray | DiskArray, a: int, chunk: int) -> tuple[int, np.ndarray]:
+    """End ``b`` of the chunk starting at row ``a``: about ``chunk`` rows, cut where the context changes (a
+    context with more followers than that makes a longer chunk), and the contexts of rows a .. b-1."""
+    n = len(context)
+    size = chunk
+    while True:
+        end = min(a + size, n)
+        block = rows(context, a, min(end + 1, n))  # with row ``end`` itself, to see where its context starts
+        if end >= n:
+            return n, block.astype(np.int64)
+        cut = int(np.searchsorted(block, block[-1], side="left"))
+        if cut > 0:
+            return a + cut, block[:cut].astype(np.int64)
+        size *= 2
+
+
+def _log10(linear: np.ndarray, dtype) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return (np.log(linear) / LN10).astype(dtype)
