@@ -343,7 +343,8 @@ def ngram(
     A drop-in for KenLM's lmplz: `lmbench ngram - -o 5 -S 4G < corpus.txt > model.arpa`. Counts and
     discounts go to stderr; the vocabulary is every word of TEXT (a literal <unk> is the model's <unk>).
     """
-    from lmbench.data.encoding import encode_stream, read_lines
+    from lmbench.data.corpus import encode_stream
+    from lmbench.data.encoding import read_lines
     from lmbench.data.tokenizers import get_tokenizer
     from lmbench.models.ngram import NgramLM
 

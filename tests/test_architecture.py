@@ -12,14 +12,6 @@ import lmbench
 
 ROOT = Path(lmbench.__file__).resolve().parent
 
-# Cycles that exist in areas under restructuring by other work of issue 11 (merged separately). The test fails
-# when one of them disappears as well as when a new one appears, so this set can only shrink: delete an entry
-# once its cycle is gone, and never add one.
-TOLERATED_PACKAGE_CYCLES: set[frozenset[str]] = set()
-TOLERATED_FILE_CYCLES: set[frozenset[str]] = {
-    frozenset({"lmbench.data.corpus", "lmbench.data.encoding"}),
-}
-
 
 def module_files(root: Path = ROOT) -> dict[str, Path]:
     """Dotted module name -> file, for every module of the package (a package is its ``__init__``)."""
@@ -153,12 +145,7 @@ def test_models_build_on_training_and_not_the_other_way():
     assert "models" not in graph["training"], "lmbench.training must not import lmbench.models"
 
 
-@pytest.mark.parametrize(
-    "graph, tolerated",
-    [(package_graph, TOLERATED_PACKAGE_CYCLES), (file_graph, TOLERATED_FILE_CYCLES)],
-    ids=["packages", "files"],
-)
-def test_no_import_cycles(graph, tolerated):
+@pytest.mark.parametrize("graph", [package_graph, file_graph], ids=["packages", "files"])
+def test_no_import_cycles(graph):
     found = cycles(graph())
-    assert not found - tolerated, f"import cycles: {describe(found - tolerated)}"
-    assert not tolerated - found, f"gone, delete from the tolerated set: {describe(tolerated - found)}"
+    assert not found, f"import cycles: {describe(found)}"

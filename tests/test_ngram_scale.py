@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from lmbench.cli import main
 from lmbench.data import Corpus, TokenStream, Vocabulary, get_tokenizer, tokenize_corpus
-from lmbench.data.encoding import encode_lines, encode_stream
+from lmbench.data.corpus import encode_stream
+from lmbench.data.encoding import encode_lines
 from lmbench.errors import ConfigError, DataError
 from lmbench.models.ngram import NgramLM, arpa, storage, streaming
 from lmbench.models.ngram import model as model_module

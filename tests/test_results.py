@@ -278,7 +278,9 @@ def test_a_committed_report_re_renders_unchanged(tmp_path, layout):
     out = render_report(res, tmp_path / "evolution", ["md", "csv", "json", "png"])
     for name in ("report.md", "results.csv", "results_by_seed.csv", "tasks.csv"):
         assert (out / name).read_bytes() == (committed / name).read_bytes(), name
-    generated, expected = (pd.read_csv(path / "samples.csv", keep_default_na=False) for path in (out, committed))
+    generated, expected = (
+        pd.read_csv(path / "samples.csv", keep_default_na=False) for path in (out, committed)
+    )
     if layout == "previous layout":  # which seed drew each sample was not recorded then
         assert set(generated.seed) == {""}
         generated, expected = generated.drop(columns="seed"), expected.drop(columns="seed")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lmbench.data.encoding import encode_lines
 from lmbench.data.tokenizers import Tokenizer
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import DataError
@@ -304,8 +305,6 @@ def tokenize_corpus(
     Streams each split through :func:`lmbench.data.encoding.encode_lines`: token ids go straight into int32
     arrays, so memory is the id arrays, not a Python list of every token.
     """
-    from lmbench.data.encoding import encode_lines
-
     encoded = {name: encode_lines(corpus.split(name), tokenizer) for name in SPLITS}
     vocab = Vocabulary.from_counts(encoded["train"].counts(), min_count=min_count, max_size=max_size)
     streams = {}
@@ -321,6 +320,20 @@ def tokenize_corpus(
             raw_lines=tuple(corpus.split(name)),
         )
     return TokenizedCorpus(corpus=corpus, tokenizer=tokenizer, vocab=vocab, **streams)
+
+
+def encode_stream(
+    lines: Iterable[str],
+    tokenizer: Tokenizer | None = None,
+    *,
+    min_count: int = 1,
+    max_size: int | None = None,
+):
+    """One :class:`TokenStream` with a vocabulary built from ``lines`` themselves (training text), streamed."""
+    text = encode_lines(lines, tokenizer)
+    vocab = Vocabulary.from_counts(text.counts(), min_count=min_count, max_size=max_size)
+    ids, oov = text.to_vocabulary(vocab)
+    return TokenStream(ids=ids, offsets=text.offsets, vocab=vocab, num_chars=text.num_chars, oov=oov)
 
 
 @dataclass

@@ -105,19 +105,3 @@ def _decode_lines(f: BinaryIO, name: str) -> Iterator[str]:
                 f"{name}:{number}: invalid UTF-8 at byte {e.start} of the line (expected UTF-8 text)"
             ) from None
         yield line[:-1] if line.endswith("\n") else line
-
-
-def encode_stream(
-    lines: Iterable[str],
-    tokenizer: Tokenizer | None = None,
-    *,
-    min_count: int = 1,
-    max_size: int | None = None,
-):
-    """A :class:`TokenStream` with a vocabulary built from ``lines`` themselves (training text), streamed."""
-    from lmbench.data.corpus import TokenStream
-
-    text = encode_lines(lines, tokenizer)
-    vocab = Vocabulary.from_counts(text.counts(), min_count=min_count, max_size=max_size)
-    ids, oov = text.to_vocabulary(vocab)
-    return TokenStream(ids=ids, offsets=text.offsets, vocab=vocab, num_chars=text.num_chars, oov=oov)
