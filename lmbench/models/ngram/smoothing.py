@@ -26,7 +26,7 @@ import numpy as np
 
 from lmbench.errors import ConfigError
 from lmbench.models.ngram.counting import NgramTable, context_sums, followers
-from lmbench.models.ngram.streaming import StreamedFit, count_of_counts, smooth_streamed
+from lmbench.models.ngram.streaming import StreamedFit, count_of_counts, discount_per_count, smooth_streamed
 from lmbench.models.ngram.streaming import gamma as _gamma
 from lmbench.models.ngram.streaming import uniform as _uniform
 
@@ -168,13 +168,7 @@ def discounted_interpolation(
                 tables[m - 2].release()
         c = count(m, firsts)  # float64, a fresh array: it becomes alpha in place below
         d = discount(m, c)
-        if isinstance(d, tuple):  # D1, D2, D3+ by count
-            disc = np.full(len(c), d[2])
-            disc[c == 2] = d[1]
-            disc[c == 1] = d[0]
-        else:
-            disc = np.minimum(c, d)
-        disc[c <= 0] = 0.0
+        disc = discount_per_count(c, d)
         n_ctx = _num_contexts(tables, m)
         total = context_sums(table, c, n_ctx)
         gamma = _gamma(context_sums(table, disc, n_ctx), total)

@@ -57,6 +57,19 @@ def count_of_counts(counts: np.ndarray, upto: int) -> np.ndarray:
     return np.bincount(np.minimum(c, upto + 1), minlength=upto + 2)[1 : upto + 1]
 
 
+def discount_per_count(counts: np.ndarray, d: float | tuple[float, float, float]) -> np.ndarray:
+    """What each n-gram gives up: one discount (never more than its count) or modified KN's D1, D2, D3+ by count;
+    0 for n-grams that were not seen."""
+    if isinstance(d, tuple):
+        disc = np.full(len(counts), d[2])
+        disc[counts == 2] = d[1]
+        disc[counts == 1] = d[0]
+    else:
+        disc = np.minimum(counts, d)
+    disc[counts <= 0] = 0.0
+    return disc
+
+
 def smooth_streamed(
     tables: list[NgramTable],
     *,
@@ -126,13 +139,7 @@ def smooth_streamed(
                 b, ctx = _context_chunk(table.context, a, chunk)
             hi = n_ctx if b >= n_rows else int(rows(table.context, b, b + 1)[0])
             c = counts_of(a, b, bos_rows if m == 1 else (bos_here[a:b] if bos_here is not None else None))
-            if isinstance(d, tuple):  # D1, D2, D3+ by count
-                disc = np.full(len(c), d[2])
-                disc[c == 2] = d[1]
-                disc[c == 1] = d[0]
-            else:
-                disc = np.minimum(c, d)
-            disc[c <= 0] = 0.0
+            disc = discount_per_count(c, d)
             local = ctx - lo if lo else ctx
             total = np.bincount(local, weights=c, minlength=hi - lo)
             gammas = gamma(np.bincount(local, weights=disc, minlength=hi - lo), total)
