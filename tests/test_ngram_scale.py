@@ -21,7 +21,7 @@ from lmbench.models.ngram import model as model_module
 from lmbench.models.ngram.arpa import format_numbers
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, parse_memory
 
-from .conftest import TINY_TEST, TINY_TRAIN
+from .conftest import TINY_TEST, TINY_TRAIN, require_shared
 
 
 def _zipf_lines(rng: np.random.Generator, lines: int, vocab: int = 300) -> list[list[str]]:
@@ -269,6 +269,102 @@ def test_a_small_hand_written_arpa_reads_and_scores(tmp_path):
     np.testing.assert_array_equal(
         NgramLM.from_arpa(_arpa(tmp_path, srilm)).token_logprobs(data), model.token_logprobs(data)
     )
+
+
+def _tables_of(path, vocab=None):
+    tables = arpa.read_arpa(path, vocab, max_order=10)
+    return tables.vocab.tokens, [list(getattr(tables, name)) for name in ("keys", "log10prob", "log10bow")]
+
+
+def _assert_same_tables(a, b):
+    assert a[0] == b[0]
+    for x_order, y_order in zip(a[1], b[1], strict=True):
+        for x, y in zip(x_order, y_order, strict=True):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x.view(np.uint8), y.view(np.uint8))  # bit for bit
+
+
+def _fast_path_reads(path) -> bool:
+    data = arpa._read_bytes(path)
+    declared, sections = arpa._sections(path, data)
+    return arpa._read_fast(path, data, sections, declared, max(declared)) is not None
+
+
+@pytest.fixture(scope="module")
+def unicode_arpa_text(tmp_path_factory) -> str:
+    """An order-4 modified-KN ARPA written by lmbench, with non-ASCII words, quotes, a comma, a backslash."""
+    lines = _zipf_lines(np.random.default_rng(3), 300, vocab=120)
+    special = {"w1": "été", "w2": "日本", "w3": "a\\b", "w4": '"q"', "w5": "x,y"}
+    lines = [[special.get(w, w) for w in line] for line in lines]
+    model = NgramLM(4, "modified-kneser-ney").fit(TokenStream.from_lines(lines, Vocabulary.build(lines)))
+    path = tmp_path_factory.mktemp("arpa") / "m.arpa"
+    model.to_arpa(path)
+    return path.read_text(encoding="utf-8")
+
+
+def _double_spaces(text: str) -> str:
+    return "\n".join(line.replace(" ", "  ") if line[:1] == "-" else line for line in text.split("\n"))
+
+
+def _srilm_backoffs(text: str) -> str:  # zero back-offs left out, as SRILM writes them
+    return "\n".join(line[: -len("\t0")] if line.endswith("\t0") else line for line in text.split("\n"))
+
+
+# each variant of a well-formed file: the text, and whether pyarrow's fast reader takes it
+ARPA_LAYOUTS = {
+    "as written": (lambda t: t, True),
+    "gzip": (lambda t: t, True),
+    "spaces between fields": (lambda t: t.replace("\t", " "), True),
+    "double spaces": (_double_spaces, False),
+    "leading spaces": (lambda t: t.replace("\n-", "\n -"), False),
+    "trailing spaces": (lambda t: t.replace("\n\n\\", " \n\n\\"), False),
+    "CRLF line ends": (lambda t: t.replace("\n", "\r\n"), False),
+    "missing zero back-offs": (_srilm_backoffs, False),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(ARPA_LAYOUTS))
+def test_every_arpa_layout_reads_the_same_tables_fast_or_through_pandas(
+    tmp_path, monkeypatch, unicode_arpa_text, layout
+):
+    """Well-formed files go through pyarrow; anything unusual falls back to the pandas reader. Either way the
+    tables are bit for bit those of the pandas reader on the file as lmbench wrote it."""
+    change, fast = ARPA_LAYOUTS[layout]
+    text = change(unicode_arpa_text)
+    assert layout == "as written" or layout == "gzip" or text != unicode_arpa_text
+    path = tmp_path / ("m.arpa.gz" if layout == "gzip" else "m.arpa")
+    path.write_bytes(gzip.compress(text.encode()) if layout == "gzip" else text.encode())
+    assert _fast_path_reads(path) is fast
+    read = _tables_of(path)
+    original = _arpa(tmp_path, unicode_arpa_text, "original.arpa")
+    monkeypatch.setattr(arpa, "_read_fast", lambda *args: None)
+    _assert_same_tables(read, _tables_of(original))
+    _assert_same_tables(read, _tables_of(path))
+
+
+def test_the_fast_reader_declines_what_it_cannot_vouch_for(tmp_path):
+    """Each of these parses (or fails) differently in pyarrow and pandas; pyarrow's reader must hand them on."""
+    for text in (
+        GOOD.replace("-0.4\ta b", "nan\ta b"),  # literal NaN (pyarrow reads it as a null)
+        GOOD.replace("-0.4\ta b", "-inf\ta b"),  # non-finite values
+        GOOD.replace("-0.4\ta b", "0.4\ta b"),  # positive log-probability
+        GOOD.replace("-0.4\ta b", "-0.4\ta c"),  # a word that is not a 1-gram
+        GOOD.replace("ngram 2=3", "ngram 2=4"),  # count mismatch
+        GOOD.replace("ngram 1=5", "ngram 1=6").replace("-0.9\tb\t-0.1\n", "-0.9\tb\t-0.1\n-0.8\tb\t0\n"),
+        GOOD.replace("-0.9\tb\t-0.1", "-0.9\tb\t-0.1\t-0.2"),  # too many fields
+        GOOD.replace("-0.9\tb\t-0.1", "-0.9\t\t-0.1").replace("-0.4\ta b", "-0.4\ta "),  # empty word
+    ):
+        path = _arpa(tmp_path, text)
+        assert not _fast_path_reads(path), text
+
+
+def test_kenlm_reference_arpa_reads_the_same_fast_or_through_pandas(monkeypatch):
+    root = require_shared("reference", "kenlm")
+    path = root / "wt2-8k.o3.arpa.gz"
+    assert _fast_path_reads(path)
+    fast = _tables_of(path)
+    monkeypatch.setattr(arpa, "_read_fast", lambda *args: None)
+    _assert_same_tables(fast, _tables_of(path))
 
 
 BAD_ARPA = {
