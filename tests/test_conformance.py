@@ -12,7 +12,7 @@ import pytest
 from lmbench.data import TokenStream
 from lmbench.errors import NotFittedError
 from lmbench.models.base import CONTEXTS, Budget
-from lmbench.models.registry import available_models, create_model
+from lmbench.models.registry import MODELS, available_models, create_model
 
 # Small, fast hyper-parameters per registered name; a name missing here is tested with its defaults.
 TINY_PARAMS: dict[str, dict] = {
@@ -29,6 +29,7 @@ TINY_PARAMS: dict[str, dict] = {
         }
         for cell in ("rnn", "gru", "lstm")
     },
+    "recipe-mean": {"emb_size": 8, "batch_size": 4, "seq_len": 8, "warmup_steps": 2},
     "transformer": {
         "d_model": 16,
         "n_heads": 2,
@@ -41,8 +42,15 @@ TINY_PARAMS: dict[str, dict] = {
 TINY_BUDGET = Budget(epochs=2)
 
 
-@pytest.fixture(params=available_models())
-def name(request) -> str:
+RECIPE = (
+    "recipe-mean"  # tests/recipe_backend.py: a back-end written from the README's recipe, registered below
+)
+
+
+@pytest.fixture(params=[*available_models(), RECIPE])
+def name(request, monkeypatch) -> str:
+    if request.param == RECIPE:  # the recipe's one registration line, for this test only
+        monkeypatch.setitem(MODELS, RECIPE, ("tests.recipe_backend:MeanLM", {}))
     return request.param
 
 
