@@ -91,11 +91,6 @@ def _count_of_counts(counts: np.ndarray, upto: int) -> np.ndarray:
     return count_of_counts(counts, upto).astype(np.float64)
 
 
-def mkn_discounts(counts: np.ndarray, order: int) -> tuple[float, float, float]:
-    """Chen & Goodman's D1, D2, D3+ from the count-of-counts n1..n4 of one order's (adjusted) counts."""
-    return mkn_discounts_from(_count_of_counts(counts, 4), order)
-
-
 def mkn_discounts_from(count_of_counts: np.ndarray, order: int) -> tuple[float, float, float]:
     """D1, D2, D3+ from n1..n4 (``count_of_counts[k-1]`` = n-grams seen exactly k times).
 
@@ -114,11 +109,6 @@ def mkn_discounts_from(count_of_counts: np.ndarray, order: int) -> tuple[float, 
         )  # fmt: skip
         return DEFAULT_MKN_FALLBACK
     return tuple(float(x) for x in d)  # type: ignore[return-value]
-
-
-def single_discount(counts: np.ndarray, order: int) -> float:
-    """Ney's estimate D = n1 / (n1 + 2 n2), falling back to 0.75 where undefined."""
-    return single_discount_from(_count_of_counts(counts, 2), order)
 
 
 def single_discount_from(count_of_counts: np.ndarray, order: int) -> float:
@@ -504,20 +494,18 @@ class _Discounting(Smoother):
     def validate(self) -> None:
         _check_bool("interpolate_unigrams", self.interpolate_unigrams)
 
-    @abc.abstractmethod
+    continuation_counts: ClassVar[bool] = False  # Kneser-Ney's counts below the top order, else raw counts
+
     def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
         """Order m's counts to discount, float64 (a fresh array); ``firsts``: each n-gram's first word."""
-
-    @abc.abstractmethod
-    def discount_of(self, m: int, counts: np.ndarray) -> float | tuple[float, float, float]:
-        """Order m's discount D, or (D1, D2, D3+) by count."""
-
-    # what the streamed estimate needs (tables on disk): which counts, and the discount from n1..n4
-    continuation_counts: ClassVar[bool] = False  # Kneser-Ney's counts below the top order
+        if self.continuation_counts:
+            return adjusted_count(tables, m, firsts, bos_id)
+        return tables[m - 1].counts.astype(np.float64)
 
     @abc.abstractmethod
     def discount_from(self, m: int, count_of_counts: np.ndarray) -> float | tuple[float, float, float]:
-        """:meth:`discount_of` from the count-of-counts n1..n4 of order m's counts."""
+        """Order m's discount D, or (D1, D2, D3+) by count, from the count-of-counts n1..n4 of its counts
+        (all the discount needs, so the in-memory and the streamed estimates share it)."""
 
     def to_backoff_streamed(
         self,
@@ -559,7 +547,7 @@ class _Discounting(Smoother):
         discounts: list = []
 
         def estimated(m: int, c: np.ndarray) -> float | tuple[float, float, float]:
-            discounts.append(self.discount_of(m, c))
+            discounts.append(self.discount_from(m, count_of_counts(c, 4)))
             return discounts[-1]
 
         self.discounts_ = discounts
@@ -592,12 +580,6 @@ class AbsoluteDiscounting(_Discounting):
         super().validate()
         _check_discount(self.discount)
 
-    def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
-        return tables[m - 1].counts.astype(np.float64)
-
-    def discount_of(self, m: int, counts: np.ndarray) -> float:
-        return self.discount if self.discount is not None else single_discount(counts, m)
-
     def discount_from(self, m: int, count_of_counts: np.ndarray) -> float:
         return self.discount if self.discount is not None else single_discount_from(count_of_counts, m)
 
@@ -611,9 +593,6 @@ class KneserNey(AbsoluteDiscounting):
     description: ClassVar[str] = "interpolated Kneser-Ney"
     continuation_counts: ClassVar[bool] = True
 
-    def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
-        return adjusted_count(tables, m, firsts, bos_id)
-
 
 @register_smoother
 @dataclass
@@ -622,14 +601,7 @@ class ModifiedKneserNey(_Discounting):
 
     name: ClassVar[str] = "modified-kneser-ney"
     description: ClassVar[str] = "modified Kneser-Ney (three discounts per order)"
-
-    def counts(self, tables: list[NgramTable], m: int, firsts: np.ndarray, bos_id: int) -> np.ndarray:
-        return adjusted_count(tables, m, firsts, bos_id)
-
     continuation_counts: ClassVar[bool] = True
-
-    def discount_of(self, m: int, counts: np.ndarray) -> tuple[float, float, float]:
-        return mkn_discounts(counts, m)
 
     def discount_from(self, m: int, count_of_counts: np.ndarray) -> tuple[float, float, float]:
         return mkn_discounts_from(count_of_counts, m)
