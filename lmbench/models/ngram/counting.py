@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lmbench.errors import ConfigError
+from lmbench.models.ngram.sorting import chunk_keys, count_keys, merge_runs, remap_rows
 from lmbench.models.ngram.storage import DiskArray, Sink, in_memory
 
 log = logging.getLogger(__name__)
@@ -176,19 +177,6 @@ def ending_rows(keys: Sequence[np.ndarray], seq: np.ndarray, vocab_size: int) ->
     return rows
 
 
-def reduce_sorted_runs(
-    keys: np.ndarray, counts: np.ndarray, suffix: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unique keys (sorted), summed counts and the suffix row of concatenated runs (the suffix is a function
-    of the n-gram, so any run's copy is the same)."""
-    if len(keys) == 0:
-        return keys.astype(np.int64), counts.astype(np.int64), suffix
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[starts], np.add.reduceat(counts[order], starts).astype(np.int64), suffix[order[starts]]
-
-
 class _Run:
     """A sorted run spilled to disk, with every ``SPARSE``-th key in memory to find key ranges in it."""
 
@@ -217,11 +205,17 @@ class _Run:
 class _Runs:
     """Sorted runs of (key, count) for one order: in memory while they fit ``budget`` bytes, else on disk."""
 
-    def __init__(self, budget: int, spill_dir: Callable[[], Path], stats: CountingStats, order: int):
+    def __init__(
+        self, budget: int, spill_dir: Callable[[], Path], stats: CountingStats, order: int, keep_chunks: bool
+    ):
         self.budget, self.spill_dir, self.stats, self.order = budget, spill_dir, stats, order
         self.memory: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.files: list[_Run] = []
         self.held = 0
+        # keep_chunks: every chunk's own sorted keys, kept (beside its run in memory, or on disk once the run
+        # is spilled) to map the chunk's positions to rows of the merged table afterwards without sorting again
+        self.keep_chunks = keep_chunks
+        self.chunk_keys: list[np.ndarray | DiskArray] = []
 
     @property
     def entries(self) -> int:
@@ -229,7 +223,9 @@ class _Runs:
         return sum(len(r[0]) for r in self.memory) + sum(len(r) for r in self.files)
 
     def add(self, keys: np.ndarray, counts: np.ndarray, suffix: np.ndarray) -> None:
-        self.memory.append((keys, counts.astype(np.int64), suffix))
+        self.memory.append((keys, counts, suffix))
+        if self.keep_chunks:
+            self.chunk_keys.append(keys)
         self.held += len(keys) * BYTES_PER_RUN_ENTRY
         if self.held > self.budget:
             self.spill()
@@ -238,8 +234,12 @@ class _Runs:
         """Merge the runs held in memory into one sorted run and write it to disk."""
         if not self.memory:
             return
-        arrays = reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*self.memory, strict=True)))
+        arrays = merge_runs(self.memory)
         self.memory, self.held = [], 0
+        self.chunk_keys = [
+            DiskArray.from_array(k, self.spill_dir()) if isinstance(k, np.ndarray) else k
+            for k in self.chunk_keys
+        ]
         self.files.append(_Run(arrays, self.spill_dir()))
         self.stats.spilled_runs += 1
         self.stats.spill_bytes += sum(a.nbytes for a in arrays)
@@ -253,7 +253,7 @@ class _Runs:
         if not self.files and not self.memory:  # no n-gram of this order fits in any line
             return
         if not self.files:
-            merged = reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*self.memory, strict=True)))
+            merged = merge_runs(self.memory)
             self.memory = []
             yield merged
             return
@@ -272,7 +272,7 @@ class _Runs:
                 for run, a, b in zip(runs, starts, stops, strict=True)
             ]
             starts = stops
-            yield reduce_sorted_runs(*(np.concatenate(parts) for parts in zip(*pieces, strict=True)))
+            yield merge_runs(pieces)
             del pieces
         for run in runs:
             run.close()
@@ -359,45 +359,39 @@ def count_ngrams(
                 work = MIN_WORK
             # a quarter for the runs held in memory (merging them takes ~2.5x), a quarter for a chunk's work
             chunk = max(MIN_CHUNK, work // 4 // BYTES_PER_CHUNK_POSITION)
-            runs = _Runs(work // 4, make_spill_dir, stats, m)
+            runs = _Runs(work // 4, make_spill_dir, stats, m, keep_chunks=m < order)
             last = max(n - m + 1, 0)  # start positions 0 .. last-1
-            # one chunk below the top order: np.unique's inverse gives every position's row directly
-            single = last <= chunk and m < order
-            chunks = 0
-            pos = inverse = keys = np.zeros(0, dtype=np.int64)
-            for a in range(0, last, chunk):
-                b = min(a + chunk, last)
-                pos, keys = _chunk_keys(start_rows, seq, joined, a, b, m, V)
-                uniq, first, cnt, inverse = unique_first(keys, inverse=single)
+            # the next order's start rows: first each chunk's group numbers, then rows of the merged table
+            new_rows = np.full(n, -1, dtype=index_dtype(n)) if m < order else None
+            bounds = [(a, min(a + chunk, last)) for a in range(0, last, chunk)]
+            for a, b in bounds:
+                pos, keys = chunk_keys(start_rows, seq, joined, a, b, m, V)
+                uniq, first, cnt = count_keys(keys, pos, new_rows)
                 # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
-                runs.add(uniq, cnt, start_rows[pos[first] + 1])
-                chunks += 1
+                runs.add(uniq, cnt, start_rows[first + 1])
                 bar.update(b - a)
-            del keys
+                del pos, keys
+            chunk_uniq = runs.chunk_keys
             # the merged table: in memory while the tables fit a quarter of the budget, else on disk
             held = sum(t.nbytes for t in tables) + runs.entries * BYTES_PER_TABLE_ENTRY
             disk = disk or bool(runs.files) or held > budget // 4
             table = _merge_table(runs, m, V, work, n, len(tables[-1]), make_spill_dir() if disk else None)
-            stats.chunks += chunks
-            stats.per_order_chunks.append(chunks)
+            stats.chunks += len(bounds)
+            stats.per_order_chunks.append(len(bounds))
             if disk:
                 stats.disk_orders.append(m)
             tables.append(table)
-            if m < order:  # rows of the m-grams starting at each position, for the next order
-                new_rows = np.full(n, -1, dtype=index_dtype(len(table)))
-                if single:
-                    new_rows[pos] = inverse.reshape(-1)
-                else:
-                    keys = in_memory(table.keys)
-                    for a in range(0, last, chunk):
-                        b = min(a + chunk, last)
-                        pos, q = _chunk_keys(start_rows, seq, joined, a, b, m, V)
-                        uniq, _, _, inverse = unique_first(q, inverse=True)
-                        new_rows[pos] = np.searchsorted(keys, uniq)[inverse]
-                    del keys, q, uniq
-                start_rows = new_rows
-                del new_rows
-            del pos, inverse
+            if new_rows is not None:  # rows of the m-grams starting at each position, for the next order
+                if len(bounds) > 1 or table.on_disk:  # one chunk in memory: its groups are the table's rows
+                    table_keys = in_memory(table.keys)
+                    for (a, b), keys in zip(bounds, chunk_uniq, strict=True):
+                        remap_rows(new_rows, a, b, np.searchsorted(table_keys, in_memory(keys)))
+                    del table_keys
+                for keys in chunk_uniq:
+                    if isinstance(keys, DiskArray):
+                        keys.close()
+                start_rows = new_rows.astype(index_dtype(len(table)), copy=False)
+                del new_rows, chunk_uniq
             bar.update(n - max(last, 0))
     finally:
         bar.close()
@@ -428,50 +422,6 @@ def _merge_table(
             sink.append(values)
     keys, counts, context, suffix = (s.result() for s in sinks)
     return NgramTable(m, keys, counts, context, suffix, V)
-
-
-def unique_first(
-    keys: np.ndarray, *, inverse: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """``np.unique(keys, return_index=True, return_counts=True[, return_inverse=True])`` for non-negative
-    int64 keys, the same arrays: where each key and its position fit one int64 together they are packed and
-    sorted as values (several times faster than the stable argsort ``np.unique`` needs for first indices)."""
-    n = len(keys)
-    bits = max(1, (n - 1).bit_length())
-    if n == 0 or int(keys.max()).bit_length() + bits > 63:
-        if inverse:
-            uniq, first, inv, cnt = np.unique(
-                keys, return_index=True, return_inverse=True, return_counts=True
-            )
-            return uniq, first, cnt, inv.reshape(-1)
-        uniq, first, cnt = np.unique(keys, return_index=True, return_counts=True)
-        return uniq, first, cnt, None
-    packed = np.left_shift(keys, bits, dtype=np.int64)
-    packed |= np.arange(n, dtype=np.int64)
-    packed.sort()  # by key, then by position: the first of each key is where it first occurs
-    index = packed & ((1 << bits) - 1)
-    np.right_shift(packed, bits, out=packed)
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    np.not_equal(packed[1:], packed[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    cnt = np.diff(np.append(starts, n))
-    inv = None
-    if inverse:
-        inv = np.empty(n, dtype=np.intp)
-        inv[index] = np.cumsum(new) - 1
-    return packed[starts], index[starts], cnt, inv
-
-
-def _chunk_keys(
-    start_rows: np.ndarray, seq: np.ndarray, joined: np.ndarray, a: int, b: int, m: int, V: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Start positions in [a, b) whose m-gram stays in its segment, and the keys of those m-grams."""
-    prev = start_rows[a:b]
-    ok = (prev >= 0) & joined[a + m - 2 : b + m - 2]
-    pos = np.flatnonzero(ok)
-    keys = prev[pos].astype(np.int64) * V + seq[pos + a + m - 1]
-    return pos + a, keys
 
 
 def followers(table: NgramTable, num_contexts: int, mask: np.ndarray | None = None) -> np.ndarray:

@@ -1,0 +1,183 @@
+"""Sorting and grouping n-gram keys: compiled (numba) kernels for the counting hot path.
+
+Counting sorts every token position's int64 key and groups equal keys (``np.unique`` with first indices,
+counts and the inverse). NumPy does that with a stable argsort, several times slower than a sort of values;
+here a least-significant-digit radix sort carries the positions along (stable by construction, so the first
+position of each key comes first), then one pass groups. The results are ``np.unique``'s, bit for bit.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+RADIX_BITS = 11  # 2048 buckets: the counts fit in L1 cache, and 44-bit keys take 4 passes
+RADIX = 1 << RADIX_BITS
+
+
+@numba.njit(cache=True, nogil=True)
+def _radix_sort(keys: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``keys`` (int64) sorted, and ``index`` permuted the same way; stable. Digits every key shares (all
+    the high ones, for keys in a narrow range) cost one counting pass and no scatter."""
+    n = len(keys)
+    if n == 0:
+        return keys.copy(), index.copy()
+    low = keys.min()
+    span = keys.max() - low
+    a = keys - low  # non-negative: the digits order the keys
+    b = np.empty_like(a)
+    i_a = index.copy()
+    i_b = np.empty_like(i_a)
+    counts = np.zeros(RADIX, np.int64)
+    shift = 0
+    while shift < 63 and (span >> shift) > 0:
+        counts[:] = 0
+        for i in range(n):
+            counts[(a[i] >> shift) & (RADIX - 1)] += 1
+        if counts.max() < n:  # the keys differ in this digit
+            total = 0
+            for d in range(RADIX):
+                c = counts[d]
+                counts[d] = total
+                total += c
+            for i in range(n):
+                d = (a[i] >> shift) & (RADIX - 1)
+                p = counts[d]
+                counts[d] = p + 1
+                b[p] = a[i]
+                i_b[p] = i_a[i]
+            a, b = b, a
+            i_a, i_b = i_b, i_a
+        shift += RADIX_BITS
+    for i in range(n):
+        a[i] += low
+    return a, i_a
+
+
+def sort_with_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.sort(keys)`` and ``np.argsort(keys, kind="stable")`` of int64 keys, from one radix sort (the
+    permutation is int32 where the positions fit)."""
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    index = np.arange(len(keys), dtype=np.int32 if len(keys) < 2**31 else np.int64)
+    return _radix_sort(keys, index)
+
+
+@numba.njit(cache=True, nogil=True)
+def _group(sorted_keys, order, positions, rows):
+    """Distinct keys of ``sorted_keys``, the first position of each (``order``: the stable permutation of
+    ``positions``, which ascend) and their counts; ``rows[positions[i]]`` gets the group number of key i when
+    ``rows`` is not empty."""
+    n = len(sorted_keys)
+    groups = 1 if n else 0
+    for i in range(1, n):
+        if sorted_keys[i] != sorted_keys[i - 1]:
+            groups += 1
+    uniq = np.empty(groups, np.int64)
+    first = np.empty(groups, np.int64)
+    counts = np.zeros(groups, np.int64)
+    write_rows = len(rows) > 0
+    g = -1
+    for i in range(n):
+        j = order[i]
+        if i == 0 or sorted_keys[i] != sorted_keys[i - 1]:
+            g += 1
+            uniq[g] = sorted_keys[i]
+            first[g] = positions[j]
+        counts[g] += 1
+        if write_rows:
+            rows[positions[j]] = g
+    return uniq, first, counts
+
+
+def count_keys(
+    keys: np.ndarray, positions: np.ndarray, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct ``keys`` (sorted), the first of ``positions`` (ascending, one per key) where each occurs,
+    and how often: ``np.unique(keys, return_index=True, return_counts=True)`` with the index mapped through
+    ``positions``. With ``rows``, ``rows[positions[i]]`` is set to the number of key i's group (the
+    ``return_inverse`` of ``np.unique``, written in place)."""
+    sorted_keys, order = sort_with_order(keys)
+    out = rows if rows is not None else np.zeros(0, np.int32)
+    return _group(sorted_keys, order, np.ascontiguousarray(positions, np.int64), out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_two(keys_a, counts_a, suffix_a, keys_b, counts_b, suffix_b):
+    """Two sorted runs of distinct keys merged into one: counts of a key in both are summed."""
+    n_a, n_b = len(keys_a), len(keys_b)
+    keys = np.empty(n_a + n_b, np.int64)
+    counts = np.empty(n_a + n_b, np.int64)
+    suffix = np.empty(n_a + n_b, suffix_a.dtype)
+    i = j = k = 0
+    while i < n_a and j < n_b:
+        if keys_a[i] < keys_b[j]:
+            keys[k], counts[k], suffix[k] = keys_a[i], counts_a[i], suffix_a[i]
+            i += 1
+        elif keys_b[j] < keys_a[i]:
+            keys[k], counts[k], suffix[k] = keys_b[j], counts_b[j], suffix_b[j]
+            j += 1
+        else:
+            keys[k], counts[k], suffix[k] = keys_a[i], counts_a[i] + counts_b[j], suffix_a[i]
+            i += 1
+            j += 1
+        k += 1
+    for rest in range(i, n_a):
+        keys[k], counts[k], suffix[k] = keys_a[rest], counts_a[rest], suffix_a[rest]
+        k += 1
+    for rest in range(j, n_b):
+        keys[k], counts[k], suffix[k] = keys_b[rest], counts_b[rest], suffix_b[rest]
+        k += 1
+    return keys[:k].copy(), counts[:k].copy(), suffix[:k].copy()
+
+
+Run = tuple[np.ndarray, np.ndarray, np.ndarray]  # sorted distinct keys, their counts, their suffix rows
+
+
+def merge_runs(runs: list[Run]) -> Run:
+    """Sorted runs of distinct keys (with counts and suffix rows) merged into one, counts of equal keys
+    summed (the suffix row is a function of the n-gram, so any run's copy is the same): pairwise, in
+    log2(runs) linear passes."""
+    if not runs:
+        raise ValueError("no runs to merge")
+    suffix_dtype = np.result_type(*(r[2].dtype for r in runs))
+    runs = [
+        (
+            np.ascontiguousarray(k, np.int64),
+            np.ascontiguousarray(c, np.int64),
+            np.ascontiguousarray(s, suffix_dtype),
+        )
+        for k, c, s in runs
+    ]
+    while len(runs) > 1:
+        pairs = [_merge_two(*runs[i], *runs[i + 1]) for i in range(0, len(runs) - 1, 2)]
+        runs = pairs + runs[len(pairs) * 2 :]
+    return runs[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def chunk_keys(start_rows, seq, joined, a, b, m, vocab_size):
+    """Start positions p in [a, b) whose m-gram stays inside its segment, and that m-gram's key
+    ``start_rows[p] * V + seq[p + m - 1]`` (``start_rows[p]``: the row of the (m-1)-gram starting at p, -1
+    where it leaves its segment; ``joined[p]``: positions p and p+1 are in one segment)."""
+    valid = 0
+    for p in range(a, b):
+        if start_rows[p] >= 0 and joined[p + m - 2]:
+            valid += 1
+    pos = np.empty(valid, np.int64)
+    keys = np.empty(valid, np.int64)
+    k = 0
+    for p in range(a, b):
+        if start_rows[p] >= 0 and joined[p + m - 2]:
+            pos[k] = p
+            keys[k] = np.int64(start_rows[p]) * vocab_size + seq[p + m - 1]
+            k += 1
+    return pos, keys
+
+
+@numba.njit(cache=True, nogil=True)
+def remap_rows(rows, a, b, mapping):
+    """``rows[p] = mapping[rows[p]]`` for p in [a, b) where ``rows[p] >= 0``, in place (a chunk's group
+    numbers -> rows of the merged table)."""
+    for p in range(a, b):
+        if rows[p] >= 0:
+            rows[p] = mapping[rows[p]]
