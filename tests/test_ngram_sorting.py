@@ -26,7 +26,7 @@ def test_sort_with_order_is_a_stable_sort(keys):
 @settings(max_examples=200, deadline=None)
 @given(key_arrays, st.integers(0, 5))
 def test_count_keys_is_np_unique_through_positions(keys, gap):
-    positions = np.arange(len(keys), dtype=np.int64) * (gap + 1) + 3  # ascending, not 0..n-1
+    positions = (np.arange(len(keys)) * (gap + 1) + 3).astype(np.int32)  # ascending, not 0..n-1
     rows = np.full(len(keys) * (gap + 1) + 3, -1, dtype=np.int32)
     uniq, first, counts = count_keys(keys, positions, rows)
     ref_uniq, ref_index, ref_inverse, ref_counts = np.unique(
@@ -67,7 +67,7 @@ def test_chunk_keys_and_remap_rows_match_numpy():
     joined = rng.random(n - 1) > 0.1
     start_rows = rng.integers(-1, 100, n).astype(np.int32)
     a, b = 17, n - m + 1
-    pos, keys = chunk_keys(start_rows, seq, joined, a, b, m, V)
+    pos, keys = chunk_keys(start_rows, seq, joined, a, b, m, V, np.dtype(np.int32))
     p = np.arange(a, b)
     ok = (start_rows[p] >= 0) & joined[p + m - 2]
     assert np.array_equal(pos, p[ok])

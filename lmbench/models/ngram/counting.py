@@ -37,6 +37,9 @@ INT32_MAX = np.iinfo(np.int32).max
 # the unique flags and the per-position row written back
 BYTES_PER_CHUNK_POSITION = 40
 MIN_CHUNK = 256
+# at most this many chunks per order, however small the budget: below what the corpus arrays need anyway,
+# smaller chunks only multiply the runs (this costs at most 40 / MAX_CHUNKS bytes per position)
+MAX_CHUNKS = 64
 # bytes per entry of a run held in memory (int64 key, count and suffix row)
 BYTES_PER_RUN_ENTRY = 24
 # bytes of work per entry merged from disk: the pieces read (key, count, suffix), the sort permutation, the
@@ -202,6 +205,36 @@ class _Run:
             a.close()
 
 
+class _ChunkKeys:
+    """Each chunk's sorted distinct keys, in memory until its run is spilled, then in one file for the order."""
+
+    def __init__(self, spill_dir: Callable[[], Path]):
+        self.spill_dir = spill_dir
+        self.parts: list[np.ndarray | tuple[int, int]] = []  # an array, or its span in ``self.file``
+        self.file: DiskArray | None = None
+
+    def append(self, keys: np.ndarray) -> None:
+        self.parts.append(keys)
+
+    def spill(self) -> None:
+        """Move the chunks held in memory to the file."""
+        for i, part in enumerate(self.parts):
+            if isinstance(part, np.ndarray):
+                self.file = self.file or DiskArray(np.int64, self.spill_dir())
+                start = len(self.file)
+                self.file.append(part)
+                self.parts[i] = (start, len(self.file))
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        part = self.parts[i]
+        return part if isinstance(part, np.ndarray) else self.file.read(*part)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.parts = []
+
+
 class _Runs:
     """Sorted runs of (key, count) for one order: in memory while they fit ``budget`` bytes, else on disk."""
 
@@ -214,8 +247,7 @@ class _Runs:
         self.held = 0
         # keep_chunks: every chunk's own sorted keys, kept (beside its run in memory, or on disk once the run
         # is spilled) to map the chunk's positions to rows of the merged table afterwards without sorting again
-        self.keep_chunks = keep_chunks
-        self.chunk_keys: list[np.ndarray | DiskArray] = []
+        self.chunk_keys = _ChunkKeys(spill_dir) if keep_chunks else None
 
     @property
     def entries(self) -> int:
@@ -224,7 +256,7 @@ class _Runs:
 
     def add(self, keys: np.ndarray, counts: np.ndarray, suffix: np.ndarray) -> None:
         self.memory.append((keys, counts, suffix))
-        if self.keep_chunks:
+        if self.chunk_keys is not None:
             self.chunk_keys.append(keys)
         self.held += len(keys) * BYTES_PER_RUN_ENTRY
         if self.held > self.budget:
@@ -236,10 +268,8 @@ class _Runs:
             return
         arrays = merge_runs(self.memory)
         self.memory, self.held = [], 0
-        self.chunk_keys = [
-            DiskArray.from_array(k, self.spill_dir()) if isinstance(k, np.ndarray) else k
-            for k in self.chunk_keys
-        ]
+        if self.chunk_keys is not None:
+            self.chunk_keys.spill()
         self.files.append(_Run(arrays, self.spill_dir()))
         self.stats.spilled_runs += 1
         self.stats.spill_bytes += sum(a.nbytes for a in arrays)
@@ -340,6 +370,7 @@ def count_ngrams(
 
     bar = tqdm(total=n * (order - 1), unit="pos", unit_scale=True, desc="counting", disable=not show)
     disk = False  # once one order's table goes to disk, the larger ones above it do too
+    position_dtype = np.dtype(index_dtype(n))
     try:
         start_rows = seq  # row of the (m-1)-gram starting at each position (-1: leaves its segment)
         for m in range(2, order + 1):
@@ -358,14 +389,14 @@ def count_ngrams(
                     )
                 work = MIN_WORK
             # a quarter for the runs held in memory (merging them takes ~2.5x), a quarter for a chunk's work
-            chunk = max(MIN_CHUNK, work // 4 // BYTES_PER_CHUNK_POSITION)
+            chunk = max(MIN_CHUNK, work // 4 // BYTES_PER_CHUNK_POSITION, -(-n // MAX_CHUNKS))
             runs = _Runs(work // 4, make_spill_dir, stats, m, keep_chunks=m < order)
             last = max(n - m + 1, 0)  # start positions 0 .. last-1
             # the next order's start rows: first each chunk's group numbers, then rows of the merged table
             new_rows = np.full(n, -1, dtype=index_dtype(n)) if m < order else None
             bounds = [(a, min(a + chunk, last)) for a in range(0, last, chunk)]
             for a, b in bounds:
-                pos, keys = chunk_keys(start_rows, seq, joined, a, b, m, V)
+                pos, keys = chunk_keys(start_rows, seq, joined, a, b, m, V, position_dtype)
                 uniq, first, cnt = count_keys(keys, pos, new_rows)
                 # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
                 runs.add(uniq, cnt, start_rows[first + 1])
@@ -382,14 +413,12 @@ def count_ngrams(
                 stats.disk_orders.append(m)
             tables.append(table)
             if new_rows is not None:  # rows of the m-grams starting at each position, for the next order
-                if len(bounds) > 1 or table.on_disk:  # one chunk in memory: its groups are the table's rows
+                if len(bounds) > 1:  # one chunk: its groups are the table's rows already
                     table_keys = in_memory(table.keys)
-                    for (a, b), keys in zip(bounds, chunk_uniq, strict=True):
-                        remap_rows(new_rows, a, b, np.searchsorted(table_keys, in_memory(keys)))
+                    for i, (a, b) in enumerate(bounds):
+                        remap_rows(new_rows, a, b, np.searchsorted(table_keys, chunk_uniq[i]))
                     del table_keys
-                for keys in chunk_uniq:
-                    if isinstance(keys, DiskArray):
-                        keys.close()
+                chunk_uniq.close()
                 start_rows = new_rows.astype(index_dtype(len(table)), copy=False)
                 del new_rows, chunk_uniq
             bar.update(n - max(last, 0))

@@ -17,56 +17,62 @@ RADIX = 1 << RADIX_BITS
 
 @numba.njit(cache=True, nogil=True)
 def _radix_sort(keys: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``keys`` (int64) sorted, and ``index`` permuted the same way; stable. Digits every key shares (all
-    the high ones, for keys in a narrow range) cost one counting pass and no scatter."""
+    """``keys`` (int64) sorted, and ``index`` permuted the same way; stable. One read counts every digit;
+    a digit all keys share (the high ones, for keys in a narrow range) is not scattered."""
     n = len(keys)
     if n == 0:
         return keys.copy(), index.copy()
     low = keys.min()
     span = keys.max() - low
-    a = keys - low  # non-negative: the digits order the keys
+    digits = 0
+    while digits * RADIX_BITS < 63 and (span >> (digits * RADIX_BITS)) > 0:
+        digits += 1
+    a = np.empty_like(keys)
+    counts = np.zeros((max(digits, 1), RADIX), np.int64)
+    for i in range(n):
+        k = keys[i] - low  # non-negative: the digits order the keys
+        a[i] = k
+        for j in range(digits):
+            counts[j, (k >> (j * RADIX_BITS)) & (RADIX - 1)] += 1
     b = np.empty_like(a)
     i_a = index.copy()
     i_b = np.empty_like(i_a)
-    counts = np.zeros(RADIX, np.int64)
-    shift = 0
-    while shift < 63 and (span >> shift) > 0:
-        counts[:] = 0
+    for j in range(digits):
+        offsets = counts[j]
+        if offsets.max() == n:  # every key has the same digit here
+            continue
+        total = 0
+        for d in range(RADIX):
+            c = offsets[d]
+            offsets[d] = total
+            total += c
+        shift = j * RADIX_BITS
         for i in range(n):
-            counts[(a[i] >> shift) & (RADIX - 1)] += 1
-        if counts.max() < n:  # the keys differ in this digit
-            total = 0
-            for d in range(RADIX):
-                c = counts[d]
-                counts[d] = total
-                total += c
-            for i in range(n):
-                d = (a[i] >> shift) & (RADIX - 1)
-                p = counts[d]
-                counts[d] = p + 1
-                b[p] = a[i]
-                i_b[p] = i_a[i]
-            a, b = b, a
-            i_a, i_b = i_b, i_a
-        shift += RADIX_BITS
+            d = (a[i] >> shift) & (RADIX - 1)
+            p = offsets[d]
+            offsets[d] = p + 1
+            b[p] = a[i]
+            i_b[p] = i_a[i]
+        a, b = b, a
+        i_a, i_b = i_b, i_a
     for i in range(n):
         a[i] += low
     return a, i_a
 
 
-def sort_with_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.sort(keys)`` and ``np.argsort(keys, kind="stable")`` of int64 keys, from one radix sort (the
-    permutation is int32 where the positions fit)."""
+def sort_with_order(keys: np.ndarray, payload: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``np.sort(keys)`` of int64 keys and ``payload`` (default: ``0 .. n-1``, which makes it
+    ``np.argsort(keys, kind="stable")``) in the same stable order, from one radix sort."""
     keys = np.ascontiguousarray(keys, dtype=np.int64)
-    index = np.arange(len(keys), dtype=np.int32 if len(keys) < 2**31 else np.int64)
-    return _radix_sort(keys, index)
+    if payload is None:
+        payload = np.arange(len(keys), dtype=np.int32 if len(keys) < 2**31 else np.int64)
+    return _radix_sort(keys, payload)
 
 
 @numba.njit(cache=True, nogil=True)
-def _group(sorted_keys, order, positions, rows):
-    """Distinct keys of ``sorted_keys``, the first position of each (``order``: the stable permutation of
-    ``positions``, which ascend) and their counts; ``rows[positions[i]]`` gets the group number of key i when
-    ``rows`` is not empty."""
+def _group(sorted_keys, sorted_positions, rows):
+    """Distinct keys of ``sorted_keys``, the first position of each (positions sorted stably with the keys)
+    and their counts; ``rows[position]`` gets the group number of every key when ``rows`` is not empty."""
     n = len(sorted_keys)
     groups = 1 if n else 0
     for i in range(1, n):
@@ -78,14 +84,13 @@ def _group(sorted_keys, order, positions, rows):
     write_rows = len(rows) > 0
     g = -1
     for i in range(n):
-        j = order[i]
         if i == 0 or sorted_keys[i] != sorted_keys[i - 1]:
             g += 1
             uniq[g] = sorted_keys[i]
-            first[g] = positions[j]
+            first[g] = sorted_positions[i]
         counts[g] += 1
         if write_rows:
-            rows[positions[j]] = g
+            rows[sorted_positions[i]] = g
     return uniq, first, counts
 
 
@@ -96,9 +101,9 @@ def count_keys(
     and how often: ``np.unique(keys, return_index=True, return_counts=True)`` with the index mapped through
     ``positions``. With ``rows``, ``rows[positions[i]]`` is set to the number of key i's group (the
     ``return_inverse`` of ``np.unique``, written in place)."""
-    sorted_keys, order = sort_with_order(keys)
-    out = rows if rows is not None else np.zeros(0, np.int32)
-    return _group(sorted_keys, order, np.ascontiguousarray(positions, np.int64), out)
+    # the positions travel through the sort themselves (not indices into them): no second random access
+    sorted_keys, sorted_positions = sort_with_order(keys, positions)
+    return _group(sorted_keys, sorted_positions, rows if rows is not None else np.zeros(0, np.int32))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -155,7 +160,7 @@ def merge_runs(runs: list[Run]) -> Run:
 
 
 @numba.njit(cache=True, nogil=True)
-def chunk_keys(start_rows, seq, joined, a, b, m, vocab_size):
+def chunk_keys(start_rows, seq, joined, a, b, m, vocab_size, position_dtype):
     """Start positions p in [a, b) whose m-gram stays inside its segment, and that m-gram's key
     ``start_rows[p] * V + seq[p + m - 1]`` (``start_rows[p]``: the row of the (m-1)-gram starting at p, -1
     where it leaves its segment; ``joined[p]``: positions p and p+1 are in one segment)."""
@@ -163,7 +168,7 @@ def chunk_keys(start_rows, seq, joined, a, b, m, vocab_size):
     for p in range(a, b):
         if start_rows[p] >= 0 and joined[p + m - 2]:
             valid += 1
-    pos = np.empty(valid, np.int64)
+    pos = np.empty(valid, position_dtype)
     keys = np.empty(valid, np.int64)
     k = 0
     for p in range(a, b):
