@@ -4,7 +4,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmbench.models.ngram.sorting import chunk_keys, count_keys, merge_runs, remap_rows, sort_with_order
+from lmbench.models.ngram.sorting import (
+    chunk_keys,
+    count_keys,
+    merge_runs,
+    remap_rows,
+    sort_with_order,
+    sorted_lookup,
+)
 
 # keys from a narrow range (many ties), a wide one (every radix digit used) and near the int64 limit
 key_arrays = st.one_of(
@@ -81,3 +88,11 @@ def test_chunk_keys_and_remap_rows_match_numpy():
     expected[inside & (rows >= 0)] = mapping[rows[inside & (rows >= 0)]]
     remap_rows(rows, a, b, mapping)
     assert np.array_equal(rows, expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 10**6), max_size=300), st.lists(st.integers(-5, 10**6 + 5), max_size=100))
+def test_sorted_lookup_is_searchsorted(keys, queries):
+    keys = np.unique(np.array(keys, dtype=np.int64))
+    queries = np.sort(np.array(queries, dtype=np.int64))
+    assert np.array_equal(sorted_lookup(keys, queries), np.searchsorted(keys, queries))

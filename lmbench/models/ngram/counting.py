@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lmbench.errors import ConfigError
-from lmbench.models.ngram.sorting import chunk_keys, count_keys, merge_runs, remap_rows
+from lmbench.models.ngram.sorting import chunk_keys, count_keys, merge_runs, remap_rows, sorted_lookup
 from lmbench.models.ngram.storage import DiskArray, Sink, in_memory
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,9 @@ INT32_MAX = np.iinfo(np.int32).max
 # the unique flags and the per-position row written back
 BYTES_PER_CHUNK_POSITION = 40
 MIN_CHUNK = 256
-# at most this many chunks per order, however small the budget: below what the corpus arrays need anyway,
-# smaller chunks only multiply the runs (this costs at most 40 / MAX_CHUNKS bytes per position)
+# at most this many chunks per order (and key ranges per merge), however small the budget: below what the
+# corpus arrays need anyway, smaller pieces only multiply the work (they cost at most 96 / MAX_CHUNKS bytes
+# per position)
 MAX_CHUNKS = 64
 # bytes per entry of a run held in memory (int64 key, count and suffix row)
 BYTES_PER_RUN_ENTRY = 24
@@ -289,8 +290,9 @@ class _Runs:
             return
         self.spill()  # what is left in memory joins the runs on disk
         runs, self.files = self.files, []
-        per_range = max(MIN_CHUNK, work // BYTES_PER_MERGE_ENTRY)
-        n_ranges = max(1, -(-sum(len(r) for r in runs) // per_range))
+        entries = sum(len(r) for r in runs)
+        per_range = max(MIN_CHUNK, work // BYTES_PER_MERGE_ENTRY, -(-entries // MAX_CHUNKS))
+        n_ranges = max(1, -(-entries // per_range))
         sample = np.sort(np.concatenate([r.sparse for r in runs]))
         cuts = np.unique(sample[np.linspace(0, len(sample) - 1, n_ranges + 1).astype(np.int64)[1:-1]])
         bounds: list[int | None] = [None, *cuts.tolist(), None]
@@ -416,7 +418,7 @@ def count_ngrams(
                 if len(bounds) > 1:  # one chunk: its groups are the table's rows already
                     table_keys = in_memory(table.keys)
                     for i, (a, b) in enumerate(bounds):
-                        remap_rows(new_rows, a, b, np.searchsorted(table_keys, chunk_uniq[i]))
+                        remap_rows(new_rows, a, b, sorted_lookup(table_keys, chunk_uniq[i]))
                     del table_keys
                 chunk_uniq.close()
                 start_rows = new_rows.astype(index_dtype(len(table)), copy=False)

@@ -13,6 +13,7 @@ import numpy as np
 
 RADIX_BITS = 11  # 2048 buckets: the counts fit in L1 cache, and 44-bit keys take 4 passes
 RADIX = 1 << RADIX_BITS
+MERGE_FAN_IN = 8  # runs merged in one pass (more: merged in groups of this many first)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -107,56 +108,92 @@ def count_keys(
 
 
 @numba.njit(cache=True, nogil=True)
-def _merge_two(keys_a, counts_a, suffix_a, keys_b, counts_b, suffix_b):
-    """Two sorted runs of distinct keys merged into one: counts of a key in both are summed."""
-    n_a, n_b = len(keys_a), len(keys_b)
-    keys = np.empty(n_a + n_b, np.int64)
-    counts = np.empty(n_a + n_b, np.int64)
-    suffix = np.empty(n_a + n_b, suffix_a.dtype)
-    i = j = k = 0
-    while i < n_a and j < n_b:
-        if keys_a[i] < keys_b[j]:
-            keys[k], counts[k], suffix[k] = keys_a[i], counts_a[i], suffix_a[i]
-            i += 1
-        elif keys_b[j] < keys_a[i]:
-            keys[k], counts[k], suffix[k] = keys_b[j], counts_b[j], suffix_b[j]
-            j += 1
-        else:
-            keys[k], counts[k], suffix[k] = keys_a[i], counts_a[i] + counts_b[j], suffix_a[i]
-            i += 1
-            j += 1
+def _merge_segments(keys, counts, suffix, bounds):
+    """Merge the sorted runs of distinct keys ``keys[bounds[r]:bounds[r+1]]`` (with their counts and suffix
+    rows) in one pass: each step takes the smallest head key and sums the counts of the runs that have it."""
+    runs = len(bounds) - 1
+    heads = bounds[:-1].copy()
+    ends = bounds[1:]
+    size = bounds[-1] - bounds[0]
+    out_keys = np.empty(size, np.int64)
+    out_counts = np.empty(size, np.int64)
+    out_suffix = np.empty(size, suffix.dtype)
+    k = 0
+    while True:
+        smallest = np.iinfo(np.int64).max
+        found = False
+        for r in range(runs):
+            if heads[r] < ends[r] and (not found or keys[heads[r]] < smallest):
+                smallest = keys[heads[r]]
+                found = True
+        if not found:
+            break
+        total = 0
+        first = True
+        for r in range(runs):
+            h = heads[r]
+            if h < ends[r] and keys[h] == smallest:
+                if first:
+                    out_suffix[k] = suffix[h]
+                    first = False
+                total += counts[h]
+                heads[r] = h + 1
+        out_keys[k] = smallest
+        out_counts[k] = total
         k += 1
-    for rest in range(i, n_a):
-        keys[k], counts[k], suffix[k] = keys_a[rest], counts_a[rest], suffix_a[rest]
-        k += 1
-    for rest in range(j, n_b):
-        keys[k], counts[k], suffix[k] = keys_b[rest], counts_b[rest], suffix_b[rest]
-        k += 1
-    return keys[:k].copy(), counts[:k].copy(), suffix[:k].copy()
+    return out_keys[:k].copy(), out_counts[:k].copy(), out_suffix[:k].copy()
 
 
 Run = tuple[np.ndarray, np.ndarray, np.ndarray]  # sorted distinct keys, their counts, their suffix rows
 
 
 def merge_runs(runs: list[Run]) -> Run:
-    """Sorted runs of distinct keys (with counts and suffix rows) merged into one, counts of equal keys
-    summed (the suffix row is a function of the n-gram, so any run's copy is the same): pairwise, in
-    log2(runs) linear passes."""
+    """Sorted runs of distinct keys (with counts and suffix rows) merged into one, counts of equal
+    keys summed (the suffix row is a function of the n-gram, so any run's copy is the same), in one pass."""
     if not runs:
         raise ValueError("no runs to merge")
+    if len(runs) == 1:
+        keys, counts, suffix = runs[0]
+        return np.asarray(keys, np.int64), np.asarray(counts, np.int64), suffix
+    while len(runs) > MERGE_FAN_IN:  # each step scans every run's head: merge many runs in groups first
+        runs = [merge_runs(runs[i : i + MERGE_FAN_IN]) for i in range(0, len(runs), MERGE_FAN_IN)]
+    bounds = np.zeros(len(runs) + 1, np.int64)
+    np.cumsum([len(r[0]) for r in runs], out=bounds[1:])
     suffix_dtype = np.result_type(*(r[2].dtype for r in runs))
-    runs = [
-        (
-            np.ascontiguousarray(k, np.int64),
-            np.ascontiguousarray(c, np.int64),
-            np.ascontiguousarray(s, suffix_dtype),
-        )
-        for k, c, s in runs
-    ]
-    while len(runs) > 1:
-        pairs = [_merge_two(*runs[i], *runs[i + 1]) for i in range(0, len(runs) - 1, 2)]
-        runs = pairs + runs[len(pairs) * 2 :]
-    return runs[0]
+    keys, counts, suffix = (
+        np.concatenate([r[i] for r in runs]).astype(dtype, copy=False)
+        for i, dtype in enumerate((np.int64, np.int64, suffix_dtype))
+    )
+    return _merge_segments(keys, counts, suffix, bounds)
+
+
+@numba.njit(cache=True, nogil=True)
+def sorted_lookup(keys, queries):
+    """``np.searchsorted(keys, queries)`` for ascending ``queries``: each search gallops forward from where
+    the previous one ended (the queries are a chunk's distinct keys, a sparse ascending subset of ``keys``),
+    so memory is read mostly in order."""
+    n = len(keys)
+    out = np.empty(len(queries), np.int64)
+    pos = 0
+    for i in range(len(queries)):
+        q = queries[i]
+        step = 1
+        lo = pos
+        while lo + step < n and keys[lo + step] < q:
+            lo += step
+            step *= 2
+        hi = min(lo + step, n)  # keys[lo] < q or lo == pos; the answer is in [lo, hi]
+        if lo < n and keys[lo] >= q:
+            hi = lo
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if keys[mid] < q:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo
+        pos = lo
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
