@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from lmbench.models.ngram.sorting import (
     chunk_keys,
-    count_keys,
+    count_chunk,
     merge_runs,
     remap_rows,
     sort_with_order,
@@ -32,23 +32,25 @@ def test_sort_with_order_is_a_stable_sort(keys):
 
 @settings(max_examples=200, deadline=None)
 @given(key_arrays, st.integers(0, 5))
-def test_count_keys_is_np_unique_through_positions(keys, gap):
+def test_count_chunk_is_np_unique_through_positions(keys, gap):
     positions = (np.arange(len(keys)) * (gap + 1) + 3).astype(np.int32)  # ascending, not 0..n-1
-    rows = np.full(len(keys) * (gap + 1) + 3, -1, dtype=np.int32)
-    uniq, first, counts = count_keys(keys, positions, rows)
+    size = len(keys) * (gap + 1) + 4
+    start_rows = np.random.default_rng(len(keys)).integers(-1, 1000, size).astype(np.int32)
+    rows = np.full(size, -1, dtype=np.int32)
+    uniq, counts, suffix = count_chunk(keys.copy(), positions.copy(), start_rows, rows)
     ref_uniq, ref_index, ref_inverse, ref_counts = np.unique(
         keys, return_index=True, return_inverse=True, return_counts=True
     )
     assert np.array_equal(uniq, ref_uniq)
-    assert np.array_equal(first, positions[ref_index])
     assert np.array_equal(counts, ref_counts)
+    assert np.array_equal(suffix, start_rows[positions[ref_index] + 1])  # at each key's first position
     assert np.array_equal(rows[positions], ref_inverse.reshape(-1))
     untouched = np.ones(len(rows), dtype=bool)
     untouched[positions] = False
     assert (rows[untouched] == -1).all()
     # without rows: the same groups
-    again = count_keys(keys, positions)
-    assert all(np.array_equal(x, y) for x, y in zip(again, (uniq, first, counts), strict=True))
+    again = count_chunk(keys.copy(), positions.copy(), start_rows)
+    assert all(np.array_equal(x, y) for x, y in zip(again, (uniq, counts, suffix), strict=True))
 
 
 @settings(max_examples=150, deadline=None)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lmbench.errors import ConfigError
-from lmbench.models.ngram.sorting import chunk_keys, count_keys, merge_runs, remap_rows, sorted_lookup
+from lmbench.models.ngram.sorting import chunk_keys, count_chunk, merge_runs, remap_rows, sorted_lookup
 from lmbench.models.ngram.storage import DiskArray, Sink, in_memory
 
 log = logging.getLogger(__name__)
@@ -399,9 +399,8 @@ def count_ngrams(
             bounds = [(a, min(a + chunk, last)) for a in range(0, last, chunk)]
             for a, b in bounds:
                 pos, keys = chunk_keys(start_rows, seq, joined, a, b, m, V, position_dtype)
-                uniq, first, cnt = count_keys(keys, pos, new_rows)
                 # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
-                runs.add(uniq, cnt, start_rows[first + 1])
+                runs.add(*count_chunk(keys, pos, start_rows, new_rows))
                 bar.update(b - a)
                 del pos, keys
             chunk_uniq = runs.chunk_keys

@@ -26,7 +26,13 @@ import numpy as np
 
 from lmbench.errors import ConfigError
 from lmbench.models.ngram.counting import NgramTable, context_sums, followers
-from lmbench.models.ngram.streaming import StreamedFit, count_of_counts, discount_per_count, smooth_streamed
+from lmbench.models.ngram.streaming import (
+    StreamedFit,
+    count_of_counts,
+    discount_per_count,
+    interpolate,
+    smooth_streamed,
+)
 from lmbench.models.ngram.streaming import gamma as _gamma
 from lmbench.models.ngram.streaming import uniform as _uniform
 
@@ -159,26 +165,12 @@ def discounted_interpolation(
         c = count(m, firsts)  # float64, a fresh array: it becomes alpha in place below
         d = discount(m, c)
         disc = discount_per_count(c, d)
-        n_ctx = _num_contexts(tables, m)
-        total = context_sums(table, c, n_ctx)
-        gamma = _gamma(context_sums(table, disc, n_ctx), total)
         if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies
-            alpha, gamma = c / c.sum(), np.zeros(1)
-        else:  # alpha = (c - D(c)) / S(h) where c > 0, else 0; in place, one row-sized array at a time
-            seen = c > 0
-            alpha = np.subtract(c, disc, out=c)
-            del disc
-            denominator = total[table.context]
-            denominator[denominator <= 0] = 1.0
-            np.divide(alpha, denominator, out=alpha)
-            del denominator
-            alpha[~seen] = 0.0
-            del seen
-        del total, c
-        prob = gamma[table.context]
-        prob *= lower if m == 1 else lower[table.suffix]
-        prob += alpha  # alpha + gamma(h) * p_lower(w | h')
-        del alpha
+            prob, gamma = c / c.sum(), np.zeros(1)
+        else:  # alpha + gamma(h) * p_lower(w | h'), alpha = (c - D(c)) / S(h) where c > 0, else 0
+            suffix = np.arange(len(table)) if m == 1 else table.suffix
+            prob, gamma = interpolate(c, disc, table.context, _num_contexts(tables, m), lower, suffix)
+        del c, disc
         if m == 1:
             prob[bos_id] = 0.0
         if m > 1:  # order m-1 is final now: its back-off is this order's gamma

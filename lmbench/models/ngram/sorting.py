@@ -18,25 +18,26 @@ MERGE_FAN_IN = 8  # runs merged in one pass (more: merged in groups of this many
 
 @numba.njit(cache=True, nogil=True)
 def _radix_sort(keys: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``keys`` (int64) sorted, and ``index`` permuted the same way; stable. One read counts every digit;
-    a digit all keys share (the high ones, for keys in a narrow range) is not scattered."""
+    """``keys`` (int64) sorted, and ``index`` permuted the same way; stable. Works in place: both inputs are
+    overwritten, and the sorted arrays returned are either them or one scratch buffer each. One read counts
+    every digit; a digit all keys share (the high ones, for keys in a narrow range) is not scattered."""
     n = len(keys)
     if n == 0:
-        return keys.copy(), index.copy()
+        return keys, index
     low = keys.min()
     span = keys.max() - low
     digits = 0
     while digits * RADIX_BITS < 63 and (span >> (digits * RADIX_BITS)) > 0:
         digits += 1
-    a = np.empty_like(keys)
+    a = keys
     counts = np.zeros((max(digits, 1), RADIX), np.int64)
     for i in range(n):
-        k = keys[i] - low  # non-negative: the digits order the keys
+        k = a[i] - low  # non-negative: the digits order the keys
         a[i] = k
         for j in range(digits):
             counts[j, (k >> (j * RADIX_BITS)) & (RADIX - 1)] += 1
     b = np.empty_like(a)
-    i_a = index.copy()
+    i_a = index
     i_b = np.empty_like(i_a)
     for j in range(digits):
         offsets = counts[j]
@@ -64,47 +65,52 @@ def _radix_sort(keys: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.nda
 def sort_with_order(keys: np.ndarray, payload: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``np.sort(keys)`` of int64 keys and ``payload`` (default: ``0 .. n-1``, which makes it
     ``np.argsort(keys, kind="stable")``) in the same stable order, from one radix sort."""
-    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    keys = np.array(keys, dtype=np.int64)  # copies: the sort works in place
     if payload is None:
         payload = np.arange(len(keys), dtype=np.int32 if len(keys) < 2**31 else np.int64)
-    return _radix_sort(keys, payload)
+    return _radix_sort(keys, np.array(payload))
 
 
 @numba.njit(cache=True, nogil=True)
-def _group(sorted_keys, sorted_positions, rows):
-    """Distinct keys of ``sorted_keys``, the first position of each (positions sorted stably with the keys)
-    and their counts; ``rows[position]`` gets the group number of every key when ``rows`` is not empty."""
+def _group(sorted_keys, sorted_positions, start_rows, rows):
+    """Distinct keys of ``sorted_keys`` (positions sorted stably with them), how often each occurs and
+    ``start_rows[p + 1]`` at its first position p; ``rows[p]`` gets every key's group number when ``rows``
+    is not empty."""
     n = len(sorted_keys)
     groups = 1 if n else 0
     for i in range(1, n):
         if sorted_keys[i] != sorted_keys[i - 1]:
             groups += 1
     uniq = np.empty(groups, np.int64)
-    first = np.empty(groups, np.int64)
-    counts = np.zeros(groups, np.int64)
+    counts = np.zeros(groups, sorted_positions.dtype)  # a count fits where a position does
+    suffix = np.empty(groups, start_rows.dtype)
     write_rows = len(rows) > 0
     g = -1
     for i in range(n):
+        p = sorted_positions[i]
         if i == 0 or sorted_keys[i] != sorted_keys[i - 1]:
             g += 1
             uniq[g] = sorted_keys[i]
-            first[g] = sorted_positions[i]
+            suffix[g] = start_rows[p + 1]
         counts[g] += 1
         if write_rows:
-            rows[sorted_positions[i]] = g
-    return uniq, first, counts
+            rows[p] = g
+    return uniq, counts, suffix
 
 
-def count_keys(
-    keys: np.ndarray, positions: np.ndarray, rows: np.ndarray | None = None
+def count_chunk(
+    keys: np.ndarray, positions: np.ndarray, start_rows: np.ndarray, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The distinct ``keys`` (sorted), the first of ``positions`` (ascending, one per key) where each occurs,
-    and how often: ``np.unique(keys, return_index=True, return_counts=True)`` with the index mapped through
-    ``positions``. With ``rows``, ``rows[positions[i]]`` is set to the number of key i's group (the
-    ``return_inverse`` of ``np.unique``, written in place)."""
+    """A chunk of m-gram keys (``keys[i]`` starts at ``positions[i]``, ascending) counted into a run: the
+    distinct keys (sorted), how often each occurs and its suffix row, ``start_rows[p + 1]`` at its first
+    position p (the (m-1)-gram starting one position later). With ``rows``, ``rows[positions[i]]`` is set
+    to the number of key i's group (``np.unique``'s inverse, written in place). ``keys`` and ``positions``
+    are overwritten: the sort works in place."""
     # the positions travel through the sort themselves (not indices into them): no second random access
-    sorted_keys, sorted_positions = sort_with_order(keys, positions)
-    return _group(sorted_keys, sorted_positions, rows if rows is not None else np.zeros(0, np.int32))
+    sorted_keys, sorted_positions = _radix_sort(keys, positions)
+    return _group(
+        sorted_keys, sorted_positions, start_rows, rows if rows is not None else np.zeros(0, np.int32)
+    )
 
 
 @numba.njit(cache=True, nogil=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from lmbench.models.ngram.counting import NgramTable
@@ -141,22 +142,12 @@ def smooth_streamed(
             c = counts_of(a, b, bos_rows if m == 1 else (bos_here[a:b] if bos_here is not None else None))
             disc = discount_per_count(c, d)
             local = ctx - lo if lo else ctx
-            total = np.bincount(local, weights=c, minlength=hi - lo)
-            gammas = gamma(np.bincount(local, weights=disc, minlength=hi - lo), total)
             if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies
-                alpha, gammas = c / c.sum(), np.zeros(1)
+                prob, gammas = c / c.sum(), np.zeros(1)
             else:
-                seen = c > 0
-                alpha = np.subtract(c, disc, out=c)
-                del disc
-                denominator = total[local]
-                denominator[denominator <= 0] = 1.0
-                np.divide(alpha, denominator, out=alpha)
-                del denominator
-                alpha[~seen] = 0.0
-            prob = gammas[local]
-            prob *= lower if m == 1 else lower[rows(table.suffix, a, b)]
-            prob += alpha
+                suffix = np.arange(n_rows) if m == 1 else rows(table.suffix, a, b)
+                prob, gammas = interpolate(c, disc, local, hi - lo, lower, suffix)
+            del c, disc
             if m == 1:
                 prob[bos_id] = 0.0
             prob_sink.append(_log10(prob, dtype))
@@ -179,6 +170,33 @@ def smooth_streamed(
     bar.close()
     fit.log10bow.append(np.zeros(0, dtype=dtype))  # no back-offs at the top order
     return fit
+
+
+@numba.njit(cache=True, nogil=True)
+def interpolate(counts, discounts, contexts, n_contexts, lower, suffix):
+    """One chunk of rows (whole contexts ``contexts``, numbered from 0): the interpolated probability
+    ``alpha + gamma(h) * lower[suffix]`` of every row, alpha = (c - D(c)) / S(h) where c > 0, and each
+    context's gamma(h) = (sum of D(c) after h) / S(h), 1 where S(h) = 0. The float64 operations are the
+    in-memory smoother's (bincount sums in row order, then divide, multiply, add), so the values are the
+    same bit for bit."""
+    n = len(counts)
+    total = np.zeros(n_contexts)
+    taken = np.zeros(n_contexts)
+    for i in range(n):
+        total[contexts[i]] += counts[i]
+        taken[contexts[i]] += discounts[i]
+    gammas = np.empty(n_contexts)
+    for h in range(n_contexts):
+        gammas[h] = taken[h] / total[h] if total[h] > 0 else 1.0
+    prob = np.empty(n)
+    for i in range(n):
+        h = contexts[i]
+        alpha = 0.0
+        if counts[i] > 0:
+            denominator = total[h] if total[h] > 0 else 1.0
+            alpha = (counts[i] - discounts[i]) / denominator
+        prob[i] = gammas[h] * lower[suffix[i]] + alpha
+    return prob, gammas
 
 
 def _continuation_counts(above: NgramTable, n_rows: int, chunk: int) -> np.ndarray:
