@@ -201,10 +201,17 @@ def interpolate(counts, discounts, contexts, n_contexts, lower, suffix):
 
 def _continuation_counts(above: NgramTable, n_rows: int, chunk: int) -> np.ndarray:
     """Per row of order m: how many distinct words precede it (rows of order m+1 whose suffix it is)."""
-    cont = np.zeros(n_rows, dtype=np.int64)
+    cont = np.zeros(n_rows, dtype=np.int32 if len(above) <= np.iinfo(np.int32).max else np.int64)
     for a in range(0, len(above), chunk):
-        cont += np.bincount(rows(above.suffix, a, a + chunk), minlength=n_rows)
-    return cont.astype(np.int32) if len(cont) and cont.max() <= np.iinfo(np.int32).max else cont
+        _tally(cont, rows(above.suffix, a, a + chunk))
+    return cont
+
+
+@numba.njit(cache=True, nogil=True)
+def _tally(totals, rows):
+    """``totals[r] += 1`` for every r in ``rows``, in place (a bincount without a new array per chunk)."""
+    for r in rows:
+        totals[r] += 1
 
 
 def _context_chunk(context: np.ndarray | DiskArray, a: int, chunk: int) -> tuple[int, np.ndarray]:
