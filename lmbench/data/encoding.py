@@ -44,6 +44,16 @@ class EncodedText:
     def counts(self) -> dict[str, int]:
         return dict(zip(self.types, self.type_counts.tolist(), strict=True))
 
+    def vocabulary(
+        self, *, min_count: int = 1, max_size: int | None = None
+    ) -> tuple[Vocabulary, np.ndarray, int]:
+        """The vocabulary built from these lines (the training text), their ids in it and how many are
+        ``<unk>`` (see :meth:`to_vocabulary`)."""
+        vocab, mapping = Vocabulary.from_types(
+            self.types, self.type_counts, min_count=min_count, max_size=max_size
+        )
+        return vocab, *self._remapped(mapping, vocab.unk_id)
+
     def to_vocabulary(self, vocab: Vocabulary) -> tuple[np.ndarray, int]:
         """Ids in ``vocab`` (unknown words -> ``<unk>``) and how many tokens are ``<unk>``: unknown words and a
         literal ``<unk>`` in the text alike (KenLM's count, so perplexity excluding OOVs leaves out exactly these)."""
@@ -51,7 +61,10 @@ class EncodedText:
         mapping = np.fromiter(
             (index.get(t, vocab.unk_id) for t in self.types), dtype=np.int32, count=len(self.types)
         )
-        oov = int(self.type_counts[mapping == vocab.unk_id].sum())
+        return self._remapped(mapping, vocab.unk_id)
+
+    def _remapped(self, mapping: np.ndarray, unk_id: int) -> tuple[np.ndarray, int]:
+        oov = int(self.type_counts[mapping == unk_id].sum())
         return mapping[self.ids] if len(self.ids) else np.zeros(0, np.int32), oov
 
 
