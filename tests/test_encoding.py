@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lmbench.data.corpus import encode_stream
 from lmbench.data.encoding import encode_lines, read_lines
-from lmbench.data.split_kernel import TypeTable
+from lmbench.data.split_kernel import TypeTable, utf8_counts
 from lmbench.data.tokenizers import RegexpTokenizer
 from lmbench.data.vocabulary import SPECIALS, Vocabulary
 from lmbench.errors import DataError
@@ -157,6 +157,32 @@ def test_invalid_utf8_anywhere_gives_the_old_message(text, bad, at, block_bytes)
     with pytest.raises(DataError) as got:
         encode_lines(read_lines(io.BytesIO(data), name="f.txt", block_bytes=block_bytes))
     assert str(got.value) == str(expected.value)
+
+
+def python_utf8_counts(block: bytes) -> tuple[int, int] | None:
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return len(text), text.count("\n")
+
+
+def test_utf8_check_agrees_with_python_on_every_lead_and_second_byte():
+    for lead in range(256):
+        for second in range(256):
+            for rest in (b"", b"\x80", b"\xbf\xbf", b"\x80\x80\x80", b"a", b"\x80a\n"):
+                block = bytes([lead, second]) + rest
+                assert utf8_counts(block) == python_utf8_counts(block), block
+
+
+EDGE_BYTES = [0x00, 0x0A, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1]
+EDGE_BYTES += [0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(block=st.one_of(st.binary(max_size=30), st.lists(st.sampled_from(EDGE_BYTES), max_size=12).map(bytes)))
+def test_utf8_check_agrees_with_python(block):
+    assert utf8_counts(block) == python_utf8_counts(block)
 
 
 def test_stdin(monkeypatch):

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from lmbench.data.split_kernel import TypeTable
+from lmbench.data.split_kernel import TypeTable, max_tokens, utf8_counts
 from lmbench.data.tokenizers import Tokenizer, WhitespaceTokenizer
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import DataError
@@ -78,16 +78,23 @@ def encode_lines(lines: Iterable[str], tokenizer: Tokenizer | None = None) -> En
     if not isinstance(tokenizer, WhitespaceTokenizer):
         return _encode_tokenized(lines, tokenizer.tokenize)
     blocks = lines.blocks() if isinstance(lines, TextLines) else _joined_blocks(lines)
+    # ids go straight into one array: sized from the file when its size is known, else grown as needed
+    size = lines.size() if isinstance(lines, TextLines) else None
+    ids = np.empty(max_tokens(size) if size is not None else 1 << 16, dtype=np.int32)
+    n_ids = 0
     table = TypeTable()
-    id_blocks: list[np.ndarray] = []
     line_blocks: list[np.ndarray] = []
     num_chars = 0
     for raw, chars in blocks:
-        ids, tokens_per_line = table.split(raw)
-        id_blocks.append(ids)
+        if n_ids + max_tokens(len(raw)) > len(ids):
+            grown = np.empty(max(2 * len(ids), n_ids + max_tokens(len(raw))), dtype=np.int32)
+            grown[:n_ids] = ids[:n_ids]
+            ids = grown
+        n_ids, tokens_per_line = table.split_into(raw, ids, n_ids)
         line_blocks.append(tokens_per_line)
         num_chars += chars
-    return _encoded(id_blocks, line_blocks, table.types(), table.type_counts(), num_chars)
+    ids.resize(n_ids, refcheck=False)  # in place: the unused end is given back, not copied (no views exist)
+    return _encoded(ids, line_blocks, table.types(), table.type_counts(), num_chars)
 
 
 def _joined_blocks(lines: Iterable[str]) -> Iterator[tuple[bytes, int]]:
@@ -121,24 +128,17 @@ def _encode_tokenized(lines: Iterable[str], tokenize: Callable[[str], list[str]]
         line_blocks.append(np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens)))
         flat = list(map(lookup, itertools.chain.from_iterable(tokens)))
         id_blocks.append(np.array(flat, dtype=np.int32))
+    ids = np.concatenate(id_blocks) if id_blocks else np.zeros(0, np.int32)
     types = list(ids_of)
-    type_counts = np.zeros(len(types), np.int64)
-    for ids in id_blocks:
-        type_counts += np.bincount(ids, minlength=len(types))
-    return _encoded(id_blocks, line_blocks, types, type_counts, num_chars)
+    return _encoded(ids, line_blocks, types, np.bincount(ids, minlength=len(types)), num_chars)
 
 
 def _encoded(
-    id_blocks: list[np.ndarray],
-    line_blocks: list[np.ndarray],
-    types: list[str],
-    type_counts: np.ndarray,
-    num_chars: int,
+    ids: np.ndarray, line_blocks: list[np.ndarray], types: list[str], type_counts: np.ndarray, num_chars: int
 ) -> EncodedText:
     lengths = np.concatenate(line_blocks) if line_blocks else np.zeros(0, np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    ids = np.concatenate(id_blocks) if id_blocks else np.zeros(0, np.int32)
     return EncodedText(ids=ids, offsets=offsets, types=types, type_counts=type_counts, num_chars=num_chars)
 
 
@@ -154,19 +154,25 @@ class TextLines:
         self.source, self.name, self.block_bytes = source, name, block_bytes
 
     def __iter__(self) -> Iterator[str]:
-        for _, text in self._blocks():
+        for raw, _ in self.blocks():
+            text = raw.decode("utf-8")  # valid: blocks() checked it
             lines = text.split("\n")
             if text.endswith("\n"):
                 lines.pop()
             yield from lines
 
+    def size(self) -> int | None:
+        """Bytes of the text if it is a file (so the ids array can be sized once), else None."""
+        if isinstance(self.source, Path):
+            try:
+                return self.source.stat().st_size
+            except OSError:
+                return None
+        return None
+
     def blocks(self) -> Iterator[tuple[bytes, int]]:
         """Blocks of whole lines as UTF-8 bytes (the last line may lack its newline) and the characters of
         each: one per newline, and one for a last line without a newline, as :func:`encode_lines` counts."""
-        for raw, text in self._blocks():
-            yield raw, len(text) + (not text.endswith("\n"))
-
-    def _blocks(self) -> Iterator[tuple[bytes, str]]:
         if not isinstance(self.source, Path):
             yield from _line_blocks(self.source, self.name, self.block_bytes)
             return
@@ -195,9 +201,9 @@ def read_lines(
     return TextLines(stream, name or "<stdin>", block_bytes)
 
 
-def _line_blocks(f: BinaryIO, name: str, block_bytes: int) -> Iterator[tuple[bytes, str]]:
+def _line_blocks(f: BinaryIO, name: str, block_bytes: int) -> Iterator[tuple[bytes, int]]:
     """Read ``f`` in blocks cut after their last newline (a line longer than a block makes a longer block),
-    each with its text: decoding checks the UTF-8."""
+    each checked to be UTF-8, with its characters."""
     first_line = 1
     pending: list[bytes] = []  # the start of a line that did not end in the blocks read so far
     while data := f.read(block_bytes):
@@ -207,20 +213,27 @@ def _line_blocks(f: BinaryIO, name: str, block_bytes: int) -> Iterator[tuple[byt
             continue
         block = b"".join([*pending, data[:cut]]) if pending else data[:cut]
         pending = [data[cut:]] if cut < len(data) else []
-        yield block, _decoded(block, name, first_line)
-        first_line += block.count(b"\n")
+        chars, newlines = _checked_counts(block, name, first_line)
+        yield block, chars
+        first_line += newlines
     if pending:
         block = b"".join(pending)
-        yield block, _decoded(block, name, first_line)
+        chars, _ = _checked_counts(block, name, first_line)
+        yield block, chars + 1  # the last line, without a newline
 
 
-def _decoded(block: bytes, name: str, first_line: int) -> str:
-    """``block`` as text; invalid UTF-8 is a :class:`DataError` naming the line and the byte within it."""
+def _checked_counts(block: bytes, name: str, first_line: int) -> tuple[int, int]:
+    """Characters and newlines of ``block``; invalid UTF-8 is a :class:`DataError` naming the line and the
+    byte within it (Python's decoder says where)."""
+    counts = utf8_counts(block)
+    if counts is not None:
+        return counts
     try:
-        return block.decode("utf-8")
+        text = block.decode("utf-8")
     except UnicodeDecodeError as e:
         number = first_line + block.count(b"\n", 0, e.start)
         byte = e.start - (block.rfind(b"\n", 0, e.start) + 1)
         raise DataError(
             f"{name}:{number}: invalid UTF-8 at byte {byte} of the line (expected UTF-8 text)"
         ) from None
+    return len(text), text.count("\n")  # not reached while utf8_counts agrees with Python's decoder

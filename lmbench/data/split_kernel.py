@@ -142,20 +142,18 @@ def _split_until_full(buf, i, line, ids, n_ids, line_tokens, slots, types, blob,
 
 
 @numba.njit(cache=True, nogil=True)
-def _split_block(buf, n_lines, slots, types, blob, n_types, blob_used):
-    """Split ``buf`` (whole lines; the last may lack its newline) into token ids and tokens per line, growing
-    the type table (see :func:`_split_until_full`) whenever it is full; returns them and the table."""
-    ids = np.empty(
-        (len(buf) + 1) // 2, dtype=np.int32
-    )  # a token and the whitespace after it: 2 bytes or more
+def _split_block(buf, n_lines, ids, n_ids, slots, types, blob, n_types, blob_used):
+    """Split ``buf`` (whole lines; the last may lack its newline) into token ids, written to ``ids`` from
+    ``n_ids`` on, and tokens per line, growing the type table (see :func:`_split_until_full`) whenever it is
+    full; returns the new ``n_ids``, the tokens per line and the table."""
     line_tokens = np.zeros(n_lines, dtype=np.int64)
-    i = line = n_ids = np.int64(0)  # not literal 0s, which would compile the kernel a second time
+    i = line = np.int64(0)  # not literal 0s, which would compile the kernel a second time
     while True:
         i, line, n_ids, n_types, blob_used, blob_needed = _split_until_full(
             buf, i, line, ids, n_ids, line_tokens, slots, types, blob, n_types, blob_used
         )
         if i == len(buf):
-            return ids[:n_ids].copy(), line_tokens, slots, types, blob, n_types, blob_used
+            return n_ids, line_tokens, slots, types, blob, n_types, blob_used
         if n_types == len(types):
             grown = np.zeros((2 * len(types), 3), dtype=np.int64)
             grown[:n_types] = types
@@ -167,6 +165,55 @@ def _split_block(buf, n_lines, slots, types, blob, n_types, blob_used):
             grown_blob = np.empty(max(2 * len(blob), blob_used + blob_needed), dtype=np.uint8)
             grown_blob[:blob_used] = blob[:blob_used]
             blob = grown_blob
+
+
+@numba.njit(cache=True, nogil=True)
+def _utf8_counts(buf: np.ndarray) -> tuple[int, int]:
+    """Characters and newlines of ``buf``, or (-1, -1) if it is not well-formed UTF-8 as Python's strict
+    decoder defines it: no overlong forms (C0, C1, E0 80..9F, F0 80..8F), no surrogates (ED A0..BF), nothing
+    above U+10FFFF (F4 90.., F5..FF), no stray or missing continuation bytes."""
+    n = len(buf)
+    chars = newlines = i = 0
+    while i < n:
+        c = buf[i]
+        chars += 1
+        if c < 0x80:
+            newlines += c == _NEWLINE
+            i += 1
+            continue
+        if c < 0xC2 or c > 0xF4:
+            return -1, -1
+        width = 2 if c < 0xE0 else 3 if c < 0xF0 else 4
+        if i + width > n:
+            return -1, -1
+        low, high = 0x80, 0xBF  # the allowed range of the second byte
+        if c == 0xE0:
+            low = 0xA0
+        elif c == 0xED:
+            high = 0x9F
+        elif c == 0xF0:
+            low = 0x90
+        elif c == 0xF4:
+            high = 0x8F
+        if not low <= buf[i + 1] <= high:
+            return -1, -1
+        for k in range(i + 2, i + width):
+            if buf[k] & 0xC0 != 0x80:
+                return -1, -1
+        i += width
+    return chars, newlines
+
+
+def utf8_counts(block: bytes) -> tuple[int, int] | None:
+    """Characters and newlines of ``block``, or None if it is not valid UTF-8 (one compiled pass: no string
+    is built, unlike ``bytes.decode``)."""
+    chars, newlines = _utf8_counts(np.frombuffer(block, dtype=np.uint8))
+    return None if chars < 0 else (chars, newlines)
+
+
+def max_tokens(n_bytes: int) -> int:
+    """The most tokens ``n_bytes`` of text can hold: a token and the whitespace after it take two bytes."""
+    return (n_bytes + 1) // 2
 
 
 class TypeTable:
@@ -188,12 +235,31 @@ class TypeTable:
     def split(self, block: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Ids (int32) of the tokens of ``block`` (UTF-8 lines; the last may lack its newline) and how many
         tokens each line has (int64 [lines])."""
+        ids = np.empty(max_tokens(len(block)), dtype=np.int32)
+        end, line_tokens = self.split_into(block, ids, 0)
+        return ids[:end], line_tokens
+
+    def split_into(self, block: bytes, ids: np.ndarray, start: int) -> tuple[int, np.ndarray]:
+        """:meth:`split`, writing the ids to ``ids[start:]`` (which must have room for
+        ``max_tokens(len(block))``) and returning where they end instead."""
+        if len(ids) - start < max_tokens(len(block)):
+            raise ValueError(
+                f"ids has room for {len(ids) - start} tokens, a block of {len(block)} bytes needs {max_tokens(len(block))}"
+            )
         n_lines = block.count(b"\n") + (1 if block and not block.endswith(b"\n") else 0)
         buf = np.frombuffer(block, dtype=np.uint8)
-        ids, line_tokens, self._slots, self._types, self._blob, self._n_types, self._blob_used = _split_block(
-            buf, n_lines, self._slots, self._types, self._blob, self._n_types, self._blob_used
+        end, line_tokens, self._slots, self._types, self._blob, self._n_types, self._blob_used = _split_block(
+            buf,
+            n_lines,
+            ids,
+            np.int64(start),
+            self._slots,
+            self._types,
+            self._blob,
+            self._n_types,
+            self._blob_used,
         )
-        return ids, line_tokens
+        return end, line_tokens
 
     def types(self) -> list[str]:
         """The distinct tokens, provisional id order (lone surrogates come back as they went in)."""
