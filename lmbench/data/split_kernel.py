@@ -212,7 +212,7 @@ def utf8_counts(block: bytes) -> tuple[int, int] | None:
 
 
 def max_tokens(n_bytes: int) -> int:
-    """The most tokens ``n_bytes`` of text can hold: a token and the whitespace after it take two bytes."""
+    """The most tokens ``n_bytes`` of text can hold: a token and the whitespace after it take two bytes or more."""
     return (n_bytes + 1) // 2
 
 
