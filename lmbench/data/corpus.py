@@ -306,11 +306,11 @@ def tokenize_corpus(
     arrays, so memory is the id arrays, not a Python list of every token.
     """
     encoded = {name: encode_lines(corpus.split(name), tokenizer) for name in SPLITS}
-    vocab = Vocabulary.from_counts(encoded["train"].counts(), min_count=min_count, max_size=max_size)
+    vocab, *train = encoded["train"].vocabulary(min_count=min_count, max_size=max_size)
     streams = {}
     for name in SPLITS:
         text = encoded.pop(name)
-        ids, oov = text.to_vocabulary(vocab)
+        ids, oov = train if name == "train" else text.to_vocabulary(vocab)
         streams[name] = TokenStream(
             ids=ids,
             offsets=text.offsets,
@@ -331,8 +331,7 @@ def encode_stream(
 ):
     """One :class:`TokenStream` with a vocabulary built from ``lines`` themselves (training text), streamed."""
     text = encode_lines(lines, tokenizer)
-    vocab = Vocabulary.from_counts(text.counts(), min_count=min_count, max_size=max_size)
-    ids, oov = text.to_vocabulary(vocab)
+    vocab, ids, oov = text.vocabulary(min_count=min_count, max_size=max_size)
     return TokenStream(ids=ids, offsets=text.offsets, vocab=vocab, num_chars=text.num_chars, oov=oov)
 
 

@@ -6,6 +6,7 @@ broken alphabetically, so the same training text always gives the same ids.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -46,15 +47,45 @@ class Vocabulary:
         cls, counts: dict[str, int], *, min_count: int = 1, max_size: int | None = None
     ) -> Vocabulary:
         """Keep words seen at least ``min_count`` times, at most ``max_size`` entries in all (specials included)."""
+        words = list(counts)
+        type_counts = np.fromiter(counts.values(), dtype=np.int64, count=len(words))
+        return cls.from_types(words, type_counts, min_count=min_count, max_size=max_size)[0]
+
+    @classmethod
+    def from_types(
+        cls, types: Sequence[str], counts: np.ndarray, *, min_count: int = 1, max_size: int | None = None
+    ) -> tuple[Vocabulary, np.ndarray]:
+        """:meth:`from_counts` for distinct ``types`` seen ``counts`` times, and the id of each type in it
+        (int32: ``<unk>`` for the words left out; a literal special keeps its own id).
+
+        Vectorised: one C-level sort of the strings (alphabetical), then a stable sort by descending count,
+        which leaves ties alphabetical: the order of sorting by ``(-count, word)``, without a Python key per
+        word, and the ids come from the sort, not from a dictionary lookup per type.
+        """
         if min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {min_count}")
         if max_size is not None and max_size < len(SPECIALS) + 1:
             raise ValueError(f"max_size must be >= {len(SPECIALS) + 1}, got {max_size}")
-        words = [w for w, c in counts.items() if c >= min_count and w not in (BOS, EOS, UNK)]
-        words.sort(key=lambda w: (-counts[w], w))
+        alphabetical = np.array(sorted(range(len(types)), key=types.__getitem__), dtype=np.int64)
+        specials: dict[str, int] = {}  # a literal <unk>, <s> or </s> in the text: its position in types
+        for special in SPECIALS:
+            k = bisect.bisect_left(alphabetical, special, key=types.__getitem__)
+            if k < len(alphabetical) and types[alphabetical[k]] == special:
+                specials[special] = int(alphabetical[k])
+        kept = alphabetical[counts[alphabetical] >= min_count]
+        kept = kept[~np.isin(kept, list(specials.values()))]
+        kept = kept[np.argsort(-counts[kept], kind="stable")]
         if max_size is not None:
-            words = words[: max_size - len(SPECIALS)]
-        return cls([*SPECIALS, *words], counts)
+            kept = kept[: max_size - len(SPECIALS)]
+        vocab = cls(
+            [*SPECIALS, *map(types.__getitem__, kept.tolist())],
+            dict(zip(types, counts.tolist(), strict=True)),
+        )
+        ids = np.full(len(types), cls.unk_id, dtype=np.int32)
+        ids[kept] = np.arange(len(SPECIALS), len(SPECIALS) + len(kept), dtype=np.int32)
+        for special, position in specials.items():
+            ids[position] = SPECIALS.index(special)
+        return vocab, ids
 
     @classmethod
     def build(
