@@ -1,13 +1,14 @@
 """ARPA back-off files (the format of KenLM, SRILM, IRSTLM): write and read, plain or gzip, vectorised.
 
 ARPA stores log10 probabilities and back-off weights; ``<s>`` gets KenLM's -99 ("never predicted").
-Writing formats whole blocks of lines at once (numbers as digit matrices, words gathered from one byte blob);
-reading parses well-formed files (one tab or space between fields and words, what KenLM, SRILM and lmbench
-write) with pyarrow's multi-threaded CSV reader and maps words to ids with one C++ hash lookup per word column;
-anything else goes through pandas' C parser, which also finds what is wrong. Reading
-validates what it reads: every problem is a :class:`DataError` naming the file and, where there is one, the
-line, and the model is checked (log-probabilities finite and <= 0, no duplicate n-grams, ``<unk>`` and
-``</s>`` present, every context listed) before it is returned.
+Writing formats a block of lines at a time with a compiled (Numba) loop straight into one byte buffer
+(words copied from one byte blob of the vocabulary, numbers written from digit lookup tables); reading parses
+well-formed files (one tab or space between fields and words, what KenLM, SRILM and lmbench write) with
+pyarrow's multi-threaded CSV reader and maps words to ids with one C++ hash lookup per word column; anything
+else goes through pandas' C parser, which also finds what is wrong. Reading validates what it reads: every
+problem is a :class:`DataError` naming the file and, where there is one, the line, and the model is checked
+(log-probabilities finite and <= 0, no duplicate n-grams, ``<unk>`` and ``</s>`` present, every context
+listed) before it is returned.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
+import numba
 import numpy as np
 
 from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
@@ -65,153 +67,141 @@ class ArpaTables:
 
 
 # ------------------------------------------------------------------------------------------------ writing
-def block_words(keys: Sequence, m: int, block_keys: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Word ids [rows, m] of the order-m n-grams with the given keys (a run of consecutive rows of that order,
-    so their contexts are a run of rows of order m-1, read the same way). ``keys``: every order's keys, in
-    memory or on disk, so only a block's worth of rows is ever read."""
-    V = vocab_size
-    dtype = np.int32 if V < 2**31 else np.int64
-    if m == 1:
-        return block_keys.astype(dtype)[:, None]
-    context = block_keys // V
-    if len(context) == 0:
-        return np.zeros((0, m), dtype=dtype)
-    lo, hi = int(context[0]), int(context[-1]) + 1
-    below = block_words(keys, m - 1, rows(keys[m - 2], lo, hi), V)
-    return np.concatenate([below[context - lo], (block_keys % V).astype(dtype)[:, None]], axis=1)
+def block_words(keys: Sequence, m: int, start: int, stop: int, vocab_size: int) -> np.ndarray:
+    """Word ids [rows, m] of the order-m n-grams in rows ``start .. stop-1``. A key is context row x |V| +
+    word, and a run of consecutive rows has its contexts in a run of rows of order m-1, so each order below is
+    read only over the rows the block needs (``keys``: every order's keys, in memory or on disk)."""
+    dtype = np.int32 if vocab_size < 2**31 else np.int64
+    row = np.arange(start, min(stop, len(keys[m - 1])), dtype=np.int64)
+    words = np.empty((len(row), m), dtype=dtype)
+    lo, hi = start, start + len(row)
+    for j in range(m - 1, -1, -1):
+        if len(row) == 0:
+            break
+        _split_keys(rows(keys[j], lo, hi), lo, row, vocab_size, words, j)
+        lo, hi = int(row[0]), int(row[-1]) + 1  # the context rows, in order: keys are sorted
+    return words
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_keys(keys, first, row, vocab_size, words, column):
+    """Word ``column`` of each n-gram from its key (``keys`` holds rows ``first ..`` of its order); ``row``
+    then becomes the context's row in the order below."""
+    for i in range(len(row)):
+        key = keys[row[i] - first]
+        words[i, column] = key % vocab_size
+        row[i] = key // vocab_size
 
 
 DECIMALS = 7  # log10 values to 7 decimal places: at most 5e-8 from the stored value
+SCALE = 10**DECIMALS
+PLAIN_LIMIT = 999.5  # magnitudes below this are written [-]ddd.ddddddd; the rest (never a log10 probability:
+# inf, nan, 1000 and more) fall back to Python's ``%.7g``
+NUMBER_BYTES = 12  # the most a plain number takes: sign, 3 integer digits, '.', 7 decimals
+DIGITS = np.frombuffer(b"".join(b"%04d" % i for i in range(10_000)), dtype=np.uint8)  # 0000 0001 .. 9999
+TRAILING_ZEROS = np.array([4 - len((b"%04d" % i).rstrip(b"0")) for i in range(10_000)], dtype=np.int64)
 
 
-def _digit_table(count: int, width: int) -> np.ndarray:
-    """ASCII digits of 0 .. count-1, zero-padded to ``width``: uint8 [count, width]."""
-    return np.array([list(f"{i:0{width}d}".encode()) for i in range(count)], dtype=np.uint8)
+def _fallback_texts(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``%.7g`` text of the values the kernel does not write itself, in the order it meets them (line by
+    line, column by column): one byte blob and where each text starts in it (plus the end)."""
+    texts = []
+    if not all(np.abs(c).max(initial=0) < PLAIN_LIMIT for c in columns):  # rare: look value by value
+        values = np.stack(columns, axis=1).astype(np.float64).ravel()
+        texts = [f"{x:.7g}".encode() for x in values[~(np.abs(values) < PLAIN_LIMIT)]]
+    starts = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in texts], out=starts[1:])
+    return np.frombuffer(b"".join(texts), dtype=np.uint8), starts
 
 
-_DIGITS3, _DIGITS4 = _digit_table(1000, 3), _digit_table(10000, 4)
-# trailing zeros of 0..999 and 0..9999 written with 3 and 4 digits
-_TRAILING3 = np.array([len(s) - len(s.rstrip("0")) for s in (f"{i:03d}" for i in range(1000))])
-_TRAILING4 = np.array([len(s) - len(s.rstrip("0")) for s in (f"{i:04d}" for i in range(10000))])
-_INT_DIGITS = np.array([len(str(i)) for i in range(1000)])
-NUMBER_WIDTH = 16  # sign, 3 integer digits, '.', 7 decimals, and room for the fallback text
+@numba.njit(cache=True, nogil=True)
+def _format_lines(words, logprob, logbow, with_backoff, word_bytes, word_starts, fallback, fallback_starts):
+    """ARPA lines ``logprob<TAB>w1 w2 .. wm[<TAB>backoff]\\n`` of a block of n-grams, as one uint8 array.
 
-
-def format_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decimal text of ``values``: a byte matrix [n, NUMBER_WIDTH] and, per value, where its text starts in
-    its row and how long it is. ``-1.2345678``-style, trailing zeros dropped (``0``, ``-99``, ``-0.5``);
-    digits come from lookup tables, so there is no per-value Python work. -inf is ``-inf``; magnitudes of
-    1000 or more (never a log10 probability) fall back to ``%.7g``.
+    Word ``w`` is ``word_bytes[word_starts[w] : word_starts[w + 1]]`` (UTF-8; ``word_bytes`` has 8 spare
+    bytes at its end). A number is |x| x 1e7 rounded half to even, written with 7 decimals less its
+    trailing zeros (``0``, ``-99``, ``-0.5``) and a '-' only when that rounded value is not 0; one of
+    magnitude ``PLAIN_LIMIT`` or more (inf, nan) is the next of the ``fallback`` texts instead. Copies
+    index with unsigned integers, which spares each access Numba's check for a negative index.
     """
-    x = np.asarray(values, dtype=np.float64)
-    n = len(x)
-    scale = 10**DECIMALS
-    fast = np.abs(x) < 999.5  # also False for inf and nan
-    scaled = np.rint(np.abs(np.where(fast, x, 0.0)) * scale).astype(np.int64)
-    neg = (x < 0) & (scaled > 0)
-    ipart = scaled // scale
-    fpart = scaled - ipart * scale
-    hi, lo = fpart // 10000, fpart % 10000
-    trailing = np.where(lo == 0, 4 + _TRAILING3[hi], _TRAILING4[lo])
-    frac_digits = DECIMALS - trailing
-    mat = np.zeros((n, NUMBER_WIDTH), dtype=np.uint8)
-    mat[:, 1:4] = _DIGITS3[ipart]  # integer part right-aligned at column 3
-    mat[:, 4] = ord(".")
-    mat[:, 5:8] = _DIGITS3[hi]
-    mat[:, 8:12] = _DIGITS4[lo]
-    int_digits = _INT_DIGITS[ipart]
-    first = 4 - int_digits - neg
-    mat[np.flatnonzero(neg), first[neg]] = ord("-")
-    length = int_digits + neg + np.where(frac_digits > 0, frac_digits + 1, 0)
-    for i in np.flatnonzero(~fast):
-        text = f"{x[i]:.7g}".encode()
-        mat[i, :] = 0
-        mat[i, : len(text)] = np.frombuffer(text, np.uint8)
-        first[i], length[i] = 0, len(text)
-    return mat, first, length
-
-
-def _windows(buf: np.ndarray) -> np.ndarray:
-    """Every 8-byte window of the uint8 array ``buf`` as a uint64 (window i starts at byte i): a strided view."""
-    return np.ndarray(shape=(len(buf) - 7,), dtype=np.uint64, buffer=buf, offset=0, strides=(1,))
-
-
-def _gather(blob: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
-    """Concatenate the byte pieces ``blob[starts[i] : starts[i] + lengths[i]]`` (all non-empty), in order.
-
-    Bytes move 8 at a time through overlapping uint64 windows: each piece's first 8 bytes are written at its
-    place in order (what lands past a short piece's end is overwritten by the pieces after it), then the
-    rest of each longer piece, its last 8 bytes ending exactly at its end. ``blob`` needs 8 spare bytes at
-    its end.
-    """
-    ends = np.cumsum(lengths)
-    total = int(ends[-1])
-    at = ends - lengths
-    out = np.zeros(total + 8, dtype=np.uint8)
-    source, target = _windows(blob), _windows(out)
-    target[at] = source[starts]  # in order: a later piece overwrites what an earlier one wrote past its end
-    longer = np.flatnonzero(lengths > 8)
-    if len(longer):
-        first, size = starts[longer], lengths[longer]
-        for j in range(1, int((size.max() - 1) // 8)):  # middle chunks of pieces over 16 bytes (rare)
-            mid = size > 8 * (j + 1)
-            target[at[longer[mid]] + 8 * j] = source[first[mid] + 8 * j]
-        target[at[longer] + size - 8] = source[first + size - 8]
-    return out[:total].tobytes()
-
-
-class _WordTexts:
-    """Every vocabulary word three times in one byte blob: followed by a space, a tab and a newline (what
-    can follow a word in an ARPA line), so a word and its separator are one piece to copy."""
-
-    SEPARATORS = (b" ", b"\t", b"\n")
-
-    def __init__(self, tokens: list[str]):
-        encoded = [t.encode("utf-8") for t in tokens]
-        self.lengths = np.fromiter((len(t) + 1 for t in encoded), dtype=np.int64, count=len(encoded))
-        starts = np.cumsum(self.lengths) - self.lengths
-        size = int(self.lengths.sum())
-        self.starts = [starts + k * size for k in range(len(self.SEPARATORS))]
-        self.blob = np.frombuffer(
-            b"".join(b"".join(t + sep for t in encoded) for sep in self.SEPARATORS), dtype=np.uint8
-        )
-
-
-def _with_separator(mat: np.ndarray, first: np.ndarray, length: np.ndarray, separator: str) -> np.ndarray:
-    """Put ``separator`` right after each number's text in its row of ``mat``; the lengths that include it."""
-    mat[np.arange(len(mat)), first + length] = ord(separator)
-    return length + 1
+    n, m = words.shape
+    size = 8 + len(fallback) + n * (2 * NUMBER_BYTES + 2)  # numbers, their separators, a word copy's spill
+    for i in range(n):
+        for j in range(m):
+            size += word_starts[words[i, j] + 1] - word_starts[words[i, j]] + 1  # the word and a space
+    out = np.empty(size, dtype=np.uint8)
+    pos, taken = 0, 0
+    for i in range(n):
+        for field in range(m + 1 + with_backoff):  # log10 prob, the m words, the back-off
+            if 0 < field <= m:
+                start = word_starts[words[i, field - 1]]
+                length = word_starts[words[i, field - 1] + 1] - start
+                at, start = np.uint64(pos), np.uint64(start)
+                for k in range(np.uint64(8)):  # most words at once: what lands past the end is overwritten
+                    out[at + k] = word_bytes[start + k]
+                for k in range(np.uint64(8), np.uint64(length)):
+                    out[at + k] = word_bytes[start + k]
+                pos += length
+                out[pos] = 32 if field < m else (9 if with_backoff else 10)  # space, tab or newline
+                pos += 1
+                continue
+            x = np.float64(logprob[i] if field == 0 else logbow[i])
+            if not abs(x) < PLAIN_LIMIT:
+                for k in range(fallback_starts[taken], fallback_starts[taken + 1]):
+                    out[pos] = fallback[k]
+                    pos += 1
+                taken += 1
+            else:
+                scaled = np.int64(np.rint(abs(x) * SCALE))
+                if x < 0 and scaled > 0:
+                    out[pos] = 45  # '-'
+                    pos += 1
+                whole = scaled // SCALE  # 0 .. 999
+                fraction = scaled - whole * SCALE
+                digits = 1 + (whole >= 10) + (whole >= 100)
+                at, start = np.uint64(pos), np.uint64(4 * whole + 4 - digits)
+                for k in range(np.uint64(3)):  # the whole part's digits (and what the '.' overwrites)
+                    out[at + k] = DIGITS[start + k]
+                pos += digits
+                high, low = fraction // 10_000, fraction % 10_000  # decimals 1-3 and 4-7
+                out[pos] = 46  # '.', kept only when there are decimals
+                at, start = np.uint64(pos + 1), np.uint64(4 * high + 1)
+                for k in range(np.uint64(3)):
+                    out[at + k] = DIGITS[start + k]
+                at, start = np.uint64(pos + 4), np.uint64(4 * low)
+                for k in range(np.uint64(4)):
+                    out[at + k] = DIGITS[start + k]
+                if fraction:
+                    pos += 1 + DECIMALS - (TRAILING_ZEROS[low] if low else 4 + TRAILING_ZEROS[high])
+            out[pos] = 9 if field == 0 else 10  # tab after the log10 prob, newline after the back-off
+            pos += 1
+    return out[:pos]
 
 
 def _format_block(
-    words: np.ndarray, logprob: np.ndarray, logbow: np.ndarray | None, texts: _WordTexts
-) -> bytes:
-    """ARPA lines ``logprob<TAB>w1 .. wm[<TAB>backoff]\\n`` for a block of n-grams, as bytes: per line the
-    pieces ``logprob\\t``, ``w1 `` .. ``w(m-1) ``, ``wm\\t`` (or ``wm\\n``) and ``backoff\\n``."""
-    n, m = words.shape
-    prob_mat, prob_first, prob_len = format_numbers(logprob)
-    prob_len = _with_separator(prob_mat, prob_first, prob_len, "\t")
-    parts = [texts.blob, prob_mat.ravel()]
-    prob_base = len(texts.blob)
-    k = m + 1 + (1 if logbow is not None else 0)
-    starts = np.empty((n, k), dtype=np.int64)
-    lengths = np.empty((n, k), dtype=np.int64)
-    starts[:, 0] = prob_base + np.arange(n, dtype=np.int64) * NUMBER_WIDTH + prob_first
-    lengths[:, 0] = prob_len
-    for j in range(m):
-        separator = 0 if j < m - 1 else (1 if logbow is not None else 2)  # space, tab or newline after it
-        starts[:, 1 + j] = texts.starts[separator][words[:, j]]
-        lengths[:, 1 + j] = texts.lengths[words[:, j]]
-    if logbow is not None:
-        bow_mat, bow_first, bow_len = format_numbers(logbow)
-        lengths[:, m + 1] = _with_separator(bow_mat, bow_first, bow_len, "\n")
-        starts[:, m + 1] = prob_base + prob_mat.size + np.arange(n) * NUMBER_WIDTH + bow_first
-        parts.append(bow_mat.ravel())
-    parts.append(np.zeros(8, dtype=np.uint8))  # room to read 8 bytes from the last piece's start
-    return _gather(np.concatenate(parts), starts.ravel(), lengths.ravel())
+    words: np.ndarray,
+    logprob: np.ndarray,
+    logbow: np.ndarray | None,
+    vocab_text: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """The ARPA lines of a block of n-grams (``words`` [n, m] ids, their log10 values) as a uint8 array."""
+    columns = (logprob,) if logbow is None else (logprob, logbow)  # the top order has no back-offs:
+    # the kernel is then handed the log-probabilities in their place, unread
+    return _format_lines(
+        words, logprob, columns[-1], logbow is not None, *vocab_text, *_fallback_texts(*columns)
+    )
 
 
-def arpa_chunks(model: BackoffModel) -> Iterator[bytes]:
+def _vocab_text(tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every word's UTF-8 bytes in one blob (with 8 spare bytes at its end), and where each starts (plus
+    the end)."""
+    encoded = [t.encode("utf-8") for t in tokens]
+    starts = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=starts[1:])
+    return np.frombuffer(b"".join(encoded) + bytes(8), dtype=np.uint8), starts
+
+
+def arpa_chunks(model: BackoffModel) -> Iterator[bytes | memoryview]:
     """The ARPA text of ``model`` in blocks of bytes (header, then each section a block of lines at a time)."""
     stored = getattr(model, "stored_", None)  # tables made on disk: read there a block at a time
     keys, log10prob, log10bow = stored or (model.keys_, model.log10prob_, model.log10bow_)
@@ -223,12 +213,12 @@ def arpa_chunks(model: BackoffModel) -> Iterator[bytes]:
 
 def arpa_text(
     tokens: list[str], keys: Sequence, log10prob: Sequence, log10bow: Sequence, *, progress: bool = False
-) -> Iterator[bytes]:
+) -> Iterator[bytes | memoryview]:
     """ARPA text of back-off tables given per order (arrays in memory or :class:`DiskArray`, read a block of
     rows at a time): the header, then each section in blocks of lines (``progress``: a bar on stderr)."""
     from tqdm import tqdm
 
-    texts = _WordTexts(tokens)
+    vocab_text = _vocab_text(tokens)
     V, n = len(tokens), len(keys)
     header = ["", "\\data\\"]
     for m in range(1, n + 1):  # n-grams with a -inf log-probability are left out (order 1: <s> is -99)
@@ -248,7 +238,7 @@ def arpa_text(
         for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK):
             bar.update(min(LINES_PER_BLOCK, len(keys[m - 1]) - a))
             b = a + LINES_PER_BLOCK
-            words = block_words(keys, m, rows(keys[m - 1], a, b), V)
+            words = block_words(keys, m, a, b, V)
             lp = rows(log10prob[m - 1], a, b)
             bow = rows(log10bow[m - 1], a, b) if m < n else None
             if m > 1:
@@ -259,7 +249,7 @@ def arpa_text(
             else:
                 lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
             if len(lp):
-                yield _format_block(words, lp, bow, texts)
+                yield memoryview(_format_block(words, lp, bow, vocab_text))
     bar.close()
     yield b"\n\\end\\\n"
 
