@@ -323,6 +323,18 @@ def test_arpa_files_get_the_mode_of_any_new_file(tiny_train, tmp_path):
     assert gzip.decompress((tmp_path / "m.arpa.gz").read_bytes()) == (tmp_path / "m.arpa").read_bytes()
 
 
+def test_gzip_arpa_files_are_the_same_bytes_each_time(tiny_train, tmp_path):
+    model = NgramLM(3).fit(tiny_train)
+    model.to_arpa(tmp_path / "a.arpa.gz")
+    model.to_arpa(tmp_path / "b.arpa.gz")
+    model.to_arpa(tmp_path / "b.arpa.gz")  # over an existing file
+    a, b = (tmp_path / "a.arpa.gz").read_bytes(), (tmp_path / "b.arpa.gz").read_bytes()
+    assert (
+        a[3] & 0x08 and a[10:].split(b"\0")[0] == b"a.arpa"
+    )  # the header names the file, not a temporary one
+    assert a.replace(b"a.arpa", b"b.arpa", 1) == b
+
+
 # ------------------------------------------------------------------------------------- ARPA reading
 GOOD = """
 \\data\\

@@ -263,8 +263,8 @@ def write_arpa(model: BackoffModel, path: str | Path | IO[bytes]) -> None:
         return
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
-        out: IO[bytes] = (
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[assignment]
+        out: IO[bytes] = (  # the gzip header names the file (less .gz, as gzip does), not the temporary one
+            gzip.GzipFile(path.name, "wb", GZIP_LEVEL, fileobj=raw, mtime=0)  # type: ignore[assignment]
             if path.suffix == ".gz"
             else raw
         )
