@@ -311,6 +311,29 @@ def test_arpa_text_matches_a_line_by_line_writer(tmp_path, monkeypatch, stored, 
         assert _arpa_bytes(tokens, keys, logprob, logbow) == expected
 
 
+def test_an_error_while_formatting_reaches_the_caller_and_leaves_no_file(tiny_train, tmp_path, monkeypatch):
+    model = NgramLM(3).fit(tiny_train)
+    format_block, calls = arpa._format_block, []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise MemoryError("block 5")
+        return format_block(*args)
+
+    monkeypatch.setattr(arpa, "LINES_PER_BLOCK", 4)  # blocks formatted on threads, several ahead
+    monkeypatch.setattr(arpa, "_format_block", failing)
+    with pytest.raises(MemoryError, match="block 5"):
+        model.to_arpa(tmp_path / "m.arpa")
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(arpa, "_format_block", format_block)
+    chunks = arpa.arpa_chunks(model)
+    first = [bytes(next(chunks)) for _ in range(4)]  # a caller that stops early: the threads are let go
+    chunks.close()
+    model.to_arpa(tmp_path / "m.arpa")
+    assert (tmp_path / "m.arpa").read_bytes().startswith(b"".join(first))
+
+
 def test_arpa_files_get_the_mode_of_any_new_file(tiny_train, tmp_path):
     model = NgramLM(3).fit(tiny_train)
     old = os.umask(0o022)

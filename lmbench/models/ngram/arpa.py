@@ -16,10 +16,14 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import os
 import re
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
 LOG10 = math.log(10.0)
 NEVER = -99.0  # KenLM/SRILM's log10 "probability" of <s>
 LINES_PER_BLOCK = 1 << 16  # lines formatted at once when writing
+FORMAT_THREADS = min(4, os.cpu_count() or 1)  # blocks of lines formatted at once while the text is written
 PROGRESS_ROWS = 20_000_000  # n-grams above which a terminal gets progress bars by default
 ARROW_BLOCK = 1 << 24  # bytes per block parsed by one of pyarrow's threads (its default, 1 MiB, is slower)
 GZIP_LEVEL = 1  # fast: compressing at level 9 takes longer than everything else together
@@ -215,7 +220,11 @@ def arpa_text(
     tokens: list[str], keys: Sequence, log10prob: Sequence, log10bow: Sequence, *, progress: bool = False
 ) -> Iterator[bytes | memoryview]:
     """ARPA text of back-off tables given per order (arrays in memory or :class:`DiskArray`, read a block of
-    rows at a time): the header, then each section in blocks of lines (``progress``: a bar on stderr)."""
+    rows at a time): the header, then each section in blocks of lines (``progress``: a bar on stderr).
+
+    Blocks are formatted by ``FORMAT_THREADS`` threads (the compiled loops release the GIL) a few blocks
+    ahead of the one handed out, so formatting overlaps whatever the caller does with the text (writing,
+    compressing)."""
     from tqdm import tqdm
 
     vocab_text = _vocab_text(tokens)
@@ -230,28 +239,56 @@ def arpa_text(
             )
         header.append(f"ngram {m}={size}")
     yield ("\n".join(header) + "\n").encode()
+
+    def block_text(block: tuple[int, int]) -> np.ndarray:
+        """The lines of rows ``a .. a + LINES_PER_BLOCK - 1`` of order m."""
+        m, a = block
+        b = a + LINES_PER_BLOCK
+        words = block_words(keys, m, a, b, V)
+        lp = rows(log10prob[m - 1], a, b)
+        bow = rows(log10bow[m - 1], a, b) if m < n else None
+        if m > 1:
+            keep = np.isfinite(lp)
+            if not keep.all():
+                words, lp = words[keep], lp[keep]
+                bow = bow[keep] if bow is not None else None
+        else:
+            lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
+        return _format_block(words, lp, bow, vocab_text)
+
+    blocks = [(m, a) for m in range(1, n + 1) for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK)]
     bar = tqdm(
         total=sum(len(k) for k in keys), unit="n-gram", unit_scale=True, desc="ARPA", disable=not progress
     )
-    for m in range(1, n + 1):
-        yield f"\n\\{m}-grams:\n".encode()
-        for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK):
-            bar.update(min(LINES_PER_BLOCK, len(keys[m - 1]) - a))
-            b = a + LINES_PER_BLOCK
-            words = block_words(keys, m, a, b, V)
-            lp = rows(log10prob[m - 1], a, b)
-            bow = rows(log10bow[m - 1], a, b) if m < n else None
-            if m > 1:
-                keep = np.isfinite(lp)
-                if not keep.all():
-                    words, lp = words[keep], lp[keep]
-                    bow = bow[keep] if bow is not None else None
-            else:
-                lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
-            if len(lp):
-                yield memoryview(_format_block(words, lp, bow, vocab_text))
+    with (
+        ThreadPoolExecutor(FORMAT_THREADS) as pool,
+        closing(_in_order(pool, block_text, blocks, ahead=2 * FORMAT_THREADS)) as texts,
+    ):
+        for m in range(1, n + 1):
+            yield f"\n\\{m}-grams:\n".encode()
+            for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK):
+                text = next(texts)
+                bar.update(min(LINES_PER_BLOCK, len(keys[m - 1]) - a))
+                if len(text):
+                    yield memoryview(text)
     bar.close()
     yield b"\n\\end\\\n"
+
+
+def _in_order(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, ahead: int) -> Iterator:
+    """``fn(item)`` for each item in order, computed by ``pool`` up to ``ahead`` items ahead of the one
+    handed out (pending ones are cancelled if the caller stops early)."""
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def write_arpa(model: BackoffModel, path: str | Path | IO[bytes]) -> None:
