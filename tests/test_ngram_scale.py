@@ -18,7 +18,6 @@ from lmbench.data.encoding import encode_lines
 from lmbench.errors import ConfigError, DataError
 from lmbench.models.ngram import NgramLM, arpa, storage, streaming
 from lmbench.models.ngram import model as model_module
-from lmbench.models.ngram.arpa import format_numbers
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, parse_memory
 
 from .conftest import TINY_TEST, TINY_TRAIN, require_shared
@@ -185,38 +184,154 @@ def test_encode_lines_counts_characters_and_empty_lines():
 
 
 # ------------------------------------------------------------------------------------- ARPA writing
-def test_numbers_are_written_to_seven_decimals():
-    values = np.array([0.0, -0.0, -99, -1.5, -2.3767452, -0.1234567, 1.25, -123.4567891, -4e-9, -np.inf, 2e4])
-    mat, first, length = format_numbers(values)
-    text = [bytes(mat[i, first[i] : first[i] + length[i]]).decode() for i in range(len(values))]
-    assert text == [
-        "0",
-        "0",
-        "-99",
-        "-1.5",
-        "-2.3767452",
-        "-0.1234567",
-        "1.25",
-        "-123.4567891",
-        "0",
-        "-inf",
-        "20000",
-    ]
+def _reference_number(x: float) -> str:
+    """ARPA number text by the writer's rule, worked out in Python integers: |x| x 1e7 (the float64 product)
+    rounded half to even, 7 decimals less trailing zeros, '-' only when the rounded value is not 0; ``%.7g``
+    from 999.5 up and for inf and nan. (Not ``%.7f``: that rounds the exact binary value, so -1.5e-07 would
+    be -0.0000001 where the product 1.5 rounds to -0.0000002.)"""
+    if not abs(x) < 999.5:
+        return f"{x:.7g}"
+    scaled = round(abs(x) * 1e7)
+    text = f"{scaled // 10**7}.{scaled % 10**7:07d}".rstrip("0").rstrip(".")
+    return "-" + text if x < 0 and scaled > 0 else text
+
+
+def _reference_arpa(tokens: list[str], keys: list, logprob: list, logbow: list) -> bytes:
+    """The ARPA text of back-off tables written line by line in Python: each n-gram's words recovered by
+    walking its key down the orders, n-grams with a non-finite log-probability left out above order 1."""
+    V, n = len(tokens), len(keys)
+    header, sections = ["", "\\data\\"], []
+    for m in range(1, n + 1):
+        lines = []
+        for row, key in enumerate(np.asarray(keys[m - 1]).tolist()):
+            lp = float(logprob[m - 1][row])
+            if m > 1 and not np.isfinite(lp):
+                continue
+            words = [key % V]
+            for j in range(m - 2, -1, -1):
+                key = int(keys[j][key // V])
+                words.insert(0, key % V)
+            fields = [_reference_number(lp if np.isfinite(lp) else -99.0), " ".join(tokens[w] for w in words)]
+            if m < n:
+                fields.append(_reference_number(float(logbow[m - 1][row])))
+            lines.append("\t".join(fields) + "\n")
+        header.append(f"ngram {m}={len(lines)}")
+        sections.append(f"\n\\{m}-grams:\n" + "".join(lines))
+    return ("\n".join(header) + "\n" + "".join(sections) + "\n\\end\\\n").encode()
+
+
+def _arpa_bytes(tokens: list[str], keys: list, logprob: list, logbow: list) -> bytes:
+    return b"".join(bytes(chunk) for chunk in arpa.arpa_text(tokens, keys, logprob, logbow))
+
+
+EDGE_NUMBERS = [  # (value, its ARPA text); rounding edges: |x| x 1e7 = 0.5, 1.5, 2.5 round half to even
+    (0.0, "0"), (-0.0, "0"), (-99.0, "-99"), (-1.5, "-1.5"), (-0.1234567, "-0.1234567"), (1.25, "1.25"),
+    (-123.4567891, "-123.4567891"), (-4e-9, "0"), (-1e-8, "0"), (-0.00000004, "0"), (-0.00000005, "0"),
+    (-0.00000015, "-0.0000002"), (-0.00000025, "-0.0000002"), (-0.00000035, "-0.0000004"),
+    (-0.12345675, "-0.1234568"), (-10.0, "-10"), (-100.0000001, "-100.0000001"), (-999.49999999, "-999.5"),
+    (-999.5, "-999.5"), (999.5, "999.5"), (-1000.0, "-1000"), (2e4, "20000"), (12345678.0, "1.234568e+07"),
+    (-np.inf, "-inf"), (np.inf, "inf"), (np.nan, "nan"),
+]  # fmt: skip
+
+
+def test_numbers_are_written_to_seven_decimals_rounding_half_to_even():
+    values = np.array([x for x, _ in EDGE_NUMBERS])
+    expected = [text for _, text in EDGE_NUMBERS]
+    assert [_reference_number(x) for x in values] == expected  # the reference agrees with the texts above
+    tokens = [f"w{i}" for i in range(len(values))]
+    keys = [np.arange(len(values)), np.zeros(0, np.int64)]
+    text = _arpa_bytes(tokens, keys, [values, np.zeros(0)], [values, np.zeros(0)]).decode()
+    lines = text.split("\\1-grams:\n")[1].split("\n\n")[0].split("\n")
+    assert [line.split("\t")[2] for line in lines] == expected  # back-offs
+    never = ["-99" if not np.isfinite(x) else t for x, t in zip(values, expected, strict=True)]
+    assert [line.split("\t")[0] for line in lines] == never  # a 1-gram's non-finite log-probability: -99
     rng = np.random.default_rng(0)
-    values = -rng.exponential(2.0, 5000)
-    mat, first, length = format_numbers(values)
-    parsed = np.array([float(bytes(mat[i, first[i] : first[i] + length[i]])) for i in range(len(values))])
-    assert np.abs(parsed - values).max() <= 5e-8
+    for values in (  # log10-like values, exact rounding halves, anything below 1000, float32 values
+        -rng.exponential(2.0, 20_000),
+        -(rng.integers(0, 10**10, 20_000) + 0.5) / 1e7,
+        rng.uniform(-999.6, 999.6, 20_000),
+        -rng.exponential(2.0, 20_000).astype(np.float32),
+    ):
+        tokens = [f"w{i}" for i in range(len(values))]
+        keys = [np.arange(len(values)), np.zeros(0, np.int64)]
+        text = _arpa_bytes(tokens, keys, [values, np.zeros(0)], [-values, np.zeros(0)]).decode()
+        lines = text.split("\\1-grams:\n")[1].split("\n\n")[0].split("\n")
+        assert [line.split("\t")[0] for line in lines] == [_reference_number(float(x)) for x in values]
+        assert [line.split("\t")[2] for line in lines] == [_reference_number(float(-x)) for x in values]
 
 
-def test_byte_pieces_are_gathered_in_order_whatever_their_length():
-    rng = np.random.default_rng(5)
-    blob = rng.integers(0, 256, 5_000, dtype=np.uint8)
-    lengths = rng.integers(1, 41, 2_000)  # short pieces, 8-16 bytes and longer ones (middle chunks)
-    starts = rng.integers(0, len(blob) - 40, len(lengths))
-    padded = np.concatenate([blob, np.zeros(8, dtype=np.uint8)])
-    expected = b"".join(blob[a : a + n].tobytes() for a, n in zip(starts, lengths, strict=True))
-    assert arpa._gather(padded, starts, lengths) == expected
+def _random_tables(rng: np.random.Generator, sizes: list[int], drop_top: bool = False) -> tuple:
+    """Back-off tables (tokens, keys, log10 probs, back-offs) of about ``sizes[m-1]`` random m-grams over
+    multi-byte UTF-8 words of 1 to 48 bytes, with values at rounding edges, non-finite log-probabilities
+    (left out above order 1; all of the top order's with ``drop_top``) and values written as ``%.7g``."""
+    pieces = ["a", "é", "日", "𝄞", "x", "\\"]
+    tokens: list[str] = []
+    while len(tokens) < sizes[0]:
+        word = "".join(rng.choice(pieces, size=int(rng.integers(1, 13))))
+        if word not in tokens:
+            tokens.append(word)
+    V = len(tokens)
+    keys = [np.arange(V, dtype=np.int64)]
+    for size in sizes[1:]:
+        contexts = rng.integers(0, max(len(keys[-1]), 1), size)
+        keys.append(np.unique(contexts * V + rng.integers(0, V, size))[: size if len(keys[-1]) else 0])
+
+    def values(count: int) -> np.ndarray:
+        x = -rng.exponential(2.0, count)
+        edge = rng.random(count) < 0.2
+        x[edge] = -(rng.integers(0, 10**8, int(edge.sum())) + 0.5) / 1e7
+        rare = rng.random(count) < 0.02
+        x[rare] = rng.choice([-np.inf, np.nan, -1234.5, 2e6, 0.0, -0.0], int(rare.sum()))
+        return x
+
+    logprob = [values(len(k)) for k in keys]
+    if drop_top:
+        logprob[-1][:] = -np.inf
+    logbow = [values(len(k)) for k in keys[:-1]] + [np.zeros(0)]
+    return tokens, keys, logprob, logbow
+
+
+@pytest.mark.parametrize("stored", ["memory", "disk"])
+@pytest.mark.parametrize(
+    "sizes, drop_top",
+    [([40, 300, 500, 400], False), ([30, 200, 0], False), ([30, 200, 100], True), ([1, 1], False)],
+    ids=["order-4", "empty-top-order", "top-order-all-dropped", "one-word"],
+)
+def test_arpa_text_matches_a_line_by_line_writer(tmp_path, monkeypatch, stored, sizes, drop_top):
+    rng = np.random.default_rng(sum(sizes) + drop_top)
+    tokens, keys, logprob, logbow = _random_tables(rng, sizes, drop_top)
+    expected = _reference_arpa(tokens, keys, logprob, logbow)
+    assert (f"ngram {len(sizes)}=0" in expected.decode()) == (sizes[-1] == 0 or drop_top)
+    if stored == "disk":  # tables streamed to disk are read a block of rows at a time
+        keys, logprob, logbow = (
+            [storage.DiskArray.from_array(a, tmp_path) for a in arrays] for arrays in (keys, logprob, logbow)
+        )
+    for block in (7, 1 << 16):  # blocks whose contexts span rows of the order below, and a single block
+        monkeypatch.setattr(arpa, "LINES_PER_BLOCK", block)
+        assert _arpa_bytes(tokens, keys, logprob, logbow) == expected
+
+
+def test_an_error_while_formatting_reaches_the_caller_and_leaves_no_file(tiny_train, tmp_path, monkeypatch):
+    model = NgramLM(3).fit(tiny_train)
+    format_block, calls = arpa._format_block, []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise MemoryError("block 5")
+        return format_block(*args)
+
+    monkeypatch.setattr(arpa, "LINES_PER_BLOCK", 4)  # blocks formatted on threads, several ahead
+    monkeypatch.setattr(arpa, "_format_block", failing)
+    with pytest.raises(MemoryError, match="block 5"):
+        model.to_arpa(tmp_path / "m.arpa")
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(arpa, "_format_block", format_block)
+    chunks = arpa.arpa_chunks(model)
+    first = [bytes(next(chunks)) for _ in range(4)]  # a caller that stops early: the threads are let go
+    chunks.close()
+    model.to_arpa(tmp_path / "m.arpa")
+    assert (tmp_path / "m.arpa").read_bytes().startswith(b"".join(first))
 
 
 def test_arpa_files_get_the_mode_of_any_new_file(tiny_train, tmp_path):
@@ -229,6 +344,18 @@ def test_arpa_files_get_the_mode_of_any_new_file(tiny_train, tmp_path):
     finally:
         os.umask(old)
     assert gzip.decompress((tmp_path / "m.arpa.gz").read_bytes()) == (tmp_path / "m.arpa").read_bytes()
+
+
+def test_gzip_arpa_files_are_the_same_bytes_each_time(tiny_train, tmp_path):
+    model = NgramLM(3).fit(tiny_train)
+    model.to_arpa(tmp_path / "a.arpa.gz")
+    model.to_arpa(tmp_path / "b.arpa.gz")
+    model.to_arpa(tmp_path / "b.arpa.gz")  # over an existing file
+    a, b = (tmp_path / "a.arpa.gz").read_bytes(), (tmp_path / "b.arpa.gz").read_bytes()
+    assert (
+        a[3] & 0x08 and a[10:].split(b"\0")[0] == b"a.arpa"
+    )  # the header names the file, not a temporary one
+    assert a.replace(b"a.arpa", b"b.arpa", 1) == b
 
 
 # ------------------------------------------------------------------------------------- ARPA reading

@@ -1,10 +1,11 @@
 """ARPA back-off files (the format of KenLM, SRILM, IRSTLM): write and read, plain or gzip, vectorised.
 
 ARPA stores log10 probabilities and back-off weights; ``<s>`` gets KenLM's -99 ("never predicted").
-Writing formats whole blocks of lines at once (numbers as digit matrices, words gathered from one byte blob);
-reading parses well-formed files (one tab or space between fields and words, what KenLM, SRILM and lmbench
-write) with pyarrow's multi-threaded CSV reader and maps words to ids with one C++ hash lookup per word column;
-anything else goes through pandas' C parser, which also finds what is wrong. Reading
+Writing formats a block of lines at a time with a compiled (Numba) loop straight into one byte buffer
+(:mod:`~lmbench.models.ngram.arpa_kernels`: words copied from one byte blob of the vocabulary, numbers written
+from digit lookup tables); reading parses well-formed files (one tab or space between fields and words, what
+KenLM, SRILM and lmbench write) with pyarrow's multi-threaded CSV reader and maps words to ids with one C++ hash
+lookup per word column; anything else goes through pandas' C parser, which also finds what is wrong. Reading
 validates what it reads: every problem is a :class:`DataError` naming the file and, where there is one, the
 line, and the model is checked (log-probabilities finite and <= 0, no duplicate n-grams, ``<unk>`` and
 ``</s>`` present, every context listed) before it is returned.
@@ -15,10 +16,14 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import os
 import re
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 LOG10 = math.log(10.0)
 NEVER = -99.0  # KenLM/SRILM's log10 "probability" of <s>
 LINES_PER_BLOCK = 1 << 16  # lines formatted at once when writing
+FORMAT_THREADS = min(4, os.cpu_count() or 1)  # blocks of lines formatted at once while the text is written
 PROGRESS_ROWS = 20_000_000  # n-grams above which a terminal gets progress bars by default
 ARROW_BLOCK = 1 << 24  # bytes per block parsed by one of pyarrow's threads (its default, 1 MiB, is slower)
 GZIP_LEVEL = 1  # fast: compressing at level 9 takes longer than everything else together
@@ -65,153 +71,51 @@ class ArpaTables:
 
 
 # ------------------------------------------------------------------------------------------------ writing
-def block_words(keys: Sequence, m: int, block_keys: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Word ids [rows, m] of the order-m n-grams with the given keys (a run of consecutive rows of that order,
-    so their contexts are a run of rows of order m-1, read the same way). ``keys``: every order's keys, in
-    memory or on disk, so only a block's worth of rows is ever read."""
-    V = vocab_size
-    dtype = np.int32 if V < 2**31 else np.int64
-    if m == 1:
-        return block_keys.astype(dtype)[:, None]
-    context = block_keys // V
-    if len(context) == 0:
-        return np.zeros((0, m), dtype=dtype)
-    lo, hi = int(context[0]), int(context[-1]) + 1
-    below = block_words(keys, m - 1, rows(keys[m - 2], lo, hi), V)
-    return np.concatenate([below[context - lo], (block_keys % V).astype(dtype)[:, None]], axis=1)
+def block_words(keys: Sequence, m: int, start: int, stop: int, vocab_size: int) -> np.ndarray:
+    """Word ids [rows, m] of the order-m n-grams in rows ``start .. stop-1``. A key is context row x |V| +
+    word, and a run of consecutive rows has its contexts in a run of rows of order m-1, so each order below is
+    read only over the rows the block needs (``keys``: every order's keys, in memory or on disk)."""
+    from lmbench.models.ngram.arpa_kernels import split_keys
 
-
-DECIMALS = 7  # log10 values to 7 decimal places: at most 5e-8 from the stored value
-
-
-def _digit_table(count: int, width: int) -> np.ndarray:
-    """ASCII digits of 0 .. count-1, zero-padded to ``width``: uint8 [count, width]."""
-    return np.array([list(f"{i:0{width}d}".encode()) for i in range(count)], dtype=np.uint8)
-
-
-_DIGITS3, _DIGITS4 = _digit_table(1000, 3), _digit_table(10000, 4)
-# trailing zeros of 0..999 and 0..9999 written with 3 and 4 digits
-_TRAILING3 = np.array([len(s) - len(s.rstrip("0")) for s in (f"{i:03d}" for i in range(1000))])
-_TRAILING4 = np.array([len(s) - len(s.rstrip("0")) for s in (f"{i:04d}" for i in range(10000))])
-_INT_DIGITS = np.array([len(str(i)) for i in range(1000)])
-NUMBER_WIDTH = 16  # sign, 3 integer digits, '.', 7 decimals, and room for the fallback text
-
-
-def format_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decimal text of ``values``: a byte matrix [n, NUMBER_WIDTH] and, per value, where its text starts in
-    its row and how long it is. ``-1.2345678``-style, trailing zeros dropped (``0``, ``-99``, ``-0.5``);
-    digits come from lookup tables, so there is no per-value Python work. -inf is ``-inf``; magnitudes of
-    1000 or more (never a log10 probability) fall back to ``%.7g``.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    n = len(x)
-    scale = 10**DECIMALS
-    fast = np.abs(x) < 999.5  # also False for inf and nan
-    scaled = np.rint(np.abs(np.where(fast, x, 0.0)) * scale).astype(np.int64)
-    neg = (x < 0) & (scaled > 0)
-    ipart = scaled // scale
-    fpart = scaled - ipart * scale
-    hi, lo = fpart // 10000, fpart % 10000
-    trailing = np.where(lo == 0, 4 + _TRAILING3[hi], _TRAILING4[lo])
-    frac_digits = DECIMALS - trailing
-    mat = np.zeros((n, NUMBER_WIDTH), dtype=np.uint8)
-    mat[:, 1:4] = _DIGITS3[ipart]  # integer part right-aligned at column 3
-    mat[:, 4] = ord(".")
-    mat[:, 5:8] = _DIGITS3[hi]
-    mat[:, 8:12] = _DIGITS4[lo]
-    int_digits = _INT_DIGITS[ipart]
-    first = 4 - int_digits - neg
-    mat[np.flatnonzero(neg), first[neg]] = ord("-")
-    length = int_digits + neg + np.where(frac_digits > 0, frac_digits + 1, 0)
-    for i in np.flatnonzero(~fast):
-        text = f"{x[i]:.7g}".encode()
-        mat[i, :] = 0
-        mat[i, : len(text)] = np.frombuffer(text, np.uint8)
-        first[i], length[i] = 0, len(text)
-    return mat, first, length
-
-
-def _windows(buf: np.ndarray) -> np.ndarray:
-    """Every 8-byte window of the uint8 array ``buf`` as a uint64 (window i starts at byte i): a strided view."""
-    return np.ndarray(shape=(len(buf) - 7,), dtype=np.uint64, buffer=buf, offset=0, strides=(1,))
-
-
-def _gather(blob: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
-    """Concatenate the byte pieces ``blob[starts[i] : starts[i] + lengths[i]]`` (all non-empty), in order.
-
-    Bytes move 8 at a time through overlapping uint64 windows: each piece's first 8 bytes are written at its
-    place in order (what lands past a short piece's end is overwritten by the pieces after it), then the
-    rest of each longer piece, its last 8 bytes ending exactly at its end. ``blob`` needs 8 spare bytes at
-    its end.
-    """
-    ends = np.cumsum(lengths)
-    total = int(ends[-1])
-    at = ends - lengths
-    out = np.zeros(total + 8, dtype=np.uint8)
-    source, target = _windows(blob), _windows(out)
-    target[at] = source[starts]  # in order: a later piece overwrites what an earlier one wrote past its end
-    longer = np.flatnonzero(lengths > 8)
-    if len(longer):
-        first, size = starts[longer], lengths[longer]
-        for j in range(1, int((size.max() - 1) // 8)):  # middle chunks of pieces over 16 bytes (rare)
-            mid = size > 8 * (j + 1)
-            target[at[longer[mid]] + 8 * j] = source[first[mid] + 8 * j]
-        target[at[longer] + size - 8] = source[first + size - 8]
-    return out[:total].tobytes()
-
-
-class _WordTexts:
-    """Every vocabulary word three times in one byte blob: followed by a space, a tab and a newline (what
-    can follow a word in an ARPA line), so a word and its separator are one piece to copy."""
-
-    SEPARATORS = (b" ", b"\t", b"\n")
-
-    def __init__(self, tokens: list[str]):
-        encoded = [t.encode("utf-8") for t in tokens]
-        self.lengths = np.fromiter((len(t) + 1 for t in encoded), dtype=np.int64, count=len(encoded))
-        starts = np.cumsum(self.lengths) - self.lengths
-        size = int(self.lengths.sum())
-        self.starts = [starts + k * size for k in range(len(self.SEPARATORS))]
-        self.blob = np.frombuffer(
-            b"".join(b"".join(t + sep for t in encoded) for sep in self.SEPARATORS), dtype=np.uint8
-        )
-
-
-def _with_separator(mat: np.ndarray, first: np.ndarray, length: np.ndarray, separator: str) -> np.ndarray:
-    """Put ``separator`` right after each number's text in its row of ``mat``; the lengths that include it."""
-    mat[np.arange(len(mat)), first + length] = ord(separator)
-    return length + 1
+    dtype = np.int32 if vocab_size < 2**31 else np.int64
+    row = np.arange(start, min(stop, len(keys[m - 1])), dtype=np.int64)
+    words = np.empty((len(row), m), dtype=dtype)
+    lo, hi = start, start + len(row)
+    for j in range(m - 1, -1, -1):
+        if len(row) == 0:
+            break
+        split_keys(rows(keys[j], lo, hi), lo, row, vocab_size, words, j)
+        lo, hi = int(row[0]), int(row[-1]) + 1  # the context rows, in order: keys are sorted
+    return words
 
 
 def _format_block(
-    words: np.ndarray, logprob: np.ndarray, logbow: np.ndarray | None, texts: _WordTexts
-) -> bytes:
-    """ARPA lines ``logprob<TAB>w1 .. wm[<TAB>backoff]\\n`` for a block of n-grams, as bytes: per line the
-    pieces ``logprob\\t``, ``w1 `` .. ``w(m-1) ``, ``wm\\t`` (or ``wm\\n``) and ``backoff\\n``."""
-    n, m = words.shape
-    prob_mat, prob_first, prob_len = format_numbers(logprob)
-    prob_len = _with_separator(prob_mat, prob_first, prob_len, "\t")
-    parts = [texts.blob, prob_mat.ravel()]
-    prob_base = len(texts.blob)
-    k = m + 1 + (1 if logbow is not None else 0)
-    starts = np.empty((n, k), dtype=np.int64)
-    lengths = np.empty((n, k), dtype=np.int64)
-    starts[:, 0] = prob_base + np.arange(n, dtype=np.int64) * NUMBER_WIDTH + prob_first
-    lengths[:, 0] = prob_len
-    for j in range(m):
-        separator = 0 if j < m - 1 else (1 if logbow is not None else 2)  # space, tab or newline after it
-        starts[:, 1 + j] = texts.starts[separator][words[:, j]]
-        lengths[:, 1 + j] = texts.lengths[words[:, j]]
-    if logbow is not None:
-        bow_mat, bow_first, bow_len = format_numbers(logbow)
-        lengths[:, m + 1] = _with_separator(bow_mat, bow_first, bow_len, "\n")
-        starts[:, m + 1] = prob_base + prob_mat.size + np.arange(n) * NUMBER_WIDTH + bow_first
-        parts.append(bow_mat.ravel())
-    parts.append(np.zeros(8, dtype=np.uint8))  # room to read 8 bytes from the last piece's start
-    return _gather(np.concatenate(parts), starts.ravel(), lengths.ravel())
+    words: np.ndarray,
+    logprob: np.ndarray,
+    logbow: np.ndarray | None,
+    vocab_text: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """The ARPA lines of a block of n-grams (``words`` [n, m] ids, their log10 values) as a uint8 array:
+    log10 values to 7 decimals (see :func:`arpa_kernels.format_lines`)."""
+    from lmbench.models.ngram.arpa_kernels import fallback_texts, format_lines
+
+    columns = (logprob,) if logbow is None else (logprob, logbow)  # the top order has no back-offs:
+    # the kernel is then handed the log-probabilities in their place, unread
+    return format_lines(
+        words, logprob, columns[-1], logbow is not None, *vocab_text, *fallback_texts(*columns)
+    )
 
 
-def arpa_chunks(model: BackoffModel) -> Iterator[bytes]:
+def _vocab_text(tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every word's UTF-8 bytes in one blob (with 8 spare bytes at its end), and where each starts (plus
+    the end)."""
+    encoded = [t.encode("utf-8") for t in tokens]
+    starts = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=starts[1:])
+    return np.frombuffer(b"".join(encoded) + bytes(8), dtype=np.uint8), starts
+
+
+def arpa_chunks(model: BackoffModel) -> Iterator[bytes | memoryview]:
     """The ARPA text of ``model`` in blocks of bytes (header, then each section a block of lines at a time)."""
     stored = getattr(model, "stored_", None)  # tables made on disk: read there a block at a time
     keys, log10prob, log10bow = stored or (model.keys_, model.log10prob_, model.log10bow_)
@@ -223,12 +127,16 @@ def arpa_chunks(model: BackoffModel) -> Iterator[bytes]:
 
 def arpa_text(
     tokens: list[str], keys: Sequence, log10prob: Sequence, log10bow: Sequence, *, progress: bool = False
-) -> Iterator[bytes]:
+) -> Iterator[bytes | memoryview]:
     """ARPA text of back-off tables given per order (arrays in memory or :class:`DiskArray`, read a block of
-    rows at a time): the header, then each section in blocks of lines (``progress``: a bar on stderr)."""
+    rows at a time): the header, then each section in blocks of lines (``progress``: a bar on stderr).
+
+    Blocks are formatted by ``FORMAT_THREADS`` threads (the compiled loops release the GIL) a few blocks
+    ahead of the one handed out, so formatting overlaps whatever the caller does with the text (writing,
+    compressing)."""
     from tqdm import tqdm
 
-    texts = _WordTexts(tokens)
+    vocab_text = _vocab_text(tokens)
     V, n = len(tokens), len(keys)
     header = ["", "\\data\\"]
     for m in range(1, n + 1):  # n-grams with a -inf log-probability are left out (order 1: <s> is -99)
@@ -240,28 +148,56 @@ def arpa_text(
             )
         header.append(f"ngram {m}={size}")
     yield ("\n".join(header) + "\n").encode()
+
+    def block_text(block: tuple[int, int]) -> np.ndarray:
+        """The lines of rows ``a .. a + LINES_PER_BLOCK - 1`` of order m."""
+        m, a = block
+        b = a + LINES_PER_BLOCK
+        words = block_words(keys, m, a, b, V)
+        lp = rows(log10prob[m - 1], a, b)
+        bow = rows(log10bow[m - 1], a, b) if m < n else None
+        if m > 1:
+            keep = np.isfinite(lp)
+            if not keep.all():
+                words, lp = words[keep], lp[keep]
+                bow = bow[keep] if bow is not None else None
+        else:
+            lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
+        return _format_block(words, lp, bow, vocab_text)
+
+    blocks = [(m, a) for m in range(1, n + 1) for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK)]
     bar = tqdm(
         total=sum(len(k) for k in keys), unit="n-gram", unit_scale=True, desc="ARPA", disable=not progress
     )
-    for m in range(1, n + 1):
-        yield f"\n\\{m}-grams:\n".encode()
-        for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK):
-            bar.update(min(LINES_PER_BLOCK, len(keys[m - 1]) - a))
-            b = a + LINES_PER_BLOCK
-            words = block_words(keys, m, rows(keys[m - 1], a, b), V)
-            lp = rows(log10prob[m - 1], a, b)
-            bow = rows(log10bow[m - 1], a, b) if m < n else None
-            if m > 1:
-                keep = np.isfinite(lp)
-                if not keep.all():
-                    words, lp = words[keep], lp[keep]
-                    bow = bow[keep] if bow is not None else None
-            else:
-                lp = np.where(np.isfinite(lp), lp, np.float32(NEVER))
-            if len(lp):
-                yield _format_block(words, lp, bow, texts)
+    with (
+        ThreadPoolExecutor(FORMAT_THREADS) as pool,
+        closing(_in_order(pool, block_text, blocks, ahead=2 * FORMAT_THREADS)) as texts,
+    ):
+        for m in range(1, n + 1):
+            yield f"\n\\{m}-grams:\n".encode()
+            for a in range(0, len(keys[m - 1]), LINES_PER_BLOCK):
+                text = next(texts)
+                bar.update(min(LINES_PER_BLOCK, len(keys[m - 1]) - a))
+                if len(text):
+                    yield memoryview(text)
     bar.close()
     yield b"\n\\end\\\n"
+
+
+def _in_order(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, ahead: int) -> Iterator:
+    """``fn(item)`` for each item in order, computed by ``pool`` up to ``ahead`` items ahead of the one
+    handed out (pending ones are cancelled if the caller stops early)."""
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def write_arpa(model: BackoffModel, path: str | Path | IO[bytes]) -> None:
@@ -273,8 +209,8 @@ def write_arpa(model: BackoffModel, path: str | Path | IO[bytes]) -> None:
         return
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
-        out: IO[bytes] = (
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[assignment]
+        out: IO[bytes] = (  # the gzip header names the file (less .gz, as gzip does), not the temporary one
+            gzip.GzipFile(path.name, "wb", GZIP_LEVEL, fileobj=raw, mtime=0)  # type: ignore[assignment]
             if path.suffix == ".gz"
             else raw
         )
