@@ -149,3 +149,17 @@ def test_models_build_on_training_and_not_the_other_way():
 def test_no_import_cycles(graph):
     found = cycles(graph())
     assert not found, f"import cycles: {describe(found)}"
+
+
+def test_loading_lmbench_does_not_load_numba():
+    """The compiled kernels' modules are imported where they run: every command (``lmbench --help``,
+    ``report``, reading an ARPA file) would otherwise pay Numba's start-up, ~0.3 s and ~110 MiB."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lmbench.cli, lmbench.experiment, lmbench.models.ngram, lmbench.data.encoding; "
+        "print(sorted(m for m in sys.modules if m == 'numba' or m.startswith('numba.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -22,7 +22,6 @@ from typing import BinaryIO
 
 import numpy as np
 
-from lmbench.data.split_kernel import TypeTable, max_tokens, utf8_counts
 from lmbench.data.tokenizers import Tokenizer, WhitespaceTokenizer
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import DataError
@@ -77,6 +76,8 @@ def encode_lines(lines: Iterable[str], tokenizer: Tokenizer | None = None) -> En
     tokenizer = tokenizer or WhitespaceTokenizer()
     if not isinstance(tokenizer, WhitespaceTokenizer):
         return _encode_tokenized(lines, tokenizer.tokenize)
+    from lmbench.data.split_kernel import TypeTable, max_tokens  # Numba loads only when text is encoded
+
     blocks = lines.blocks() if isinstance(lines, TextLines) else _joined_blocks(lines)
     # ids go straight into one array: sized from the file when its size is known, else grown as needed
     size = lines.size() if isinstance(lines, TextLines) else None
@@ -225,6 +226,8 @@ def _line_blocks(f: BinaryIO, name: str, block_bytes: int) -> Iterator[tuple[byt
 def _checked_counts(block: bytes, name: str, first_line: int) -> tuple[int, int]:
     """Characters and newlines of ``block``; invalid UTF-8 is a :class:`DataError` naming the line and the
     byte within it (Python's decoder says where)."""
+    from lmbench.data.split_kernel import utf8_counts
+
     counts = utf8_counts(block)
     if counts is not None:
         return counts

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from lmbench.errors import ConfigError
-from lmbench.models.ngram.sorting import chunk_keys, count_chunk, merge_runs, remap_rows, sorted_lookup
 from lmbench.models.ngram.storage import DiskArray, Sink, in_memory
 
 log = logging.getLogger(__name__)
@@ -265,9 +264,11 @@ class _Runs:
 
     def spill(self) -> None:
         """Merge the runs held in memory into one sorted run and write it to disk."""
+        from lmbench.models.ngram import sorting  # compiled kernels: Numba loads only when counting runs
+
         if not self.memory:
             return
-        arrays = merge_runs(self.memory)
+        arrays = sorting.merge_runs(self.memory)
         self.memory, self.held = [], 0
         if self.chunk_keys is not None:
             self.chunk_keys.spill()
@@ -278,13 +279,15 @@ class _Runs:
     def merge(self, work: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """All runs merged, in pieces of ascending keys: sorted unique keys, their total counts and suffix
         rows. From disk, each piece is one key range of about ``work`` bytes of sort-and-reduce work."""
+        from lmbench.models.ngram import sorting
+
         if not self.files and len(self.memory) == 1:  # one run: already sorted and unique
             yield self.memory.pop()
             return
         if not self.files and not self.memory:  # no n-gram of this order fits in any line
             return
         if not self.files:
-            merged = merge_runs(self.memory)
+            merged = sorting.merge_runs(self.memory)
             self.memory = []
             yield merged
             return
@@ -304,7 +307,7 @@ class _Runs:
                 for run, a, b in zip(runs, starts, stops, strict=True)
             ]
             starts = stops
-            yield merge_runs(pieces)
+            yield sorting.merge_runs(pieces)
             del pieces
         for run in runs:
             run.close()
@@ -335,6 +338,8 @@ def count_ngrams(
 
     The unigram table is dense (row = word id) so that every vocabulary word has a row even when unseen.
     """
+    from lmbench.models.ngram import sorting  # compiled kernels: Numba loads only when counting runs
+
     seq = np.asarray(sequences)
     if seq.dtype != np.int32 and len(seq) and int(seq.max()) <= INT32_MAX:
         seq = seq.astype(np.int32)
@@ -398,9 +403,9 @@ def count_ngrams(
             new_rows = np.full(n, -1, dtype=index_dtype(n)) if m < order else None
             bounds = [(a, min(a + chunk, last)) for a in range(0, last, chunk)]
             for a, b in bounds:
-                pos, keys = chunk_keys(start_rows, seq, joined, a, b, m, V, position_dtype)
+                pos, keys = sorting.chunk_keys(start_rows, seq, joined, a, b, m, V, position_dtype)
                 # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
-                runs.add(*count_chunk(keys, pos, start_rows, new_rows))
+                runs.add(*sorting.count_chunk(keys, pos, start_rows, new_rows))
                 bar.update(b - a)
                 del pos, keys
             chunk_uniq = runs.chunk_keys
@@ -417,7 +422,7 @@ def count_ngrams(
                 if len(bounds) > 1:  # one chunk: its groups are the table's rows already
                     table_keys = in_memory(table.keys)
                     for i, (a, b) in enumerate(bounds):
-                        remap_rows(new_rows, a, b, sorted_lookup(table_keys, chunk_uniq[i]))
+                        sorting.remap_rows(new_rows, a, b, sorting.sorted_lookup(table_keys, chunk_uniq[i]))
                     del table_keys
                 chunk_uniq.close()
                 start_rows = new_rows.astype(index_dtype(len(table)), copy=False)

@@ -30,7 +30,6 @@ from lmbench.models.ngram.streaming import (
     StreamedFit,
     count_of_counts,
     discount_per_count,
-    interpolate,
     smooth_streamed,
 )
 from lmbench.models.ngram.streaming import gamma as _gamma
@@ -168,6 +167,8 @@ def discounted_interpolation(
         if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies
             prob, gamma = c / c.sum(), np.zeros(1)
         else:  # alpha + gamma(h) * p_lower(w | h'), alpha = (c - D(c)) / S(h) where c > 0, else 0
+            from lmbench.models.ngram.interpolation import interpolate
+
             suffix = np.arange(len(table)) if m == 1 else table.suffix
             prob, gamma = interpolate(c, disc, table.context, _num_contexts(tables, m), lower, suffix)
         del c, disc

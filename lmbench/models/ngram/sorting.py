@@ -4,6 +4,7 @@ Counting sorts every token position's int64 key and groups equal keys (``np.uniq
 counts and the inverse). NumPy does that with a stable argsort, several times slower than a sort of values;
 here a least-significant-digit radix sort carries the positions along (stable by construction, so the first
 position of each key comes first), then one pass groups. The results are ``np.unique``'s, bit for bit.
+Counting imports this module when it runs, so that loading lmbench does not load Numba.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from lmbench.models.ngram.counting import NgramTable
@@ -92,6 +91,8 @@ def smooth_streamed(
     stderr.
     """
     from tqdm import tqdm
+
+    from lmbench.models.ngram.interpolation import interpolate
 
     N, V = len(tables), len(tables[0])
     chunk = max(MIN_ROWS, memory // BYTES_PER_ROW)
@@ -172,46 +173,14 @@ def smooth_streamed(
     return fit
 
 
-@numba.njit(cache=True, nogil=True)
-def interpolate(counts, discounts, contexts, n_contexts, lower, suffix):
-    """One chunk of rows (whole contexts ``contexts``, numbered from 0): the interpolated probability
-    ``alpha + gamma(h) * lower[suffix]`` of every row, alpha = (c - D(c)) / S(h) where c > 0, and each
-    context's gamma(h) = (sum of D(c) after h) / S(h), 1 where S(h) = 0. The float64 operations are the
-    in-memory smoother's (bincount sums in row order, then divide, multiply, add), so the values are the
-    same bit for bit."""
-    n = len(counts)
-    total = np.zeros(n_contexts)
-    taken = np.zeros(n_contexts)
-    for i in range(n):
-        total[contexts[i]] += counts[i]
-        taken[contexts[i]] += discounts[i]
-    gammas = np.empty(n_contexts)
-    for h in range(n_contexts):
-        gammas[h] = taken[h] / total[h] if total[h] > 0 else 1.0
-    prob = np.empty(n)
-    for i in range(n):
-        h = contexts[i]
-        alpha = 0.0
-        if counts[i] > 0:
-            denominator = total[h] if total[h] > 0 else 1.0
-            alpha = (counts[i] - discounts[i]) / denominator
-        prob[i] = gammas[h] * lower[suffix[i]] + alpha
-    return prob, gammas
-
-
 def _continuation_counts(above: NgramTable, n_rows: int, chunk: int) -> np.ndarray:
     """Per row of order m: how many distinct words precede it (rows of order m+1 whose suffix it is)."""
+    from lmbench.models.ngram.interpolation import tally
+
     cont = np.zeros(n_rows, dtype=np.int32 if len(above) <= np.iinfo(np.int32).max else np.int64)
     for a in range(0, len(above), chunk):
-        _tally(cont, rows(above.suffix, a, a + chunk))
+        tally(cont, rows(above.suffix, a, a + chunk))
     return cont
-
-
-@numba.njit(cache=True, nogil=True)
-def _tally(totals, rows):
-    """``totals[r] += 1`` for every r in ``rows``, in place (a bincount without a new array per chunk)."""
-    for r in rows:
-        totals[r] += 1
 
 
 def _context_chunk(context: np.ndarray | DiskArray, a: int, chunk: int) -> tuple[int, np.ndarray]:
