@@ -115,23 +115,26 @@ def count_chunk(
 
 
 @numba.njit(cache=True, nogil=True)
-def _merge_segments(keys, counts, suffix, bounds):
-    """Merge the sorted runs of distinct keys ``keys[bounds[r]:bounds[r+1]]`` (with their counts and suffix
-    rows) in one pass: each step takes the smallest head key and sums the counts of the runs that have it."""
-    runs = len(bounds) - 1
-    heads = bounds[:-1].copy()
-    ends = bounds[1:]
-    size = bounds[-1] - bounds[0]
+def _merge(keys, counts, suffix):
+    """Merge sorted runs of distinct keys (tuples of one array per run: keys, counts, suffix rows) in one
+    pass: each step takes the smallest head key and sums the counts of the runs that have it. The runs are
+    read where they are: no concatenated copy."""
+    runs = len(keys)
+    heads = np.zeros(runs, np.int64)
+    ends = np.zeros(runs, np.int64)
+    for r in range(runs):
+        ends[r] = len(keys[r])
+    size = ends.sum()
     out_keys = np.empty(size, np.int64)
-    out_counts = np.empty(size, np.int64)
-    out_suffix = np.empty(size, suffix.dtype)
+    out_counts = np.empty(size, counts[0].dtype)
+    out_suffix = np.empty(size, suffix[0].dtype)
     k = 0
     while True:
         smallest = np.iinfo(np.int64).max
         found = False
         for r in range(runs):
-            if heads[r] < ends[r] and (not found or keys[heads[r]] < smallest):
-                smallest = keys[heads[r]]
+            if heads[r] < ends[r] and (not found or keys[r][heads[r]] < smallest):
+                smallest = keys[r][heads[r]]
                 found = True
         if not found:
             break
@@ -139,11 +142,11 @@ def _merge_segments(keys, counts, suffix, bounds):
         first = True
         for r in range(runs):
             h = heads[r]
-            if h < ends[r] and keys[h] == smallest:
+            if h < ends[r] and keys[r][h] == smallest:
                 if first:
-                    out_suffix[k] = suffix[h]
+                    out_suffix[k] = suffix[r][h]
                     first = False
-                total += counts[h]
+                total += counts[r][h]
                 heads[r] = h + 1
         out_keys[k] = smallest
         out_counts[k] = total
@@ -156,22 +159,21 @@ Run = tuple[np.ndarray, np.ndarray, np.ndarray]  # sorted distinct keys, their c
 
 def merge_runs(runs: list[Run]) -> Run:
     """Sorted runs of distinct keys (with counts and suffix rows) merged into one, counts of equal
-    keys summed (the suffix row is a function of the n-gram, so any run's copy is the same), in one pass."""
+    keys summed (the suffix row is a function of the n-gram, so any run's copy is the same), in one pass.
+    Counts keep the runs' dtype (int32 while the corpus positions fit: a count never exceeds them)."""
     if not runs:
         raise ValueError("no runs to merge")
-    if len(runs) == 1:
-        keys, counts, suffix = runs[0]
-        return np.asarray(keys, np.int64), np.asarray(counts, np.int64), suffix
     while len(runs) > MERGE_FAN_IN:  # each step scans every run's head: merge many runs in groups first
         runs = [merge_runs(runs[i : i + MERGE_FAN_IN]) for i in range(0, len(runs), MERGE_FAN_IN)]
-    bounds = np.zeros(len(runs) + 1, np.int64)
-    np.cumsum([len(r[0]) for r in runs], out=bounds[1:])
+    count_dtype = np.result_type(*(r[1].dtype for r in runs))
     suffix_dtype = np.result_type(*(r[2].dtype for r in runs))
     keys, counts, suffix = (
-        np.concatenate([r[i] for r in runs]).astype(dtype, copy=False)
-        for i, dtype in enumerate((np.int64, np.int64, suffix_dtype))
+        tuple(np.ascontiguousarray(r[i], dtype) for r in runs)
+        for i, dtype in enumerate((np.int64, count_dtype, suffix_dtype))
     )
-    return _merge_segments(keys, counts, suffix, bounds)
+    if len(runs) == 1:
+        return keys[0], counts[0], suffix[0]
+    return _merge(keys, counts, suffix)
 
 
 @numba.njit(cache=True, nogil=True)
