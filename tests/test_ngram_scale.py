@@ -16,7 +16,7 @@ from lmbench.data import Corpus, TokenStream, Vocabulary, get_tokenizer, tokeniz
 from lmbench.data.corpus import encode_stream
 from lmbench.data.encoding import encode_lines
 from lmbench.errors import ConfigError, DataError
-from lmbench.models.ngram import NgramLM, arpa, storage, streaming
+from lmbench.models.ngram import NgramLM, arpa, counting, storage, streaming
 from lmbench.models.ngram import model as model_module
 from lmbench.models.ngram.counting import CountingStats, count_ngrams, parse_memory
 
@@ -62,6 +62,24 @@ def test_spilled_counting_gives_the_same_tables_bit_for_bit(zipf_stream, context
     seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(seq))))
     grams = {tuple(seq[t : t + 5]) for t in range(len(seq) - 4) if seg[t] == seg[t + 4]}
     assert len(a[4]) == len(grams)
+
+
+def test_counting_on_two_threads_gives_the_same_tables(zipf_stream, monkeypatch):
+    data = zipf_stream
+    seq = data.with_markers(bos=True)
+    starts = data.offsets[:-1] + 2 * np.arange(data.num_lines)
+    V = len(data.vocab)
+    one = count_ngrams(seq, starts, 4, V, skip_first=1, memory="1G", threads=1)
+    monkeypatch.setattr(counting, "PARALLEL_POSITIONS", 1)  # every order counted a chunk per thread
+    stats = CountingStats()
+    # a tiny budget: many chunks per order, runs and tables on disk
+    two = count_ngrams(seq, starts, 4, V, skip_first=1, memory="16K", threads=2, stats=stats)
+    assert all(c >= 2 for c in stats.per_order_chunks) and stats.spilled_runs > 0
+    for ta, tb in zip(one, two, strict=True):
+        for name in ("keys", "counts", "context", "suffix"):
+            x, y = storage.in_memory(getattr(ta, name)), storage.in_memory(getattr(tb, name))
+            assert x.dtype == y.dtype, name
+            np.testing.assert_array_equal(x, y, err_msg=name)
 
 
 @pytest.mark.parametrize(

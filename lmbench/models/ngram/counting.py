@@ -21,6 +21,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,9 @@ MIN_CHUNK = 256
 # corpus arrays need anyway, smaller pieces only multiply the work (they cost at most 96 / MAX_CHUNKS bytes
 # per position)
 MAX_CHUNKS = 64
+# orders with at least this many positions are counted a chunk per thread, on up to MAX_THREADS cores
+PARALLEL_POSITIONS = 1 << 22
+MAX_THREADS = 2
 # bytes per entry of a run held in memory (int64 key, count and suffix row)
 BYTES_PER_RUN_ENTRY = 24
 # bytes of work per entry merged from disk: the pieces read (key, count, suffix), the sort permutation, the
@@ -324,6 +328,7 @@ def count_ngrams(
     spill_dir: str | Path | None = None,
     progress: bool | None = None,
     stats: CountingStats | None = None,
+    threads: int | None = None,
 ) -> list[NgramTable]:
     """Count every n-gram of orders 1..order that lies inside one segment (line) of ``sequences``.
 
@@ -335,6 +340,8 @@ def count_ngrams(
             beyond it spill to ``spill_dir`` (default: ``$TMPDIR``) and are merged from disk, and tables that
             would not fit in it are written there too (their arrays are then :class:`DiskArray`).
         progress: a progress bar on stderr (default: when stderr is a terminal and the corpus is large).
+        threads: chunks counted at once in orders of ``PARALLEL_POSITIONS`` or more (default: the cores this
+            process may use, at most ``MAX_THREADS``); the tables are the same whatever it is.
 
     The unigram table is dense (row = word id) so that every vocabulary word has a row even when unseen.
     """
@@ -378,6 +385,10 @@ def count_ngrams(
     bar = tqdm(total=n * (order - 1), unit="pos", unit_scale=True, desc="counting", disable=not show)
     disk = False  # once one order's table goes to disk, the larger ones above it do too
     position_dtype = np.dtype(index_dtype(n))
+    workers = threads or min(
+        MAX_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    )
+    pool = ThreadPoolExecutor(workers)
     try:
         start_rows = seq  # row of the (m-1)-gram starting at each position (-1: leaves its segment)
         for m in range(2, order + 1):
@@ -395,19 +406,27 @@ def count_ngrams(
                         fixed >> 20,
                     )
                 work = MIN_WORK
-            # a quarter for the runs held in memory (merging them takes ~2.5x), a quarter for a chunk's work
-            chunk = max(MIN_CHUNK, work // 4 // BYTES_PER_CHUNK_POSITION, -(-n // MAX_CHUNKS))
-            runs = _Runs(work // 4, make_spill_dir, stats, m, keep_chunks=m < order)
             last = max(n - m + 1, 0)  # start positions 0 .. last-1
+            # a quarter for the runs held in memory (merging them takes ~2.5x), a quarter for the work of the
+            # chunks counted at once (one per thread: the kernels release the GIL)
+            threads = workers if last >= PARALLEL_POSITIONS else 1
+            chunk = max(MIN_CHUNK, work // 4 // BYTES_PER_CHUNK_POSITION // threads, -(-n // MAX_CHUNKS))
+            runs = _Runs(work // 4, make_spill_dir, stats, m, keep_chunks=m < order)
             # the next order's start rows: first each chunk's group numbers, then rows of the merged table
             new_rows = np.full(n, -1, dtype=index_dtype(n)) if m < order else None
             bounds = [(a, min(a + chunk, last)) for a in range(0, last, chunk)]
-            for a, b in bounds:
-                pos, keys = sorting.chunk_keys(start_rows, seq, joined, a, b, m, V, position_dtype)
+
+            def count_range(bounds: tuple[int, int], m: int = m, start_rows=start_rows, new_rows=new_rows):
+                """One chunk's run; ``new_rows`` gets its positions' group numbers (chunks never overlap)."""
+                pos, keys = sorting.chunk_keys(start_rows, seq, joined, *bounds, m, V, position_dtype)
                 # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
-                runs.add(*sorting.count_chunk(keys, pos, start_rows, new_rows))
-                bar.update(b - a)
-                del pos, keys
+                return sorting.count_chunk(keys, pos, start_rows, new_rows)
+
+            for i in range(0, len(bounds), threads):
+                batch = bounds[i : i + threads]
+                for run in pool.map(count_range, batch) if threads > 1 else map(count_range, batch):
+                    runs.add(*run)  # in chunk order, so the tables do not depend on the threads
+                bar.update(sum(b - a for a, b in batch))
             chunk_uniq = runs.chunk_keys
             # the merged table: in memory while the tables fit a quarter of the budget, else on disk
             held = sum(t.nbytes for t in tables) + runs.entries * BYTES_PER_TABLE_ENTRY
@@ -430,6 +449,7 @@ def count_ngrams(
             bar.update(n - max(last, 0))
     finally:
         bar.close()
+        pool.shutdown()
     if stats.spilled_runs or stats.disk_orders:
         log.info(
             "counting: %d chunks, %d runs spilled (%.1f MiB), orders %s on disk",
