@@ -259,3 +259,35 @@ def test_encode_stream_matches_vocabulary_from_counts_and_lookup():
     assert data.vocab.tokens == vocab.tokens == ["<unk>", "<s>", "</s>", "a", "c", "b"]
     assert data.ids.tolist() == ids.tolist() == [5, 3, 0, 4, 3, 1, 5, 4, 4, 0, 2, 0, 3]
     assert data.oov == oov == 3  # the literal <unk>, d and e; a literal <s> or </s> keeps its id
+
+
+def test_read_ahead_keeps_order_raises_in_place_and_stops_the_producer():
+    from lmbench.data.encoding import _read_ahead
+
+    assert list(_read_ahead(iter(range(100)), depth=2)) == list(range(100))
+
+    def failing():
+        yield from range(5)
+        raise DataError("bad.txt:6: invalid UTF-8")
+
+    seen = []
+    with pytest.raises(DataError, match="bad.txt:6"):
+        for item in _read_ahead(failing()):
+            seen.append(item)
+    assert seen == list(range(5))  # every item before the error arrived first
+
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.append(True)
+
+    reader = _read_ahead(endless(), depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()  # the consumer stops early: the producer stops and closes its source
+    assert closed == [True]

@@ -78,7 +78,8 @@ def encode_lines(lines: Iterable[str], tokenizer: Tokenizer | None = None) -> En
         return _encode_tokenized(lines, tokenizer.tokenize)
     from lmbench.data.split_kernel import TypeTable, max_tokens  # Numba loads only when text is encoded
 
-    blocks = lines.blocks() if isinstance(lines, TextLines) else _joined_blocks(lines)
+    # a file's blocks are read and checked on a second thread while this one splits the previous block
+    blocks = _read_ahead(lines.blocks()) if isinstance(lines, TextLines) else _joined_blocks(lines)
     # ids go straight into one array: sized from the file when its size is known, else grown as needed
     size = lines.size() if isinstance(lines, TextLines) else None
     ids = np.empty(max_tokens(size) if size is not None else 1 << 16, dtype=np.int32)
@@ -96,6 +97,55 @@ def encode_lines(lines: Iterable[str], tokenizer: Tokenizer | None = None) -> En
         num_chars += chars
     ids.resize(n_ids, refcheck=False)  # in place: the unused end is given back, not copied (no views exist)
     return _encoded(ids, line_blocks, table.types(), table.type_counts(), num_chars)
+
+
+def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """The items of ``items``, produced on a background thread up to ``depth`` ahead of the consumer (reading
+    a file and the UTF-8 check release the GIL, so they overlap the splitting); an exception is raised
+    where its item would have been, and stopping early stops the producer."""
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(entry: tuple) -> bool:
+        """Queue ``entry`` unless the consumer has stopped (then False)."""
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    break
+            else:
+                offer((done, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            offer((done, e))
+        finally:
+            if hasattr(items, "close"):
+                items.close()  # the file, if the consumer stopped early
+
+    thread = threading.Thread(target=produce, name="lmbench-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _joined_blocks(lines: Iterable[str]) -> Iterator[tuple[bytes, int]]:
