@@ -6,8 +6,10 @@ larger by ../shared/tools/make_scale_corpus.py (50 copies ~ WikiText-103's 103M 
 
 Each tool runs as its own process; wall time, CPU time and peak RSS are that process's (os.wait4). Both read
 the same file, with the literal <unk> renamed UNKTOK (KenLM refuses it). Wall times on a shared machine drift
-with its load (printed beside them); lmbench is single-threaded, so its CPU time is its wall time on a quiet
-machine.
+with its load (printed beside them). lmbench uses up to two cores where it pays (reading ahead of the
+tokenizer, counting a chunk per thread, formatting ARPA ahead of the file write), as lmplz uses threads, so
+wall time is the figure to compare; CPU time is printed beside it. Numba compiles lmbench's kernels once per
+install; a warm-up on a few lines does that before anything is timed.
 """
 
 from __future__ import annotations
