@@ -137,6 +137,12 @@ class LmbenchGroup(click.Group):
             raise
         except LmbenchError as e:
             raise _fail(e) from None
+        except BrokenPipeError:
+            # the reader of stdout went away (``lmbench ngram TEXT | head``): stop quietly, as a tool killed by
+            # SIGPIPE does (exit 141), and point stdout at /dev/null so the exit flush cannot fail again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise click.exceptions.Exit(141) from None
         except Exception as e:
             if ctx.find_root().meta.get("lmbench.verbose"):
                 traceback.print_exc()

@@ -638,6 +638,26 @@ def test_ngram_command_writes_the_arpa_of_the_python_api(tmp_path):
     assert piped.stdout.startswith("\n\\data\\\nngram 1=")
 
 
+def test_ngram_to_a_pipe_closed_early_stops_quietly(tmp_path):
+    """``lmbench ngram TEXT | head``: the reader goes away; lmbench stops like a tool killed by SIGPIPE (141),
+    without an error message."""
+    import subprocess
+    import sys
+
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(" ".join(line) for line in _zipf_lines(np.random.default_rng(5), 3000)) + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmbench.cli", "ngram", str(text), "-o", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.read(20).startswith(b"\n\\data\\\n")
+    proc.stdout.close()  # as head does after its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Error" not in err and "unexpected" not in err, err
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
