@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lmbench.config import model_settings
+from lmbench.data import TokenStream, Vocabulary
 from lmbench.errors import ConfigError, DataError
 from lmbench.models.ngram import NgramLM
 from lmbench.models.ngram.counting import NgramTable
@@ -239,3 +240,18 @@ def test_no_import_cycle_between_ngram_modules():
 
     for stem in graph:
         assert stem not in reachable(stem), f"{stem}.py imports itself through {sorted(reachable(stem))}"
+
+
+def test_katz_rows_sum_to_one_where_the_lower_order_has_no_mass_left(caplog):
+    """After "w2" only "</s>" was seen, undiscounted (Good-Turing leaves count 1 alone at order 2): the bigram
+    distribution after "w2" has no mass for other words, so the trigram context "w0 w2", which discounts its
+    one "</s>", cannot pass the freed mass down. Its seen probabilities are scaled to one instead (SRILM's fix);
+    before, the row summed to 0.5."""
+    lines = [["w1"], ["w0", "w0"], ["w0", "w0"], ["w0", "w2"]]
+    vocab = Vocabulary.build(lines)
+    model = NgramLM(3, "katz", precision="float64").fit(TokenStream.from_lines(lines, vocab))
+    context = [vocab.index["w0"], vocab.index["w2"]]
+    rows = np.exp(model.next_token_logprobs([context, context[1:], []]))
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-12)
+    assert rows[0, vocab.eos_id] == pytest.approx(1.0)
+    assert "scaled to sum to one" in caplog.text

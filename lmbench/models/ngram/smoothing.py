@@ -36,6 +36,7 @@ from lmbench.models.ngram.streaming import gamma as _gamma
 from lmbench.models.ngram.streaming import uniform as _uniform
 
 log = logging.getLogger(__name__)
+STUCK_MASS = 1e-12  # Katz: a lower order's mass left for unseen words at or below this counts as none
 
 # KenLM's --discount_fallback values for D1, D2, D3+ when count-of-counts leave them undefined.
 DEFAULT_MKN_FALLBACK = (0.5, 1.0, 1.5)
@@ -435,8 +436,22 @@ class Katz(Smoother):
             lower = out[-1].prob[table.suffix]
             seen_mass = context_sums(table, prob, n_ctx)
             lower_mass = context_sums(table, lower, n_ctx)
+            # a context whose seen words hold all of the lower order's mass has nowhere to send the mass its
+            # discounts free (the unseen words get 0 below): its seen probabilities are scaled to sum to one
+            # instead, as SRILM does ("BOW denominator ... is zero")
+            stuck = (total > 0) & (1.0 - lower_mass <= STUCK_MASS) & (seen_mass < 1.0)
+            if stuck.any():
+                log.warning(
+                    "katz order %d: %d contexts back off to a lower order with no mass left for their unseen "
+                    "words; their seen probabilities are scaled to sum to one",
+                    m,
+                    int(stuck.sum()),
+                )
+                prob = prob / np.where(stuck, seen_mass, 1.0)[table.context]
             with np.errstate(divide="ignore", invalid="ignore"):
-                bow = np.where(total > 0, (1.0 - seen_mass) / np.maximum(1.0 - lower_mass, 1e-300), 1.0)
+                bow = np.where(
+                    (total > 0) & ~stuck, (1.0 - seen_mass) / np.maximum(1.0 - lower_mass, 1e-300), 1.0
+                )
             out[-1].bow = np.maximum(bow, 0.0)
             out.append(BackoffArrays(prob=prob, bow=np.ones(len(table))))
         return out
