@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -100,52 +101,20 @@ def encode_lines(lines: Iterable[str], tokenizer: Tokenizer | None = None) -> En
 
 
 def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
-    """The items of ``items``, produced on a background thread up to ``depth`` ahead of the consumer (reading
-    a file and the UTF-8 check release the GIL, so they overlap the splitting); an exception is raised
-    where its item would have been, and stopping early stops the producer."""
-    import queue
-    import threading
-
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def offer(entry: tuple) -> bool:
-        """Queue ``entry`` unless the consumer has stopped (then False)."""
-        while not stop.is_set():
-            try:
-                ready.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer((item, None)):
-                    break
-            else:
-                offer((done, None))
-        except BaseException as e:  # handed to the consumer, raised there
-            offer((done, e))
-        finally:
-            if hasattr(items, "close"):
-                items.close()  # the file, if the consumer stopped early
-
-    thread = threading.Thread(target=produce, name="lmbench-read-ahead", daemon=True)
-    thread.start()
+    """The items of ``items``, each produced on a background thread up to ``depth`` ahead of the consumer
+    (reading a file and the UTF-8 check release the GIL, so they overlap the splitting). One worker takes the
+    items in order; an exception is raised where its item would have been, and stopping early closes
+    ``items``."""
+    end = object()
     try:
-        while True:
-            item, error = ready.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
+        with ThreadPoolExecutor(1, thread_name_prefix="lmbench-read-ahead") as pool:
+            pending = deque(pool.submit(next, items, end) for _ in range(depth))
+            while (item := pending.popleft().result()) is not end:
+                pending.append(pool.submit(next, items, end))
+                yield item
     finally:
-        stop.set()
-        thread.join()
+        if hasattr(items, "close"):
+            items.close()  # the file, if the consumer stopped early
 
 
 def _joined_blocks(lines: Iterable[str]) -> Iterator[tuple[bytes, int]]:

@@ -416,9 +416,9 @@ def count_ngrams(
             new_rows = np.full(n, -1, dtype=index_dtype(n)) if m < order else None
             bounds = [(a, min(a + chunk, last)) for a in range(0, last, chunk)]
 
-            def count_range(bounds: tuple[int, int], m: int = m, start_rows=start_rows, new_rows=new_rows):
+            def count_range(span: tuple[int, int], m: int = m, start_rows=start_rows, new_rows=new_rows):
                 """One chunk's run; ``new_rows`` gets its positions' group numbers (chunks never overlap)."""
-                pos, keys = sorting.chunk_keys(start_rows, seq, joined, *bounds, m, V, position_dtype)
+                pos, keys = sorting.chunk_keys(start_rows, seq, joined, *span, m, V, position_dtype)
                 # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
                 return sorting.count_chunk(keys, pos, start_rows, new_rows)
 

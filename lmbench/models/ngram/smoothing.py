@@ -162,7 +162,7 @@ def discounted_interpolation(
             firsts = firsts[table.context]
             if consume:  # order m-1 is done with: its own counts and rows, and its continuation counts
                 tables[m - 2].release()
-        c = count(m, firsts)  # float64, a fresh array: it becomes alpha in place below
+        c = count(m, firsts)  # float64
         d = discount(m, c)
         disc = discount_per_count(c, d)
         if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies

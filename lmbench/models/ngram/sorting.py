@@ -63,15 +63,6 @@ def _radix_sort(keys: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.nda
     return a, i_a
 
 
-def sort_with_order(keys: np.ndarray, payload: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``np.sort(keys)`` of int64 keys and ``payload`` (default: ``0 .. n-1``, which makes it
-    ``np.argsort(keys, kind="stable")``) in the same stable order, from one radix sort."""
-    keys = np.array(keys, dtype=np.int64)  # copies: the sort works in place
-    if payload is None:
-        payload = np.arange(len(keys), dtype=np.int32 if len(keys) < 2**31 else np.int64)
-    return _radix_sort(keys, np.array(payload))
-
-
 @numba.njit(cache=True, nogil=True)
 def _group(sorted_keys, sorted_positions, start_rows, rows):
     """Distinct keys of ``sorted_keys`` (positions sorted stably with them), how often each occurs and
