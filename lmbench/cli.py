@@ -381,6 +381,44 @@ def ngram(
     )
 
 
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("text", type=click.Path(path_type=Path, allow_dash=True), default="-")
+@click.option(
+    "--sentences",
+    is_flag=True,
+    help="Print one TSV row per line (line, log10prob, tokens, oovs, perplexity) on stdout; the summary "
+    "then goes to stderr.",
+)
+@click.option(
+    "--context",
+    type=click.Choice(["sentence", "stream"]),
+    default="sentence",
+    help="sentence: each line from <s> alone (KenLM's query); stream: context crosses line ends.",
+)
+@verbose_option
+def score(model: Path, text: Path, sentences: bool, context: str) -> None:
+    """Score TEXT (a file, or - for stdin; one sentence per line) with MODEL, as KenLM's query does.
+
+    MODEL is an ARPA file (.arpa, .arpa.gz), a trained model's folder from `lmbench run` (any family), or a
+    binary from `lmbench ngram --save`. Prints perplexity including and excluding OOVs, OOVs and tokens
+    (tokens = words + one </s> per line): `lmbench score model.arpa.gz test.txt`.
+    """
+    from lmbench.scoring import SENTENCE_HEADER, load_scorer, score_text
+
+    scorer = load_scorer(model)
+    result = score_text(scorer, text, context=context)  # type: ignore[arg-type]
+    if len(result.tokens) == 0:
+        raise InputError(f"{text}: no lines to score (empty text)")
+    summary = "\n".join(result.summary_lines())
+    if sentences:
+        click.echo(SENTENCE_HEADER)
+        click.echo("\n".join(result.sentence_rows()))
+        click.echo(summary, err=True)
+    else:
+        click.echo(summary)
+
+
 def _ngram_summary(model) -> str:
     """lmplz-style: n-grams per order and the discounts of each order."""
     lines = []
