@@ -112,9 +112,10 @@ def test_mlflow_honours_the_tracking_uri(tmp_path, report_dir, monkeypatch):
     pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # a store named by the user keeps MLflow's own artefact default: ./mlruns
     done = trackers.log_to_trackers(_results(), report_dir, tmp_path / "runs", ["mlflow"], print)
     assert done["mlflow"] == uri and (tmp_path / "elsewhere.db").is_file()
-    assert not (tmp_path / "runs" / "mlflow.db").exists()
+    assert not (tmp_path / "runs" / "mlflow.db").exists() and (tmp_path / "mlruns").is_dir()
 
 
 def test_a_tracker_that_cannot_start_is_one_warning(tmp_path, report_dir, monkeypatch):
