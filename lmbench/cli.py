@@ -64,6 +64,7 @@ def _run(
     from lmbench.io import check_output_dir
     from lmbench.reporting import render_report, summary_text
     from lmbench.reporting.report import check_report_folder
+    from lmbench.reporting.trackers import log_to_trackers, missing_packages
     from lmbench.training import distributed
 
     distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
@@ -83,11 +84,18 @@ def _run(
         raise InputError(
             f"--output {output} and --runs-dir {runs_dir} overlap; the report replaces its whole folder"
         )
+    if distributed.is_main():
+        for line in missing_packages(config.report.trackers):  # said before training, not after it
+            click.echo(f"warning: {line}", err=True)
     results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage)
     results["provenance"]["command"] = command
     if not distributed.is_main():
         return
     render_report(results, output, config.report.formats)
+    if config.report.trackers:
+        log_to_trackers(
+            results, output, runs_dir, config.report.trackers, lambda m: click.echo(f"warning: {m}", err=True)
+        )
     click.echo(summary_text(results))
     click.echo(f"\nreport: {output / 'report.md'}  (runs in {runs_dir})")
     if results["failures"]:
@@ -314,9 +322,55 @@ def compare(run_a: Path, run_b: Path, split: str) -> None:
     click.echo(compare_results(a, b, names=(run_a.name, run_b.name), split=split))
 
 
+class _Counts(click.Option):
+    """An option taking one or more counts, as lmplz's ``--prune 0 1 1`` (``--prune 0,1,1`` works too)."""
+
+    def add_to_parser(self, parser, ctx) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is None:
+                continue
+            process = option.process
+
+            def greedy(value, state, process=process) -> None:
+                values = [value]
+                while state.rargs and state.rargs[0].isdigit():
+                    values.append(state.rargs.pop(0))
+                process(" ".join(values), state)
+
+            option.process = greedy
+
+
+def _parse_counts(_ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    words = value.replace(",", " ").split()
+    if not words or not all(w.isdigit() for w in words):
+        raise click.BadParameter(f"expected counts >= 0, one per order (e.g. 0 1 1), got {value!r}")
+    return [int(w) for w in words]
+
+
 @main.command()
 @click.argument("text", type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--order", "-o", type=click.IntRange(1, 10), default=5, help="n: words per n-gram.")
+@click.option(
+    "--prune",
+    cls=_Counts,
+    callback=_parse_counts,
+    metavar="T1 T2 ...",
+    help="lmplz's count pruning: drop n-grams of order i seen at most Ti times (0 1 1: singleton bigrams "
+    "and trigrams; the last value repeats; unigrams never); the model stays normalised.",
+)
+@click.option(
+    "--vocab_pad",
+    "--vocab-pad",
+    "vocab_pad",
+    type=click.IntRange(0),
+    default=0,
+    help="lmplz's --vocab_pad: spread the unigrams' uniform base over at least this many words (the padding "
+    "goes to <unk>), so perplexities compare across vocabularies.",
+)
 @click.option(
     "--smoothing",
     type=click.Choice(list(NGRAM_SMOOTHERS)),
@@ -360,6 +414,8 @@ def ngram(
     save: Path | None,
     tokenizer: str,
     temp_dir: Path | None,
+    prune: list[int] | None,
+    vocab_pad: int,
 ) -> None:
     """Estimate an n-gram model from TEXT (a file, or - for stdin; one sentence per line) and write it as ARPA.
 
@@ -374,7 +430,8 @@ def ngram(
     say = lambda message: click.echo(message, err=True)  # noqa: E731
     start = time.perf_counter()
     try:
-        model = NgramLM(order, smoothing, memory=memory)
+        pad = {"vocab_pad": vocab_pad} if vocab_pad else {}
+        model = NgramLM(order, smoothing, memory=memory, prune=prune, **pad)
         data = encode_stream(read_lines(text), get_tokenizer(tokenizer))
         if data.num_words == 0:
             raise DataError(f"{text}: no words to count (empty or whitespace-only text)")
@@ -396,6 +453,44 @@ def ngram(
     say(
         f"done in {seconds:.1f} s, peak memory {_peak_rss_mib():,.0f} MiB; {model.bytes_per_ngram():.1f} bytes per stored n-gram"
     )
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("text", type=click.Path(path_type=Path, allow_dash=True), default="-")
+@click.option(
+    "--sentences",
+    is_flag=True,
+    help="Print one TSV row per line (line, log10prob, tokens, oovs, perplexity) on stdout; the summary "
+    "then goes to stderr.",
+)
+@click.option(
+    "--context",
+    type=click.Choice(["sentence", "stream"]),
+    default="sentence",
+    help="sentence: each line from <s> alone (KenLM's query); stream: context crosses line ends.",
+)
+@verbose_option
+def score(model: Path, text: Path, sentences: bool, context: str) -> None:
+    """Score TEXT (a file, or - for stdin; one sentence per line) with MODEL, as KenLM's query does.
+
+    MODEL is an ARPA file (.arpa, .arpa.gz), a trained model's folder from `lmbench run` (any family), or a
+    binary from `lmbench ngram --save`. Prints perplexity including and excluding OOVs, OOVs and tokens
+    (tokens = words + one </s> per line): `lmbench score model.arpa.gz test.txt`.
+    """
+    from lmbench.scoring import SENTENCE_HEADER, load_scorer, score_text
+
+    scorer = load_scorer(model)
+    result = score_text(scorer, text, context=context)  # type: ignore[arg-type]
+    if len(result.tokens) == 0:
+        raise InputError(f"{text}: no lines to score (empty text)")
+    summary = "\n".join(result.summary_lines())
+    if sentences:
+        click.echo(SENTENCE_HEADER)
+        click.echo("\n".join(result.sentence_rows()))
+        click.echo(summary, err=True)
+    else:
+        click.echo(summary)
 
 
 def _ngram_summary(model) -> str:

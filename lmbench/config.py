@@ -34,6 +34,9 @@ SPLIT_NAMES = ("train", "valid", "test")
 SYNTHETIC_KEYS = {f for f in SyntheticConfig.__dataclass_fields__}
 
 
+TRACKER_NAMES = ("tensorboard", "mlflow")  # lmbench.reporting.trackers.TRACKERS, without importing it
+
+
 @dataclass
 class CorpusConfig:
     """Where the text comes from (one of: a card name, "synthetic", three files, one file) and how to tokenize."""
@@ -77,6 +80,7 @@ class ReportConfig:
     formats: list[str] = field(default_factory=lambda: ["md", "csv", "json", "html", "png"])
     baseline: str | None = None
     references: list[dict[str, Any]] = field(default_factory=list)  # published figures shown beside ours
+    trackers: list[str] = field(default_factory=list)  # where runs are also sent: tensorboard, mlflow
 
 
 @dataclass
@@ -333,10 +337,14 @@ def _parse_report(r: _Reader, models: list[ModelConfig]) -> ReportConfig:
     """``[report]``: formats from the fixed list, a baseline that is a model, references with their fields."""
     source = r.source
     report = ReportConfig(
-        r.get("formats", list, ReportConfig().formats), r.get("baseline", str), r.get("references", list, [])
+        r.get("formats", list, ReportConfig().formats),
+        r.get("baseline", str),
+        r.get("references", list, []),
+        r.get("trackers", list, []),
     )
     r.done()
     check_choice_list(source, "report.formats", report.formats, REPORT_FORMATS, allow_empty=True)
+    check_choice_list(source, "report.trackers", report.trackers, list(TRACKER_NAMES), allow_empty=True)
     for i, ref in enumerate(report.references, start=1):
         if not isinstance(ref, dict) or not {"model", "metric", "value", "source"} <= set(ref):
             raise ConfigError(

@@ -141,3 +141,57 @@ def test_type_a_prefix_and_see_every_model(server, browser, tmp_path):
     with Image.open(shot) as img:
         pixels = np.asarray(img.convert("RGB").resize((280, 360))).reshape(-1, 3)
     assert len(np.unique(pixels, axis=0)) > 50  # bars, text and attention maps, not a blank page
+
+
+def test_a_link_restores_the_chosen_models_prefix_and_settings(server, browser):
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    link = (
+        server + "#prefix=A3+w01+w02&k=3&picked=w03&seed=7&model=kn3&model=" + quote("lstm/seed-0", safe="")
+    )
+    browser.get(link)
+
+    def shown(d):
+        return [
+            c.get_attribute("data-model")
+            for c in d.find_elements(By.CSS_SELECTOR, ".model-card")
+            if c.is_displayed()
+        ]
+
+    wait.until(lambda d: shown(d) == ["kn3", "lstm/seed-0"])
+    assert browser.find_element(By.ID, "prefix").get_attribute("value") == "A3 w01 w02"
+    assert browser.find_element(By.ID, "k").get_attribute("value") == "3"
+    assert browser.find_element(By.ID, "picked").get_attribute("value") == "w03"
+    assert browser.find_element(By.ID, "seed").get_attribute("value") == "7"
+    wait.until(lambda d: all(
+        len(d.find_element(By.CSS_SELECTOR, f'.model-card[data-model="{name}"]').find_elements(By.CSS_SELECTOR, ".bar-row")) == 3
+        for name in ("kn3", "lstm/seed-0")
+    ))  # fmt: skip
+    boxes = {
+        b.get_attribute("value"): b for b in browser.find_elements(By.CSS_SELECTOR, "#model-picker input")
+    }
+    assert {name for name, b in boxes.items() if b.is_selected()} == {"kn3", "lstm/seed-0"}
+
+    # changing the page changes its link: more text, one more model, a sample
+    browser.find_element(By.ID, "prefix").send_keys(" w04")
+    boxes["unigram"].click()
+    browser.find_element(By.ID, "sample").click()
+    wait.until(
+        lambda d: (
+            "w04" in d.execute_script("return location.hash")
+            and "sampled=1" in d.execute_script("return location.hash")
+        )
+    )
+    url = browser.current_url
+    assert "model=unigram" in url and "prefix=A3+w01+w02+w04" in url
+
+    browser.get("about:blank")
+    browser.get(url)  # the link opened afresh: the same models, text and samples
+    wait.until(lambda d: shown(d) == ["unigram", "kn3", "lstm/seed-0"])
+    assert browser.find_element(By.ID, "prefix").get_attribute("value") == "A3 w01 w02 w04"
+    wait.until(lambda d: all(c.find_elements(By.CSS_SELECTOR, ".sample code")
+                             for c in d.find_elements(By.CSS_SELECTOR, ".model-card") if c.is_displayed()))  # fmt: skip

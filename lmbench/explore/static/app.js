@@ -124,10 +124,53 @@ function params() {
   return {prefix: $("prefix").value, k: $("k").value, token: $("picked").value.trim()};
 }
 
+// ------------------------------------------------------------------ the page's state in its URL (state.js)
+let sampled = false;  // whether continuations were sampled: a link that says so samples again on opening
+
+function chosenModels() {
+  const boxes = [...document.querySelectorAll("#model-picker input[type=checkbox]")];
+  return boxes.every((b) => b.checked) ? null : boxes.filter((b) => b.checked).map((b) => b.value);
+}
+
+function currentState() {
+  return {prefix: $("prefix").value, k: $("k").value, picked: $("picked").value.trim(),
+          temperature: $("temperature").value, seed: $("seed").value, n: $("n").value, sampled,
+          models: chosenModels()};
+}
+
+function writeUrl() {  // replaceState: the link follows the page without filling the history
+  const hash = ExploreState.encode(currentState());
+  history.replaceState(null, "", hash ? "#" + hash : location.pathname + location.search);
+}
+
+function applyState(state) {
+  for (const key of ["prefix", "k", "picked", "temperature", "seed", "n"]) $(key).value = state[key];
+  sampled = state.sampled;
+  for (const box of document.querySelectorAll("#model-picker input[type=checkbox]")) {
+    box.checked = state.models === null || state.models.includes(box.value);
+  }
+  showChosen();
+}
+
+function showChosen() {
+  const chosen = chosenModels();
+  for (const [name, card] of cards) card.el.hidden = chosen !== null && !chosen.includes(name);
+}
+
+function makePicker(models) {
+  $("model-picker").replaceChildren(...models.map((m) => {
+    const box = el("input", {type: "checkbox", value: m.name});
+    box.checked = true;
+    box.addEventListener("change", () => { showChosen(); writeUrl(); refresh(); });
+    return el("label", {class: "pick"}, box, " " + m.name);
+  }));
+}
+
 function refresh() {
   const {prefix, k, token} = params();
   let tokensShown = false;
   for (const [name, card] of cards) {
+    if (card.el.hidden) continue;
     const seq = ++card.seq;
     const current = () => seq === card.seq;
     card.slots.bars.replaceChildren(spinner());
@@ -158,7 +201,10 @@ function refresh() {
 
 function sample() {
   const query = {prefix: $("prefix").value, n: $("n").value, seed: $("seed").value, temperature: $("temperature").value};
+  sampled = true;
+  writeUrl();
   for (const [name, card] of cards) {
+    if (card.el.hidden) continue;
     card.slots.sample.replaceChildren(spinner());
     api("/api/generate", {...query, model: name})
       .then((a) => card.slots.sample.replaceChildren("sample: ", el("code", {}, a.tokens.join(" "))))
@@ -167,15 +213,29 @@ function sample() {
 }
 
 let timer = null;
-function later() { clearTimeout(timer); timer = setTimeout(refresh, 250); }
+function later() { clearTimeout(timer); timer = setTimeout(refresh, 250); writeUrl(); }
+
+function openState() {  // the state the URL holds (a shared link), onto the page
+  applyState(ExploreState.decode(location.hash, [...cards.keys()]));
+  refresh();
+  if (sampled) sample();
+}
 
 async function start() {
   const info = await api("/api/models", {});
   $("run-dir").textContent = `${info.models.length} model(s) from ${info.run_dir}`;
   info.models.forEach(makeCard);
+  makePicker(info.models);
   for (const id of ["prefix", "k", "picked"]) $(id).addEventListener("input", later);
+  for (const id of ["temperature", "seed", "n"]) $(id).addEventListener("input", writeUrl);
   $("sample").addEventListener("click", sample);
-  refresh();
+  $("copy-link").addEventListener("click", () => {
+    writeUrl();
+    navigator.clipboard?.writeText(location.href).then(
+      () => { $("copy-link").textContent = "Link copied"; }, () => {});
+  });
+  window.addEventListener("hashchange", openState);  // a link pasted into this tab
+  openState();
 }
 
 start().catch((e) => showError($("models"), e));

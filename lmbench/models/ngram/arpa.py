@@ -490,11 +490,11 @@ def _read_fast(
             return None
         if table.num_rows != declared[m]:
             return None
-        lp = table.column("lp").to_numpy()
-        bow = table.column("bow").to_numpy() if m < order else np.zeros(table.num_rows)
         for column in ("lp", "bow")[: 1 + (m < order)]:
             if table.column(column).null_count:
                 return None
+        lp = _to_numpy(table.column("lp"), np.float64)
+        bow = _to_numpy(table.column("bow"), np.float64) if m < order else np.zeros(table.num_rows)
         if not (np.isfinite(lp).all() and np.isfinite(bow).all() and (lp <= 0).all()):
             return None
         columns: dict = {"lp": lp, "bow": bow}
@@ -511,21 +511,28 @@ def _read_fast(
             local = pc.index_in(table.column(f"w{j}"), options=lookup_words)
             if local.null_count:
                 return None
-            at = 0
-            for chunk in local.chunks:
-                ids[at : at + len(chunk), j] = chunk.to_numpy()
-                at += len(chunk)
+            ids[:, j] = _to_numpy(local, np.int32)
         columns["ids"] = ids
         del table
         out[m] = _FastSection(path, data, m, sections[m], columns)
     return out
 
 
+def _to_numpy(column, dtype: type) -> np.ndarray:
+    """A pyarrow column without nulls as a NumPy array, read from its buffers (pyarrow's ``to_numpy``
+    imports pandas, a third of a second that scoring a small text should not pay)."""
+    parts = [
+        np.frombuffer(
+            chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * np.dtype(dtype).itemsize
+        )
+        for chunk in getattr(column, "chunks", [column])
+    ]
+    return np.concatenate(parts) if len(parts) != 1 else parts[0].copy()
+
+
 def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: int) -> ArpaTables:
     """The tables of an ARPA file (orders up to ``max_order``); words outside ``vocab`` are dropped with
     their n-grams. ``NgramLM.from_arpa`` makes the model."""
-    import pandas as pd
-
     path = Path(path)
     data = _read_bytes(path)
     declared, sections = _sections(path, data)
@@ -560,13 +567,18 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: i
         raise DataError(f"{path}: \\{extra[0]}-grams: section not declared in the \\data\\ header")
 
     uni = parsed[1]
-    # Python strings: pandas' pyarrow-backed default would convert every word looked up (5x slower)
-    file_words = pd.Index(np.array(uni.words(), dtype=object), dtype=object)
-    if file_words.has_duplicates:
-        dup = np.flatnonzero(file_words.duplicated())[0]
-        raise DataError(f"{uni.where(int(dup))}: duplicate 1-gram {file_words[dup]!r}")
+    file_words: pd.Index | list[str] = uni.words()
+    if isinstance(uni, _Section):  # pandas read it: find duplicates (the fast reader has refused them)
+        import pandas as pd
+
+        # Python strings: pandas' pyarrow-backed default would convert every word looked up (5x slower)
+        file_words = pd.Index(np.array(file_words, dtype=object), dtype=object)
+        if file_words.has_duplicates:
+            dup = np.flatnonzero(file_words.duplicated())[0]
+            raise DataError(f"{uni.where(int(dup))}: duplicate 1-gram {file_words[dup]!r}")
+    listed = set(file_words)
     for special in (UNK, EOS):
-        if special not in file_words:
+        if special not in listed:
             raise DataError(
                 f"{path}: no {special} among the 1-grams (expected KenLM/SRILM's {UNK} and {EOS})"
             )

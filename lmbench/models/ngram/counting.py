@@ -156,11 +156,24 @@ class CountingStats:
     disk_orders: list[int] = field(default_factory=list)  # orders whose tables were written to disk
 
 
+SORTED_LOOKUP = 1 << 16  # queries above this many are sorted first (see lookup)
+
+
 def lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Row of each query key in the sorted ``keys``, or -1 where absent."""
+    """Row of each query key in the sorted ``keys``, or -1 where absent.
+
+    Many queries in random order are sorted first: a binary search over sorted needles walks ``keys`` in
+    order (NumPy narrows each search from the previous hit), five times faster than cache-missing searches
+    from scratch, sort included (reading a KenLM ARPA file, whose n-grams are not in lmbench's key order).
+    """
     if len(keys) == 0:
         return np.full(len(queries), -1, dtype=np.int64)
-    pos = np.searchsorted(keys, queries)
+    if len(queries) > SORTED_LOOKUP and not np.all(queries[1:] >= queries[:-1]):
+        order = np.argsort(queries)
+        pos = np.empty(len(queries), dtype=np.intp)
+        pos[order] = np.searchsorted(keys, queries[order])
+    else:
+        pos = np.searchsorted(keys, queries)
     pos_clipped = np.minimum(pos, len(keys) - 1)
     return np.where(keys[pos_clipped] == queries, pos_clipped, -1).astype(np.int64)
 

@@ -28,6 +28,7 @@ from lmbench.models.ngram.counting import (
     parse_memory,
     resident_memory,
 )
+from lmbench.models.ngram.pruning import check_thresholds, decision_counts, keep_masks, prune_backoff
 from lmbench.models.ngram.smoothing import (
     SMOOTHERS,
     BackoffArrays,
@@ -68,6 +69,13 @@ class NgramLM(LanguageModel):
             fit are kept on disk, smoothed a chunk of rows at a time (the discounting smoothers; the others
             load them) and mapped read-only once fitted; the model is the same, bit for bit, either way.
         progress: a progress bar while counting (default: on a terminal, for corpora over 5M tokens).
+        prune: count pruning as lmplz's ``--prune``: a threshold per order (``[0, 1, 1]`` drops bigrams and
+            trigrams seen at most once; the last value repeats for higher orders; unigrams are never pruned);
+            the pruned model stays normalised (:mod:`~lmbench.models.ngram.pruning`). Needs the counted
+            tables in memory: tables counted on disk are loaded for it.
+        vocab_pad: (the discounting smoothers) lmplz's ``--vocab_pad``: the uniform distribution under the
+            unigrams is spread as if over this many words, the padding going to ``<unk>``, so models with
+            different vocabularies give comparable perplexities.
         precision: ``float32`` stores log10 values as KenLM does (7 significant digits; rows sum to 1 within
             ~1e-7); ``float64`` keeps every bit of the estimate (24 bytes per n-gram), for checking the
             estimators against other implementations to 1e-12.
@@ -91,6 +99,7 @@ class NgramLM(LanguageModel):
         memory: str | int | None = None,
         progress: bool | None = None,
         precision: str = "float32",
+        prune: Sequence[int] | None = None,
         **smoother_params: Any,
     ):
         if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
@@ -100,7 +109,9 @@ class NgramLM(LanguageModel):
         known = all_smoother_params()
         for key in smoother_params:
             if key not in known:
-                expected = ["order", "smoothing", *known, "train_context", "memory", "progress", "precision"]
+                expected = [
+                    "order", "smoothing", *known, "train_context", "memory", "progress", "precision", "prune"
+                ]  # fmt: skip
                 raise ConfigError(
                     f"{key}: not a setting of an n-gram model; expected some of {', '.join(expected)}"
                 )
@@ -113,8 +124,19 @@ class NgramLM(LanguageModel):
         parse_memory(memory)  # a bad size is a config error now, not after reading the corpus
         if precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+        thresholds = check_thresholds(prune, order)
+        if thresholds is not None and chosen is not None and not chosen.normalized:
+            raise ConfigError(
+                f"prune: smoothing {smoothing!r} gives scores, not probabilities, to renormalise"
+            )
+        if smoother_params.get("vocab_pad") and chosen is not None and "vocab_pad" not in chosen.params():
+            users = [name for name, cls in SMOOTHERS.items() if "vocab_pad" in cls.params()]
+            raise ConfigError(
+                f"vocab_pad: smoothing {smoothing!r} has no uniform base to pad; use {', '.join(users)}"
+            )
         self.order = order
         self.smoothing = smoothing
+        self.prune = list(prune) if prune is not None else None
         self.smoother_params = params
         self.train_context = train_context
         self.memory = memory
@@ -136,6 +158,7 @@ class NgramLM(LanguageModel):
             "memory": self.memory,
             "progress": self.progress,
             "precision": self.precision,
+            "prune": self.prune,
         }
 
     @property
@@ -193,6 +216,9 @@ class NgramLM(LanguageModel):
         del seq
         self.counting_stats_ = stats
         dtype = np.dtype(self.precision)
+        thresholds = check_thresholds(self.prune, self.order)
+        if thresholds is not None:
+            return self._fit_pruned(tables, vocab, dtype, thresholds)
         if any(t.on_disk for t in tables):
             if hasattr(self.smoother, "to_backoff_streamed"):
                 return self._fit_streamed(tables, vocab, dtype, budget, spill_dir)
@@ -215,6 +241,32 @@ class NgramLM(LanguageModel):
             keys,
             [a.prob for a in arrays],
             [a.bow for a in arrays[:-1]] + [np.zeros(0, dtype=dtype)],  # no back-off at the top
+            discounts=self.smoother.discounts_,
+        )
+
+    def _fit_pruned(
+        self, tables: list, vocab: Vocabulary, dtype: np.dtype, thresholds: tuple[int, ...]
+    ) -> NgramLM:
+        """Estimate the whole model, then drop the n-grams at or below the thresholds and renormalise
+        (:mod:`~lmbench.models.ngram.pruning`); tables counted on disk are loaded for it."""
+        if any(t.on_disk for t in tables):
+            log.warning(
+                "prune: the %s n-grams counted on disk are loaded into memory to be pruned",
+                f"{sum(len(t) for t in tables):,}",
+            )
+            tables = [t.load() for t in tables]
+        assert self.smoother is not None
+        counts = decision_counts(tables, self.smoother, vocab.bos_id)
+        keep = keep_masks(counts, tables, thresholds)
+        del counts
+        arrays = self.smoother.to_backoff(tables, bos_id=vocab.bos_id)
+        keys, pruned = prune_backoff(tables, arrays, keep)
+        del tables, arrays
+        return self._set_tables(
+            vocab,
+            keys,
+            [to_log10(a.prob, dtype) for a in pruned],
+            [to_log10(a.bow, dtype) for a in pruned[:-1]] + [np.zeros(0, dtype=dtype)],
             discounts=self.smoother.discounts_,
         )
 

@@ -52,7 +52,12 @@ class BackoffArrays:
 
 
 def interpolated_to_backoff(
-    tables: list[NgramTable], alphas: list[np.ndarray], gammas: list[np.ndarray], *, bos_id: int
+    tables: list[NgramTable],
+    alphas: list[np.ndarray],
+    gammas: list[np.ndarray],
+    *,
+    bos_id: int,
+    vocab_pad: int = 0,
 ) -> list[BackoffArrays]:
     """Back-off form of an interpolated model.
 
@@ -61,7 +66,7 @@ def interpolated_to_backoff(
     """
     V = len(tables[0])
     out: list[BackoffArrays] = []
-    lower = _uniform(V, bos_id)
+    lower = _uniform(V, bos_id, vocab_pad)
     for m, table in enumerate(tables, start=1):
         gamma_ctx = gammas[m - 1][table.context]
         lower_of_suffix = lower if m == 1 else out[-1].prob[table.suffix]
@@ -140,6 +145,7 @@ def discounted_interpolation(
     *,
     bos_id: int,
     interpolate_unigrams: bool = True,
+    vocab_pad: int = 0,
     finish: Callable[[BackoffArrays], BackoffArrays] | None = None,
     consume: bool = False,
 ) -> list[BackoffArrays]:
@@ -155,7 +161,7 @@ def discounted_interpolation(
     finish = finish or (lambda arrays: arrays)
     V = len(tables[0])
     out: list[BackoffArrays] = []
-    lower = _uniform(V, bos_id)  # the finished estimate of the order below, at the rows of this order
+    lower = _uniform(V, bos_id, vocab_pad)  # the finished estimate of the order below, at this order's rows
     firsts = tables[0].word
     for m, table in enumerate(tables, start=1):
         if m > 1:
@@ -234,7 +240,9 @@ class Smoother(abc.ABC):
 
 SMOOTHERS: dict[str, type[Smoother]] = {}
 # NgramLM's own settings: no smoother parameter may take one of these names
-MODEL_SETTINGS = frozenset({"order", "smoothing", "train_context", "memory", "progress", "precision"})
+MODEL_SETTINGS = frozenset(
+    {"order", "smoothing", "train_context", "memory", "progress", "precision", "prune"}
+)
 
 
 def register_smoother(cls: type[Smoother]) -> type[Smoother]:
@@ -288,6 +296,15 @@ def describe_smoothing(name: str | None) -> str:
 def _check_number(key: str, value: Any, ok: Callable[[float], bool], expected: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
         raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
+def _check_vocab_pad(vocab_pad: Any, interpolate_unigrams: bool) -> None:
+    _check_number("vocab_pad", vocab_pad, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+    if vocab_pad and not interpolate_unigrams:
+        raise ConfigError(
+            "vocab_pad: pads the uniform distribution that unigrams are interpolated with; "
+            "it needs interpolate_unigrams = true (as lmplz's --vocab_pad does)"
+        )
 
 
 def _check_bool(key: str, value: Any) -> None:
@@ -468,9 +485,11 @@ class WittenBell(Smoother):
     name: ClassVar[str] = "witten-bell"
     description: ClassVar[str] = "Witten-Bell interpolation"
     interpolate_unigrams: bool = True
+    vocab_pad: int = 0  # lmplz's --vocab_pad: the uniform base distribution as if over this many words
 
     def validate(self) -> None:
         _check_bool("interpolate_unigrams", self.interpolate_unigrams)
+        _check_vocab_pad(self.vocab_pad, self.interpolate_unigrams)
 
     def estimate(self, tables: list[NgramTable], *, bos_id: int) -> list[BackoffArrays]:
         alphas, gammas = [], []
@@ -484,7 +503,7 @@ class WittenBell(Smoother):
             gammas.append(_gamma(types, den))
         if not self.interpolate_unigrams:
             _unigram_mle(alphas, gammas, tables[0].counts.astype(np.float64))
-        return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id)
+        return interpolated_to_backoff(tables, alphas, gammas, bos_id=bos_id, vocab_pad=self.vocab_pad)
 
 
 @dataclass
@@ -498,9 +517,11 @@ class _Discounting(Smoother):
     """
 
     interpolate_unigrams: bool = True
+    vocab_pad: int = 0  # lmplz's --vocab_pad: the uniform base distribution as if over this many words
 
     def validate(self) -> None:
         _check_bool("interpolate_unigrams", self.interpolate_unigrams)
+        _check_vocab_pad(self.vocab_pad, self.interpolate_unigrams)
 
     continuation_counts: ClassVar[bool] = False  # Kneser-Ney's counts below the top order, else raw counts
 
@@ -533,6 +554,7 @@ class _Discounting(Smoother):
             discount=self.discount_from,
             bos_id=bos_id,
             interpolate_unigrams=self.interpolate_unigrams,
+            vocab_pad=self.vocab_pad,
             dtype=dtype,
             memory=memory,
             folder=folder,
@@ -565,6 +587,7 @@ class _Discounting(Smoother):
             estimated,
             bos_id=bos_id,
             interpolate_unigrams=self.interpolate_unigrams,
+            vocab_pad=self.vocab_pad,
             finish=finish,
             consume=consume,
         )

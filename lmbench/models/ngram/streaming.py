@@ -38,9 +38,18 @@ class StreamedFit:
     discounts: list = field(default_factory=list)
 
 
-def uniform(vocab_size: int, bos_id: int) -> np.ndarray:
-    """The base distribution below order 1: uniform over every word but ``<s>`` (never predicted)."""
-    u = np.full(vocab_size, 1.0 / (vocab_size - 1))
+def uniform(vocab_size: int, bos_id: int, vocab_pad: int = 0, unk_id: int = 0) -> np.ndarray:
+    """The base distribution below order 1: uniform over every word but ``<s>`` (never predicted).
+
+    ``vocab_pad`` (lmplz's ``--vocab_pad``): a vocabulary of fewer words is padded with copies of ``<unk>`` up
+    to that size, so each word gets 1/vocab_pad and ``<unk>`` the padding's share too; models whose
+    vocabularies differ then spread the same base mass over the same number of words, and their perplexities
+    (unknown words included) compare.
+    """
+    words = vocab_size - 1
+    size = max(words, vocab_pad)
+    u = np.full(vocab_size, 1.0 / size)
+    u[unk_id] += (size - words) / size
     u[bos_id] = 0.0
     return u
 
@@ -77,6 +86,7 @@ def smooth_streamed(
     discount: Callable[[int, np.ndarray], float | tuple[float, float, float]],
     bos_id: int,
     interpolate_unigrams: bool = True,
+    vocab_pad: int = 0,
     dtype: np.dtype | type = np.float32,
     memory: int,
     folder: str | Path | None = None,
@@ -97,7 +107,7 @@ def smooth_streamed(
     N, V = len(tables), len(tables[0])
     chunk = max(MIN_ROWS, memory // BYTES_PER_ROW)
     fit = StreamedFit([], [])
-    lower = uniform(V, bos_id)  # finished probabilities of the order below (float64)
+    lower = uniform(V, bos_id, vocab_pad)  # finished probabilities of the order below (float64)
     bos_prev = np.asarray(tables[0].keys) == bos_id  # per row of order m-1: does the n-gram start with <s>
     bar = tqdm(
         total=sum(map(len, tables)), unit="n-gram", unit_scale=True, desc="smoothing", disable=not progress
