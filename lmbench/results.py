@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 # results.csv: the figures, identical on every machine for token/epoch budgets (bit for bit on one machine)
 RESULT_COLUMNS = [
     "model", "family", "split", "context", "seeds", "budget", "tokens", "oov", "oov_rate", "perplexity",
-    "perplexity_low", "perplexity_high", "seed_sd", "bits_per_token", "bits_per_char", "perplexity_excl_oov",
-    "zero_prob_tokens", "parameters", "train_tokens", "train_flops",
+    "perplexity_low", "perplexity_high", "seed_sd", "bits_per_token", "bits_per_char", "word_perplexity",
+    "perplexity_excl_oov", "zero_prob_tokens", "parameters", "train_tokens", "train_flops",
     "diff_vs_baseline", "diff_low", "diff_high", "p_value",
 ]  # fmt: skip
 # results_by_seed.csv: one row per (model, seed, split, context); ``seed`` empty for deterministic models
@@ -90,6 +90,7 @@ class ResultRow(Record):
     device: str
     perplexity_low: float = math.nan  # the bootstrap interval (nan without a bootstrap)
     perplexity_high: float = math.nan
+    word_perplexity: float = math.nan  # per whitespace word (and line end): compares tokenizers
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import ClassVar
 
 from lmbench.errors import ConfigError
@@ -15,6 +16,10 @@ class Tokenizer:
 
     def tokenize(self, line: str) -> list[str]:
         raise NotImplementedError
+
+    def tokenize_lines(self, lines: Sequence[str]) -> list[list[str]]:
+        """Many lines at once (a subword tokenizer does them in one call into its library)."""
+        return list(map(self.tokenize, lines))
 
     def detokenize(self, tokens: list[str]) -> str:
         return " ".join(tokens)
@@ -161,7 +166,12 @@ TOKENIZERS: dict[str, type[Tokenizer]] = {
 
 
 def get_tokenizer(name: str) -> Tokenizer:
-    """Create a tokenizer by its config name."""
+    """Create a tokenizer by its config name; ``hf:PATH`` reads a pretrained ``tokenizer.json`` (the trained
+    ``bpe`` needs its training text: :func:`lmbench.data.subword.make_subword_tokenizer`)."""
+    if name.startswith("hf:"):
+        from lmbench.data.subword import SubwordTokenizer, hf_tokenizer_path
+
+        return SubwordTokenizer.from_file(hf_tokenizer_path(name), spec=name)
     try:
         return TOKENIZERS[name]()
     except KeyError:

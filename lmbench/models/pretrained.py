@@ -202,6 +202,8 @@ class PretrainedLM(LanguageModel):
     def _lines(self, data: TokenStream) -> list[str]:
         if data.raw_lines is not None:
             return list(data.raw_lines)
+        if data.vocab.tokenizer is not None:  # subword tokens: their tokenizer knows the text
+            return [data.vocab.tokenizer.detokenize(data.vocab.decode(line)) for line in data.lines()]
         return [self.joiner_.join(data.vocab.decode(line)) for line in data.lines()]
 
     def _text(self, data: TokenStream) -> str:
@@ -226,14 +228,14 @@ class PretrainedLM(LanguageModel):
         self,
         text: str,
         lines: list[str],
-        data_words: list[list[str]],
+        line_spans: list[list[tuple[int, int]]],
         token_lp: np.ndarray,
         offsets: list[tuple[int, int]],
     ) -> np.ndarray:
         """Sum subword log-probabilities into the shared tokens' segments (see the module docstring)."""
         seg_end, base = [], 0  # exclusive end offset of each segment, in prediction order
-        for line, words in zip(lines, data_words, strict=True):
-            for _, end in word_spans(line, words):
+        for line, spans in zip(lines, line_spans, strict=True):
+            for _, end in spans:
                 seg_end.append(base + end)
             seg_end.append(base + len(line) + 1)  # </s>: the rest of the line and its newline
             base += len(line) + 1
@@ -250,13 +252,18 @@ class PretrainedLM(LanguageModel):
         self._check_fitted()
         check_context(context)
         lines = self._lines(data)
-        words = [data.vocab.decode(line) for line in data.lines()]
-        if data.raw_lines is not None:  # the raw words (OOVs included), as the shared tokenizer cut them
-            words = [self._raw_words(line, w) for line, w in zip(lines, words, strict=True)]
+        subword = data.vocab.tokenizer  # shared subword tokens: their spans come from their tokenizer
+        if subword is not None:
+            spans = [subword.spans(line) for line in lines]
+        else:
+            words = [data.vocab.decode(line) for line in data.lines()]
+            if data.raw_lines is not None:  # the raw words (OOVs included), as the shared tokenizer cut them
+                words = [self._raw_words(line, w) for line, w in zip(lines, words, strict=True)]
+            spans = [word_spans(line, w) for line, w in zip(lines, words, strict=True)]
         chunks = (
-            [(lines, words)]
+            [(lines, spans)]
             if context == "stream"
-            else [([line], [w]) for line, w in zip(lines, words, strict=True)]
+            else [([line], [w]) for line, w in zip(lines, spans, strict=True)]
         )
         out = []
         for chunk_lines, chunk_words in chunks:
