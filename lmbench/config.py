@@ -30,6 +30,7 @@ from lmbench.data.subword import (
 from lmbench.data.synthetic import SyntheticConfig
 from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError
+from lmbench.integrations.hf_datasets import HFDatasetConfig, parse_hf_table
 from lmbench.models.base import CONTEXTS, Budget
 from lmbench.reporting.formats import REPORT_FORMATS
 from lmbench.search.space import ModelSearch, SearchConfig, parse_model_search, parse_search_table
@@ -62,6 +63,9 @@ class CorpusConfig:
     test_fraction: float = 0.1
     data_dir: Path | None = None
     synthetic: SyntheticConfig | None = None
+    hf: HFDatasetConfig | None = (
+        None  # [corpus.hf]: a Hugging Face dataset (lmbench.integrations.hf_datasets)
+    )
 
 
 @dataclass
@@ -234,15 +238,20 @@ def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig
     )
     if data_dir is not None:
         corpus.data_dir = Path(data_dir)
+    if "hf" in c.table:
+        corpus.hf = parse_hf_table(source, c.table.pop("hf"), base)
     synthetic_options = {k: c.table.pop(k) for k in list(c.table) if k in SYNTHETIC_KEYS}
     c.done()
     sources = [
         corpus.name is not None,
         corpus.file is not None,
         any(x is not None for x in (corpus.train, corpus.valid, corpus.test)),
+        corpus.hf is not None,
     ]
     if sum(sources) != 1:
-        raise ConfigError(f"{source}: corpus: give exactly one of 'name', 'file', or 'train'+'valid'+'test'")
+        raise ConfigError(
+            f"{source}: corpus: give exactly one of 'name', 'file', 'train'+'valid'+'test', or a [corpus.hf] table"
+        )
     if sources[2] and not all(x is not None for x in (corpus.train, corpus.valid, corpus.test)):
         raise ConfigError(f"{source}: corpus: 'train', 'valid' and 'test' must all be given")
     check_subword_settings(source, corpus, base)

@@ -46,6 +46,7 @@ from lmbench.evaluation.bootstrap import (
     seeded_paired_difference,
     seeded_perplexity_interval,
 )
+from lmbench.integrations.hf_datasets import load_hf_corpus
 from lmbench.io import atomic_write_text, check_output_dir
 from lmbench.models.base import Budget, LanguageModel, resolve_budget
 from lmbench.models.registry import create_model, model_class
@@ -71,6 +72,9 @@ def load_data(config: ExperimentConfig) -> LoadedData:
         corpus, corpus_card = load_card_corpus(c.name, c.data_dir)
         card = {"name": corpus_card.name, "licence": corpus_card.licence, "url": corpus_card.url}
         external = external or corpus_card.external_tokenizer or None
+    elif c.hf is not None:
+        corpus, dataset = load_hf_corpus(c.hf, source=config.source)
+        card = {"name": corpus.name, "dataset": dataset}
     elif c.file is not None:
         corpus = Corpus.from_single_file(
             c.file, valid_fraction=c.valid_fraction, test_fraction=c.test_fraction
