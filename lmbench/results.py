@@ -119,12 +119,14 @@ class TaskRow(Record):
     train_tokens: int | None = None  # classify (generative): tokens seen by all per-class models together
     train_seconds: float | None = None  # classify (generative): their training time together
     detail: str = ""
+    subtask: str = ""  # lm-eval: the lm-eval task (its metric in ``metric``)
+    stderr: float | None = None  # lm-eval's standard error of ``value``
 
     def group(self, *, compact: bool = False) -> str:
         """What the row is about, from its structured fields (file, phenomenon, paradigm, corruption,
         distance, method); ``compact`` names a BLiMP-style file by its paradigm alone where the file is
         named after it."""
-        parts = []
+        parts = [self.subtask] if self.subtask else []
         if self.file and not (compact and self.paradigm and self.file.rsplit(".", 1)[0] == self.paradigm):
             parts.append(self.file)
         keys = ("paradigm",) if compact and self.paradigm else ("phenomenon", "paradigm")
@@ -137,6 +139,10 @@ class TaskRow(Record):
 
 
 TASK_COLUMNS = [f.name for f in fields(TaskRow)]
+LM_EVAL_COLUMNS = (
+    "subtask",
+    "stderr",
+)  # in tasks.csv only where a row has them (older files keep their columns)
 # results written before samples were typed hold them as task rows of this metric, the text in ``detail``
 LEGACY_SAMPLE_METRIC = "sample"
 SAMPLE_ARROW = " ⟶ "  # between prompt and continuation wherever a sample is shown

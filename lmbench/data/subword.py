@@ -203,3 +203,14 @@ def subword_identity(tokenizer: Tokenizer) -> dict[str, str]:
     """What a run's fingerprint records of a subword tokenizer (its file's sha256); nothing for a word one."""
     sha = getattr(tokenizer, "sha256", None)
     return {"tokenizer_sha256": sha} if sha else {}
+
+
+def folder_tokenizer(folder: str | Path, recorded: str) -> Tokenizer:
+    """The tokenizer a run folder's text was cut with: its own ``tokenizer.json`` (a subword run), else the
+    tokenizer it recorded by name."""
+    from lmbench.data.tokenizers import get_tokenizer
+
+    path = Path(folder) / "tokenizer.json"
+    if path.is_file():
+        return SubwordTokenizer.from_file(path, spec=recorded)
+    return get_tokenizer(recorded)

@@ -11,6 +11,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from lmbench.results import (
+    LM_EVAL_COLUMNS,
     RESULT_COLUMNS,
     SAMPLE_COLUMNS,
     SEED_COLUMNS,
@@ -222,7 +223,10 @@ TASK_NOTE = (
 def task_frame(task_rows: Sequence[TaskRow]) -> pd.DataFrame:
     """tasks.csv: one row per task figure in the fixed columns of :class:`lmbench.results.TaskRow`; counts
     stay integers (empty where they do not apply)."""
-    frame = pd.DataFrame([r.to_dict() for r in task_rows], columns=TASK_COLUMNS)
+    columns = TASK_COLUMNS
+    if not any(r.subtask or r.stderr is not None for r in task_rows):
+        columns = [c for c in TASK_COLUMNS if c not in LM_EVAL_COLUMNS]
+    frame = pd.DataFrame([r.to_dict() for r in task_rows], columns=columns)
     for column in TASK_INT_COLUMNS:
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     return frame
