@@ -294,3 +294,39 @@ def test_a_missing_lm_eval_names_the_install(monkeypatch):
 
     with pytest.raises(ConfigError, match=r"lm-eval needs the optional extra: pip install -e '.\[lm-eval\]'"):
         require_lm_eval()
+
+
+def test_registered_name_works_through_lm_evals_own_api(trained):
+    """`simple_evaluate(model="lmbench", model_args="model_dir=...")`, as an lm-eval user writes it."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    import lmbench.integrations.lm_eval  # noqa: F401 - registers "lmbench"
+
+    manager = TaskManager(include_path=str(trained / "tasks"), include_defaults=False)
+    results = simple_evaluate(model="lmbench", model_args=f"model_dir={trained / 'runs' / 'kn3'},eos=true",
+                              tasks=["local_blimp"], task_manager=manager, log_samples=False)  # fmt: skip
+    ours = json.loads((trained / "results.json").read_text())
+    expected = next(r for r in ours["tasks"] if r["model"] == "kn3" and r["task"] == "lm-eval")["value"]
+    assert results["results"]["local_blimp"]["acc,none"] == expected
+
+
+def test_a_subword_run_is_read_with_its_own_tokenizer(tmp_path, monkeypatch):
+    """A BPE run folder carries its tokenizer.json: raw text is cut by it, with no OOVs, and the rolling total
+    is lmbench's own."""
+    monkeypatch.setenv("LMBENCH_CACHE", str(tmp_path / "cache"))
+    for name, lines in (("train", TRAIN), ("valid", TEST), ("test", TEST)):
+        (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = (
+        'name = "b"\n[corpus]\ntrain = "train.txt"\nvalid = "valid.txt"\ntest = "test.txt"\ntokenizer = "bpe"\n'
+        'vocab_size = 300\n[evaluate]\nbootstrap = 0\n[[model]]\nname = "kn3"\nfamily = "ngram"\norder = 3\n'
+    )
+    results = run_experiment(
+        parse_config(tomllib.loads(config), source="b", base=tmp_path), tmp_path / "runs"
+    )
+    row = next(r for r in results["rows"] if r["split"] == "test")
+    lm = LmbenchLM(tmp_path / "runs" / "kn3")
+    (total,) = lm.loglikelihood_rolling([_request("loglikelihood_rolling", "\n".join(TEST))])
+    assert total == pytest.approx(row["log_prob"], rel=1e-12) and lm.oov_tokens == 0
+    (text,) = lm.generate_until([_request("generate_until", "the cat", {"until": ["\n"], "max_gen_toks": 8})])
+    assert isinstance(text, str) and "Ġ" not in text

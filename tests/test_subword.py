@@ -176,3 +176,20 @@ def test_every_family_trains_on_bpe_tokens(tmp_path):
         model = create_model(family, **params).fit(data.train)
         lp = model.token_logprobs(data.test, context="sentence")
         assert lp.shape == (data.test.num_predicted,) and np.isfinite(lp).all()
+
+
+def test_pretrained_next_token_distribution_on_its_own_vocabulary(tiny_hf_model):
+    """With the model's own tokenizer as the shared vocabulary, next_token_logprobs is its distribution: rows
+    sum to 1, and the probability of a line's next token matches token_logprobs."""
+    from lmbench.data.subword import SubwordTokenizer
+    from lmbench.models.pretrained import PretrainedLM
+
+    tok = SubwordTokenizer.from_file(tiny_hf_model / "tokenizer.json")
+    data = tokenize_corpus(corpus(), tok)
+    gpt = PretrainedLM(str(tiny_hf_model), device="cpu").fit(data.train)
+    line = data.test.line(0).tolist()
+    rows = gpt.next_token_logprobs([[data.vocab.bos_id, *line[:2]], [data.vocab.bos_id, *line]])
+    assert np.allclose(np.exp(rows).sum(axis=1), 1.0)
+    lp = gpt.token_logprobs(data.test, context="sentence")
+    assert rows[0, line[2]] == pytest.approx(lp[2], abs=1e-6)
+    assert rows[1, data.vocab.eos_id] == pytest.approx(lp[len(line)], abs=1e-6)

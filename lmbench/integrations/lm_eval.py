@@ -33,6 +33,8 @@ from lmbench.models.base import CONTEXTS, LanguageModel
 
 log = logging.getLogger(__name__)
 EXTRA = "pip install -e '.[lm-eval]'"
+BLOCK_LINES = 2048  # sentence mode: lines of many requests scored in one call
+GREEDY_BATCH = 256  # contexts per next_token_logprobs call for is_greedy
 
 
 def require_lm_eval():
@@ -199,32 +201,56 @@ class LmbenchLM(_lm_base()):  # type: ignore[misc]
         return out
 
     # ------------------------------------------------------------------------------------------ lm-eval API
+    def _logprobs_many(self, texts: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """Per-token log-probabilities of many texts (each a list of lines). In sentence mode every line is
+        scored on its own, so the lines of many texts go through the model together, in blocks."""
+        if self.context == "stream":
+            return [self._logprobs(lines) for lines in texts]
+        out: list[np.ndarray] = []
+        block: list[list[np.ndarray]] = []
+        for lines in [*texts, None]:
+            if lines is not None:
+                block.append(lines)
+            if block and (lines is None or sum(map(len, block)) >= BLOCK_LINES):
+                lp = self._logprobs([line for text in block for line in text])
+                sizes = [sum(len(line) + 1 for line in text) for text in block]
+                out += np.split(lp, np.cumsum(sizes)[:-1])
+                block = []
+        return out
+
     def loglikelihood(self, requests: list[Any]) -> list[tuple[float, bool]]:
         """(log p(continuation | context), whether greedy decoding would produce every continuation token)."""
-        out = []
-        for request in requests:
-            context, continuation = request.args[0], request.args[1]
-            enc = self.encode_pair(context, continuation)
-            lp = self._logprobs(enc.lines)
-            total = float(lp[enc.start : enc.stop].sum())
-            greedy = False
-            if self.greedy and enc.stop > enc.start:
+        encoded = [self.encode_pair(r.args[0], r.args[1]) for r in requests]
+        logprobs = self._logprobs_many([enc.lines for enc in encoded])
+        greedy = [False] * len(encoded)
+        if self.greedy:
+            contexts, truth, owner = [], [], []
+            for i, enc in enumerate(encoded):
                 targets = np.concatenate([np.append(line, self.vocab.eos_id) for line in enc.lines])
-                dist = self.model.next_token_logprobs(self._contexts(enc.lines, enc.start, enc.stop))
-                greedy = bool(np.all(dist.argmax(axis=1) == targets[enc.start : enc.stop]))
-            out.append((total, greedy))
+                contexts += self._contexts(enc.lines, enc.start, enc.stop)
+                truth += targets[enc.start : enc.stop].tolist()
+                owner += [i] * (enc.stop - enc.start)
+                greedy[i] = enc.stop > enc.start
+            hits = np.ones(len(truth), dtype=bool)
+            for a in range(0, len(truth), GREEDY_BATCH):
+                dist = self.model.next_token_logprobs(contexts[a : a + GREEDY_BATCH])
+                hits[a : a + GREEDY_BATCH] = dist.argmax(axis=1) == np.asarray(truth[a : a + GREEDY_BATCH])
+            for i, hit in zip(owner, hits, strict=True):
+                greedy[i] = greedy[i] and bool(hit)
         self._report_oov()
-        return out
+        return [
+            (float(lp[e.start : e.stop].sum()), g) for lp, e, g in zip(logprobs, encoded, greedy, strict=True)
+        ]
 
     def loglikelihood_rolling(self, requests: list[Any]) -> list[float]:
         """log p of each whole text: every line's tokens and its ``</s>`` (lmbench's own total)."""
-        out = []
+        texts = []
         for request in requests:
             lines = self._lines(request.args[0])
             self._count(lines)
-            out.append(float(self._logprobs([self.vocab.encode(line) for line in lines]).sum()))
+            texts.append([self.vocab.encode(line) for line in lines])
         self._report_oov()
-        return out
+        return [float(lp.sum()) for lp in self._logprobs_many(texts)]
 
     def generate_until(self, requests: list[Any]) -> list[str]:
         """Greedy continuations (sampled where ``do_sample``/``temperature > 0`` is asked for), cut at the first
