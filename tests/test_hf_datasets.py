@@ -145,3 +145,20 @@ def test_a_missing_datasets_package_names_the_install(files, monkeypatch):
         parse_config(
             tomllib.loads('name = "x"\n[corpus.hf]\npath = "text"\n' + MODELS), source="e", base=files
         )
+
+
+def test_cli_run_with_a_missing_split_is_exit_2_before_training(files):
+    from click.testing import CliRunner
+
+    from lmbench.cli import main
+
+    (files / "exp.toml").write_text(
+        'name = "x"\n[corpus.hf]\npath = "text"\ndata_files = {train = "train.txt", test = "test.txt"}\n'
+        'splits = {train = "train", valid = "dev", test = "test"}\n' + MODELS,
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["run", str(files / "exp.toml"), "--output", str(files / "out"),
+                                       "--runs-dir", str(files / "runs")])  # fmt: skip
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "corpus.hf.splits.valid: dataset 'text' has no split 'dev'" in result.output
+    assert not (files / "runs" / "kn3" / "model.bin").exists() and not (files / "out").exists()

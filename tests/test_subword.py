@@ -193,3 +193,18 @@ def test_pretrained_next_token_distribution_on_its_own_vocabulary(tiny_hf_model)
     lp = gpt.token_logprobs(data.test, context="sentence")
     assert rows[0, line[2]] == pytest.approx(lp[2], abs=1e-6)
     assert rows[1, data.vocab.eos_id] == pytest.approx(lp[len(line)], abs=1e-6)
+
+
+def test_cli_run_with_an_unreadable_tokenizer_is_exit_2_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from lmbench.cli import main
+
+    (tmp_path / "exp.toml").write_text(
+        config(tmp_path, 'tokenizer = "hf:nowhere/tokenizer.json"', NGRAM), encoding="utf-8"
+    )
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "exp.toml"), "--output", str(tmp_path / "out"),
+                                       "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "corpus.tokenizer:" in result.output and "nowhere/tokenizer.json" in result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
