@@ -277,7 +277,7 @@ def fit_model(
     }
     if distributed.is_main():
         model.save(folder.model_file)
-        if hasattr(loaded.data.tokenizer, "sha256"):  # a subword run: the folder carries its tokenizer
+        if loaded.data.tokenizer.subword:  # the folder carries the tokenizer its text was cut with
             loaded.data.tokenizer.save(folder.path / "tokenizer.json")
         folder.write_json("fit.json", {"identity": identity, "info": info})
     return model, info, False

@@ -314,9 +314,8 @@ def tokenize_corpus(
     arrays, so memory is the id arrays, not a Python list of every token.
     """
     encoded = {name: encode_lines(corpus.split(name), tokenizer) for name in SPLITS}
-    subword = getattr(tokenizer, "vocabulary", None)  # a subword tokenizer brings its whole vocabulary
-    if subword is not None:
-        vocab = subword()
+    if tokenizer.subword:  # a subword tokenizer brings its whole vocabulary: no word is out of it
+        vocab = tokenizer.vocabulary()
         train = encoded["train"].to_vocabulary(vocab)
     else:
         vocab, *train = encoded["train"].vocabulary(min_count=min_count, max_size=max_size)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmbench.data.tokenizers import Tokenizer
+from lmbench.data.tokenizers import Tokenizer, get_tokenizer
 from lmbench.data.vocabulary import SPECIALS, Vocabulary
 from lmbench.errors import ConfigError
 from lmbench.io import atomic_write_text
@@ -57,6 +57,7 @@ class SubwordTokenizer(Tokenizer):
     """
 
     name = "subword"
+    subword = True
 
     def __init__(self, backend: Any, *, spec: str, source: str = ""):
         self._backend = backend
@@ -208,9 +209,16 @@ def subword_identity(tokenizer: Tokenizer) -> dict[str, str]:
 def folder_tokenizer(folder: str | Path, recorded: str) -> Tokenizer:
     """The tokenizer a run folder's text was cut with: its own ``tokenizer.json`` (a subword run), else the
     tokenizer it recorded by name."""
-    from lmbench.data.tokenizers import get_tokenizer
-
     path = Path(folder) / "tokenizer.json"
     if path.is_file():
         return SubwordTokenizer.from_file(path, spec=recorded)
-    return get_tokenizer(recorded)
+    return tokenizer_from_spec(recorded)
+
+
+def tokenizer_from_spec(spec: str) -> Tokenizer:
+    """A tokenizer by name, or a pretrained one by ``hf:PATH`` (``bpe`` needs training text: a run folder's)."""
+    if spec.startswith(HF_PREFIX):
+        return SubwordTokenizer.from_file(hf_tokenizer_path(spec), spec=spec)
+    if spec == BPE:
+        raise ConfigError("tokenizer: 'bpe' is trained per run; give a run folder (its tokenizer.json) or hf:PATH")
+    return get_tokenizer(spec)

@@ -13,6 +13,7 @@ class Tokenizer:
     """Base class; subclasses implement :meth:`tokenize` and :meth:`detokenize`."""
 
     name: ClassVar[str]
+    subword: ClassVar[bool] = False  # True: brings its own whole vocabulary (lmbench.data.subword)
 
     def tokenize(self, line: str) -> list[str]:
         raise NotImplementedError
@@ -166,12 +167,7 @@ TOKENIZERS: dict[str, type[Tokenizer]] = {
 
 
 def get_tokenizer(name: str) -> Tokenizer:
-    """Create a tokenizer by its config name; ``hf:PATH`` reads a pretrained ``tokenizer.json`` (the trained
-    ``bpe`` needs its training text: :func:`lmbench.data.subword.make_subword_tokenizer`)."""
-    if name.startswith("hf:"):
-        from lmbench.data.subword import SubwordTokenizer, hf_tokenizer_path
-
-        return SubwordTokenizer.from_file(hf_tokenizer_path(name), spec=name)
+    """Create a tokenizer by its config name (subword ones: :mod:`lmbench.data.subword`)."""
     try:
         return TOKENIZERS[name]()
     except KeyError:

@@ -78,12 +78,12 @@ class Encoded:
     lines: list[np.ndarray]
     start: int  # index into the predicted tokens (words and </s> of every line) where the scored part starts
     stop: int  # end of the scored part (the final </s> included or not)
-    oov: int = 0
-    tokens: int = 0
 
 
 @dataclass
 class OOVCount:
+    """Raw-text tokens seen, those outside the vocabulary, and how often each such word came."""
+
     oov: int = 0
     tokens: int = 0
     by_word: dict[str, int] = field(default_factory=dict)
@@ -124,14 +124,14 @@ class LmbenchLM(_lm_base()):  # type: ignore[misc]
                 raise ConfigError("model_dir: the folder of a trained lmbench model is required")
             model, text_tokenizer, name = load_model_folder(model_dir, name=name)
         if tokenizer is not None:
-            from lmbench.data.tokenizers import get_tokenizer
+            from lmbench.data.subword import tokenizer_from_spec
 
-            text_tokenizer = get_tokenizer(tokenizer)
+            text_tokenizer = tokenizer_from_spec(tokenizer)
         if text_tokenizer is None:
             raise ConfigError("tokenizer: needed to cut raw text for this model")
         self.model, self.tokenizer, self.name = model, text_tokenizer, name or "lmbench"
         self.vocab = model.vocab
-        if getattr(self.tokenizer, "vocabulary", None) is not None:  # subword: spans and detokenizing
+        if self.tokenizer.subword:  # its spans and detokenizing go with the vocabulary
             self.vocab.tokenizer = self.tokenizer
         self.context = context
         self.eos = _flag(eos, "eos")
