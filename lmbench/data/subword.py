@@ -220,5 +220,7 @@ def tokenizer_from_spec(spec: str) -> Tokenizer:
     if spec.startswith(HF_PREFIX):
         return SubwordTokenizer.from_file(hf_tokenizer_path(spec), spec=spec)
     if spec == BPE:
-        raise ConfigError("tokenizer: 'bpe' is trained per run; give a run folder (its tokenizer.json) or hf:PATH")
+        raise ConfigError(
+            "tokenizer: 'bpe' is trained per run; give a run folder (its tokenizer.json) or hf:PATH"
+        )
     return get_tokenizer(spec)
