@@ -600,5 +600,56 @@ def corpora_fetch(name: str, data_dir: Path | None) -> None:
         click.echo(f"{name}: a verified copy is already in {folder}; nothing downloaded")
 
 
+@main.command("lm-eval")
+@click.argument("model_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--tasks", required=True, help="lm-eval task names, comma-separated (globs as lm-eval takes them)."
+)
+@click.option(
+    "--include-path",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A folder of local lm-eval task YAML files.",
+)
+@click.option("--limit", type=click.FloatRange(min=0, min_open=True), help="At most N documents per task.")
+@click.option(
+    "--output-path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write lm-eval's results JSON here (a new file).",
+)
+@click.option("--name", help="Which model, when MODEL_DIR holds several.")
+@click.option("--tokenizer", help="How raw text is cut [default: the tokenizer the run recorded].")
+@click.option(
+    "--context", type=click.Choice(["sentence", "stream"]), default="sentence", help="Scoring context."
+)
+@click.option("--eos/--no-eos", default=True, help="A continuation that ends the text predicts </s> too.")
+@click.option("--num-fewshot", type=click.IntRange(min=0), help="Few-shot examples per prompt.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="lm-eval's seeds (sampling, few-shot).")
+@verbose_option
+def lm_eval(model_dir: Path, tasks: str, include_path: Path | None, limit: float | None, output_path: Path | None,
+            name: str | None, tokenizer: str | None, context: str, eos: bool, num_fewshot: int | None,
+            seed: int) -> None:  # fmt: skip
+    """Run lm-evaluation-harness TASKS on the trained model in MODEL_DIR (any family)."""
+    from lmbench.integrations.lm_eval import LmbenchLM, evaluate, task_manager, write_results
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if output_path is not None and output_path.exists():
+        raise InputError(f"--output-path: {output_path} exists; lmbench writes only new files")
+    manager = task_manager(names, include_path)  # an unknown task: exit 2 before any model loads
+    lm = LmbenchLM(model_dir, name=name, tokenizer=tokenizer, context=context, eos=eos)
+    limit_n = int(limit) if limit is not None and limit >= 1 and float(limit).is_integer() else limit
+    scores, results = evaluate(lm, names, limit=limit_n, seed=seed, num_fewshot=num_fewshot, manager=manager)
+    from lmbench.reporting import tables
+
+    rows = [{"task": s.task, "metric": s.metric, "value": f"{s.value:.4f}",
+             "stderr": "" if s.stderr is None else f"{s.stderr:.4f}", "n": s.n} for s in scores]  # fmt: skip
+    click.echo(tables.render(rows, "simple"))
+    click.echo(
+        f"{lm.name}: {lm.oov_tokens:,} of {lm.counts.tokens:,} tokens outside the vocabulary (scored as <unk>)"
+    )
+    if output_path is not None:
+        write_results(results, output_path)
+        click.echo(f"results: {output_path}")
+
+
 if __name__ == "__main__":  # pragma: no cover - `torchrun -m lmbench.cli run CONFIG`
     sys.exit(main())

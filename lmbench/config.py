@@ -18,9 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmbench.data.subword import (
+    BPE,
+    HF_PREFIX,
+    MIN_BPE_VOCAB,
+    SubwordTokenizer,
+    hf_tokenizer_path,
+    is_subword,
+    require_tokenizers,
+)
 from lmbench.data.synthetic import SyntheticConfig
 from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError
+from lmbench.integrations.hf_datasets import HFDatasetConfig, parse_hf_table
 from lmbench.models.base import CONTEXTS, Budget
 from lmbench.reporting.formats import REPORT_FORMATS
 from lmbench.search.space import ModelSearch, SearchConfig, parse_model_search, parse_search_table
@@ -51,10 +61,14 @@ class CorpusConfig:
     external_tokenizer: str | None = None
     min_count: int = 1
     max_size: int | None = None
+    vocab_size: int | None = None  # tokenizer = "bpe": merges up to this many tokens (lmbench.data.subword)
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     data_dir: Path | None = None
     synthetic: SyntheticConfig | None = None
+    hf: HFDatasetConfig | None = (
+        None  # [corpus.hf]: a Hugging Face dataset (lmbench.integrations.hf_datasets)
+    )
 
 
 @dataclass
@@ -221,25 +235,34 @@ def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig
         external_tokenizer=c.get("external_tokenizer", str),
         min_count=c.get("min_count", int, 1),
         max_size=c.get("max_size", int),
+        vocab_size=c.get("vocab_size", int),
         valid_fraction=c.get("valid_fraction", float, 0.1),
         test_fraction=c.get("test_fraction", float, 0.1),
         data_dir=_path(base, c.get("data_dir", str)),
     )
     if data_dir is not None:
         corpus.data_dir = Path(data_dir)
+    if "hf" in c.table:
+        corpus.hf = parse_hf_table(source, c.table.pop("hf"), base)
     synthetic_options = {k: c.table.pop(k) for k in list(c.table) if k in SYNTHETIC_KEYS}
     c.done()
     sources = [
         corpus.name is not None,
         corpus.file is not None,
         any(x is not None for x in (corpus.train, corpus.valid, corpus.test)),
+        corpus.hf is not None,
     ]
     if sum(sources) != 1:
-        raise ConfigError(f"{source}: corpus: give exactly one of 'name', 'file', or 'train'+'valid'+'test'")
+        raise ConfigError(
+            f"{source}: corpus: give exactly one of 'name', 'file', 'train'+'valid'+'test', or a [corpus.hf] table"
+        )
     if sources[2] and not all(x is not None for x in (corpus.train, corpus.valid, corpus.test)):
         raise ConfigError(f"{source}: corpus: 'train', 'valid' and 'test' must all be given")
+    check_subword_settings(source, corpus, base)
     for key in ("tokenizer", "external_tokenizer"):
         value = getattr(corpus, key)
+        if key == "tokenizer" and is_subword(value):
+            continue
         if value is not None and value not in TOKENIZERS:
             raise ConfigError(
                 f"{source}: corpus.{key}: unknown tokenizer {value!r}; expected one of {', '.join(sorted(TOKENIZERS))}"
@@ -264,6 +287,41 @@ def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig
         if path is not None and not path.is_file():
             raise ConfigError(f"{source}: corpus.{key}: file not found: {path}")
     return corpus
+
+
+def check_subword_settings(source: str, corpus: CorpusConfig, base: Path) -> None:
+    """``tokenizer = "bpe"`` with ``vocab_size``, or ``"hf:PATH"`` naming a readable ``tokenizer.json`` (made
+    absolute here); the word-vocabulary settings do not apply to either."""
+    spec = corpus.tokenizer
+    if corpus.vocab_size is not None and spec != BPE:
+        raise ConfigError(
+            f'{source}: corpus.vocab_size: only used with tokenizer = "bpe" (tokenizer is {spec!r})'
+        )
+    if not is_subword(spec):
+        return
+    for key, default in (("min_count", 1), ("max_size", None), ("external_tokenizer", None)):
+        if getattr(corpus, key) != default:
+            raise ConfigError(
+                f"{source}: corpus.{key}: not used with the subword tokenizer {spec!r} (its vocabulary is the"
+                " tokenizer's, and outside text is cut by it too)"
+            )
+    if spec == BPE:
+        try:
+            require_tokenizers()
+        except ConfigError as e:
+            raise ConfigError(f"{source}: corpus.tokenizer: {e}") from None
+        if corpus.vocab_size is not None and corpus.vocab_size < MIN_BPE_VOCAB:
+            raise ConfigError(
+                f"{source}: corpus.vocab_size: expected an integer >= {MIN_BPE_VOCAB} (the 256 bytes and some"
+                f" merges), got {corpus.vocab_size}"
+            )
+        return
+    path = hf_tokenizer_path(spec, base)
+    try:
+        SubwordTokenizer.from_file(path)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: corpus.tokenizer: {e}") from None
+    corpus.tokenizer = f"{HF_PREFIX}{path.resolve()}"
 
 
 def _parse_models(source: str, tables: list[Any]) -> list[ModelConfig]:

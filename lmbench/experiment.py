@@ -35,6 +35,7 @@ from lmbench.config import (
 )
 from lmbench.data.cards import load_card_corpus
 from lmbench.data.corpus import Corpus, LoadedData, TokenizedCorpus, tokenize_corpus
+from lmbench.data.subword import is_subword, make_subword_tokenizer, subword_identity
 from lmbench.data.synthetic import SyntheticSource
 from lmbench.data.tokenizers import get_tokenizer
 from lmbench.errors import ConfigError, TrainingDiverged, first_line
@@ -45,6 +46,7 @@ from lmbench.evaluation.bootstrap import (
     seeded_paired_difference,
     seeded_perplexity_interval,
 )
+from lmbench.integrations.hf_datasets import load_hf_corpus
 from lmbench.io import atomic_write_text, check_output_dir
 from lmbench.models.base import Budget, LanguageModel, resolve_budget
 from lmbench.models.registry import create_model, model_class
@@ -71,13 +73,21 @@ def load_data(config: ExperimentConfig) -> LoadedData:
         corpus, corpus_card = load_card_corpus(c.name, c.data_dir)
         card = {"name": corpus_card.name, "licence": corpus_card.licence, "url": corpus_card.url}
         external = external or corpus_card.external_tokenizer or None
+    elif c.hf is not None:
+        corpus, dataset = load_hf_corpus(c.hf, source=config.source)
+        card = {"name": corpus.name, "dataset": dataset}
     elif c.file is not None:
         corpus = Corpus.from_single_file(
             c.file, valid_fraction=c.valid_fraction, test_fraction=c.test_fraction
         )
     else:
         corpus = Corpus.from_files(c.train, c.valid, c.test)
-    data = tokenize_corpus(corpus, get_tokenizer(c.tokenizer), min_count=c.min_count, max_size=c.max_size)
+    if is_subword(c.tokenizer):  # its vocabulary is the tokenizer's; outside text is cut the same way
+        tokenizer = make_subword_tokenizer(c.tokenizer, corpus.train, vocab_size=c.vocab_size)
+        external = None
+    else:
+        tokenizer = get_tokenizer(c.tokenizer)
+    data = tokenize_corpus(corpus, tokenizer, min_count=c.min_count, max_size=c.max_size)
     data.external_tokenizer = get_tokenizer(external) if external else None
     return LoadedData(corpus, data, floor, card)
 
@@ -184,6 +194,7 @@ def training_identity(run: ModelRun, config: ExperimentConfig, loaded: LoadedDat
             "min_count": c.min_count,
             "max_size": c.max_size,
             "size": len(loaded.data.vocab),
+            **subword_identity(loaded.data.tokenizer),
         },
         "lmbench": lmbench.__version__,
         **run.build().runtime_identity(),
@@ -270,6 +281,8 @@ def fit_model(
     }
     if distributed.is_main():
         model.save(folder.model_file)
+        if loaded.data.tokenizer.subword:  # the folder carries the tokenizer its text was cut with
+            loaded.data.tokenizer.save(folder.path / "tokenizer.json")
         folder.write_json("fit.json", {"identity": identity, "info": info})
     return model, info, False
 
@@ -329,7 +342,13 @@ def score_model(
             device=info["device"],
         ).to_dict()
         if not model.normalized:  # scores that are not probabilities have no perplexity
-            for name in ("perplexity", "bits_per_token", "bits_per_char", "perplexity_excl_oov"):
+            for name in (
+                "perplexity",
+                "bits_per_token",
+                "bits_per_char",
+                "perplexity_excl_oov",
+                "word_perplexity",
+            ):
                 row[name] = float("nan")
         elif config.evaluate.bootstrap:
             row["perplexity_low"], row["perplexity_high"] = perplexity_interval(
@@ -374,6 +393,11 @@ def combine_seeds(
                 with np.errstate(over="ignore"):
                     row["perplexity"] = float(np.exp(cross_entropy))
                 row["bits_per_token"] = cross_entropy / np.log(2)
+                words = data.split(first["split"]).num_word_predictions
+                with np.errstate(over="ignore"):
+                    row["word_perplexity"] = (
+                        float(np.exp(-row["log_prob"] / words)) if words else float("nan")
+                    )
                 excl = np.array([r["perplexity_excl_oov"] for r in rows], dtype=np.float64)
                 with np.errstate(divide="ignore"):
                     row["perplexity_excl_oov"] = float(np.exp(np.mean(np.log(excl))))
@@ -727,6 +751,7 @@ def results_dict(
             if data.external_tokenizer
             else config.corpus.tokenizer,
             "vocab_size": len(data.vocab),
+            **subword_identity(data.tokenizer),
             "contexts": config.evaluate.contexts,
             "bootstrap": config.evaluate.bootstrap,
             "budgets": {name: info["budget"] for name, info in models.items()},

@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 # results.csv: the figures, identical on every machine for token/epoch budgets (bit for bit on one machine)
 RESULT_COLUMNS = [
     "model", "family", "split", "context", "seeds", "budget", "tokens", "oov", "oov_rate", "perplexity",
-    "perplexity_low", "perplexity_high", "seed_sd", "bits_per_token", "bits_per_char", "perplexity_excl_oov",
-    "zero_prob_tokens", "parameters", "train_tokens", "train_flops",
+    "perplexity_low", "perplexity_high", "seed_sd", "bits_per_token", "bits_per_char", "word_perplexity",
+    "perplexity_excl_oov", "zero_prob_tokens", "parameters", "train_tokens", "train_flops",
     "diff_vs_baseline", "diff_low", "diff_high", "p_value",
 ]  # fmt: skip
 # results_by_seed.csv: one row per (model, seed, split, context); ``seed`` empty for deterministic models
@@ -90,6 +90,7 @@ class ResultRow(Record):
     device: str
     perplexity_low: float = math.nan  # the bootstrap interval (nan without a bootstrap)
     perplexity_high: float = math.nan
+    word_perplexity: float = math.nan  # per whitespace word (and line end): compares tokenizers
 
 
 @dataclass
@@ -118,12 +119,14 @@ class TaskRow(Record):
     train_tokens: int | None = None  # classify (generative): tokens seen by all per-class models together
     train_seconds: float | None = None  # classify (generative): their training time together
     detail: str = ""
+    subtask: str = ""  # lm-eval: the lm-eval task (its metric in ``metric``)
+    stderr: float | None = None  # lm-eval's standard error of ``value``
 
     def group(self, *, compact: bool = False) -> str:
         """What the row is about, from its structured fields (file, phenomenon, paradigm, corruption,
         distance, method); ``compact`` names a BLiMP-style file by its paradigm alone where the file is
         named after it."""
-        parts = []
+        parts = [self.subtask] if self.subtask else []
         if self.file and not (compact and self.paradigm and self.file.rsplit(".", 1)[0] == self.paradigm):
             parts.append(self.file)
         keys = ("paradigm",) if compact and self.paradigm else ("phenomenon", "paradigm")
@@ -136,6 +139,10 @@ class TaskRow(Record):
 
 
 TASK_COLUMNS = [f.name for f in fields(TaskRow)]
+LM_EVAL_COLUMNS = (
+    "subtask",
+    "stderr",
+)  # in tasks.csv only where a row has them (older files keep their columns)
 # results written before samples were typed hold them as task rows of this metric, the text in ``detail``
 LEGACY_SAMPLE_METRIC = "sample"
 SAMPLE_ARROW = " ⟶ "  # between prompt and continuation wherever a sample is shown

@@ -25,7 +25,7 @@ import numpy as np
 
 from lmbench.io import atomic_path, atomic_write_text
 
-TRAINING_FILES = ("identity.json", "checkpoint.pt", "model.bin", "fit.json", "curve.csv")
+TRAINING_FILES = ("identity.json", "checkpoint.pt", "model.bin", "fit.json", "curve.csv", "tokenizer.json")
 SCORING_FILES = ("metrics.json", "logprobs.npz")
 
 

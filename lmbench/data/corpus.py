@@ -171,6 +171,7 @@ class TokenStream:
     raw_lines: tuple[str, ...] | None = (
         None  # the untokenized lines, where known (pretrained LMs score these)
     )
+    num_text_words: int | None = None  # whitespace words of the raw text, where known (word-level perplexity)
 
     @classmethod
     def from_lines(
@@ -209,6 +210,13 @@ class TokenStream:
     @property
     def num_words(self) -> int:
         return len(self.ids)
+
+    @property
+    def num_word_predictions(self) -> int:
+        """Whitespace words of the raw text plus one end of line per line: the tokens a whitespace-tokenized
+        run predicts on the same text, so word-level perplexity compares runs with different tokenizers."""
+        words = self.num_text_words if self.num_text_words is not None else self.num_words
+        return words + self.num_lines
 
     @property
     def num_predicted(self) -> int:
@@ -258,7 +266,7 @@ class TokenStream:
         if self.raw_lines is not None:
             raw = tuple(self.raw_lines[i] for i in idx)
             stream = TokenStream.from_ids(lines, self.vocab, num_chars=sum(len(r) + 1 for r in raw))
-            return dataclasses.replace(stream, raw_lines=raw)
+            return dataclasses.replace(stream, raw_lines=raw, num_text_words=sum(len(r.split()) for r in raw))
         frac = (sum(len(x) + 1 for x in lines) / self.num_predicted) if self.num_predicted else 0.0
         return TokenStream.from_ids(lines, self.vocab, num_chars=round(self.num_chars * frac))
 
@@ -306,7 +314,11 @@ def tokenize_corpus(
     arrays, so memory is the id arrays, not a Python list of every token.
     """
     encoded = {name: encode_lines(corpus.split(name), tokenizer) for name in SPLITS}
-    vocab, *train = encoded["train"].vocabulary(min_count=min_count, max_size=max_size)
+    if tokenizer.subword:  # a subword tokenizer brings its whole vocabulary: no word is out of it
+        vocab = tokenizer.vocabulary()
+        train = encoded["train"].to_vocabulary(vocab)
+    else:
+        vocab, *train = encoded["train"].vocabulary(min_count=min_count, max_size=max_size)
     streams = {}
     for name in SPLITS:
         text = encoded.pop(name)
@@ -318,6 +330,7 @@ def tokenize_corpus(
             num_chars=text.num_chars,
             oov=oov,
             raw_lines=tuple(corpus.split(name)),
+            num_text_words=sum(len(line.split()) for line in corpus.split(name)),
         )
     return TokenizedCorpus(corpus=corpus, tokenizer=tokenizer, vocab=vocab, **streams)
 

@@ -76,7 +76,7 @@ def encode_lines(lines: Iterable[str], tokenizer: Tokenizer | None = None) -> En
     """
     tokenizer = tokenizer or WhitespaceTokenizer()
     if not isinstance(tokenizer, WhitespaceTokenizer):
-        return _encode_tokenized(lines, tokenizer.tokenize)
+        return _encode_tokenized(lines, tokenizer.tokenize_lines)
     from lmbench.data.split_kernel import TypeTable, max_tokens  # Numba loads only when text is encoded
 
     # a file's blocks are read and checked on a second thread while this one splits the previous block
@@ -134,7 +134,7 @@ def _joined_blocks(lines: Iterable[str]) -> Iterator[tuple[bytes, int]]:
         yield text.encode("utf-8", "surrogatepass"), len(text)
 
 
-def _encode_tokenized(lines: Iterable[str], tokenize: Callable[[str], list[str]]) -> EncodedText:
+def _encode_tokenized(lines: Iterable[str], tokenize: Callable[[list[str]], list[list[str]]]) -> EncodedText:
     """The Python path, for tokenizers other than whitespace: one dictionary lookup per token."""
     ids_of: defaultdict[str, int] = defaultdict(itertools.count().__next__)
     lookup = ids_of.__getitem__
@@ -144,7 +144,7 @@ def _encode_tokenized(lines: Iterable[str], tokenize: Callable[[str], list[str]]
     lines = iter(lines)
     while block := list(itertools.islice(lines, LINES_PER_BLOCK)):
         num_chars += sum(map(len, block)) + len(block)
-        tokens = list(map(tokenize, block))
+        tokens = tokenize(block)
         line_blocks.append(np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens)))
         flat = list(map(lookup, itertools.chain.from_iterable(tokens)))
         id_blocks.append(np.array(flat, dtype=np.int32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import ClassVar
 
 from lmbench.errors import ConfigError
@@ -12,9 +13,14 @@ class Tokenizer:
     """Base class; subclasses implement :meth:`tokenize` and :meth:`detokenize`."""
 
     name: ClassVar[str]
+    subword: ClassVar[bool] = False  # True: brings its own whole vocabulary (lmbench.data.subword)
 
     def tokenize(self, line: str) -> list[str]:
         raise NotImplementedError
+
+    def tokenize_lines(self, lines: Sequence[str]) -> list[list[str]]:
+        """Many lines at once (a subword tokenizer does them in one call into its library)."""
+        return list(map(self.tokenize, lines))
 
     def detokenize(self, tokens: list[str]) -> str:
         return " ".join(tokens)
@@ -161,7 +167,7 @@ TOKENIZERS: dict[str, type[Tokenizer]] = {
 
 
 def get_tokenizer(name: str) -> Tokenizer:
-    """Create a tokenizer by its config name."""
+    """Create a tokenizer by its config name (subword ones: :mod:`lmbench.data.subword`)."""
     try:
         return TOKENIZERS[name]()
     except KeyError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,8 @@ class Vocabulary:
         self.tokens: list[str] = list(tokens)
         self.index: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
         self.counts: dict[str, int] = dict(counts or {})
+        # the subword tokenizer whose whole vocabulary this is (lmbench.data.subword); None for word vocabularies
+        self.tokenizer: Any = None
 
     @classmethod
     def from_counts(

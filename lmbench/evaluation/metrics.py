@@ -37,6 +37,16 @@ def bits_per_char(logprobs: np.ndarray, num_chars: int) -> float:
     )
 
 
+def word_perplexity(logprobs: np.ndarray, num_words: int) -> float:
+    """exp(-total ln p / ``num_words``): the whole text's probability spread over its whitespace words (and
+    line ends), as lm-evaluation-harness's ``word_perplexity``. Equal to :func:`perplexity` for a
+    whitespace-tokenized run, and comparable across subword, character and word tokenizers of the same text."""
+    if not num_words:
+        return float("nan")
+    with np.errstate(over="ignore"):
+        return float(np.exp(-np.asarray(logprobs, dtype=np.float64).sum() / num_words))
+
+
 def line_totals(logprobs: np.ndarray, data: TokenStream) -> np.ndarray:
     """Sum of log-probabilities per line (every line predicts at least its ``</s>``)."""
     return np.add.reduceat(np.asarray(logprobs, dtype=np.float64), data.target_line_starts())
@@ -54,6 +64,9 @@ class Scores:
     bits_per_token: float
     bits_per_char: float
     perplexity_excl_oov: float  # KenLM's second figure: <unk> predictions left out
+    word_perplexity: float = float(
+        "nan"
+    )  # exp(-log_prob / (whitespace words + lines)): tokenizer-independent
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -74,4 +87,5 @@ def score(logprobs: np.ndarray, data: TokenStream) -> Scores:
         bits_per_token=bits_per_token(logprobs),
         bits_per_char=bits_per_char(logprobs, data.num_chars),
         perplexity_excl_oov=perplexity(logprobs[known]),
+        word_perplexity=word_perplexity(logprobs, data.num_word_predictions),
     )

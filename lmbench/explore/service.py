@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from lmbench.data.tokenizers import Tokenizer, get_tokenizer
+from lmbench.data.subword import folder_tokenizer
+from lmbench.data.tokenizers import Tokenizer
 from lmbench.errors import DataError, LmbenchError
 from lmbench.explore.discovery import FinishedModel, discover_runs
 from lmbench.models.base import LanguageModel
@@ -71,7 +72,7 @@ class Explorer:
         for run in runs:
             if run.tokenizer not in self._tokenizers:
                 try:
-                    self._tokenizers[run.tokenizer] = get_tokenizer(run.tokenizer)
+                    self._tokenizers[run.tokenizer] = folder_tokenizer(run.folder, run.tokenizer)
                 except LmbenchError as e:
                     raise DataError(f"{run.folder}: {e}") from None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lmbench-explore")

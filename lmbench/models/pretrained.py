@@ -202,6 +202,8 @@ class PretrainedLM(LanguageModel):
     def _lines(self, data: TokenStream) -> list[str]:
         if data.raw_lines is not None:
             return list(data.raw_lines)
+        if data.vocab.tokenizer is not None:  # subword tokens: their tokenizer knows the text
+            return [data.vocab.tokenizer.detokenize(data.vocab.decode(line)) for line in data.lines()]
         return [self.joiner_.join(data.vocab.decode(line)) for line in data.lines()]
 
     def _text(self, data: TokenStream) -> str:
@@ -226,14 +228,14 @@ class PretrainedLM(LanguageModel):
         self,
         text: str,
         lines: list[str],
-        data_words: list[list[str]],
+        line_spans: list[list[tuple[int, int]]],
         token_lp: np.ndarray,
         offsets: list[tuple[int, int]],
     ) -> np.ndarray:
         """Sum subword log-probabilities into the shared tokens' segments (see the module docstring)."""
         seg_end, base = [], 0  # exclusive end offset of each segment, in prediction order
-        for line, words in zip(lines, data_words, strict=True):
-            for _, end in word_spans(line, words):
+        for line, spans in zip(lines, line_spans, strict=True):
+            for _, end in spans:
                 seg_end.append(base + end)
             seg_end.append(base + len(line) + 1)  # </s>: the rest of the line and its newline
             base += len(line) + 1
@@ -250,13 +252,18 @@ class PretrainedLM(LanguageModel):
         self._check_fitted()
         check_context(context)
         lines = self._lines(data)
-        words = [data.vocab.decode(line) for line in data.lines()]
-        if data.raw_lines is not None:  # the raw words (OOVs included), as the shared tokenizer cut them
-            words = [self._raw_words(line, w) for line, w in zip(lines, words, strict=True)]
+        subword = data.vocab.tokenizer  # shared subword tokens: their spans come from their tokenizer
+        if subword is not None:
+            spans = [subword.spans(line) for line in lines]
+        else:
+            words = [data.vocab.decode(line) for line in data.lines()]
+            if data.raw_lines is not None:  # the raw words (OOVs included), as the shared tokenizer cut them
+                words = [self._raw_words(line, w) for line, w in zip(lines, words, strict=True)]
+            spans = [word_spans(line, w) for line, w in zip(lines, words, strict=True)]
         chunks = (
-            [(lines, words)]
+            [(lines, spans)]
             if context == "stream"
-            else [([line], [w]) for line, w in zip(lines, words, strict=True)]
+            else [([line], [w]) for line, w in zip(lines, spans, strict=True)]
         )
         out = []
         for chunk_lines, chunk_words in chunks:
@@ -282,6 +289,17 @@ class PretrainedLM(LanguageModel):
         start of a line. Text before a later ``<s>`` is kept, as stream-mode scoring keeps it (a context
         ``<s> a b </s> <s>`` is the text ``a b`` and its newline)."""
         vocab, text = self.vocab, ""
+        if (
+            vocab.tokenizer is not None
+        ):  # subword tokens: their tokenizer joins them (spaces are in the tokens)
+            lines, line = [], []
+            for t in context:
+                if t == vocab.eos_id:
+                    lines.append(vocab.tokenizer.detokenize(vocab.decode(line)) + "\n")
+                    line = []
+                elif t != vocab.bos_id:
+                    line.append(t)
+            return "".join(lines) + vocab.tokenizer.detokenize(vocab.decode(line))
         for t in context:
             if t == vocab.bos_id:
                 if text and not text.endswith("\n"):
@@ -301,6 +319,9 @@ class PretrainedLM(LanguageModel):
         pass per vocabulary word and context — meant for small vocabularies and tasks, not bulk scoring."""
         self._check_fitted()
         vocab = self.vocab
+        shared = self._shared_ids()
+        if shared is not None:
+            return self._shared_next_token_logprobs(contexts, *shared)
         out = np.full((len(contexts), len(vocab)), -np.inf)
         for row, context in enumerate(contexts):
             text = self._context_text(context)
@@ -342,6 +363,44 @@ class PretrainedLM(LanguageModel):
                 logp = logp - np.log(total)
             logp[vocab.bos_id] = -np.inf
             out[row] = logp
+        return out
+
+    def _shared_ids(self) -> tuple[np.ndarray, int] | None:
+        """Where the shared vocabulary is this model's own tokenizer's (``[corpus] tokenizer = "hf:..."``):
+        each shared id's model id (-1 for the specials and the newline token, whose mass is ``</s>``'s) and the
+        newline's id; else None."""
+        vocab = self.vocab
+        if vocab.tokenizer is None:
+            return None
+        own = self.tokenizer_.get_vocab()
+        ids = np.array([own.get(t, -1) for t in vocab.tokens], dtype=np.int64)
+        newline = self.tokenizer_("\n", add_special_tokens=False)["input_ids"]
+        if (ids[3:] < 0).any() or len(newline) != 1:
+            return None
+        ids[:3] = -1
+        ids[ids == newline[0]] = -1
+        return ids, newline[0]
+
+    @torch.no_grad()
+    def _shared_next_token_logprobs(
+        self, contexts: Sequence[Sequence[int]], ids: np.ndarray, newline: int
+    ) -> np.ndarray:
+        """One forward pass per context: the model's own next-token distribution on the shared ids."""
+        out = np.full((len(contexts), len(self.vocab)), -np.inf)
+        known = ids >= 0
+        for row, context in enumerate(contexts):
+            text = self._context_text(context)
+            ctx = [
+                self.begin_id_,
+                *(self.tokenizer_(text, add_special_tokens=False)["input_ids"] if text else []),
+            ]
+            x = torch.tensor([ctx[-self.window_ :]], dtype=torch.long, device=self.device_)
+            lp = torch.log_softmax(self.hf_model_(input_ids=x).logits[0, -1].double(), dim=-1).cpu().numpy()
+            out[row, known] = lp[ids[known]]
+            out[row, self.vocab.eos_id] = lp[newline]
+            rest = 1.0 - float(np.exp(out[row][np.isfinite(out[row])]).sum())
+            if rest > 0:  # the model's own special tokens: no shared word
+                out[row, self.vocab.unk_id] = np.log(rest)
         return out
 
     # ------------------------------------------------------------------------------------------ size, I/O

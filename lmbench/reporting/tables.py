@@ -11,6 +11,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from lmbench.results import (
+    LM_EVAL_COLUMNS,
     RESULT_COLUMNS,
     SAMPLE_COLUMNS,
     SEED_COLUMNS,
@@ -25,7 +26,10 @@ TASK_INT_COLUMNS = ["n", "distance", "ties", "oov_items", "skipped", "train_item
 
 
 def results_frame(rows: list[dict[str, Any]], columns: list[str] = RESULT_COLUMNS) -> pd.DataFrame:
-    """``rows`` in the fixed columns of a CSV file (results.csv by default), missing values empty."""
+    """``rows`` in the fixed columns of a CSV file (results.csv by default), missing values empty. Results
+    written before ``word_perplexity`` existed keep their columns (their files re-render unchanged)."""
+    if not any("word_perplexity" in r for r in rows):
+        columns = [c for c in columns if c != "word_perplexity"]
     frame = pd.DataFrame(rows, columns=list(dict.fromkeys([*columns, *(k for r in rows for k in r)])))
     return frame[columns]
 
@@ -108,6 +112,7 @@ def display_table(
     out = []
     has_diff = any(not _missing(r.get("diff_vs_baseline")) for r in rows)
     has_seeds = any(not _missing(r.get("seeds")) and r.get("seeds", 1) > 1 for r in rows)
+    has_words = any(_word_level_differs(r) for r in rows)  # subword or character tokens: per word too
     for r in rows:
         if (split and r["split"] != split) or (context and r["context"] != context):
             continue
@@ -120,6 +125,8 @@ def display_table(
         }
         if has_seeds:
             entry["seeds"] = _seeds(r)
+        if has_words:
+            entry["word ppl"] = _number(r.get("word_perplexity"), 2)
         entry.update(
             {
                 "bits/char": _number(r.get("bits_per_char"), 3),
@@ -146,6 +153,15 @@ def display_table(
     return out
 
 
+def _word_level_differs(row: dict[str, Any]) -> bool:
+    """Is the row's per-word perplexity a different figure from its per-token one (a subword or character
+    run), so that tables show it for comparison with word-level runs?"""
+    word, token = row.get("word_perplexity"), row.get("perplexity")
+    if _missing(word) or _missing(token) or not (math.isfinite(word) and math.isfinite(token)):
+        return False
+    return abs(word - token) > 1e-9 * max(abs(token), 1.0)
+
+
 def compare_table(
     rows_a: Sequence[dict[str, Any]],
     rows_b: Sequence[dict[str, Any]],
@@ -154,26 +170,39 @@ def compare_table(
     split: str = "test",
 ) -> list[dict[str, str]]:
     """Two runs' perplexities side by side, one line per (model, context) of ``split`` in either run (A's order
-    first), with B's relative change where both have a finite figure. ``names``: the two column headers."""
+    first), with B's relative change where both have a finite figure. ``names``: the two column headers.
+    Runs whose token counts differ (a BPE run beside a word run) are compared by word-level perplexity."""
     key = lambda r: (r["model"], r["context"])  # noqa: E731
     by_a = {key(r): r for r in rows_a if r["split"] == split}
     by_b = {key(r): r for r in rows_b if r["split"] == split}
 
+    # runs cut into different tokens (a BPE run beside a word run) compare per whitespace word
+    pairs = [(by_a[k], by_b[k]) for k in by_a.keys() & by_b.keys()]
+    per_word = any(a.get("tokens") != b.get("tokens") for a, b in pairs) and all(
+        not _missing(r.get("word_perplexity")) for pair in pairs for r in pair
+    )
+    figure = "word_perplexity" if per_word else "perplexity"
+    columns = tuple(f"{n} (per word)" for n in names) if per_word else names
+
     def shown(r: dict[str, Any] | None) -> str:
-        return with_interval(r["perplexity"], r.get("perplexity_low"), r.get("perplexity_high")) if r else ""
+        if not r:
+            return ""
+        if per_word:
+            return _number(r[figure], 2)
+        return with_interval(r["perplexity"], r.get("perplexity_low"), r.get("perplexity_high"))
 
     table = []
     for model, context in dict.fromkeys([*by_a, *by_b]):
         ra, rb = by_a.get((model, context)), by_b.get((model, context))
-        pa = ra["perplexity"] if ra else math.nan
-        pb = rb["perplexity"] if rb else math.nan
+        pa = ra[figure] if ra else math.nan
+        pb = rb[figure] if rb else math.nan
         both = ra and rb and math.isfinite(pa) and math.isfinite(pb)
         table.append(
             {
                 "model": model,
                 "context": context,
-                names[0]: shown(ra),
-                names[1]: shown(rb),
+                columns[0]: shown(ra),
+                columns[1]: shown(rb),
                 "change": f"{100 * (pb - pa) / pa:+.1f}%" if both else "",
             }
         )
@@ -194,7 +223,10 @@ TASK_NOTE = (
 def task_frame(task_rows: Sequence[TaskRow]) -> pd.DataFrame:
     """tasks.csv: one row per task figure in the fixed columns of :class:`lmbench.results.TaskRow`; counts
     stay integers (empty where they do not apply)."""
-    frame = pd.DataFrame([r.to_dict() for r in task_rows], columns=TASK_COLUMNS)
+    columns = TASK_COLUMNS
+    if not any(r.subtask or r.stderr is not None for r in task_rows):
+        columns = [c for c in TASK_COLUMNS if c not in LM_EVAL_COLUMNS]
+    frame = pd.DataFrame([r.to_dict() for r in task_rows], columns=columns)
     for column in TASK_INT_COLUMNS:
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     return frame

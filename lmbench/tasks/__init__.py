@@ -27,6 +27,7 @@ TASK_MODULES = (
     "minimal_pairs",
     "classify",
     "generate",
+    "lm_eval_tasks",
 )  # modules of lmbench.tasks, in report order
 TASKS = {m.NAME: m for m in (importlib.import_module(f"lmbench.tasks.{name}") for name in TASK_MODULES)}
 
