@@ -162,9 +162,26 @@ def main(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
     _TRACEBACKS.verbose = verbose
+    _exit_on_sigterm()
     for handler in logging.getLogger().handlers:
         if _TRACEBACKS not in handler.filters:
             handler.addFilter(_TRACEBACKS)
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM (``kill``, a batch system's time limit) ends the command as Ctrl-C does, through Python's
+    exit path: temporary files are removed and no hidden half-written output stays behind. Code that
+    handles SIGTERM itself (training saves a checkpoint first) installs its own handler while it runs."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:  # noqa: ARG001
+        raise SystemExit(128 + signum)
+
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (the CLI run inside a test's thread): keep the default
+        pass
 
 
 RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>]."
@@ -352,11 +369,17 @@ def ngram(
     from lmbench.data.corpus import encode_stream
     from lmbench.data.encoding import read_lines
     from lmbench.data.tokenizers import get_tokenizer
+    from lmbench.io import check_outputs_apart, refuse_special
     from lmbench.models.ngram import NgramLM
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731
     start = time.perf_counter()
     try:
+        # before any counting: an output that is the input text, or a folder or socket, is exit 2
+        check_outputs_apart({"--arpa": arpa_path, "--save": save}, {"TEXT": text})
+        for target, what in ((arpa_path, "--arpa"), (save, "--save")):
+            if target is not None and str(target) != "-":
+                refuse_special(target, what)
         model = NgramLM(order, smoothing, memory=memory)
         data = encode_stream(read_lines(text), get_tokenizer(tokenizer))
         if data.num_words == 0:

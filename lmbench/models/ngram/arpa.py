@@ -32,7 +32,7 @@ import numpy as np
 
 from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
 from lmbench.errors import DataError
-from lmbench.io import atomic_path
+from lmbench.io import open_output
 from lmbench.models.ngram.counting import lookup
 from lmbench.models.ngram.storage import rows
 
@@ -201,14 +201,15 @@ def _in_order(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, ahead: in
 
 
 def write_arpa(model: BackoffModel, path: str | Path | IO[bytes]) -> None:
-    """Write ``model`` as ARPA (log10 values to 7 decimals), gzip-compressed for ``.gz``; a file is written
-    atomically, a binary stream (stdout) as the text is formatted."""
+    """Write ``model`` as ARPA (log10 values to 7 decimals), gzip-compressed for ``.gz``; a regular file is
+    written atomically, a binary stream (stdout), a character device or a FIFO as the text is formatted
+    (:func:`lmbench.io.open_output`)."""
     if not isinstance(path, (str, Path)):
         for chunk in arpa_chunks(model):
             path.write(chunk)
         return
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+    with open_output(path, "ARPA file") as raw:
         out: IO[bytes] = (  # the gzip header names the file (less .gz, as gzip does), not the temporary one
             gzip.GzipFile(path.name, "wb", GZIP_LEVEL, fileobj=raw, mtime=0)  # type: ignore[assignment]
             if path.suffix == ".gz"
