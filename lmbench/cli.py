@@ -57,10 +57,12 @@ def _run(
     command: str,
     data_dir: Path | None = None,
     storage: str | None = None,
+    force: bool = False,
 ) -> None:
     from lmbench.config import load_config
     from lmbench.experiment import run_experiment
     from lmbench.io import check_output_dir
+    from lmbench.ownership import claim_runs_folder, mark_runs_folder
     from lmbench.reporting import render_report, summary_text
     from lmbench.reporting.report import check_report_folder
     from lmbench.training import distributed
@@ -68,20 +70,25 @@ def _run(
     distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
 
     config = load_config(config_path, data_dir=data_dir)
-    output = output or Path("reports") / config.name
+    output = output or DEFAULT_OUTPUT / config.name  # never the committed reports/: see .gitignore
     runs_dir = runs_dir or Path("runs") / config.name
     check_output_dir(output, "report folder")  # before any training: a bad folder is exit 2, not lost work
-    check_report_folder(output)
+    check_report_folder(output, force=force)
     a, b = output.resolve(), runs_dir.resolve()
     if a == b or a in b.parents or b in a.parents:
-        raise InputError(
-            f"--output {output} and --runs-dir {runs_dir} overlap; the report replaces its whole folder"
+        raise InputError(f"--output {output} and --runs-dir {runs_dir} overlap; give each its own folder")
+    owned_runs = claim_runs_folder(runs_dir, force=force)
+    try:
+        results = run_experiment(
+            config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage
         )
-    results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage)
+    finally:
+        if owned_runs and distributed.is_main():
+            mark_runs_folder(runs_dir)
     results["provenance"]["command"] = command
     if not distributed.is_main():
         return
-    render_report(results, output, config.report.formats)
+    render_report(results, output, config.report.formats, force=force)
     click.echo(summary_text(results))
     click.echo(f"\nreport: {output / 'report.md'}  (runs in {runs_dir})")
     if results["failures"]:
@@ -184,6 +191,11 @@ def _exit_on_sigterm() -> None:
         pass
 
 
+DEFAULT_OUTPUT = Path("out")  # default report folders: out/<name> (git-ignored), never the committed reports/
+FORCE_HELP = (
+    "Write into an --output/--runs-dir folder that lmbench did not make and that holds other files; lmbench "
+    "only adds its own files there and never replaces or removes the others."
+)
 RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>]."
 # lmbench.data.cards.data_dir: the same rule for every command, wherever lmbench is installed
 DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./data"
@@ -195,9 +207,10 @@ DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./d
     "--output",
     "-o",
     type=click.Path(path_type=Path),
-    help="Report folder [default: reports/<name>].",
+    help="Report folder [default: out/<name>].",
 )
 @click.option("--runs-dir", type=click.Path(path_type=Path), help=RUNS_DIR_HELP)
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -212,7 +225,12 @@ DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./d
 )
 @verbose_option
 def run(
-    config: Path, output: Path | None, runs_dir: Path | None, data_dir: Path | None, storage: str | None
+    config: Path,
+    output: Path | None,
+    runs_dir: Path | None,
+    force: bool,
+    data_dir: Path | None,
+    storage: str | None,
 ) -> None:
     """Train and evaluate every model of an experiment CONFIG (TOML) and write its report.
 
@@ -220,10 +238,12 @@ def run(
     """
     # --storage is left out of the printed command: a database URL may carry a password
     command = _command(["lmbench", "run", str(config)], output=output, runs_dir=runs_dir, data_dir=data_dir)
-    _run(config, output, runs_dir, command, data_dir, storage)
+    _run(config, output, runs_dir, command, data_dir, storage, force=force)
 
 
-def _preset(name: str, output: Path | None, runs_dir: Path | None, default_output: Path) -> None:
+def _preset(
+    name: str, output: Path | None, runs_dir: Path | None, default_output: Path, force: bool = False
+) -> None:
     from lmbench.presets import preset_path
 
     _run(
@@ -231,6 +251,7 @@ def _preset(name: str, output: Path | None, runs_dir: Path | None, default_outpu
         output or default_output,
         runs_dir,
         _command(["lmbench", name], output=output, runs_dir=runs_dir),
+        force=force,
     )
 
 
@@ -239,17 +260,18 @@ def _preset(name: str, output: Path | None, runs_dir: Path | None, default_outpu
     "--output",
     "-o",
     type=click.Path(path_type=Path),
-    help="Report folder [default: reports/demo].",
+    help="Report folder [default: out/demo].",
 )
 @click.option(
     "--runs-dir",
     type=click.Path(path_type=Path),
     help="Checkpoints, per-model metrics and logs [default: runs/demo].",
 )
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @verbose_option
-def demo(output: Path | None, runs_dir: Path | None) -> None:
+def demo(output: Path | None, runs_dir: Path | None, force: bool) -> None:
     """The built-in demo: an n-gram ladder on the synthetic corpus, against its known entropy floor."""
-    _preset("demo", output, runs_dir, Path("reports") / "demo")
+    _preset("demo", output, runs_dir, DEFAULT_OUTPUT / "demo", force)
 
 
 @main.command()
@@ -257,21 +279,22 @@ def demo(output: Path | None, runs_dir: Path | None) -> None:
     "--output",
     "-o",
     type=click.Path(path_type=Path),
-    help="Report folder [default: reports/evolution-run; the committed example is reports/evolution].",
+    help="Report folder [default: out/evolution; the committed example is reports/evolution].",
 )
 @click.option(
     "--runs-dir",
     type=click.Path(path_type=Path),
     help="Checkpoints, per-model metrics and logs [default: runs/evolution].",
 )
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @verbose_option
-def evolution(output: Path | None, runs_dir: Path | None) -> None:
+def evolution(output: Path | None, runs_dir: Path | None, force: bool) -> None:
     """The model-evolution ladder (unigram -> n-grams -> RNN/GRU/LSTM -> Transformer) on the synthetic corpus.
 
-    Writes reports/evolution-run by default, so the committed example in reports/evolution stays as it is
+    Writes out/evolution by default, so the committed example in reports/evolution stays as it is
     (regenerate that one with --output reports/evolution).
     """
-    _preset("evolution", output, runs_dir, Path("reports") / "evolution-run")
+    _preset("evolution", output, runs_dir, DEFAULT_OUTPUT / "evolution", force)
 
 
 @main.command()

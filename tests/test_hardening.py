@@ -292,34 +292,40 @@ def _results(tag: str) -> dict:
     return {"experiment": tag, "rows": [], "tasks": [], "models": {}, "failures": [], "provenance": {}}
 
 
-def test_render_cleans_stale_staging_and_restores_the_previous_report_when_a_swap_fails(
+def test_render_cleans_stale_staging_and_a_failed_move_leaves_only_complete_owned_files(
     tmp_path, monkeypatch
 ):
+    from lmbench.ownership import read_manifest
     from lmbench.reporting import load_results, render_report
 
     out = tmp_path / "rep"
     render_report(_results("first"), out, ["md"])
-    # an interrupted render: staging left behind, and a swap cut between its two renames
-    (tmp_path / ".rep.tmp-abcd1234").mkdir()
+    # an interrupted render (staging left behind) and an older version's swap cut between its two renames
+    (tmp_path / ".rep.tmp-12345-abcd1234").mkdir()
     out.rename(tmp_path / ".rep.old-abcd1234")
     render_report(_results("second"), out, ["md"])
     assert load_results(out)["experiment"] == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
-    def broken_rename(self, target):
-        raise OSError("disk went away")
+    real_replace, moved = os.replace, []
 
-    real_rename = Path.rename
-    monkeypatch.setattr(
-        Path,
-        "rename",
-        lambda self, t: broken_rename(self, t) if ".tmp-" in self.name else real_rename(self, t),
-    )
+    def broken_replace(src, dst):  # the disk goes away after the first file is moved in
+        if Path(dst).parent == out and Path(dst).name != ".lmbench-manifest.json":
+            if moved:
+                raise OSError("disk went away")
+            moved.append(dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
         render_report(_results("third"), out, ["md"])
-    assert load_results(out)["experiment"] == "second"  # the previous report is back in place
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
     monkeypatch.undo()
+    owned = read_manifest(out).files
+    assert {p.name for p in out.iterdir()} - {".lmbench-manifest.json"} <= owned  # nothing left unowned
+    assert load_results(out)["experiment"] in {"second", "third"}  # every file whole, old or new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging left
+    render_report(_results("fourth"), out, ["md"])
+    assert load_results(out)["experiment"] == "fourth" and "fourth" in (out / "report.md").read_text()
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
     with pytest.raises(ConfigError, match="is a file"):
@@ -429,10 +435,10 @@ def test_evolution_does_not_overwrite_the_committed_example_by_default(project, 
 
     seen = {}
     monkeypatch.setattr(
-        cli, "_run", lambda config, output, runs_dir, command, data_dir=None: seen.update(output=output)
+        cli, "_run", lambda config, output, runs_dir, command, **kw: seen.update(output=output)
     )
     assert invoke(["evolution"], project).exit_code == 0
-    assert seen["output"] == Path("reports") / "evolution-run"
+    assert seen["output"] == Path("out") / "evolution"
 
 
 def test_unexpected_errors_are_one_line_without_v_and_a_traceback_with_it(project, monkeypatch):
@@ -552,9 +558,11 @@ def test_a_folder_of_other_files_is_never_swapped_away_as_a_report(project):
     (project / "notes").mkdir()
     (project / "notes" / "thesis.tex").write_text("years of work")
     assert_exit_2_one_line_nothing_written(
-        project, ["run", "exp.toml", "-o", "notes"], "notes", "results.json"
+        project, ["run", "exp.toml", "-o", "notes"], "notes", "thesis.tex", "--force"
     )
-    assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "."], "not an earlier report")
+    assert_exit_2_one_line_nothing_written(
+        project, ["run", "exp.toml", "-o", "."], "did not write", "--force"
+    )
     assert (project / "notes" / "thesis.tex").read_text() == "years of work"
 
 

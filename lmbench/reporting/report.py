@@ -2,8 +2,9 @@
 a self-contained report.html (plots embedded), LaTeX tables and PNG plots (the formats of
 :mod:`lmbench.reporting.formats`).
 
-Everything is written into a temporary folder beside the target and swapped in at the end, so an
-interrupted run never leaves a half-written report.
+Everything is written into a temporary folder beside the target and moved in at the end, so an
+interrupted run never leaves a half-written file; only files lmbench wrote are ever replaced
+(:mod:`lmbench.ownership`).
 """
 
 from __future__ import annotations
@@ -358,55 +359,62 @@ def render_report(
     results: dict[str, Any],
     output_dir: str | Path,
     formats: Sequence[str] = DEFAULT_FORMATS,
+    *,
+    force: bool = False,
 ) -> Path:
-    """Write the report files for ``results`` into ``output_dir`` (replaced as a whole, atomically).
+    """Write the report files for ``results`` into ``output_dir``, replacing only files lmbench wrote there.
 
-    The files are staged in a hidden ``.<name>.tmp-*`` folder beside the target and swapped in under a lock on
-    the parent folder, so renders racing for one folder take turns; the previous report sits in ``.<name>.old-*``
-    only during the swap, and is moved back if the swap fails. Leftovers of interrupted renders are cleaned.
+    The folder's manifest (:mod:`lmbench.ownership`) says which files are lmbench's: a folder lmbench did not
+    make is refused unless ``force``, and a file it did not write is never replaced or removed. The files are
+    staged in a hidden ``.<name>.tmp-<pid>-*`` folder beside the target, then moved in one at a time (each
+    move atomic) under a lock on the parent folder, so renders racing for one folder take turns. Files of the
+    chosen formats that this render no longer makes (a plot of a model that is gone) are removed; files of
+    formats not chosen stay (``--formats html,latex`` keeps report.md and the PNGs). Leftovers of interrupted
+    renders are cleaned.
     """
+    from lmbench.ownership import REPORT_FILES, Manifest, claim_report_folder, write_manifest
+
     output_dir = Path(output_dir)
-    chosen_formats(formats)  # an unknown format fails before anything is written
+    chosen = chosen_formats(formats)  # an unknown format fails before anything is written
     results = split_legacy_samples(results)  # written in today's layout, whatever version made the dict
-    check_report_folder(output_dir)
+    claim_report_folder(output_dir, force=force)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(output_dir.parent):
         _recover(output_dir)
-        staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
+        owned = claim_report_folder(output_dir, force=force).files  # again, now that renders take turns
+        staging = Path(
+            tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-{os.getpid()}-")
+        )
         try:
             _write_report_files(results, staging, formats)
-            old = None
-            if output_dir.exists():
-                old = output_dir.parent / f".{output_dir.name}.old-{staging.name[-8:]}"
-                output_dir.rename(old)
-            staging.chmod(0o755)  # mkdtemp makes it private; a report folder is for reading
-            try:
-                staging.rename(output_dir)
-            except BaseException:
-                if old is not None and not output_dir.exists():
-                    old.rename(output_dir)  # never leave the previous report only in a hidden folder
-                raise
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
+            written = set(os.listdir(staging))
+            unknown = sorted(written - set(REPORT_FILES))
+            if unknown:  # a writer that names a file the ownership rules do not know: a bug, caught by tests
+                raise RuntimeError(
+                    f"report writer made {unknown[0]!r}, which is not in ownership.REPORT_FILES"
+                )
+            redone = {f.name for f in chosen}
+            stale = {name for name in owned - written if REPORT_FILES.get(name) in redone}
+            output_dir.mkdir(exist_ok=True)
+            # the manifest lists old and new files while they move, so an interrupted move leaves none unowned
+            write_manifest(output_dir, Manifest("report", owned | written))
+            for name in sorted(written):
+                os.replace(staging / name, output_dir / name)
+            for name in stale:
+                (output_dir / name).unlink(missing_ok=True)
+            write_manifest(output_dir, Manifest("report", (owned | written) - stale))
+        finally:
             shutil.rmtree(staging, ignore_errors=True)
-            raise
     return output_dir
 
 
-def check_report_folder(output_dir: str | Path) -> None:
-    """A report replaces its folder as a whole, so the folder must be new, empty, or an earlier report
-    (it holds results.json): ``--output .`` or ``--output ~`` would otherwise swap away the user's files."""
-    from lmbench.errors import ConfigError
+def check_report_folder(output_dir: str | Path, *, force: bool = False) -> None:
+    """Before any work: lmbench may write a report into ``output_dir`` (see
+    :func:`lmbench.ownership.claim_report_folder`): new, empty, or lmbench's; another folder only with
+    ``force``, and a file lmbench did not write is never replaced."""
+    from lmbench.ownership import claim_report_folder
 
-    path = Path(output_dir)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{path}: the report folder exists and is a file, expected a folder")
-    if path.is_dir() and not (path / "results.json").is_file() and any(path.iterdir()):
-        raise ConfigError(
-            f"{path}: the report folder holds other files and no results.json, so it is not an earlier report; "
-            "a report replaces its whole folder: pick a new or empty one"
-        )
+    claim_report_folder(output_dir, force=force)
 
 
 def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequence[str]) -> None:
@@ -480,9 +488,13 @@ def _folder_lock(folder: Path) -> Iterator[None]:
 
 
 def _recover(output_dir: Path) -> None:
-    """Under the lock: an interrupted swap's previous report goes back in place; stale staging goes away."""
-    olds = sorted(output_dir.parent.glob(f".{output_dir.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if olds and not output_dir.exists():
+    """Under the lock (so no live render is staging): an interrupted swap's previous report goes back in
+    place; staging folders left by interrupted renders go away."""
+    from lmbench.io import glob_escape
+
+    name = glob_escape(output_dir.name)
+    olds = sorted(output_dir.parent.glob(f".{name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not output_dir.exists():  # a swap of an lmbench before manifests, cut between its renames
         olds.pop().rename(output_dir)
-    for stale in [*olds, *output_dir.parent.glob(f".{output_dir.name}.tmp-*")]:
+    for stale in [*olds, *output_dir.parent.glob(f".{name}.tmp-*")]:
         shutil.rmtree(stale, ignore_errors=True)
