@@ -12,6 +12,7 @@ block device or a socket is refused. Write errors (disk full, permission, read-o
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import stat
@@ -172,7 +173,7 @@ def open_output(path: str | Path, what: str = "output") -> Iterator[IO[bytes]]:
     opened and written straight into, as ``cat > PATH`` would; a regular file or a new path is written
     atomically (:func:`atomic_path`); a directory, block device or socket is refused."""
     if str(path) == "-":
-        yield sys.stdout.buffer
+        yield _Stream(sys.stdout.buffer)  # type: ignore[misc]
         sys.stdout.buffer.flush()
         return
     path = Path(path)
@@ -186,12 +187,52 @@ def open_output(path: str | Path, what: str = "output") -> Iterator[IO[bytes]]:
             ) from None
         try:
             with f:
-                yield f
+                yield _Stream(f)  # type: ignore[misc]
         except OSError as e:
             raise write_error(path, e) or e from None
         return
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         yield f
+
+
+class _Stream:
+    """A device, FIFO or stdout as a stream that cannot seek or tell (``/dev/null`` claims position 0 after any
+    write, which makes zip writers compute negative offsets): writers such as ``np.savez`` then write as to
+    a pipe."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+
+    def write(self, data: bytes) -> int:
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def tell(self) -> int:
+        raise io.UnsupportedOperation("a stream has no position")
+
+    def seek(self, *args: object) -> int:
+        raise io.UnsupportedOperation("a stream cannot seek")
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def read(self, *args: object) -> bytes:  # np.savez takes a file by its having ``read``
+        raise io.UnsupportedOperation("an output stream is not read")
+
+    def readable(self) -> bool:
+        return False
+
+    def close(self) -> None:  # the owner of the stream closes it
+        self.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
