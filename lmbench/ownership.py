@@ -23,8 +23,9 @@ from lmbench.io import atomic_write_text
 MANIFEST = ".lmbench-manifest.json"
 FORCE_FLAG = "--force"
 
-# every file a report folder can hold, with the format that writes it (lmbench.reporting.formats): a writer
-# that wrote any other name would be caught by tests/test_hardening.py
+# the files lmbench's report formats write, with the format writing each: files of an earlier version's report
+# (no manifest) with these names are adopted, and a foreign file with one of them is refused before any work
+# (a format added later records its own files in the manifest as it writes them)
 REPORT_FILES = {
     "report.md": "md",
     "report.html": "html",
@@ -50,13 +51,14 @@ REPORT_FILES = {
 
 @dataclass
 class Manifest:
-    """A folder's ownership record: its kind (``report`` or ``runs``) and the files lmbench wrote there."""
+    """A folder's ownership record: its kind (``report`` or ``runs``) and the files lmbench wrote there, each
+    with the report format that wrote it (so a re-render of that format may replace or remove it)."""
 
     kind: str
-    files: set[str] = field(default_factory=set)
+    files: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"lmbench": self.kind, "files": sorted(self.files)}, indent=1) + "\n"
+        return json.dumps({"lmbench": self.kind, "files": dict(sorted(self.files.items()))}, indent=1) + "\n"
 
 
 def read_manifest(folder: str | Path) -> Manifest | None:
@@ -69,8 +71,12 @@ def read_manifest(folder: str | Path) -> Manifest | None:
     if not isinstance(data, dict) or not isinstance(data.get("lmbench"), str):
         return None
     files = data.get("files")
-    names = {f for f in files if isinstance(f, str) and _plain(f)} if isinstance(files, list) else set()
-    return Manifest(data["lmbench"], names)
+    if isinstance(files, list):
+        files = {name: REPORT_FILES.get(name, "") for name in files if isinstance(name, str)}
+    if not isinstance(files, dict):
+        files = {}
+    owned = {k: v if isinstance(v, str) else "" for k, v in files.items() if isinstance(k, str) and _plain(k)}
+    return Manifest(data["lmbench"], owned)
 
 
 def write_manifest(folder: str | Path, manifest: Manifest) -> None:
@@ -120,7 +126,7 @@ def claim_report_folder(folder: str | Path, *, force: bool = False, option: str 
     if manifest is None:
         manifest = Manifest("report")
         if "results.json" in entries:  # a report of an lmbench without manifests: its report files are ours
-            manifest.files = {name for name in entries if name in REPORT_FILES}
+            manifest.files = {name: REPORT_FILES[name] for name in entries if name in REPORT_FILES}
         elif entries and not force:
             raise _refuse_foreign(folder, "report folder", entries, option)
     taken = [name for name in entries if name in REPORT_FILES and name not in manifest.files]

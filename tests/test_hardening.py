@@ -320,7 +320,7 @@ def test_render_cleans_stale_staging_and_a_failed_move_leaves_only_complete_owne
     with pytest.raises(OSError):
         render_report(_results("third"), out, ["md"])
     monkeypatch.undo()
-    owned = read_manifest(out).files
+    owned = set(read_manifest(out).files)
     assert {p.name for p in out.iterdir()} - {".lmbench-manifest.json"} <= owned  # nothing left unowned
     assert load_results(out)["experiment"] in {"second", "third"}  # every file whole, old or new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging left
@@ -795,7 +795,7 @@ def test_report_with_other_formats_keeps_the_files_of_the_formats_not_chosen(pro
     assert set(before) | {"report.html", "tables.tex"} == after
     for name in ("report.md", *pngs):
         assert (out / name).read_bytes() == before[name], name
-    assert read_manifest(out).files == after - {MANIFEST}
+    assert set(read_manifest(out).files) == after - {MANIFEST}
 
 
 def test_force_adds_lmbench_files_beside_foreign_ones_and_never_replaces_them(project):
@@ -841,7 +841,8 @@ def test_a_re_render_removes_only_stale_files_it_owns(tmp_path):
     (out / "headline.png").unlink()
     # a manifest edited to name files outside the folder: those names are never touched
     owned = read_manifest(out).files
-    write_manifest(out, Manifest("report", owned | {"../victim.txt", "/etc/hostname", "sub/x"}))
+    bad = {"../victim.txt": "md", "/etc/hostname": "md", "sub/x": "csv", "..": "md"}
+    write_manifest(out, Manifest("report", {**owned, **bad}))
     render_report(_results("b"), out, ["md", "csv", "json"])
     assert not (out / "samples.csv").exists()  # its format was re-rendered and made no samples this time
     assert victim.read_text() == "keep"

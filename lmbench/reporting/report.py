@@ -18,13 +18,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
 
 from lmbench.reporting import tables
+from lmbench.reporting.escape import latex_comment, md_code, md_escaped, md_text
 from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_formats
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
@@ -80,9 +81,9 @@ def samples_markdown(generated: Sequence[Sample], per_model: int = 3) -> str:
         return ""
     lines = []
     for name in dict.fromkeys(s.model for s in generated):
-        lines.append(f"**{name}**")
+        lines.append(f"**{md_text(name)}**")
         for s in [s for s in generated if s.model == name][:per_model]:
-            lines.append(f"- `{s.text}`")
+            lines.append(f"- {md_code(s.text)}")
         lines.append("")
     return "\n".join(lines)
 
@@ -149,41 +150,51 @@ def _headline_caption(results: dict[str, Any]) -> str:
     return text + ". Lower is better."
 
 
-def _attention_text(results: dict[str, Any]) -> str:
-    """The attention example in one paragraph (HTML: tokens in <code>)."""
+def _html_code(text: str) -> str:
+    return f"<code>{html.escape(text)}</code>"
+
+
+def _attention_text(
+    results: dict[str, Any], code: Callable[[str], str] = _html_code, text: Callable[[str], str] = html.escape
+) -> str:
+    """The attention example in one paragraph: corpus tokens through ``code``, the model name through
+    ``text`` (HTML by default; :func:`markdown_report` passes Markdown's)."""
     examples = results.get("attention") or {}
     if not examples:
         return ""
     name, ex = list(examples.items())[-1]
     tokens, q, k = ex["tokens"], ex["query"], ex["key"]
-    esc = html.escape
     return (
-        f"On the test sentence <code>{esc(' '.join(tokens[1:]))}</code>, {esc(name)}'s position that predicts "
-        f"<code>{esc(tokens[q + 1])}</code> puts {ex['weight']:.0%} of its attention (layer {ex['layer']}, "
-        f"head {ex['head']}) on <code>{esc(tokens[k])}</code>, {q - k + 1} tokens back; an even spread would "
+        f"On the test sentence {code(' '.join(tokens[1:]))}, {text(name)}'s position that predicts "
+        f"{code(tokens[q + 1])} puts {ex['weight']:.0%} of its attention (layer {ex['layer']}, "
+        f"head {ex['head']}) on {code(tokens[k])}, {q - k + 1} tokens back; an even spread would "
         f"give {ex['uniform_weight']:.0%}. An n-gram sees only n - 1 words back: it would need order "
-        f"{q - k + 2} to see <code>{esc(tokens[k])}</code> here."
+        f"{q - k + 2} to see {code(tokens[k])} here."
     )
 
 
 def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
     """The report as markdown: headline figure, main table (test, one context), step cards, the attention
-    example, plots, tasks; every split and context, the references and provenance in an appendix."""
+    example, plots, tasks; every split and context, the references and provenance in an appendix.
+
+    Every string of ``results`` (names, paths, messages, generated text) is escaped for Markdown
+    (:mod:`lmbench.reporting.escape`): code spans and the provenance block show the raw values."""
     from lmbench.reporting.attention import FORMULA
     from lmbench.reporting.narrative import ladder_steps
 
+    raw, results = results, md_escaped(results)
     name = results.get("experiment", "experiment")
     rows = results.get("rows", [])
     by_stem = {img.stem: img for img in images}
     parts = [f"# lmbench report: {name}", ""]
-    p = results.get("provenance", {})
+    p = raw.get("provenance", {})
     if p.get("command"):
-        parts += [f"Regenerate with: `{p['command']}`", ""]
+        parts += [f"Regenerate with: {md_code(p['command'])}", ""]
     if "headline" in by_stem:
         parts += [f"![headline]({by_stem['headline'].name})", "", f"*{_headline_caption(results)}*", ""]
     split, context = _main_view(results)
     parts += [f"## {split.capitalize()} perplexity ({context} context)", ""]
-    parts += [tables.render(_main_table(results)), "", f"`{tables.signature(results)}`", ""]
+    parts += [tables.render(_main_table(results)), "", md_code(tables.signature(raw)), ""]
     if results.get("search"):
         parts += [search_markdown(results)]
     floor = results.get("entropy_floor")
@@ -206,7 +217,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
                 "",
             ]
     if "attention" in by_stem:
-        text = html.unescape(re.sub(r"</?code>", "`", _attention_text(results)))
+        text = _attention_text(raw, code=md_code, text=md_text)
         parts += ["## Why attention reaches further back", "", f"`{FORMULA}`", "", text, ""]
         parts += [f"![attention]({by_stem['attention'].name})", ""]
     plots = [img for img in images if img.stem not in ("headline", "attention")]
@@ -225,7 +236,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
         warnings = tie_warnings(figures)
         if warnings:
             parts += [f"- **{w}**" for w in warnings] + [""]
-        generated = samples_markdown(samples(results))
+        generated = samples_markdown(samples(raw))
         if generated:
             parts += ["### Generated samples", "", generated]
     if results.get("failures"):
@@ -336,7 +347,11 @@ def latex_tables(results: dict[str, Any]) -> str:
     name = results.get("experiment", "experiment")
     corpus = (results.get("provenance") or {}).get("corpus") or "the corpus"
     n = _bootstrap(results)
-    parts = [f"% lmbench {tables.signature(results)}", "% needs \\usepackage{booktabs} in the preamble", ""]
+    parts = [
+        f"% lmbench {latex_comment(tables.signature(results))}",
+        "% needs \\usepackage{booktabs} in the preamble",
+        "",
+    ]
     for split in dict.fromkeys(r["split"] for r in rows):
         table = [
             {k: v for k, v in row.items() if k != "split"}
@@ -372,7 +387,8 @@ def render_report(
     formats not chosen stay (``--formats html,latex`` keeps report.md and the PNGs). Leftovers of interrupted
     renders are cleaned.
     """
-    from lmbench.ownership import REPORT_FILES, Manifest, claim_report_folder, write_manifest
+    from lmbench.errors import ConfigError
+    from lmbench.ownership import Manifest, claim_report_folder, write_manifest
 
     output_dir = Path(output_dir)
     chosen = chosen_formats(formats)  # an unknown format fails before anything is written
@@ -386,23 +402,24 @@ def render_report(
             tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-{os.getpid()}-")
         )
         try:
-            _write_report_files(results, staging, formats)
-            written = set(os.listdir(staging))
-            unknown = sorted(written - set(REPORT_FILES))
-            if unknown:  # a writer that names a file the ownership rules do not know: a bug, caught by tests
-                raise RuntimeError(
-                    f"report writer made {unknown[0]!r}, which is not in ownership.REPORT_FILES"
+            written = _write_report_files(results, staging, formats)
+            foreign = sorted(n for n in written if n not in owned and (output_dir / n).exists())
+            if foreign:  # a format whose file name was not known before the work: checked now, still refused
+                raise ConfigError(
+                    f"{output_dir}: {foreign[0]} is not a file lmbench wrote and the report writes that name; "
+                    "move it or pick another --output (lmbench never replaces files it did not write)"
                 )
             redone = {f.name for f in chosen}
-            stale = {name for name in owned - written if REPORT_FILES.get(name) in redone}
+            stale = {name for name, fmt in owned.items() if fmt in redone and name not in written}
             output_dir.mkdir(exist_ok=True)
             # the manifest lists old and new files while they move, so an interrupted move leaves none unowned
-            write_manifest(output_dir, Manifest("report", owned | written))
+            write_manifest(output_dir, Manifest("report", {**owned, **written}))
             for name in sorted(written):
                 os.replace(staging / name, output_dir / name)
             for name in stale:
                 (output_dir / name).unlink(missing_ok=True)
-            write_manifest(output_dir, Manifest("report", (owned | written) - stale))
+            kept = {name: fmt for name, fmt in {**owned, **written}.items() if name not in stale}
+            write_manifest(output_dir, Manifest("report", kept))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return output_dir
@@ -417,8 +434,9 @@ def check_report_folder(output_dir: str | Path, *, force: bool = False) -> None:
     claim_report_folder(output_dir, force=force)
 
 
-def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequence[str]) -> None:
-    """Every chosen format (and those always written) into ``staging``; plots first where a format uses them."""
+def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequence[str]) -> dict[str, str]:
+    """Every chosen format (and those always written) into ``staging``; plots first where a format uses them.
+    Returns each file written with the format that wrote it (plots: ``png``), for the folder's manifest."""
     chosen = chosen_formats(formats)
     with_plots = any(f.plots for f in chosen)
     images: list[Path] = []
@@ -427,12 +445,18 @@ def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequenc
 
         images = write_plots(results, staging)
     images += write_search_outputs(results, staging, plots=with_plots)
+    made = {name: "csv" for name in os.listdir(staging)}  # search.csv, when anything was searched
+    made.update({img.name: "png" for img in images})
     folder = ReportFolder(staging, images, keeps_images=any(f.keeps_plots for f in chosen))
     for report_format in chosen:
+        before = set(os.listdir(staging))
         report_format.write(results, folder)
+        made.update({name: report_format.name for name in set(os.listdir(staging)) - before})
     if not folder.keeps_images:
         for img in images:
             img.unlink()
+            made.pop(img.name, None)
+    return made
 
 
 def write_csv(results: dict[str, Any], folder: ReportFolder) -> None:
