@@ -910,3 +910,96 @@ def test_default_outputs_are_git_ignored_and_never_the_committed_reports(project
             or f"-o reports/{report.name}" in command
             or (report.name == "evolution" and command.startswith("lmbench evolution"))
         ), (report.name, command)
+
+
+# ------------------------------------------------------------------------------------------------ escaping
+HOSTILE = (
+    "a|b\n\\input{/etc/passwd}\r\n# head <script>alert(1)</script> &lt; $x _y_ %c ~d ^e {f} `g` **b** "
+    "[l](http://x) \\\\ \x1b[2J end"
+)
+
+
+def _hostile_results() -> dict:
+    from tests.test_report import results
+
+    text = json.dumps(results()).replace('"kn3"', json.dumps(HOSTILE))
+    hostile = json.loads(text)
+    hostile["experiment"] = HOSTILE
+    hostile["failures"] = [f"{HOSTILE}: failed: RuntimeError: {HOSTILE}"]
+    hostile["references"] = [{"model": HOSTILE, "metric": "perplexity", "value": 1.0, "source": HOSTILE}]
+    hostile["provenance"] = {"corpus": HOSTILE, "command": f"lmbench run {HOSTILE}", "tokenizer": HOSTILE}
+    hostile["samples"] = [
+        {"task": "generate", "model": HOSTILE, "seed": 0, "prompt": HOSTILE, "continuation": HOSTILE}
+    ]
+    hostile["models"][HOSTILE]["config"]["source"] = HOSTILE
+    return hostile
+
+
+def _markdown_cells(line: str) -> int:
+    return len(re.findall(r"(?<!\\)\|", line))
+
+
+def test_hostile_strings_stay_text_in_every_report_format(tmp_path):
+    import pandas as pd
+
+    from lmbench.reporting import load_results, render_report, summary_text
+
+    out = render_report(_hostile_results(), tmp_path / "rep", ["md", "csv", "json", "html", "latex", "png"])
+
+    tex = (out / "tables.tex").read_text()
+    for line in tex.splitlines():  # every line is lmbench's: a comment, or a command lmbench writes
+        if line.startswith("%"):  # a comment runs to the end of its line, and its line is one line
+            continue
+        assert not re.search(r"(?<!\\textbackslash\{\})\\input", line), line
+        unescaped = re.sub(r"\\[{}%$#&_]|\\textbackslash\{\}|\\text\w+\{\}", "", line)
+        assert unescaped.count("{") == unescaped.count("}"), line
+        assert not re.search(r"(?<!\\)[%#&_^~]", unescaped.replace(" & ", "  ")), line
+    assert "\x1b" not in tex and "\r" not in tex
+
+    md = (out / "report.md").read_text()
+    lines = md.splitlines()
+    assert not [line for line in lines if line.startswith("\\input") or line.startswith("# head")]
+    prose = re.sub(r"(`+)(.+?)\1", "", re.sub(r"(?s)```json.*?```", "", md))  # code shows text verbatim
+    assert "<script>" not in prose and "\x1b" not in md and "\r" not in md
+    header = None
+    for line in lines:  # every markdown table row has its header's number of cells
+        if line.startswith("|"):
+            header = header or _markdown_cells(line)
+            assert _markdown_cells(line) == header, line
+        else:
+            header = None
+    assert "Regenerate with: ``lmbench run a|b \\input{/etc/passwd}" in md  # verbatim, in a code span
+
+    page = (out / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+    frame = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert HOSTILE.replace("\r\n", "\n") in {m.replace("\r\n", "\n") for m in frame["model"]}
+    assert load_results(out)["experiment"] == HOSTILE  # results.json keeps the raw value
+
+    terminal = summary_text(load_results(out))
+    assert "\x1b" not in terminal and "\\input" in terminal  # shown, on the table's own line
+    assert not [line for line in terminal.splitlines() if line.startswith("\\input")]
+
+
+def test_the_escapers_cover_every_special_character():
+    from lmbench.reporting.escape import md_code, md_text
+    from lmbench.reporting.tables import latex_text
+
+    for ch in "\\`*{}[]<>#|~$!":
+        assert md_text(f"a{ch}b") == f"a\\{ch}b"
+    assert md_text("x86_64") == "x86_64" and md_text("_x_") == "\\_x\\_"
+    assert md_text("a\nb\r\tc") == "a b  c" and md_text("&lt;") == "\\&lt;" and md_text("AT&T") == "AT&T"
+    assert md_code("a`b") == "``a`b``" and md_code("`") == "`` ` ``" and md_code("x\ny") == "`x y`"
+    for ch, escaped in {
+        "%": r"\%",
+        "#": r"\#",
+        "&": r"\&",
+        "$": r"\$",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+    }.items():
+        assert latex_text(f"a{ch}b") == f"a{escaped}b"
+    assert latex_text("a\n\\input{x}") == r"a \textbackslash{}input\{x\}"
+    assert "\n" not in latex_text("a\r\n\x00b") and "~" not in latex_text("~") and "^" not in latex_text("^")

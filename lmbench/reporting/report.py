@@ -25,7 +25,7 @@ from typing import Any
 from markupsafe import Markup
 
 from lmbench.reporting import tables
-from lmbench.reporting.escape import latex_comment, md_code, md_escaped, md_text
+from lmbench.reporting.escape import latex_comment, md_code, md_escaped, md_text, one_line
 from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_formats
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
@@ -99,12 +99,12 @@ def summary_text(results: dict[str, Any]) -> str:
     if floor:
         text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
     if results.get("search"):
-        text += f"\n{statement(results)}"
-    text += f"\n{tables.signature(results)}"
+        text += f"\n{one_line(statement(results))}"
+    text += f"\n{one_line(tables.signature(results))}"  # a corpus path may hold a newline or escape sequence
     figures = task_rows(results)
     if figures:
         text += "\n\n" + tables.render(tables.task_table(figures, compact=True), "simple")
-        text += "".join(f"\n{w}" for w in tie_warnings(figures))
+        text += "".join(f"\n{one_line(w)}" for w in tie_warnings(figures))
     return text
 
 
@@ -114,7 +114,7 @@ def compare_results(
     """Two results dicts side by side (:func:`lmbench.reporting.tables.compare_table`) with the signature of
     each, as ``lmbench compare`` prints them."""
     table = tables.compare_table(a.get("rows", []), b.get("rows", []), names, split=split)
-    return f"{tables.render(table, 'simple')}\nA: {tables.signature(a)}\nB: {tables.signature(b)}"
+    return f"{tables.render(table, 'simple')}\nA: {one_line(tables.signature(a))}\nB: {one_line(tables.signature(b))}"
 
 
 def _main_view(results: dict[str, Any]) -> tuple[str, str]:
