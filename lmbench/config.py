@@ -21,6 +21,7 @@ from typing import Any
 from lmbench.data.synthetic import SyntheticConfig
 from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError
+from lmbench.limits import MAX_CONFIG_BYTES, MAX_DEPTH, check_config_size, check_limits
 from lmbench.models.base import CONTEXTS, Budget
 from lmbench.reporting.formats import REPORT_FORMATS
 from lmbench.search.space import ModelSearch, SearchConfig, parse_model_search, parse_search_table
@@ -174,6 +175,7 @@ def parse_config(
     models and tasks are created by the experiment from these settings; ``data`` is left as it was.
     """
     base = base or Path.cwd()
+    check_limits(source, data)  # counts, sizes and depth within their stated bounds (lmbench/limits.py)
     top = _Reader(source, "", data)
     name = top.get("name", str, required=True)
     check_plain_name(source, "name", name)
@@ -351,7 +353,12 @@ def load_config(path: str | Path, *, data_dir: str | Path | None = None) -> Expe
     """Read and check an experiment TOML file (``data_dir`` overrides its ``corpus.data_dir``)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
+        with open(
+            path, "rb"
+        ) as f:  # read at most the bound: /dev/zero or a huge file is exit 2, not MemoryError
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        check_config_size(str(path), len(raw))
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -364,6 +371,10 @@ def load_config(path: str | Path, *, data_dir: str | Path | None = None) -> Expe
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    except RecursionError:  # arrays or inline tables nested hundreds deep
+        raise ConfigError(
+            f"{path}: nested more than {MAX_DEPTH} tables or arrays deep (the bound on a config)"
+        ) from None
     return parse_config(
         data, source=str(path), base=path.resolve().parent, data_dir=Path(data_dir) if data_dir else None
     )

@@ -1003,3 +1003,64 @@ def test_the_escapers_cover_every_special_character():
         assert latex_text(f"a{ch}b") == f"a{escaped}b"
     assert latex_text("a\n\\input{x}") == r"a \textbackslash{}input\{x\}"
     assert "\n" not in latex_text("a\r\n\x00b") and "~" not in latex_text("~") and "^" not in latex_text("^")
+
+
+# ------------------------------------------------------------------------------------------ config limits
+@pytest.mark.parametrize(
+    "edit, needles",
+    [
+        (
+            lambda t: t.replace("bootstrap = 0", "bootstrap = 1000000000000"),
+            ["evaluate.bootstrap", "100,000"],
+        ),
+        (lambda t: t.replace("bootstrap = 0", "bootstrap = 1e12"), ["evaluate.bootstrap", "100,000"]),
+        (
+            lambda t: t.replace("bootstrap = 0", "bootstrap = 0\nblock_size = 99999999999"),
+            ["evaluate.block_size"],
+        ),
+        (
+            lambda t: t.replace("order = 2\nsmoothing", "order = 1000000\nsmoothing"),
+            ["model 'wb2': order", "10"],
+        ),
+        (lambda t: t.replace('tokenizer = "whitespace"', "max_size = 10000000000"), ["corpus.max_size"]),
+        (lambda t: "[budget]\ntokens = 100000000000000000\n" + t, ["budget.tokens"]),
+        (lambda t: t + "[tasks.generate]\nsamples = 1000000000\n", ["tasks.generate.samples", "100,000"]),
+        (lambda t: t + "[tasks.minimal-pairs]\ndistances = [1, 99999999999]\n", ["distances"]),
+        (lambda t: "seeds = [" + ", ".join(map(str, range(20000))) + "]\n" + t, ["seeds", "10,000"]),
+        (lambda t: "x = " + "[" * 40 + "]" * 40 + "\n" + t, ["nested", "16"]),
+        (lambda t: "x = " + "[" * 5000 + "]" * 5000 + "\n" + t, ["nested", "16"]),
+        (lambda t: "a" + ".a" * 30 + " = 1\n" + t, ["nested", "16"]),
+    ],
+)
+def test_counts_sizes_and_depth_have_bounds_checked_before_work(project, edit, needles):
+    text = edit(CONFIG)
+    if text == CONFIG:
+        return
+    (project / "exp.toml").write_text(text)
+    assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "out"], "exp.toml", *needles)
+
+
+def test_synthetic_corpus_size_is_bounded(tmp_path):
+    base = (
+        'name = "s"\n[corpus]\nname = "synthetic"\n{}\n[[model]]\nname = "u"\nfamily = "ngram"\norder = 1\n'
+    )
+    for line, needle in [
+        ("train_lines = 10000000000", "corpus.train_lines"),
+        ("fillers = 50000", "corpus.topics x corpus.fillers^2"),
+        ("max_len = 1000000", "corpus.max_len"),
+    ]:
+        (tmp_path / "s.toml").write_text(base.format(line))
+        assert_exit_2_one_line_nothing_written(tmp_path, ["run", "s.toml"], needle)
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "huge"])
+def test_an_endless_or_huge_config_is_exit_2_without_reading_it_all(tmp_path, source):
+    if source == "huge":
+        path = tmp_path / "huge.toml"
+        with open(path, "wb") as f:
+            f.truncate(3 << 30)  # 3 GiB, sparse: reading it whole would be the failure
+        source = str(path)
+    elif not Path(source).exists():
+        pytest.skip("no /dev/zero")
+    line = assert_exit_2_one_line_nothing_written(tmp_path, ["run", source], source, "1,048,576 bytes")
+    assert "MemoryError" not in line
