@@ -362,8 +362,8 @@ def compare(run_a: Path, run_b: Path, split: str) -> None:
 )
 @click.option(
     "--save",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Also save lmbench's binary model (loads in a fraction of a second).",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Also save lmbench's binary model (loads in a fraction of a second); - is stdout (with --arpa FILE).",
 )
 @click.option(
     "--tokenizer", default="whitespace", help="How lines become words (whitespace, word, regexp, char)."
@@ -400,6 +400,8 @@ def ngram(
     try:
         # before any counting: an output that is the input text, or a folder or socket, is exit 2
         check_outputs_apart({"--arpa": arpa_path, "--save": save}, {"TEXT": text})
+        if save is not None and str(save) == "-" and str(arpa_path) == "-":
+            raise InputError("--save - and --arpa - would both write to stdout; give one of them a file")
         for target, what in ((arpa_path, "--arpa"), (save, "--save")):
             if target is not None and str(target) != "-":
                 refuse_special(target, what)
@@ -418,7 +420,7 @@ def ngram(
         else:
             model.to_arpa(arpa_path)
         if save:
-            model.save(save)
+            model.save(save)  # - is stdout (lmbench.io.open_output)
     except LmbenchError as e:
         raise _fail(e) from None
     seconds = time.perf_counter() - start

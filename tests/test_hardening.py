@@ -1064,3 +1064,30 @@ def test_an_endless_or_huge_config_is_exit_2_without_reading_it_all(tmp_path, so
         pytest.skip("no /dev/zero")
     line = assert_exit_2_one_line_nothing_written(tmp_path, ["run", source], source, "1,048,576 bytes")
     assert "MemoryError" not in line
+
+
+def test_an_error_log_goes_once_the_model_succeeds(project, monkeypatch):
+    from lmbench import experiment
+
+    config = load_config(project / "exp.toml")
+    real_train = experiment.fit_model
+
+    def broken(run, *args, **kwargs):
+        if run.spec.name == "kn2":
+            raise OSError(28, "No space left on device")
+        return real_train(run, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "fit_model", broken)
+    experiment.run_experiment(config, project / "runs", progress=lambda m: None)
+    log = project / "runs" / "kn2" / "error.log"
+    assert log.is_file()
+    monkeypatch.undo()
+    results = experiment.run_experiment(config, project / "runs", progress=lambda m: None)
+    assert not results["failures"] and not log.exists()
+
+
+def test_save_to_stdout_needs_the_arpa_file_elsewhere(text_file, tmp_path):
+    line = assert_exit_2_one_line_nothing_written(tmp_path, ["ngram", "text.txt", "--save", "-"], "stdout")
+    assert "--arpa" in line
+    result = invoke(["ngram", "text.txt", "-o", "2", "--arpa", "m.arpa", "--save", "-"], tmp_path)
+    assert result.exit_code == 0 and result.stdout_bytes.startswith(b"PK")  # the model's zip on stdout
