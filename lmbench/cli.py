@@ -238,6 +238,7 @@ def run(
     """
     # --storage is left out of the printed command: a database URL may carry a password
     command = _command(["lmbench", "run", str(config)], output=output, runs_dir=runs_dir, data_dir=data_dir)
+    command += " --force" if force else ""  # the regenerate command works where this one did
     _run(config, output, runs_dir, command, data_dir, storage, force=force)
 
 
@@ -250,7 +251,7 @@ def _preset(
         preset_path(name),
         output or default_output,
         runs_dir,
-        _command(["lmbench", name], output=output, runs_dir=runs_dir),
+        _command(["lmbench", name], output=output, runs_dir=runs_dir) + (" --force" if force else ""),
         force=force,
     )
 

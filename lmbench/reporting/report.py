@@ -391,6 +391,8 @@ def render_report(
     from lmbench.ownership import Manifest, claim_report_folder, write_manifest
 
     output_dir = Path(output_dir)
+    if output_dir.is_symlink() and output_dir.is_dir():  # stage beside the real folder (one file system)
+        output_dir = output_dir.resolve()
     chosen = chosen_formats(formats)  # an unknown format fails before anything is written
     results = split_legacy_samples(results)  # written in today's layout, whatever version made the dict
     claim_report_folder(output_dir, force=force)
