@@ -587,6 +587,10 @@ BAD_ARPA = {
         GOOD.replace("-0.6\ta\t-0.2", "-0.01\ta\t-0.2"),
         ":7: the 1-gram probabilities sum to 1.4",
     ),
+    "header count given twice": (
+        GOOD.replace("ngram 2=3", "ngram 2=3\nngram 2=4"),
+        ":5: a second 'ngram 2=' count",
+    ),
     "header count below the section's": (
         GOOD.replace("ngram 2=3", "ngram 2=2"),
         "declares 2 2-grams but the file has 3",

@@ -301,6 +301,10 @@ def _sections(path: Path, data: bytes) -> tuple[dict[int, int], dict[int, tuple[
                 raise DataError(
                     f"{path}:{_line_at(data, offset)}: expected 'ngram N=COUNT' in the \\data\\ header, got {text!r}"
                 )
+            if int(match.group(1)) in declared:
+                raise DataError(
+                    f"{path}:{_line_at(data, offset)}: a second 'ngram {int(match.group(1))}=' count in the \\data\\ header"
+                )
             declared[int(match.group(1))] = int(match.group(2))
         offset += len(raw) + 1
     sections: dict[int, tuple[int, int]] = {}
