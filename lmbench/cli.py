@@ -176,7 +176,7 @@ def main(verbose: bool) -> None:
 
 
 def _exit_on_sigterm() -> None:
-    """SIGTERM (``kill``, a batch system's time limit) ends the command as Ctrl-C does, through Python's
+    """SIGTERM (``kill``, a batch system's time limit) and SIGHUP end the command as Ctrl-C does, through Python's
     exit path: temporary files are removed and no hidden half-written output stays behind. Code that
     handles SIGTERM itself (training saves a checkpoint first) installs its own handler while it runs."""
     import signal
@@ -184,11 +184,16 @@ def _exit_on_sigterm() -> None:
     def stop(signum: int, frame: object) -> None:  # noqa: ARG001
         raise SystemExit(128 + signum)
 
-    try:
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (the CLI run inside a test's thread): keep the default
-        pass
+    for name in (
+        "SIGTERM",
+        "SIGHUP",
+    ):  # SIGHUP: the terminal closed (left alone under nohup, which ignores it)
+        signum = getattr(signal, name, None)
+        try:
+            if signum is not None and signal.getsignal(signum) == signal.SIG_DFL:
+                signal.signal(signum, stop)
+        except ValueError:  # not the main thread (the CLI run inside a test's thread): keep the default
+            pass
 
 
 DEFAULT_OUTPUT = Path("out")  # default report folders: out/<name> (git-ignored), never the committed reports/

@@ -744,7 +744,7 @@ def test_write_errors_name_the_file_and_the_cause_and_leave_no_temporary(tmp_pat
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_killed_ngram_leaves_no_hidden_temporary_file(text_file, tmp_path, signum):
     """The ARPA text is written slowly; the command is stopped while the temporary file exists."""
     import signal
