@@ -405,7 +405,7 @@ def render_report(
         )
         try:
             written = _write_report_files(results, staging, formats)
-            foreign = sorted(n for n in written if n not in owned and (output_dir / n).exists())
+            foreign = sorted(n for n in written if n not in owned and os.path.lexists(output_dir / n))
             if foreign:  # a format whose file name was not known before the work: checked now, still refused
                 raise ConfigError(
                     f"{output_dir}: {foreign[0]} is not a file lmbench wrote and the report writes that name; "
