@@ -481,3 +481,44 @@ def test_ngram_outputs_never_replace_inputs_folders_or_devices(arpa, save):
         inputs = {"text.txt", "./text.txt", "link", "hard"}
         if arpa in inputs or save in inputs or arpa == "dir" or (arpa == save and arpa != os.devnull):
             assert result.exit_code == 2, result.output
+
+
+# ------------------------------------------------------------------------------------------------ ARPA
+@FUZZ
+@given(
+    logprobs=st.lists(
+        st.one_of(st.floats(-3.0, 0.5), st.sampled_from([-99.0, float("-inf"), float("inf"), 0.0])),
+        min_size=4,
+        max_size=4,
+    ),
+    ends=st.booleans(),
+    gz=st.booleans(),
+)
+def test_arpa_unigram_values_and_ending_are_checked_exactly(logprobs, ends, gz):
+    """A file is read iff it ends with \\end\\, every log-probability is finite and <= 0 and the 1-grams
+    (<s> aside) sum to at most one; otherwise a DataError naming the file."""
+    import gzip as gzip_module
+
+    from lmbench.models.ngram import NgramLM
+    from lmbench.models.ngram.arpa import MASS_TOLERANCE
+
+    words = ["<unk>", "</s>", "a", "b"]
+    lines = [f"{lp}\t{w}\t0" for lp, w in zip(logprobs, words, strict=True)] + ["-99\t<s>\t0"]
+    text = (
+        "\\data\\\nngram 1=5\nngram 2=1\n\n\\1-grams:\n"
+        + "\n".join(lines)
+        + "\n\n\\2-grams:\n-0.1\t<s> a\n\n"
+    )
+    text += "\\end\\\n" if ends else ""
+    finite = [lp for lp in logprobs if math.isfinite(lp) and lp > -99]
+    ok = ends and all(math.isfinite(lp) and lp <= 0 for lp in logprobs)
+    ok = ok and sum(10.0**lp for lp in finite) <= 1 + MASS_TOLERANCE
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("m.arpa.gz" if gz else "m.arpa")
+        path.write_bytes(gzip_module.compress(text.encode()) if gz else text.encode())
+        try:
+            NgramLM.from_arpa(path)
+            assert ok, text
+        except DataError as e:
+            assert not ok, (str(e), text)
+            assert str(e).startswith(str(path))
