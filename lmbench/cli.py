@@ -77,7 +77,7 @@ def _run(
     a, b = output.resolve(), runs_dir.resolve()
     if a == b or a in b.parents or b in a.parents:
         raise InputError(f"--output {output} and --runs-dir {runs_dir} overlap; give each its own folder")
-    owned_runs = claim_runs_folder(runs_dir, force=force)
+    owned_runs = claim_runs_folder(runs_dir, force=force, models=[m.name for m in config.models])
     try:
         results = run_experiment(
             config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage

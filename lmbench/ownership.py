@@ -139,10 +139,10 @@ def claim_report_folder(folder: str | Path, *, force: bool = False, option: str 
 
 
 def looks_like_runs_folder(entries: Iterable[str], folder: Path) -> bool:
-    """A runs folder of an lmbench without manifests: every entry is a model's folder holding run files."""
-    from lmbench.runs import SCORING_FILES, TRAINING_FILES
-
-    known = {*TRAINING_FILES, *SCORING_FILES, "error.log", "search.db"}
+    """A runs folder of an lmbench without manifests: every entry is a model's folder holding the records an
+    lmbench run writes first (``identity.json``, ``metrics.json``, a search's ``search.db``), not just any
+    ``model.bin``."""
+    known = {"identity.json", "metrics.json", "search.db"}  # the files that say a run is lmbench's
     found = False
     for name in entries:
         sub = folder / name
@@ -156,10 +156,13 @@ def looks_like_runs_folder(entries: Iterable[str], folder: Path) -> bool:
     return found
 
 
-def claim_runs_folder(folder: str | Path, *, force: bool = False, option: str = "--runs-dir") -> bool:
+def claim_runs_folder(
+    folder: str | Path, *, force: bool = False, option: str = "--runs-dir", models: Iterable[str] = ()
+) -> bool:
     """Before any work: may lmbench keep its runs in ``folder``? True when it is (or will be) lmbench's own
     (new, empty, marked, or an earlier version's runs); a non-empty folder of anything else is refused unless
-    ``force`` (lmbench then writes only inside its per-model folders). Raises :class:`ConfigError`."""
+    ``force``, and then lmbench writes only inside per-model folders (``models``) that do not exist yet or are
+    its own runs. Raises :class:`ConfigError`."""
     folder = Path(folder)
     entries = [e for e in _entries(folder) if e != MANIFEST]
     manifest = read_manifest(folder)
@@ -173,6 +176,13 @@ def claim_runs_folder(folder: str | Path, *, force: bool = False, option: str = 
         return True
     if not force:
         raise _refuse_foreign(folder, "runs folder", entries, option)
+    for model in models:
+        sub = folder / model
+        if sub.exists() and not looks_like_runs_folder([model], folder) and _entries(sub):
+            raise ConfigError(
+                f"{sub}: holds files lmbench did not write and model '{model}' would keep its run there; move "
+                f"them or pick another {option} (lmbench never replaces files it did not write)"
+            )
     return False
 
 

@@ -872,6 +872,13 @@ def test_a_runs_folder_lmbench_did_not_make_is_refused_unless_forced(project):
         project, ["run", "exp.toml", "-o", "rep", "--runs-dir", "data"], "runs folder", "--force"
     )
     assert "corpus.txt" in line
+    (project / "data" / "kn2").mkdir()  # a folder of the user's with a model's name: never written into
+    (project / "data" / "kn2" / "model.bin").write_text("my model")
+    assert_exit_2_one_line_nothing_written(
+        project, ["run", "exp.toml", "-o", "rep", "--runs-dir", "data", "--force"], "kn2"
+    )
+    (project / "data" / "kn2" / "model.bin").unlink()
+    (project / "data" / "kn2").rmdir()
     assert invoke(["run", "exp.toml", "-o", "rep", "--runs-dir", "data", "--force"], project).exit_code == 0
     assert (project / "data" / "corpus.txt").read_text() == "mine"
     assert invoke(["run", "exp.toml", "-o", "rep2", "--runs-dir", "fresh"], project).exit_code == 0
