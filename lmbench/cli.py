@@ -398,7 +398,7 @@ def ngram(
     from lmbench.data.corpus import encode_stream
     from lmbench.data.encoding import read_lines
     from lmbench.data.tokenizers import get_tokenizer
-    from lmbench.io import check_outputs_apart, refuse_special
+    from lmbench.io import check_output_dir, check_outputs_apart, is_stream_target, refuse_special
     from lmbench.models.ngram import NgramLM
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731
@@ -409,8 +409,9 @@ def ngram(
         if save is not None and str(save) == "-" and str(arpa_path) == "-":
             raise InputError("--save - and --arpa - would both write to stdout; give one of them a file")
         for target, what in ((arpa_path, "--arpa"), (save, "--save")):
-            if target is not None and str(target) != "-":
+            if target is not None and not is_stream_target(target):
                 refuse_special(target, what)
+                check_output_dir(target.absolute().parent, f"folder of {what}")  # writable, before counting
         model = NgramLM(order, smoothing, memory=memory)
         data = encode_stream(read_lines(text), get_tokenizer(tokenizer))
         if data.num_words == 0:

@@ -1098,3 +1098,16 @@ def test_save_to_stdout_needs_the_arpa_file_elsewhere(text_file, tmp_path):
     assert "--arpa" in line
     result = invoke(["ngram", "text.txt", "-o", "2", "--arpa", "m.arpa", "--save", "-"], tmp_path)
     assert result.exit_code == 0 and result.stdout_bytes.startswith(b"PK")  # the model's zip on stdout
+
+
+def test_an_arpa_path_that_cannot_be_written_is_exit_2_before_counting(text_file, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    line = assert_exit_2_one_line_nothing_written(
+        tmp_path, ["ngram", "text.txt", "--arpa", "afile/m.arpa"], "afile"
+    )
+    assert "words" not in line
+    if os.geteuid() != 0:  # root writes into read-only folders
+        (tmp_path / "ro").mkdir(mode=0o500)
+        assert_exit_2_one_line_nothing_written(
+            tmp_path, ["ngram", "text.txt", "--save", "ro/m.bin"], "writable"
+        )
