@@ -353,9 +353,8 @@ def load_config(path: str | Path, *, data_dir: str | Path | None = None) -> Expe
     """Read and check an experiment TOML file (``data_dir`` overrides its ``corpus.data_dir``)."""
     path = Path(path)
     try:
-        with open(
-            path, "rb"
-        ) as f:  # read at most the bound: /dev/zero or a huge file is exit 2, not MemoryError
+        # read at most the bound: /dev/zero or a huge file as a config is exit 2, not a MemoryError
+        with open(path, "rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
         check_config_size(str(path), len(raw))
         text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
