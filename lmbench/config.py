@@ -134,6 +134,16 @@ class _Reader:
             raise ConfigError(f"{self.source}: unknown key {unknown}")
 
 
+def _is(path: Path, test: Any, source: str, key: str) -> bool:
+    """``test(path)`` (``Path.is_file``, ``Path.exists``), with a path the system cannot look up (a name too
+    long, a loop of links) a ConfigError naming the key."""
+    try:
+        return test(path)
+    except OSError as e:
+        shown = str(path) if len(str(path)) <= 80 else str(path)[:77] + "..."
+        raise ConfigError(f"{source}: {key}: not a usable path ({e.strerror}): {shown}") from None
+
+
 def _path(base: Path, value: str | None) -> Path | None:
     if value is None:
         return None
@@ -259,7 +269,7 @@ def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig
             raise ConfigError(f"{source}: {e}") from None
     for key in ("train", "valid", "test", "file"):
         path = getattr(corpus, key)
-        if path is not None and not path.is_file():
+        if path is not None and not _is(path, Path.is_file, source, f"corpus.{key}"):
             raise ConfigError(f"{source}: corpus.{key}: file not found: {path}")
     return corpus
 
@@ -632,7 +642,7 @@ def resolve_task_paths(
         if path.is_absolute():
             return str(path)
         for root in roots:
-            if (root / path).exists():
+            if _is(root / path, Path.exists, source, key):
                 return str((root / path).resolve())
         where = " or ".join(str(r) for r in roots)
         raise ConfigError(f"{source}: {key}: file {value!r} not found in {where}")

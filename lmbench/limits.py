@@ -18,6 +18,7 @@ MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: the largest example config is under 4 KiB
 MAX_DEPTH = 16  # tables and arrays inside one another (the deepest a config needs is 4: [[model]].search.x)
 MAX_MODELS = 256  # [[model]] tables
 MAX_LIST = 10_000  # items in any one list (seeds, distances, prompts, cutoffs, choices, formats)
+MAX_STRING = 4_096  # characters in any one string (PATH_MAX: the longest path a system takes)
 
 # top-level keys, as dotted paths
 TOP = {
@@ -91,6 +92,10 @@ def check_depth(source: str, data: Any) -> None:
             )
         if isinstance(value, dict):
             stack += [(v, f"{key}.{k}" if key else str(k), depth + 1) for k, v in value.items()]
+        elif isinstance(value, str) and len(value) > MAX_STRING:
+            raise ConfigError(
+                f"{source}: {key}: a string of {len(value):,} characters; the bound is {MAX_STRING:,}"
+            )
         elif isinstance(value, list):
             if len(value) > MAX_LIST:
                 raise ConfigError(

@@ -1037,6 +1037,9 @@ def test_the_escapers_cover_every_special_character():
         (lambda t: "x = " + "[" * 40 + "]" * 40 + "\n" + t, ["nested", "16"]),
         (lambda t: "x = " + "[" * 5000 + "]" * 5000 + "\n" + t, ["nested", "16"]),
         (lambda t: "a" + ".a" * 30 + " = 1\n" + t, ["nested", "16"]),
+        (lambda t: t.replace('train = "train.txt"', f'train = "{"x" * 5000}"'), ["corpus.train", "4,096"]),
+        (lambda t: t.replace('train = "train.txt"', f'train = "{"x" * 300}"'), ["corpus.train", "too long"]),
+        (lambda t: t + f'[tasks.minimal-pairs]\nfiles = ["{"y" * 300}"]\n', ["tasks.minimal-pairs.files"]),
     ],
 )
 def test_counts_sizes_and_depth_have_bounds_checked_before_work(project, edit, needles):
