@@ -132,8 +132,8 @@ def claim_report_folder(folder: str | Path, *, force: bool = False, option: str 
     taken = [name for name in entries if name in REPORT_FILES and name not in manifest.files]
     if taken:
         raise ConfigError(
-            f"{folder}: {taken[0]} is not a file lmbench wrote and a report writes that name; move it or pick "
-            f"another {option} (lmbench never replaces files it did not write)"
+            f"{folder}: {taken[0]} is not a file lmbench wrote and a report writes that name; move it or write "
+            "the report to another folder (lmbench never replaces files it did not write)"
         )
     return manifest
 

@@ -409,7 +409,7 @@ def render_report(
             if foreign:  # a format whose file name was not known before the work: checked now, still refused
                 raise ConfigError(
                     f"{output_dir}: {foreign[0]} is not a file lmbench wrote and the report writes that name; "
-                    "move it or pick another --output (lmbench never replaces files it did not write)"
+                    "move it or write the report to another folder (lmbench never replaces files it did not write)"
                 )
             redone = {f.name for f in chosen}
             stale = {name for name, fmt in owned.items() if fmt in redone and name not in written}
