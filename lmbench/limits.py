@@ -38,7 +38,6 @@ TOP = {
 SYNTHETIC_TABLES = 50_000_000  # corpus.topics x corpus.fillers^2 transition probabilities (400 MB)
 # model settings (any family that has them) and the budget of a model or of the experiment
 MODEL = {
-    "order": 10,
     "emb_size": 65_536,
     "hidden_size": 65_536,
     "d_model": 65_536,
