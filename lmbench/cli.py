@@ -58,10 +58,12 @@ def _run(
     data_dir: Path | None = None,
     storage: str | None = None,
     dry_run: bool = False,
+    force: bool = False,
 ) -> None:
     from lmbench.config import load_config
     from lmbench.experiment import run_experiment
     from lmbench.io import check_output_dir
+    from lmbench.ownership import claim_runs_folder, mark_runs_folder
     from lmbench.reporting import render_report, summary_text
     from lmbench.reporting.report import check_report_folder
     from lmbench.reporting.trackers import log_to_trackers, missing_packages
@@ -70,7 +72,7 @@ def _run(
     distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
 
     config = load_config(config_path, data_dir=data_dir)
-    output = output or Path("reports") / config.name
+    output = output or DEFAULT_OUTPUT / config.name  # never the committed reports/: see .gitignore
     runs_dir = runs_dir or Path("runs") / config.name
     if dry_run:
         from lmbench.experiment import dry_run_experiment
@@ -78,20 +80,25 @@ def _run(
         click.echo(dry_run_experiment(config, runs_dir))
         return
     check_output_dir(output, "report folder")  # before any training: a bad folder is exit 2, not lost work
-    check_report_folder(output)
+    check_report_folder(output, force=force)
     a, b = output.resolve(), runs_dir.resolve()
     if a == b or a in b.parents or b in a.parents:
-        raise InputError(
-            f"--output {output} and --runs-dir {runs_dir} overlap; the report replaces its whole folder"
-        )
+        raise InputError(f"--output {output} and --runs-dir {runs_dir} overlap; give each its own folder")
     if distributed.is_main():
         for line in missing_packages(config.report.trackers):  # said before training, not after it
             click.echo(f"warning: {line}", err=True)
-    results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage)
+    owned_runs = claim_runs_folder(runs_dir, force=force, models=[m.name for m in config.models])
+    try:
+        results = run_experiment(
+            config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage
+        )
+    finally:
+        if owned_runs and distributed.is_main():
+            mark_runs_folder(runs_dir)
     results["provenance"]["command"] = command
     if not distributed.is_main():
         return
-    render_report(results, output, config.report.formats)
+    render_report(results, output, config.report.formats, force=force)
     if config.report.trackers:
         log_to_trackers(
             results, output, runs_dir, config.report.trackers, lambda m: click.echo(f"warning: {m}", err=True)
@@ -176,11 +183,38 @@ def main(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
     _TRACEBACKS.verbose = verbose
+    _exit_on_sigterm()
     for handler in logging.getLogger().handlers:
         if _TRACEBACKS not in handler.filters:
             handler.addFilter(_TRACEBACKS)
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (``kill``, a batch system's time limit) and SIGHUP end the command as Ctrl-C does, through Python's
+    exit path: temporary files are removed and no hidden half-written output stays behind. Code that
+    handles SIGTERM itself (training saves a checkpoint first) installs its own handler while it runs."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:  # noqa: ARG001
+        raise SystemExit(128 + signum)
+
+    for name in (
+        "SIGTERM",
+        "SIGHUP",
+    ):  # SIGHUP: the terminal closed (left alone under nohup, which ignores it)
+        signum = getattr(signal, name, None)
+        try:
+            if signum is not None and signal.getsignal(signum) == signal.SIG_DFL:
+                signal.signal(signum, stop)
+        except ValueError:  # not the main thread (the CLI run inside a test's thread): keep the default
+            pass
+
+
+DEFAULT_OUTPUT = Path("out")  # default report folders: out/<name> (git-ignored), never the committed reports/
+FORCE_HELP = (
+    "Write into an --output/--runs-dir folder that lmbench did not make and that holds other files; lmbench "
+    "only adds its own files there and never replaces or removes the others."
+)
 RUNS_DIR_HELP = "Checkpoints, per-model metrics and logs [default: runs/<name>]."
 # lmbench.data.cards.data_dir: the same rule for every command, wherever lmbench is installed
 DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./data"
@@ -192,9 +226,10 @@ DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./d
     "--output",
     "-o",
     type=click.Path(path_type=Path),
-    help="Report folder [default: reports/<name>].",
+    help="Report folder [default: out/<name>].",
 )
 @click.option("--runs-dir", type=click.Path(path_type=Path), help=RUNS_DIR_HELP)
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -218,6 +253,7 @@ def run(
     config: Path,
     output: Path | None,
     runs_dir: Path | None,
+    force: bool,
     data_dir: Path | None,
     storage: str | None,
     dry_run: bool,
@@ -228,17 +264,21 @@ def run(
     """
     # --storage is left out of the printed command: a database URL may carry a password
     command = _command(["lmbench", "run", str(config)], output=output, runs_dir=runs_dir, data_dir=data_dir)
-    _run(config, output, runs_dir, command, data_dir, storage, dry_run=dry_run)
+    command += " --force" if force else ""  # the regenerate command works where this one did
+    _run(config, output, runs_dir, command, data_dir, storage, dry_run=dry_run, force=force)
 
 
-def _preset(name: str, output: Path | None, runs_dir: Path | None, default_output: Path) -> None:
+def _preset(
+    name: str, output: Path | None, runs_dir: Path | None, default_output: Path, force: bool = False
+) -> None:
     from lmbench.presets import preset_path
 
     _run(
         preset_path(name),
         output or default_output,
         runs_dir,
-        _command(["lmbench", name], output=output, runs_dir=runs_dir),
+        _command(["lmbench", name], output=output, runs_dir=runs_dir) + (" --force" if force else ""),
+        force=force,
     )
 
 
@@ -247,17 +287,18 @@ def _preset(name: str, output: Path | None, runs_dir: Path | None, default_outpu
     "--output",
     "-o",
     type=click.Path(path_type=Path),
-    help="Report folder [default: reports/demo].",
+    help="Report folder [default: out/demo].",
 )
 @click.option(
     "--runs-dir",
     type=click.Path(path_type=Path),
     help="Checkpoints, per-model metrics and logs [default: runs/demo].",
 )
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @verbose_option
-def demo(output: Path | None, runs_dir: Path | None) -> None:
+def demo(output: Path | None, runs_dir: Path | None, force: bool) -> None:
     """The built-in demo: an n-gram ladder on the synthetic corpus, against its known entropy floor."""
-    _preset("demo", output, runs_dir, Path("reports") / "demo")
+    _preset("demo", output, runs_dir, DEFAULT_OUTPUT / "demo", force)
 
 
 @main.command()
@@ -265,21 +306,22 @@ def demo(output: Path | None, runs_dir: Path | None) -> None:
     "--output",
     "-o",
     type=click.Path(path_type=Path),
-    help="Report folder [default: reports/evolution-run; the committed example is reports/evolution].",
+    help="Report folder [default: out/evolution; the committed example is reports/evolution].",
 )
 @click.option(
     "--runs-dir",
     type=click.Path(path_type=Path),
     help="Checkpoints, per-model metrics and logs [default: runs/evolution].",
 )
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @verbose_option
-def evolution(output: Path | None, runs_dir: Path | None) -> None:
+def evolution(output: Path | None, runs_dir: Path | None, force: bool) -> None:
     """The model-evolution ladder (unigram -> n-grams -> RNN/GRU/LSTM -> Transformer) on the synthetic corpus.
 
-    Writes reports/evolution-run by default, so the committed example in reports/evolution stays as it is
+    Writes out/evolution by default, so the committed example in reports/evolution stays as it is
     (regenerate that one with --output reports/evolution).
     """
-    _preset("evolution", output, runs_dir, Path("reports") / "evolution-run")
+    _preset("evolution", output, runs_dir, DEFAULT_OUTPUT / "evolution", force)
 
 
 @main.command()
@@ -393,8 +435,8 @@ def _parse_counts(_ctx: click.Context, param: click.Parameter, value: str | None
 )
 @click.option(
     "--save",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Also save lmbench's binary model (loads in a fraction of a second).",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Also save lmbench's binary model (loads in a fraction of a second); - is stdout (with --arpa FILE).",
 )
 @click.option(
     "--tokenizer", default="whitespace", help="How lines become words (whitespace, word, regexp, char)."
@@ -425,11 +467,20 @@ def ngram(
     from lmbench.data.corpus import encode_stream
     from lmbench.data.encoding import read_lines
     from lmbench.data.tokenizers import get_tokenizer
+    from lmbench.io import check_output_dir, check_outputs_apart, is_stream_target, refuse_special
     from lmbench.models.ngram import NgramLM
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731
     start = time.perf_counter()
     try:
+        # before any counting: an output that is the input text, or a folder or socket, is exit 2
+        check_outputs_apart({"--arpa": arpa_path, "--save": save}, {"TEXT": text})
+        if save is not None and str(save) == "-" and str(arpa_path) == "-":
+            raise InputError("--save - and --arpa - would both write to stdout; give one of them a file")
+        for target, what in ((arpa_path, "--arpa"), (save, "--save")):
+            if target is not None and not is_stream_target(target):
+                refuse_special(target, what)
+                check_output_dir(target.absolute().parent, f"folder of {what}")  # writable, before counting
         pad = {"vocab_pad": vocab_pad} if vocab_pad else {}
         model = NgramLM(order, smoothing, memory=memory, prune=prune, **pad)
         data = encode_stream(read_lines(text), get_tokenizer(tokenizer))
@@ -446,7 +497,7 @@ def ngram(
         else:
             model.to_arpa(arpa_path)
         if save:
-            model.save(save)
+            model.save(save)  # - is stdout (lmbench.io.open_output)
     except LmbenchError as e:
         raise _fail(e) from None
     seconds = time.perf_counter() - start

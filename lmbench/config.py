@@ -31,6 +31,7 @@ from lmbench.data.synthetic import SyntheticConfig
 from lmbench.data.tokenizers import TOKENIZERS
 from lmbench.errors import ConfigError
 from lmbench.integrations.hf_datasets import HFDatasetConfig, parse_hf_table
+from lmbench.limits import MAX_CONFIG_BYTES, MAX_DEPTH, check_config_size, check_limits
 from lmbench.models.base import CONTEXTS, Budget
 from lmbench.reporting.formats import REPORT_FORMATS
 from lmbench.search.space import ModelSearch, SearchConfig, parse_model_search, parse_search_table
@@ -151,6 +152,16 @@ class _Reader:
             raise ConfigError(f"{self.source}: unknown key {unknown}")
 
 
+def _is(path: Path, test: Any, source: str, key: str) -> bool:
+    """``test(path)`` (``Path.is_file``, ``Path.exists``), with a path the system cannot look up (a name too
+    long, a loop of links) a ConfigError naming the key."""
+    try:
+        return test(path)
+    except OSError as e:
+        shown = str(path) if len(str(path)) <= 80 else str(path)[:77] + "..."
+        raise ConfigError(f"{source}: {key}: not a usable path ({e.strerror}): {shown}") from None
+
+
 def _path(base: Path, value: str | None) -> Path | None:
     if value is None:
         return None
@@ -192,6 +203,7 @@ def parse_config(
     models and tasks are created by the experiment from these settings; ``data`` is left as it was.
     """
     base = base or Path.cwd()
+    check_limits(source, data)  # counts, sizes and depth within their stated bounds (lmbench/limits.py)
     top = _Reader(source, "", data)
     name = top.get("name", str, required=True)
     check_plain_name(source, "name", name)
@@ -284,7 +296,7 @@ def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig
             raise ConfigError(f"{source}: {e}") from None
     for key in ("train", "valid", "test", "file"):
         path = getattr(corpus, key)
-        if path is not None and not path.is_file():
+        if path is not None and not _is(path, Path.is_file, source, f"corpus.{key}"):
             raise ConfigError(f"{source}: corpus.{key}: file not found: {path}")
     return corpus
 
@@ -417,7 +429,11 @@ def load_config(path: str | Path, *, data_dir: str | Path | None = None) -> Expe
     """Read and check an experiment TOML file (``data_dir`` overrides its ``corpus.data_dir``)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
+        # read at most the bound: /dev/zero or a huge file as a config is exit 2, not a MemoryError
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        check_config_size(str(path), len(raw))
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -430,6 +446,10 @@ def load_config(path: str | Path, *, data_dir: str | Path | None = None) -> Expe
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    except RecursionError:  # arrays or inline tables nested hundreds deep
+        raise ConfigError(
+            f"{path}: nested more than {MAX_DEPTH} tables or arrays deep (the bound on a config)"
+        ) from None
     return parse_config(
         data, source=str(path), base=path.resolve().parent, data_dir=Path(data_dir) if data_dir else None
     )
@@ -688,7 +708,7 @@ def resolve_task_paths(
         if path.is_absolute():
             return str(path)
         for root in roots:
-            if (root / path).exists():
+            if _is(root / path, Path.exists, source, key):
                 return str((root / path).resolve())
         where = " or ".join(str(r) for r in roots)
         raise ConfigError(f"{source}: {key}: file {value!r} not found in {where}")

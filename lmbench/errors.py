@@ -32,3 +32,16 @@ def first_line(error: BaseException, *, with_type: bool = False) -> str:
     if with_type or not line:
         return f"{type(error).__name__}: {line}" if line else type(error).__name__
     return line
+
+
+class OutputError(LmbenchError, OSError):
+    """An output cannot be written: the message names the file and the cause (disk full, permission denied,
+    a directory or socket where a file was expected). Exit status 2; an ``OSError`` too, so code that goes on
+    after a failed write (an error log) still catches it."""
+
+    def __init__(self, message: str, errno_: int = 0):
+        OSError.__init__(self, errno_, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

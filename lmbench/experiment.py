@@ -593,6 +593,7 @@ def fit_and_score(
             failures.append(_record_failure(run, e, say))
             trained.failed.add(name)
             continue
+        (run.folder.path / "error.log").unlink(missing_ok=True)  # an earlier failure's log is stale now
         trained.seeds.setdefault(name, []).append(SeedResult(run, info, rows, lps))
         trained.first_models.setdefault(name, model)
         last = rows[-1]

@@ -352,3 +352,173 @@ def test_toml_writer_round_trips(value):
     import tomllib
 
     assert tomllib.loads(to_toml({"k": value}))["k"] == value
+
+
+# ------------------------------------------------------------------------------------------ config limits
+BOUNDED = [  # (where in BASE, key, its bound): lmbench.limits
+    ("evaluate", "bootstrap", 100_000),
+    ("evaluate", "block_size", 10_000_000),
+    ("corpus", "max_size", 100_000_000),
+    ("model0", "order", 10),
+    ("budget", "tokens", 10_000_000_000_000),
+    ("tasks.generate", "samples", 100_000),
+    ("tasks.next-word", "max_tokens", 100_000_000),
+]
+
+
+@FUZZ
+@given(
+    target=st.sampled_from(BOUNDED),
+    excess=st.one_of(st.integers(1, 10), st.sampled_from([10**6, 10**12, 2**63 - 1 - 10**14])),
+    as_float=st.booleans(),
+)
+def test_values_above_their_bound_are_exit_2_before_work(target, excess, as_float):
+    where, key, bound = target
+    value: int | float = bound + excess
+    if as_float:
+        value = float(value)
+    config = json.loads(json.dumps(BASE))
+    if where == "model0":
+        config["model"][0][key] = value
+    elif where.startswith("tasks."):
+        config["tasks"] = {where.split(".", 1)[1]: {key: value}}
+    else:
+        config.setdefault(where, {})[key] = value
+    with project({**CORPUS, "exp.toml": to_toml(config)}) as root:
+        assert check_run(root) == 2
+
+
+@FUZZ
+@given(depth=st.integers(17, 3000), kind=st.sampled_from(["[", "{x = ", "dotted"]))
+def test_deeply_nested_configs_are_exit_2(depth, kind):
+    if kind == "dotted":
+        line = "a" + ".a" * depth + " = 1"
+    else:
+        line = "x = " + kind * depth + "1" + ("]" if kind == "[" else "}") * depth
+    with project({**CORPUS, "exp.toml": line + "\n" + to_toml(BASE)}) as root:
+        assert check_run(root) == 2
+
+
+# ------------------------------------------------------------------------------------------------ escaping
+hostile_text = st.text(
+    alphabet=st.one_of(st.sampled_from("\\`*_{}[]<>#|~$!&%^\n\r\t\x00\x1b;lt ab"), st.characters()),
+    max_size=40,
+)
+
+
+@FUZZ
+@given(text=hostile_text)
+def test_escaped_text_is_inert_in_markdown_and_latex(text):
+    import re
+
+    from lmbench.reporting.escape import md_code, md_text, one_line
+    from lmbench.reporting.tables import latex_text
+
+    md = md_text(text)
+    assert not re.search(r"[\x00-\x1f\x7f]", md)
+    assert re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md) == one_line(text)  # backslashes only escape
+    bare = re.sub(r"\\[!-/:-@\[-`{-~]", "", md)
+    assert not re.search(r"[\\`*{}\[\]<>#|~$]", bare), md
+    code = md_code(text)
+    fence = re.match(r"`+", code).group(0)
+    assert code.endswith(fence) and fence not in code[len(fence) : -len(fence)]
+    tex = latex_text(text)
+    assert "\n" not in tex and "\r" not in tex
+    plain = re.sub(r"\\[%$#&_{}]|\\text\w+\{\}|\$\\\w+\$|\$-\$", "", tex)
+    assert not re.search(r"[\\%$#&_{}^~]", plain), tex
+
+
+@settings(max_examples=max(EXAMPLES // 4, 5), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=hostile_text.filter(lambda t: t.strip()), path=hostile_text)
+def test_reports_with_hostile_names_and_paths_keep_their_structure(name, path):
+    import re
+
+    from lmbench.reporting import render_report
+    from tests.test_report import results
+
+    res = json.loads(json.dumps(results()).replace('"kn3"', json.dumps(name)))
+    res["provenance"] = {"corpus": path, "command": f"lmbench run {path}"}
+    res["experiment"] = name
+    with tempfile.TemporaryDirectory() as tmp:
+        out = render_report(res, Path(tmp) / "rep", ["md", "latex", "csv"])
+        md = (out / "report.md").read_text()
+        widths = set()
+        for line in md.splitlines():
+            if line.startswith("|"):
+                widths.add(len(re.findall(r"(?<!\\)\|", line)))
+            elif widths:
+                assert len(widths) == 1, md
+                widths = set()
+        tex = (out / "tables.tex").read_text()
+        assert all(line.startswith(("%", "\\", " ", "")) for line in tex.splitlines())
+        for line in tex.splitlines():
+            if not line.startswith("%"):
+                assert not re.search(r"(?<!\\textbackslash\{\})\\input", line), line
+
+
+# ------------------------------------------------------------------------------------------ output targets
+@settings(max_examples=max(EXAMPLES // 4, 5), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arpa=st.sampled_from(
+        ["new.arpa", "old.arpa", "text.txt", "./text.txt", "link", "hard", "dir", os.devnull, "-"]
+    ),
+    save=st.sampled_from([None, "m.bin", "old.arpa", "text.txt", "hard", os.devnull]),
+)
+def test_ngram_outputs_never_replace_inputs_folders_or_devices(arpa, save):
+    import stat
+
+    with project({"text.txt": TRAIN, "old.arpa": "old"}) as root:
+        os.symlink("text.txt", root / "link")
+        os.link(root / "text.txt", root / "hard")
+        (root / "dir").mkdir()
+        args = ["ngram", "text.txt", "-o", "2", "--arpa", arpa] + (["--save", save] if save else [])
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code in (0, 2), result.output
+        assert "Traceback" not in result.output
+        assert (root / "text.txt").read_text() == TRAIN and (root / "dir").is_dir()
+        assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+        assert not [p for p in root.iterdir() if ".lmbench-" in p.name]  # no temporary left
+        inputs = {"text.txt", "./text.txt", "link", "hard"}
+        if arpa in inputs or save in inputs or arpa == "dir" or (arpa == save and arpa != os.devnull):
+            assert result.exit_code == 2, result.output
+
+
+# ------------------------------------------------------------------------------------------------ ARPA
+@FUZZ
+@given(
+    logprobs=st.lists(
+        st.one_of(st.floats(-3.0, 0.5), st.sampled_from([-99.0, float("-inf"), float("inf"), 0.0])),
+        min_size=4,
+        max_size=4,
+    ),
+    ends=st.booleans(),
+    gz=st.booleans(),
+)
+def test_arpa_unigram_values_and_ending_are_checked_exactly(logprobs, ends, gz):
+    """A file is read iff it ends with \\end\\, every log-probability is finite and <= 0 and the 1-grams
+    (<s> aside) sum to at most one; otherwise a DataError naming the file."""
+    import gzip as gzip_module
+
+    from lmbench.models.ngram import NgramLM
+    from lmbench.models.ngram.arpa import MASS_TOLERANCE
+
+    words = ["<unk>", "</s>", "a", "b"]
+    lines = [f"{lp}\t{w}\t0" for lp, w in zip(logprobs, words, strict=True)] + ["-99\t<s>\t0"]
+    text = (
+        "\\data\\\nngram 1=5\nngram 2=1\n\n\\1-grams:\n"
+        + "\n".join(lines)
+        + "\n\n\\2-grams:\n-0.1\t<s> a\n\n"
+    )
+    text += "\\end\\\n" if ends else ""
+    finite = [lp for lp in logprobs if math.isfinite(lp) and lp > -99]
+    ok = ends and all(math.isfinite(lp) and lp <= 0 for lp in logprobs)
+    ok = ok and sum(10.0**lp for lp in finite) <= 1 + MASS_TOLERANCE
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("m.arpa.gz" if gz else "m.arpa")
+        path.write_bytes(gzip_module.compress(text.encode()) if gz else text.encode())
+        try:
+            NgramLM.from_arpa(path)
+            assert ok, text
+        except DataError as e:
+            assert not ok, (str(e), text)
+            assert str(e).startswith(str(path))

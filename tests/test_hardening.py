@@ -292,34 +292,40 @@ def _results(tag: str) -> dict:
     return {"experiment": tag, "rows": [], "tasks": [], "models": {}, "failures": [], "provenance": {}}
 
 
-def test_render_cleans_stale_staging_and_restores_the_previous_report_when_a_swap_fails(
+def test_render_cleans_stale_staging_and_a_failed_move_leaves_only_complete_owned_files(
     tmp_path, monkeypatch
 ):
+    from lmbench.ownership import read_manifest
     from lmbench.reporting import load_results, render_report
 
     out = tmp_path / "rep"
     render_report(_results("first"), out, ["md"])
-    # an interrupted render: staging left behind, and a swap cut between its two renames
-    (tmp_path / ".rep.tmp-abcd1234").mkdir()
+    # an interrupted render (staging left behind) and an older version's swap cut between its two renames
+    (tmp_path / ".rep.tmp-12345-abcd1234").mkdir()
     out.rename(tmp_path / ".rep.old-abcd1234")
     render_report(_results("second"), out, ["md"])
     assert load_results(out)["experiment"] == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
-    def broken_rename(self, target):
-        raise OSError("disk went away")
+    real_replace, moved = os.replace, []
 
-    real_rename = Path.rename
-    monkeypatch.setattr(
-        Path,
-        "rename",
-        lambda self, t: broken_rename(self, t) if ".tmp-" in self.name else real_rename(self, t),
-    )
+    def broken_replace(src, dst):  # the disk goes away after the first file is moved in
+        if Path(dst).parent == out and Path(dst).name != ".lmbench-manifest.json":
+            if moved:
+                raise OSError("disk went away")
+            moved.append(dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
         render_report(_results("third"), out, ["md"])
-    assert load_results(out)["experiment"] == "second"  # the previous report is back in place
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
     monkeypatch.undo()
+    owned = set(read_manifest(out).files)
+    assert {p.name for p in out.iterdir()} - {".lmbench-manifest.json"} <= owned  # nothing left unowned
+    assert load_results(out)["experiment"] in {"second", "third"}  # every file whole, old or new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging left
+    render_report(_results("fourth"), out, ["md"])
+    assert load_results(out)["experiment"] == "fourth" and "fourth" in (out / "report.md").read_text()
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
     with pytest.raises(ConfigError, match="is a file"):
@@ -429,10 +435,10 @@ def test_evolution_does_not_overwrite_the_committed_example_by_default(project, 
 
     seen = {}
     monkeypatch.setattr(
-        cli, "_run", lambda config, output, runs_dir, command, data_dir=None: seen.update(output=output)
+        cli, "_run", lambda config, output, runs_dir, command, **kw: seen.update(output=output)
     )
     assert invoke(["evolution"], project).exit_code == 0
-    assert seen["output"] == Path("reports") / "evolution-run"
+    assert seen["output"] == Path("out") / "evolution"
 
 
 def test_unexpected_errors_are_one_line_without_v_and_a_traceback_with_it(project, monkeypatch):
@@ -552,9 +558,11 @@ def test_a_folder_of_other_files_is_never_swapped_away_as_a_report(project):
     (project / "notes").mkdir()
     (project / "notes" / "thesis.tex").write_text("years of work")
     assert_exit_2_one_line_nothing_written(
-        project, ["run", "exp.toml", "-o", "notes"], "notes", "results.json"
+        project, ["run", "exp.toml", "-o", "notes"], "notes", "thesis.tex", "--force"
     )
-    assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "."], "not an earlier report")
+    assert_exit_2_one_line_nothing_written(
+        project, ["run", "exp.toml", "-o", "."], "did not write", "--force"
+    )
     assert (project / "notes" / "thesis.tex").read_text() == "years of work"
 
 
@@ -595,3 +603,514 @@ def test_adaptive_cutoffs_are_checked_before_the_first_model_trains(project, set
     text = CONFIG.replace("[evaluate]", f'[[model]]\nname = "net"\nfamily = "lstm"\n{setting}\n[evaluate]')
     (project / "exp.toml").write_text(text)
     assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "out"], "model 'net'", *needles)
+
+
+# ------------------------------------------------------------------------------------------ output targets
+NGRAM_TEXT = "\n".join(f"the cat {i % 9} sat on mat {i % 5}" for i in range(300)) + "\n"
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(NGRAM_TEXT)
+    return path
+
+
+def test_devices_and_fifos_are_written_into_never_replaced(text_file, tmp_path):
+    import stat
+
+    null_before = os.stat(os.devnull)
+    result = invoke(["ngram", "text.txt", "-o", "2", "--arpa", os.devnull, "--save", os.devnull], tmp_path)
+    assert result.exit_code == 0, result.output
+    after = os.stat(os.devnull)
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == null_before.st_rdev
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    result = invoke(["ngram", "text.txt", "-o", "2", "--arpa", str(fifo)], tmp_path)
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still a FIFO, not a regular file put in its place
+    assert got and got[0].rstrip().endswith(b"\\end\\") and b"\\data\\" in got[0]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_full_device_is_exit_2_naming_it_and_the_cause(text_file, tmp_path):
+    result = invoke(["ngram", "text.txt", "-o", "2", "--arpa", "/dev/full"], tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "/dev/full" in result.output and "no space left" in result.output
+    assert "basic_ios" not in result.output and "Traceback" not in result.output
+
+
+def test_a_socket_or_folder_as_output_is_exit_2_and_kept(text_file, tmp_path):
+    import socket
+    import stat
+
+    sock_path = tmp_path / "s.sock"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(sock_path))
+        result = invoke(["ngram", "text.txt", "--arpa", str(sock_path)], tmp_path)
+        assert result.exit_code == 2 and "socket" in result.output and "s.sock" in result.output
+        assert stat.S_ISSOCK(os.stat(sock_path).st_mode)
+    finally:
+        server.close()
+    (tmp_path / "folder").mkdir()
+    for option in ("--arpa", "--save"):
+        result = invoke(["ngram", "text.txt", option, "folder"], tmp_path)
+        assert result.exit_code == 2 and "folder" in result.output
+        assert (tmp_path / "folder").is_dir()
+
+
+def test_dash_is_stdout_for_the_arpa_file(text_file, tmp_path):
+    result = invoke(["ngram", "text.txt", "-o", "2", "--arpa", "-"], tmp_path)
+    assert result.exit_code == 0 and "\\2-grams:" in result.stdout and "\\end\\" in result.stdout
+
+
+@pytest.mark.parametrize("how", ["same path", "relative twin", "symlink", "hard link", "save is input"])
+def test_an_output_that_is_the_input_is_exit_2_before_work(text_file, tmp_path, how):
+    twin = {"same path": "text.txt", "relative twin": "./sub/../text.txt"}.get(how, "twin.txt")
+    (tmp_path / "sub").mkdir()
+    if how == "symlink":
+        (tmp_path / "twin.txt").symlink_to(text_file)
+    elif how in ("hard link", "save is input"):
+        os.link(text_file, tmp_path / "twin.txt")
+    option = "--save" if how == "save is input" else "--arpa"
+    line = assert_exit_2_one_line_nothing_written(
+        tmp_path, ["ngram", "text.txt", option, twin], option, "TEXT"
+    )
+    assert "same file" in line
+    assert text_file.read_text() == NGRAM_TEXT
+
+
+def test_two_outputs_naming_one_file_is_exit_2(text_file, tmp_path):
+    line = assert_exit_2_one_line_nothing_written(
+        tmp_path, ["ngram", "text.txt", "--arpa", "m.arpa", "--save", "./m.arpa"], "--arpa", "--save"
+    )
+    assert "same file" in line
+
+
+def test_a_symlinked_output_keeps_its_link_and_replaces_the_target(text_file, tmp_path):
+    (tmp_path / "real.arpa").write_text("old")
+    (tmp_path / "link.arpa").symlink_to("real.arpa")
+    assert invoke(["ngram", "text.txt", "-o", "2", "--arpa", "link.arpa"], tmp_path).exit_code == 0
+    assert (tmp_path / "link.arpa").is_symlink() and "\\end\\" in (tmp_path / "real.arpa").read_text()
+
+
+def test_temporary_files_name_their_pid_and_stale_ones_of_dead_processes_go(tmp_path):
+    from lmbench.io import atomic_path, atomic_write_text
+
+    target = tmp_path / "m.arpa"
+    dead = tmp_path / ".m.arpa.lmbench-999999999-abcd.tmp"  # above any pid_max: no such process
+    alive = tmp_path / f".m.arpa.lmbench-{os.getppid()}-efgh.tmp"  # a live process's write in progress
+    other = tmp_path / ".other.lmbench-999999999-abcd.tmp"
+    for p in (dead, alive, other):
+        p.write_text("partial")
+    with atomic_path(target) as tmp:
+        assert f".m.arpa.lmbench-{os.getpid()}-" in tmp.name
+        tmp.write_text("x")
+    assert not dead.exists() and alive.exists() and other.exists() and target.read_text() == "x"
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_text("y")
+        raise KeyboardInterrupt
+    assert target.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, other.name, "m.arpa"]
+    )
+    atomic_write_text(tmp_path / ("n" * 250), "long names keep a bounded temporary name")
+
+
+@pytest.mark.parametrize(
+    "error, cause",
+    [
+        (OSError(28, "No space left on device"), "no space left"),
+        (PermissionError(13, "Permission denied"), "permission denied"),
+        (RuntimeError("basic_ios::clear: iostream error"), "write failed"),
+    ],
+)
+def test_write_errors_name_the_file_and_the_cause_and_leave_no_temporary(tmp_path, error, cause):
+    from lmbench.errors import OutputError
+    from lmbench.io import atomic_path
+
+    target = tmp_path / "model.bin"
+    with pytest.raises(OutputError) as caught, atomic_path(target):
+        raise error
+    assert str(caught.value).startswith(str(target)) and cause in str(caught.value)
+    assert "basic_ios" not in str(caught.value) and isinstance(caught.value, OSError)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_a_killed_ngram_leaves_no_hidden_temporary_file(text_file, tmp_path, signum):
+    """The ARPA text is written slowly; the command is stopped while the temporary file exists."""
+    import signal
+    import subprocess
+    import time
+
+    script = (
+        "import sys, time\n"
+        "import lmbench.models.ngram.arpa as arpa\n"
+        "real = arpa.arpa_chunks\n"
+        "def slow(model):\n"
+        "    for chunk in real(model):\n"
+        "        yield chunk\n"
+        "        time.sleep(0.5)\n"
+        "arpa.arpa_chunks = slow\n"
+        "from lmbench.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, "ngram", "text.txt", "-o", "2", "--arpa", "m.arpa"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob(".m.arpa.lmbench-*.tmp")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".m.arpa.lmbench-*.tmp")), "the write never started"
+    proc.send_signal(getattr(signal, signum))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text.txt"], err
+
+
+# ---------------------------------------------------------------------------------------- folder ownership
+def test_report_with_other_formats_keeps_the_files_of_the_formats_not_chosen(project):
+    from lmbench.ownership import MANIFEST, read_manifest
+
+    (project / "exp.toml").write_text(CONFIG.replace('["md", "csv", "json"]', '["md", "csv", "json", "png"]'))
+    assert invoke(["run", "exp.toml", "-o", "out"], project).exit_code == 0
+    out = project / "out"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    pngs = [name for name in before if name.endswith(".png")]
+    assert pngs and "report.md" in before and MANIFEST in before
+    result = invoke(["report", "out", "--formats", "html,latex"], project)
+    assert result.exit_code == 0, result.output
+    after = {p.name for p in out.iterdir()}
+    assert set(before) | {"report.html", "tables.tex"} == after
+    for name in ("report.md", *pngs):
+        assert (out / name).read_bytes() == before[name], name
+    assert set(read_manifest(out).files) == after - {MANIFEST}
+
+
+def test_force_adds_lmbench_files_beside_foreign_ones_and_never_replaces_them(project):
+    thesis = project / "thesis"
+    thesis.mkdir()
+    (thesis / "chapter1.tex").write_text("years of work")
+    line = assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "thesis"], "--force")
+    assert "chapter1.tex" in line
+    result = invoke(["run", "exp.toml", "-o", "thesis", "--force"], project)
+    assert result.exit_code == 0, result.output
+    assert (thesis / "chapter1.tex").read_text() == "years of work" and (thesis / "report.md").is_file()
+    # a file the user puts there later, with a name a report does not use, survives re-runs and re-renders
+    (thesis / "notes.md").write_text("mine")
+    assert invoke(["run", "exp.toml", "-o", "thesis"], project).exit_code == 0
+    assert invoke(["report", "thesis", "--formats", "md,latex"], project).exit_code == 0
+    assert (thesis / "notes.md").read_text() == "mine"
+    # a name a report uses, taken by a file lmbench did not write: refused even with --force, never replaced
+    (project / "mine").mkdir()
+    (project / "mine" / "report.md").write_text("my own report")
+    for flags in ([], ["--force"]):
+        assert_exit_2_one_line_nothing_written(
+            project, ["run", "exp.toml", "-o", "mine", *flags], "report.md"
+        )
+    assert (project / "mine" / "report.md").read_text() == "my own report"
+
+
+def test_a_re_render_removes_only_stale_files_it_owns(tmp_path):
+    from lmbench.ownership import MANIFEST, Manifest, read_manifest, write_manifest
+    from lmbench.reporting import render_report
+
+    out = tmp_path / "rep"
+    with_samples = {
+        **_results("a"),
+        "samples": [{"task": "generate", "model": "m", "seed": 0, "prompt": "p", "continuation": "c"}],
+    }
+    render_report(with_samples, out, ["md", "csv", "json"])
+    assert (out / "samples.csv").is_file()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (out / "headline.png").write_bytes(b"not lmbench's")  # a report name lmbench did not write: refused
+    with pytest.raises(ConfigError, match="headline.png"):
+        render_report(_results("b"), out, ["md", "csv", "json"])
+    (out / "headline.png").unlink()
+    # a manifest edited to name files outside the folder: those names are never touched
+    owned = read_manifest(out).files
+    bad = {"../victim.txt": "md", "/etc/hostname": "md", "sub/x": "csv", "..": "md"}
+    write_manifest(out, Manifest("report", {**owned, **bad}))
+    render_report(_results("b"), out, ["md", "csv", "json"])
+    assert not (out / "samples.csv").exists()  # its format was re-rendered and made no samples this time
+    assert victim.read_text() == "keep"
+    assert MANIFEST in {p.name for p in out.iterdir()}
+
+
+def test_an_earlier_versions_report_folder_is_adopted_without_losing_other_files(tmp_path):
+    from lmbench.ownership import read_manifest
+    from lmbench.reporting import render_report
+
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps(_results("old")))
+    (out / "report.md").write_text("old report")
+    (out / "my-notes.txt").write_text("mine")
+    render_report(_results("new"), out, ["md", "csv", "json"])
+    assert "new" in (out / "report.md").read_text() and (out / "my-notes.txt").read_text() == "mine"
+    assert "my-notes.txt" not in read_manifest(out).files
+
+
+def test_a_runs_folder_lmbench_did_not_make_is_refused_unless_forced(project):
+    from lmbench.ownership import read_manifest
+
+    (project / "data").mkdir()
+    (project / "data" / "corpus.txt").write_text("mine")
+    line = assert_exit_2_one_line_nothing_written(
+        project, ["run", "exp.toml", "-o", "rep", "--runs-dir", "data"], "runs folder", "--force"
+    )
+    assert "corpus.txt" in line
+    (project / "data" / "kn2").mkdir()  # a folder of the user's with a model's name: never written into
+    (project / "data" / "kn2" / "model.bin").write_text("my model")
+    assert_exit_2_one_line_nothing_written(
+        project, ["run", "exp.toml", "-o", "rep", "--runs-dir", "data", "--force"], "kn2"
+    )
+    (project / "data" / "kn2" / "model.bin").unlink()
+    (project / "data" / "kn2").rmdir()
+    assert invoke(["run", "exp.toml", "-o", "rep", "--runs-dir", "data", "--force"], project).exit_code == 0
+    assert (project / "data" / "corpus.txt").read_text() == "mine"
+    assert invoke(["run", "exp.toml", "-o", "rep2", "--runs-dir", "fresh"], project).exit_code == 0
+    assert read_manifest(project / "fresh").kind == "runs"
+    # a report folder is not a runs folder, and the other way round
+    assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "fresh"], "runs folder")
+    assert_exit_2_one_line_nothing_written(
+        project, ["run", "exp.toml", "--runs-dir", "rep", "-o", "x"], "report"
+    )
+
+
+def test_default_outputs_are_git_ignored_and_never_the_committed_reports(project, monkeypatch):
+    from lmbench import cli
+
+    root = Path(__file__).resolve().parents[1]
+    ignored = [line.strip() for line in (root / ".gitignore").read_text().splitlines()]
+    assert "/out/" in ignored and "runs/" in ignored
+    seen: dict[str, Path] = {}
+    monkeypatch.setattr(
+        cli, "_run", lambda config, output, runs_dir, command, *a, **kw: seen.update(output=output)
+    )
+    for command in ("demo", "evolution"):
+        assert invoke([command], project).exit_code == 0
+        assert seen["output"].parts[0] == "out", seen
+    monkeypatch.undo()
+    # lmbench run of an example: the default report folder is out/<name>, never reports/<name>
+    config = load_config(root / "examples" / "evolution.toml")
+    assert cli.DEFAULT_OUTPUT / config.name == Path("out") / "evolution"
+    # each committed report is regenerated by the command in its config's header, naming it with --output
+    for report in (root / "reports").iterdir():
+        if not (report / "results.json").is_file():
+            continue
+        command = json.loads((report / "results.json").read_text())["provenance"].get("command", "")
+        assert (
+            f"--output reports/{report.name}" in command
+            or f"-o reports/{report.name}" in command
+            or (report.name == "evolution" and command.startswith("lmbench evolution"))
+        ), (report.name, command)
+
+
+# ------------------------------------------------------------------------------------------------ escaping
+HOSTILE = (
+    "a|b\n\\input{/etc/passwd}\r\n# head <script>alert(1)</script> &lt; $x _y_ %c ~d ^e {f} `g` **b** "
+    "[l](http://x) \\\\ \x1b[2J end"
+)
+
+
+def _hostile_results() -> dict:
+    from tests.test_report import results
+
+    text = json.dumps(results()).replace('"kn3"', json.dumps(HOSTILE))
+    hostile = json.loads(text)
+    hostile["experiment"] = HOSTILE
+    hostile["failures"] = [f"{HOSTILE}: failed: RuntimeError: {HOSTILE}"]
+    hostile["references"] = [{"model": HOSTILE, "metric": "perplexity", "value": 1.0, "source": HOSTILE}]
+    hostile["provenance"] = {"corpus": HOSTILE, "command": f"lmbench run {HOSTILE}", "tokenizer": HOSTILE}
+    hostile["samples"] = [
+        {"task": "generate", "model": HOSTILE, "seed": 0, "prompt": HOSTILE, "continuation": HOSTILE}
+    ]
+    hostile["models"][HOSTILE]["config"]["source"] = HOSTILE
+    return hostile
+
+
+def _markdown_cells(line: str) -> int:
+    return len(re.findall(r"(?<!\\)\|", line))
+
+
+def test_hostile_strings_stay_text_in_every_report_format(tmp_path):
+    import pandas as pd
+
+    from lmbench.reporting import load_results, render_report, summary_text
+
+    out = render_report(_hostile_results(), tmp_path / "rep", ["md", "csv", "json", "html", "latex", "png"])
+
+    tex = (out / "tables.tex").read_text()
+    for line in tex.splitlines():  # every line is lmbench's: a comment, or a command lmbench writes
+        if line.startswith("%"):  # a comment runs to the end of its line, and its line is one line
+            continue
+        assert not re.search(r"(?<!\\textbackslash\{\})\\input", line), line
+        unescaped = re.sub(r"\\[{}%$#&_]|\\textbackslash\{\}|\\text\w+\{\}", "", line)
+        assert unescaped.count("{") == unescaped.count("}"), line
+        assert not re.search(r"(?<!\\)[%#&_^~]", unescaped.replace(" & ", "  ")), line
+    assert "\x1b" not in tex and "\r" not in tex
+
+    md = (out / "report.md").read_text()
+    lines = md.splitlines()
+    assert not [line for line in lines if line.startswith("\\input") or line.startswith("# head")]
+    prose = re.sub(r"(`+)(.+?)\1", "", re.sub(r"(?s)```json.*?```", "", md))  # code shows text verbatim
+    assert "<script>" not in prose and "\x1b" not in md and "\r" not in md
+    header = None
+    for line in lines:  # every markdown table row has its header's number of cells
+        if line.startswith("|"):
+            header = header or _markdown_cells(line)
+            assert _markdown_cells(line) == header, line
+        else:
+            header = None
+    assert "Regenerate with: ``lmbench run a|b \\input{/etc/passwd}" in md  # verbatim, in a code span
+
+    page = (out / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+    frame = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert HOSTILE.replace("\r\n", "\n") in {m.replace("\r\n", "\n") for m in frame["model"]}
+    assert load_results(out)["experiment"] == HOSTILE  # results.json keeps the raw value
+
+    terminal = summary_text(load_results(out))
+    assert "\x1b" not in terminal and "\\input" in terminal  # shown, on the table's own line
+    assert not [line for line in terminal.splitlines() if line.startswith("\\input")]
+
+
+def test_the_escapers_cover_every_special_character():
+    from lmbench.reporting.escape import md_code, md_text
+    from lmbench.reporting.tables import latex_text
+
+    for ch in "\\`*{}[]<>#|~$!":
+        assert md_text(f"a{ch}b") == f"a\\{ch}b"
+    assert md_text("x86_64") == "x86_64" and md_text("_x_") == "\\_x\\_"
+    assert md_text("a\nb\r\tc") == "a b  c" and md_text("&lt;") == "\\&lt;" and md_text("AT&T") == "AT&T"
+    assert md_code("a`b") == "``a`b``" and md_code("`") == "`` ` ``" and md_code("x\ny") == "`x y`"
+    for ch, escaped in {
+        "%": r"\%",
+        "#": r"\#",
+        "&": r"\&",
+        "$": r"\$",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+    }.items():
+        assert latex_text(f"a{ch}b") == f"a{escaped}b"
+    assert latex_text("a\n\\input{x}") == r"a \textbackslash{}input\{x\}"
+    assert "\n" not in latex_text("a\r\n\x00b") and "~" not in latex_text("~") and "^" not in latex_text("^")
+
+
+# ------------------------------------------------------------------------------------------ config limits
+@pytest.mark.parametrize(
+    "edit, needles",
+    [
+        (
+            lambda t: t.replace("bootstrap = 0", "bootstrap = 1000000000000"),
+            ["evaluate.bootstrap", "100,000"],
+        ),
+        (lambda t: t.replace("bootstrap = 0", "bootstrap = 1e12"), ["evaluate.bootstrap", "100,000"]),
+        (
+            lambda t: t.replace("bootstrap = 0", "bootstrap = 0\nblock_size = 99999999999"),
+            ["evaluate.block_size"],
+        ),
+        (
+            lambda t: t.replace("order = 2\nsmoothing", "order = 1000000\nsmoothing"),
+            ["model 'wb2': order", "10"],
+        ),
+        (lambda t: t.replace('tokenizer = "whitespace"', "max_size = 10000000000"), ["corpus.max_size"]),
+        (lambda t: "[budget]\ntokens = 100000000000000000\n" + t, ["budget.tokens"]),
+        (lambda t: t + "[tasks.generate]\nsamples = 1000000000\n", ["tasks.generate.samples", "100,000"]),
+        (lambda t: t + "[tasks.minimal-pairs]\ndistances = [1, 99999999999]\n", ["distances"]),
+        (lambda t: "seeds = [" + ", ".join(map(str, range(20000))) + "]\n" + t, ["seeds", "10,000"]),
+        (lambda t: "x = " + "[" * 40 + "]" * 40 + "\n" + t, ["nested", "16"]),
+        (lambda t: "x = " + "[" * 5000 + "]" * 5000 + "\n" + t, ["nested", "16"]),
+        (lambda t: "a" + ".a" * 30 + " = 1\n" + t, ["nested", "16"]),
+        (lambda t: t.replace('train = "train.txt"', f'train = "{"x" * 5000}"'), ["corpus.train", "4,096"]),
+        (lambda t: t.replace('train = "train.txt"', f'train = "{"x" * 300}"'), ["corpus.train", "too long"]),
+        (lambda t: t + f'[tasks.minimal-pairs]\nfiles = ["{"y" * 300}"]\n', ["tasks.minimal-pairs.files"]),
+    ],
+)
+def test_counts_sizes_and_depth_have_bounds_checked_before_work(project, edit, needles):
+    text = edit(CONFIG)
+    if text == CONFIG:
+        return
+    (project / "exp.toml").write_text(text)
+    assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "out"], "exp.toml", *needles)
+
+
+def test_synthetic_corpus_size_is_bounded(tmp_path):
+    base = (
+        'name = "s"\n[corpus]\nname = "synthetic"\n{}\n[[model]]\nname = "u"\nfamily = "ngram"\norder = 1\n'
+    )
+    for line, needle in [
+        ("train_lines = 10000000000", "corpus.train_lines"),
+        ("fillers = 50000", "corpus.topics x corpus.fillers^2"),
+        ("max_len = 1000000", "corpus.max_len"),
+    ]:
+        (tmp_path / "s.toml").write_text(base.format(line))
+        assert_exit_2_one_line_nothing_written(tmp_path, ["run", "s.toml"], needle)
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "huge"])
+def test_an_endless_or_huge_config_is_exit_2_without_reading_it_all(tmp_path, source):
+    if source == "huge":
+        path = tmp_path / "huge.toml"
+        with open(path, "wb") as f:
+            f.truncate(3 << 30)  # 3 GiB, sparse: reading it whole would be the failure
+        source = str(path)
+    elif not Path(source).exists():
+        pytest.skip("no /dev/zero")
+    line = assert_exit_2_one_line_nothing_written(tmp_path, ["run", source], source, "1,048,576 bytes")
+    assert "MemoryError" not in line
+
+
+def test_an_error_log_goes_once_the_model_succeeds(project, monkeypatch):
+    from lmbench import experiment
+
+    config = load_config(project / "exp.toml")
+    real_train = experiment.fit_model
+
+    def broken(run, *args, **kwargs):
+        if run.spec.name == "kn2":
+            raise OSError(28, "No space left on device")
+        return real_train(run, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "fit_model", broken)
+    experiment.run_experiment(config, project / "runs", progress=lambda m: None)
+    log = project / "runs" / "kn2" / "error.log"
+    assert log.is_file()
+    monkeypatch.undo()
+    results = experiment.run_experiment(config, project / "runs", progress=lambda m: None)
+    assert not results["failures"] and not log.exists()
+
+
+def test_save_to_stdout_needs_the_arpa_file_elsewhere(text_file, tmp_path):
+    line = assert_exit_2_one_line_nothing_written(tmp_path, ["ngram", "text.txt", "--save", "-"], "stdout")
+    assert "--arpa" in line
+    result = invoke(["ngram", "text.txt", "-o", "2", "--arpa", "m.arpa", "--save", "-"], tmp_path)
+    assert result.exit_code == 0 and result.stdout_bytes.startswith(b"PK")  # the model's zip on stdout
+
+
+def test_an_arpa_path_that_cannot_be_written_is_exit_2_before_counting(text_file, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    line = assert_exit_2_one_line_nothing_written(
+        tmp_path, ["ngram", "text.txt", "--arpa", "afile/m.arpa"], "afile"
+    )
+    assert "words" not in line
+    if os.geteuid() != 0:  # root writes into read-only folders
+        (tmp_path / "ro").mkdir(mode=0o500)
+        assert_exit_2_one_line_nothing_written(
+            tmp_path, ["ngram", "text.txt", "--save", "ro/m.bin"], "writable"
+        )

@@ -166,7 +166,7 @@ def test_an_installed_wheel_finds_its_cards_presets_template_and_data(installed,
     (project / "exp.toml").write_text(TINY_CONFIG)
     run = _lmbench(installed, project, "run", "exp.toml")
     assert run.returncode == 0, run.stderr
-    assert "kn2" in (project / "reports" / "tiny" / "report.html").read_text(encoding="utf-8")
+    assert "kn2" in (project / "out" / "tiny" / "report.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

@@ -571,6 +571,30 @@ BAD_ARPA = {
         ),
         "context of this 3-gram is not listed",
     ),
+    "no \\end\\": (GOOD.replace("\\end\\\n", ""), "no \\end\\ line"),
+    "truncated inside a section": (GOOD[: GOOD.index("-0.3\tb </s>")], "no \\end\\ line"),
+    "-inf probability": (
+        GOOD.replace("-0.4\ta b", "-inf\ta b"),
+        ":15: log10 probability -inf of a 2-gram is not a finite number (write -99",
+    ),
+    "-inf 1-gram probability": (
+        GOOD.replace("-1.0\t<unk>", "-inf\t<unk>"),
+        ":7: log10 probability -inf of a 1-gram is not a finite number",
+    ),
+    "+inf probability": (GOOD.replace("-0.4\ta b", "inf\ta b"), ":15: log10 probability inf of a 2-gram"),
+    "+inf back-off": (GOOD.replace("-0.6\ta\t-0.2", "-0.6\ta\tinf"), ":10: back-off weight inf of a 1-gram"),
+    "1-gram mass above one": (
+        GOOD.replace("-0.6\ta\t-0.2", "-0.01\ta\t-0.2"),
+        ":7: the 1-gram probabilities sum to 1.4",
+    ),
+    "header count given twice": (
+        GOOD.replace("ngram 2=3", "ngram 2=3\nngram 2=4"),
+        ":5: a second 'ngram 2=' count",
+    ),
+    "header count below the section's": (
+        GOOD.replace("ngram 2=3", "ngram 2=2"),
+        "declares 2 2-grams but the file has 3",
+    ),
 }
 
 

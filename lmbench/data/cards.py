@@ -189,27 +189,25 @@ def fetch_card(name: str, directory: str | Path | None = None, *, timeout: float
 def _download(
     name: str, url: str, target: Path, sha256: str | None, timeout: float, *, differs: bool
 ) -> None:
-    tmp = target.with_suffix(target.suffix + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            out.write(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        tmp.unlink(missing_ok=True)
-        reason = getattr(e, "reason", e)
-        advice = (
-            f"the {target} there does not match the card's sha256: replace it with the original file"
-            if differs
-            else f"without network, get {target.name} elsewhere and put it at {target}, or point --data-dir / "
-            f"${DATA_ENV} at a folder that holds {name}/"
-        )
-        raise DataError(f"corpus {name!r}: could not download {url} ({reason}); {advice}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if sha256 and sha256_file(tmp) != sha256:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"corpus {name!r}: {url} does not match the card's sha256")
-    os.replace(tmp, target)
+    """``url`` into ``target`` through a temporary file beside it (:func:`lmbench.io.atomic_path`: removed on
+    any failure, Ctrl-C or SIGTERM), renamed into place only once its sha256 matches the card's."""
+    from lmbench.io import atomic_path
+
+    with atomic_path(target) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                out.write(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            advice = (
+                f"the {target} there does not match the card's sha256: replace it with the original file"
+                if differs
+                else f"without network, get {target.name} elsewhere and put it at {target}, or point --data-dir / "
+                f"${DATA_ENV} at a folder that holds {name}/"
+            )
+            raise DataError(f"corpus {name!r}: could not download {url} ({reason}); {advice}") from None
+        if sha256 and sha256_file(tmp) != sha256:
+            raise DataError(f"corpus {name!r}: {url} does not match the card's sha256")
 
 
 def file_digests(path: Path) -> dict[str, str]:
@@ -266,24 +264,20 @@ def _fetch_archive(card: CorpusCard, folder: Path, timeout: float) -> Path:
     archive = folder / card.archive["file"]
     if not archive.is_file():
         url = card.url.rstrip("/") + "/" + card.archive["file"]
-        tmp = archive.with_suffix(archive.suffix + ".part")
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            tmp.unlink(missing_ok=True)
-            reason = getattr(e, "reason", e)
-            raise DataError(
-                f"corpus {card.name!r}: could not download {url} ({reason}); no network here? put "
-                f"{card.archive['file']} (from another machine) in {folder} and run this again"
-            ) from None
-        try:
+        from lmbench.io import atomic_path
+
+        with atomic_path(archive) as tmp:  # removed on any failure, Ctrl-C or SIGTERM; renamed once verified
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        out.write(block)
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                reason = getattr(e, "reason", e)
+                raise DataError(
+                    f"corpus {card.name!r}: could not download {url} ({reason}); no network here? put "
+                    f"{card.archive['file']} (from another machine) in {folder} and run this again"
+                ) from None
             verify_archive(card, tmp)
-        except DataError:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, archive)
     else:
         verify_archive(card, archive)
     extract_splits(card, archive, folder)

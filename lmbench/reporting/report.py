@@ -2,8 +2,9 @@
 a self-contained report.html (plots embedded), LaTeX tables and PNG plots (the formats of
 :mod:`lmbench.reporting.formats`).
 
-Everything is written into a temporary folder beside the target and swapped in at the end, so an
-interrupted run never leaves a half-written report.
+Everything is written into a temporary folder beside the target and moved in at the end, so an
+interrupted run never leaves a half-written file; only files lmbench wrote are ever replaced
+(:mod:`lmbench.ownership`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
 
 from lmbench.reporting import tables
+from lmbench.reporting.escape import latex_comment, md_code, md_escaped, md_text, one_line
 from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_formats
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
@@ -79,9 +81,9 @@ def samples_markdown(generated: Sequence[Sample], per_model: int = 3) -> str:
         return ""
     lines = []
     for name in dict.fromkeys(s.model for s in generated):
-        lines.append(f"**{name}**")
+        lines.append(f"**{md_text(name)}**")
         for s in [s for s in generated if s.model == name][:per_model]:
-            lines.append(f"- `{s.text}`")
+            lines.append(f"- {md_code(s.text)}")
         lines.append("")
     return "\n".join(lines)
 
@@ -97,12 +99,12 @@ def summary_text(results: dict[str, Any]) -> str:
     if floor:
         text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
     if results.get("search"):
-        text += f"\n{statement(results)}"
-    text += f"\n{tables.signature(results)}"
+        text += f"\n{one_line(statement(results))}"
+    text += f"\n{one_line(tables.signature(results))}"  # a corpus path may hold a newline or escape sequence
     figures = task_rows(results)
     if figures:
         text += "\n\n" + tables.render(tables.task_table(figures, compact=True), "simple")
-        text += "".join(f"\n{w}" for w in tie_warnings(figures))
+        text += "".join(f"\n{one_line(w)}" for w in tie_warnings(figures))
     return text
 
 
@@ -112,7 +114,7 @@ def compare_results(
     """Two results dicts side by side (:func:`lmbench.reporting.tables.compare_table`) with the signature of
     each, as ``lmbench compare`` prints them."""
     table = tables.compare_table(a.get("rows", []), b.get("rows", []), names, split=split)
-    return f"{tables.render(table, 'simple')}\nA: {tables.signature(a)}\nB: {tables.signature(b)}"
+    return f"{tables.render(table, 'simple')}\nA: {one_line(tables.signature(a))}\nB: {one_line(tables.signature(b))}"
 
 
 def _main_view(results: dict[str, Any]) -> tuple[str, str]:
@@ -148,41 +150,51 @@ def _headline_caption(results: dict[str, Any]) -> str:
     return text + ". Lower is better."
 
 
-def _attention_text(results: dict[str, Any]) -> str:
-    """The attention example in one paragraph (HTML: tokens in <code>)."""
+def _html_code(text: str) -> str:
+    return f"<code>{html.escape(text)}</code>"
+
+
+def _attention_text(
+    results: dict[str, Any], code: Callable[[str], str] = _html_code, text: Callable[[str], str] = html.escape
+) -> str:
+    """The attention example in one paragraph: corpus tokens through ``code``, the model name through
+    ``text`` (HTML by default; :func:`markdown_report` passes Markdown's)."""
     examples = results.get("attention") or {}
     if not examples:
         return ""
     name, ex = list(examples.items())[-1]
     tokens, q, k = ex["tokens"], ex["query"], ex["key"]
-    esc = html.escape
     return (
-        f"On the test sentence <code>{esc(' '.join(tokens[1:]))}</code>, {esc(name)}'s position that predicts "
-        f"<code>{esc(tokens[q + 1])}</code> puts {ex['weight']:.0%} of its attention (layer {ex['layer']}, "
-        f"head {ex['head']}) on <code>{esc(tokens[k])}</code>, {q - k + 1} tokens back; an even spread would "
+        f"On the test sentence {code(' '.join(tokens[1:]))}, {text(name)}'s position that predicts "
+        f"{code(tokens[q + 1])} puts {ex['weight']:.0%} of its attention (layer {ex['layer']}, "
+        f"head {ex['head']}) on {code(tokens[k])}, {q - k + 1} tokens back; an even spread would "
         f"give {ex['uniform_weight']:.0%}. An n-gram sees only n - 1 words back: it would need order "
-        f"{q - k + 2} to see <code>{esc(tokens[k])}</code> here."
+        f"{q - k + 2} to see {code(tokens[k])} here."
     )
 
 
 def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
     """The report as markdown: headline figure, main table (test, one context), step cards, the attention
-    example, plots, tasks; every split and context, the references and provenance in an appendix."""
+    example, plots, tasks; every split and context, the references and provenance in an appendix.
+
+    Every string of ``results`` (names, paths, messages, generated text) is escaped for Markdown
+    (:mod:`lmbench.reporting.escape`): code spans and the provenance block show the raw values."""
     from lmbench.reporting.attention import FORMULA
     from lmbench.reporting.narrative import ladder_steps
 
+    raw, results = results, md_escaped(results)
     name = results.get("experiment", "experiment")
     rows = results.get("rows", [])
     by_stem = {img.stem: img for img in images}
     parts = [f"# lmbench report: {name}", ""]
-    p = results.get("provenance", {})
+    p = raw.get("provenance", {})
     if p.get("command"):
-        parts += [f"Regenerate with: `{p['command']}`", ""]
+        parts += [f"Regenerate with: {md_code(p['command'])}", ""]
     if "headline" in by_stem:
         parts += [f"![headline]({by_stem['headline'].name})", "", f"*{_headline_caption(results)}*", ""]
     split, context = _main_view(results)
     parts += [f"## {split.capitalize()} perplexity ({context} context)", ""]
-    parts += [tables.render(_main_table(results)), "", f"`{tables.signature(results)}`", ""]
+    parts += [tables.render(_main_table(results)), "", md_code(tables.signature(raw)), ""]
     if results.get("search"):
         parts += [search_markdown(results)]
     floor = results.get("entropy_floor")
@@ -205,7 +217,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
                 "",
             ]
     if "attention" in by_stem:
-        text = html.unescape(re.sub(r"</?code>", "`", _attention_text(results)))
+        text = _attention_text(raw, code=md_code, text=md_text)
         parts += ["## Why attention reaches further back", "", f"`{FORMULA}`", "", text, ""]
         parts += [f"![attention]({by_stem['attention'].name})", ""]
     plots = [img for img in images if img.stem not in ("headline", "attention")]
@@ -224,7 +236,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
         warnings = tie_warnings(figures)
         if warnings:
             parts += [f"- **{w}**" for w in warnings] + [""]
-        generated = samples_markdown(samples(results))
+        generated = samples_markdown(samples(raw))
         if generated:
             parts += ["### Generated samples", "", generated]
     if results.get("failures"):
@@ -335,7 +347,11 @@ def latex_tables(results: dict[str, Any]) -> str:
     name = results.get("experiment", "experiment")
     corpus = (results.get("provenance") or {}).get("corpus") or "the corpus"
     n = _bootstrap(results)
-    parts = [f"% lmbench {tables.signature(results)}", "% needs \\usepackage{booktabs} in the preamble", ""]
+    parts = [
+        f"% lmbench {latex_comment(tables.signature(results))}",
+        "% needs \\usepackage{booktabs} in the preamble",
+        "",
+    ]
     for split in dict.fromkeys(r["split"] for r in rows):
         table = [
             {k: v for k, v in row.items() if k != "split"}
@@ -358,59 +374,71 @@ def render_report(
     results: dict[str, Any],
     output_dir: str | Path,
     formats: Sequence[str] = DEFAULT_FORMATS,
+    *,
+    force: bool = False,
 ) -> Path:
-    """Write the report files for ``results`` into ``output_dir`` (replaced as a whole, atomically).
+    """Write the report files for ``results`` into ``output_dir``, replacing only files lmbench wrote there.
 
-    The files are staged in a hidden ``.<name>.tmp-*`` folder beside the target and swapped in under a lock on
-    the parent folder, so renders racing for one folder take turns; the previous report sits in ``.<name>.old-*``
-    only during the swap, and is moved back if the swap fails. Leftovers of interrupted renders are cleaned.
+    The folder's manifest (:mod:`lmbench.ownership`) says which files are lmbench's: a folder lmbench did not
+    make is refused unless ``force``, and a file it did not write is never replaced or removed. The files are
+    staged in a hidden ``.<name>.tmp-<pid>-*`` folder beside the target, then moved in one at a time (each
+    move atomic) under a lock on the parent folder, so renders racing for one folder take turns. Files of the
+    chosen formats that this render no longer makes (a plot of a model that is gone) are removed; files of
+    formats not chosen stay (``--formats html,latex`` keeps report.md and the PNGs). Leftovers of interrupted
+    renders are cleaned.
     """
+    from lmbench.errors import ConfigError
+    from lmbench.ownership import Manifest, claim_report_folder, write_manifest
+
     output_dir = Path(output_dir)
-    chosen_formats(formats)  # an unknown format fails before anything is written
+    if output_dir.is_symlink() and output_dir.is_dir():  # stage beside the real folder (one file system)
+        output_dir = output_dir.resolve()
+    chosen = chosen_formats(formats)  # an unknown format fails before anything is written
     results = split_legacy_samples(results)  # written in today's layout, whatever version made the dict
-    check_report_folder(output_dir)
+    claim_report_folder(output_dir, force=force)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(output_dir.parent):
         _recover(output_dir)
-        staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
+        owned = claim_report_folder(output_dir, force=force).files  # again, now that renders take turns
+        staging = Path(
+            tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-{os.getpid()}-")
+        )
         try:
-            _write_report_files(results, staging, formats)
-            old = None
-            if output_dir.exists():
-                old = output_dir.parent / f".{output_dir.name}.old-{staging.name[-8:]}"
-                output_dir.rename(old)
-            staging.chmod(0o755)  # mkdtemp makes it private; a report folder is for reading
-            try:
-                staging.rename(output_dir)
-            except BaseException:
-                if old is not None and not output_dir.exists():
-                    old.rename(output_dir)  # never leave the previous report only in a hidden folder
-                raise
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
+            written = _write_report_files(results, staging, formats)
+            foreign = sorted(n for n in written if n not in owned and os.path.lexists(output_dir / n))
+            if foreign:  # a format whose file name was not known before the work: checked now, still refused
+                raise ConfigError(
+                    f"{output_dir}: {foreign[0]} is not a file lmbench wrote and the report writes that name; "
+                    "move it or write the report to another folder (lmbench never replaces files it did not write)"
+                )
+            redone = {f.name for f in chosen}
+            stale = {name for name, fmt in owned.items() if fmt in redone and name not in written}
+            output_dir.mkdir(exist_ok=True)
+            # the manifest lists old and new files while they move, so an interrupted move leaves none unowned
+            write_manifest(output_dir, Manifest("report", {**owned, **written}))
+            for name in sorted(written):
+                os.replace(staging / name, output_dir / name)
+            for name in stale:
+                (output_dir / name).unlink(missing_ok=True)
+            kept = {name: fmt for name, fmt in {**owned, **written}.items() if name not in stale}
+            write_manifest(output_dir, Manifest("report", kept))
+        finally:
             shutil.rmtree(staging, ignore_errors=True)
-            raise
     return output_dir
 
 
-def check_report_folder(output_dir: str | Path) -> None:
-    """A report replaces its folder as a whole, so the folder must be new, empty, or an earlier report
-    (it holds results.json): ``--output .`` or ``--output ~`` would otherwise swap away the user's files."""
-    from lmbench.errors import ConfigError
+def check_report_folder(output_dir: str | Path, *, force: bool = False) -> None:
+    """Before any work: lmbench may write a report into ``output_dir`` (see
+    :func:`lmbench.ownership.claim_report_folder`): new, empty, or lmbench's; another folder only with
+    ``force``, and a file lmbench did not write is never replaced."""
+    from lmbench.ownership import claim_report_folder
 
-    path = Path(output_dir)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{path}: the report folder exists and is a file, expected a folder")
-    if path.is_dir() and not (path / "results.json").is_file() and any(path.iterdir()):
-        raise ConfigError(
-            f"{path}: the report folder holds other files and no results.json, so it is not an earlier report; "
-            "a report replaces its whole folder: pick a new or empty one"
-        )
+    claim_report_folder(output_dir, force=force)
 
 
-def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequence[str]) -> None:
-    """Every chosen format (and those always written) into ``staging``; plots first where a format uses them."""
+def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequence[str]) -> dict[str, str]:
+    """Every chosen format (and those always written) into ``staging``; plots first where a format uses them.
+    Returns each file written with the format that wrote it (plots: ``png``), for the folder's manifest."""
     chosen = chosen_formats(formats)
     with_plots = any(f.plots for f in chosen)
     images: list[Path] = []
@@ -419,12 +447,18 @@ def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequenc
 
         images = write_plots(results, staging)
     images += write_search_outputs(results, staging, plots=with_plots)
+    made = {name: "csv" for name in os.listdir(staging)}  # search.csv, when anything was searched
+    made.update({img.name: "png" for img in images})
     folder = ReportFolder(staging, images, keeps_images=any(f.keeps_plots for f in chosen))
     for report_format in chosen:
+        before = set(os.listdir(staging))
         report_format.write(results, folder)
+        made.update({name: report_format.name for name in set(os.listdir(staging)) - before})
     if not folder.keeps_images:
         for img in images:
             img.unlink()
+            made.pop(img.name, None)
+    return made
 
 
 def write_csv(results: dict[str, Any], folder: ReportFolder) -> None:
@@ -480,9 +514,13 @@ def _folder_lock(folder: Path) -> Iterator[None]:
 
 
 def _recover(output_dir: Path) -> None:
-    """Under the lock: an interrupted swap's previous report goes back in place; stale staging goes away."""
-    olds = sorted(output_dir.parent.glob(f".{output_dir.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if olds and not output_dir.exists():
+    """Under the lock (so no live render is staging): an interrupted swap's previous report goes back in
+    place; staging folders left by interrupted renders go away."""
+    from lmbench.io import glob_escape
+
+    name = glob_escape(output_dir.name)
+    olds = sorted(output_dir.parent.glob(f".{name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not output_dir.exists():  # a swap of an lmbench before manifests, cut between its renames
         olds.pop().rename(output_dir)
-    for stale in [*olds, *output_dir.parent.glob(f".{output_dir.name}.tmp-*")]:
+    for stale in [*olds, *output_dir.parent.glob(f".{name}.tmp-*")]:
         shutil.rmtree(stale, ignore_errors=True)

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from lmbench.reporting.escape import one_line
 from lmbench.results import (
     LM_EVAL_COLUMNS,
     RESULT_COLUMNS,
@@ -267,9 +268,16 @@ def task_table(task_rows: Sequence[TaskRow], *, compact: bool = False) -> list[d
 
 
 def render(table: list[dict[str, str]], fmt: str = "github") -> str:
-    """tabulate with one of its formats: github (markdown), simple (terminal), html, latex_booktabs."""
+    """tabulate with one of its formats: github (markdown), simple (terminal), html, latex_booktabs.
+
+    Cells are made one line (a newline would break the row; an escape sequence would reach the terminal); html
+    escapes its cells; markdown cells must come escaped (:func:`lmbench.reporting.escape.md_escaped`)."""
     if not table:
         return ""
+    if fmt != "html":
+        table = [
+            {one_line(k): one_line(v) if isinstance(v, str) else v for k, v in row.items()} for row in table
+        ]
     return tabulate(table, headers="keys", tablefmt=fmt, disable_numparse=True)
 
 
@@ -295,8 +303,9 @@ TEXT_COLUMNS = {"model", "family", "split", "context", "task", "metric", "detail
 
 
 def latex_text(text: str) -> str:
-    """Plain text for pdflatex: special characters escaped, ±, Δ, ∞ and arrows as math."""
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+    """Plain text for pdflatex: special characters escaped, ±, Δ, ∞ and arrows as math, and newlines and other
+    control characters made spaces (a blank line in a caption is a paragraph break, an error there)."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in one_line(text))
 
 
 def latex_number(text: str) -> str:

@@ -7,8 +7,11 @@ from digit lookup tables); reading parses well-formed files (one tab or space be
 KenLM, SRILM and lmbench write) with pyarrow's multi-threaded CSV reader and maps words to ids with one C++ hash
 lookup per word column; anything else goes through pandas' C parser, which also finds what is wrong. Reading
 validates what it reads: every problem is a :class:`DataError` naming the file and, where there is one, the
-line, and the model is checked (log-probabilities finite and <= 0, no duplicate n-grams, ``<unk>`` and
-``</s>`` present, every context listed) before it is returned.
+line, and the model is checked before it is returned: a final ``\\end\\`` line, header counts equal to the
+sections' lines, log-probabilities finite and <= 0 (``-inf`` is refused: KenLM and SRILM write -99 for a word
+never predicted), back-offs below +inf, 1-gram probabilities summing to at most one, no duplicate n-grams,
+``<unk>`` and ``</s>`` present, every context listed. All are errors, never warnings: each makes the
+perplexities computed from the model wrong.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
+from lmbench.data.vocabulary import BOS, EOS, SPECIALS, UNK, Vocabulary
 from lmbench.errors import DataError
-from lmbench.io import atomic_path
+from lmbench.io import open_output
 from lmbench.models.ngram.counting import lookup
 from lmbench.models.ngram.storage import rows
 
@@ -201,14 +204,15 @@ def _in_order(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, ahead: in
 
 
 def write_arpa(model: BackoffModel, path: str | Path | IO[bytes]) -> None:
-    """Write ``model`` as ARPA (log10 values to 7 decimals), gzip-compressed for ``.gz``; a file is written
-    atomically, a binary stream (stdout) as the text is formatted."""
+    """Write ``model`` as ARPA (log10 values to 7 decimals), gzip-compressed for ``.gz``; a regular file is
+    written atomically, a binary stream (stdout), a character device or a FIFO as the text is formatted
+    (:func:`lmbench.io.open_output`)."""
     if not isinstance(path, (str, Path)):
         for chunk in arpa_chunks(model):
             path.write(chunk)
         return
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+    with open_output(path, "ARPA file") as raw:
         out: IO[bytes] = (  # the gzip header names the file (less .gz, as gzip does), not the temporary one
             gzip.GzipFile(path.name, "wb", GZIP_LEVEL, fileobj=raw, mtime=0)  # type: ignore[assignment]
             if path.suffix == ".gz"
@@ -297,9 +301,18 @@ def _sections(path: Path, data: bytes) -> tuple[dict[int, int], dict[int, tuple[
                 raise DataError(
                     f"{path}:{_line_at(data, offset)}: expected 'ngram N=COUNT' in the \\data\\ header, got {text!r}"
                 )
+            if int(match.group(1)) in declared:
+                raise DataError(
+                    f"{path}:{_line_at(data, offset)}: a second 'ngram {int(match.group(1))}=' count in the \\data\\ header"
+                )
             declared[int(match.group(1))] = int(match.group(2))
         offset += len(raw) + 1
     sections: dict[int, tuple[int, int]] = {}
+    if not any(name == b"\\end\\" for _, _, name in following):
+        raise DataError(
+            f"{path}:{_line_at(data, len(data))}: no \\end\\ line: the file is truncated or not a complete "
+            "ARPA file (KenLM and SRILM end every model with \\end\\)"
+        )
     for i, (start, end, name) in enumerate(following):
         if name == b"\\end\\":
             break
@@ -530,6 +543,24 @@ def _to_numpy(column, dtype: type) -> np.ndarray:
     return np.concatenate(parts) if len(parts) != 1 else parts[0].copy()
 
 
+MASS_TOLERANCE = (
+    1e-4  # 7-decimal log10 values are off by at most 2.3e-7 each, relatively; a real excess is larger
+)
+
+
+def check_unigram_mass(path: Path, section: _Section | _FastSection, lp: np.ndarray) -> None:
+    """The 1-gram probabilities (``<s>``'s -99 aside) must sum to at most one: a back-off model's unigrams are
+    a distribution (``<s>``, never predicted, is left out: KenLM writes 0 for it), and more than one makes every perplexity computed from it wrong. KenLM does not check
+    this and SRILM only warns (``ngram -debug``); lmbench refuses such a file, naming the first 1-gram line."""
+    predicted = (lp > NEVER) & (np.asarray(section.words(), dtype=object) != BOS)  # KenLM gives <s> 0
+    mass = float(np.sum(np.power(10.0, lp[predicted])))
+    if mass > 1.0 + MASS_TOLERANCE:
+        raise DataError(
+            f"{section.where(0)}: the 1-gram probabilities sum to {mass:.6f}, more than one: not a probability "
+            "distribution (KenLM reads such files without a check; lmbench refuses them)"
+        )
+
+
 def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: int) -> ArpaTables:
     """The tables of an ARPA file (orders up to ``max_order``); words outside ``vocab`` are dropped with
     their n-grams. ``NgramLM.from_arpa`` makes the model."""
@@ -593,13 +624,24 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: i
     for m in range(1, order + 1):
         section = parsed[m]
         lp, bow = section.values()
-        bad = np.isnan(lp) | (lp > 0)
+        bad = ~np.isfinite(lp) | (lp > 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{section.where(i)}: log10 probability {lp[i]} of a {m}-gram is not a number <= 0"
+            what = (
+                "is not a finite number (write -99 for a word never predicted, as KenLM and SRILM do)"
+                if np.isinf(lp[i])
+                else "is not a number <= 0"
             )
+            raise DataError(f"{section.where(i)}: log10 probability {lp[i]} of a {m}-gram {what}")
+        if m == 1:
+            check_unigram_mass(path, section, lp)
         bow = bow if m < order else np.zeros(len(lp))
+        infinite = bow == np.inf  # -inf is a context that passes nothing down (lmbench writes it for MLE)
+        if infinite.any():
+            i = int(np.flatnonzero(infinite)[0])
+            raise DataError(
+                f"{section.where(i)}: back-off weight {bow[i]} of a {m}-gram is not a number < inf"
+            )
         absent = np.isnan(bow)
         if absent.any():  # SRILM leaves out zero back-offs; a literal nan is an error
             literal = _nan_backoff(m).search(data, section.start, section.end)

@@ -17,7 +17,7 @@ import numpy as np
 from lmbench.data.corpus import TokenStream
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
-from lmbench.io import atomic_path
+from lmbench.io import open_output
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.models.ngram.arpa import PROGRESS_ROWS, read_arpa, write_arpa
 from lmbench.models.ngram.counting import (
@@ -503,7 +503,7 @@ class NgramLM(LanguageModel):
             "source": self.source_,
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        with open_output(path, "model file") as f:  # atomic for a file; /dev/null or a FIFO written into
             np.savez(f, **arrays)
 
     @classmethod
