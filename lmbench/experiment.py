@@ -490,7 +490,9 @@ def run_experiment(
     trained = fit_and_score(plan_runs(config, runs_dir), config, loaded, say=say, failures=failures)
     collected = collect(trained, config, data, searches)
     add_baseline_differences(collected, config, data)
-    task_rows, samples = run_configured_tasks(config, trained, collected, data, failures)
+    task_rows, samples = run_configured_tasks(
+        config, trained, collected, loaded, failures, runs_dir=runs_dir, say=say
+    )
     return results_dict(config, loaded, trained, collected, task_rows, samples, failures, searches)
 
 
@@ -599,23 +601,35 @@ def run_configured_tasks(
     config: ExperimentConfig,
     trained: Trained,
     collected: Collected,
-    data: TokenizedCorpus,
+    loaded: LoadedData,
     failures: list[str],
+    *,
+    runs_dir: Path,
+    say: Callable[[str], None],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The ``[tasks]`` rows and generated samples over every model that finished (each through its first seed's
-    fitted model, and a factory of fresh copies with its settings for tasks that train); a failed task is added
-    to ``failures``."""
+    fitted model, and a factory of fresh copies with its settings for tasks that train); each (task, model)
+    reused where its identity matches (:mod:`lmbench.tasks.cache`); a failed task is added to ``failures``."""
     if not config.tasks:
         return [], []
-    from lmbench.tasks import ModelEntry, run_tasks
+    from lmbench.tasks import ModelEntry
+    from lmbench.tasks.cache import run_tasks_cached
 
-    entries = {}
+    entries, fingerprints, folders = {}, {}, {}
     for name in collected.models:
-        run = trained.seeds[name][0].run  # tasks use each model's first seed
-        entries[name] = ModelEntry(model=trained.first_models[name], factory=run.build, budget=run.budget)
-    task_results = run_tasks(
-        config.tasks, entries, data, seed=config.seed, bootstrap=config.evaluate.bootstrap
-    )
+        first = trained.seeds[name][0]  # tasks use each model's first seed
+        entries[name] = ModelEntry(
+            model=trained.first_models[name], factory=first.run.build, budget=first.run.budget
+        )
+        fingerprints[name] = first.info["fingerprint"]
+        folders[name] = first.run.folder
+    start = time.perf_counter()
+    task_results = run_tasks_cached(
+        config.tasks, entries, loaded.data, seed=config.seed, bootstrap=config.evaluate.bootstrap,
+        fingerprints=fingerprints, checksums=loaded.corpus.checksums, folders=folders,
+        shared_folder=RunFolder(runs_dir / ".tasks"), say=say,
+    )  # fmt: skip
+    say(f"tasks: {time.perf_counter() - start:.1f} s")
     failures += task_results.errors
     return [r.to_dict() for r in task_results.rows], [s.to_dict() for s in task_results.samples]
 

@@ -33,7 +33,7 @@ SEED_COLUMNS = ["model", "family", "seed"] + [
 ]
 # timings.csv: what this machine took (differs between runs and machines, so kept out of results.csv)
 TIMING_COLUMNS = [
-    "model", "split", "context", "train_seconds", "train_tokens_per_second", "score_tokens_per_second",
+    "model", "task", "split", "context", "train_seconds", "train_tokens_per_second", "score_tokens_per_second",
     "peak_rss_mb", "device",
 ]  # fmt: skip
 
@@ -112,12 +112,16 @@ class TaskRow(Record):
     method: str = ""  # classify: generative | features | baseline
     ties: int | None = None  # pairs whose two totals are equal within the tie tolerance (counted as half)
     oov_items: int | None = None  # items holding a token outside the vocabulary
+    oov_rate: float | None = None  # classify: share of the test texts' tokens outside the task's vocabulary
     skipped: int | None = None  # items left out (oov = "skip")
     train_items: int | None = None  # classify: training texts used
     budget: str = ""  # classify (generative): the resolved budget each per-class model trained under
     train_tokens: int | None = None  # classify (generative): tokens seen by all per-class models together
     train_seconds: float | None = None  # classify (generative): their training time together
     detail: str = ""
+    warning: str = (
+        ""  # what makes this figure suspect (shown on the console and in the report), empty if nothing
+    )
 
     def group(self, *, compact: bool = False) -> str:
         """What the row is about, from its structured fields (file, phenomenon, paradigm, corruption,
@@ -135,7 +139,9 @@ class TaskRow(Record):
         return " · ".join(parts)
 
 
-TASK_COLUMNS = [f.name for f in fields(TaskRow)]
+# machine times of a task (kept in results.json and timings.csv, out of tasks.csv: they differ between runs)
+TASK_TIME_COLUMNS = ("train_seconds",)
+TASK_COLUMNS = [f.name for f in fields(TaskRow) if f.name not in TASK_TIME_COLUMNS]
 # results written before samples were typed hold them as task rows of this metric, the text in ``detail``
 LEGACY_SAMPLE_METRIC = "sample"
 SAMPLE_ARROW = " ⟶ "  # between prompt and continuation wherever a sample is shown

@@ -314,8 +314,12 @@ trial_budget = {tokens = 600}
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     for name, search in results["search"].items():
         spent = search["spent"]["tokens"]
-        last = [t for t in search["trials"] if t["state"] != "fail"][-1]["tokens"]
-        assert spent >= 1500 and spent - last < 1500, name  # stopped at the first trial past the budget
+        assert spent <= 1500, name  # the total never exceeds the limit
+        # 600-token trials: two whole ones, then the last cut to what is left (300 >= half a trial)
+        cut = [t for t in search["trials"] if "cut to tokens=" in t["note"]]
+        assert len(cut) == 1 and cut[0]["trial"] == max(t["trial"] for t in search["trials"]), name
+        assert 1500 - spent < 50, name  # the cut trial used what was left, to within one batch column
+        assert f"{spent:,} / 1,500 tokens" in (tmp_path / "out" / "report.md").read_text()
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Tuned with equal budgets: each search was limited to tokens=1,500 in total" in report
 

@@ -28,7 +28,7 @@ from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_form
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
 from lmbench.results import Sample, samples, split_legacy_samples, task_rows
-from lmbench.tasks import tie_warnings
+from lmbench.tasks import task_warnings
 
 
 def _json_safe(value: Any) -> Any:
@@ -102,7 +102,7 @@ def summary_text(results: dict[str, Any]) -> str:
     figures = task_rows(results)
     if figures:
         text += "\n\n" + tables.render(tables.task_table(figures, compact=True), "simple")
-        text += "".join(f"\n{w}" for w in tie_warnings(figures))
+        text += "".join(f"\n{w}" for w in task_warnings(figures))
     return text
 
 
@@ -221,7 +221,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
             tables.TASK_NOTE,
             "",
         ]
-        warnings = tie_warnings(figures)
+        warnings = task_warnings(figures)
         if warnings:
             parts += [f"- **{w}**" for w in warnings] + [""]
         generated = samples_markdown(samples(results))
@@ -309,7 +309,7 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         ],
         task_table=tables.render(tables.task_table(figures), "html") if figures else "",
         task_note=tables.TASK_NOTE,
-        tie_warnings=tie_warnings(figures),
+        tie_warnings=task_warnings(figures),
         samples=samples(results)[:30],
         failures=results.get("failures") or [],
         all_tables=[
@@ -433,7 +433,9 @@ def write_csv(results: dict[str, Any], folder: ReportFolder) -> None:
     tables.seed_frame(results.get("rows_by_seed", [])).to_csv(
         folder.path / "results_by_seed.csv", index=False
     )
-    tables.timings_frame(results.get("rows", [])).to_csv(folder.path / "timings.csv", index=False)
+    tables.timings_frame(results.get("rows", []), task_rows(results)).to_csv(
+        folder.path / "timings.csv", index=False
+    )
     tables.task_frame(task_rows(results)).to_csv(folder.path / "tasks.csv", index=False)
     generated = samples(results)
     if generated:

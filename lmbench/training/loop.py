@@ -201,6 +201,20 @@ class Trainer:
             fractions.append((state.seconds + self._closing_eval_estimate(state)) / (60.0 * b.minutes))
         return min(max(fractions), 1.0)
 
+    def _within_budget(self, batch: Batch, state: TrainState, device: torch.device) -> Batch | None:
+        """``batch`` cut to its first columns so that a token budget is never exceeded (a budget of N tokens
+        trains at most N, and fewer by less than one column); None when not one column fits."""
+        left = self.budget.tokens - state.tokens if self.budget.tokens else None
+        if left is None or left >= batch.mask.numel() * distributed.world_size():
+            return batch
+        per_column = batch.mask.sum(dim=0).to(device=device, dtype=torch.float64)  # (T,)
+        if distributed.world_size() > 1:  # the ranks hold rows of one global batch: count them all
+            torch.distributed.all_reduce(per_column)
+        keep = int((per_column.cumsum(0) <= left).sum())
+        if keep == 0:
+            return None
+        return Batch(batch.inputs[:, :keep], batch.targets[:, :keep], batch.mask[:, :keep], batch.position)
+
     def _closing_eval_estimate(self, state: TrainState) -> float:
         """Seconds the closing validation pass will take: the last pass's duration, or before any pass, the
         validation tokens at three times the training speed so far (a forward pass without gradients)."""
@@ -404,6 +418,9 @@ class Trainer:
                 continue  # resuming inside an epoch: skip what was already trained on
             if self._fraction_done(state, run.epoch_tokens) >= 1.0:
                 return True  # e.g. resumed from a checkpoint written at the end of the budget
+            batch = self._within_budget(batch, state, run.device)
+            if batch is None:
+                return True  # not one more column fits the token budget
             if not self._step(run, batch):
                 continue  # no target to learn from in this batch
             stop = False
