@@ -56,7 +56,9 @@ def _new_style_results():
 def test_task_row_reads_old_and_partial_rows():
     row = TaskRow.from_dict({"model": "m", "task": "t", "metric": "accuracy", "value": 0.5, "added_later": 1})
     assert row.distance is None and row.ties is None and row.file == "" and math.isnan(row.low)
-    assert [c for c in row.to_dict() if c not in TASK_TIME_COLUMNS] == TASK_COLUMNS  # tasks.csv: no machine times
+    assert [
+        c for c in row.to_dict() if c not in TASK_TIME_COLUMNS
+    ] == TASK_COLUMNS  # tasks.csv: no machine times
     swap = TaskRow("m", "minimal-pairs", "accuracy", 0.5, corruption="swap", distance=8, file="p.jsonl")
     assert swap.group() == "p.jsonl · swap · d=8"
 
