@@ -48,7 +48,7 @@ from lmbench.evaluation.bootstrap import (
 from lmbench.io import atomic_write_text, check_output_dir
 from lmbench.models.base import Budget, LanguageModel, resolve_budget
 from lmbench.models.registry import create_model, model_class
-from lmbench.results import ResultRow
+from lmbench.results import ResultRow, main_view
 from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, fingerprint
 from lmbench.training import distributed
 
@@ -539,18 +539,19 @@ def fit_and_score(
             continue
         trained.seeds.setdefault(name, []).append(SeedResult(run, info, rows, lps))
         trained.first_models.setdefault(name, model)
-        last = rows[-1]
+        split, context = main_view(rows)  # the figure the summary and the report head with
+        last = next(r for r in rows if r["split"] == split and r["context"] == context)
         if reused and scores_reused:
             say(
                 f"{run.label}: finished earlier with the same settings and data, skipped (delete {run.folder.path} to retrain)"
             )
         elif reused:
-            say(f"{run.label}: fitted earlier with the same settings and data, scored now: {last['split']} "
-                f"perplexity {last['perplexity']:.2f}")  # fmt: skip
+            say(f"{run.label}: fitted earlier with the same settings and data, scored now: {split} "
+                f"perplexity {last['perplexity']:.2f} ({context} context)")  # fmt: skip
         else:
             say(
-                f"{run.label}: {last['split']} perplexity {last['perplexity']:.2f} "
-                f"({info['train_tokens']:,} tokens, {info['train_seconds']:.1f} s)"
+                f"{run.label}: {split} perplexity {last['perplexity']:.2f} ({context} context; "
+                f"{info['train_tokens']:,} tokens, {info['train_seconds']:.1f} s)"
             )
     return trained
 

@@ -228,5 +228,19 @@ def _task_dicts(results: dict[str, Any]) -> list[Any]:
     return [r for r in results.get("tasks") or [] if not (isinstance(r, dict) and is_legacy_sample(r))]
 
 
+def main_view(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """The split and context of every headline figure (console summary, the report's main table, headline plot
+    and narrative, the per-model progress line): test, else the first split, in the first context of
+    ``[evaluate] contexts``. One definition, so the console and the report never show different figures.
+
+    >>> main_view([{"split": "valid", "context": "stream"}, {"split": "test", "context": "stream"}])
+    ('test', 'stream')
+    """
+    if not rows:
+        return "test", "sentence"
+    split = "test" if any(r["split"] == "test" for r in rows) else rows[0]["split"]
+    return split, rows[0]["context"]
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))

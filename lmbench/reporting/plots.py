@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from lmbench.results import task_rows
+from lmbench.results import main_view, task_rows
 
 
 def new_figure(*grid: int, figsize: tuple[float, float], **subplots: Any) -> tuple[Figure, Any]:
@@ -60,9 +60,7 @@ def _plain_axis(ax, which: str = "both") -> None:
 def _main_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Test rows (else valid) of the first context mode, finite perplexities only."""
     rows = results.get("rows", [])
-    split = "test" if any(r["split"] == "test" for r in rows) else "valid"
-    contexts = [r["context"] for r in rows]
-    context = contexts[0] if contexts else "sentence"
+    split, context = main_view(rows)
     return [
         r for r in rows
         if r["split"] == split and r["context"] == context and r.get("perplexity") is not None
@@ -73,8 +71,7 @@ def _main_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 def _left_out(results: dict[str, Any]) -> list[str]:
     """Models of the main split and context whose perplexity cannot be drawn, with the reason."""
     rows = results.get("rows", [])
-    split = "test" if any(r["split"] == "test" for r in rows) else "valid"
-    context = rows[0]["context"] if rows else "sentence"
+    split, context = main_view(rows)
     out = []
     for r in rows:
         if r["split"] != split or r["context"] != context:
@@ -149,10 +146,10 @@ def _finite(value: Any, default: float | None) -> float | None:
 
 
 def headline(results: dict[str, Any], path: Path) -> Path | None:
-    """Test perplexity per ladder step (config order) with its 95% interval, and the entropy floor."""
+    """Test perplexity of each model (config order) with its 95% interval, and the entropy floor; titled as a
+    ladder only where the models form one."""
     rows = results.get("rows", [])
-    split = "test" if any(r["split"] == "test" for r in rows) else "valid"
-    context = rows[0]["context"] if rows else "sentence"
+    split, context = main_view(rows)
     steps = [r for r in rows if r["split"] == split and r["context"] == context]
     finite = [
         r["perplexity"]
@@ -191,7 +188,11 @@ def headline(results: dict[str, Any], path: Path) -> Path | None:
     )
     _plain_axis(ax, "y")
     ax.set_ylabel(f"{split} perplexity ({context} context)")
-    ax.set_title("Each step of the ladder: lower is better")
+    from lmbench.reporting.narrative import forms_ladder
+
+    ax.set_title(
+        "Each step of the ladder: lower is better" if forms_ladder(results) else "Each model: lower is better"
+    )
     if results.get("entropy_floor"):
         ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3, axis="y")

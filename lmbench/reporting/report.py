@@ -27,7 +27,7 @@ from lmbench.reporting import tables
 from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_formats
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
-from lmbench.results import Sample, samples, split_legacy_samples, task_rows
+from lmbench.results import Sample, main_view, samples, split_legacy_samples, task_rows
 from lmbench.tasks import task_warnings
 
 
@@ -87,12 +87,19 @@ def samples_markdown(generated: Sequence[Sample], per_model: int = 3) -> str:
 
 
 def summary_text(results: dict[str, Any]) -> str:
-    """What ``lmbench run`` and ``lmbench report`` print: every split and context, the entropy floor, the
+    """What ``lmbench run`` and ``lmbench report`` print: the report's headline table (its split and context named),
+    then every other split and context, the entropy floor, the
     search statement, the signature, and the task figures with their tie warnings (terminal tables)."""
     from lmbench.reporting.search_plots import statement
 
-    table = mark_tuned(tables.display_table(results["rows"], bootstrap=_bootstrap(results)), results)
-    text = tables.render(table, "simple")
+    split, context = _main_view(results)
+    text = f"{split} perplexity ({context} context), as the report heads with:\n"
+    text += tables.render(_main_table(results), "simple")
+    others = [r for r in results["rows"] if (r["split"], r["context"]) != (split, context)]
+    if others:
+        table = mark_tuned(tables.display_table(others, bootstrap=_bootstrap(results)), results)
+        text += "\n\nevery other split and context:\n" + tables.render(table, "simple")
+    text += _floor_warnings(results)
     floor = results.get("entropy_floor")
     if floor:
         text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
@@ -106,6 +113,12 @@ def summary_text(results: dict[str, Any]) -> str:
     return text
 
 
+def _floor_warnings(results: dict[str, Any]) -> str:
+    from lmbench.reporting.narrative import floor_warnings
+
+    return "".join(f"\n{w}" for w in floor_warnings(results))
+
+
 def compare_results(
     a: dict[str, Any], b: dict[str, Any], *, names: tuple[str, str] = ("A", "B"), split: str = "test"
 ) -> str:
@@ -116,12 +129,8 @@ def compare_results(
 
 
 def _main_view(results: dict[str, Any]) -> tuple[str, str]:
-    """The split and context of the main table and the headline figure: test (else the first split) in the
-    first context mode."""
-    rows = results.get("rows", [])
-    split = "test" if any(r["split"] == "test" for r in rows) else (rows[0]["split"] if rows else "test")
-    context = rows[0]["context"] if rows else "sentence"
-    return split, context
+    """The split and context of the main table and the headline figure (:func:`lmbench.results.main_view`)."""
+    return main_view(results.get("rows", []))
 
 
 def _bootstrap(results: dict[str, Any]) -> int | None:
@@ -141,7 +150,7 @@ def _main_table(results: dict[str, Any]) -> list[dict[str, str]]:
 
 def _headline_caption(results: dict[str, Any]) -> str:
     split, context = _main_view(results)
-    text = f"{split.capitalize()} perplexity of each step ({context} context), with 95% bootstrap intervals"
+    text = f"{split.capitalize()} perplexity of each model ({context} context), with 95% bootstrap intervals"
     floor = results.get("entropy_floor")
     if floor:
         text += f"; the dashed line is the true source's entropy floor ({floor['perplexity']:.2f})"
@@ -156,9 +165,10 @@ def _attention_text(results: dict[str, Any]) -> str:
     name, ex = list(examples.items())[-1]
     tokens, q, k = ex["tokens"], ex["query"], ex["key"]
     esc = html.escape
+    chosen = f" (chosen as {esc(ex['reason'])})" if ex.get("reason") else ""
     return (
-        f"On the test sentence <code>{esc(' '.join(tokens[1:]))}</code>, {esc(name)}'s position that predicts "
-        f"<code>{esc(tokens[q + 1])}</code> puts {ex['weight']:.0%} of its attention (layer {ex['layer']}, "
+        f"On the test sentence <code>{esc(' '.join(tokens[1:]))}</code>{chosen}, {esc(name)}'s position that "
+        f"predicts <code>{esc(tokens[q + 1])}</code> puts {ex['weight']:.0%} of its attention (layer {ex['layer']}, "
         f"head {ex['head']}) on <code>{esc(tokens[k])}</code>, {q - k + 1} tokens back; an even spread would "
         f"give {ex['uniform_weight']:.0%}. An n-gram sees only n - 1 words back: it would need order "
         f"{q - k + 2} to see <code>{esc(tokens[k])}</code> here."
@@ -169,7 +179,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     """The report as markdown: headline figure, main table (test, one context), step cards, the attention
     example, plots, tasks; every split and context, the references and provenance in an appendix."""
     from lmbench.reporting.attention import FORMULA
-    from lmbench.reporting.narrative import ladder_steps
+    from lmbench.reporting.narrative import floor_warnings, ladder_steps
 
     name = results.get("experiment", "experiment")
     rows = results.get("rows", [])
@@ -193,9 +203,10 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
             "No model can beat it on average.",
             "",
         ]
+        parts += [f"- **{w}**" for w in floor_warnings(results)] + ([""] if floor_warnings(results) else [])
     steps = ladder_steps(results)
     if len(steps) > 1:
-        parts += ["## The ladder, step by step", ""]
+        parts += [f"## {steps_title(results)}", ""]
         for i, step in enumerate(steps, start=1):
             cost = "; ".join(x for x in (step["tokens"], step["compute"]) if x)
             parts += [
@@ -248,6 +259,13 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     return "\n".join(parts)
 
 
+def steps_title(results: dict[str, Any]) -> str:
+    """The heading of the model-by-model cards: a ladder only where the models form one."""
+    from lmbench.reporting.narrative import forms_ladder
+
+    return "The ladder, step by step" if forms_ladder(results) else "Model by model"
+
+
 def _bold(text: str) -> str:
     """The markdown ``**bold**`` of the narrative as HTML."""
     return re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", text)
@@ -268,7 +286,7 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
     import jinja2
 
     from lmbench.reporting.attention import FORMULA
-    from lmbench.reporting.narrative import ladder_steps
+    from lmbench.reporting.narrative import floor_warnings, ladder_steps
     from lmbench.reporting.plots import model_colours
 
     env = jinja2.Environment(
@@ -300,7 +318,9 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         search=Markup(search_html(results)) if results.get("search") else "",  # escaped where it is built
         signature=tables.signature(results),
         floor=results.get("entropy_floor"),
+        floor_warnings=floor_warnings(results),
         steps=steps,
+        steps_title=steps_title(results),
         attention={"src": _data_uri(by_stem["attention"])} if "attention" in by_stem else None,
         formula=FORMULA,
         attention_text=Markup(_attention_text(results)),  # built with html.escape above
