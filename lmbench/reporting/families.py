@@ -79,7 +79,7 @@ def is_ladder(families: list[str], orders: list[int | None]) -> bool:
     if len(families) < 3 or any(f not in LADDER_ORDER for f in families):
         return False
     ranks = [LADDER_ORDER.index(f) for f in families]
-    if any(b < a for a, b in zip(ranks, ranks[1:])) or len(set(ranks)) < 2:
+    if any(b < a for a, b in zip(ranks, ranks[1:], strict=False)) or len(set(ranks)) < 2:
         return False
-    ngram_orders = [o or 0 for f, o in zip(families, orders) if f == "ngram"]
-    return all(b >= a for a, b in zip(ngram_orders, ngram_orders[1:]))
+    ngram_orders = [o or 0 for f, o in zip(families, orders, strict=True) if f == "ngram"]
+    return all(b >= a for a, b in zip(ngram_orders, ngram_orders[1:], strict=False))
