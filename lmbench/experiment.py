@@ -650,6 +650,38 @@ def attention_examples(
     return attention
 
 
+def curve_baseline(
+    config: ExperimentConfig, trained: Trained, collected: Collected, data: TokenizedCorpus
+) -> dict[str, Any] | None:
+    """The n-gram that learning curves are read against: its validation perplexity in stream context (how the
+    curves are measured). ``[report] baseline`` where that is an n-gram, else the n-gram with the lowest such
+    perplexity; None without learning curves or n-grams."""
+    if not any(info.get("learning_curve") for info in collected.models.values()):
+        return None
+    ngrams = [name for name, info in collected.models.items() if info.get("family") == "ngram"]
+    chosen = config.report.baseline if config.report.baseline in ngrams else None
+    found: dict[str, float] = {}
+    for name in [chosen] if chosen else ngrams:
+        stored = [
+            r
+            for r in collected.rows
+            if r["model"] == name and r["split"] == "valid" and r["context"] == "stream"
+        ]
+        if stored:
+            found[name] = float(stored[0]["perplexity"])
+        elif collected.models[name].get("normalized", True):
+            lp = trained.first_models[name].token_logprobs(data.valid, context="stream")
+            found[name] = float(np.exp(-lp.mean())) if len(lp) else float("nan")
+    found = {k: v for k, v in found.items() if np.isfinite(v)}
+    if not found:
+        return None
+    name = min(found, key=found.get)
+    why = (
+        "the report's baseline" if chosen else f"the best of the run's {len(ngrams)} n-gram(s) on validation"
+    )
+    return {"model": name, "split": "valid", "context": "stream", "perplexity": found[name], "why": why}
+
+
 def word_frequency_buckets(
     config: ExperimentConfig, collected: Collected, data: TokenizedCorpus
 ) -> dict[str, Any]:
@@ -695,6 +727,7 @@ def results_dict(
         "curves": {
             name: info["learning_curve"] for name, info in models.items() if info.get("learning_curve")
         },
+        "curve_baseline": curve_baseline(config, trained, collected, data),
         "provenance": {
             "seed": config.seed,
             "seeds": config.seeds,

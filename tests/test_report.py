@@ -422,3 +422,47 @@ def test_step_cards_say_what_changed_and_why_from_the_figures():
         steps[2]["compute"] == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2]["why"]
     )
     assert "one counting pass" in steps[0]["compute"]
+
+
+def test_crossover_with_the_ngram_baseline_is_interpolated_and_stated(tmp_path):
+    import math
+
+    from lmbench.reporting.crossover import crossover, crossover_lines
+
+    points = [
+        {"tokens": 1000, "seconds": 60.0, "valid_perplexity": 40.0},
+        {"tokens": 2000, "seconds": 120.0, "valid_perplexity": 10.0},
+    ]
+    c = crossover("lstm", points, 20.0, per_token=6e3)
+    # linear in log perplexity: log 40 -> log 10 passes log 20 halfway
+    assert (
+        math.isclose(c.tokens, 1500) and math.isclose(c.seconds, 90.0) and math.isclose(c.flops, 1500 * 6e3)
+    )
+    never = crossover("rnn", points, 5.0, per_token=None)
+    assert never.tokens is None and never.best == 10.0
+    res = results(
+        curves={
+            "lstm": points,
+            "rnn": [{**p, "valid_perplexity": p["valid_perplexity"] * 3} for p in points],
+        },
+        curve_baseline={
+            "model": "kn3",
+            "split": "valid",
+            "context": "stream",
+            "perplexity": 20.0,
+            "why": "test",
+        },
+    )
+    res["models"]["lstm"]["train_flops"], res["models"]["lstm"]["train_tokens"] = 6e3 * 2000, 2000
+    lines = crossover_lines(res)
+    assert lines[0].startswith(
+        "lstm: below kn3's 20.00 after 1,500 training tokens (9e+06 FLOPs, 1.5 minutes"
+    )
+    assert lines[1].startswith("rnn: not within its budget: its best validation perplexity, 30.00")
+    out = render_report(res, tmp_path / "report", ["md", "html", "png"])
+    md = (out / "report.md").read_text()
+    assert (
+        "## Learning curves against the n-gram baseline" in md
+        and "validation perplexity 20.00 on the valid" in md
+    )
+    assert "1,500 training tokens" in (out / "report.html").read_text()

@@ -200,7 +200,11 @@ def headline(results: dict[str, Any], path: Path) -> Path | None:
 
 
 def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
-    """Validation perplexity (solid) and training perplexity exp(train loss) (dashed) against tokens seen."""
+    """Validation perplexity (solid) and training perplexity exp(train loss) (dashed) against training tokens
+    (left) and training FLOPs (right, models that record their FLOPs), with the n-gram baseline's validation
+    perplexity (same split and context as the curves) as a horizontal line on both."""
+    from lmbench.reporting.crossover import flops_per_token
+
     curves, notes = {}, []
     for name, points in (results.get("curves") or {}).items():
         pts = [
@@ -214,28 +218,37 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
     if not curves:
         return None
     colours = model_colours(results)
-    fig, ax = new_figure(figsize=(6.8, 4.4))
-    for name, (valid, train) in curves.items():
-        colour = colours.get(name)
-        ax.plot([p["tokens"] for p in valid], [p["valid_perplexity"] for p in valid], marker=".", color=colour,
-                label=f"{name} validation")  # fmt: skip
-        if train:
-            ax.plot([p["tokens"] for p in train], [math.exp(min(p["train_loss"], 50)) for p in train],
-                    linestyle="--", color=colour, alpha=0.8, label=f"{name} training")  # fmt: skip
+    fig, axes = new_figure(1, 2, figsize=(11.5, 4.4), sharey=True)
+    base = results.get("curve_baseline")
     floor = results.get("entropy_floor")
-    if floor:
-        ax.axhline(
-            floor.get("valid_perplexity", floor["perplexity"]),
-            color="grey",
-            linestyle=":",
-            label="true source",
+    for ax, scale, xlabel in ((axes[0], None, "training tokens seen"), (axes[1], "flops", "training FLOPs")):
+        for name, (valid, train) in curves.items():
+            per = 1.0 if scale is None else flops_per_token(results, name)
+            if per is None:
+                continue
+            colour = colours.get(name)
+            ax.plot([p["tokens"] * per for p in valid], [p["valid_perplexity"] for p in valid], marker=".",
+                    color=colour, label=f"{name} validation")  # fmt: skip
+            if train:
+                ax.plot([p["tokens"] * per for p in train], [math.exp(min(p["train_loss"], 50)) for p in train],
+                        linestyle="--", color=colour, alpha=0.8, label=f"{name} training")  # fmt: skip
+        if base:
+            ax.axhline(base["perplexity"], color="black", linestyle="-.", linewidth=1.2,
+                       label=f"{base['model']} (n-gram baseline, {base['split']}, {base['context']})")  # fmt: skip
+        if floor:
+            ax.axhline(floor.get("valid_perplexity", floor["perplexity"]), color="grey", linestyle=":",
+                       label="true source")  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_yscale("log")
+        ax.set_xscale("log" if scale else "linear")
+        _plain_axis(ax)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("perplexity (validation; training: exp of the loss)")
+    axes[0].legend(fontsize=7, ncol=2)
+    if not axes[1].lines:
+        axes[1].text(
+            0.5, 0.5, "no model records its training FLOPs", ha="center", transform=axes[1].transAxes
         )
-    ax.set_xlabel("training tokens seen")
-    ax.set_ylabel("perplexity (training: exp of the loss)")
-    ax.set_yscale("log")
-    _plain_axis(ax)
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
     return _save(fig, path, notes)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from markupsafe import Markup
 
 from lmbench.reporting import tables
+from lmbench.reporting.crossover import baseline_caption, crossover_lines
 from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_formats
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
@@ -219,7 +220,14 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
         text = html.unescape(re.sub(r"</?code>", "`", _attention_text(results)))
         parts += ["## Why attention reaches further back", "", f"`{FORMULA}`", "", text, ""]
         parts += [f"![attention]({by_stem['attention'].name})", ""]
-    plots = [img for img in images if img.stem not in ("headline", "attention")]
+    lines = crossover_lines(results)
+    if lines:
+        parts += ["## Learning curves against the n-gram baseline", "", baseline_caption(results), ""]
+        parts += [f"- {line}" for line in lines] + [""]
+        if "learning_curves" in by_stem:
+            parts += [f"![learning_curves]({by_stem['learning_curves'].name})", ""]
+    shown = ("headline", "attention", "learning_curves") if lines else ("headline", "attention")
+    plots = [img for img in images if img.stem not in shown]
     if plots:
         parts += ["## Plots", ""] + [f"![{img.stem}]({img.name})" for img in plots] + [""]
     figures = task_rows(results)
@@ -324,8 +332,16 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         attention={"src": _data_uri(by_stem["attention"])} if "attention" in by_stem else None,
         formula=FORMULA,
         attention_text=Markup(_attention_text(results)),  # built with html.escape above
+        crossover=crossover_lines(results),
+        crossover_caption=baseline_caption(results),
+        curves_plot={"src": _data_uri(by_stem["learning_curves"])}
+        if crossover_lines(results) and "learning_curves" in by_stem
+        else None,
         plots=[
-            {"name": i.stem, "src": _data_uri(i)} for i in images if i.stem not in ("headline", "attention")
+            {"name": i.stem, "src": _data_uri(i)}
+            for i in images
+            if i.stem
+            not in ("headline", "attention") + (("learning_curves",) if crossover_lines(results) else ())
         ],
         task_table=tables.render(tables.task_table(figures), "html") if figures else "",
         task_note=tables.TASK_NOTE,
