@@ -416,7 +416,10 @@ def test_blimp_format_files_against_a_wikitext2_model():
     data = tokenize_corpus(raw, get_tokenizer("whitespace"))
     data.external_tokenizer = get_tokenizer(load_card("wikitext-2").external_tokenizer)
     files = sorted(
-        str(p) for p in (Path(__file__).resolve().parents[1] / "corpora" / "minimal-pairs").glob("*.jsonl")
+        str(p)
+        for p in (
+            Path(__file__).resolve().parents[1] / "lmbench" / "data" / "examples" / "minimal-pairs"
+        ).glob("*.jsonl")
     )
     models = {"kn3": ModelEntry(NgramLM(3).fit(data.train), lambda: NgramLM(3))}
     config = {"files": files, "distances": [], "last_word": False, "replace": False}

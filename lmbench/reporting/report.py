@@ -124,9 +124,18 @@ def compare_results(
     a: dict[str, Any], b: dict[str, Any], *, names: tuple[str, str] = ("A", "B"), split: str = "test"
 ) -> str:
     """Two results dicts side by side (:func:`lmbench.reporting.tables.compare_table`) with the signature of
-    each, as ``lmbench compare`` prints them."""
+    each and a line for every setting that makes their figures incomparable, as ``lmbench compare`` prints them."""
+    from lmbench.reporting.compare import comparability_warnings
+
     table = tables.compare_table(a.get("rows", []), b.get("rows", []), names, split=split)
-    return f"{tables.render(table, 'simple')}\nA: {tables.signature(a)}\nB: {tables.signature(b)}"
+    if not table:
+        splits = sorted({r["split"] for r in [*a.get("rows", []), *b.get("rows", [])]})
+        return f"no {split} rows in either run (their splits: {', '.join(splits) or 'none'}); pick one with --split"
+    text = tables.render(table, "simple")
+    for side, results in zip(("A", "B"), (a, b), strict=True):
+        if results.get("provenance"):
+            text += f"\n{side}: {tables.signature(results)}"
+    return text + "".join(f"\n{w}" for w in comparability_warnings(a, b, names))
 
 
 def _main_view(results: dict[str, Any]) -> tuple[str, str]:
