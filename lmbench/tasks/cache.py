@@ -106,6 +106,7 @@ def item_identity(
         "models": models,
         "data": {**hashes, **{f"corpus {split}": sha for split, sha in splits.items()}},
         "vocabulary": len(corpus.vocab),
+        "external_tokenizer": corpus.external_tokenizer.name if corpus.external_tokenizer else None,
         "seed": seed,
         "bootstrap": bootstrap,
         "lmbench": lmbench.__version__,
@@ -151,7 +152,7 @@ def run_tasks_cached(
             items.append((TaskItem(name, model, folders[model]), entries, per_model))
         for item, entries, item_config in items:
             try:
-                out.extend(_run_item(module, item, entries, item_config, opts, corpus, seed=seed,
+                out.extend(_run_item(module, item, entries, item_config, corpus, seed=seed,
                                      bootstrap=bootstrap, fingerprints=fingerprints, checksums=checksums, say=say))  # fmt: skip
             except LmbenchError as e:
                 out.errors.append(f"task {item.label}: {e}")
@@ -167,7 +168,6 @@ def _run_item(
     item: TaskItem,
     entries: dict[str, ModelEntry],
     config: dict[str, Any],
-    opts: dict[str, Any],
     corpus: TokenizedCorpus,
     *,
     seed: int,
@@ -176,6 +176,7 @@ def _run_item(
     checksums: dict[str, str],
     say: Callable[[str], None],
 ) -> TaskResults:
+    opts = options(item.task, config, module.DEFAULTS)  # as this item runs (per model: without baselines)
     identity, files = item_identity(item.task, opts, {m: fingerprints[m] for m in entries}, corpus, seed=seed,
                                     bootstrap=bootstrap, checksums=checksums)  # fmt: skip
     try:
@@ -184,8 +185,10 @@ def _run_item(
         generated = [Sample.from_dict(s) for s in stored.get("samples", [])]
         say(f"{item.label}: reused (same model, options and input files)")
         return TaskResults(rows, generated)
-    except (CacheMiss, KeyError, TypeError) as miss:
-        why = "first run" if isinstance(miss, CacheMiss) and miss.absent else str(miss) or "unreadable"
+    except CacheMiss as miss:
+        why = "first run" if miss.absent else str(miss)
+    except (KeyError, TypeError, ValueError) as e:  # a stored file of another shape: computed again
+        why = f"{item.folder.path / item.file} is unreadable ({type(e).__name__})"
     start = time.perf_counter()
     result = module.run(config, entries, corpus, seed=seed, bootstrap=bootstrap)
     keep = set(entries) - {m for m, e in entries.items() if e.reference_only}
