@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lmbench.errors import DataError
+from lmbench.reporting import tables
 
 
 def load_comparable(folder: str | Path) -> dict[str, Any]:
@@ -60,3 +61,19 @@ def comparability_warnings(a: dict[str, Any], b: dict[str, Any], names: tuple[st
                 "their perplexities are not comparable"
             )
     return out
+
+
+def compare_results(
+    a: dict[str, Any], b: dict[str, Any], *, names: tuple[str, str] = ("A", "B"), split: str = "test"
+) -> str:
+    """Two results dicts side by side (:func:`lmbench.reporting.tables.compare_table`) with the signature of
+    each and a line for every setting that makes their figures incomparable, as ``lmbench compare`` prints them."""
+    table = tables.compare_table(a.get("rows", []), b.get("rows", []), names, split=split)
+    if not table:
+        splits = sorted({r["split"] for r in [*a.get("rows", []), *b.get("rows", [])]})
+        return f"no {split} rows in either run (their splits: {', '.join(splits) or 'none'}); pick one with --split"
+    text = tables.render(table, "simple")
+    for side, results in zip(("A", "B"), (a, b), strict=True):
+        if results.get("provenance"):
+            text += f"\n{side}: {tables.signature(results)}"
+    return text + "".join(f"\n{w}" for w in comparability_warnings(a, b, names))

@@ -120,24 +120,6 @@ def _floor_warnings(results: dict[str, Any]) -> str:
     return "".join(f"\n{w}" for w in floor_warnings(results))
 
 
-def compare_results(
-    a: dict[str, Any], b: dict[str, Any], *, names: tuple[str, str] = ("A", "B"), split: str = "test"
-) -> str:
-    """Two results dicts side by side (:func:`lmbench.reporting.tables.compare_table`) with the signature of
-    each and a line for every setting that makes their figures incomparable, as ``lmbench compare`` prints them."""
-    from lmbench.reporting.compare import comparability_warnings
-
-    table = tables.compare_table(a.get("rows", []), b.get("rows", []), names, split=split)
-    if not table:
-        splits = sorted({r["split"] for r in [*a.get("rows", []), *b.get("rows", [])]})
-        return f"no {split} rows in either run (their splits: {', '.join(splits) or 'none'}); pick one with --split"
-    text = tables.render(table, "simple")
-    for side, results in zip(("A", "B"), (a, b), strict=True):
-        if results.get("provenance"):
-            text += f"\n{side}: {tables.signature(results)}"
-    return text + "".join(f"\n{w}" for w in comparability_warnings(a, b, names))
-
-
 def _main_view(results: dict[str, Any]) -> tuple[str, str]:
     """The split and context of the main table and the headline figure (:func:`lmbench.results.main_view`)."""
     return main_view(results.get("rows", []))
