@@ -201,10 +201,17 @@ class Trainer:
             fractions.append((state.seconds + self._closing_eval_estimate(state)) / (60.0 * b.minutes))
         return min(max(fractions), 1.0)
 
-    def _within_budget(self, batch: Batch, state: TrainState, device: torch.device) -> Batch | None:
-        """``batch`` cut to its first columns so that a token budget is never exceeded (a budget of N tokens
-        trains at most N, and fewer by less than one column); None when not one column fits."""
-        left = self.budget.tokens - state.tokens if self.budget.tokens else None
+    def _within_budget(
+        self, batch: Batch, state: TrainState, device: torch.device, epoch_tokens: int
+    ) -> Batch | None:
+        """``batch`` cut to its first columns so that a token or epoch budget is never exceeded (a budget of N
+        tokens trains at most N, fewer by less than one column); None when not one column fits."""
+        b, caps = self.budget, []
+        if b.tokens:
+            caps.append(b.tokens)
+        if b.epochs:
+            caps.append(math.floor(b.epochs * epoch_tokens))
+        left = min(caps) - state.tokens if caps else None
         if left is None or left >= batch.mask.numel() * distributed.world_size():
             return batch
         per_column = batch.mask.sum(dim=0).to(device=device, dtype=torch.float64)  # (T,)
@@ -418,7 +425,7 @@ class Trainer:
                 continue  # resuming inside an epoch: skip what was already trained on
             if self._fraction_done(state, run.epoch_tokens) >= 1.0:
                 return True  # e.g. resumed from a checkpoint written at the end of the budget
-            batch = self._within_budget(batch, state, run.device)
+            batch = self._within_budget(batch, state, run.device, run.epoch_tokens)
             if batch is None:
                 return True  # not one more column fits the token budget
             if not self._step(run, batch):
