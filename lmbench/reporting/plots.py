@@ -1,4 +1,4 @@
-"""Comparison plots (matplotlib, PNG): the headline ladder figure, quality against cost, learning curves,
+"""Comparison plots (matplotlib, PNG): the headline figure, quality against cost, learning curves,
 minimal pairs by distance, perplexity by word frequency, and a Transformer's attention example.
 
 One colour per model across every plot (:func:`model_colours`); tick labels are plain numbers (``200``, not
