@@ -553,7 +553,7 @@ def test_a_failing_task_logs_no_traceback_without_v(project):
             [sys.executable, "-c", script, "run", "exp.toml", "-o", "out", *flag],
             cwd=project, capture_output=True, text=True, env=env, timeout=300,
         )  # fmt: skip
-        assert out.returncode == 1 and "task next-word: TypeError: task broke" in out.stderr
+        assert out.returncode == 1 and "task next-word · kn2: TypeError: task broke" in out.stderr
         assert ("Traceback" in out.stderr) == traceback_shown, out.stderr
 
 
