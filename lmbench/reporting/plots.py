@@ -203,7 +203,7 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
     """Validation perplexity (solid) and training perplexity exp(train loss) (dashed) against training tokens
     (left) and training FLOPs (right, models that record their FLOPs), with the n-gram baseline's validation
     perplexity (same split and context as the curves) as a horizontal line on both."""
-    from lmbench.reporting.crossover import flops_per_token
+    from lmbench.reporting.crossover import curve_baseline, flops_per_token
 
     curves, notes = {}, []
     for name, points in (results.get("curves") or {}).items():
@@ -219,7 +219,7 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
         return None
     colours = model_colours(results)
     fig, axes = new_figure(1, 2, figsize=(11.5, 4.4), sharey=True)
-    base = results.get("curve_baseline")
+    base = curve_baseline(results)
     floor = results.get("entropy_floor")
     for ax, scale, xlabel in ((axes[0], None, "training tokens seen"), (axes[1], "flops", "training FLOPs")):
         for name, (valid, train) in curves.items():
