@@ -466,3 +466,15 @@ def test_crossover_with_the_ngram_baseline_is_interpolated_and_stated(tmp_path):
         and "validation perplexity 20.00 on the valid" in md
     )
     assert "1,500 training tokens" in (out / "report.html").read_text()
+
+
+def test_results_written_before_curve_baseline_read_it_from_the_rows():
+    from lmbench.reporting.crossover import curve_baseline
+
+    res = results(curves={"lstm": [{"tokens": 1000, "valid_perplexity": 12.0}]})
+    assert curve_baseline(res) is None  # no validation rows in stream context: nothing to read
+    valid = [{**r, "split": "valid", "context": "stream", "perplexity": p} for r, p in
+             zip([r for r in res["rows"] if r["model"] in ("kn3", "kn5")], (15.0, 14.0), strict=True)]  # fmt: skip
+    res["rows"] += valid
+    base = curve_baseline(res)
+    assert base["model"] == "kn5" and base["perplexity"] == 14.0 and base["context"] == "stream"
