@@ -403,3 +403,16 @@ def test_a_search_without_optuna_is_one_line_naming_the_extra(tmp_path, monkeypa
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "model 'kn'.search" in result.output and "lmbench[tune]" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_spend_is_printed_against_its_limit_and_an_overspend_is_named():
+    from lmbench.reporting.search_plots import spend_text
+
+    limit = {"trials": None, "tokens": 1_500_000, "epochs": None, "minutes": None}
+    within = {"trials": 5, "pruned": 1, "tokens": 1_484_510, "epochs": 9.5, "seconds": 383.0}
+    assert (
+        spend_text({"spent": within, "limit": limit})
+        == "5 trials (1 pruned), 1,484,510 / 1,500,000 tokens, 383 s"
+    )
+    over = spend_text({"spent": {**within, "tokens": 1_784_930}, "limit": limit})
+    assert "1,784,930 / 1,500,000 tokens" in over and "OVER its tokens limit" in over
