@@ -103,7 +103,7 @@ def test_a_rerun_with_nothing_changed_reuses_and_a_budget_change_retrains(tmp_pa
     config.write_text(config.read_text().replace("tokens = 600", "tokens = 900"))
     changed = cli(["run", str(config), "-o", "out"], tmp_path)
     assert "budget tokens=600 -> tokens=900, retraining" in changed.output
-    assert figures(tmp_path).train_tokens.iloc[0] >= 900
+    assert 600 < figures(tmp_path).train_tokens.iloc[0] <= 900  # a budget is never exceeded
 
 
 def test_editing_a_data_file_changes_the_rerun_figures(tmp_path):
@@ -253,7 +253,7 @@ def test_two_runs_of_a_small_ladder_give_bit_identical_results_csv(tmp_path):
     assert (tmp_path / "a/results.csv").read_bytes() == (tmp_path / "b/results.csv").read_bytes()
     frame = figures(tmp_path, "a")
     neural = frame[frame.family != "ngram"]
-    assert (neural.budget == "tokens=600").all() and (neural.train_tokens >= 600).all()
+    assert (neural.budget == "tokens=600").all() and neural.train_tokens.between(590, 600).all()  # never over
     assert (neural.train_flops > 0).all()
 
 
@@ -351,7 +351,8 @@ def test_a_task_with_a_neural_model_and_no_budget_finishes(tmp_path):
     tasks = pd.read_csv(tmp_path / "out/tasks.csv")
     generative = tasks[(tasks.model == "lstm") & (tasks.method == "generative")]
     assert (generative.budget == "epochs=0.5").all() and (generative.train_tokens > 0).all()
-    assert (generative.train_seconds > 0).all()
+    timings = pd.read_csv(tmp_path / "out/timings.csv")  # machine times live apart from the figures
+    assert (timings[timings.task.fillna("").str.startswith("classify")].train_seconds > 0).all()
 
 
 def test_minutes_budget_keeps_back_the_closing_validation():
@@ -402,7 +403,7 @@ def test_results_record_each_models_fingerprint(tmp_path):
     config = write_project(tmp_path, models=LSTM.format(extra=""))
     results = run_experiment(load_config(config), tmp_path / "runs")
     assert len(results["provenance"]["fingerprints"]["lstm"][0]) == 16
-    assert results["models"]["lstm"]["train_tokens"] >= 600
+    assert 590 <= results["models"]["lstm"]["train_tokens"] <= 600
 
 
 def test_identity_changes_are_said_in_words():

@@ -221,7 +221,7 @@ def spend_text(search: dict[str, Any]) -> str:
         parts.append(f"{minutes:.2f} / {limit['minutes']:g} minutes")
     else:
         parts.append(f"{spent['seconds']:.0f} s")
-    over = [k for k, used in (("tokens", spent["tokens"]), ("epochs", spent["epochs"]), ("minutes", minutes))
+    over = [k for k, used in (("tokens", spent["tokens"]), ("epochs", spent.get("epochs", 0.0)), ("minutes", minutes))
             if limit.get(k) is not None and used > limit[k]]  # fmt: skip
     if over:  # a study reused from a version that did not keep limits, or a wall clock that ran on
         parts.append(f"OVER its {' and '.join(over)} limit (delete its search.db to search again within it)")
