@@ -2,7 +2,7 @@
 pair text: with the corpus's whitespace tokenizer full stops and contractions stay glued to words, both
 sentences of a pair fall to the same <unk> tokens and tie; the `wikitext` tokenizer splits them WikiText's way.
 
-    python benchmarks/minimal_pairs_tokenizers.py [--order 5] [--files corpora/minimal-pairs/*.jsonl]
+    python benchmarks/minimal_pairs_tokenizers.py [--order 5] [--files lmbench/data/examples/minimal-pairs/*.jsonl]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lmbench.errors import DataError
 from lmbench.models.ngram import NgramLM
 from lmbench.tasks import ModelEntry, run_tasks
 
-PAIRS = Path(__file__).resolve().parents[1] / "corpora" / "minimal-pairs"
+PAIRS = Path(__file__).resolve().parents[1] / "lmbench" / "data" / "examples" / "minimal-pairs"
 
 
 def main() -> None:

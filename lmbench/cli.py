@@ -354,11 +354,13 @@ def report(folder: Path, formats: str) -> None:
 @click.option("--split", default="test", help="Which split's rows to compare.")
 @verbose_option
 def compare(run_a: Path, run_b: Path, split: str) -> None:
-    """Put two report folders side by side: perplexity of each model in RUN_A and RUN_B."""
-    from lmbench.reporting import compare_results, load_results
+    """Put two runs side by side: perplexity of each model in RUN_A and RUN_B, each a report folder (--output of
+    `lmbench run`) or a runs folder (--runs-dir)."""
+    from lmbench.reporting import compare_results
+    from lmbench.reporting.compare import load_comparable
 
     try:
-        a, b = load_results(run_a), load_results(run_b)
+        a, b = load_comparable(run_a), load_comparable(run_b)
     except LmbenchError as e:
         raise _fail(e) from None
     click.echo(compare_results(a, b, names=(run_a.name, run_b.name), split=split))

@@ -682,6 +682,11 @@ def device_problem(device: str) -> str | None:
     return None
 
 
+EXAMPLE_FILES = (
+    Path(__file__).resolve().parent / "data" / "examples"
+)  # example task files shipped in the package
+
+
 def resolve_task_paths(
     source: str,
     tasks: dict[str, Any],
@@ -696,12 +701,13 @@ def resolve_task_paths(
 
     Rule (as corpus cards find ``<name>/``): a relative path is looked for beside the config file, then in the
     data folder (``corpus.data_dir`` or ``--data-dir``, else ``$LMBENCH_DATA``, else ``../shared/corpora``, else
-    ``./data``: :func:`lmbench.data.cards.data_dir`).
+    ``./data``: :func:`lmbench.data.cards.data_dir`), then among the example files installed with lmbench
+    (``lmbench/data/examples``: ``minimal-pairs/npi_present_1.jsonl`` works from any folder).
     A file in neither is an error naming both places.
     """
     from lmbench.data.cards import data_dir as default_data_dir
 
-    roots = [base, data_dir or default_data_dir()]
+    roots = [base, data_dir or default_data_dir(), EXAMPLE_FILES]
 
     def resolve(key: str, value: str) -> str:
         path = Path(value).expanduser()

@@ -50,7 +50,7 @@ from lmbench.integrations.hf_datasets import load_hf_corpus
 from lmbench.io import atomic_write_text, check_output_dir
 from lmbench.models.base import Budget, LanguageModel, resolve_budget
 from lmbench.models.registry import create_model, model_class
-from lmbench.results import ResultRow
+from lmbench.results import ResultRow, main_view
 from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, fingerprint
 from lmbench.training import distributed
 from lmbench.training.loop import progress_label
@@ -519,7 +519,9 @@ def run_experiment(
     trained = fit_and_score(plan_runs(config, runs_dir), config, loaded, say=say, failures=failures)
     collected = collect(trained, config, data, searches)
     add_baseline_differences(collected, config, data)
-    task_rows, samples = run_configured_tasks(config, trained, collected, data, failures)
+    task_rows, samples = run_configured_tasks(
+        config, trained, collected, loaded, failures, runs_dir=runs_dir, say=say
+    )
     return results_dict(config, loaded, trained, collected, task_rows, samples, failures, searches)
 
 
@@ -596,18 +598,19 @@ def fit_and_score(
         (run.folder.path / "error.log").unlink(missing_ok=True)  # an earlier failure's log is stale now
         trained.seeds.setdefault(name, []).append(SeedResult(run, info, rows, lps))
         trained.first_models.setdefault(name, model)
-        last = rows[-1]
+        split, context = main_view(rows)  # the figure the summary and the report head with
+        last = next(r for r in rows if r["split"] == split and r["context"] == context)
         if reused and scores_reused:
             say(
                 f"{run.label}: finished earlier with the same settings and data, skipped (delete {run.folder.path} to retrain)"
             )
         elif reused:
-            say(f"{run.label}: fitted earlier with the same settings and data, scored now: {last['split']} "
-                f"perplexity {last['perplexity']:.2f}")  # fmt: skip
+            say(f"{run.label}: fitted earlier with the same settings and data, scored now: {split} "
+                f"perplexity {last['perplexity']:.2f} ({context} context)")  # fmt: skip
         else:
             say(
-                f"{run.label}: {last['split']} perplexity {last['perplexity']:.2f} "
-                f"({info['train_tokens']:,} tokens, {info['train_seconds']:.1f} s)"
+                f"{run.label}: {split} perplexity {last['perplexity']:.2f} ({context} context; "
+                f"{info['train_tokens']:,} tokens, {info['train_seconds']:.1f} s)"
             )
     return trained
 
@@ -658,23 +661,35 @@ def run_configured_tasks(
     config: ExperimentConfig,
     trained: Trained,
     collected: Collected,
-    data: TokenizedCorpus,
+    loaded: LoadedData,
     failures: list[str],
+    *,
+    runs_dir: Path,
+    say: Callable[[str], None],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The ``[tasks]`` rows and generated samples over every model that finished (each through its first seed's
-    fitted model, and a factory of fresh copies with its settings for tasks that train); a failed task is added
-    to ``failures``."""
+    fitted model, and a factory of fresh copies with its settings for tasks that train); each (task, model)
+    reused where its identity matches (:mod:`lmbench.tasks.cache`); a failed task is added to ``failures``."""
     if not config.tasks:
         return [], []
-    from lmbench.tasks import ModelEntry, run_tasks
+    from lmbench.tasks import ModelEntry
+    from lmbench.tasks.cache import run_tasks_cached
 
-    entries = {}
+    entries, fingerprints, folders = {}, {}, {}
     for name in collected.models:
-        run = trained.seeds[name][0].run  # tasks use each model's first seed
-        entries[name] = ModelEntry(model=trained.first_models[name], factory=run.build, budget=run.budget)
-    task_results = run_tasks(
-        config.tasks, entries, data, seed=config.seed, bootstrap=config.evaluate.bootstrap
-    )
+        first = trained.seeds[name][0]  # tasks use each model's first seed
+        entries[name] = ModelEntry(
+            model=trained.first_models[name], factory=first.run.build, budget=first.run.budget
+        )
+        fingerprints[name] = first.info["fingerprint"]
+        folders[name] = first.run.folder
+    start = time.perf_counter()
+    task_results = run_tasks_cached(
+        config.tasks, entries, loaded.data, seed=config.seed, bootstrap=config.evaluate.bootstrap,
+        fingerprints=fingerprints, checksums=loaded.corpus.checksums, folders=folders,
+        shared_folder=RunFolder(runs_dir / ".tasks"), say=say,
+    )  # fmt: skip
+    say(f"tasks: {time.perf_counter() - start:.1f} s")
     failures += task_results.errors
     return [r.to_dict() for r in task_results.rows], [s.to_dict() for s in task_results.samples]
 
@@ -692,6 +707,38 @@ def attention_examples(
             if example is not None:
                 attention[name] = example
     return attention
+
+
+def curve_baseline(
+    config: ExperimentConfig, trained: Trained, collected: Collected, data: TokenizedCorpus
+) -> dict[str, Any] | None:
+    """The n-gram that learning curves are read against: its validation perplexity in stream context (how the
+    curves are measured). ``[report] baseline`` where that is an n-gram, else the n-gram with the lowest such
+    perplexity; None without learning curves or n-grams."""
+    if not any(info.get("learning_curve") for info in collected.models.values()):
+        return None
+    ngrams = [name for name, info in collected.models.items() if info.get("family") == "ngram"]
+    chosen = config.report.baseline if config.report.baseline in ngrams else None
+    found: dict[str, float] = {}
+    for name in [chosen] if chosen else ngrams:
+        stored = [
+            r
+            for r in collected.rows
+            if r["model"] == name and r["split"] == "valid" and r["context"] == "stream"
+        ]
+        if stored:
+            found[name] = float(stored[0]["perplexity"])
+        elif collected.models[name].get("normalized", True):
+            lp = trained.first_models[name].token_logprobs(data.valid, context="stream")
+            found[name] = float(np.exp(-lp.mean())) if len(lp) else float("nan")
+    found = {k: v for k, v in found.items() if np.isfinite(v)}
+    if not found:
+        return None
+    name = min(found, key=found.get)
+    why = (
+        "the report's baseline" if chosen else f"the best of the run's {len(ngrams)} n-gram(s) on validation"
+    )
+    return {"model": name, "split": "valid", "context": "stream", "perplexity": found[name], "why": why}
 
 
 def word_frequency_buckets(
@@ -739,6 +786,7 @@ def results_dict(
         "curves": {
             name: info["learning_curve"] for name, info in models.items() if info.get("learning_curve")
         },
+        "curve_baseline": curve_baseline(config, trained, collected, data),
         "provenance": {
             "seed": config.seed,
             "seeds": config.seeds,

@@ -33,7 +33,7 @@ SEED_COLUMNS = ["model", "family", "seed"] + [
 ]
 # timings.csv: what this machine took (differs between runs and machines, so kept out of results.csv)
 TIMING_COLUMNS = [
-    "model", "split", "context", "train_seconds", "train_tokens_per_second", "score_tokens_per_second",
+    "model", "task", "split", "context", "train_seconds", "train_tokens_per_second", "score_tokens_per_second",
     "peak_rss_mb", "device",
 ]  # fmt: skip
 
@@ -113,6 +113,7 @@ class TaskRow(Record):
     method: str = ""  # classify: generative | features | baseline
     ties: int | None = None  # pairs whose two totals are equal within the tie tolerance (counted as half)
     oov_items: int | None = None  # items holding a token outside the vocabulary
+    oov_rate: float | None = None  # classify: share of the test texts' tokens outside the task's vocabulary
     skipped: int | None = None  # items left out (oov = "skip")
     train_items: int | None = None  # classify: training texts used
     budget: str = ""  # classify (generative): the resolved budget each per-class model trained under
@@ -121,6 +122,9 @@ class TaskRow(Record):
     detail: str = ""
     subtask: str = ""  # lm-eval: the lm-eval task (its metric in ``metric``)
     stderr: float | None = None  # lm-eval's standard error of ``value``
+    warning: str = (
+        ""  # what makes this figure suspect (shown on the console and in the report), empty if nothing
+    )
 
     def group(self, *, compact: bool = False) -> str:
         """What the row is about, from its structured fields (file, phenomenon, paradigm, corruption,
@@ -138,7 +142,9 @@ class TaskRow(Record):
         return " · ".join(parts)
 
 
-TASK_COLUMNS = [f.name for f in fields(TaskRow)]
+# machine times of a task (kept in results.json and timings.csv, out of tasks.csv: they differ between runs)
+TASK_TIME_COLUMNS = ("train_seconds",)
+TASK_COLUMNS = [f.name for f in fields(TaskRow) if f.name not in TASK_TIME_COLUMNS]
 LM_EVAL_COLUMNS = (
     "subtask",
     "stderr",
@@ -227,6 +233,20 @@ def split_legacy_samples(results: dict[str, Any]) -> dict[str, Any]:
 
 def _task_dicts(results: dict[str, Any]) -> list[Any]:
     return [r for r in results.get("tasks") or [] if not (isinstance(r, dict) and is_legacy_sample(r))]
+
+
+def main_view(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """The split and context of every headline figure (console summary, the report's main table, headline plot
+    and narrative, the per-model progress line): test, else the first split, in the first context of
+    ``[evaluate] contexts``. One definition, so the console and the report never show different figures.
+
+    >>> main_view([{"split": "valid", "context": "stream"}, {"split": "test", "context": "stream"}])
+    ('test', 'stream')
+    """
+    if not rows:
+        return "test", "sentence"
+    split = "test" if any(r["split"] == "test" for r in rows) else rows[0]["split"]
+    return split, rows[0]["context"]
 
 
 def _missing(value: Any) -> bool:

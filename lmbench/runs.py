@@ -102,6 +102,8 @@ def _budget_words(budget: dict[str, Any] | None) -> str:
 
 
 def _short(value: Any) -> str:
+    if value is None:
+        return "none"
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= 40 else text[:37] + "..."
 

@@ -104,7 +104,11 @@ def test_rerun_skips_finished_models_and_report_rerenders(project):
     rerender = run(["report", "out"], root)
     assert rerender.exit_code == 0 and (root / "out" / "report.md").exists()
     compare = run(["compare", "out", "out"], root)
-    assert compare.exit_code == 0 and "+0.0%" in compare.output
+    assert compare.exit_code == 0 and "+0.0%" in compare.output and "warning" not in compare.output
+    runs = run(["compare", "runs/" + next(p.name for p in (root / "runs").iterdir()), "out"], root)
+    assert runs.exit_code == 0 and "+0.0%" in runs.output and "is a runs folder" in runs.output, runs.output
+    neither = run(["compare", ".", "out"], root)
+    assert neither.exit_code == 2 and "neither a report folder" in neither.output
 
 
 @pytest.mark.parametrize(

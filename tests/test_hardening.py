@@ -459,6 +459,16 @@ def test_unexpected_errors_are_one_line_without_v_and_a_traceback_with_it(projec
 FILE_OPTIONS = {name: tasks_package.file_options(name) for name in tasks_package.TASKS}
 
 
+def test_example_pair_files_named_in_readme_resolve_from_any_folder(tmp_path):
+    """README's ``files = ["minimal-pairs/npi_present_1.jsonl"]`` names a file installed with lmbench."""
+    tasks = {"minimal-pairs": {"files": ["minimal-pairs/npi_present_1.jsonl"]}}
+    resolved = resolve_task_paths(
+        "exp.toml", tasks, base=tmp_path, data_dir=tmp_path, file_options=FILE_OPTIONS
+    )
+    (path,) = resolved["minimal-pairs"]["files"]
+    assert Path(path).is_file() and Path(path).read_text().count("\n") == 20
+
+
 def test_task_paths_resolve_beside_the_config_then_in_the_data_folder(tmp_path):
     config_dir, data = tmp_path / "cfg", tmp_path / "data"
     (config_dir / "mine").mkdir(parents=True)
@@ -549,7 +559,7 @@ def test_a_failing_task_logs_no_traceback_without_v(project):
             [sys.executable, "-c", script, "run", "exp.toml", "-o", "out", *flag],
             cwd=project, capture_output=True, text=True, env=env, timeout=300,
         )  # fmt: skip
-        assert out.returncode == 1 and "task next-word: TypeError: task broke" in out.stderr
+        assert out.returncode == 1 and "task next-word · kn2: TypeError: task broke" in out.stderr
         assert ("Traceback" in out.stderr) == traceback_shown, out.stderr
 
 

@@ -361,3 +361,12 @@ def test_a_training_split_shorter_than_seq_len_still_gives_batches():
             np.testing.assert_array_equal(
                 b.targets.numpy(), b.inputs.numpy() + 1
             )  # each target follows its input
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_a_token_budget_is_never_exceeded(family, synthetic):
+    """A budget of N tokens trains at most N: the last batch is cut to the columns that fit (fewer than one
+    column, batch_size tokens, short of N)."""
+    budget = 16 * 32 * 3 + 100  # three whole batches and a part of a fourth
+    model = create_model(family, **SMALL[family]).fit(synthetic.train, budget=Budget(tokens=budget))
+    assert budget - SMALL[family]["batch_size"] < model.tokens_seen_ <= budget

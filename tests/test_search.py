@@ -314,8 +314,12 @@ trial_budget = {tokens = 600}
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     for name, search in results["search"].items():
         spent = search["spent"]["tokens"]
-        last = [t for t in search["trials"] if t["state"] != "fail"][-1]["tokens"]
-        assert spent >= 1500 and spent - last < 1500, name  # stopped at the first trial past the budget
+        assert spent <= 1500, name  # the total never exceeds the limit
+        # 600-token trials: two whole ones, then the last cut to what is left (300 >= half a trial)
+        cut = [t for t in search["trials"] if "cut to tokens=" in t["note"]]
+        assert len(cut) == 1 and cut[0]["trial"] == max(t["trial"] for t in search["trials"]), name
+        assert 1500 - spent < 50, name  # the cut trial used what was left, to within one batch column
+        assert f"{spent:,} / 1,500 tokens" in (tmp_path / "out" / "report.md").read_text()
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Tuned with equal budgets: each search was limited to tokens=1,500 in total" in report
 
@@ -399,3 +403,16 @@ def test_a_search_without_optuna_is_one_line_naming_the_extra(tmp_path, monkeypa
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "model 'kn'.search" in result.output and "lmbench[tune]" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_spend_is_printed_against_its_limit_and_an_overspend_is_named():
+    from lmbench.reporting.search_plots import spend_text
+
+    limit = {"trials": None, "tokens": 1_500_000, "epochs": None, "minutes": None}
+    within = {"trials": 5, "pruned": 1, "tokens": 1_484_510, "epochs": 9.5, "seconds": 383.0}
+    assert (
+        spend_text({"spent": within, "limit": limit})
+        == "5 trials (1 pruned), 1,484,510 / 1,500,000 tokens, 383 s"
+    )
+    over = spend_text({"spent": {**within, "tokens": 1_784_930}, "limit": limit})
+    assert "1,784,930 / 1,500,000 tokens" in over and "OVER its tokens limit" in over

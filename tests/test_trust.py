@@ -253,7 +253,7 @@ def test_two_runs_of_a_small_ladder_give_bit_identical_results_csv(tmp_path):
     assert (tmp_path / "a/results.csv").read_bytes() == (tmp_path / "b/results.csv").read_bytes()
     frame = figures(tmp_path, "a")
     neural = frame[frame.family != "ngram"]
-    assert (neural.budget == "tokens=600").all() and (neural.train_tokens >= 600).all()
+    assert (neural.budget == "tokens=600").all() and neural.train_tokens.between(590, 600).all()  # never over
     assert (neural.train_flops > 0).all()
 
 
@@ -351,7 +351,8 @@ def test_a_task_with_a_neural_model_and_no_budget_finishes(tmp_path):
     tasks = pd.read_csv(tmp_path / "out/tasks.csv")
     generative = tasks[(tasks.model == "lstm") & (tasks.method == "generative")]
     assert (generative.budget == "epochs=0.5").all() and (generative.train_tokens > 0).all()
-    assert (generative.train_seconds > 0).all()
+    timings = pd.read_csv(tmp_path / "out/timings.csv")  # machine times live apart from the figures
+    assert (timings[timings.task.fillna("").str.startswith("classify")].train_seconds > 0).all()
 
 
 def test_minutes_budget_keeps_back_the_closing_validation():
@@ -402,7 +403,7 @@ def test_results_record_each_models_fingerprint(tmp_path):
     config = write_project(tmp_path, models=LSTM.format(extra=""))
     results = run_experiment(load_config(config), tmp_path / "runs")
     assert len(results["provenance"]["fingerprints"]["lstm"][0]) == 16
-    assert results["models"]["lstm"]["train_tokens"] >= 600
+    assert 590 <= results["models"]["lstm"]["train_tokens"] <= 600
 
 
 def test_identity_changes_are_said_in_words():

@@ -295,6 +295,8 @@ class TokenizedCorpus:
     valid: TokenStream
     test: TokenStream
     external_tokenizer: Tokenizer | None = None  # for raw outside text; None: the corpus's own tokenizer
+    min_count: int = 1  # the vocabulary's rule, for vocabularies built the same way (a task's own texts)
+    max_size: int | None = None
 
     def split(self, name: str) -> TokenStream:
         return getattr(self, name)
@@ -332,7 +334,9 @@ def tokenize_corpus(
             raw_lines=tuple(corpus.split(name)),
             num_text_words=sum(len(line.split()) for line in corpus.split(name)),
         )
-    return TokenizedCorpus(corpus=corpus, tokenizer=tokenizer, vocab=vocab, **streams)
+    return TokenizedCorpus(
+        corpus=corpus, tokenizer=tokenizer, vocab=vocab, **streams, min_count=min_count, max_size=max_size
+    )
 
 
 def encode_stream(

@@ -12,6 +12,10 @@ __all__ = ["compare_results", "load_results", "render_report", "summary_text"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "compare_results":
+        from lmbench.reporting import compare
+
+        return compare.compare_results
     if name in __all__:
         from lmbench.reporting import report
 

@@ -1,4 +1,4 @@
-"""Comparison plots (matplotlib, PNG): the headline ladder figure, quality against cost, learning curves,
+"""Comparison plots (matplotlib, PNG): the headline figure, quality against cost, learning curves,
 minimal pairs by distance, perplexity by word frequency, and a Transformer's attention example.
 
 One colour per model across every plot (:func:`model_colours`); tick labels are plain numbers (``200``, not
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from lmbench.results import task_rows
+from lmbench.results import main_view, task_rows
 
 
 def new_figure(*grid: int, figsize: tuple[float, float], **subplots: Any) -> tuple[Figure, Any]:
@@ -60,9 +60,7 @@ def _plain_axis(ax, which: str = "both") -> None:
 def _main_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Test rows (else valid) of the first context mode, finite perplexities only."""
     rows = results.get("rows", [])
-    split = "test" if any(r["split"] == "test" for r in rows) else "valid"
-    contexts = [r["context"] for r in rows]
-    context = contexts[0] if contexts else "sentence"
+    split, context = main_view(rows)
     return [
         r for r in rows
         if r["split"] == split and r["context"] == context and r.get("perplexity") is not None
@@ -73,8 +71,7 @@ def _main_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 def _left_out(results: dict[str, Any]) -> list[str]:
     """Models of the main split and context whose perplexity cannot be drawn, with the reason."""
     rows = results.get("rows", [])
-    split = "test" if any(r["split"] == "test" for r in rows) else "valid"
-    context = rows[0]["context"] if rows else "sentence"
+    split, context = main_view(rows)
     out = []
     for r in rows:
         if r["split"] != split or r["context"] != context:
@@ -149,10 +146,10 @@ def _finite(value: Any, default: float | None) -> float | None:
 
 
 def headline(results: dict[str, Any], path: Path) -> Path | None:
-    """Test perplexity per ladder step (config order) with its 95% interval, and the entropy floor."""
+    """Test perplexity of each model (config order) with its 95% interval, and the entropy floor; titled as a
+    ladder only where the models form one."""
     rows = results.get("rows", [])
-    split = "test" if any(r["split"] == "test" for r in rows) else "valid"
-    context = rows[0]["context"] if rows else "sentence"
+    split, context = main_view(rows)
     steps = [r for r in rows if r["split"] == split and r["context"] == context]
     finite = [
         r["perplexity"]
@@ -191,7 +188,11 @@ def headline(results: dict[str, Any], path: Path) -> Path | None:
     )
     _plain_axis(ax, "y")
     ax.set_ylabel(f"{split} perplexity ({context} context)")
-    ax.set_title("Each step of the ladder: lower is better")
+    from lmbench.reporting.narrative import forms_ladder
+
+    ax.set_title(
+        "Each step of the ladder: lower is better" if forms_ladder(results) else "Each model: lower is better"
+    )
     if results.get("entropy_floor"):
         ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3, axis="y")
@@ -199,7 +200,11 @@ def headline(results: dict[str, Any], path: Path) -> Path | None:
 
 
 def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
-    """Validation perplexity (solid) and training perplexity exp(train loss) (dashed) against tokens seen."""
+    """Validation perplexity (solid) and training perplexity exp(train loss) (dashed) against training tokens
+    (left) and training FLOPs (right, models that record their FLOPs), with the n-gram baseline's validation
+    perplexity (same split and context as the curves) as a horizontal line on both."""
+    from lmbench.reporting.crossover import curve_baseline, flops_per_token
+
     curves, notes = {}, []
     for name, points in (results.get("curves") or {}).items():
         pts = [
@@ -213,28 +218,37 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
     if not curves:
         return None
     colours = model_colours(results)
-    fig, ax = new_figure(figsize=(6.8, 4.4))
-    for name, (valid, train) in curves.items():
-        colour = colours.get(name)
-        ax.plot([p["tokens"] for p in valid], [p["valid_perplexity"] for p in valid], marker=".", color=colour,
-                label=f"{name} validation")  # fmt: skip
-        if train:
-            ax.plot([p["tokens"] for p in train], [math.exp(min(p["train_loss"], 50)) for p in train],
-                    linestyle="--", color=colour, alpha=0.8, label=f"{name} training")  # fmt: skip
+    fig, axes = new_figure(1, 2, figsize=(11.5, 4.4), sharey=True)
+    base = curve_baseline(results)
     floor = results.get("entropy_floor")
-    if floor:
-        ax.axhline(
-            floor.get("valid_perplexity", floor["perplexity"]),
-            color="grey",
-            linestyle=":",
-            label="true source",
+    for ax, scale, xlabel in ((axes[0], None, "training tokens seen"), (axes[1], "flops", "training FLOPs")):
+        for name, (valid, train) in curves.items():
+            per = 1.0 if scale is None else flops_per_token(results, name)
+            if per is None:
+                continue
+            colour = colours.get(name)
+            ax.plot([p["tokens"] * per for p in valid], [p["valid_perplexity"] for p in valid], marker=".",
+                    color=colour, label=f"{name} validation")  # fmt: skip
+            if train:
+                ax.plot([p["tokens"] * per for p in train], [math.exp(min(p["train_loss"], 50)) for p in train],
+                        linestyle="--", color=colour, alpha=0.8, label=f"{name} training")  # fmt: skip
+        if base:
+            ax.axhline(base["perplexity"], color="black", linestyle="-.", linewidth=1.2,
+                       label=f"{base['model']} (n-gram baseline, {base['split']}, {base['context']})")  # fmt: skip
+        if floor:
+            ax.axhline(floor.get("valid_perplexity", floor["perplexity"]), color="grey", linestyle=":",
+                       label="true source")  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_yscale("log")
+        ax.set_xscale("log" if scale else "linear")
+        _plain_axis(ax)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("perplexity (validation; training: exp of the loss)")
+    axes[0].legend(fontsize=7, ncol=2)
+    if not axes[1].lines:
+        axes[1].text(
+            0.5, 0.5, "no model records its training FLOPs", ha="center", transform=axes[1].transAxes
         )
-    ax.set_xlabel("training tokens seen")
-    ax.set_ylabel("perplexity (training: exp of the loss)")
-    ax.set_yscale("log")
-    _plain_axis(ax)
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
     return _save(fig, path, notes)
 
 

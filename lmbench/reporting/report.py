@@ -25,12 +25,13 @@ from typing import Any
 from markupsafe import Markup
 
 from lmbench.reporting import tables
+from lmbench.reporting.crossover import baseline_caption, crossover_lines
 from lmbench.reporting.escape import latex_comment, md_code, md_escaped, md_text, one_line
 from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_formats
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
-from lmbench.results import Sample, samples, split_legacy_samples, task_rows
-from lmbench.tasks import tie_warnings
+from lmbench.results import Sample, main_view, samples, split_legacy_samples, task_rows
+from lmbench.tasks import task_warnings
 
 
 def _json_safe(value: Any) -> Any:
@@ -89,12 +90,19 @@ def samples_markdown(generated: Sequence[Sample], per_model: int = 3) -> str:
 
 
 def summary_text(results: dict[str, Any]) -> str:
-    """What ``lmbench run`` and ``lmbench report`` print: every split and context, the entropy floor, the
+    """What ``lmbench run`` and ``lmbench report`` print: the report's headline table (its split and context named),
+    then every other split and context, the entropy floor, the
     search statement, the signature, and the task figures with their tie warnings (terminal tables)."""
     from lmbench.reporting.search_plots import statement
 
-    table = mark_tuned(tables.display_table(results["rows"], bootstrap=_bootstrap(results)), results)
-    text = tables.render(table, "simple")
+    split, context = _main_view(results)
+    text = f"{split} perplexity ({context} context), as the report heads with:\n"
+    text += tables.render(_main_table(results), "simple")
+    others = [r for r in results["rows"] if (r["split"], r["context"]) != (split, context)]
+    if others:
+        table = mark_tuned(tables.display_table(others, bootstrap=_bootstrap(results)), results)
+        text += "\n\nevery other split and context:\n" + tables.render(table, "simple")
+    text += _floor_warnings(results)
     floor = results.get("entropy_floor")
     if floor:
         text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
@@ -104,26 +112,19 @@ def summary_text(results: dict[str, Any]) -> str:
     figures = task_rows(results)
     if figures:
         text += "\n\n" + tables.render(tables.task_table(figures, compact=True), "simple")
-        text += "".join(f"\n{one_line(w)}" for w in tie_warnings(figures))
+        text += "".join(f"\n{one_line(w)}" for w in task_warnings(figures))
     return text
 
 
-def compare_results(
-    a: dict[str, Any], b: dict[str, Any], *, names: tuple[str, str] = ("A", "B"), split: str = "test"
-) -> str:
-    """Two results dicts side by side (:func:`lmbench.reporting.tables.compare_table`) with the signature of
-    each, as ``lmbench compare`` prints them."""
-    table = tables.compare_table(a.get("rows", []), b.get("rows", []), names, split=split)
-    return f"{tables.render(table, 'simple')}\nA: {one_line(tables.signature(a))}\nB: {one_line(tables.signature(b))}"
+def _floor_warnings(results: dict[str, Any]) -> str:
+    from lmbench.reporting.narrative import floor_warnings
+
+    return "".join(f"\n{one_line(w)}" for w in floor_warnings(results))
 
 
 def _main_view(results: dict[str, Any]) -> tuple[str, str]:
-    """The split and context of the main table and the headline figure: test (else the first split) in the
-    first context mode."""
-    rows = results.get("rows", [])
-    split = "test" if any(r["split"] == "test" for r in rows) else (rows[0]["split"] if rows else "test")
-    context = rows[0]["context"] if rows else "sentence"
-    return split, context
+    """The split and context of the main table and the headline figure (:func:`lmbench.results.main_view`)."""
+    return main_view(results.get("rows", []))
 
 
 def _bootstrap(results: dict[str, Any]) -> int | None:
@@ -143,7 +144,7 @@ def _main_table(results: dict[str, Any]) -> list[dict[str, str]]:
 
 def _headline_caption(results: dict[str, Any]) -> str:
     split, context = _main_view(results)
-    text = f"{split.capitalize()} perplexity of each step ({context} context), with 95% bootstrap intervals"
+    text = f"{split.capitalize()} perplexity of each model ({context} context), with 95% bootstrap intervals"
     floor = results.get("entropy_floor")
     if floor:
         text += f"; the dashed line is the true source's entropy floor ({floor['perplexity']:.2f})"
@@ -164,8 +165,9 @@ def _attention_text(
         return ""
     name, ex = list(examples.items())[-1]
     tokens, q, k = ex["tokens"], ex["query"], ex["key"]
+    chosen = f" (chosen as {text(ex['reason'])})" if ex.get("reason") else ""
     return (
-        f"On the test sentence {code(' '.join(tokens[1:]))}, {text(name)}'s position that predicts "
+        f"On the test sentence {code(' '.join(tokens[1:]))}{chosen}, {text(name)}'s position that predicts "
         f"{code(tokens[q + 1])} puts {ex['weight']:.0%} of its attention (layer {ex['layer']}, "
         f"head {ex['head']}) on {code(tokens[k])}, {q - k + 1} tokens back; an even spread would "
         f"give {ex['uniform_weight']:.0%}. An n-gram sees only n - 1 words back: it would need order "
@@ -180,7 +182,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     Every string of ``results`` (names, paths, messages, generated text) is escaped for Markdown
     (:mod:`lmbench.reporting.escape`): code spans and the provenance block show the raw values."""
     from lmbench.reporting.attention import FORMULA
-    from lmbench.reporting.narrative import ladder_steps
+    from lmbench.reporting.narrative import floor_warnings, ladder_steps
 
     raw, results = results, md_escaped(results)
     name = results.get("experiment", "experiment")
@@ -205,9 +207,10 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
             "No model can beat it on average.",
             "",
         ]
+        parts += [f"- **{w}**" for w in floor_warnings(results)] + ([""] if floor_warnings(results) else [])
     steps = ladder_steps(results)
     if len(steps) > 1:
-        parts += ["## The ladder, step by step", ""]
+        parts += [f"## {steps_title(results)}", ""]
         for i, step in enumerate(steps, start=1):
             cost = "; ".join(x for x in (step["tokens"], step["compute"]) if x)
             parts += [
@@ -220,7 +223,14 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
         text = _attention_text(raw, code=md_code, text=md_text)
         parts += ["## Why attention reaches further back", "", f"`{FORMULA}`", "", text, ""]
         parts += [f"![attention]({by_stem['attention'].name})", ""]
-    plots = [img for img in images if img.stem not in ("headline", "attention")]
+    lines = crossover_lines(results)
+    if lines:
+        parts += ["## Learning curves against the n-gram baseline", "", baseline_caption(results), ""]
+        parts += [f"- {line}" for line in lines] + [""]
+        if "learning_curves" in by_stem:
+            parts += [f"![learning_curves]({by_stem['learning_curves'].name})", ""]
+    shown = ("headline", "attention", "learning_curves") if lines else ("headline", "attention")
+    plots = [img for img in images if img.stem not in shown]
     if plots:
         parts += ["## Plots", ""] + [f"![{img.stem}]({img.name})" for img in plots] + [""]
     figures = task_rows(results)
@@ -233,7 +243,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
             tables.TASK_NOTE,
             "",
         ]
-        warnings = tie_warnings(figures)
+        warnings = task_warnings(figures)
         if warnings:
             parts += [f"- **{w}**" for w in warnings] + [""]
         generated = samples_markdown(samples(raw))
@@ -260,6 +270,13 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     return "\n".join(parts)
 
 
+def steps_title(results: dict[str, Any]) -> str:
+    """The heading of the model-by-model cards: a ladder only where the models form one."""
+    from lmbench.reporting.narrative import forms_ladder
+
+    return "The ladder, step by step" if forms_ladder(results) else "Model by model"
+
+
 def _bold(text: str) -> str:
     """The markdown ``**bold**`` of the narrative as HTML."""
     return re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", text)
@@ -280,7 +297,7 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
     import jinja2
 
     from lmbench.reporting.attention import FORMULA
-    from lmbench.reporting.narrative import ladder_steps
+    from lmbench.reporting.narrative import floor_warnings, ladder_steps
     from lmbench.reporting.plots import model_colours
 
     env = jinja2.Environment(
@@ -312,16 +329,26 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         search=Markup(search_html(results)) if results.get("search") else "",  # escaped where it is built
         signature=tables.signature(results),
         floor=results.get("entropy_floor"),
+        floor_warnings=floor_warnings(results),
         steps=steps,
+        steps_title=steps_title(results),
         attention={"src": _data_uri(by_stem["attention"])} if "attention" in by_stem else None,
         formula=FORMULA,
         attention_text=Markup(_attention_text(results)),  # built with html.escape above
+        crossover=crossover_lines(results),
+        crossover_caption=baseline_caption(results),
+        curves_plot={"src": _data_uri(by_stem["learning_curves"])}
+        if crossover_lines(results) and "learning_curves" in by_stem
+        else None,
         plots=[
-            {"name": i.stem, "src": _data_uri(i)} for i in images if i.stem not in ("headline", "attention")
+            {"name": i.stem, "src": _data_uri(i)}
+            for i in images
+            if i.stem
+            not in ("headline", "attention") + (("learning_curves",) if crossover_lines(results) else ())
         ],
         task_table=tables.render(tables.task_table(figures), "html") if figures else "",
         task_note=tables.TASK_NOTE,
-        tie_warnings=tie_warnings(figures),
+        tie_warnings=task_warnings(figures),
         samples=samples(results)[:30],
         failures=results.get("failures") or [],
         all_tables=[
@@ -467,7 +494,9 @@ def write_csv(results: dict[str, Any], folder: ReportFolder) -> None:
     tables.seed_frame(results.get("rows_by_seed", [])).to_csv(
         folder.path / "results_by_seed.csv", index=False
     )
-    tables.timings_frame(results.get("rows", [])).to_csv(folder.path / "timings.csv", index=False)
+    tables.timings_frame(results.get("rows", []), task_rows(results)).to_csv(
+        folder.path / "timings.csv", index=False
+    )
     tables.task_frame(task_rows(results)).to_csv(folder.path / "tasks.csv", index=False)
     generated = samples(results)
     if generated:

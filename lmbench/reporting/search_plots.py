@@ -41,16 +41,13 @@ def best_table(results: dict[str, Any]) -> list[dict[str, str]]:
     """One row per searched model: best settings, their validation perplexity, the limits and what was spent."""
     out = []
     for name, s in results.get("search", {}).items():
-        spent = s["spent"]
         out.append({
             "model": name,
             "best settings": _settings(s["best"]),
             "valid perplexity": f"{s['best_valid_perplexity']:.2f}",
             "limit": s["limits"],
             "trial budget": s["trial_budget"],
-            "trials (pruned)": f"{int(spent['trials'])} ({int(spent['pruned'])})",
-            "tokens spent": f"{int(spent['tokens']):,}",
-            "seconds": f"{spent['seconds']:.0f}",
+            "spent / limit": spend_text(s),
         })  # fmt: skip
     return out
 
@@ -203,16 +200,40 @@ def write_search_outputs(results: dict[str, Any], out_dir: Path, *, plots: bool)
     return [p for p in made if p is not None]
 
 
+def spend_text(search: dict[str, Any]) -> str:
+    """What a search spent against its limits, exactly: ``5 / 5 trials (1 pruned), 1,498,230 / 1,500,000 tokens,
+    312 s`` (``/ limit`` only where that limit was set; results written before limits were recorded show the
+    spend alone)."""
+    spent, limit = search["spent"], search.get("limit") or {}
+
+    def of(key: str, text: str, value: str) -> str:
+        return f"{text} / {value}" if limit.get(key) is not None else text
+
+    parts = [
+        of("trials", f"{int(spent['trials'])}", f"{limit.get('trials')}")
+        + f" trials ({int(spent['pruned'])} pruned)"
+    ]
+    parts.append(of("tokens", f"{int(spent['tokens']):,}", f"{limit.get('tokens') or 0:,}") + " tokens")
+    if limit.get("epochs") is not None:
+        parts.append(f"{spent['epochs']:.3f} / {limit['epochs']:g} epochs")
+    minutes = spent["seconds"] / 60
+    if limit.get("minutes") is not None:
+        parts.append(f"{minutes:.2f} / {limit['minutes']:g} minutes")
+    else:
+        parts.append(f"{spent['seconds']:.0f} s")
+    over = [k for k, used in (("tokens", spent["tokens"]), ("epochs", spent.get("epochs", 0.0)), ("minutes", minutes))
+            if limit.get(k) is not None and used > limit[k]]  # fmt: skip
+    if over:  # a study reused from a version that did not keep limits, or a wall clock that ran on
+        parts.append(f"OVER its {' and '.join(over)} limit (delete its search.db to search again within it)")
+    return ", ".join(parts)
+
+
 def budget_statement(searches: dict[str, dict[str, Any]], untuned: list[str]) -> str:
     """One sentence for the report: tuned with equal budgets, or what differed, and what was not tuned."""
     if not searches:
         return ""
     limits = {name: (s["limits"], s["trial_budget"]) for name, s in searches.items()}
-    spent = "; ".join(
-        f"{name} {int(s['spent']['trials'])} trials ({int(s['spent']['pruned'])} pruned), "
-        f"{int(s['spent']['tokens']):,} tokens, {s['spent']['seconds']:.0f} s"
-        for name, s in searches.items()
-    )
+    spent = "; ".join(f"{name} {spend_text(s)}" for name, s in searches.items())
     if len(searches) > 1 and len(set(limits.values())) == 1:
         first = next(iter(limits.values()))
         text = f"Tuned with equal budgets: each search was limited to {first[0]} ({first[1]} a trial). Spent: {spent}."

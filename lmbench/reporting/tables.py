@@ -40,9 +40,19 @@ def seed_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return results_frame(rows, SEED_COLUMNS)
 
 
-def timings_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """timings.csv: what this machine took (the only figures that differ between identical runs)."""
-    return results_frame(rows, TIMING_COLUMNS)
+def timings_frame(rows: list[dict[str, Any]], task_rows: Sequence[TaskRow] = ()) -> pd.DataFrame:
+    """timings.csv: what this machine took (the only figures that differ between identical runs): one row per
+    model, split and context, then one per task figure that records a training time (``task`` says which)."""
+    timed = [
+        {
+            "model": r.model,
+            "task": f"{r.task} · {r.group()}" if r.group() else r.task,
+            "train_seconds": r.train_seconds,
+        }
+        for r in task_rows
+        if r.train_seconds is not None and r.metric == "accuracy"
+    ]
+    return results_frame([*rows, *timed], TIMING_COLUMNS)
 
 
 def with_interval(value: float, low: float, high: float, digits: int = 2) -> str:

@@ -63,6 +63,9 @@ class SearchResult:
     study: str
     storage: str
     spent: dict[str, float] = field(default_factory=dict)
+    limit: dict[str, float | None] = field(
+        default_factory=dict
+    )  # trials, tokens, epochs, minutes (None: no limit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +76,7 @@ class SearchResult:
             "limits": self.limits,
             "trial_budget": self.trial_budget,
             "spent": self.spent,
+            "limit": self.limit,
             "study": self.study,
             "storage": self.storage,
             "trials": self.trials,
@@ -144,23 +148,73 @@ def _spent(trials: list[Any], train_tokens: int) -> dict[str, float]:
     }
 
 
-def _over(limits: Limits, spent: dict[str, float], running: int) -> bool:
-    """Whether the finished trials (plus those running, at the mean cost so far) reach the limits."""
-    if limits.trials is not None and spent["trials"] + running >= limits.trials:
-        return True
+MIN_CUT = 0.5  # a last trial cut below this share of a full trial is not started: too short to compare
+
+
+@dataclass
+class NextTrial:
+    """The budget of the next trial (``trial_budget`` or that budget cut to what the limits leave), or
+    ``budget is None`` and ``stop`` saying why no further trial fits."""
+
+    budget: Budget | None
+    cut: str = ""  # "cut to tokens=12,345: what the search's limit leaves" (empty: a full trial)
+    stop: str = ""
+
+
+def trial_tokens(trial_budget: Budget | None, train_tokens: int) -> int | None:
+    """Tokens one full trial trains on (None where only a wall-clock limit bounds it)."""
+    if trial_budget is None:
+        return train_tokens  # a family without a budget counts the training data once
+    sizes = [trial_budget.tokens] if trial_budget.tokens else []
+    if trial_budget.epochs:
+        sizes.append(math.floor(trial_budget.epochs * train_tokens))
+    return min(sizes) if sizes else None
+
+
+def next_trial(
+    limits: Limits, trial_budget: Budget | None, spent: dict[str, float], running: int, train_tokens: int,
+    *, takes_budget: bool = True,
+) -> NextTrial:  # fmt: skip
+    """What the next trial may spend so that the search's total never exceeds its limits: a running trial
+    is counted as a full one; a trial that does not fit whole is cut to what is left (tokens or minutes), or
+    not started where less than ``MIN_CUT`` of a trial is left or the family cannot be cut (no budget)."""
     b = limits.budget
     if b is None:
-        return False
+        return NextTrial(trial_budget)
+    full = trial_tokens(trial_budget, train_tokens)
     n = max(spent["trials"], 1)
-    for kind, used in (
-        ("tokens", spent["tokens"]),
-        ("epochs", spent["epochs"]),
-        ("minutes", spent["seconds"] / 60),
-    ):
-        limit = getattr(b, kind)
-        if limit is not None and used + running * used / n >= limit:
-            return True
-    return False
+    pending = running * (full if full is not None else spent["tokens"] / n)
+    caps: dict[str, float] = {}
+    if b.tokens is not None:
+        caps["tokens"] = b.tokens - spent["tokens"] - pending
+    if b.epochs is not None:
+        caps["tokens"] = min(
+            caps.get("tokens", math.inf), math.floor(b.epochs * train_tokens) - spent["tokens"] - pending
+        )
+    if b.minutes is not None:
+        caps["minutes"] = b.minutes - (spent["seconds"] + running * spent["seconds"] / n) / 60
+    budget, cuts = trial_budget, []
+    if "tokens" in caps:
+        left = math.floor(caps["tokens"])
+        if full is not None and left >= full:
+            pass
+        elif left <= 0 or (full is not None and (left < MIN_CUT * full or not takes_budget)):
+            return NextTrial(
+                None, stop=f"{max(left, 0):,} tokens of the limit left, less than a trial can use"
+            )
+        else:
+            budget = Budget(**{**(budget.to_dict() if budget else {}), "tokens": left})
+            cuts.append(f"tokens={left:,}")
+    if "minutes" in caps:
+        left_min = caps["minutes"]
+        own = budget.minutes if budget is not None else None
+        if left_min <= 0 or not takes_budget:
+            return NextTrial(None, stop=f"{max(left_min, 0):.2f} minutes of the limit left")
+        if own is None or left_min < own:
+            budget = Budget(**{**(budget.to_dict() if budget else {}), "minutes": left_min})
+            cuts.append(f"minutes={left_min:.2f}")
+    cut = f"cut to {', '.join(cuts)}: what the search's limit leaves" if cuts else ""
+    return NextTrial(budget, cut=cut)
 
 
 def run_search(
@@ -239,6 +293,9 @@ def _run_search(
     data, context = loaded.data, config.evaluate.contexts[0]
     train_tokens = data.train.num_predicted
     seed = trial_seed(spec, config)
+    takes_budget = trial_budget is not None
+    current: dict[str, Any] = {"budget": trial_budget, "cut": ""}  # the next trial's budget (see next_trial)
+    stop_said = False
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: Any) -> float:
@@ -256,6 +313,8 @@ def _run_search(
             params["seed"] = seed
         model = create_model(spec.family, **params)
         trial.set_user_attr("worker", worker)
+        if current["cut"]:
+            trial.set_user_attr("note", current["cut"])
         start = time.perf_counter()
         reports = {"tokens": 0, "step": 0}
 
@@ -273,7 +332,7 @@ def _run_search(
 
         try:
             with on_validation(report):
-                model.fit(data.train, data.valid, budget=trial_budget, run_dir=None)
+                model.fit(data.train, data.valid, budget=current["budget"], run_dir=None)
         except TrainingDiverged as e:  # a diverging setting is a bad setting, not a broken search
             _finish(trial, reports["tokens"], time.perf_counter() - start, note=str(e))
             raise optuna.TrialPruned(str(e)) from None
@@ -301,7 +360,13 @@ def _run_search(
         finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
         running = [t for t in trials if t.state.name == "RUNNING"]
         spent = _spent(finished, train_tokens)
-        if not _over(limits, spent, len(running)):
+        nxt = next_trial(limits, trial_budget, spent, len(running), train_tokens, takes_budget=takes_budget)
+        if nxt.stop and not stop_said and not running:
+            say(f"{spec.name}: no further trial: {nxt.stop} ({limits.describe()})")
+            stop_said = True
+        trials_left = limits.trials is None or spent["trials"] + len(running) < limits.trials
+        if trials_left and not nxt.stop:
+            current.update(budget=nxt.budget, cut=nxt.cut)
             if distributed.world_size() > 1:  # each rank would train a different trial in one DDP group
                 raise ConfigError(
                     f"{config.source}: model '{spec.name}'.search: trials do not run under torchrun; run the "
@@ -357,6 +422,7 @@ def _run_search(
         study=study_name,
         storage=url if storage is not None else str(Path(url.removeprefix("sqlite:///"))),
         spent=spent,
+        limit={"trials": limits.trials, **(limits.budget.to_dict() if limits.budget else {})},
     )
 
 
@@ -364,7 +430,8 @@ def _finish(trial: Any, tokens: int, seconds: float, note: str | None = None) ->
     trial.set_user_attr("tokens", int(tokens))
     trial.set_user_attr("seconds", float(seconds))
     if note:
-        trial.set_user_attr("note", note)
+        earlier = trial.user_attrs.get("note")
+        trial.set_user_attr("note", f"{earlier}; {note}" if earlier else note)
 
 
 def _sampler_seed(seed: int, finished: int, *, others_running: bool) -> int:
@@ -437,6 +504,8 @@ def _trial_line(model: str, trial: Any) -> str:
     settings = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
     if trial.state.name == "COMPLETE":
         outcome = f"valid perplexity {trial.value:.2f}"
+        if trial.user_attrs.get("note"):
+            outcome += f" ({trial.user_attrs['note']})"
     elif trial.state.name == "PRUNED":
         outcome = "pruned" + (f" ({trial.user_attrs['note']})" if trial.user_attrs.get("note") else "")
     else:

@@ -32,7 +32,7 @@ TASK_MODULES = (
 TASKS = {m.NAME: m for m in (importlib.import_module(f"lmbench.tasks.{name}") for name in TASK_MODULES)}
 
 __all__ = ["TASKS", "TASK_COLUMNS", "ModelEntry", "Sample", "TaskResults", "TaskRow", "file_options", "run_tasks",
-           "tie_warnings", "validate_task_configs", "validate_tasks"]  # fmt: skip
+           "task_warnings", "tie_warnings", "validate_task_configs", "validate_tasks"]  # fmt: skip
 MOSTLY_TIES = 0.5  # a file (or corruption) where more than this share of pairs tie gets a warning
 
 
@@ -81,6 +81,17 @@ def tie_warnings(task_rows: Sequence[TaskRow]) -> list[str]:
                 "probability: an order-blind model, probability 0 for both, or the differing words fall to <unk>); "
                 "its accuracy measures nothing"
             )
+    return out
+
+
+def task_warnings(task_rows: Sequence[TaskRow]) -> list[str]:
+    """Every warning about task figures, one line each: files whose pairs mostly tie, then each figure a task
+    marked suspect (``TaskRow.warning``: many unknown words, one class for every text), once per model and item."""
+    out = tie_warnings(task_rows)
+    for r in task_rows:
+        line = f"warning: {r.model} on {r.task}" + (f" ({r.group()})" if r.group() else "") + f": {r.warning}"
+        if r.warning and line not in out:
+            out.append(line)
     return out
 
 

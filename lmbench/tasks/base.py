@@ -31,6 +31,7 @@ class ModelEntry:
     model: LanguageModel
     factory: Callable[[], LanguageModel]
     budget: Budget | None = None
+    reference_only: bool = False  # given to a task only as another model's reference (e.g. generate's)
 
 
 def metric_row(

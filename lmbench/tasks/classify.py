@@ -23,16 +23,23 @@ from typing import Any
 import numpy as np
 
 from lmbench.data.corpus import TokenizedCorpus, TokenStream
-from lmbench.data.tokenizers import TOKENIZERS
+from lmbench.data.tokenizers import TOKENIZERS, Tokenizer
+from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
 from lmbench.models.base import LanguageModel
 from lmbench.results import TaskResults, TaskRow
 from lmbench.tasks.base import ModelEntry, file_labels, options, sentence_totals, text_tokenizer
 
 NAME = "classify"
+SHARED_ROWS_OPTION = "baselines"  # rows that need no model: computed once per run, apart from the models
 FILE_OPTIONS = ("train", "test")  # options naming files (resolved against the config's folder)
 DEFAULTS = {"train": None, "test": None, "text_column": "sentence", "label_column": "label", "max_train": None,
-            "max_test": None, "features": "auto", "baselines": True, "tokenizer": None}  # fmt: skip
+            "max_test": None, "features": "auto", "baselines": True, "tokenizer": None, "vocabulary": "task"}  # fmt: skip
+VOCABULARIES = (
+    "task",
+    "corpus",
+)  # per-class models' vocabulary: the task's own training texts, or the corpus's
+OOV_WARNING = 0.05  # a test OOV rate above this gets a warning on the console and in the report
 FEATURE_C = (0.01, 0.1, 1.0, 10.0)  # regularisation strengths tried on the held-out slice
 HELD_OUT = 0.1  # share of the training data that chooses C for the feature classifier
 
@@ -111,6 +118,10 @@ def check_labels(train: Labelled, test: Labelled) -> list[str]:
 def _check_options(opts: dict[str, Any]) -> None:
     if not opts["train"] or not opts["test"]:
         raise ConfigError(f"tasks.{NAME}: 'train' and 'test' files are required")
+    if opts["vocabulary"] not in VOCABULARIES:
+        raise ConfigError(
+            f"tasks.{NAME}.vocabulary: expected one of {', '.join(map(repr, VOCABULARIES))}, got {opts['vocabulary']!r}"
+        )
     if opts["features"] not in (True, False, "auto"):
         raise ConfigError(f'tasks.{NAME}.features: expected true, false or "auto", got {opts["features"]!r}')
     for key in ("max_train", "max_test"):
@@ -240,6 +251,38 @@ def feature_classifier(train_x: np.ndarray, train: Labelled, seed: int) -> Featu
     return FeatureClassifier(make(best_c).fit(train_x, y), best_c, float(held_acc), float(baseline_acc))
 
 
+def task_vocabulary(texts: Sequence[str], tokenizer: Tokenizer, corpus: TokenizedCorpus) -> Vocabulary:
+    """The vocabulary of the task's own training texts (all classes together), by the corpus's ``min_count``
+    rule: a corpus whose words do not cover the task's would turn every word into ``<unk>``."""
+    return Vocabulary.build((tokenizer.tokenize(t) for t in texts), min_count=corpus.min_count)
+
+
+def oov_rate(lines: Sequence[np.ndarray], vocab: Vocabulary) -> float:
+    """Share of the words of ``lines`` (ids, ``</s>`` not included) that are ``<unk>``."""
+    words = np.concatenate([np.asarray(line) for line in lines]) if lines else np.empty(0)
+    return float((words == vocab.unk_id).mean()) if len(words) else 0.0
+
+
+def _warnings(rate: float, which: str, pred: np.ndarray) -> str:
+    """What makes a classifier's figures suspect: many unknown test words, or one class for every text."""
+    out = []
+    if rate > OOV_WARNING:
+        out.append(
+            f"{rate:.0%} of the test words are outside the {which} vocabulary (scored as <unk>)"
+            + (
+                '; vocabulary = "task" builds one from the task\'s training texts'
+                if which == "corpus"
+                else ""
+            )
+        )
+    classes = set(pred.tolist())
+    if len(classes) == 1:
+        out.append(
+            f"predicts {next(iter(classes))!r} for every text: the majority-class rate, nothing learned"
+        )
+    return "; ".join(out)
+
+
 def run(
     config: dict[str, Any],
     models: dict[str, ModelEntry],
@@ -260,16 +303,27 @@ def run(
     file = file_labels([opts["test"]])[opts["test"]]
     common = {"file": file, "train_items": len(train), "detail": cut}
     tokenizer = text_tokenizer(corpus, opts["tokenizer"])
-    encode = lambda texts: [corpus.encode_text(t, tokenizer) for t in texts]  # noqa: E731
+    encode = lambda texts: [corpus.encode_text(t, tokenizer) for t in texts]  # noqa: E731 (the corpus's ids)
+    vocab = (
+        corpus.vocab if opts["vocabulary"] == "corpus" else task_vocabulary(train.texts, tokenizer, corpus)
+    )
+    own = lambda texts: [vocab.encode(tokenizer.tokenize(t)) for t in texts]  # noqa: E731 (the per-class models')
+    which = "corpus" if opts["vocabulary"] == "corpus" else "task"
     test_ids = encode(test.texts)
-    test_stream = TokenStream.from_ids(test_ids, corpus.vocab)
+    test_own = own(test.texts)
+    test_stream = TokenStream.from_ids(test_own, vocab)
+    rate = oov_rate(test_own, vocab)
+    vocab_note = (
+        f"vocabulary: the corpus's ({len(vocab):,} entries)" if which == "corpus"
+        else f"vocabulary: the task's training texts ({len(vocab):,} entries, min_count {corpus.min_count})"
+    )  # fmt: skip
     truth = test.labels
     rows: list[TaskRow] = []
     if opts["baselines"]:
         for name, pred in baseline_predictions(train, test, seed).items():
             rows += _scores(name, "baseline", truth, pred, labels, bootstrap, seed, **common)
-    class_streams = [TokenStream.from_ids(encode(np.array(train.texts, dtype=object)[train.labels == c]),
-                                          corpus.vocab) for c in labels]  # fmt: skip
+    class_streams = [TokenStream.from_ids(own(np.array(train.texts, dtype=object)[train.labels == c]), vocab)
+                     for c in labels]  # fmt: skip
     for name, entry in models.items():
         scores = np.empty((len(test), len(labels)))
         tokens, seconds = 0, 0.0
@@ -284,8 +338,11 @@ def run(
             "budget": entry.budget.describe() if entry.budget is not None else "",
             "train_tokens": tokens,
             "train_seconds": seconds,
+            "oov_rate": rate,
+            "warning": _warnings(rate, which, pred),
         }
-        rows += _scores(name, "generative", truth, pred, labels, bootstrap, seed, **common, **cost)
+        generative = {**common, "detail": "; ".join(filter(None, [cut, vocab_note]))}
+        rows += _scores(name, "generative", truth, pred, labels, bootstrap, seed, **generative, **cost)
         if opts["features"]:
             train_x = entry.model.sentence_features(encode(train.texts))
             if train_x is not None:
@@ -299,6 +356,8 @@ def run(
                     continue
                 pred = fc.model.predict(entry.model.sentence_features(test_ids))
                 note = f"mean-pooled states, standardised, C = {fc.c:g} chosen on {HELD_OUT:.0%} of train ({held})"
+                corpus_rate = oov_rate(test_ids, corpus.vocab)  # the fitted model reads the corpus's ids
                 rows += _scores(name, "features", truth, pred, labels, bootstrap, seed,
-                                **{**common, "detail": "; ".join(filter(None, [cut, note]))})  # fmt: skip
+                                **{**common, "detail": "; ".join(filter(None, [cut, note]))}, oov_rate=corpus_rate,
+                                warning=_warnings(corpus_rate, "corpus", pred))  # fmt: skip
     return TaskResults(rows)

@@ -20,6 +20,9 @@ from lmbench.results import Sample, TaskResults, TaskRow
 from lmbench.tasks.base import ModelEntry, options, text_tokenizer
 
 NAME = "generate"
+MODEL_OPTIONS = (
+    "reference",
+)  # options naming another model of the run (task results are cached by its identity too)
 DEFAULTS = {"samples": 10, "prompts": [], "prompt_tokens": 3, "max_tokens": 40, "temperature": 1.0, "top_k": 0,
             "reference": None, "split": "test", "show": 3}  # fmt: skip
 
@@ -90,6 +93,8 @@ def run(
     vocab = corpus.vocab
     out = TaskResults()
     for name, entry in models.items():
+        if entry.reference_only:
+            continue
         samples = []
         for i in range(opts["samples"]):
             prompt = prompts[i % len(prompts)]
