@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import lmbench
-from lmbench.errors import ConfigError, TrainingDiverged
+from lmbench.errors import ConfigError, TrainingDiverged, first_line
 from lmbench.models.base import Budget
 from lmbench.runs import canonical_json, describe_change, fingerprint
+from lmbench.search import study_file
 from lmbench.search.space import Limits
 
 if TYPE_CHECKING:
@@ -213,15 +214,22 @@ def _run_search(
     limits = spec.search.limits(shared)
     identity = search_identity(spec, config, loaded, trial_budget)
     study_name = f"{spec.name}-{fingerprint(identity)}"
+    path = runs_dir / spec.name / "search.db"
     if storage is None:
-        path = runs_dir / spec.name / "search.db"
         path.parent.mkdir(parents=True, exist_ok=True)
+        study_file.check_or_move_aside(path, spec.name, say)  # before any write: damage is named, kept aside
         url = f"sqlite:///{path}"
     else:
         url = storage
     try:
         store = _storage(url)
     except Exception as e:  # a malformed URL, an unreachable server, a missing driver
+        if (
+            storage is None
+        ):  # the study file checked out, yet SQLite cannot open it (a full disk, permissions)
+            raise OSError(
+                f"{path}: cannot open the search study ({type(e).__name__}: {first_line(e)})"
+            ) from None
         raise ConfigError(
             f"--storage: cannot open {url!r} ({type(e).__name__}: {str(e).splitlines()[0]})"
         ) from None
@@ -239,9 +247,11 @@ def _run_search(
     data, context = loaded.data, config.evaluate.contexts[0]
     train_tokens = data.train.num_predicted
     seed = trial_seed(spec, config)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = _worker_id()
 
     def objective(trial: Any) -> float:
+        trial.set_user_attr("worker", worker)  # first: a trial of a process that died is known as such
+        trial.set_user_attr("process_start", _process_start(os.getpid()))  # a reused pid is another process
         if limits.trials is not None:  # another process may have started the last trial at the same moment
             earlier = [
                 t for t in study.get_trials(deepcopy=False)
@@ -255,7 +265,6 @@ def _run_search(
         if probe.stochastic:
             params["seed"] = seed
         model = create_model(spec.family, **params)
-        trial.set_user_attr("worker", worker)
         start = time.perf_counter()
         reports = {"tokens": 0, "step": 0}
 
@@ -296,6 +305,7 @@ def _run_search(
     started = False
     while True:
         optuna.storages.fail_stale_trials(study)
+        _fail_trials_of_dead_processes(store, study.get_trials(deepcopy=False))
         trials = study.get_trials(deepcopy=False)
         _retry_interrupted(study, trials)
         finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
@@ -305,7 +315,8 @@ def _run_search(
             if distributed.world_size() > 1:  # each rank would train a different trial in one DDP group
                 raise ConfigError(
                     f"{config.source}: model '{spec.name}'.search: trials do not run under torchrun; run the "
-                    "search in one process (or several sharing --storage), then torchrun reuses the finished study"
+                    + ("search in one process (or several sharing --storage)" if storage else "search first")
+                    + ", then torchrun reuses the finished study"
                 )
             if not started:
                 say(
@@ -341,7 +352,7 @@ def _run_search(
     if not complete:
         raise RuntimeError(f"no trial of study {study_name} finished (all pruned)")
     best = min(complete, key=lambda t: (t.value, t.number))
-    return SearchResult(
+    result = SearchResult(
         model=spec.name,
         family=spec.family,
         best=dict(best.params),
@@ -358,6 +369,53 @@ def _run_search(
         storage=url if storage is not None else str(Path(url.removeprefix("sqlite:///"))),
         spent=spent,
     )
+    if storage is None and distributed.is_main():
+        study_file.record_finished(path, store)  # verified before the next search opens it
+    return result
+
+
+def _worker_id() -> str:
+    """``host:pid``: which process runs a trial (shown in search.csv)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_start(pid: int) -> str:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), or "" where it cannot be known."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22 of the line: starttime
+
+
+def _process_alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        pass
+    return not start or _process_start(pid) in ("", start)
+
+
+def _fail_trials_of_dead_processes(store: Any, trials: list[Any]) -> None:
+    """Mark FAIL, now, each RUNNING trial whose process on this machine is gone (killed, crashed), so that it
+    is run again with its settings at once, as an uninterrupted search would have run it. Trials of other
+    machines are failed by Optuna's heartbeat once it is stale (:data:`HEARTBEAT_SECONDS`)."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for t in trials:
+        if t.state != TrialState.RUNNING:
+            continue
+        worker_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if not _process_alive(int(pid), str(t.user_attrs.get("process_start", ""))):
+            try:
+                store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except RuntimeError:  # another process failed it first
+                pass
 
 
 def _finish(trial: Any, tokens: int, seconds: float, note: str | None = None) -> None:
