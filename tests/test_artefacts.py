@@ -346,3 +346,80 @@ def test_sha256sum_reads_the_records(tmp_path):
         tmp.write_bytes(b"weights")
     done = subprocess.run(["sha256sum", "-c", "model.bin.sha256"], cwd=tmp_path, capture_output=True)
     assert done.returncode == 0
+
+
+# ------------------------------------------------------------------------------------- fuzz
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+EXAMPLES = int(__import__("os").environ.get("LMBENCH_FUZZ_EXAMPLES", "10"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    target=st.sampled_from(ARTEFACTS),
+    how=st.sampled_from(["xor", "truncate", "append", "nan"]),
+    where=st.floats(0, 1, exclude_max=True),
+    byte=st.integers(1, 255),
+    rerecord=st.booleans(),
+)
+def test_any_damage_to_any_artefact_rebuilds_the_clean_figures(
+    clean, tmp_path_factory, target, how, where, byte, rerecord
+):
+    """Any byte changed, any truncation or extension, a NaN anywhere in any tensor or array: the rerun names
+    the file and ends with the figures of a clean run."""
+    runs, figures = _copy(clean, tmp_path_factory.mktemp("fuzz"))
+    model, name = target
+    path = runs / FOLDERS[model] / name
+    data = bytearray(path.read_bytes())
+    at = int(where * len(data))
+    if how == "xor":
+        data[at] ^= byte
+        path.write_bytes(bytes(data))
+    elif how == "truncate":
+        path.write_bytes(bytes(data[:at]))
+    elif how == "append":
+        path.write_bytes(bytes(data) + bytes([byte]))
+    elif not _nan_somewhere(path, where):
+        return  # a JSON record holds no tensor
+    if rerecord and how == "nan":  # the record rewritten with the NaN: only the content checks can tell
+        checksums.record(path)
+    again, said = _run(runs.parent, runs)
+    assert _same(again, figures)
+    if name not in ("identity.json", "checkpoint.pt"):
+        assert any(str(path) in line for line in said), said
+
+
+def _nan_somewhere(path, where):
+    """Put a NaN into one element of one floating tensor or array of ``path`` (chosen by ``where``)."""
+    if path.suffix == ".json":
+        return False
+    if path.name == "logprobs.npz" or not any(
+        n.endswith("data.pkl") for n in zipfile.ZipFile(path).namelist()
+    ):
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k].copy() for k in data.files}
+        floats = [k for k, v in arrays.items() if v.dtype.kind == "f" and v.size]
+        key = floats[int(where * len(floats))]
+        arrays[key].reshape(-1)[int(where * arrays[key].size)] = np.nan
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+        return True
+    payload = torch.load(path, weights_only=True)
+    tensors = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for sub in value.values():
+                walk(sub)
+        elif isinstance(value, (list, tuple)):
+            for sub in value:
+                walk(sub)
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel():
+            tensors.append(value)
+
+    walk(payload)
+    tensor = tensors[int(where * len(tensors))]
+    tensor.view(-1)[int(where * tensor.numel())] = float("nan")
+    torch.save(payload, path)
+    return True

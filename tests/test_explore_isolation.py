@@ -199,3 +199,38 @@ def test_a_tiny_temperature_samples_the_most_probable_token_in_the_python_api(ru
     best = int(np.argmax(model.next_token_logprobs([context])[0]))
     for temperature in (1e-310, 5e-324, 1e-12):
         assert model.generate(context, 1, temperature=temperature, seed=3) == [best]
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.sampled_from(["", "x", "1e-310", "-0", "0x10", "1_000", " 3", "nan", "-inf"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    route=st.sampled_from(["next", "generate", "backoff", "attention"]),
+    model=st.sampled_from(["kn3", LSTM, TRANSFORMER, "unigram"]),
+    k=numbers,
+    n=numbers,
+    seed=numbers,
+    temperature=numbers,
+)
+def test_any_number_is_answered_200_or_a_one_line_4xx_never_a_500(
+    client, route, model, k, n, seed, temperature
+):
+    params = {"model": model, "prefix": "A1 w01"}
+    params.update(
+        {"next": {"k": k}, "generate": {"n": n, "seed": seed, "temperature": temperature}}.get(route, {})
+    )
+    response = client.get(f"/api/{route}", params=params)
+    assert response.status_code in (200, 400, 422), response.text
+    if response.status_code != 200:
+        body = response.json()
+        assert list(body) == ["error"] and "\n" not in body["error"]
+    if route in ("next", "generate") and response.status_code == 400:
+        raise AssertionError(f"a number answered 400, not 422: {response.text}")
