@@ -127,15 +127,18 @@ class RunFolder:
         return self.path / "checkpoint.pt"
 
     def verify(self, path: Path) -> None:
-        """:class:`CacheMiss` naming the file and the fault when ``path`` does not match its recorded sha256."""
+        """:class:`CacheMiss` naming the file and the fault when ``path`` (or a file of the weights folder a
+        pretrained model keeps beside it, ``model.bin.hf/``) does not match its recorded sha256."""
         try:
-            checksums.verify(path)
+            for file in [path, *companion_files(path)]:
+                checksums.verify(file)
         except Damaged as e:
             raise CacheMiss(str(e)) from None
 
     def record(self, path: Path) -> None:
-        """Record the sha256 of an artefact written by a model's own ``save``."""
-        checksums.record(path)
+        """Record the sha256 of an artefact written by a model's own ``save`` (and of its companion files)."""
+        for file in [path, *companion_files(path)]:
+            checksums.record(file)
 
     def read_json(self, name: str) -> dict[str, Any]:
         path = self.path / name
@@ -194,6 +197,14 @@ class RunFolder:
                 shutil.rmtree(target, ignore_errors=True)
             else:
                 checksums.remove(target)
+
+
+def companion_files(path: Path) -> list[Path]:
+    """The files a model saves beside ``path`` (a pretrained model's ``model.bin.hf/`` weights and tokenizer)."""
+    folder = path.with_name(path.name + ".hf")
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.endswith(checksums.SUFFIX))
 
 
 # the figures of a row that follow from its log-probabilities alone (lmbench.evaluation.Scores)
