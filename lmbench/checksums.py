@@ -2,9 +2,10 @@
 
 Each artefact ``X`` gets a record ``X.sha256`` beside it, in ``sha256sum`` format (``sha256sum -c X.sha256``
 checks it by hand). The record is written *before* the artefact is renamed into place and lists both the new
-digest and the one it replaces, then is rewritten with the new digest alone: whatever instant a process is
-killed at, the file on disk matches its record, so only real damage (a flipped byte, a truncation, an edit)
-is ever reported. An artefact without any record was written by an lmbench from before records existed: it
+digest and the one it replaces (so it does after the rename, the new one first): whatever instant a process is
+killed at, and whichever of two processes writing one artefact at once renames last, the file on disk matches
+its record, so only real damage (a flipped byte, a truncation, an edit) is ever reported. (A file that is an
+earlier version written by lmbench is not damage: its identity, inside it, says whether it is still of use.) An artefact without any record was written by an lmbench from before records existed: it
 is read on the strength of its content checks alone (finite weights and scores).
 """
 
@@ -72,12 +73,18 @@ def recorded_path(path: str | Path) -> Iterator[Path]:
     with atomic_path(path) as tmp:
         yield tmp
         digest = sha256_of(tmp)
-        try:
-            previous = recorded_digests(path) or []
-        except Damaged:
-            previous = []
-        _write_record(path, [digest, *previous[:1]])  # before the rename: old and new bytes both verify
-    _write_record(path, [digest])
+        _write_record(path, _with(digest, path))  # before the rename: old and new bytes both verify
+    # after it: this digest first, and one other that the record holds, so that when two processes write the
+    # same artefact at once (concurrent runs), whichever file ends up in place matches the record
+    _write_record(path, _with(digest, path))
+
+
+def _with(digest: str, path: Path) -> list[str]:
+    try:
+        others = [d for d in recorded_digests(path) or [] if d != digest]
+    except Damaged:
+        others = []
+    return [digest, *others[:1]]
 
 
 def record(path: str | Path) -> None:
