@@ -173,3 +173,23 @@ def test_a_study_file_that_cannot_be_opened_says_so_without_storage(tmp_path):
     assert result.exit_code == 2 and "--storage" not in result.output
     assert "runs/tune/kn/search.db: expected the search study file" in result.output
     assert db.is_dir() and not list(db.parent.glob("search.db.damaged-*"))  # not lmbench's: left as it is
+
+
+def test_damage_sqlite_finds_only_mid_search_is_moved_aside_and_rebuilt_too(tmp_path, monkeypatch):
+    import json
+
+    from lmbench.search import study_file
+
+    project(tmp_path, NGRAM.replace("[model.search]", "[model.search]\ntrials = 3"))
+    assert cli(["run", "exp.toml", "-o", "out"], tmp_path).exit_code == 0
+    clean = json.loads((tmp_path / "out" / "results.json").read_text())["search"]["kn"]
+    db = tmp_path / "runs" / "tune" / "kn" / "search.db"
+    db.write_bytes(b"SQLite format 3\x00" + os.urandom(4000))  # a header, then nothing SQLite can read
+    monkeypatch.setattr(study_file, "damage", lambda path: None)  # as if the check before opening passed
+    again = cli(["run", "exp.toml", "-o", "out"], tmp_path)
+    assert again.exit_code == 0, again.output
+    assert "--storage" not in again.output
+    (line,) = [line for line in again.output.splitlines() if "moved to" in line]
+    assert "runs/tune/kn/search.db: SQLite:" in line
+    rebuilt = json.loads((tmp_path / "out" / "results.json").read_text())["search"]["kn"]
+    assert _trial_set(rebuilt) == _trial_set(clean)

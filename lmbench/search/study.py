@@ -183,7 +183,16 @@ def run_search(
     with warnings.catch_warnings():
         # heartbeats and stale-trial checks are marked experimental in Optuna; they are what makes resuming work
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+        try:
+            return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+        except (
+            Exception
+        ) as e:  # damage SQLite found only mid-search: the file is moved aside, the search rebuilt
+            if storage is not None or not study_file.is_damage(e):
+                raise
+            path = runs_dir / spec.name / "search.db"
+            study_file.move_aside(path, spec.name, f"SQLite: {first_line(e)}", say)
+            return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
 
 
 def _run_search(

@@ -53,6 +53,24 @@ def check_or_move_aside(path: Path, model: str, say: Callable[[str], None]) -> P
     if problem is None:
         checksums.record_path(path).unlink(missing_ok=True)
         return None
+    return move_aside(path, model, problem, say)
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether ``error`` (raised while a search used its study file) is SQLite finding the file damaged, as
+    opposed to a busy or locked database, a full disk or a permission problem."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if type(seen) is sqlite3.DatabaseError:  # not its subclasses (OperationalError: locked, busy, full)
+            return True
+        if "malformed" in str(seen) or "file is not a database" in str(seen):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return False
+
+
+def move_aside(path: Path, model: str, problem: str, say: Callable[[str], None]) -> Path:
+    """Move the study file (with its journal and record) to ``search.db.damaged-<UTC time>``, and say so."""
     aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
     n = 1
     while aside.exists():
