@@ -443,10 +443,8 @@ def explore(run_dir: Path, host: str, port: int, no_browser: bool, tokenizer: st
         click.echo(f"unavailable: {line}", err=True)
     if not is_loopback(host):
         click.echo(f"warning: serving on {host}: anyone who can reach it can query the models", err=True)
-    try:
-        sock = bind(
-            host, port
-        )  # a port in use is exit 2 naming it (and a free one), before anything is served
+    try:  # a port in use is exit 2 naming it (and a free one), before anything is served
+        sock = bind(host, port)
     except LmbenchError as e:
         explorer.close()
         raise _fail(e) from None
