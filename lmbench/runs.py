@@ -225,6 +225,8 @@ def check_scores(
     damaged ``metrics.json``: a NaN perplexity, a changed figure), or its interval is missing."""
     from lmbench.evaluation import score
 
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise CacheMiss(f"{path}: rows are not a list of records")
     for row in rows:
         key = f"{row.get('split')}/{row.get('context')}"
         if key not in logprobs:
