@@ -584,7 +584,7 @@ def explore(run_dir: Path, host: str, port: int, no_browser: bool, tokenizer: st
     Transformer attention maps. Needs the explore extra: pip install -e ".[explore]".
     """
     try:
-        from lmbench.explore.app import is_loopback, serve
+        from lmbench.explore.app import bind, is_loopback, serve
     except ImportError as e:
         raise InputError(
             f'lmbench explore needs the explore extra ({e.name} is missing): pip install -e ".[explore]"'
@@ -603,12 +603,20 @@ def explore(run_dir: Path, host: str, port: int, no_browser: bool, tokenizer: st
         click.echo(
             f"{shown}: no tokenizer recorded; typed text is split on whitespace (see --tokenizer)", err=True
         )
+    unavailable = [f"{run.name}: {run.error}" for run in explorer.runs.values() if run.error]
+    for line in unavailable:
+        click.echo(f"unavailable: {line}", err=True)
     if not is_loopback(host):
         click.echo(f"warning: serving on {host}: anyone who can reach it can query the models", err=True)
+    try:  # a port in use is exit 2 naming it (and a free one), before anything is served
+        sock = bind(host, port)
+    except LmbenchError as e:
+        explorer.close()
+        raise _fail(e) from None
     click.echo(
         f"lmbench explore: {len(explorer.runs)} model(s) from {run_dir} at http://{host}:{port}/ (Ctrl-C stops)"
     )
-    serve(explorer, host, port, open_browser=not no_browser)
+    serve(explorer, host, port, open_browser=not no_browser, sock=sock)
 
 
 @main.group()

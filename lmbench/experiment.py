@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 import lmbench
+from lmbench.checksums import Damaged
 from lmbench.config import (
     ExperimentConfig,
     ModelConfig,
@@ -51,7 +52,7 @@ from lmbench.io import atomic_write_text, check_output_dir
 from lmbench.models.base import Budget, LanguageModel, resolve_budget
 from lmbench.models.registry import create_model, model_class
 from lmbench.results import ResultRow, main_view
-from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, fingerprint
+from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, check_scores, fingerprint
 from lmbench.training import distributed
 from lmbench.training.loop import progress_label
 
@@ -226,8 +227,11 @@ def fit_model(
     identity = training_identity(run, config, loaded)
     try:
         record = folder.check("fit.json", "identity", identity, files)
+        folder.verify(folder.model_file)
         try:
             model = model_class(run.spec.family).load(folder.model_file)
+        except Damaged as e:  # a NaN weight: named as it is, and the model is trained again
+            raise CacheMiss(str(e)) from None
         except Exception as e:  # truncated, empty, random bytes: train again, never crash the run
             raise CacheMiss(f"{folder.model_file} is unreadable ({first_line(e)})") from None
         return model, record["info"], True
@@ -283,6 +287,7 @@ def fit_model(
         model.save(folder.model_file)
         if loaded.data.tokenizer.subword:  # the folder carries the tokenizer its text was cut with
             loaded.data.tokenizer.save(folder.path / "tokenizer.json")
+        folder.record(folder.model_file)  # before fit.json: a model without fit.json is never reused
         folder.write_json("fit.json", {"identity": identity, "info": info})
     return model, info, False
 
@@ -310,6 +315,8 @@ def score_model(
                 raise CacheMiss(f"{folder.path / 'logprobs.npz'} does not hold {key}")
         if len(metrics.get("rows", [])) != len(keys):
             raise CacheMiss(f"{folder.path / 'metrics.json'} does not hold every split and context")
+        check_scores(folder.path / "metrics.json", metrics["rows"], logprobs, data, model.normalized,
+                     bootstrap=bool(config.evaluate.bootstrap))  # fmt: skip
         return metrics["rows"], logprobs, True
     except CacheMiss as miss:
         if explain and not miss.absent:

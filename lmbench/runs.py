@@ -10,12 +10,17 @@ A finished model is reused only when its identity matches the one asked for now,
 
 On a mismatch the experiment retrains or re-scores and says why in one line (``lstm: seed 0 -> 1``,
 ``kn3: test.txt changed``). A missing, partial or corrupt artefact is treated as absent, never as an error.
+
+Every artefact is recorded with its sha256 when written (``model.bin.sha256`` beside ``model.bin``; see
+:mod:`lmbench.checksums`) and verified when read: a mismatch, non-finite weights, log-probabilities or scores
+are named in one line (``kn3: runs/demo/kn3/model.bin: checksum mismatch ...``) and the artefact is rebuilt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from lmbench.io import atomic_path, atomic_write_text
+from lmbench import checksums
+from lmbench.checksums import Damaged, recorded_path
 
 TRAINING_FILES = ("identity.json", "checkpoint.pt", "model.bin", "fit.json", "curve.csv", "tokenizer.json")
 SCORING_FILES = ("metrics.json", "logprobs.npz")
@@ -122,10 +128,25 @@ class RunFolder:
     def checkpoint_file(self) -> Path:
         return self.path / "checkpoint.pt"
 
+    def verify(self, path: Path) -> None:
+        """:class:`CacheMiss` naming the file and the fault when ``path`` (or a file of the weights folder a
+        pretrained model keeps beside it, ``model.bin.hf/``) does not match its recorded sha256."""
+        try:
+            for file in [path, *companion_files(path)]:
+                checksums.verify(file)
+        except Damaged as e:
+            raise CacheMiss(str(e)) from None
+
+    def record(self, path: Path) -> None:
+        """Record the sha256 of an artefact written by a model's own ``save`` (and of its companion files)."""
+        for file in [path, *companion_files(path)]:
+            checksums.record(file)
+
     def read_json(self, name: str) -> dict[str, Any]:
         path = self.path / name
         if not path.is_file():
             raise CacheMiss(f"{path} is missing", absent=True)
+        self.verify(path)
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -135,7 +156,8 @@ class RunFolder:
         return payload
 
     def write_json(self, name: str, payload: Any) -> None:
-        atomic_write_text(self.path / name, json.dumps(payload, indent=2, default=_json_default))
+        with recorded_path(self.path / name) as tmp:
+            tmp.write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
 
     def check(self, name: str, key: str, identity: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
         """The payload of ``name`` if its ``key`` identity equals ``identity``; else :class:`CacheMiss` saying why."""
@@ -151,14 +173,22 @@ class RunFolder:
         path = self.path / "logprobs.npz"
         if not path.is_file():
             raise CacheMiss(f"{path} is missing")
+        self.verify(path)
         try:
             with np.load(path, allow_pickle=False) as data:
-                return {k.replace("__", "/"): np.asarray(data[k], dtype=np.float64) for k in data.files}
+                logprobs = {k.replace("__", "/"): np.asarray(data[k], dtype=np.float64) for k in data.files}
         except Exception as e:  # truncated, empty or foreign bytes
             raise CacheMiss(f"{path} is unreadable ({type(e).__name__})") from None
+        for key, values in logprobs.items():  # -inf is a zero probability; NaN and +inf are never scores
+            bad = int(np.isnan(values).sum() + np.isposinf(values).sum())
+            if bad:
+                raise CacheMiss(
+                    f"{path}: {key} holds {bad} NaN or +inf log-probabilit{'y' if bad == 1 else 'ies'}"
+                )
+        return logprobs
 
     def write_logprobs(self, logprobs: dict[str, np.ndarray]) -> None:
-        with atomic_path(self.path / "logprobs.npz") as tmp, open(tmp, "wb") as f:
+        with recorded_path(self.path / "logprobs.npz") as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, **{k.replace("/", "__"): v for k, v in logprobs.items()})
 
     def clear(self, names: tuple[str, ...] = TRAINING_FILES + SCORING_FILES) -> None:
@@ -168,4 +198,59 @@ class RunFolder:
             if target.is_dir():
                 shutil.rmtree(target, ignore_errors=True)
             else:
-                target.unlink(missing_ok=True)
+                checksums.remove(target)
+
+
+def companion_files(path: Path) -> list[Path]:
+    """The files a model saves beside ``path`` (a pretrained model's ``model.bin.hf/`` weights and tokenizer)."""
+    folder = path.with_name(path.name + ".hf")
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.endswith(checksums.SUFFIX))
+
+
+# the figures of a row that follow from its log-probabilities alone (lmbench.evaluation.Scores)
+SCORE_FIELDS = ("tokens", "oov", "oov_rate", "log_prob", "perplexity", "bits_per_token", "bits_per_char",
+                "perplexity_excl_oov")  # fmt: skip
+PROBABILITY_FIELDS = ("perplexity", "bits_per_token", "bits_per_char", "perplexity_excl_oov")
+
+
+def check_scores(
+    path: Path,
+    rows: list[dict[str, Any]],
+    logprobs: dict[str, np.ndarray],
+    data: Any,
+    normalized: bool,
+    bootstrap: bool = False,
+) -> None:
+    """:class:`CacheMiss` when a cached row's figures are not what its log-probabilities give (an edited or
+    damaged ``metrics.json``: a NaN perplexity, a changed figure), or its interval is missing."""
+    from lmbench.evaluation import score
+
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise CacheMiss(f"{path}: rows are not a list of records")
+    for row in rows:
+        key = f"{row.get('split')}/{row.get('context')}"
+        if key not in logprobs:
+            raise CacheMiss(f"{path}: a row for {key}, which logprobs.npz does not hold")
+        expected = score(logprobs[key], data.split(row["split"])).to_dict()
+        for name in SCORE_FIELDS:
+            if not normalized and name in PROBABILITY_FIELDS:
+                continue  # scores that are not probabilities have no perplexity (stored as NaN)
+            if not _same_number(row.get(name), expected[name]):
+                raise CacheMiss(
+                    f"{path}: {key} {name} is {row.get(name)!r}, its log-probabilities give {expected[name]!r}"
+                )
+        if normalized and bootstrap and math.isfinite(expected["perplexity"]):
+            for name in ("perplexity_low", "perplexity_high"):
+                value = row.get(name)
+                if not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise CacheMiss(f"{path}: {key} {name} is {value!r}, expected a finite number")
+
+
+def _same_number(stored: Any, expected: float | int) -> bool:
+    if isinstance(stored, bool) or not isinstance(stored, (int, float)):
+        return False
+    if isinstance(expected, float) and math.isnan(expected):
+        return isinstance(stored, float) and math.isnan(stored)
+    return stored == expected

@@ -6,6 +6,13 @@ distributions, n-gram back-off paths, Transformer attention, samples), :mod:`app
 """
 
 from lmbench.explore.discovery import FinishedModel, discover_runs
-from lmbench.explore.service import ExploreInputError, Explorer, ModelUnavailable
+from lmbench.explore.service import ExploreInputError, Explorer, ExploreRangeError, ModelUnavailable
 
-__all__ = ["ExploreInputError", "Explorer", "FinishedModel", "ModelUnavailable", "discover_runs"]
+__all__ = [
+    "ExploreInputError",
+    "ExploreRangeError",
+    "Explorer",
+    "FinishedModel",
+    "ModelUnavailable",
+    "discover_runs",
+]

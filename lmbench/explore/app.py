@@ -2,13 +2,16 @@
 
 Routes are plain ``def`` functions, so FastAPI runs each request in its worker thread pool: the page asks
 every model separately and a slow model never blocks the others. Every error is one line of JSON,
-``{"error": "..."}``: 400 for bad input, 503 for a model that failed to load.
+``{"error": "..."}``: 400 for bad input, 422 for a number or length outside its bounds (or not a number at
+all), 503 for a model that failed to load.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 import threading
 import webbrowser
 from pathlib import Path
@@ -19,7 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from lmbench.explore.service import ExploreInputError, Explorer, ModelUnavailable
+from lmbench.errors import ConfigError
+from lmbench.explore.service import ExploreInputError, Explorer, ExploreRangeError, ModelUnavailable
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
@@ -38,13 +42,17 @@ def create_app(explorer: Explorer) -> FastAPI:
     def bad_input(request: Request, exc: ExploreInputError) -> JSONResponse:
         return _error(400, str(exc))
 
+    @app.exception_handler(ExploreRangeError)
+    def out_of_range(request: Request, exc: ExploreRangeError) -> JSONResponse:
+        return _error(422, str(exc))
+
     @app.exception_handler(RequestValidationError)
     def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
         value = first.get("input")
-        shown = f", got {value!r}" if value is not None and not isinstance(value, dict) else ""
-        return _error(400, f"{where}: {first.get('msg', 'invalid value')}{shown}")
+        shown = f", got {str(value)[:40]!r}" if value is not None and not isinstance(value, dict) else ""
+        return _error(422, f"{where}: {first.get('msg', 'invalid value')}{shown}")
 
     @app.exception_handler(ModelUnavailable)
     def unavailable(request: Request, exc: ModelUnavailable) -> JSONResponse:
@@ -98,13 +106,60 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, bound before anything is printed or served. A port in use is a
+    :class:`ConfigError` naming it and the next free port; any other refusal names host, port and cause."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ConfigError(f"--host {host}: not an address this machine can serve on ({e})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart without a wait
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            free = next_free_port(host, port)
+            hint = f"; port {free} is free: --port {free}" if free else "; pick another with --port"
+            raise ConfigError(
+                f"--port {port}: port {port} on {host} is in use by another program{hint}"
+            ) from None
+        raise ConfigError(f"--port {port}: cannot serve on {host}:{port} ({e.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def next_free_port(host: str, port: int, tries: int = 100) -> int | None:
+    """The first port after ``port`` that ``host`` can bind now (``None`` if none of the next ``tries``)."""
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(host, candidate, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+            return candidate
+        except OSError:
+            continue
+    return None
+
+
 def serve(
-    explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = True
+    explorer: Explorer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    open_browser: bool = True,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve the page until interrupted (uvicorn); opens the default browser unless told not to."""
+    """Serve the page until interrupted (uvicorn) on ``sock`` (from :func:`bind`; bound here when absent);
+    opens the default browser unless told not to."""
     import uvicorn
 
+    sock = sock or bind(host, port)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     if open_browser:
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
-    uvicorn.run(create_app(explorer), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning"))
+    server.run(sockets=[sock])

@@ -2,7 +2,9 @@
 
 A finished model is any folder below the run folder that holds both ``metrics.json`` and ``model.bin``
 (``runs/<experiment>/<model>/`` today; ``<model>/seed-<s>/`` or deeper layouts work the same). A model is
-named by its path relative to the run folder, so two seeds of one model stay apart.
+named by its path relative to the run folder, so two seeds of one model stay apart. A folder whose records are
+unreadable or damaged (not what their recorded sha256 says) is still listed, with ``error`` saying why, so
+that one broken model never hides the others.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmbench.errors import DataError
+from lmbench import checksums
+from lmbench.errors import DataError, first_line
 
 DEFAULT_TOKENIZER = "whitespace"
 # where a run folder records what it holds: fit.json (info, and the training identity with the tokenizer),
@@ -38,6 +41,7 @@ class FinishedModel:
     tokenizer: str
     tokenizer_recorded: bool = True
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    error: str | None = None  # why the model cannot be served (a damaged or unreadable record)
 
     @property
     def model_path(self) -> Path:
@@ -47,10 +51,11 @@ class FinishedModel:
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
+    checksums.verify(path)  # Damaged (a DataError) on a mismatch
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: unreadable JSON ({e})") from None
+        raise DataError(f"{path}: unreadable JSON ({first_line(e)})") from None
     return value if isinstance(value, dict) else {}
 
 
@@ -89,14 +94,22 @@ def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[
         folder = metrics_path.parent
         if not (folder / "model.bin").is_file():
             continue  # unfinished, or failed before saving
-        documents = [_read_json(folder / name) for name in RECORDS]
+        relative = folder.relative_to(run_dir).as_posix()
+        try:
+            documents = [_read_json(folder / name) for name in RECORDS]
+        except (DataError, OSError) as e:  # listed as unavailable, with the reason; the others are served
+            name = folder.name if relative == "." else relative
+            found.append(
+                FinishedModel(name, "unknown", folder, tokenizer or DEFAULT_TOKENIZER, error=first_line(e))
+            )
+            continue
         info = next((d["info"] for d in documents if isinstance(d.get("info"), dict)), {})
         family = info.get("family") or _find_key(documents, "family")
         if not family:
-            raise DataError(
-                f"{metrics_path}: no model family recorded (info.family in {' or '.join(RECORDS)})"
-            )
-        relative = folder.relative_to(run_dir).as_posix()
+            error = f"{metrics_path}: no model family recorded (info.family in {' or '.join(RECORDS)})"
+            name = folder.name if relative == "." else relative
+            found.append(FinishedModel(name, "unknown", folder, tokenizer or DEFAULT_TOKENIZER, error=error))
+            continue
         if relative == ".":  # the run folder is itself one model's folder
             name = info.get("name") or _find_key(documents, "name") or folder.name
         else:

@@ -2,11 +2,14 @@
 
 Models load in background threads as soon as the explorer starts; a question about a model waits for that
 model only, so a slow model never holds up the others, and a model that fails to load answers every
-question with its one-line error. Bad input raises :class:`ExploreInputError` (HTTP 400 in the app).
+question with its one-line error; so does a model whose files are unreadable or damaged (named at discovery).
+Bad input raises :class:`ExploreInputError` (HTTP 400 in the app); a number or length outside its bounds,
+:class:`ExploreRangeError` (HTTP 422).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -14,22 +17,30 @@ from typing import Any
 
 import numpy as np
 
+from lmbench import checksums
 from lmbench.data.subword import folder_tokenizer
 from lmbench.data.tokenizers import Tokenizer
-from lmbench.errors import DataError, LmbenchError
+from lmbench.errors import DataError, LmbenchError, first_line
 from lmbench.explore.discovery import FinishedModel, discover_runs
 from lmbench.models.base import LanguageModel
 from lmbench.models.registry import model_class
+from lmbench.runs import companion_files
 
 MAX_CHARS = 1000  # longest prefix accepted, in characters
 MAX_TOKENS = 200  # longest prefix accepted, in tokens
 MAX_K = 100
 MAX_GENERATE = 100
+TEMPERATURE = (1e-3, 10.0)  # the sampling temperatures accepted (closed range)
+MAX_SEED = 2**32 - 1
 DIGITS = 6  # probabilities and attention weights are rounded to this many decimals on the wire
 
 
 class ExploreInputError(ValueError):
     """A request the explorer cannot answer as asked (one line; HTTP 400)."""
+
+
+class ExploreRangeError(ExploreInputError):
+    """A number (k, n, temperature, seed) or a length (the prefix) outside its stated bounds (HTTP 422)."""
 
 
 class ModelUnavailable(RuntimeError):
@@ -43,7 +54,11 @@ def _one_line(error: BaseException) -> str:
 
 def load_model(run: FinishedModel) -> LanguageModel:
     """The fitted model saved in ``run`` (through the registry, as ``lmbench run`` saved it)."""
+    if run.error is not None:
+        raise DataError(run.error)
     try:
+        for file in [run.model_path, *companion_files(run.model_path)]:
+            checksums.verify(file)  # a damaged model.bin (or its weights folder) is named, never served
         return model_class(run.family).load(run.model_path)
     except LmbenchError:
         raise
@@ -69,12 +84,12 @@ class Explorer:
             )
         self.runs: dict[str, FinishedModel] = {run.name: run for run in runs}
         self._tokenizers: dict[str, Tokenizer] = {}
-        for run in runs:
-            if run.tokenizer not in self._tokenizers:
+        for name, run in list(self.runs.items()):
+            if run.error is None and run.tokenizer not in self._tokenizers:
                 try:
                     self._tokenizers[run.tokenizer] = folder_tokenizer(run.folder, run.tokenizer)
-                except LmbenchError as e:
-                    raise DataError(f"{run.folder}: {e}") from None
+                except LmbenchError as e:  # this model is unavailable; the others are served
+                    self.runs[name] = dataclasses.replace(run, error=f"{run.folder}: {first_line(e)}")
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lmbench-explore")
         self._models: dict[str, Future[LanguageModel]] = {
             name: self._pool.submit(load_model, run) for name, run in self.runs.items()
@@ -110,11 +125,11 @@ class Explorer:
     def _encode(self, name: str, text: str) -> tuple[LanguageModel, list[int], list[str]]:
         """Model, context ids (``<s>`` first: a prefix is a sentence start) and the prefix tokens it sees."""
         if len(text) > MAX_CHARS:
-            raise ExploreInputError(f"prefix: {len(text)} characters; at most {MAX_CHARS} are accepted")
+            raise ExploreRangeError(f"prefix: {len(text)} characters; at most {MAX_CHARS} are accepted")
         model = self.model(name)
         words = self._tokenizers[self.runs[name].tokenizer].tokenize(text)
         if len(words) > MAX_TOKENS:
-            raise ExploreInputError(f"prefix: {len(words)} tokens; at most {MAX_TOKENS} are accepted")
+            raise ExploreRangeError(f"prefix: {len(words)} tokens; at most {MAX_TOKENS} are accepted")
         ids = model.vocab.encode(words).tolist()
         return model, [model.vocab.bos_id, *ids], model.vocab.decode(ids)
 
@@ -127,7 +142,7 @@ class Explorer:
     def next_tokens(self, name: str, prefix: str, k: int = 10, token: str | None = None) -> dict[str, Any]:
         """The ``k`` most probable next tokens after ``prefix`` (exp of ``next_token_logprobs``), sorted."""
         if not 1 <= k <= MAX_K:
-            raise ExploreInputError(f"k: expected an integer from 1 to {MAX_K}, got {k}")
+            raise ExploreRangeError(f"k: expected an integer from 1 to {MAX_K}, got {k}")
         model, context, tokens = self._encode(name, prefix)
         logp = model.next_token_logprobs([context])[0]
         top = np.argsort(-logp, kind="stable")[:k]
@@ -156,7 +171,8 @@ class Explorer:
             if token:
                 out["picked"][name] = answer["picked"]["prob"]
         if out["prefix_tokens"] is None:  # no model loaded: tokenize without a vocabulary
-            out["prefix_tokens"] = self._tokenizers[next(iter(self.runs.values())).tokenizer].tokenize(prefix)
+            tokenizer = next(iter(self._tokenizers.values()), None)
+            out["prefix_tokens"] = tokenizer.tokenize(prefix) if tokenizer else prefix.split()
         return out
 
     def attention(self, name: str, text: str) -> dict[str, Any]:
@@ -225,11 +241,14 @@ class Explorer:
     ) -> dict[str, Any]:
         """A sampled continuation of ``prefix`` (``model.generate``; stops after ``</s>``)."""
         if not 1 <= n <= MAX_GENERATE:
-            raise ExploreInputError(f"n: expected an integer from 1 to {MAX_GENERATE}, got {n}")
-        if not (math.isfinite(temperature) and 0 < temperature <= 10):
-            raise ExploreInputError(f"temperature: expected a number in (0, 10], got {temperature}")
-        if seed < 0:
-            raise ExploreInputError(f"seed: expected an integer >= 0, got {seed}")
+            raise ExploreRangeError(f"n: expected an integer from 1 to {MAX_GENERATE}, got {n}")
+        low, high = TEMPERATURE
+        if not (math.isfinite(temperature) and low <= temperature <= high):
+            raise ExploreRangeError(
+                f"temperature: expected a number from {low:g} to {high:g}, got {temperature}"
+            )
+        if not 0 <= seed <= MAX_SEED:
+            raise ExploreRangeError(f"seed: expected an integer from 0 to {MAX_SEED}, got {seed}")
         model, context, tokens = self._encode(name, prefix)
         ids = model.generate(context, n, temperature=temperature, seed=seed)
         generated = model.vocab.decode(ids)

@@ -177,7 +177,12 @@ def sample_token(
     logprobs: np.ndarray, rng: np.random.Generator, *, temperature: float = 1.0, top_k: int | None = None
 ) -> int:
     """Draw one id from a log-distribution, with temperature and optional top-k truncation."""
-    logits = np.asarray(logprobs, dtype=np.float64) / temperature
+    logits = np.asarray(logprobs, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        scaled = logits / temperature
+        if not np.isfinite(scaled.max()):  # a temperature so small (1e-310) that dividing overflows: greedy
+            scaled = (logits - logits.max()) / temperature
+    logits = scaled
     if top_k is not None and 0 < top_k < len(logits):
         kth = np.partition(logits, -top_k)[-top_k]
         logits = np.where(logits >= kth, logits, -np.inf)

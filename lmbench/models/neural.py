@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmbench.checksums import check_finite_tensors
 from lmbench.data.corpus import TokenStream
 from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
@@ -414,6 +415,7 @@ class NeuralLM(LanguageModel):
             payload
         ):
             raise DataError(f"{path}: not an lmbench neural model (fields missing)")
+        check_finite_tensors(payload["state_dict"], path, "state_dict")  # one NaN weight: a damaged file
         model = cls(**payload["net_params"], **payload["train_params"])
         model._init_net(Vocabulary(payload["vocab"]))
         try:

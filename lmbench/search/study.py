@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import lmbench
-from lmbench.errors import ConfigError, TrainingDiverged
+from lmbench.errors import ConfigError, TrainingDiverged, first_line
 from lmbench.models.base import Budget
 from lmbench.runs import canonical_json, describe_change, fingerprint
+from lmbench.search import study_file
 from lmbench.search.space import Limits
 
 if TYPE_CHECKING:
@@ -236,7 +237,16 @@ def run_search(
     with warnings.catch_warnings():
         # heartbeats and stale-trial checks are marked experimental in Optuna; they are what makes resuming work
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+        try:
+            return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+        except (
+            Exception
+        ) as e:  # damage SQLite found only mid-search: the file is moved aside, the search rebuilt
+            if storage is not None or not study_file.is_damage(e):
+                raise
+            path = runs_dir / spec.name / "search.db"
+            study_file.move_aside(path, spec.name, f"SQLite: {first_line(e)}", say)
+            return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
 
 
 def _run_search(
@@ -267,15 +277,22 @@ def _run_search(
     limits = spec.search.limits(shared)
     identity = search_identity(spec, config, loaded, trial_budget)
     study_name = f"{spec.name}-{fingerprint(identity)}"
+    path = runs_dir / spec.name / "search.db"
     if storage is None:
-        path = runs_dir / spec.name / "search.db"
         path.parent.mkdir(parents=True, exist_ok=True)
+        study_file.check_or_move_aside(path, spec.name, say)  # before any write: damage is named, kept aside
         url = f"sqlite:///{path}"
     else:
         url = storage
     try:
         store = _storage(url)
     except Exception as e:  # a malformed URL, an unreachable server, a missing driver
+        if (
+            storage is None
+        ):  # the study file checked out, yet SQLite cannot open it (a full disk, permissions)
+            raise OSError(
+                f"{path}: cannot open the search study ({type(e).__name__}: {first_line(e)})"
+            ) from None
         raise ConfigError(
             f"--storage: cannot open {url!r} ({type(e).__name__}: {str(e).splitlines()[0]})"
         ) from None
@@ -296,9 +313,11 @@ def _run_search(
     takes_budget = trial_budget is not None
     current: dict[str, Any] = {"budget": trial_budget, "cut": ""}  # the next trial's budget (see next_trial)
     stop_said = False
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = _worker_id()
 
     def objective(trial: Any) -> float:
+        trial.set_user_attr("worker", worker)  # first: a trial of a process that died is known as such
+        trial.set_user_attr("process_start", _process_start(os.getpid()))  # a reused pid is another process
         if limits.trials is not None:  # another process may have started the last trial at the same moment
             earlier = [
                 t for t in study.get_trials(deepcopy=False)
@@ -355,6 +374,7 @@ def _run_search(
     started = False
     while True:
         optuna.storages.fail_stale_trials(study)
+        _fail_trials_of_dead_processes(store, study.get_trials(deepcopy=False))
         trials = study.get_trials(deepcopy=False)
         _retry_interrupted(study, trials)
         finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
@@ -370,7 +390,8 @@ def _run_search(
             if distributed.world_size() > 1:  # each rank would train a different trial in one DDP group
                 raise ConfigError(
                     f"{config.source}: model '{spec.name}'.search: trials do not run under torchrun; run the "
-                    "search in one process (or several sharing --storage), then torchrun reuses the finished study"
+                    + ("search in one process (or several sharing --storage)" if storage else "search first")
+                    + ", then torchrun reuses the finished study"
                 )
             if not started:
                 say(
@@ -406,7 +427,7 @@ def _run_search(
     if not complete:
         raise RuntimeError(f"no trial of study {study_name} finished (all pruned)")
     best = min(complete, key=lambda t: (t.value, t.number))
-    return SearchResult(
+    result = SearchResult(
         model=spec.name,
         family=spec.family,
         best=dict(best.params),
@@ -424,6 +445,53 @@ def _run_search(
         spent=spent,
         limit={"trials": limits.trials, **(limits.budget.to_dict() if limits.budget else {})},
     )
+    if storage is None and distributed.is_main():
+        study_file.record_finished(path, store)  # verified before the next search opens it
+    return result
+
+
+def _worker_id() -> str:
+    """``host:pid``: which process runs a trial (shown in search.csv)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_start(pid: int) -> str:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), or "" where it cannot be known."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22 of the line: starttime
+
+
+def _process_alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        pass
+    return not start or _process_start(pid) in ("", start)
+
+
+def _fail_trials_of_dead_processes(store: Any, trials: list[Any]) -> None:
+    """Mark FAIL, now, each RUNNING trial whose process on this machine is gone (killed, crashed), so that it
+    is run again with its settings at once, as an uninterrupted search would have run it. Trials of other
+    machines are failed by Optuna's heartbeat once it is stale (:data:`HEARTBEAT_SECONDS`)."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for t in trials:
+        if t.state != TrialState.RUNNING:
+            continue
+        worker_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if not _process_alive(int(pid), str(t.user_attrs.get("process_start", ""))):
+            try:
+                store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except RuntimeError:  # another process failed it first
+                pass
 
 
 def _finish(trial: Any, tokens: int, seconds: float, note: str | None = None) -> None:

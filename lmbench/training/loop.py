@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmbench import checksums
+from lmbench.checksums import recorded_path
 from lmbench.errors import ConfigError, DataError, TrainingDiverged, first_line
-from lmbench.io import atomic_path, load_tensors
+from lmbench.io import load_tensors
 from lmbench.training import distributed
 from lmbench.training.budget import Budget
 from lmbench.training.precision import Precision, resolve_precision
@@ -406,7 +408,7 @@ class Trainer:
             "train_config": asdict(self.config),
             "identity": _canonical(self.identity),
         }
-        with atomic_path(path) as tmp:
+        with recorded_path(path) as tmp:  # its sha256 recorded beside it, verified before a resume
             torch.save(payload, tmp)
 
     def _load(self) -> dict | None:
@@ -416,10 +418,14 @@ class Trainer:
         if path is None or not path.exists():
             return None
         try:
+            checksums.verify(path)
             payload = load_tensors(path, "lmbench training checkpoint")
             if not isinstance(payload, dict) or not {"model", "optimizer", "state"} <= set(payload):
                 raise DataError(f"{path}: not an lmbench training checkpoint")
-        except DataError as e:  # truncated, empty, random or foreign bytes: start fresh, never unpickle
+            checksums.check_finite_tensors(  # a NaN weight would only ever resume into "diverged"
+                {k: payload.get(k) for k in ("model", "optimizer", "best", "carry")}, path
+            )
+        except DataError as e:  # damaged, truncated, empty or foreign bytes: start fresh, never unpickle
             self.notes.append(f"unreadable checkpoint: {e}; training from the start")
             return None
         saved = payload.get("identity")

@@ -527,6 +527,7 @@ class NgramLM(LanguageModel):
                 log10bow = [to_log10(np.exp(data[f"logbow{m}"])) for m in range(1, n)]
                 log10bow.append(np.zeros(0, dtype=np.float32))
             vocab = Vocabulary(meta["vocab"])
+            _check_values(path, log10prob, log10bow)
             return cls.from_tables(
                 vocab, keys, log10prob, log10bow, discounts=meta.get("discounts"), source=source, **config
             )
@@ -546,6 +547,17 @@ class NgramLM(LanguageModel):
         return cls.from_tables(
             tables.vocab, tables.keys, tables.log10prob, tables.log10bow, smoothing=None, source=str(path)
         )
+
+
+def _check_values(path: Path, log10prob: list[np.ndarray], log10bow: list[np.ndarray]) -> None:
+    """A damaged file names its first NaN or +inf (-inf is a zero probability or back-off weight)."""
+    from lmbench.checksums import Damaged
+
+    for kind, tables in (("log10prob", log10prob), ("log10bow", log10bow)):
+        for m, values in enumerate(tables, start=1):
+            bad = int(np.isnan(values).sum() + np.isposinf(values).sum())
+            if bad:
+                raise Damaged(f"{path}: {kind}{m} holds {bad} NaN or +inf value(s)")
 
 
 def to_log10(linear: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
