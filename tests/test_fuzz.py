@@ -1,7 +1,10 @@
 """Property-based fuzzing of everything a user hands lmbench: configs, corpus files, pair and TSV task files, ARPA.
 
-Whatever the input, the outcome is exit 0, 1 or 2 with no traceback, and exit 2 writes nothing. Example counts
-are bounded and the corpora tiny, so the whole module runs in well under a minute.
+Whatever the input, the outcome is exit 0, 1 or 2 with no traceback, and exit 2 writes nothing. A crash (an
+exception lmbench did not expect) is exit 70 and fails the fuzz, and so does a model or task failure (exit 1) whose
+cause is a bug-class exception (KeyError, TypeError, ...). Each fuzzer counts the outcomes it reached and asserts it
+reached more than one, so a fuzz that only ever exercises one path fails too. Example counts are bounded and the
+corpora tiny, so the whole module runs in well under a minute.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import sys
 import tempfile
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,11 @@ from hypothesis import strategies as st
 
 from lmbench.cli import main
 from lmbench.errors import DataError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (pyproject declares >= 3.10)
+    import tomli as tomllib
 
 # CI runs 40 examples per property; LMBENCH_FUZZ_EXAMPLES=1000 searches deeper on a quiet machine
 EXAMPLES = int(os.environ.get("LMBENCH_FUZZ_EXAMPLES", "40"))
@@ -238,13 +249,23 @@ def snapshot(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*")}
 
 
+# exceptions that are bugs wherever they come from: a handled input problem is a DataError/ConfigError instead
+BUG_TYPES = ("KeyError", "IndexError", "AttributeError", "TypeError", "NameError", "UnboundLocalError",
+             "AssertionError", "ZeroDivisionError", "RecursionError", "ValueError", "OverflowError")  # fmt: skip
+BUG_IN_FAILURE = re.compile(rf"(?:failed|search failed|task [\w-]+): (?:{'|'.join(BUG_TYPES)})\b")
+
+
 def check_run(root: Path, args: list[str] | None = None) -> int:
-    """Run ``lmbench run exp.toml``: exit 0/1/2, never a traceback, and exit 2 leaves the folder as it was."""
+    """Run ``lmbench run exp.toml``: exit 0/1/2, never a traceback or an internal error (exit 70), no model or
+    task failed by a bug-class exception, and exit 2 leaves the folder as it was."""
     before = snapshot(root)
     result = CliRunner().invoke(main, args or ["run", "exp.toml", "-o", "out", "--runs-dir", "runs"])
+    assert result.exit_code != 70 and "internal error" not in result.output, result.output
     assert result.exit_code in (0, 1, 2), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output, result.output
+    if result.exit_code == 1:
+        assert not BUG_IN_FAILURE.search(result.output), result.output
     if result.exit_code == 2:
         assert snapshot(root) == before, result.output
         assert len([line for line in result.output.splitlines() if line.strip()]) <= 3, result.output
@@ -254,11 +275,17 @@ def check_run(root: Path, args: list[str] | None = None) -> int:
 CORPUS = {"train.txt": TRAIN, "valid.txt": "the cat sat\n", "test.txt": "a dog sat\n"}
 
 
-@FUZZ
-@given(config=configs())
-def test_random_configs_end_cleanly(config):
-    with project({**CORPUS, "exp.toml": to_toml(config)}) as root:
-        check_run(root)
+def test_random_configs_end_cleanly():
+    outcomes: Counter[int] = Counter()
+
+    @FUZZ
+    @given(config=configs())
+    def fuzz(config):
+        with project({**CORPUS, "exp.toml": to_toml(config)}) as root:
+            outcomes[check_run(root)] += 1
+
+    fuzz()
+    assert outcomes[0] and outcomes[2], outcomes  # configs that run, and configs refused before any work
 
 
 @FUZZ
@@ -274,23 +301,32 @@ corpus_bytes = st.one_of(
 )
 
 
-@FUZZ
-@given(train=corpus_bytes, valid=corpus_bytes, test=corpus_bytes, tokenizer=st.sampled_from(["whitespace", "char", "regexp"]),
-       single=st.booleans())  # fmt: skip
-def test_random_corpus_bytes_end_cleanly(train, valid, test, tokenizer, single):
-    corpus = (
-        {"file": "train.txt"} if single else {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}
-    )
-    config = {**BASE, "corpus": {**corpus, "tokenizer": tokenizer}}
-    with project(
-        {"train.txt": train, "valid.txt": valid, "test.txt": test, "exp.toml": to_toml(config)}
-    ) as root:
-        code = check_run(root)
-        if code == 0:
-            import pandas as pd
+def test_random_corpus_bytes_end_cleanly():
+    outcomes: Counter[int] = Counter()
 
-            rows = pd.read_csv(root / "out" / "results.csv")
-            assert (rows.tokens > 0).all()  # a report never scores an empty split
+    @FUZZ
+    @given(train=corpus_bytes, valid=corpus_bytes, test=corpus_bytes,
+           tokenizer=st.sampled_from(["whitespace", "char", "regexp"]), single=st.booleans())  # fmt: skip
+    def fuzz(train, valid, test, tokenizer, single):
+        corpus = (
+            {"file": "train.txt"}
+            if single
+            else {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}
+        )
+        config = {**BASE, "corpus": {**corpus, "tokenizer": tokenizer}}
+        with project(
+            {"train.txt": train, "valid.txt": valid, "test.txt": test, "exp.toml": to_toml(config)}
+        ) as root:
+            code = check_run(root)
+            outcomes[code] += 1
+            if code == 0:
+                import pandas as pd
+
+                rows = pd.read_csv(root / "out" / "results.csv")
+                assert (rows.tokens > 0).all()  # a report never scores an empty split
+
+    fuzz()
+    assert outcomes[0] and outcomes[2], outcomes  # corpora that train, and corpora refused as bad data
 
 
 task_bytes = st.one_of(
@@ -305,20 +341,27 @@ task_bytes = st.one_of(
 )  # fmt: skip
 
 
-@FUZZ
-@given(pairs=task_bytes, train=task_bytes, test=task_bytes)
-def test_random_pair_and_tsv_task_files_end_cleanly(pairs, train, test):
+def test_random_pair_and_tsv_task_files_end_cleanly():
+    outcomes: Counter[int] = Counter()
     config = {**BASE, "tasks": {"minimal-pairs": {"files": ["pairs.jsonl"]},
                                 "classify": {"train": "train.tsv", "test": "test.tsv"}}}  # fmt: skip
-    files = {
-        **CORPUS,
-        "pairs.jsonl": pairs,
-        "train.tsv": train,
-        "test.tsv": test,
-        "exp.toml": to_toml(config),
-    }
-    with project(files) as root:
-        check_run(root)
+
+    @FUZZ
+    @given(pairs=task_bytes, train=task_bytes, test=task_bytes)
+    def fuzz(pairs, train, test):
+        files = {
+            **CORPUS,
+            "pairs.jsonl": pairs,
+            "train.tsv": train,
+            "test.tsv": test,
+            "exp.toml": to_toml(config),
+        }
+        with project(files) as root:
+            outcomes[check_run(root)] += 1
+
+    fuzz()
+    assert outcomes[2], outcomes  # task files refused before any work
+    assert outcomes[0] + outcomes[1], outcomes  # and task files that were run
 
 
 @settings(max_examples=60, deadline=None)
@@ -349,6 +392,4 @@ def test_the_fuzzers_hit_every_outcome():
 
 @pytest.mark.parametrize("value", [True, -1, 2.5, "x", [], {}])
 def test_toml_writer_round_trips(value):
-    import tomllib
-
     assert tomllib.loads(to_toml({"k": value}))["k"] == value
