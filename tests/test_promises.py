@@ -1,0 +1,289 @@
+"""README's promises pinned by value, not by shape: each test here fails when the behaviour is wrong.
+
+Metrics against hand-computed figures (bits, not nats), the paired bootstrap on hand-built log-probabilities with
+a known sign and two-sided p, intervals at known values, divergence from an infinite gradient with clipping on and
+from a non-finite validation loss, resumption with dropout on equal to the uninterrupted run weight for weight, and
+the run identity: the training and validation text's checksums and the fingerprint written into results.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lmbench.data import TokenStream, Vocabulary
+from lmbench.errors import TrainingDiverged
+from lmbench.evaluation import bits_per_char, bits_per_token, perplexity, score
+from lmbench.evaluation.bootstrap import (
+    mean_interval,
+    paired_difference,
+    perplexity_interval,
+    seeded_paired_difference,
+    seeded_perplexity_interval,
+)
+from lmbench.models.base import Budget
+from lmbench.models.registry import create_model
+from lmbench.training.loop import Batch, TrainConfig, Trainer
+from tests.test_trust import LSTM, cli, figures, write_project
+
+LN2 = math.log(2.0)
+
+
+def stream(lines: list[str]) -> TokenStream:
+    tokens = [line.split() for line in lines]
+    return TokenStream.from_lines(tokens, Vocabulary.build(tokens))
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+def test_bits_are_log2_of_the_probabilities_by_hand():
+    # p = 1/2, 1/4, 1/8: 1 + 2 + 3 = 6 bits over 3 tokens and 4 characters
+    lp = np.log([0.5, 0.25, 0.125])
+    assert bits_per_token(lp) == pytest.approx(2.0, abs=1e-12)
+    assert bits_per_char(lp, 4) == pytest.approx(1.5, abs=1e-12)
+    assert bits_per_char(lp, 0) != bits_per_char(lp, 0)  # nan: no text, no rate
+    assert perplexity(np.log([0.5, 0.125])) == pytest.approx(4.0, abs=1e-12)  # geometric mean of 2 and 8
+    assert perplexity(np.log([1 / 7] * 5)) == pytest.approx(7.0, abs=1e-12)
+    assert perplexity(np.array([0.0, -np.inf])) == math.inf
+    assert math.isnan(perplexity(np.array([])))
+
+
+def test_score_counts_characters_with_newlines_and_leaves_oov_out_of_the_second_perplexity():
+    train = stream(["a b", "b c"])
+    test = TokenStream.from_lines([["a", "zz"], ["c"]], train.vocab)  # zz is <unk>
+    # predicted: a zz </s> c </s>; characters: "a zz\n" + "c\n" = 7
+    assert (test.num_predicted, test.num_chars, test.oov, test.num_words) == (5, 7, 1, 3)
+    lp = np.log([0.5, 0.25, 0.5, 0.125, 0.5])  # bits 1 2 1 3 1 = 8
+    s = score(lp, test)
+    assert s.bits_per_char == pytest.approx(8 / 7, abs=1e-12)
+    assert s.bits_per_token == pytest.approx(8 / 5, abs=1e-12)
+    assert s.log_prob == pytest.approx(-8 * LN2, abs=1e-12)
+    assert s.perplexity == pytest.approx(2 ** (8 / 5), abs=1e-12)
+    assert s.perplexity_excl_oov == pytest.approx(
+        2 ** (6 / 4), abs=1e-12
+    )  # the <unk> prediction (2 bits) out
+    assert (s.tokens, s.oov, s.oov_rate) == (5, 1, pytest.approx(1 / 3))
+    with pytest.raises(ValueError, match="expected 5"):
+        score(lp[:4], test)
+
+
+# --------------------------------------------------------------------------------- intervals, paired tests
+def two_lines(a: list[float], b: list[float]) -> tuple[TokenStream, np.ndarray]:
+    """A stream of two lines of len(a) and len(b) predictions (words + </s>) and its log-probabilities a + b."""
+    data = stream([" ".join(["w"] * (len(a) - 1)), " ".join(["w"] * (len(b) - 1))])
+    return data, np.log(np.array(a + b))
+
+
+def test_perplexity_interval_of_two_lines_is_their_own_perplexities():
+    # resampling 2 lines: (1,1) and (2,2) each have probability 1/4 > 2.5%, so the 95% interval's ends are the
+    # perplexity of line 1 alone and of line 2 alone
+    data, lp = two_lines([0.5, 0.5], [0.1, 0.1])
+    low, high = perplexity_interval(lp, data, n_resamples=4000, seed=3)
+    assert low == pytest.approx(2.0, abs=1e-9) and high == pytest.approx(10.0, abs=1e-9)
+    # a 10% interval is the middle: (1,2) has probability 1/2, its perplexity is sqrt(2 * 10)
+    low, high = perplexity_interval(lp, data, n_resamples=4000, seed=3, level=0.1)
+    assert low == pytest.approx(math.sqrt(20), abs=1e-9) == high
+    # identical lines: nothing varies, the interval is the point
+    same, lp_same = two_lines([0.25, 0.5], [0.25, 0.5])
+    assert perplexity_interval(lp_same, same, n_resamples=200) == pytest.approx((perplexity(lp_same),) * 2)
+    # one seed: the seeded interval is exactly the plain one
+    assert seeded_perplexity_interval([lp], data, n_resamples=500, seed=1) == perplexity_interval(
+        lp, data, n_resamples=500, seed=1
+    )
+
+
+def test_mean_interval_of_two_values_reaches_both():
+    assert mean_interval(np.array([0.0, 1.0]), n_resamples=4000) == (0.0, 1.0)
+    assert mean_interval(np.array([0.0, 1.0]), n_resamples=4000, level=0.1) == (0.5, 0.5)
+    assert mean_interval(np.array([0.3])) == (0.3, 0.3)
+
+
+def test_paired_difference_has_the_sign_of_a_minus_b_and_a_two_sided_p():
+    # A gives every token p = 1/2, B p = 1/4: A is better on every line, by perplexity 2 - 4 = -2
+    data = stream(["w w w", "w", "w w"])
+    n = data.num_predicted
+    a, b = np.full(n, math.log(0.5)), np.full(n, math.log(0.25))
+    d = paired_difference(a, b, data, n_resamples=500, seed=0)
+    assert d.difference == pytest.approx(-2.0, abs=1e-12)
+    assert d.low == pytest.approx(-2.0) and d.high == pytest.approx(-2.0)  # no resample can disagree
+    assert d.p_value == pytest.approx(1 / 500)  # floored at the bootstrap's resolution, never 0
+    flipped = paired_difference(b, a, data, n_resamples=500, seed=0)
+    assert flipped.difference == pytest.approx(2.0) and flipped.p_value == pytest.approx(1 / 500)
+
+
+def test_paired_p_value_is_two_sided_on_a_known_split():
+    # two lines of two predictions. Line 1: A 1/2 vs B 1/4 (A better); line 2: A 1/8 vs B 1/6 (A worse, less).
+    # Resamples (1,1) p=1/4 and (1,2) p=1/2 favour A, (2,2) p=1/4 favours B: P(diff<=0) = 3/4, P(diff>=0) = 1/4,
+    # so the two-sided p is 2 * 1/4 = 1/2 (one-sided would be 1/4 or 3/4)
+    data, a = two_lines([0.5, 0.5], [0.125, 0.125])
+    _, b = two_lines([0.25, 0.25], [1 / 6, 1 / 6])
+    mixed = math.sqrt(2 * 8) - math.sqrt(4 * 6)  # each model's perplexity over both lines
+    assert mixed < 0  # the (1,2) resample favours A
+    d = paired_difference(a, b, data, n_resamples=20000, seed=5)
+    assert d.difference == pytest.approx(mixed, abs=1e-12)
+    assert d.p_value == pytest.approx(0.5, abs=0.03)
+    assert d.low == pytest.approx(2.0 - 4.0) and d.high == pytest.approx(8.0 - 6.0)  # (1,1) and (2,2)
+    # seeded with one seed each is exactly the plain paired bootstrap
+    assert seeded_paired_difference([a], [b], data, n_resamples=20000, seed=5) == d
+    # several seeds of identical models: the same difference, and the same two-sided p
+    s = seeded_paired_difference([a, a], [b, b], data, n_resamples=20000, seed=5)
+    assert s.difference == pytest.approx(mixed, abs=1e-12) and s.p_value == pytest.approx(0.5, abs=0.03)
+    assert s.low == pytest.approx(-2.0) and s.high == pytest.approx(2.0)
+
+
+def test_stream_mode_resamples_blocks_of_the_given_size():
+    # blocks of 2 tokens: block 1 at p 1/2, block 2 at p 1/10 -> the interval ends are 2 and 10
+    data, lp = two_lines([0.5, 0.5], [0.1, 0.1])
+    low, high = perplexity_interval(lp, data, context="stream", block_size=2, n_resamples=4000)
+    assert (low, high) == (pytest.approx(2.0), pytest.approx(10.0))
+    # one block holding everything: nothing to resample, the point
+    assert (
+        perplexity_interval(lp, data, context="stream", block_size=4) == (pytest.approx(math.sqrt(20)),) * 2
+    )
+
+
+# ------------------------------------------------------------------------------------------- divergence
+def one_weight_batches(epoch):  # noqa: ARG001
+    for i in range(20):
+        yield Batch(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long),
+                    torch.ones(1, 1, dtype=torch.bool), i)  # fmt: skip
+
+
+def test_an_infinite_gradient_with_clipping_on_diverges_at_that_step():
+    """A finite loss whose gradient is infinite (d sqrt(x)/dx at 0): clipping would scale it to NaN weights;
+    the loop must stop at once, naming the gradient norm."""
+    net = torch.nn.Linear(1, 1)
+
+    def loss(module, batch, carry):  # noqa: ARG001
+        x = module.weight.sum() - module.weight.sum().detach()  # value 0, gradient 1
+        return x.clamp(min=0).sqrt() + 1.0, 1, None
+
+    trainer = Trainer(TrainConfig(warmup_steps=0, clip=1.0), Budget(tokens=10))
+    with pytest.raises(TrainingDiverged, match="gradient norm is inf") as e:
+        trainer.fit(net, one_weight_batches, loss, None, epoch_tokens=20, device=torch.device("cpu"))
+    assert e.value.step == 1
+    assert torch.isfinite(net.weight).all()  # stopped before the optimiser step
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_validation_loss_diverges(bad):
+    net = torch.nn.Linear(1, 1)
+    passes = []
+
+    def loss(module, batch, carry):  # noqa: ARG001
+        return (module.weight**2).sum(), 1, None
+
+    def valid(module):  # noqa: ARG001
+        passes.append(1)
+        return 1.0 if len(passes) == 1 else bad
+
+    trainer = Trainer(TrainConfig(warmup_steps=0, eval_every=2, patience=0), Budget(tokens=20))
+    with pytest.raises(TrainingDiverged, match=f"validation loss is {bad:g}") as e:
+        trainer.fit(net, one_weight_batches, loss, valid, epoch_tokens=20, device=torch.device("cpu"))
+    assert e.value.step == 4 and len(passes) == 2
+
+
+# ----------------------------------------------------------------------------------------------- resume
+SYNTH = [" ".join(f"w{(i * 7 + j * 3) % 23}" for j in range(5 + i % 4)) for i in range(160)]
+
+
+@pytest.mark.parametrize(
+    "family, params",
+    [
+        ("lstm", {"emb_size": 16, "hidden_size": 16, "layers": 2, "dropout": 0.5}),
+        ("transformer", {"d_model": 16, "n_heads": 2, "layers": 1, "window": 12, "dropout": 0.3}),
+    ],
+)
+def test_resume_with_dropout_on_equals_the_uninterrupted_run_exactly(family, params, tmp_path, monkeypatch):
+    """Dropout draws from torch's RNG: unless the checkpoint restores it, the resumed run draws other masks and
+    its weights differ. Weights, learning curve and scores must be equal, not close."""
+    lines = [line.split() for line in SYNTH]
+    vocab = Vocabulary.build(lines)
+    train = TokenStream.from_lines(lines[:140], vocab)
+    valid = TokenStream.from_lines(lines[140:], vocab)
+    settings = {**params, "batch_size": 4, "seq_len": 8, "lr": 3e-3, "warmup_steps": 3, "eval_every": 7,
+                "patience": 0, "seed": 3}  # fmt: skip
+    budget = Budget(tokens=1600)
+    full = create_model(family, **settings).fit(train, valid, budget=budget, run_dir=tmp_path / "full")
+
+    original = Trainer.__init__
+
+    def stop_after_19_steps(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.stop_after_steps = 19  # between validation passes, so the carried state matters too
+
+    monkeypatch.setattr(Trainer, "__init__", stop_after_19_steps)
+    with pytest.raises(KeyboardInterrupt):
+        create_model(family, **settings).fit(train, valid, budget=budget, run_dir=tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "__init__", original)
+    torch.manual_seed(12345)  # whatever the process's RNG holds now, the checkpoint's must be used
+    resumed = create_model(family, **settings).fit(train, valid, budget=budget, run_dir=tmp_path / "cut")
+
+    a, b = full.net_.state_dict(), resumed.net_.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+    def curve(model):
+        return [{k: v for k, v in point.items() if k != "seconds"} for point in model.learning_curve_]
+
+    assert curve(resumed) == curve(full) and len(curve(full)) >= 3
+    np.testing.assert_array_equal(resumed.token_logprobs(valid), full.token_logprobs(valid))
+
+
+# -------------------------------------------------------------------------------------------- identity
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def swap_words(path) -> None:
+    """Same words, same counts, same length, other text: only a checksum can tell."""
+    text = path.read_text()
+    path.write_text(text.replace("cat", "\0").replace("dog", "cat").replace("\0", "dog"))
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_editing_the_training_or_validation_text_retrains(tmp_path, split):
+    models = LSTM.format(extra="") + '[[model]]\nname = "kn2"\nfamily = "ngram"\norder = 2\n'
+    config = write_project(tmp_path, models=models)
+    assert cli(["run", str(config), "-o", "out"], tmp_path).exit_code == 0
+    before = figures(tmp_path)
+    swap_words(tmp_path / f"{split}.txt")
+    again = cli(["run", str(config), "-o", "out"], tmp_path)
+    assert again.exit_code == 0, again.output
+    assert f"lstm [seed 0]: {split}.txt changed, retraining" in again.output
+    assert f"kn2: {split}.txt changed, retraining" in again.output
+    assert "finished earlier" not in again.output and "fitted earlier" not in again.output
+    after = figures(tmp_path)
+    if split == "train":  # the models learned from other text (a validation edit may pick the same weights)
+        for name in ("lstm", "kn2"):
+            ppl = [f[(f.model == name) & (f.split == "test")].perplexity.iloc[0] for f in (before, after)]
+            assert ppl[0] != ppl[1], name
+    # and the re-trained figures are a fresh run's on the edited text, not a mix
+    assert cli(["run", str(config), "-o", "fresh", "--runs-dir", "runs2"], tmp_path).exit_code == 0
+    assert figures(tmp_path, "fresh").perplexity.tolist() == after.perplexity.tolist()
+
+
+def test_the_fingerprint_in_results_json_is_the_hash_of_the_recorded_identity(tmp_path):
+    models = LSTM.format(extra="") + '[[model]]\nname = "kn2"\nfamily = "ngram"\norder = 2\n'
+    config = write_project(tmp_path, models=models, top="seeds = [0, 1]")
+    assert cli(["run", str(config), "-o", "out"], tmp_path).exit_code == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    printed = results["provenance"]["fingerprints"]
+    folders = {"lstm": ["runs/trust/lstm/seed-0", "runs/trust/lstm/seed-1"], "kn2": ["runs/trust/kn2"]}
+    for name, paths in folders.items():
+        expected = []
+        for path in paths:
+            identity = json.loads((tmp_path / path / "fit.json").read_text())["identity"]
+            # the training text and validation text are part of what a model is: their sha256, byte for byte
+            assert identity["data"] == {"train": sha256(tmp_path / "train.txt"),
+                                        "valid": sha256(tmp_path / "valid.txt")}  # fmt: skip
+            assert json.loads((tmp_path / path / "identity.json").read_text())["identity"] == identity
+            canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+            expected.append(hashlib.sha256(canonical.encode()).hexdigest()[:16])
+        assert printed[name] == expected
+    assert len(set(printed["lstm"])) == 2  # two seeds, two models
