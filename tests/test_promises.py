@@ -287,3 +287,105 @@ def test_the_fingerprint_in_results_json_is_the_hash_of_the_recorded_identity(tm
             expected.append(hashlib.sha256(canonical.encode()).hexdigest()[:16])
         assert printed[name] == expected
     assert len(set(printed["lstm"])) == 2  # two seeds, two models
+
+
+# ------------------------------------------------------------------------------- a real interrupted run
+# `lmbench run` in its own process, each training step slowed by a sleep and announced on stderr, so that the
+# signal lands mid-training whatever the machine's load; nothing else about the run differs.
+SLOWED_RUN = """
+import sys, time
+from lmbench.training import loop
+
+step = loop.Trainer._step
+
+def slow_step(self, run, batch):
+    time.sleep(0.03)
+    done = step(self, run, batch)
+    print(f"test-step {run.state.step}", file=sys.stderr, flush=True)
+    return done
+
+loop.Trainer._step = slow_step
+from lmbench.cli import main
+
+main(prog_name="lmbench")
+"""
+INTERRUPTED_MODELS = LSTM.format(extra="dropout = 0.3\npatience = 0")
+
+
+def lmbench_process(root, args, *, slowed=False, **popen):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
+    code = ["-c", SLOWED_RUN] if slowed else ["-m", "lmbench.cli"]
+    return subprocess.Popen([sys.executable, *code, *args], cwd=root, env=env, text=True, **popen)
+
+
+def finish(process, timeout=240) -> tuple[int, str]:
+    _, err = process.communicate(timeout=timeout)
+    return process.returncode, err
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    import subprocess
+
+    root = tmp_path_factory.mktemp("uninterrupted")
+    config = write_project(root, models=INTERRUPTED_MODELS, budget="tokens = 2400")
+    process = lmbench_process(
+        root, ["run", str(config), "-o", "out"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    code, err = finish(process)
+    assert code == 0, err
+    return root
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_real_run_interrupted_by_a_signal_resumes_to_the_uninterrupted_results(
+    tmp_path, uninterrupted, signum
+):
+    import signal
+    import subprocess
+
+    config = write_project(tmp_path, models=INTERRUPTED_MODELS, budget="tokens = 2400")
+    args = ["run", str(config), "-o", "out"]
+    process = lmbench_process(tmp_path, args, slowed=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = []
+    for line in process.stderr:  # wait until training is under way: 8 steps done (of 100)
+        seen.append(line)
+        if line.startswith("test-step 8"):
+            process.send_signal(getattr(signal, signum))
+            break
+    else:
+        pytest.fail("training never reached step 8:\n" + "".join(seen))
+    code, err = finish(process)
+    run = tmp_path / "runs" / "trust" / "lstm" / "seed-0"
+    last = max(int(line.split()[1]) for line in (*seen, *err.splitlines()) if line.startswith("test-step"))
+    assert code != 0 and last < 100, err  # stopped early, by the signal, and said so by its exit status
+    assert (run / "checkpoint.pt").is_file() and not (run / "fit.json").exists(), err
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+    code, err = finish(lmbench_process(tmp_path, args, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    assert code == 0 and "resuming from" in err, err
+    ours, theirs = (
+        json.loads((root / "out" / "results.json").read_text()) for root in (tmp_path, uninterrupted)
+    )
+
+    def figures_of(results):
+        return [
+            {k: row[k] for k in ("model", "split", "perplexity", "tokens", "log_prob")}
+            for row in results["rows"]
+        ]
+
+    def curve_of(root):
+        info = json.loads((root / "runs/trust/lstm/seed-0/fit.json").read_text())["info"]
+        return [{k: v for k, v in p.items() if k != "seconds"} for p in info["learning_curve"]]
+
+    assert figures_of(ours) == figures_of(theirs)
+    assert curve_of(tmp_path) == curve_of(uninterrupted) and len(curve_of(tmp_path)) >= 10
+    assert ours["provenance"]["fingerprints"] == theirs["provenance"]["fingerprints"]
