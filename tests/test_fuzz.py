@@ -347,7 +347,9 @@ good_tsv = st.lists(st.tuples(st.sampled_from(["the cat sat", "a dog", "the mat"
                     min_size=2, max_size=5).map(lambda rows: ("sentence\tlabel\nthe cat\tpos\nthe dog\tneg\n"
                                                               + "".join(f"{s}\t{lab}\n" for s, lab in rows)).encode())  # fmt: skip
 # each file: often well formed (so tasks are reached), else near misses, the other format or random bytes
-pair_bytes = st.one_of(good_pairs, good_pairs, good_pairs, good_pairs, pair_rows, tsv_rows, st.binary(max_size=150))
+pair_bytes = st.one_of(
+    good_pairs, good_pairs, good_pairs, good_pairs, pair_rows, tsv_rows, st.binary(max_size=150)
+)
 tsv_bytes = st.one_of(good_tsv, good_tsv, good_tsv, good_tsv, tsv_rows, pair_rows, st.binary(max_size=150))
 
 
@@ -398,6 +400,22 @@ def test_the_fuzzers_hit_every_outcome():
         assert check_run(root) == 0 and (root / "out" / "results.csv").exists()
     with project({**CORPUS, "exp.toml": to_toml({**BASE, "seed": -1})}) as root:
         assert check_run(root) == 2
+
+
+@pytest.mark.parametrize("where", ["run_experiment", "fit_model"])
+def test_a_crash_fails_the_fuzz_check(monkeypatch, where):
+    """A bug injected where every run passes (the experiment, or one model's fit: then exit 1 with the model's
+    failure) must fail check_run, or the fuzzers could not see one."""
+    from lmbench import experiment
+
+    def broken(*args, **kwargs):
+        raise KeyError("injected")
+
+    monkeypatch.setattr(experiment, where, broken)
+    with project({**CORPUS, "exp.toml": to_toml(BASE)}) as root:
+        with pytest.raises(AssertionError, match="KeyError"):
+            check_run(root)
+    assert CliRunner().invoke(main, ["--help"]).exit_code == 0  # the harness itself still works
 
 
 @pytest.mark.parametrize("value", [True, -1, 2.5, "x", [], {}])

@@ -18,7 +18,7 @@ import torch
 
 from lmbench.data import TokenStream, Vocabulary
 from lmbench.errors import TrainingDiverged
-from lmbench.evaluation import bits_per_char, bits_per_token, perplexity, score
+from lmbench.evaluation import bits_per_char, bits_per_token, line_totals, perplexity, score
 from lmbench.evaluation.bootstrap import (
     mean_interval,
     paired_difference,
@@ -69,6 +69,29 @@ def test_score_counts_characters_with_newlines_and_leaves_oov_out_of_the_second_
     assert (s.tokens, s.oov, s.oov_rate) == (5, 1, pytest.approx(1 / 3))
     with pytest.raises(ValueError, match="expected 5"):
         score(lp[:4], test)
+
+
+def test_bits_and_perplexity_of_plain_lists_and_one_token():
+    assert perplexity([math.log(0.5)]) == pytest.approx(
+        2.0, abs=1e-12
+    )  # one prediction is not "no prediction"
+    assert bits_per_token([math.log(0.25)]) == pytest.approx(2.0, abs=1e-12)
+    assert bits_per_char([math.log(0.25), math.log(0.5)], 2) == pytest.approx(1.5, abs=1e-12)
+    data = stream(["a"])
+    assert score([math.log(0.5), math.log(0.5)], data).perplexity == pytest.approx(2.0, abs=1e-12)
+
+
+def test_line_totals_sum_each_lines_predictions():
+    data = stream(["a b", "", "c"])  # predictions: a b </s> | </s> | c </s>
+    lp = np.log([0.5, 0.5, 0.5, 0.25, 0.125, 0.5])
+    np.testing.assert_allclose(line_totals(lp, data), np.log([0.125, 0.25, 0.0625]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(line_totals(list(lp), data), np.log([0.125, 0.25, 0.0625]), rtol=0, atol=1e-12)
+
+
+def test_score_counts_no_oov_rate_in_text_without_words():
+    data = TokenStream.from_lines([[], []], stream(["a"]).vocab)  # two empty lines: only </s> is predicted
+    s = score(np.log([0.5, 0.5]), data)
+    assert (s.tokens, s.oov, s.oov_rate, s.bits_per_char) == (2, 0, 0.0, pytest.approx(1.0))
 
 
 # --------------------------------------------------------------------------------- intervals, paired tests
