@@ -376,3 +376,16 @@ def test_step_cards_say_what_changed_and_why_from_the_figures():
         steps[2]["compute"] == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2]["why"]
     )
     assert "one counting pass" in steps[0]["compute"]
+
+
+def test_the_same_results_render_to_the_same_bytes(tmp_path):
+    """Reproducible figures: every file of a report (tables, JSON, HTML, LaTeX and the PNG plots) is a function of
+    the results alone, byte for byte, with no date, path or random state inside."""
+    formats = ["md", "csv", "json", "html", "latex", "png"]
+    one = render_report(_with_baseline_diff(), tmp_path / "one", formats)
+    two = render_report(_with_baseline_diff(), tmp_path / "two", formats)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    assert any(f.suffix == ".png" for f in files) and any(f.suffix == ".html" for f in files)
+    for name in files:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
