@@ -331,7 +331,8 @@ def test_no_budget_means_the_epoch_default_once(tmp_path):
         Budget(tokens=0.5)
 
 
-@pytest.mark.timeout(300)  # a hang (no budget read as "train forever") is cut here, whatever the machine's load
+# a hang (no budget read as "train forever") is cut here, whatever the machine's load
+@pytest.mark.timeout(300)
 def test_a_task_with_a_neural_model_and_no_budget_finishes(tmp_path):
     classify = tmp_path / "cls.tsv"
     classify.write_text(
