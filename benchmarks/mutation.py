@@ -229,73 +229,107 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _scratch_copy() -> Path:
-    """The repository without .git, runs or caches, in a temporary folder (its ../shared link kept working)."""
+def _scratch_copies(jobs: int) -> list[Path]:
+    """``jobs`` copies of the repository without .git, runs or caches, in a temporary folder (../shared kept)."""
     scratch = Path(tempfile.mkdtemp(prefix="lmbench-mutation-"))
     ignore = shutil.ignore_patterns(
         ".git", "__pycache__", "runs", ".pytest_cache", ".hypothesis", "*.egg-info"
     )
-    shutil.copytree(ROOT, scratch / "repo", symlinks=True, ignore=ignore)
     shared = ROOT.parent / "shared"
-    if shared.exists() and not (scratch / "shared").exists():
-        (scratch / "shared").symlink_to(shared.resolve())
-    return scratch / "repo"
+    copies = []
+    for slot in range(jobs):
+        repo = scratch / f"slot-{slot}" / "repo"
+        shutil.copytree(ROOT, repo, symlinks=True, ignore=ignore)
+        if shared.exists():
+            (repo.parent / "shared").symlink_to(shared.resolve())
+        copies.append(repo)
+    return copies
 
 
-def _run_tests(repo: Path, tests: list[str], timeout: float) -> str:
-    """'pass', 'fail' or 'timeout': the tests in a forked child that imports lmbench from ``repo``."""
+def _start_tests(repo: Path, tests: list[str]) -> int:
+    """Fork a child that imports lmbench from ``repo`` and runs ``tests`` there; its pid."""
     pid = os.fork()
-    if pid == 0:  # the child: a fresh lmbench from the scratch copy, the parent's torch and friends
-        code = 3
-        try:
-            os.chdir(repo)
-            sys.path.insert(0, str(repo))
-            for name in [m for m in sys.modules if m == "lmbench" or m.startswith(("lmbench.", "tests"))]:
-                del sys.modules[name]
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            import pytest
+    if pid:
+        return pid
+    code = 3  # the child: a fresh lmbench from the scratch copy, the parent's torch and friends
+    try:
+        os.chdir(repo)
+        sys.path.insert(0, str(repo))
+        for name in [m for m in sys.modules if m == "lmbench" or m.startswith(("lmbench.", "tests"))]:
+            del sys.modules[name]
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        import pytest
 
-            code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests])
-        finally:
-            os._exit(int(code))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return "pass" if os.waitstatus_to_exitcode(status) == 0 else "fail"
-        time.sleep(0.2)
+        basetemp = (
+            repo.parent / "pytest-tmp"
+        )  # one per copy: parallel sessions never share or clean each other's
+        code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}", *tests])
+    finally:
+        os._exit(int(code))
+
+
+def _poll(pid: int, deadline: float) -> str | None:
+    """'pass', 'fail' or 'timeout' (the child killed) once the child is done; None while it runs."""
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        return "pass" if os.waitstatus_to_exitcode(status) == 0 else "fail"
+    if time.monotonic() < deadline:
+        return None
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return "timeout"
 
 
-def run_target(target: Target, repo: Path, *, timeout: float, limit: int | None, every: int, say) -> Outcome:
-    path = repo / target.module
+def run_target(
+    target: Target, repos: list[Path], *, timeout: float, limit: int | None, every: int, say
+) -> Outcome:
+    """The target's mutants, ``len(repos)`` at a time (one per scratch copy); the module is restored after."""
     original = (ROOT / target.module).read_text(encoding="utf-8")
     outcome = Outcome(target.name)
     started = time.perf_counter()
-    baseline = _run_tests(repo, target.tests, timeout * 3)
+    pid = _start_tests(repos[0], target.tests)
+    while (baseline := _poll(pid, time.monotonic() + 3 * timeout)) is None:
+        time.sleep(0.5)
     if baseline != "pass":
         raise SystemExit(f"{target.name}: the tests fail without any mutant ({baseline}); fix them first")
+    queue = [
+        (m, text)
+        for m, text in mutants(original, target.functions)
+        if (limit is None or m.index <= limit) and (m.index - 1) % every == 0
+    ]
+    running: dict[int, tuple[int, Mutant, float]] = {}
+    free = list(range(len(repos)))
     try:
-        for mutant, text in mutants(original, target.functions):
-            if limit is not None and mutant.index > limit:
-                break
-            if (mutant.index - 1) % every:
-                continue
-            path.write_text(text, encoding="utf-8")
-            result = _run_tests(repo, target.tests, timeout)
-            outcome.total += 1
-            if result == "pass":
-                outcome.survivors.append(mutant)
-            else:
-                outcome.killed += 1
-            say(f"  {target.name} #{mutant.index} {mutant.function}:{mutant.line} {mutant.description}: "
-                f"{'SURVIVED' if result == 'pass' else result}")  # fmt: skip
+        while queue or running:
+            while queue and free:
+                slot = free.pop()
+                mutant, text = queue.pop(0)
+                (repos[slot] / target.module).write_text(text, encoding="utf-8")
+                running[slot] = (_start_tests(repos[slot], target.tests), mutant, time.monotonic() + timeout)
+            time.sleep(0.2)
+            for slot, (pid, mutant, deadline) in list(running.items()):
+                result = _poll(pid, deadline)
+                if result is None:
+                    continue
+                del running[slot]
+                (repos[slot] / target.module).write_text(original, encoding="utf-8")
+                free.append(slot)
+                outcome.total += 1
+                if result == "pass":
+                    outcome.survivors.append(mutant)
+                else:
+                    outcome.killed += 1
+                say(f"  {target.name} #{mutant.index} {mutant.function}:{mutant.line} {mutant.description}: "
+                    f"{'SURVIVED' if result == 'pass' else result}")  # fmt: skip
     finally:
-        path.write_text(original, encoding="utf-8")
+        for pid, _, _ in running.values():
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for repo in repos:
+            (repo / target.module).write_text(original, encoding="utf-8")
+    outcome.survivors.sort(key=lambda m: m.index)
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -310,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--limit", type=int, default=None, help="at most this many mutants per target")
     parser.add_argument("--every", type=int, default=1, help="run every Nth mutant only (a sample; 1: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (one scratch copy each)")
     parser.add_argument("--list", action="store_true", help="print the mutants and exit, running nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every mutant's outcome")
     args = parser.parse_args(argv)
@@ -331,20 +366,20 @@ def main(argv: list[str] | None = None) -> int:
     import pytest  # noqa: F401
     import torch  # noqa: F401
 
-    repo = _scratch_copy()
-    say = print if args.verbose else (lambda line: None)
+    repos = _scratch_copies(max(args.jobs, 1))
+    say = (lambda line: print(line, flush=True)) if args.verbose else (lambda line: None)
     outcomes = []
     try:
         for target in targets:
             print(f"{target.name} ({target.module}) ...", flush=True)
             outcomes.append(
-                run_target(target, repo, timeout=args.timeout, limit=args.limit, every=args.every, say=say)
+                run_target(target, repos, timeout=args.timeout, limit=args.limit, every=args.every, say=say)
             )
             o = outcomes[-1]
             print(f"  {o.killed}/{o.total} killed ({100 * o.killed / max(o.total, 1):.1f}%) in {o.seconds:.0f} s",
                   flush=True)  # fmt: skip
     finally:
-        shutil.rmtree(repo.parent, ignore_errors=True)
+        shutil.rmtree(repos[0].parent.parent, ignore_errors=True)
     print("\nkill rate per module")
     print(f"{'target':<36} {'killed':>7} {'total':>6} {'rate':>7}")
     for o in outcomes:
