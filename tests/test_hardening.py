@@ -177,7 +177,6 @@ family = "{family}"
     ],
 )
 def test_model_settings_are_checked_against_their_declared_types(tmp_path, family, setting, needles):
-    pytest.importorskip("torch")
     (tmp_path / "exp.toml").write_text(NEURAL.format(family=family, setting=setting))
     assert_exit_2_one_line_nothing_written(tmp_path, ["run", "exp.toml"], "exp.toml", "model 'net'", *needles)
 
@@ -193,7 +192,8 @@ def test_valid_budgets_parse_with_their_types():
 
 
 def test_a_device_this_machine_lacks_is_a_config_error(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
+
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     (tmp_path / "exp.toml").write_text(NEURAL.format(family="lstm", setting='device = "cuda"'))
@@ -602,7 +602,6 @@ def test_synthetic_corpus_options_are_typed(tmp_path, option, needles):
      ('output = "adaptive"\ncutoffs = [3, 500]', ["cutoffs", "|V| - 1 = ", "vocabulary"])],
 )  # fmt: skip
 def test_adaptive_cutoffs_are_checked_before_the_first_model_trains(project, setting, needles):
-    pytest.importorskip("torch")
     text = CONFIG.replace("[evaluate]", f'[[model]]\nname = "net"\nfamily = "lstm"\n{setting}\n[evaluate]')
     (project / "exp.toml").write_text(text)
     assert_exit_2_one_line_nothing_written(project, ["run", "exp.toml", "-o", "out"], "model 'net'", *needles)
