@@ -74,11 +74,9 @@ TARGETS = [
            " or diverged"),
     Target("run identity (runs.py)", "lmbench/runs.py",
            ["canonical_json", "fingerprint", "_json_default", "RunFolder.check", "RunFolder.read_json"],
-           ["tests/test_promises.py", "tests/test_trust.py"],
-           "fingerprint or retrains or rerun or seed_change or data_file or evaluate_settings or corrupt"),
+           ["tests/test_promises.py"], "identities_hold or own_identity or fingerprint or retrains"),
     Target("run identity (experiment.py)", "lmbench/experiment.py", ["training_identity", "scoring_identity"],
-           ["tests/test_promises.py", "tests/test_trust.py"],
-           "fingerprint or retrains or rerun or seed_change or data_file or evaluate_settings"),
+           ["tests/test_promises.py"], "identities_hold or own_identity or fingerprint or retrains"),
 ]
 # fmt: on
 

@@ -412,3 +412,78 @@ def test_a_real_run_interrupted_by_a_signal_resumes_to_the_uninterrupted_results
     assert figures_of(ours) == figures_of(theirs)
     assert curve_of(tmp_path) == curve_of(uninterrupted) and len(curve_of(tmp_path)) >= 10
     assert ours["provenance"]["fingerprints"] == theirs["provenance"]["fingerprints"]
+
+
+def test_the_training_and_scoring_identities_hold_every_input_by_value(tmp_path):
+    """Without training: each input that decides a fitted model (or its scores) is in its identity, with the
+    value it has, and each change gives another fingerprint."""
+    from lmbench.config import load_config
+    from lmbench.experiment import load_data, plan_runs, scoring_identity, training_identity
+    from lmbench.runs import canonical_json, fingerprint
+
+    models = LSTM.format(extra="") + '[[model]]\nname = "kn2"\nfamily = "ngram"\norder = 2\n'
+    config = load_config(write_project(tmp_path, models=models, top="seeds = [0, 1]"))
+    loaded = load_data(config)
+    runs = plan_runs(config, tmp_path / "runs")
+    assert [(r.spec.name, r.seed) for r in runs] == [("lstm", 0), ("lstm", 1), ("kn2", None)]
+    lstm0, lstm1, kn2 = (training_identity(r, config, loaded) for r in runs)
+    data = {"train": sha256(tmp_path / "train.txt"), "valid": sha256(tmp_path / "valid.txt")}
+    assert lstm0["data"] == data == kn2["data"]
+    assert (lstm0["family"], lstm0["seed"], kn2["family"], kn2["seed"]) == ("lstm", 0, "ngram", None)
+    assert lstm0["params"] == runs[0].params and lstm0["params"]["hidden_size"] == 8
+    assert lstm0["budget"] == {**lstm0["budget"], "tokens": 600}
+    assert lstm0["vocabulary"] == {"tokenizer": config.corpus.tokenizer, "min_count": config.corpus.min_count,
+                                   "max_size": config.corpus.max_size, "size": len(loaded.data.vocab)}  # fmt: skip
+    import lmbench
+
+    assert lstm0["lmbench"] == lmbench.__version__
+    # the fingerprint is sha256 of the canonical JSON (sorted keys, no spaces), 16 hex digits
+    canonical = json.dumps(lstm0, sort_keys=True, separators=(",", ":"))
+    assert canonical_json(lstm0) == canonical
+    assert fingerprint(lstm0) == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert fingerprint({"b": 1, "a": 2}) == fingerprint({"a": 2, "b": 1})
+    assert len({fingerprint(lstm0), fingerprint(lstm1), fingerprint(kn2)}) == 3
+    assert canonical_json({"x": np.float32(0.5), "n": np.int64(3), "p": tmp_path}) == (
+        f'{{"n":3,"p":{json.dumps(str(tmp_path))},"x":0.5}}'
+    )
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+        canonical_json({"x": object()})
+    # scoring: the model's fingerprint, every evaluated split's sha256 and the [evaluate] settings
+    scoring = scoring_identity("f" * 16, config, loaded)
+    e = config.evaluate
+    assert scoring == {
+        "model": "f" * 16,
+        "data": {split: sha256(tmp_path / f"{split}.txt") for split in e.splits},
+        "evaluate": {"splits": e.splits, "contexts": e.contexts, "bootstrap": 100, "block_size": e.block_size,
+                     "seed": config.seed},
+    }  # fmt: skip
+    # the valid text decides the model (early stopping, best weights): editing it changes the identity
+    swap_words(tmp_path / "valid.txt")
+    edited = training_identity(runs[0], config, load_data(config))
+    assert edited["data"]["valid"] != lstm0["data"]["valid"] and fingerprint(edited) != fingerprint(lstm0)
+
+
+def test_a_run_folder_accepts_only_its_own_identity(tmp_path):
+    from lmbench.runs import CacheMiss, RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    identity = {"seed": 0, "params": {"lr": 0.003}, "data": {"train": "a", "valid": "b"}}
+    with pytest.raises(CacheMiss) as missing:
+        folder.check("fit.json", "identity", identity, {})
+    assert missing.value.absent  # a first run: nothing to explain
+    folder.path.mkdir()
+    folder.write_json("fit.json", {"identity": identity, "info": {"x": 1}})
+    assert folder.check("fit.json", "identity", json.loads(json.dumps(identity)), {})["info"] == {"x": 1}
+    for changed, words in [
+        ({**identity, "seed": 1}, "seed 0 -> 1"),
+        ({**identity, "data": {"train": "a", "valid": "c"}}, "valid.txt changed"),
+        ({**identity, "data": {"train": "z", "valid": "b"}}, "train.txt changed"),
+    ]:
+        with pytest.raises(CacheMiss, match=words) as stale:
+            folder.check("fit.json", "identity", changed, {"train": "train.txt", "valid": "valid.txt"})
+        assert not stale.value.absent
+    for payload in ("[1, 2]", "{not json", '{"info": {}}'):
+        (folder.path / "fit.json").write_text(payload)
+        with pytest.raises(CacheMiss) as broken:
+            folder.check("fit.json", "identity", identity, {})
+        assert not broken.value.absent
