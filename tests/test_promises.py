@@ -487,3 +487,27 @@ def test_a_run_folder_accepts_only_its_own_identity(tmp_path):
         with pytest.raises(CacheMiss) as broken:
             folder.check("fit.json", "identity", identity, {})
         assert not broken.value.absent
+
+
+def test_the_reported_difference_is_model_minus_baseline_with_its_paired_bootstrap(tmp_path):
+    models = ('[[model]]\nname = "u"\nfamily = "ngram"\norder = 1\n'
+              '[[model]]\nname = "kn2"\nfamily = "ngram"\norder = 2\n')  # fmt: skip
+    config = write_project(
+        tmp_path, models=models, evaluate='context = ["sentence", "stream"]\nblock_size = 3'
+    )
+    config.write_text(config.read_text().replace("[report]\n", '[report]\nbaseline = "u"\n'))
+    assert cli(["run", str(config), "-o", "out"], tmp_path).exit_code == 0
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    run = tmp_path / "runs" / "trust"
+    for row in (r for r in rows if r["model"] == "kn2"):
+        key = f"{row['split']}__{row['context']}"
+        with np.load(run / "kn2" / "logprobs.npz") as a, np.load(run / "u" / "logprobs.npz") as b:
+            ppl_a, ppl_b = perplexity(a[key]), perplexity(b[key])
+        assert row["diff_vs_baseline"] == pytest.approx(ppl_a - ppl_b, rel=1e-12)
+        # the bigram beats the unigram: a negative difference (model minus baseline, not the other way)
+        assert ppl_a < ppl_b and row["diff_vs_baseline"] < 0
+        assert row["diff_low"] <= row["diff_vs_baseline"] <= row["diff_high"]
+        assert 1 / 100 <= row["p_value"] <= 1  # bootstrap = 100: floored at its resolution
+        assert row["perplexity"] == pytest.approx(ppl_a, rel=1e-12)
+        assert row["perplexity_low"] < row["perplexity"] < row["perplexity_high"]
+    assert all(r.get("diff_vs_baseline") is None for r in rows if r["model"] == "u")  # none against itself
