@@ -244,8 +244,9 @@ def _scratch_copies(jobs: int) -> list[Path]:
     return copies
 
 
-def _start_tests(repo: Path, tests: list[str]) -> int:
-    """Fork a child that imports lmbench from ``repo`` and runs ``tests`` there; its pid."""
+def _start_tests(repo: Path, tests: list[str], *, quiet: bool = True) -> int:
+    """Fork a child that imports lmbench from ``repo`` and runs ``tests`` there (``quiet``: output to /dev/null);
+    its pid."""
     pid = os.fork()
     if pid:
         return pid
@@ -255,9 +256,10 @@ def _start_tests(repo: Path, tests: list[str]) -> int:
         sys.path.insert(0, str(repo))
         for name in [m for m in sys.modules if m == "lmbench" or m.startswith(("lmbench.", "tests"))]:
             del sys.modules[name]
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
+        if quiet:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
         import pytest
 
         basetemp = (
@@ -287,11 +289,13 @@ def run_target(
     original = (ROOT / target.module).read_text(encoding="utf-8")
     outcome = Outcome(target.name)
     started = time.perf_counter()
-    pid = _start_tests(repos[0], target.tests)
-    while (baseline := _poll(pid, time.monotonic() + 3 * timeout)) is None:
+    pid, deadline = _start_tests(repos[0], target.tests, quiet=False), time.monotonic() + 3 * timeout
+    while (baseline := _poll(pid, deadline)) is None:
         time.sleep(0.5)
     if baseline != "pass":
-        raise SystemExit(f"{target.name}: the tests fail without any mutant ({baseline}); fix them first")
+        raise SystemExit(
+            f"{target.name}: the tests fail without any mutant ({baseline}, output above); fix them"
+        )
     queue = [
         (m, text)
         for m, text in mutants(original, target.functions)
