@@ -63,6 +63,7 @@ def _run(
     command: str,
     data_dir: Path | None = None,
     storage: str | None = None,
+    dry_run: bool = False,
 ) -> None:
     from lmbench.config import load_config
     from lmbench.experiment import run_experiment
@@ -76,6 +77,11 @@ def _run(
     config = load_config(config_path, data_dir=data_dir)
     output = output or Path("reports") / config.name
     runs_dir = runs_dir or Path("runs") / config.name
+    if dry_run:
+        from lmbench.experiment import dry_run_experiment
+
+        click.echo(dry_run_experiment(config, runs_dir))
+        return
     check_output_dir(output, "report folder")  # before any training: a bad folder is exit 2, not lost work
     check_report_folder(output)
     a, b = output.resolve(), runs_dir.resolve()
@@ -200,9 +206,20 @@ DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./d
     help="Database of the [model.search] studies (any URL Optuna accepts, e.g. sqlite:///s.db or "
     "postgresql://host/db); processes sharing it split the trials [default: SQLite in each model's run folder].",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the config and data and print the plan (parameters, tokens, steps, epochs, FLOPs, precision, "
+    "estimated time here from a few timed steps); train and write nothing.",
+)
 @verbose_option
 def run(
-    config: Path, output: Path | None, runs_dir: Path | None, data_dir: Path | None, storage: str | None
+    config: Path,
+    output: Path | None,
+    runs_dir: Path | None,
+    data_dir: Path | None,
+    storage: str | None,
+    dry_run: bool,
 ) -> None:
     """Train and evaluate every model of an experiment CONFIG (TOML) and write its report.
 
@@ -210,7 +227,7 @@ def run(
     """
     # --storage is left out of the printed command: a database URL may carry a password
     command = _command(["lmbench", "run", str(config)], output=output, runs_dir=runs_dir, data_dir=data_dir)
-    _run(config, output, runs_dir, command, data_dir, storage)
+    _run(config, output, runs_dir, command, data_dir, storage, dry_run=dry_run)
 
 
 def _preset(name: str, output: Path | None, runs_dir: Path | None, default_output: Path) -> None:

@@ -51,6 +51,7 @@ from lmbench.models.registry import create_model, model_class
 from lmbench.results import ResultRow
 from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, fingerprint
 from lmbench.training import distributed
+from lmbench.training.loop import progress_label
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ def training_identity(run: ModelRun, config: ExperimentConfig, loaded: LoadedDat
             "size": len(loaded.data.vocab),
         },
         "lmbench": lmbench.__version__,
+        **run.build().runtime_identity(),
     }
 
 
@@ -230,16 +232,18 @@ def fit_model(
         if not miss.absent:
             say(f"{run.label}: {miss}; the checkpoint there is not resumed, training from the start")
         folder.clear()
+    model = run.build()
+    runtime = "".join(f", {key} {value}" for key, value in model.runtime_identity().items())
     say(
-        f"{run.label}: training ({run.spec.family}, budget {run.budget.describe() if run.budget else 'none'})"
+        f"{run.label}: training ({run.spec.family}, budget {run.budget.describe() if run.budget else 'none'}{runtime})"
     )
     folder.path.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():
         folder.write_json("identity.json", {"identity": identity})
     data = loaded.data
-    model = run.build()
     start = time.perf_counter()
-    model.fit(data.train, data.valid, budget=run.budget, run_dir=folder.path)
+    with progress_label(run.label):
+        model.fit(data.train, data.valid, budget=run.budget, run_dir=folder.path)
     for note in getattr(model, "notes_", []):
         say(f"{run.label}: {note}")
     # a resumed neural model reports its training time across interruptions, not just this process's share
@@ -486,12 +490,42 @@ def run_experiment(
         f"test OOV {data.test.oov:,}"
     )
     failures: list[str] = []
+    check_budgets_have_data(plan_runs(config, runs_dir), loaded)
     config, searches = tune(config, loaded, runs_dir, storage=storage, say=say, failures=failures)
     trained = fit_and_score(plan_runs(config, runs_dir), config, loaded, say=say, failures=failures)
     collected = collect(trained, config, data, searches)
     add_baseline_differences(collected, config, data)
     task_rows, samples = run_configured_tasks(config, trained, collected, data, failures)
     return results_dict(config, loaded, trained, collected, task_rows, samples, failures, searches)
+
+
+def check_budgets_have_data(runs: list[ModelRun], loaded: LoadedData) -> None:
+    """An epochs or tokens budget over a training split without a single token would never end (or end at
+    once with an untrained model): refuse it before any training, naming the budget."""
+    if loaded.data.train.num_predicted > 0:
+        return
+    for run in runs:
+        if run.budget is not None and (run.budget.epochs or run.budget.tokens):
+            kind = "epochs" if run.budget.epochs else "tokens"
+            raise ConfigError(
+                f"{run.spec.name}: budget.{kind}: the train split holds no tokens "
+                f"({loaded.corpus.name or 'corpus'}); an {kind} budget needs text to train on"
+            )
+
+
+def dry_run_experiment(config: ExperimentConfig, runs_dir: str | Path) -> str:
+    """Check ``config`` and its data as :func:`run_experiment` does before its first training, and return the
+    plan (:mod:`lmbench.plan`): every model's size, budget, FLOPs, precision and estimated time here. Nothing
+    is trained, and nothing is written."""
+    from lmbench.plan import format_plan, plan_experiment
+
+    config = dataclasses.replace(config, tasks=check_tasks(config))
+    check_output_dirs(config, Path(runs_dir))
+    loaded = load_data(config)
+    check_settings_for_vocabulary(config, len(loaded.data.vocab))
+    runs = plan_runs(config, Path(runs_dir))
+    check_budgets_have_data(runs, loaded)
+    return format_plan(plan_experiment(config, loaded, runs), config, loaded)
 
 
 def tune(

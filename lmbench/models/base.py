@@ -152,6 +152,11 @@ class LanguageModel(abc.ABC):
         """The budget that "no budget" means for this model (``None``: the family takes no budget)."""
         return None
 
+    def runtime_identity(self) -> dict[str, Any]:
+        """What this machine decides about fitting that the settings do not (a neural model's resolved
+        precision); part of the training identity, so a model fitted otherwise is not reused."""
+        return {}
+
     def train_flops_per_token(self) -> float | None:
         """Estimated training arithmetic per token seen (forward + backward), or ``None`` (n-grams)."""
         return None

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,8 +31,35 @@ from lmbench.errors import ConfigError, DataError
 from lmbench.io import atomic_path, atomic_write_text, load_tensors
 from lmbench.models.base import Budget, Context, LanguageModel, check_context
 from lmbench.training.loop import Batch, TrainConfig, Trainer, pick_device, stream_batches
+from lmbench.training.precision import Precision, resolve_precision
 
 SENTENCE_BATCH = 64  # lines per forward pass when scoring in sentence mode
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What one neural fit will cost, before it runs (``lmbench run --dry-run``)."""
+
+    parameters: int
+    precision: str  # the resolved precision and why, in one line
+    flops_per_token: float  # forward + backward
+    tokens: int | None  # training tokens the budget allows (None: a minutes-only budget)
+    steps: int | None
+    epochs: float | None
+    step_seconds: float  # median of a few timed steps on this machine
+    tokens_per_step: int
+    minutes: float | None  # the budget's wall-clock limit, if any
+    validation_passes: int | None  # validation passes during training, the closing one included
+
+    @property
+    def train_flops(self) -> float | None:
+        return None if self.tokens is None else self.flops_per_token * self.tokens
+
+    @property
+    def train_seconds(self) -> float:
+        """Estimated training time here: the planned steps at the timed speed (capped by a minutes budget)."""
+        seconds = math.inf if self.steps is None else self.steps * self.step_seconds
+        return min(seconds, 60.0 * self.minutes) if self.minutes else seconds
 
 
 def stream_digest(stream: TokenStream) -> str:
@@ -148,6 +177,14 @@ class NeuralLM(LanguageModel):
         net = {k: v for k, v in dataclasses.asdict(self.net_config).items() if k != "vocab_size"}
         return {**net, **dataclasses.asdict(self.train_config)}
 
+    def training_precision(self) -> Precision:
+        """The precision this model trains in on this machine (``precision = "auto"`` resolved)."""
+        return resolve_precision(self.train_config.precision, pick_device(self.train_config.device))
+
+    def runtime_identity(self) -> dict[str, Any]:
+        """What this machine decides about training that the settings do not: the resolved precision."""
+        return {"precision": self.training_precision().name}
+
     def default_budget(self) -> Budget:
         return Budget(epochs=self.train_config.epochs)
 
@@ -183,8 +220,58 @@ class NeuralLM(LanguageModel):
         self.net_config = dataclasses.replace(self.net_config, vocab_size=len(vocab))
         torch.manual_seed(self.train_config.seed)
         self.net_ = self.build_net()
+        if self.train_config.init_range is not None:  # the papers' init: every parameter ~ U(-r, r)
+            r = self.train_config.init_range
+            for parameter in self.net_.parameters():
+                nn.init.uniform_(parameter, -r, r)
         self.device_ = pick_device(self.train_config.device)
         self.net_.to(self.device_)
+
+    def _training_batches(self, train: TokenStream) -> Callable[[int], Any]:
+        """``batches(epoch)``: the training split as the Trainer reads it (lines back to back, ``<s>`` first)."""
+        sequence = train.with_markers(bos=True)
+        c = self.train_config
+
+        def batches(epoch: int):
+            return stream_batches(
+                sequence, c.batch_size, c.seq_len, epoch=epoch, seed=c.seed, bos_id=train.vocab.bos_id
+            )
+
+        return batches
+
+    def _token_counts(self, train: TokenStream) -> np.ndarray:
+        """How often each id is a training target (``</s>`` once per line): the adaptive softmax's FLOPs."""
+        counts = np.bincount(train.ids, minlength=len(train.vocab)).astype(np.float64)
+        counts[train.vocab.eos_id] += train.num_lines
+        return counts
+
+    def plan(self, train: TokenStream, budget: Budget | None, *, steps: int = 6) -> TrainingPlan:
+        """What fitting on ``train`` under ``budget`` will cost, from a network built for this vocabulary and a
+        few real (timed, then discarded) optimisation steps: ``lmbench run --dry-run``."""
+        self._init_net(train.vocab)
+        flops = 3.0 * self._forward_flops_per_token(self._token_counts(train))
+        trainer = Trainer(self.train_config, budget, progress=False)
+        seconds, tokens_per_step = trainer.measure_step_seconds(
+            self.net_, self._training_batches(train), self.batch_loss, device=self.device_,
+            initial_carry=self.initial_carry, steps=steps,
+        )  # fmt: skip
+        planned = trainer.planned_tokens(train.num_predicted)
+        planned_steps = None if planned is None else math.ceil(planned / max(tokens_per_step, 1))
+        epochs = None if planned is None else planned / max(train.num_predicted, 1)
+        plan = TrainingPlan(
+            parameters=sum(p.numel() for p in self.net_.parameters()),
+            precision=f"{trainer.precision.name} ({trainer.precision.reason})",
+            flops_per_token=flops,
+            tokens=planned,
+            steps=planned_steps,
+            epochs=epochs,
+            step_seconds=seconds,
+            tokens_per_step=tokens_per_step,
+            minutes=trainer.budget.minutes,
+            validation_passes=trainer.eval_schedule(planned).passes(planned_steps, planned, epochs),
+        )
+        self.net_ = None  # the timed steps changed the weights: nothing of them is kept
+        return plan
 
     def fit(
         self,
@@ -195,16 +282,9 @@ class NeuralLM(LanguageModel):
         run_dir: str | Path | None = None,
     ) -> NeuralLM:
         self._init_net(train.vocab)
-        sequence = train.with_markers(bos=True)
         c = self.train_config
-        token_counts = np.bincount(train.ids, minlength=len(train.vocab)).astype(np.float64)
-        token_counts[train.vocab.eos_id] += train.num_lines
-        self.flops_per_token_ = 3.0 * self._forward_flops_per_token(token_counts)
-
-        def batches(epoch: int):
-            return stream_batches(
-                sequence, c.batch_size, c.seq_len, epoch=epoch, seed=c.seed, bos_id=train.vocab.bos_id
-            )
+        self.flops_per_token_ = 3.0 * self._forward_flops_per_token(self._token_counts(train))
+        batches = self._training_batches(train)
 
         valid_loss = stream_validation(self, valid)
         identity = {  # a checkpoint resumes only for these exact settings, budget and data
@@ -213,6 +293,7 @@ class NeuralLM(LanguageModel):
             "budget": budget.to_dict() if budget is not None else None,
             "train": stream_digest(train),
             "valid": stream_digest(valid) if valid_loss is not None else None,
+            **self.runtime_identity(),
         }
         trainer = Trainer(c, budget, run_dir, identity=identity)
         self.trainer_ = trainer

@@ -40,11 +40,15 @@ def _softmax_blocks(
     the cache, so the softmax's elementwise passes over it stay there, where the one (N, |V|) product's output,
     far larger than the cache, makes every later pass a trip to memory. How much that gains depends on the
     processor and the BLAS: ``benchmarks/neural_throughput.py`` measures it on the machine at hand.
+
+    Mixed precision: with bfloat16 ``h``, ``weight``, ``bias`` and ``scratch`` the blocks and their
+    exponentials are bfloat16 (half the memory traffic; PyTorch computes each element in float32), while the
+    maxima and sums, and so each token's normaliser, are float32.
     """
     V, n = weight.shape[0], h.shape[0]
     blocks = -(-V // vocab_block)
-    maxima = h.new_empty(blocks, n)
-    sums = h.new_empty(blocks, n)
+    maxima = h.new_empty(blocks, n, dtype=torch.float32 if h.dtype != torch.float64 else h.dtype)
+    sums = torch.empty_like(maxima)
     h_t = h.t()
     for i, start in enumerate(range(0, V, vocab_block)):
         stop = min(start + vocab_block, V)
@@ -56,7 +60,7 @@ def _softmax_blocks(
         token_max = torch.amax(block, dim=0).clamp_min_(torch.finfo(block.dtype).min)
         maxima[i] = token_max
         block.sub_(token_max).exp_()
-        torch.sum(block, dim=0, out=sums[i])
+        sums[i] = torch.sum(block, dim=0, dtype=sums.dtype)
     return maxima, sums
 
 
@@ -97,6 +101,7 @@ def fused_linear_cross_entropy(
     *,
     row_block: int = ROW_BLOCK,
     vocab_block: int = VOCAB_BLOCK,
+    matmul_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed cross-entropy of ``softmax(h @ weight.T + bias)`` (``masked_id`` excluded) and its gradients
     with respect to ``h``, ``weight`` and ``bias``, in two passes over the vocabulary per block of rows.
@@ -105,17 +110,25 @@ def fused_linear_cross_entropy(
     block by block into the gradients (grad_h += P_b.T @ W_b; grad_W_b = P_b @ h; grad_b_b = rows of P_b);
     the onehot part is a gather / index_add. ``scratch`` (at least |V| x min(N, row_block) elements, reused
     between calls to spare the page faults of a fresh 100 MB allocation per step) holds the exponentials.
+
+    ``matmul_dtype`` (bfloat16 under mixed precision) is the type of the three matrix products (logits,
+    grad_h, grad_W) and of the stored exponentials; the normalisers, the loss and every gradient returned
+    stay in ``h``'s float32.
     """
     V, n = weight.shape[0], h.shape[0]
-    scratch = scratch_buffer(scratch, V * min(n, row_block), h)
+    mixed = matmul_dtype is not None and matmul_dtype != h.dtype
+    weight_low = weight.to(matmul_dtype) if mixed else weight
+    bias_low = bias.to(matmul_dtype) if mixed else bias
+    scratch = scratch_buffer(scratch, V * min(n, row_block), weight_low)
     grad_h = torch.empty_like(h)
     grad_w = torch.empty_like(weight)
     grad_b = torch.empty_like(bias)
     loss = torch.zeros((), dtype=torch.float64, device=h.device)
     for r0 in range(0, n, row_block):
         hr, tr = h[r0 : r0 + row_block], targets[r0 : r0 + row_block]
+        hr_low = hr.to(matmul_dtype) if mixed else hr
         probs = scratch[: V * len(hr)].view(V, len(hr))
-        maxima, sums = _softmax_blocks(hr, weight, bias, masked_id, probs, True, vocab_block)
+        maxima, sums = _softmax_blocks(hr_low, weight_low, bias_low, masked_id, probs, True, vocab_block)
         log_normaliser, scale = _combine_blocks(maxima, sums)
         target_weights = weight[tr]
         loss += (log_normaliser - target_logits(hr, target_weights, bias[tr])).sum()
@@ -123,13 +136,22 @@ def fused_linear_cross_entropy(
         for i, start in enumerate(range(0, V, vocab_block)):
             stop = min(start + vocab_block, V)
             p = probs[start:stop].mul_(scale[i])  # this block's softmax, (block, rows)
-            gh.addmm_(p.t(), weight[start:stop])
-            if r0 == 0:
+            if mixed:  # the products in bfloat16, accumulated into the float32 gradients
+                gh.add_(torch.mm(p.t(), weight_low[start:stop]))
+                if r0 == 0:
+                    grad_w[start:stop].copy_(torch.mm(p, hr_low))
+                else:
+                    grad_w[start:stop].add_(torch.mm(p, hr_low))
+            elif r0 == 0:
+                gh.addmm_(p.t(), weight[start:stop])
                 torch.mm(p, hr, out=grad_w[start:stop])
-                torch.sum(p, dim=1, out=grad_b[start:stop])
             else:
+                gh.addmm_(p.t(), weight[start:stop])
                 grad_w[start:stop].addmm_(p, hr)
-                grad_b[start:stop] += p.sum(dim=1)
+            if r0 == 0:
+                grad_b[start:stop] = p.sum(dim=1, dtype=grad_b.dtype)
+            else:
+                grad_b[start:stop] += p.sum(dim=1, dtype=grad_b.dtype)
         gh.sub_(target_weights)
         grad_w.index_add_(0, tr, hr, alpha=-1.0)
         grad_b.index_add_(0, tr, torch.ones_like(tr, dtype=grad_b.dtype), alpha=-1.0)
@@ -141,9 +163,9 @@ class LinearCrossEntropy(torch.autograd.Function):
     (the idea of fused "linear cross-entropy" kernels) and only scaled in the backward pass."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, masked_id: int, scratch):  # noqa: ANN001
+    def forward(ctx, h, weight, bias, targets, masked_id: int, scratch, matmul_dtype=None):  # noqa: ANN001
         loss, grad_h, grad_w, grad_b = fused_linear_cross_entropy(
-            h, weight, bias, targets, masked_id, scratch
+            h, weight, bias, targets, masked_id, scratch, matmul_dtype=matmul_dtype
         )
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         return loss.to(h.dtype)
@@ -152,7 +174,7 @@ class LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss):  # noqa: ANN001
         grad_h, grad_w, grad_b = ctx.saved_tensors
         # in place: these tensors are this call's own, and become the parameters' .grad without a copy
-        return grad_h.mul_(grad_loss), grad_w.mul_(grad_loss), grad_b.mul_(grad_loss), None, None, None
+        return grad_h.mul_(grad_loss), grad_w.mul_(grad_loss), grad_b.mul_(grad_loss), None, None, None, None
 
 
 class OutputLayer(nn.Module):
@@ -204,15 +226,27 @@ class OutputLayer(nn.Module):
         return logp - torch.logsumexp(logp, dim=-1, keepdim=True)  # renormalise without <s>
 
     def loss_sum(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Summed negative log-likelihood of ``targets`` (N,) given hidden states (N, H)."""
+        """Summed negative log-likelihood of ``targets`` (N,) given hidden states (N, H), in float32.
+
+        This is the precision boundary of mixed-precision training: under autocast the matrix products
+        run in the autocast type, but every log-softmax and the loss are float32 (autocast on a CPU would
+        leave a bfloat16 log-softmax in bfloat16, and ``nn.AdaptiveLogSoftmaxWithLoss`` fails under it).
+        """
+        low = _autocast_dtype(h.device)
+        if low is not None:
+            h = h.float()
         if self.kind == "adaptive":
-            return -self.adaptive(h, targets).output.sum()
+            if low is None:
+                return -self.adaptive(h, targets).output.sum()
+            return -_adaptive_target_log_probs(self.adaptive, h, targets).sum()
         # <s> is never a target; masking its logit keeps training and scoring the same distribution
         if torch.is_grad_enabled() and h.device.type == "cpu":
-            self._scratch = scratch_buffer(self._scratch, self.vocab_size * min(len(h), ROW_BLOCK), h)
+            like = h if low is None else h.new_empty(0, dtype=low)  # the kernel's exponentials: low's type
+            self._scratch = scratch_buffer(self._scratch, self.vocab_size * min(len(h), ROW_BLOCK), like)
             w, b = self.linear.weight, self.linear.bias
-            return LinearCrossEntropy.apply(h, w, b, targets, self.bos_id, self._scratch)
-        logits = self.linear(h)
+            with torch.autocast("cpu", enabled=False):  # the kernel takes its products in ``low`` itself
+                return LinearCrossEntropy.apply(h, w, b, targets, self.bos_id, self._scratch, low)
+        logits = self.linear(h).float()
         logits[:, self.bos_id] = float("-inf")
         return F.cross_entropy(logits, targets, reduction="sum")
 
@@ -237,6 +271,36 @@ class OutputLayer(nn.Module):
                 lp = target_lp - torch.log1p(-head[:, self.bos_id].exp())
             out.append(lp)
         return torch.cat(out) if out else h.new_zeros(0, dtype=torch.float64)
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast type in force for ``device`` (``None`` outside autocast)."""
+    if device.type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device.type):
+        return None
+    return torch.get_autocast_dtype(device.type)
+
+
+def _adaptive_target_log_probs(
+    adaptive: nn.AdaptiveLogSoftmaxWithLoss, h: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """log p(target) of an adaptive softmax (Grave et al. 2017) under autocast: the head and tail products in
+    the autocast type, each log-softmax in float32. The same sum as ``AdaptiveLogSoftmaxWithLoss.forward``
+    (head log-probability of the target, or of its cluster plus the target's log-probability in the cluster)."""
+    head_logp = F.log_softmax(adaptive.head(h).float(), dim=-1)  # (N, shortlist + clusters)
+    shortlist = adaptive.shortlist_size
+    out = h.new_zeros(len(targets))
+    in_head = targets < shortlist
+    rows = in_head.nonzero(as_tuple=True)[0]
+    out = out.index_copy(0, rows, head_logp[rows, targets[rows]])
+    for i in range(len(adaptive.cutoffs) - 1):
+        lo, hi = adaptive.cutoffs[i], adaptive.cutoffs[i + 1]
+        rows = ((targets >= lo) & (targets < hi)).nonzero(as_tuple=True)[0]
+        if len(rows) == 0:
+            continue
+        cluster_logp = F.log_softmax(adaptive.tail[i](h[rows]).float(), dim=-1)
+        target_logp = cluster_logp.gather(1, (targets[rows] - lo)[:, None])[:, 0]
+        out = out.index_copy(0, rows, head_logp[rows, shortlist + i] + target_logp)
+    return out
 
 
 def default_cutoffs(vocab_size: int) -> list[int]:

@@ -30,6 +30,7 @@ from lmbench.errors import ConfigError, DataError, TrainingDiverged, first_line
 from lmbench.io import atomic_path, load_tensors
 from lmbench.training import distributed
 from lmbench.training.budget import Budget
+from lmbench.training.precision import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,22 @@ log = logging.getLogger(__name__)
 _VALIDATION_HOOK: ContextVar[Callable[[dict[str, float]], None] | None] = ContextVar(
     "lmbench_validation_hook", default=None
 )
+
+
+# The name the off-terminal progress lines start with (the experiment sets it to the run's label).
+_PROGRESS_LABEL: ContextVar[str] = ContextVar("lmbench_progress_label", default="training")
+STATUS_SECONDS = 30.0  # off a terminal: one progress line this often
+CURVE_POINTS = 20  # the default eval_every aims at about this many learning-curve points
+
+
+@contextmanager
+def progress_label(label: str) -> Iterator[None]:
+    """Start the off-terminal progress lines of the Trainers created inside this block with ``label``."""
+    token = _PROGRESS_LABEL.set(label)
+    try:
+        yield
+    finally:
+        _PROGRESS_LABEL.reset(token)
 
 
 @contextmanager
@@ -50,20 +67,43 @@ def on_validation(hook: Callable[[dict[str, float]], None]) -> Iterator[None]:
         _VALIDATION_HOOK.reset(token)
 
 
+SCHEDULES = ("cosine", "plateau", "constant", "step")
+OPTIMIZERS = ("adamw", "sgd")
+
+
 @dataclass
 class TrainConfig:
-    """Optimisation settings shared by every neural family (all appear in the model's config)."""
+    """Optimisation settings shared by every neural family (all appear in the model's config).
+
+    Settings that belong to one optimiser or one schedule are ``None`` until resolved: AdamW's ``betas`` and
+    SGD's ``momentum``/``nesterov``; ``plateau_factor`` for ``schedule = "plateau"``; ``lr_decay`` and
+    ``decay_after`` for ``schedule = "step"``. Setting one for another optimiser or schedule is an error, so
+    a recipe cannot silently carry a key that does nothing.
+    """
 
     lr: float = 3e-3
-    weight_decay: float = 0.01
+    optimizer: str = "adamw"  # adamw | sgd
+    weight_decay: float | None = None  # AdamW: decoupled decay, default 0.01; SGD: L2 penalty, default 0
+    betas: list[float] | None = None  # AdamW only, default [0.9, 0.999]
+    momentum: float | None = None  # SGD only, default 0
+    nesterov: bool | None = None  # SGD only, default false
     batch_size: int = 32
     seq_len: int = 64  # BPTT length (recurrent) / training window (Transformer)
     warmup_steps: int = 100
-    schedule: str = "cosine"  # cosine | plateau | constant
+    schedule: str = "cosine"  # cosine | plateau | constant | step
     min_lr_ratio: float = 0.1
+    plateau_factor: float | None = (
+        None  # plateau: lr *= factor after a pass without improvement (default 1/4)
+    )
+    lr_decay: float | None = None  # step: lr *= lr_decay every epoch after decay_after (default 0.5)
+    decay_after: int | None = None  # step: epochs at the full rate (default 4; Zaremba et al. 2014)
     clip: float = 1.0
+    init_range: float | None = (
+        None  # uniform(-r, r) for every parameter (the papers' init); None: the family's
+    )
+    precision: str = "auto"  # auto | float32 | bfloat16 | float16 (see lmbench.training.precision)
     epochs: float = 3.0  # used when no budget is given
-    eval_every: int = 0  # steps between validation passes (0: once per epoch)
+    eval_every: int | None = None  # steps between validation passes (0: once per epoch; None: ~20 per run)
     patience: int = 3  # validation passes without improvement before stopping (0: never stop early)
     checkpoint_seconds: float = 120.0
     device: str = "auto"
@@ -74,15 +114,70 @@ class TrainConfig:
         for key in positive:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key}: expected a positive number, got {getattr(self, key)!r}")
-        for key in ("weight_decay", "warmup_steps", "clip", "eval_every", "patience", "seed"):
+        for key in ("warmup_steps", "clip", "patience", "seed"):
             if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: expected a number >= 0, got {getattr(self, key)!r}")
+        for key in ("weight_decay", "eval_every", "momentum", "decay_after"):
+            if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ConfigError(f"{key}: expected a number >= 0, got {getattr(self, key)!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"min_lr_ratio: expected a number in [0, 1], got {self.min_lr_ratio!r}")
-        if self.schedule not in ("cosine", "plateau", "constant"):
-            raise ConfigError(f"schedule: expected cosine, plateau or constant, got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device: expected auto, cpu, cuda[:N] or mps, got {self.device!r}")
+        if self.init_range is not None and not self.init_range > 0:
+            raise ConfigError(f"init_range: expected a positive number, got {self.init_range!r}")
+        self._resolve_optimizer()
+        self._resolve_schedule()
+        from lmbench.training.precision import precision_problem
+
+        problem = precision_problem(self.precision, pick_device(self.device))
+        if problem:
+            raise ConfigError(f"precision: {problem}")
+
+    def _resolve_optimizer(self) -> None:
+        """Fill the chosen optimiser's defaults; refuse the other optimiser's settings by name."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer == "sgd":
+            if self.betas is not None:
+                raise ConfigError(
+                    "betas: an AdamW setting, but optimizer = 'sgd' (SGD takes lr, momentum, nesterov, weight_decay)"
+                )
+            self.momentum = 0.0 if self.momentum is None else self.momentum
+            self.nesterov = False if self.nesterov is None else self.nesterov
+            self.weight_decay = 0.0 if self.weight_decay is None else self.weight_decay
+            if self.nesterov and not self.momentum > 0:
+                raise ConfigError("nesterov: needs momentum > 0 (Nesterov momentum with none is plain SGD)")
+            return
+        for key in ("momentum", "nesterov"):
+            if getattr(self, key) is not None:
+                raise ConfigError(
+                    f"{key}: an SGD setting, but optimizer = 'adamw' (set optimizer = 'sgd' to use it)"
+                )
+        self.weight_decay = 0.01 if self.weight_decay is None else self.weight_decay
+        self.betas = [0.9, 0.999] if self.betas is None else list(self.betas)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
+
+    def _resolve_schedule(self) -> None:
+        """Fill the chosen schedule's defaults; refuse another schedule's settings by name."""
+        owners = {"plateau_factor": "plateau", "lr_decay": "step", "decay_after": "step"}
+        for key, schedule in owners.items():
+            if getattr(self, key) is not None and self.schedule != schedule:
+                raise ConfigError(
+                    f"{key}: a setting of schedule = '{schedule}', but schedule = '{self.schedule}'"
+                )
+        if self.schedule == "plateau":
+            self.plateau_factor = 0.25 if self.plateau_factor is None else self.plateau_factor
+            if not 0 < self.plateau_factor < 1:
+                raise ConfigError(f"plateau_factor: expected a number in (0, 1), got {self.plateau_factor!r}")
+        if self.schedule == "step":
+            self.lr_decay = 0.5 if self.lr_decay is None else self.lr_decay
+            self.decay_after = 4 if self.decay_after is None else self.decay_after
+            if not 0 < self.lr_decay <= 1:
+                raise ConfigError(f"lr_decay: expected a number in (0, 1], got {self.lr_decay!r}")
 
 
 def pick_device(name: str) -> torch.device:
@@ -140,6 +235,24 @@ class TrainState:
     train_loss_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class EvalSchedule:
+    """When validation passes run: every ``every`` steps, tokens or seconds, or once per epoch."""
+
+    kind: str  # steps | tokens | seconds | epoch
+    every: float
+
+    def passes(self, steps: int | None, tokens: int | None, epochs: float | None) -> int | None:
+        """How many passes a run of that length makes (the closing one included); None where unknown."""
+        if self.kind == "steps" and steps is not None:
+            return int(steps // self.every) + 1
+        if self.kind == "tokens" and tokens is not None:
+            return int(tokens // self.every) + 1
+        if self.kind == "epoch" and epochs is not None:
+            return math.ceil(epochs) + 1
+        return CURVE_POINTS if self.kind == "seconds" else None
+
+
 @dataclass
 class _Run:
     """What one call of :meth:`Trainer.fit` works on, passed between its steps."""
@@ -161,6 +274,13 @@ class _Run:
     bar: Any = None
     clock: float = 0.0  # perf_counter() at which the run (with its earlier, resumed time) started
     last_checkpoint: float = 0.0
+    last_status: float = 0.0  # perf_counter() of the last off-terminal progress line
+    last_eval_seconds: float = 0.0  # state.seconds at the last validation pass (time-based eval_every)
+    evals: EvalSchedule = field(default_factory=lambda: EvalSchedule("epoch", 0))
+    planned_tokens: int | None = None  # the budget in tokens, where it is known before training
+    precision: Precision | None = None
+    scaler: Any = None  # float16's gradient scaler
+    step_seconds: list[float] = field(default_factory=list)  # recent steps' durations (minutes budgets)
 
 
 class Trainer:
@@ -182,8 +302,14 @@ class Trainer:
         self.identity = identity  # what the checkpoint must have been written for, to be resumed
         self.notes: list[str] = []  # one-line notes for the user (e.g. why a checkpoint was not resumed)
         self._eval_seconds: float | None = None  # duration of the last validation pass
+        self._recent_step_seconds: list[float] = []  # the last few steps' durations (first two left out)
+        self._tokens_per_step = 0.0
+        self._epoch_tokens = 1  # set by fit(): the schedule's epoch length in tokens
         self._valid_tokens = 0
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.status_seconds = STATUS_SECONDS  # off a terminal, a progress line this often (0: none)
+        self.label = _PROGRESS_LABEL.get()
+        self.precision: Precision | None = None  # resolved in fit()
         self._stop_signal: int | None = None
         self.stop_after_steps: int | None = None  # for tests: simulate an interruption
         self.on_validation = _VALIDATION_HOOK.get()  # see on_validation()
@@ -201,14 +327,42 @@ class Trainer:
             fractions.append((state.seconds + self._closing_eval_estimate(state)) / (60.0 * b.minutes))
         return min(max(fractions), 1.0)
 
+    def _within_budget(
+        self, batch: Batch, state: TrainState, device: torch.device, epoch_tokens: int
+    ) -> Batch | None:
+        """``batch`` cut to its first columns so that a token or epoch budget is never exceeded (a budget of N
+        tokens trains at most N, fewer by less than one column); None when not one column fits."""
+        b, caps = self.budget, []
+        if b.tokens:
+            caps.append(b.tokens)
+        if b.epochs:
+            caps.append(math.floor(b.epochs * epoch_tokens))
+        left = min(caps) - state.tokens if caps else None
+        if left is None or left >= batch.mask.numel() * distributed.world_size():
+            return batch
+        per_column = batch.mask.sum(dim=0).to(device=device, dtype=torch.float64)  # (T,)
+        if distributed.world_size() > 1:  # the ranks hold rows of one global batch: count them all
+            torch.distributed.all_reduce(per_column)
+        keep = int((per_column.cumsum(0) <= left).sum())
+        if keep == 0:
+            return None
+        return Batch(batch.inputs[:, :keep], batch.targets[:, :keep], batch.mask[:, :keep], batch.position)
+
     def _closing_eval_estimate(self, state: TrainState) -> float:
         """Seconds the closing validation pass will take: the last pass's duration, or before any pass, the
-        validation tokens at three times the training speed so far (a forward pass without gradients)."""
-        if self._eval_seconds is not None:
-            return self._eval_seconds
-        if not self._valid_tokens or state.tokens == 0 or state.seconds <= 0:
+        validation tokens at three times the training speed (a forward pass without gradients) measured over
+        the recent steps. The first steps are slow (allocation, caches) and are not trusted: before a few steps
+        nothing is reserved, and never more than half the budget, so a loaded machine still trains."""
+        if not self.budget.minutes:
             return 0.0
-        return self._valid_tokens / (3.0 * state.tokens / state.seconds)
+        cap = 30.0 * self.budget.minutes
+        if self._eval_seconds is not None:
+            return min(self._eval_seconds, cap)
+        times = self._recent_step_seconds
+        if not self._valid_tokens or len(times) < 3 or self._tokens_per_step <= 0:
+            return 0.0
+        step = float(np.median(times))
+        return min(self._valid_tokens / (3.0 * self._tokens_per_step / step), cap)
 
     def _lr(self, state: TrainState, epoch_tokens: int, plateau_scale: float) -> float:
         c = self.config
@@ -219,6 +373,10 @@ class Trainer:
             return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * done)))
         if c.schedule == "plateau":
             return c.lr * plateau_scale
+        if (
+            c.schedule == "step"
+        ):  # Zaremba et al. (2014): full rate for decay_after epochs, then x lr_decay each
+            return c.lr * c.lr_decay ** max(0, state.epoch + 1 - c.decay_after)
         return c.lr
 
     # ------------------------------------------------------------------------------ checkpoints
@@ -293,21 +451,96 @@ class Trainer:
         loss, the number of target tokens and the state carried to the next batch (RNN hidden state).
         """
         self._valid_tokens = valid_tokens
+        self._epoch_tokens = epoch_tokens
         torch.manual_seed(self.config.seed)
         module.to(device)
+        self.precision = resolve_precision(self.config.precision, device)
+        log.info("%s: %s", self.label, self.precision.describe())
         trained, batches = self._distribute(module, batches, device)
         optimizer, groups = self._optimizer(module)
         run = _Run(module, trained, batches, loss_fn, valid_loss, initial_carry, epoch_tokens, device,
                    optimizer, groups, carry=initial_carry())  # fmt: skip
+        run.precision = self.precision
+        if self.precision.scaled:
+            run.scaler = torch.amp.GradScaler(device.type)
+        run.planned_tokens = self.planned_tokens(epoch_tokens)
+        run.evals = self.eval_schedule(run.planned_tokens)
         self._resume(run)
-        with self._signals_caught(), self._progress_bar() as bar:
+        with self._signals_caught(), self._progress_bar(run.planned_tokens) as bar:
             run.bar = bar
             run.clock = time.perf_counter() - run.state.seconds  # resumed runs count their earlier time
-            run.last_checkpoint = time.perf_counter()
+            run.last_checkpoint = run.last_status = time.perf_counter()
+            if bar is not None and run.state.tokens:
+                bar.update(run.state.tokens)
             while not self._train_epoch(run):
                 pass
             self._finish(run)
         return run.state
+
+    def measure_step_seconds(
+        self,
+        module: nn.Module,
+        batches: Callable[[int], Iterator[Batch]],
+        loss_fn: Callable[[nn.Module, Batch, Any], tuple[torch.Tensor, int, Any]],
+        *,
+        device: torch.device,
+        initial_carry: Callable[[], Any] = lambda: None,
+        steps: int = 6,
+    ) -> tuple[float, int]:
+        """Median seconds of a real optimisation step (precision, optimiser and clipping as configured) and the
+        target tokens per step, over ``steps`` steps after two warm-up steps; ``module`` is trained by them,
+        so pass a throw-away copy. What ``lmbench run --dry-run`` estimates training time from."""
+        module.to(device)
+        self.precision = resolve_precision(self.config.precision, device)
+        optimizer, groups = self._optimizer(module)
+        run = _Run(module, module, batches, loss_fn, None, initial_carry, 1, device, optimizer, groups,
+                   carry=initial_carry(), precision=self.precision)  # fmt: skip
+        if self.precision.scaled:
+            run.scaler = torch.amp.GradScaler(device.type)
+        run.clock = time.perf_counter()
+        durations, tokens = [], []
+        module.train()
+        for i, batch in enumerate(batches(0)):
+            if i >= steps + 2:
+                break
+            started = time.perf_counter()
+            n = self._step(run, batch)
+            if i >= 2 and n:
+                durations.append(time.perf_counter() - started)
+                tokens.append(n)
+        if not durations:
+            raise DataError("too little training data to time a step")
+        return float(np.median(durations)), int(np.median(tokens))
+
+    def planned_tokens(self, epoch_tokens: int) -> int | None:
+        """Training tokens the budget allows, where known before training (a minutes-only budget is not)."""
+        limits = []
+        if self.budget.tokens:
+            limits.append(self.budget.tokens)
+        if self.budget.epochs:
+            limits.append(int(math.ceil(self.budget.epochs * epoch_tokens)))
+        return min(limits) if limits else None
+
+    def eval_schedule(self, planned_tokens: int | None) -> EvalSchedule:
+        """When validation passes run: every ``eval_every`` steps as configured (0: once per epoch), or by
+        default :data:`CURVE_POINTS` passes spread evenly over the budget (its tokens, or its minutes)."""
+        c = self.config
+        if c.eval_every is not None:
+            return EvalSchedule("steps", c.eval_every) if c.eval_every else EvalSchedule("epoch", 0)
+        if planned_tokens is None:
+            return EvalSchedule("seconds", 60.0 * (self.budget.minutes or 0) / CURVE_POINTS)
+        return EvalSchedule("tokens", planned_tokens / CURVE_POINTS)
+
+    def _eval_due(self, run: _Run) -> bool:
+        state, evals = run.state, run.evals
+        if evals.kind == "steps":
+            return state.step % evals.every == 0
+        if evals.kind == "tokens":  # from the last curve point, so a resumed run keeps the same points
+            last = state.curve[-1]["tokens"] if state.curve else 0
+            return state.tokens - last >= evals.every * (1 - 1e-9)
+        if evals.kind == "seconds":
+            return state.seconds - run.last_eval_seconds >= evals.every
+        return False
 
     def _distribute(
         self, module: nn.Module, batches: Callable[[int], Iterator[Batch]], device: torch.device
@@ -330,7 +563,7 @@ class Trainer:
         return wrapped, sharded
 
     def _optimizer(self, module: nn.Module) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
-        """AdamW with weight decay on weight matrices only (not on biases, norms or embeddings)."""
+        """AdamW or SGD, with weight decay on weight matrices only (not on biases, norms or embeddings)."""
         c = self.config
         decay = [p for n, p in module.named_parameters() if p.dim() >= 2 and "emb" not in n]
         no_decay = [p for n, p in module.named_parameters() if p.dim() < 2 or "emb" in n]
@@ -338,10 +571,13 @@ class Trainer:
             {"params": decay, "weight_decay": c.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        if c.optimizer == "sgd":
+            kwargs = {"lr": c.lr, "momentum": c.momentum, "nesterov": c.nesterov}
+            return torch.optim.SGD(groups, **kwargs, foreach=True), groups
         try:
-            return torch.optim.AdamW(groups, lr=c.lr, fused=True), groups
+            return torch.optim.AdamW(groups, lr=c.lr, betas=tuple(c.betas), fused=True), groups
         except (RuntimeError, TypeError):
-            return torch.optim.AdamW(groups, lr=c.lr, foreach=True), groups
+            return torch.optim.AdamW(groups, lr=c.lr, betas=tuple(c.betas), foreach=True), groups
 
     def _resume(self, run: _Run) -> None:
         """Continue from the run folder's checkpoint when it fits this model and identity; otherwise (with a
@@ -383,13 +619,14 @@ class Trainer:
                 signal.signal(s, handler)
 
     @contextmanager
-    def _progress_bar(self) -> Iterator[Any]:
+    def _progress_bar(self, total: int | None) -> Iterator[Any]:
+        """A tqdm bar on a terminal (tokens; the planned total where the budget gives one), else ``None``."""
         if not self.progress:
             yield None
             return
         from tqdm import tqdm
 
-        bar = tqdm(total=None, unit="tok", unit_scale=True, leave=False)
+        bar = tqdm(total=total, desc=self.label, unit="tok", unit_scale=True, leave=False)
         try:
             yield bar
         finally:
@@ -397,27 +634,56 @@ class Trainer:
 
     def _train_epoch(self, run: _Run) -> bool:
         """Train on the rest of the current epoch; True when training is over (budget spent or early stop)."""
-        c, state = self.config, run.state
+        state = run.state
         run.module.train()
         for batch in run.batches(state.epoch):
             if batch.position < state.position:
                 continue  # resuming inside an epoch: skip what was already trained on
             if self._fraction_done(state, run.epoch_tokens) >= 1.0:
                 return True  # e.g. resumed from a checkpoint written at the end of the budget
+            batch = self._within_budget(batch, state, run.device, run.epoch_tokens)
+            if batch is None:
+                return True  # not one more column fits the token budget
             if not self._step(run, batch):
                 continue  # no target to learn from in this batch
             stop = False
-            if c.eval_every and state.step % c.eval_every == 0:
+            if self._eval_due(run):
                 stop = self._validate(run)
             out_of_budget = self._fraction_done(state, run.epoch_tokens) >= 1.0
+            self._report_status(run)
             self._checkpoint_or_interrupt(run)
             if stop or out_of_budget:
                 return True
         state.epoch += 1
         state.position = 0
         run.carry = run.initial_carry()
-        stop = self._validate(run) if not c.eval_every else False
+        stop = self._validate(run) if run.evals.kind == "epoch" else False
         return stop or self._fraction_done(state, run.epoch_tokens) >= 1.0
+
+    def _report_status(self, run: _Run) -> None:
+        """Off a terminal, one line every ``status_seconds``: tokens, speed, loss, last validation, ETA."""
+        now = time.perf_counter()
+        if run.bar is not None or not self.status_seconds or now - run.last_status < self.status_seconds:
+            return
+        run.last_status = now
+        state = run.state
+        speed = state.tokens / state.seconds if state.seconds > 0 else 0.0
+        if state.train_loss_tokens:  # the training loss since the last validation pass (or that pass's)
+            loss = state.train_loss_sum / state.train_loss_tokens
+        else:
+            loss = state.curve[-1]["train_loss"] if state.curve else float("nan")
+        valid = next((p["valid_perplexity"] for p in reversed(state.curve) if "valid_perplexity" in p), None)
+        done = self._fraction_done(state, run.epoch_tokens)
+        eta = state.seconds * (1 - done) / done if done > 0 else float("nan")
+        total = f"/{run.planned_tokens:,}" if run.planned_tokens else ""
+        parts = [
+            f"{self.label}: {state.tokens:,}{total} tokens ({100 * done:.0f}%)",
+            f"{speed:,.0f} tok/s",
+            f"loss {loss:.3f}",
+            f"valid ppl {valid:.1f}" if valid is not None else "valid ppl -",
+            f"ETA {_minutes(eta)}",
+        ]
+        print(", ".join(parts), file=sys.stderr, flush=True)
 
     def _step(self, run: _Run, batch: Batch) -> int:
         """One optimisation step on ``batch``; returns the target tokens over all processes (0: skipped)."""
@@ -426,8 +692,11 @@ class Trainer:
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         run.optimizer.zero_grad(set_to_none=True)
-        # bf16 autocast only on CUDA: on a CPU bf16 matrix work is ~100x slower than fp32
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda"):
+        started = time.perf_counter()
+        # mixed precision: the network's matrix work in bf16/fp16; the output layer returns a float32 loss
+        # (see lmbench.models.output) and the weights and optimiser state stay float32
+        low = run.precision.dtype if run.precision is not None else None
+        with torch.autocast(run.device.type, dtype=low or torch.bfloat16, enabled=low is not None):
             loss_sum, n_tokens, run.carry = run.loss_fn(run.trained, batch, run.carry)
         # normalise by the global token count: DDP averages gradients over processes, so this
         # gives exactly the gradient of (sum of losses / tokens) over the whole global batch
@@ -440,15 +709,26 @@ class Trainer:
                 f"training diverged at step {state.step + 1}: loss is {float(loss_sum.detach()):g}",
                 state.step + 1,
             )
-        (loss_sum * distributed.world_size() / global_tokens).backward()
+        loss = loss_sum.float() * distributed.world_size() / global_tokens
+        (run.scaler.scale(loss) if run.scaler is not None else loss).backward()
+        if run.scaler is not None:
+            run.scaler.unscale_(run.optimizer)  # clip and check the true gradients, not the scaled ones
         if c.clip > 0:
             norm = nn.utils.clip_grad_norm_(run.module.parameters(), c.clip)
-            if not torch.isfinite(norm).item():
+            # float16's scaler skips a step with an overflow and lowers its scale: that is not divergence
+            if not torch.isfinite(norm).item() and run.scaler is None:
                 raise TrainingDiverged(
                     f"training diverged at step {state.step + 1}: gradient norm is {float(norm):g}",
                     state.step + 1,
                 )
-        run.optimizer.step()
+        if run.scaler is not None:
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+        else:
+            run.optimizer.step()
+        if state.step >= 2:  # the first steps allocate and warm caches: not their steady speed
+            self._recent_step_seconds = [*self._recent_step_seconds[-19:], time.perf_counter() - started]
+            self._tokens_per_step = global_tokens
         state.step += 1
         state.position = batch.position + 1
         state.tokens += global_tokens
@@ -457,7 +737,14 @@ class Trainer:
         state.seconds = time.perf_counter() - run.clock
         if run.bar is not None:
             run.bar.update(n_tokens)
-            run.bar.set_postfix(loss=f"{state.train_loss_sum / state.train_loss_tokens:.3f}", lr=f"{lr:.2e}")
+            valid = next(
+                (p["valid_perplexity"] for p in reversed(state.curve) if "valid_perplexity" in p), None
+            )
+            run.bar.set_postfix(
+                loss=f"{state.train_loss_sum / state.train_loss_tokens:.3f}",
+                lr=f"{lr:.2e}",
+                valid_ppl="-" if valid is None else f"{valid:.1f}",
+            )
         return global_tokens
 
     def _checkpoint_or_interrupt(self, run: _Run) -> None:
@@ -474,6 +761,7 @@ class Trainer:
 
     def _validate(self, run: _Run, *, closing: bool = False) -> bool:
         """A validation pass over ``run``; True when early stopping says stop."""
+        run.last_eval_seconds = run.state.seconds
         run.best, run.plateau_scale, stop = self._evaluate(
             run.module, run.valid_loss, run.state, run.best, run.plateau_scale, closing=closing
         )
@@ -502,6 +790,7 @@ class Trainer:
             "step": state.step,
             "seconds": state.seconds,
             "train_loss": train_loss,
+            "lr": self._lr(state, self._epoch_tokens, plateau_scale),
         }
         stop = False
         if valid_loss is not None:
@@ -522,8 +811,8 @@ class Trainer:
                 best = copy.deepcopy(module.state_dict())
             else:
                 state.bad_evals += 1
-                if self.config.schedule == "plateau":
-                    plateau_scale *= 0.25
+                if self.config.schedule == "plateau":  # the PyTorch example's rule: lr /= 4
+                    plateau_scale *= self.config.plateau_factor
                 stop = self.config.patience > 0 and state.bad_evals >= self.config.patience
             log.info(
                 "step %d: train loss %.4f, valid ppl %.2f", state.step, train_loss, point["valid_perplexity"]
@@ -532,6 +821,16 @@ class Trainer:
         if self.on_validation is not None and not closing:
             self.on_validation(dict(point))
         return best, plateau_scale, stop
+
+
+def _minutes(seconds: float) -> str:
+    """``1h05m`` / ``12m30s`` / ``-`` for an ETA."""
+    if not math.isfinite(seconds):
+        return "-"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _canonical(identity: dict[str, Any] | None) -> str | None:
