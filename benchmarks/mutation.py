@@ -224,6 +224,8 @@ class Outcome:
     killed: int = 0
     total: int = 0
     survivors: list[Mutant] = field(default_factory=list)
+    timeouts: list[Mutant] = field(default_factory=list)  # counted as killed, listed: on a loaded machine a
+    # slow survivor can look like a hang, so read them before trusting the rate
     seconds: float = 0.0
 
 
@@ -323,6 +325,8 @@ def run_target(
                     outcome.survivors.append(mutant)
                 else:
                     outcome.killed += 1
+                    if result == "timeout":
+                        outcome.timeouts.append(mutant)
                 say(f"  {target.name} #{mutant.index} {mutant.function}:{mutant.line} {mutant.description}: "
                     f"{'SURVIVED' if result == 'pass' else result}")  # fmt: skip
     finally:
@@ -383,16 +387,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(repos[0].parent.parent, ignore_errors=True)
     print("\nkill rate per module")
-    print(f"{'target':<36} {'killed':>7} {'total':>6} {'rate':>7}")
+    print(f"{'target':<36} {'killed':>7} {'total':>6} {'rate':>7} {'timeouts':>9}")
     for o in outcomes:
-        print(f"{o.target:<36} {o.killed:>7} {o.total:>6} {100 * o.killed / max(o.total, 1):>6.1f}%")
+        rate = 100 * o.killed / max(o.total, 1)
+        print(f"{o.target:<36} {o.killed:>7} {o.total:>6} {rate:>6.1f}% {len(o.timeouts):>9}")
     killed, total = sum(o.killed for o in outcomes), sum(o.total for o in outcomes)
     print(f"{'all':<36} {killed:>7} {total:>6} {100 * killed / max(total, 1):>6.1f}%")
     for o in outcomes:
-        if o.survivors:
-            print(f"\nsurvivors in {o.target}:")
-            for m in o.survivors:
-                print(f"  #{m.index} {m.function}:{m.line} {m.description}")
+        for label, found in (("survivors", o.survivors), ("timeouts (counted as killed)", o.timeouts)):
+            if found:
+                print(f"\n{label} in {o.target}:")
+                for m in found:
+                    print(f"  #{m.index} {m.function}:{m.line} {m.description}")
     return 0
 
 

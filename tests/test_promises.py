@@ -511,3 +511,19 @@ def test_the_reported_difference_is_model_minus_baseline_with_its_paired_bootstr
         assert row["perplexity"] == pytest.approx(ppl_a, rel=1e-12)
         assert row["perplexity_low"] < row["perplexity"] < row["perplexity_high"]
     assert all(r.get("diff_vs_baseline") is None for r in rows if r["model"] == "u")  # none against itself
+
+
+@pytest.mark.parametrize("payload", [{"weights": [1.0]}, {"model": {}, "state": {}}, [1, 2, 3]])
+def test_a_foreign_checkpoint_is_named_as_such_and_training_starts_fresh(tmp_path, payload):
+    """A torch file that is not an lmbench checkpoint (a dict without its keys, a list) is never resumed and the
+    note says what it is, not that it "does not fit this model"."""
+    torch.save(payload, tmp_path / "checkpoint.pt")
+    net = torch.nn.Linear(1, 1)
+
+    def loss(module, batch, carry):  # noqa: ARG001
+        return (module.weight**2).sum(), 1, None
+
+    trainer = Trainer(TrainConfig(warmup_steps=0), Budget(tokens=3), run_dir=tmp_path)
+    state = trainer.fit(net, one_weight_batches, loss, None, epoch_tokens=20, device=torch.device("cpu"))
+    assert state.step == 3
+    assert len(trainer.notes) == 1 and "not an lmbench training checkpoint" in trainer.notes[0], trainer.notes
