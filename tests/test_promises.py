@@ -527,3 +527,52 @@ def test_a_foreign_checkpoint_is_named_as_such_and_training_starts_fresh(tmp_pat
     state = trainer.fit(net, one_weight_batches, loss, None, epoch_tokens=20, device=torch.device("cpu"))
     assert state.step == 3
     assert len(trainer.notes) == 1 and "not an lmbench training checkpoint" in trainer.notes[0], trainer.notes
+
+
+def toy_fit(run_dir, *, stop_after=None, schedule="plateau", net=None):
+    """A one-weight model whose validation loss worsens at every pass, so the plateau schedule decays the
+    learning rate as it trains: a resumed run must carry that decay on, not start again from the full rate."""
+    torch.manual_seed(0)
+    net = net or torch.nn.Linear(1, 1)
+
+    def loss(module, batch, carry):  # noqa: ARG001
+        return -module.weight.sum(), 1, None
+
+    def valid(module):
+        return float(module.weight.sum())
+
+    config = TrainConfig(warmup_steps=0, schedule=schedule, eval_every=3, patience=0, lr=0.1)
+    trainer = Trainer(config, Budget(tokens=15), run_dir=run_dir)
+    trainer.stop_after_steps = stop_after
+    state = trainer.fit(net, one_weight_batches, loss, valid, epoch_tokens=20, device=torch.device("cpu"))
+    trainer.curve = [{k: v for k, v in point.items() if k != "seconds"} for point in state.curve]
+    return net, trainer
+
+
+def test_a_resumed_checkpoint_carries_the_plateau_decay_on(tmp_path):
+    """(The weights kept are the best pass's, the first; the training losses after it show the rate used.)"""
+    _, full = toy_fit(tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        toy_fit(tmp_path / "cut", stop_after=8)  # two decays in, between passes
+    _, resumed = toy_fit(tmp_path / "cut")
+    assert resumed.notes == [] and len(full.curve) == 5  # passes at steps 3, 6, 9, 12 and 15
+    assert resumed.curve == full.curve
+    _, constant = toy_fit(tmp_path / "constant", schedule="constant")
+    assert constant.curve[1:] != full.curve[1:]  # the decay shows in the training losses
+
+
+def test_a_checkpoint_that_does_not_fit_is_a_fresh_start_with_nothing_of_it_kept(tmp_path):
+    """A checkpoint whose model and optimiser load but whose training state does not: training starts from the
+    start with a fresh optimiser (no momentum from the checkpoint), exactly as without a checkpoint."""
+    fresh, _ = toy_fit(tmp_path / "fresh")
+    with pytest.raises(KeyboardInterrupt):
+        toy_fit(tmp_path / "cut", stop_after=8)
+    path = tmp_path / "cut" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["state"] = {**payload["state"], "no_such_field": 1}
+    torch.save(payload, path)
+    again, trainer = toy_fit(tmp_path / "cut")
+    assert len(trainer.notes) == 1 and "does not fit this model (TypeError:" in trainer.notes[0], (
+        trainer.notes
+    )
+    assert torch.equal(again.weight, fresh.weight) and torch.equal(again.bias, fresh.bias)
