@@ -186,10 +186,24 @@ def test_an_infinite_gradient_with_clipping_on_diverges_at_that_step():
         return x.clamp(min=0).sqrt() + 1.0, 1, None
 
     trainer = Trainer(TrainConfig(warmup_steps=0, clip=1.0), Budget(tokens=10))
-    with pytest.raises(TrainingDiverged, match="gradient norm is inf") as e:
+    with pytest.raises(TrainingDiverged, match="diverged at step 1: gradient norm is inf") as e:
         trainer.fit(net, one_weight_batches, loss, None, epoch_tokens=20, device=torch.device("cpu"))
     assert e.value.step == 1
     assert torch.isfinite(net.weight).all()  # stopped before the optimiser step
+
+
+def test_a_non_finite_training_loss_diverges_at_its_step_before_any_update():
+    net = torch.nn.Linear(1, 1)
+    before = net.weight.detach().clone()
+
+    def loss(module, batch, carry):  # noqa: ARG001
+        return module.weight.sum() * float("nan"), 1, None
+
+    with pytest.raises(TrainingDiverged, match="diverged at step 1: loss is nan") as e:
+        Trainer(TrainConfig(warmup_steps=0), Budget(tokens=10)).fit(
+            net, one_weight_batches, loss, None, epoch_tokens=20, device=torch.device("cpu")
+        )
+    assert e.value.step == 1 and torch.equal(net.weight, before)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -482,9 +496,10 @@ def test_a_run_folder_accepts_only_its_own_identity(tmp_path):
         with pytest.raises(CacheMiss, match=words) as stale:
             folder.check("fit.json", "identity", changed, {"train": "train.txt", "valid": "valid.txt"})
         assert not stale.value.absent
-    for payload in ("[1, 2]", "{not json", '{"info": {}}'):
+    for payload, words in (("[1, 2]", "not an lmbench run file"), ("{not json", "unreadable"),
+                           ('{"info": {}}', "has no identity")):  # fmt: skip
         (folder.path / "fit.json").write_text(payload)
-        with pytest.raises(CacheMiss) as broken:
+        with pytest.raises(CacheMiss, match=words) as broken:
             folder.check("fit.json", "identity", identity, {})
         assert not broken.value.absent
 
