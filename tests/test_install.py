@@ -17,6 +17,10 @@ from lmbench.data import cards
 from lmbench.presets import preset_path
 from tests.conftest import require_or_fail, require_tool
 
+# building and installing a wheel takes minutes on a loaded machine (320 s seen on a shared 2-core one): a hang
+# is still cut, later than the suite's 10-minute default
+pytestmark = pytest.mark.timeout(1800)
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(lmbench.__file__).resolve().parent
 CARD_NAMES = ["ptb", "tinyshakespeare", "wikitext-103", "wikitext-2"]
