@@ -37,6 +37,12 @@ class RunFailure(click.ClickException):
     exit_code = 1
 
 
+class InternalError(click.ClickException):
+    """An exception lmbench did not expect (a bug): exit status 70 (EX_SOFTWARE), told apart from a handled error."""
+
+    exit_code = 70
+
+
 def _fail(error: LmbenchError) -> InputError:
     return InputError(str(error).splitlines()[0])
 
@@ -147,8 +153,9 @@ def verbose_option(command):
 class LmbenchGroup(click.Group):
     """Maps lmbench's errors to exit codes, and keeps tracebacks behind ``-v``.
 
-    ConfigError/DataError (and any LmbenchError) -> exit 2, one line; any other exception -> exit 1, one line
-    naming its type (with ``-v`` the traceback is printed too).
+    ConfigError/DataError (and any LmbenchError) -> exit 2, one line; any other exception is a bug: exit 70
+    (EX_SOFTWARE), one ``internal error`` line naming its type (with ``-v`` the traceback is printed too), so
+    that scripts and fuzz tests can tell a crash from a handled failure (exit 1: a model or task failed).
     """
 
     def invoke(self, ctx: click.Context):
@@ -169,7 +176,7 @@ class LmbenchGroup(click.Group):
                 traceback.print_exc()
             detail = str(e).splitlines()[0] if str(e) else ""
             hint = "" if ctx.find_root().meta.get("lmbench.verbose") else " (run with -v for the traceback)"
-            raise RunFailure(f"unexpected {type(e).__name__}: {detail}{hint}") from None
+            raise InternalError(f"internal error: unexpected {type(e).__name__}: {detail}{hint}") from None
 
 
 @click.group(cls=LmbenchGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

@@ -1,6 +1,15 @@
-"""Shared fixtures: small self-written corpora, and real corpora from ../shared (skipped where absent)."""
+"""Shared fixtures: small self-written corpora, and real corpora from ../shared (skipped where absent).
+
+Under ``CI=true`` nothing that CI installs or provides may be missing: :func:`require_or_fail` turns the skip of a
+test whose outside tool, extra or data folder is absent into a failure, so a broken CI step cannot pass as skips.
+"""
 
 from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,13 +30,43 @@ TINY_TRAIN = [
 TINY_TEST = ["the cat sat on the log", "a zebra saw the mat", "", "the dog was red"]
 
 
+def in_ci() -> bool:
+    """True where the environment says CI (``CI=true``, as GitHub Actions, GitLab and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def require_or_fail(available: object, reason: str) -> None:
+    """Skip the test with ``reason`` when ``available`` is falsy, or fail it under ``CI=true``: CI installs
+    every tool, extra and data folder the suite uses, so there a missing one is a broken CI step, not a skip."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_tool(name: str, install: str) -> str:
+    """The path of the executable ``name`` (skip, or fail under CI, naming the package that installs it)."""
+    path = shutil.which(name)
+    require_or_fail(path, f"{name} is not installed ({install})")
+    return path  # type: ignore[return-value]
+
+
+def import_or_fail(module: str, install: str) -> ModuleType:
+    """``pytest.importorskip`` that fails under CI: the module, or skip/fail naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        require_or_fail(False, f"{module} is not installed ({install})")
+        raise  # unreachable: require_or_fail skipped or failed
+
+
 def require_shared(*parts: str):
-    """Path under the shared data folder, or skip the test with the reason."""
+    """Path under the shared data folder, or skip the test with the reason (fail it under CI)."""
     path = shared_path(*parts)
-    if path is None:
-        pytest.skip(
-            f"shared data {'/'.join(parts)} not found (set {ENV_VAR} or put ../shared beside the repo)"
-        )
+    require_or_fail(
+        path, f"shared data {'/'.join(parts)} not found (set {ENV_VAR} or put ../shared beside the repo)"
+    )
     return path
 
 
@@ -55,8 +94,8 @@ def rng() -> np.random.Generator:
 def tiny_hf_model(tmp_path_factory):
     """A tiny random GPT-2 and a byte-level BPE tokenizer trained here, saved with save_pretrained: the real
     loading path of the `pretrained` back-end, with no download."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("tokenizers")
+    import_or_fail("transformers", "the hf extra: pip install -e '.[hf]'")
+    import_or_fail("tokenizers", "the hf extra: pip install -e '.[hf]'")
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast

@@ -13,10 +13,11 @@ from lmbench import checksums
 from lmbench.cli import main
 from lmbench.explore import Explorer, discover_runs
 from lmbench.models.registry import model_class
+from tests.conftest import import_or_fail
 from tests.explore_runs import make_small_run
 
-pytest.importorskip("fastapi", reason="the explore extra is not installed (pip install -e '.[explore]')")
-pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (the dev extra)")
+import_or_fail("fastapi", "the explore extra: pip install -e '.[explore]'")
+import_or_fail("httpx", "FastAPI's TestClient needs httpx: the dev extra")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from lmbench.explore.app import create_app  # noqa: E402
@@ -197,7 +198,7 @@ def test_cli_explore_serves_the_run_on_localhost(run_dir):
     import urllib.request
     from pathlib import Path
 
-    pytest.importorskip("uvicorn", reason="the explore extra is not installed (pip install -e '.[explore]')")
+    import_or_fail("uvicorn", "the explore extra: pip install -e '.[explore]'")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -14,16 +14,14 @@ import time
 import numpy as np
 import pytest
 
+from tests.conftest import import_or_fail, require_tool
 from tests.explore_runs import make_small_run
 
-pytest.importorskip("fastapi", reason="the explore extra is not installed (pip install -e '.[explore]')")
-pytest.importorskip("uvicorn", reason="the explore extra is not installed (pip install -e '.[explore]')")
-pytest.importorskip("selenium", reason="selenium is not installed (the dev extra)")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMEDRIVER is None or shutil.which("chromium") is None,
-    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
-)
+import_or_fail("fastapi", "the explore extra: pip install -e '.[explore]'")
+import_or_fail("uvicorn", "the explore extra: pip install -e '.[explore]'")
+import_or_fail("selenium", "selenium: the dev extra")
+require_tool("chromium", "Debian's chromium; .ci/run installs it")
+CHROMEDRIVER = require_tool("chromedriver", "Debian's chromium-driver; .ci/run installs it")
 
 
 def _free_port() -> int:

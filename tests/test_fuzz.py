@@ -1,7 +1,10 @@
 """Property-based fuzzing of everything a user hands lmbench: configs, corpus files, pair and TSV task files, ARPA.
 
-Whatever the input, the outcome is exit 0, 1 or 2 with no traceback, and exit 2 writes nothing. Example counts
-are bounded and the corpora tiny, so the whole module runs in well under a minute.
+Whatever the input, the outcome is exit 0, 1 or 2 with no traceback, and exit 2 writes nothing. A crash (an
+exception lmbench did not expect) is exit 70 and fails the fuzz, and so does a model or task failure (exit 1) whose
+cause is a bug-class exception (KeyError, TypeError, ...). Each fuzzer counts the outcomes it reached and asserts it
+reached more than one, so a fuzz that only ever exercises one path fails too. Example counts are bounded and the
+corpora tiny, so the whole module runs in well under a minute.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import sys
 import tempfile
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,11 @@ from hypothesis import strategies as st
 
 from lmbench.cli import main
 from lmbench.errors import DataError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (pyproject declares >= 3.10)
+    import tomli as tomllib
 
 # CI runs 40 examples per property; LMBENCH_FUZZ_EXAMPLES=1000 searches deeper on a quiet machine
 EXAMPLES = int(os.environ.get("LMBENCH_FUZZ_EXAMPLES", "40"))
@@ -238,13 +249,23 @@ def snapshot(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*")}
 
 
+# exceptions that are bugs wherever they come from: a handled input problem is a DataError/ConfigError instead
+BUG_TYPES = ("KeyError", "IndexError", "AttributeError", "TypeError", "NameError", "UnboundLocalError",
+             "AssertionError", "ZeroDivisionError", "RecursionError", "ValueError", "OverflowError")  # fmt: skip
+BUG_IN_FAILURE = re.compile(rf"(?:failed|search failed|task [\w-]+): (?:{'|'.join(BUG_TYPES)})\b")
+
+
 def check_run(root: Path, args: list[str] | None = None) -> int:
-    """Run ``lmbench run exp.toml``: exit 0/1/2, never a traceback, and exit 2 leaves the folder as it was."""
+    """Run ``lmbench run exp.toml``: exit 0/1/2, never a traceback or an internal error (exit 70), no model or
+    task failed by a bug-class exception, and exit 2 leaves the folder as it was."""
     before = snapshot(root)
     result = CliRunner().invoke(main, args or ["run", "exp.toml", "-o", "out", "--runs-dir", "runs"])
+    assert result.exit_code != 70 and "internal error" not in result.output, result.output
     assert result.exit_code in (0, 1, 2), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output, result.output
+    if result.exit_code == 1:
+        assert not BUG_IN_FAILURE.search(result.output), result.output
     if result.exit_code == 2:
         assert snapshot(root) == before, result.output
         assert len([line for line in result.output.splitlines() if line.strip()]) <= 3, result.output
@@ -254,11 +275,17 @@ def check_run(root: Path, args: list[str] | None = None) -> int:
 CORPUS = {"train.txt": TRAIN, "valid.txt": "the cat sat\n", "test.txt": "a dog sat\n"}
 
 
-@FUZZ
-@given(config=configs())
-def test_random_configs_end_cleanly(config):
-    with project({**CORPUS, "exp.toml": to_toml(config)}) as root:
-        check_run(root)
+def test_random_configs_end_cleanly():
+    outcomes: Counter[int] = Counter()
+
+    @FUZZ
+    @given(config=configs())
+    def fuzz(config):
+        with project({**CORPUS, "exp.toml": to_toml(config)}) as root:
+            outcomes[check_run(root)] += 1
+
+    fuzz()
+    assert outcomes[0] and outcomes[2], outcomes  # configs that run, and configs refused before any work
 
 
 @FUZZ
@@ -268,57 +295,85 @@ def test_random_bytes_as_a_config_end_cleanly(text):
         assert check_run(root) == 2
 
 
+# a third of the files are plausible text (so runs are reached), the rest random bytes or odd characters
+plain_lines = st.lists(st.sampled_from(["the cat sat on the mat", "a dog saw the cat", "the log", "é x", ""]),
+                       min_size=1, max_size=6).map(lambda lines: ("\n".join(lines) + "\n").encode())  # fmt: skip
 corpus_bytes = st.one_of(
+    plain_lines,
     st.binary(max_size=120),
     st.text(alphabet=st.sampled_from("ab \n\r\t\x00\ufeffé<unk>"), max_size=60).map(str.encode),
 )
 
 
-@FUZZ
-@given(train=corpus_bytes, valid=corpus_bytes, test=corpus_bytes, tokenizer=st.sampled_from(["whitespace", "char", "regexp"]),
-       single=st.booleans())  # fmt: skip
-def test_random_corpus_bytes_end_cleanly(train, valid, test, tokenizer, single):
-    corpus = (
-        {"file": "train.txt"} if single else {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}
-    )
-    config = {**BASE, "corpus": {**corpus, "tokenizer": tokenizer}}
-    with project(
-        {"train.txt": train, "valid.txt": valid, "test.txt": test, "exp.toml": to_toml(config)}
-    ) as root:
-        code = check_run(root)
-        if code == 0:
-            import pandas as pd
+def test_random_corpus_bytes_end_cleanly():
+    outcomes: Counter[int] = Counter()
 
-            rows = pd.read_csv(root / "out" / "results.csv")
-            assert (rows.tokens > 0).all()  # a report never scores an empty split
+    @FUZZ
+    @given(train=corpus_bytes, valid=corpus_bytes, test=corpus_bytes,
+           tokenizer=st.sampled_from(["whitespace", "char", "regexp"]), single=st.booleans())  # fmt: skip
+    def fuzz(train, valid, test, tokenizer, single):
+        corpus = (
+            {"file": "train.txt"}
+            if single
+            else {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}
+        )
+        config = {**BASE, "corpus": {**corpus, "tokenizer": tokenizer}}
+        with project(
+            {"train.txt": train, "valid.txt": valid, "test.txt": test, "exp.toml": to_toml(config)}
+        ) as root:
+            code = check_run(root)
+            outcomes[code] += 1
+            if code == 0:
+                import pandas as pd
 
+                rows = pd.read_csv(root / "out" / "results.csv")
+                assert (rows.tokens > 0).all()  # a report never scores an empty split
 
-task_bytes = st.one_of(
-    st.binary(max_size=150),
-    st.lists(
-        st.fixed_dictionaries({"good": st.sampled_from(["the cat sat", "", "a dog", 3]),
-                               "bad": st.sampled_from(["sat cat the", "zebra", None, "the cat sat"])}),
-        max_size=3,
-    ).map(lambda rows: "\n".join(json.dumps(r) for r in rows).encode()),
-    st.lists(st.tuples(st.sampled_from(["the cat sat", "a dog", "", "x\ty"]), st.sampled_from(["pos", "neg", "", "1"])),
-             max_size=4).map(lambda rows: ("sentence\tlabel\n" + "".join(f"{s}\t{lab}\n" for s, lab in rows)).encode()),
-)  # fmt: skip
+    fuzz()
+    assert outcomes[0] and outcomes[2], outcomes  # corpora that train, and corpora refused as bad data
 
 
-@FUZZ
-@given(pairs=task_bytes, train=task_bytes, test=task_bytes)
-def test_random_pair_and_tsv_task_files_end_cleanly(pairs, train, test):
+pair_rows = st.lists(
+    st.fixed_dictionaries({"good": st.sampled_from(["the cat sat", "", "a dog", 3]),
+                           "bad": st.sampled_from(["sat cat the", "zebra", None, "the cat sat"])}),
+    max_size=3,
+).map(lambda rows: "\n".join(json.dumps(r) for r in rows).encode())  # fmt: skip
+good_pairs = st.lists(st.fixed_dictionaries({"good": st.sampled_from(["the cat sat", "a dog saw the cat"]),
+                                             "bad": st.sampled_from(["sat cat the", "saw dog a the cat"])}),
+                      min_size=1, max_size=3).map(lambda rows: "\n".join(json.dumps(r) for r in rows).encode())  # fmt: skip
+tsv_rows = st.lists(st.tuples(st.sampled_from(["the cat sat", "a dog", "", "x\ty"]), st.sampled_from(["pos", "neg", "", "1"])),
+                    max_size=4).map(lambda rows: ("sentence\tlabel\n" + "".join(f"{s}\t{lab}\n" for s, lab in rows)).encode())  # fmt: skip
+good_tsv = st.lists(st.tuples(st.sampled_from(["the cat sat", "a dog", "the mat"]), st.sampled_from(["pos", "neg"])),
+                    min_size=2, max_size=5).map(lambda rows: ("sentence\tlabel\nthe cat\tpos\nthe dog\tneg\n"
+                                                              + "".join(f"{s}\t{lab}\n" for s, lab in rows)).encode())  # fmt: skip
+# each file: often well formed (so tasks are reached), else near misses, the other format or random bytes
+pair_bytes = st.one_of(
+    good_pairs, good_pairs, good_pairs, good_pairs, pair_rows, tsv_rows, st.binary(max_size=150)
+)
+tsv_bytes = st.one_of(good_tsv, good_tsv, good_tsv, good_tsv, tsv_rows, pair_rows, st.binary(max_size=150))
+
+
+def test_random_pair_and_tsv_task_files_end_cleanly():
+    outcomes: Counter[int] = Counter()
     config = {**BASE, "tasks": {"minimal-pairs": {"files": ["pairs.jsonl"]},
                                 "classify": {"train": "train.tsv", "test": "test.tsv"}}}  # fmt: skip
-    files = {
-        **CORPUS,
-        "pairs.jsonl": pairs,
-        "train.tsv": train,
-        "test.tsv": test,
-        "exp.toml": to_toml(config),
-    }
-    with project(files) as root:
-        check_run(root)
+
+    @FUZZ
+    @given(pairs=pair_bytes, train=tsv_bytes, test=tsv_bytes)
+    def fuzz(pairs, train, test):
+        files = {
+            **CORPUS,
+            "pairs.jsonl": pairs,
+            "train.tsv": train,
+            "test.tsv": test,
+            "exp.toml": to_toml(config),
+        }
+        with project(files) as root:
+            outcomes[check_run(root)] += 1
+
+    fuzz()
+    assert outcomes[2], outcomes  # task files refused before any work
+    assert outcomes[0] + outcomes[1], outcomes  # and task files that were run
 
 
 @settings(max_examples=60, deadline=None)
@@ -347,10 +402,24 @@ def test_the_fuzzers_hit_every_outcome():
         assert check_run(root) == 2
 
 
+@pytest.mark.parametrize("where", ["run_experiment", "fit_model"])
+def test_a_crash_fails_the_fuzz_check(monkeypatch, where):
+    """A bug injected where every run passes (the experiment, or one model's fit: then exit 1 with the model's
+    failure) must fail check_run, or the fuzzers could not see one."""
+    from lmbench import experiment
+
+    def broken(*args, **kwargs):
+        raise KeyError("injected")
+
+    monkeypatch.setattr(experiment, where, broken)
+    with project({**CORPUS, "exp.toml": to_toml(BASE)}) as root:
+        with pytest.raises(AssertionError, match="KeyError"):
+            check_run(root)
+    assert CliRunner().invoke(main, ["--help"]).exit_code == 0  # the harness itself still works
+
+
 @pytest.mark.parametrize("value", [True, -1, 2.5, "x", [], {}])
 def test_toml_writer_round_trips(value):
-    import tomllib
-
     assert tomllib.loads(to_toml({"k": value}))["k"] == value
 
 

@@ -11,7 +11,9 @@ import math
 import numpy as np
 import pytest
 
-nltk_lm = pytest.importorskip("nltk.lm")
+from tests.conftest import import_or_fail
+
+nltk_lm = import_or_fail("nltk.lm", "nltk, a dependency of lmbench")
 from nltk.util import everygrams  # noqa: E402
 
 from lmbench.data import TokenStream, Vocabulary  # noqa: E402

@@ -12,10 +12,10 @@ from lmbench.data import Corpus, get_tokenizer, tokenize_corpus
 from lmbench.errors import ConfigError
 from lmbench.evaluation import score
 
-from .conftest import TINY_TEST, TINY_TRAIN
+from .conftest import TINY_TEST, TINY_TRAIN, import_or_fail
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+torch = import_or_fail("torch", "lmbench's dependencies")
+import_or_fail("transformers", "the hf extra: pip install -e '.[hf]'")
 
 from lmbench.models.pretrained import PretrainedLM  # noqa: E402
 

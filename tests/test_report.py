@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from lmbench.reporting import load_results, render_report
 from lmbench.reporting.narrative import ladder_narrative
+from tests.conftest import require_tool
 
 
 def results(**overrides):
@@ -217,10 +217,8 @@ def test_an_interrupted_render_leaves_the_old_report_intact(tmp_path, monkeypatc
     assert not list(tmp_path.glob(".report*"))
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)"
-)
 def test_html_report_renders_in_headless_chromium(tmp_path):
+    require_tool("chromium", "Debian's chromium; .ci/run installs it")
     out = render_report(results(), tmp_path / "report", ["html", "png"])
     page = (out / "report.html").resolve()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -292,12 +290,10 @@ COMMITTED_REPORTS = sorted(
 )
 
 
-@pytest.mark.skipif(
-    shutil.which("pdflatex") is None, reason="pdflatex is not installed (.ci/run installs texlive)"
-)
 @pytest.mark.parametrize("source", ["fixture", *(folder.name for folder in COMMITTED_REPORTS)])
 def test_every_latex_output_compiles_with_pdflatex(tmp_path, source):
     """The fixture (∞, Δ, p at the resolution, LaTeX specials in names) and every committed report's results."""
+    require_tool("pdflatex", "texlive-latex-base; .ci/run installs it")
     folder = {f.name: f for f in COMMITTED_REPORTS}.get(source)
     res = _with_baseline_diff() if folder is None else load_results(folder)
     out = render_report(res, tmp_path / "report", ["latex"])
@@ -478,3 +474,16 @@ def test_results_written_before_curve_baseline_read_it_from_the_rows():
     res["rows"] += valid
     base = curve_baseline(res)
     assert base["model"] == "kn5" and base["perplexity"] == 14.0 and base["context"] == "stream"
+
+
+def test_the_same_results_render_to_the_same_bytes(tmp_path):
+    """Reproducible figures: every file of a report (tables, JSON, HTML, LaTeX and the PNG plots) is a function of
+    the results alone, byte for byte, with no date, path or random state inside."""
+    formats = ["md", "csv", "json", "html", "latex", "png"]
+    one = render_report(_with_baseline_diff(), tmp_path / "one", formats)
+    two = render_report(_with_baseline_diff(), tmp_path / "two", formats)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    assert any(f.suffix == ".png" for f in files) and any(f.suffix == ".html" for f in files)
+    for name in files:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name

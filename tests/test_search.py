@@ -3,7 +3,6 @@ resume without repeating a trial, studies keyed by their search space, equal bud
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,11 +21,16 @@ from lmbench.models.registry import create_model
 from lmbench.reporting.search_plots import budget_statement
 from lmbench.training import loop
 from lmbench.training.loop import on_validation
+from tests.conftest import import_or_fail
 
 # searches need Optuna (extra [tune], also in [dev] and [test]); the config checks above run without it
-needs_optuna = pytest.mark.skipif(
-    importlib.util.find_spec("optuna") is None, reason="optuna not installed (pip install -e '.[tune]')"
-)
+needs_optuna = pytest.mark.usefixtures("optuna_installed")
+
+
+@pytest.fixture
+def optuna_installed() -> None:
+    import_or_fail("optuna", "the tune extra: pip install -e '.[tune]'")
+
 
 TRAIN = "\n".join(
     ["the cat sat on the mat", "the dog sat on the log", "a cat saw a dog", "the dog and the cat"] * 8

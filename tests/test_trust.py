@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -332,6 +331,8 @@ def test_no_budget_means_the_epoch_default_once(tmp_path):
         Budget(tokens=0.5)
 
 
+# a hang (no budget read as "train forever") is cut here, whatever the machine's load
+@pytest.mark.timeout(300)
 def test_a_task_with_a_neural_model_and_no_budget_finishes(tmp_path):
     classify = tmp_path / "cls.tsv"
     classify.write_text(
@@ -343,10 +344,8 @@ def test_a_task_with_a_neural_model_and_no_budget_finishes(tmp_path):
         config.read_text().replace("[budget]\n", "")
         + f'[tasks.classify]\ntrain = "{classify}"\ntest = "{classify}"\n'
     )
-    started = time.perf_counter()
     result = cli(["run", str(config), "-o", "out"], tmp_path)
     assert result.exit_code == 0, result.output
-    assert time.perf_counter() - started < 120
     assert figures(tmp_path).budget.iloc[0] == "epochs=0.5"
     tasks = pd.read_csv(tmp_path / "out/tasks.csv")
     generative = tasks[(tasks.model == "lstm") & (tasks.method == "generative")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lmbench.data import get_tokenizer
-from lmbench.data.shared import shared_path
+from tests.conftest import require_shared
 
 # raw sentence -> its WikiText form, written by hand after reading WikiText-2 (quotes, brackets, possessive 's,
 # n't, hyphens, numbers, abbreviations, the sentence's full stop)
@@ -54,9 +54,7 @@ def test_detokenize_reverses_the_separators():
 @pytest.mark.slow
 def test_wikitext2_test_split_is_a_fixed_point():
     """Nearly every line of the real corpus comes back token for token (the rest: `<formula>`-like edge cases)."""
-    path = shared_path("corpora", "wikitext-2", "test.txt")
-    if path is None or not path.is_file():
-        pytest.skip("WikiText-2 not found in the shared corpora")
+    path = require_shared("corpora", "wikitext-2", "test.txt")
     tok = get_tokenizer("wikitext")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     same = sum(tok.tokenize(line) == line.split() for line in lines)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lmbench.models.windows import plan_windows, rolling_logprobs
+from tests.conftest import import_or_fail
 
 
 @pytest.mark.parametrize("window", [1, 2, 3, 4, 7, 8, 16])
@@ -87,7 +88,7 @@ def test_transformer_rolls_with_at_least_half_a_window(tiny_train):
 
 @pytest.mark.parametrize("window, stride", [(8, None), (12, 3)])
 def test_pretrained_rolls_with_at_least_half_a_window(tiny_hf_model, tiny_train, window, stride):
-    pytest.importorskip("transformers")
+    import_or_fail("transformers", "the hf extra: pip install -e '.[hf]'")
     from lmbench.models.pretrained import PretrainedLM
 
     model = PretrainedLM(str(tiny_hf_model), window=window, stride=stride).fit(tiny_train)

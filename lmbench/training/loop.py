@@ -605,7 +605,8 @@ class Trainer:
                 f"{self._checkpoint_path()}: does not fit this model ({first_line(e, with_type=True)}); training from the start"
             )
             run.module.load_state_dict(fresh_model)
-            run.optimizer = type(run.optimizer)(run.groups, **run.optimizer.defaults)
+            # built as fit() builds it: rebuilding from .defaults passed keys AdamW's __init__ rejects
+            run.optimizer, run.groups = self._optimizer(run.module)
             run.state, run.best, run.plateau_scale, run.carry = TrainState(), None, 1.0, run.initial_carry()
             torch.manual_seed(self.config.seed)
 
