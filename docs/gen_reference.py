@@ -635,11 +635,16 @@ def on_files(files: Any, config: Any) -> Any:
     return files
 
 
+SPHINX_ROLE = re.compile(r":(?:class|meth|func|data|mod|attr|exc|obj):(<code>)~?")
+
+
 def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
-    """CLI reference: mkdocs-click 0.9 prints Click 8.3's "no default" marker as ``Sentinel.UNSET``; show —."""
+    """Tidy what two tools leave: mkdocs-click 0.9 prints Click 8.3's "no default" marker as
+    ``Sentinel.UNSET`` (shown as —), and lmbench's docstrings use Sphinx roles (``:class:`X```), which
+    mkdocstrings renders literally (the role is dropped, the name kept as code)."""
     if page.file.src_uri == "reference/cli.md":
         html = html.replace("<code>Sentinel.UNSET</code>", "—")
-    return html
+    return SPHINX_ROLE.sub(r"\1", html)
 
 
 if __name__ == "__main__":  # python docs/gen_reference.py > config.md, to read the page without building
