@@ -668,7 +668,10 @@ class Trainer:
         run.last_status = now
         state = run.state
         speed = state.tokens / state.seconds if state.seconds > 0 else 0.0
-        loss = state.train_loss_sum / state.train_loss_tokens if state.train_loss_tokens else float("nan")
+        if state.train_loss_tokens:  # the training loss since the last validation pass (or that pass's)
+            loss = state.train_loss_sum / state.train_loss_tokens
+        else:
+            loss = state.curve[-1]["train_loss"] if state.curve else float("nan")
         valid = next((p["valid_perplexity"] for p in reversed(state.curve) if "valid_perplexity" in p), None)
         done = self._fraction_done(state, run.epoch_tokens)
         eta = state.seconds * (1 - done) / done if done > 0 else float("nan")
