@@ -45,7 +45,9 @@ EXTRA_SETTING_NOTES = {
     "min_lr_ratio": "cosine: the final learning rate as a fraction of `lr`",
     "clip": "gradient-norm clipping threshold (0: none)",
     "device": "`auto` (CUDA, then MPS, then CPU), `cpu`, `cuda[:N]` or `mps`",
-    "seed": "set by the experiment's `seed`/`seeds` (a config may not set it per setting table)",
+    "seed": "not written as a setting: comes from the experiment's or the model table's `seed`/`seeds`",
+    "output": "`full` softmax or `adaptive` softmax (Grave et al. 2017)",
+    "checkpoint_seconds": "seconds between training checkpoints (an interrupted run resumes from the last)",
     "stride": "stream mode: tokens the window slides (default window/2)",
     "seq_len": "fine-tuning window in tokens",
     "train_batch_size": "fine-tuning sequences per step",
@@ -212,19 +214,19 @@ class Key:
 
 def _type_words(node: ast.expr) -> str:
     names = {
-        "str": "string",
-        "int": "integer",
-        "float": "number",
-        "list": "list",
-        "dict": "table",
-        "bool": "boolean",
+        "str": "a string",
+        "int": "an integer",
+        "float": "a finite number",
+        "list": "a list",
+        "dict": "a table",
+        "bool": "true or false",
     }
     if isinstance(node, ast.Tuple):
         return " or ".join(_type_words(e) for e in node.elts)
     if isinstance(node, ast.Name):
         return names.get(node.id, node.id)
     if isinstance(node, ast.IfExp):  # int if k == "tokens" else (int, float)
-        return "number"
+        return "a finite number"
     return ast.unparse(node)
 
 
@@ -253,7 +255,7 @@ def section_keys(*functions: Any) -> list[Key]:
         helper = isinstance(node.func, ast.Name) and node.func.id == "_budget"
         popped = isinstance(node.func, ast.Attribute) and node.func.attr == "pop" and len(node.args) == 1
         if (helper or popped) and isinstance(node.args[-1].value, str):
-            keys.setdefault(node.args[-1].value, Key(node.args[-1].value, "table", "—"))
+            keys.setdefault(node.args[-1].value, Key(node.args[-1].value, "a table", "—"))
     return sorted(keys.values(), key=lambda k: (not k.required, tree_order(tree, k.name)))
 
 
@@ -355,7 +357,7 @@ def _families_section() -> list[str]:
     known: set[str] = set()
     for family in MODELS:
         cls = model_class(family)
-        summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+        summary = _cell((inspect.getdoc(cls) or "").split("\n\n")[0])
         out += [f"### `{family}`", "", f"`{cls.__module__}.{cls.__name__}` — {summary}", ""]
         settings = family_settings(family)
         known |= {name for name, *_ in settings}
