@@ -35,7 +35,7 @@ EXTRA_SETTING_NOTES = {
     "layers": "stacked layers (recurrent cells or Transformer blocks)",
     "dropout": "dropout probability between layers (and on attention/feed-forward outputs)",
     "tie_weights": "share the input embedding and the output layer's weights (needs matching widths)",
-    "cutoffs": "adaptive softmax: vocabulary ranks where the head and tail clusters split (default from the vocabulary size)",
+    "cutoffs": "adaptive softmax: increasing word ids (ids are frequency ranks) where the head and each tail cluster end; default from the vocabulary size",
     "d_model": "width of the residual stream",
     "n_heads": "attention heads per layer (must divide `d_model`)",
     "window": "context window in tokens (scoring rolls it W/2 at a time)",
