@@ -178,3 +178,17 @@ def test_reports_page_explains_every_column():
     page = (DOCS / "reports.md").read_text(encoding="utf-8")
     for column in {*RESULT_COLUMNS, *SEED_COLUMNS, *TIMING_COLUMNS, *TASK_COLUMNS, *SAMPLE_COLUMNS}:
         assert f"`{column}`" in page, f"column {column!r} is not explained in docs/reports.md"
+
+
+def test_nav_leaves_out_only_a_missing_page_of_another_branch(gen, tmp_path):
+    nav = [
+        {"Home": "index.md"},
+        {"Scaling out": "scale-out.md"},
+        {"Reference": [{"CLI": "reference/cli.md"}]},
+    ]
+    assert gen._drop_missing(nav, tmp_path) == [
+        {"Home": "index.md"},
+        {"Reference": [{"CLI": "reference/cli.md"}]},
+    ]
+    (tmp_path / "scale-out.md").write_text("# Scaling out\n", encoding="utf-8")
+    assert gen._drop_missing(nav, tmp_path) == nav  # once merged, it is linked (and checked) like any page
