@@ -5,7 +5,6 @@ any training with one line naming its key."""
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ from lmbench.models.registry import create_model
 from lmbench.training import precision as precision_module
 from lmbench.training.loop import TrainConfig, Trainer, TrainState
 from lmbench.training.precision import resolve_precision
+
+from .test_cli import run as _cli  # CliRunner in a working folder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = {"emb_size": 16, "hidden_size": 16, "layers": 1, "dropout": 0.0, "batch_size": 4, "seq_len": 8}
@@ -256,15 +257,6 @@ seq_len = 8
 """
     )
     return tmp_path, config
-
-
-def _cli(args, cwd):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(main, args, catch_exceptions=False)
-    finally:
-        os.chdir(old)
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(project):
