@@ -22,6 +22,8 @@ from lmbench.models.base import Budget
 from lmbench.models.registry import create_model
 from lmbench.training.loop import Trainer
 
+from .conftest import require_tool
+
 TRAIN = "\n".join(
     ["the cat sat on the mat", "the dog sat on the log", "a cat saw a dog", "the dog and the cat"] * 8
 )
@@ -366,8 +368,7 @@ def test_a_damaged_record_is_damage_too(tmp_path, record):
 def test_sha256sum_reads_the_records(tmp_path):
     import subprocess
 
-    if shutil.which("sha256sum") is None:
-        pytest.skip("no sha256sum")
+    require_tool("sha256sum", "coreutils")
     path = tmp_path / "model.bin"
     with recorded_path(path) as tmp:
         tmp.write_bytes(b"weights")

@@ -17,8 +17,10 @@ from lmbench.cli import main
 from lmbench.explore import Explorer
 from tests.explore_runs import make_small_run
 
-pytest.importorskip("fastapi", reason="the explore extra is not installed (pip install -e '.[explore]')")
-pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (the dev extra)")
+from .conftest import import_or_fail
+
+import_or_fail("fastapi", "the explore extra: pip install -e '.[explore]'")
+import_or_fail("httpx", "FastAPI's TestClient needs httpx: pip install -e '.[dev]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from lmbench.explore.app import bind, create_app  # noqa: E402

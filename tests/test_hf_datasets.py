@@ -11,14 +11,14 @@ from lmbench.config import parse_config
 from lmbench.errors import ConfigError
 from lmbench.experiment import run_experiment
 
-from .conftest import TINY_TEST, TINY_TRAIN
+from .conftest import TINY_TEST, TINY_TRAIN, import_or_fail
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-pytest.importorskip("datasets")
+import_or_fail("datasets", "the hf extra: pip install -e '.[hf]'")
 
 MODELS = """
 [evaluate]

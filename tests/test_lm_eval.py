@@ -17,13 +17,15 @@ from lmbench.config import parse_config
 from lmbench.errors import ConfigError
 from lmbench.experiment import run_experiment
 
+from .conftest import import_or_fail
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-pytest.importorskip("lm_eval")
-pytest.importorskip("datasets")
+import_or_fail("lm_eval", "the lm-eval extra: pip install -e '.[lm-eval]'")
+import_or_fail("datasets", "the lm-eval extra: pip install -e '.[lm-eval]'")
 
 from lm_eval.api.instance import Instance  # noqa: E402
 

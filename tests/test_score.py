@@ -20,7 +20,7 @@ from lmbench.data import TokenStream
 from lmbench.data.shared import shared_path
 from lmbench.models.ngram import NgramLM
 
-from .conftest import TINY_TEST, TINY_TRAIN
+from .conftest import TINY_TEST, TINY_TRAIN, import_or_fail
 
 LN10 = math.log(10.0)
 
@@ -198,7 +198,7 @@ def test_scoring_an_arpa_imports_neither_numba_nor_torch(tiny_arpa, tiny_text):
 
 
 def test_a_trained_model_folder_of_any_family(tmp_path):
-    pytest.importorskip("torch")
+    import_or_fail("torch", "torch: pip install torch==2.13.0")
     from lmbench.explore.discovery import discover_runs
 
     from .explore_runs import make_small_run

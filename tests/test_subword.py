@@ -4,6 +4,7 @@ n-grams, neural models and a pretrained causal LM, and per-word perplexity that 
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -16,9 +17,9 @@ from lmbench.evaluation import score
 from lmbench.experiment import load_data, run_experiment
 from lmbench.models.registry import create_model
 
-from .conftest import TINY_TEST, TINY_TRAIN
+from .conftest import TINY_TEST, TINY_TRAIN, import_or_fail
 
-pytest.importorskip("tokenizers")
+import_or_fail("tokenizers", "the hf extra: pip install -e '.[hf]'")
 
 from lmbench.data.subword import SubwordTokenizer, cache_dir, train_bpe  # noqa: E402
 
@@ -91,7 +92,10 @@ bootstrap = 0
 
 
 def parse(tmp_path, text: str):
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10: the same parser as the tomli package
+        import tomli as tomllib
 
     return parse_config(tomllib.loads(text), source="exp.toml", base=tmp_path)
 

@@ -15,6 +15,8 @@ from lmbench.config import load_config
 from lmbench.errors import ConfigError
 from lmbench.reporting import trackers
 
+from .conftest import import_or_fail
+
 CURVE = [
     {"tokens": 100, "step": 1, "seconds": 0.1, "train_loss": 5.0, "valid_loss": 4.5, "valid_perplexity": 90.0, "lr": 1e-3},
     {"tokens": 200, "step": 2, "seconds": 0.2, "train_loss": 4.0, "valid_loss": 4.2, "valid_perplexity": 66.7, "lr": 5e-4},
@@ -59,7 +61,7 @@ def report_dir(tmp_path) -> Path:
 
 
 def test_tensorboard_scalars_and_hparams(tmp_path, report_dir):
-    pytest.importorskip("tensorboard")
+    import_or_fail("tensorboard", "the track extra: pip install -e '.[track]'")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     warnings: list[str] = []
@@ -84,7 +86,7 @@ def test_tensorboard_scalars_and_hparams(tmp_path, report_dir):
 
 
 def test_mlflow_one_run_per_model_with_params_metrics_and_artefacts(tmp_path, report_dir, monkeypatch):
-    pytest.importorskip("mlflow")
+    import_or_fail("mlflow", "the track extra: pip install -e '.[track]'")
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -109,7 +111,7 @@ def test_mlflow_one_run_per_model_with_params_metrics_and_artefacts(tmp_path, re
 
 
 def test_mlflow_honours_the_tracking_uri(tmp_path, report_dir, monkeypatch):
-    pytest.importorskip("mlflow")
+    import_or_fail("mlflow", "the track extra: pip install -e '.[track]'")
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # a store named by the user keeps MLflow's own artefact default: ./mlruns
@@ -188,8 +190,8 @@ def test_config_names_trackers_and_refuses_unknown_ones(project):
 
 
 def test_run_sends_models_to_trackers_and_survives_a_broken_one(project, monkeypatch):
-    pytest.importorskip("mlflow")
-    pytest.importorskip("tensorboard")
+    import_or_fail("mlflow", "the track extra: pip install -e '.[track]'")
+    import_or_fail("tensorboard", "the track extra: pip install -e '.[track]'")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = _run(project, '["tensorboard", "mlflow"]')
     assert result.exit_code == 0, result.output
