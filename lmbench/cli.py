@@ -23,6 +23,7 @@ import click
 
 import lmbench
 from lmbench.errors import DataError, LmbenchError
+from lmbench.executors import EXECUTORS, ExecutorSettings
 from lmbench.models.ngram.smoothing import SMOOTHERS as NGRAM_SMOOTHERS
 from lmbench.reporting.formats import DEFAULT_FORMATS, REPORT_FORMATS
 
@@ -57,14 +58,22 @@ def _run(
     command: str,
     data_dir: Path | None = None,
     storage: str | None = None,
+    executor: ExecutorSettings | None = None,
 ) -> None:
     from lmbench.config import load_config
+    from lmbench.executors import open_executor
     from lmbench.experiment import run_experiment
     from lmbench.io import check_output_dir
     from lmbench.reporting import render_report, summary_text
     from lmbench.reporting.report import check_report_folder
     from lmbench.training import distributed
 
+    settings = executor or ExecutorSettings()
+    settings.check()  # before anything is read: a bad combination of options is exit 2
+    if settings.kind == "ray" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError(
+            "--executor ray does not run under torchrun: use one or the other (see docs/scale-out.md)"
+        )
     distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
 
     config = load_config(config_path, data_dir=data_dir)
@@ -77,7 +86,9 @@ def _run(
         raise InputError(
             f"--output {output} and --runs-dir {runs_dir} overlap; the report replaces its whole folder"
         )
-    results = run_experiment(config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage)
+    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    with open_executor(settings, say) as pool:
+        results = run_experiment(config, runs_dir, progress=say, storage=storage, executor=pool)
     results["provenance"]["command"] = command
     if not distributed.is_main():
         return
@@ -193,17 +204,50 @@ DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./d
     help="Database of the [model.search] studies (any URL Optuna accepts, e.g. sqlite:///s.db or "
     "postgresql://host/db); processes sharing it split the trials [default: SQLite in each model's run folder].",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="local",
+    help="Where models and search trials run: one after another here, or as Ray tasks (needs the ray extra).",
+)
+@click.option(
+    "--address",
+    metavar="ADDR",
+    help="With --executor ray: the cluster to join (host:port, ray://host:10001 or auto) [default: start a "
+    "local cluster for this run].",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="With --executor ray: (model, seed) fits or search trials at once [default: CPUs / --threads].",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="With --executor ray: CPU threads per task [default: CPUs / --jobs, so tasks do not share cores].",
+)
 @verbose_option
 def run(
-    config: Path, output: Path | None, runs_dir: Path | None, data_dir: Path | None, storage: str | None
+    config: Path,
+    output: Path | None,
+    runs_dir: Path | None,
+    data_dir: Path | None,
+    storage: str | None,
+    executor: str,
+    address: str | None,
+    jobs: int | None,
+    threads: int | None,
 ) -> None:
     """Train and evaluate every model of an experiment CONFIG (TOML) and write its report.
 
     Re-running skips models that finished, resumes interrupted neural training and interrupted searches.
+    With --executor ray every (model, seed) and search trial is a Ray task; results are those of a sequential run.
     """
     # --storage is left out of the printed command: a database URL may carry a password
     command = _command(["lmbench", "run", str(config)], output=output, runs_dir=runs_dir, data_dir=data_dir)
-    _run(config, output, runs_dir, command, data_dir, storage)
+    settings = ExecutorSettings(executor, address, jobs, threads)
+    _run(config, output, runs_dir, command, data_dir, storage, settings)
 
 
 def _preset(name: str, output: Path | None, runs_dir: Path | None, default_output: Path) -> None:

@@ -41,6 +41,7 @@ from lmbench.search.space import Limits
 if TYPE_CHECKING:
     from lmbench.config import ExperimentConfig, ModelConfig
     from lmbench.data.corpus import LoadedData
+    from lmbench.executors import Executor
 
 SAMPLER = {"name": "tpe", "n_startup_trials": 5}
 PRUNER = {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 0}
@@ -63,6 +64,7 @@ class SearchResult:
     study: str
     storage: str
     spent: dict[str, float] = field(default_factory=dict)
+    parallel: int = 1  # the most trials that ran at once (Ray's --jobs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +78,7 @@ class SearchResult:
             "study": self.study,
             "storage": self.storage,
             "trials": self.trials,
+            "parallel": self.parallel,
         }
 
 
@@ -171,8 +174,12 @@ def run_search(
     *,
     storage: str | None = None,
     say: Callable[[str], None] = lambda message: None,
+    executor: Executor | None = None,
 ) -> SearchResult:
-    """Run (or resume, or reuse) the study of one searched model and return its best settings."""
+    """Run (or resume, or reuse) the study of one searched model and return its best settings; trials run
+    through ``executor`` (default: one after another in this process; Ray: up to its ``jobs`` at once)."""
+    from lmbench.executors import Executor
+
     try:
         import optuna
     except ImportError:
@@ -182,7 +189,22 @@ def run_search(
     with warnings.catch_warnings():
         # heartbeats and stale-trial checks are marked experimental in Optuna; they are what makes resuming work
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+        return _run_search(
+            spec, config, loaded, runs_dir, storage=storage, say=say, executor=executor or Executor()
+        )
+
+
+@dataclass
+class TrialPlan:
+    """What one trial needs wherever it runs (a Ray task gets a pickled copy): the model, the experiment, the
+    study's name and database, the trial budget and the search's limits."""
+
+    spec: ModelConfig
+    config: ExperimentConfig
+    study_name: str
+    url: str  # SQLite paths absolute, so that a task in another folder opens the same file
+    trial_budget: Budget | None
+    limits: Limits
 
 
 def _run_search(
@@ -193,14 +215,13 @@ def _run_search(
     *,
     storage: str | None,
     say: Callable[[str], None],
+    executor: Executor,
 ) -> SearchResult:
     import optuna
 
-    from lmbench.evaluation import score
     from lmbench.models.base import resolve_budget
     from lmbench.models.registry import create_model
     from lmbench.training import distributed
-    from lmbench.training.loop import on_validation
 
     assert spec.search is not None
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # lmbench says what happened, one line a trial
@@ -227,21 +248,174 @@ def _run_search(
         ) from None
     _say_new_study(store, spec.name, study_name, identity, say)
     study = optuna.create_study(
-        study_name=study_name,
-        storage=store,
-        direction="minimize",
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=PRUNER["n_startup_trials"], n_warmup_steps=PRUNER["n_warmup_steps"]
-        ),
-        load_if_exists=True,
+        study_name=study_name, storage=store, direction="minimize", pruner=_pruner(), load_if_exists=True
     )
     study.set_user_attr("identity", canonical_json(identity))
+    plan = TrialPlan(spec, config, study_name, _absolute_sqlite(url), trial_budget, limits)
+    here = executor.kind == "local"  # trials in this process share its open storage
+    data_handle = executor.share(loaded)
+    resources = executor.resources(create_model(spec.family, **spec.params).get_params())
+    train_tokens = loaded.data.train.num_predicted
+    pending: list[Any] = []  # trials submitted and not yet collected
+    errors: list[Exception] = []
+    started = False
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        _fail_dead_trials(store, study.get_trials(deepcopy=False))
+        trials = study.get_trials(deepcopy=False)
+        _retry_interrupted(study, trials)
+        finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+        running = [t for t in trials if t.state.name == "RUNNING"]
+        spent = _spent(finished, train_tokens)
+        # a submitted trial may not be in the database yet: count it as running all the same
+        busy = max(len(running), len(pending))
+        if not errors and len(pending) < executor.jobs and not _over(limits, spent, busy):
+            if distributed.world_size() > 1:  # each rank would train a different trial in one DDP group
+                raise ConfigError(
+                    f"{config.source}: model '{spec.name}'.search: trials do not run under torchrun; run the "
+                    "search in one process (or several sharing --storage), then torchrun reuses the finished study"
+                )
+            if not started:
+                at_once = f"; {executor.jobs} trials at a time" if executor.jobs > 1 else ""
+                say(
+                    f"{spec.name}: searching {', '.join(f'{n} in {d.describe()}' for n, d in spec.search.space.items())} "
+                    f"({limits.describe()}, {trial_budget.describe() if trial_budget else 'full data'} a trial"
+                    + (f"; {len(finished)} finished earlier" if finished else "")
+                    + at_once
+                    + ")"
+                )
+                started = True
+            seed = _sampler_seed(config.seed, int(spent["trials"]), others_running=busy > 0)
+            pending.append(
+                executor.submit(
+                    run_trial, plan, data_handle, seed, store if here else None, resources=resources
+                )
+            )
+            _note_parallel(study, len(pending))
+            continue
+        if pending:  # collect one finished trial, then look at the study again
+            handle = executor.wait(pending)
+            pending.remove(handle)
+            try:
+                for line in executor.result(handle):
+                    say(line)
+            except Exception as e:  # as a sequential search, stop here; the trials in flight finish first
+                errors.append(e)
+            continue
+        if errors:
+            raise errors[0]
+        if running:  # another process is on the last trials: their results decide the best settings
+            time.sleep(POLL_SECONDS)
+            continue
+        break
+    if not started:
+        say(f"{spec.name}: search finished earlier ({spent['trials']} trials in study {study_name}), reused")
+    complete = [t for t in finished if t.state.name == "COMPLETE"]
+    if not complete:
+        raise RuntimeError(f"no trial of study {study_name} finished (all pruned)")
+    best = min(complete, key=lambda t: (t.value, t.number))
+    return SearchResult(
+        model=spec.name,
+        family=spec.family,
+        best=dict(best.params),
+        best_valid_perplexity=float(best.value),
+        trials=[
+            _trial_row(spec.name, t)
+            for t in study.get_trials(deepcopy=False)
+            if not t.user_attrs.get("surplus")
+        ],
+        space={name: dim.to_dict() for name, dim in spec.search.space.items()},
+        limits=limits.describe(),
+        trial_budget=trial_budget.describe() if trial_budget is not None else "full data",
+        study=study_name,
+        storage=url if storage is not None else str(Path(url.removeprefix("sqlite:///"))),
+        spent=spent,
+        parallel=int(study.user_attrs.get("parallel", 1)),
+    )
+
+
+def _pruner() -> Any:
+    import optuna
+
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=PRUNER["n_startup_trials"], n_warmup_steps=PRUNER["n_warmup_steps"]
+    )
+
+
+def _absolute_sqlite(url: str) -> str:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return f"sqlite:///{Path(url.removeprefix('sqlite:///')).absolute()}"
+    return url
+
+
+def _note_parallel(study: Any, running: int) -> None:
+    """The most trials this study ever had in flight at once, for the report."""
+    if running > int(study.user_attrs.get("parallel", 1)):
+        study.set_user_attr("parallel", running)
+
+
+def run_trial(plan: TrialPlan, loaded: LoadedData, sampler_seed: int, store: Any = None) -> list[str]:
+    """Run one trial of the plan's study (here, or in a Ray task that opens the storage itself) and return its
+    report line. The sampler is seeded with ``sampler_seed``; the pruner compares with the study's other trials."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        if store is None:
+            _check_reachable(plan.url)
+            store = _storage(plan.url)
+        study = optuna.load_study(
+            study_name=plan.study_name,
+            storage=store,
+            sampler=optuna.samplers.TPESampler(
+                n_startup_trials=SAMPLER["n_startup_trials"], seed=sampler_seed
+            ),
+            pruner=_pruner(),
+        )
+        lines: list[str] = []
+        try:
+            study.optimize(
+                _objective(plan, study, loaded),
+                n_trials=1,
+                catch=(),
+                gc_after_trial=False,
+                callbacks=[lambda _, trial: lines.append(_trial_line(plan.spec.name, trial))],
+            )
+        except _Surplus:
+            pass
+        return lines
+
+
+def _check_reachable(url: str) -> None:
+    """A task on another machine must open the driver's study, never create an empty one of its own."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: the study's SQLite file is not on {socket.gethostname()}; on a cluster give the runs "
+                "folder shared storage, or every node one database: --storage postgresql://..."
+            )
+
+
+def _objective(plan: TrialPlan, study: Any, loaded: LoadedData) -> Callable[[Any], float]:
+    """The trial function: train under the trial budget and return validation perplexity (or prune)."""
+    import optuna
+
+    from lmbench.evaluation import score
+    from lmbench.models.registry import create_model
+    from lmbench.training.loop import on_validation
+
+    spec, config, limits = plan.spec, plan.config, plan.limits
+    assert spec.search is not None
+    probe = create_model(spec.family, **spec.params)
     data, context = loaded.data, config.evaluate.contexts[0]
     train_tokens = data.train.num_predicted
     seed = trial_seed(spec, config)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: Any) -> float:
+        trial.set_user_attr("process", _process_key())  # a killed run's trial is failed at once on resume
         if limits.trials is not None:  # another process may have started the last trial at the same moment
             earlier = [
                 t for t in study.get_trials(deepcopy=False)
@@ -273,7 +447,7 @@ def _run_search(
 
         try:
             with on_validation(report):
-                model.fit(data.train, data.valid, budget=trial_budget, run_dir=None)
+                model.fit(data.train, data.valid, budget=plan.trial_budget, run_dir=None)
         except TrainingDiverged as e:  # a diverging setting is a bad setting, not a broken search
             _finish(trial, reports["tokens"], time.perf_counter() - start, note=str(e))
             raise optuna.TrialPruned(str(e)) from None
@@ -293,71 +467,42 @@ def _run_search(
             raise optuna.TrialPruned(f"validation perplexity is {perplexity}")
         return float(perplexity)
 
-    started = False
-    while True:
-        optuna.storages.fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        _retry_interrupted(study, trials)
-        finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
-        running = [t for t in trials if t.state.name == "RUNNING"]
-        spent = _spent(finished, train_tokens)
-        if not _over(limits, spent, len(running)):
-            if distributed.world_size() > 1:  # each rank would train a different trial in one DDP group
-                raise ConfigError(
-                    f"{config.source}: model '{spec.name}'.search: trials do not run under torchrun; run the "
-                    "search in one process (or several sharing --storage), then torchrun reuses the finished study"
-                )
-            if not started:
-                say(
-                    f"{spec.name}: searching {', '.join(f'{n} in {d.describe()}' for n, d in spec.search.space.items())} "
-                    f"({limits.describe()}, {trial_budget.describe() if trial_budget else 'full data'} a trial"
-                    + (f"; {len(finished)} finished earlier" if finished else "")
-                    + ")"
-                )
-                started = True
-            n_finished = spent["trials"]
-            study.sampler = optuna.samplers.TPESampler(
-                n_startup_trials=SAMPLER["n_startup_trials"],
-                seed=_sampler_seed(config.seed, int(n_finished), others_running=bool(running)),
-            )
+    return objective
+
+
+def _fail_dead_trials(store: Any, trials: list[Any]) -> None:
+    """Fail at once each running trial whose process on this machine is gone (a killed run), rather than after
+    the heartbeat's grace period; trials of other machines (or containers) wait for their heartbeat to go stale."""
+    from optuna.trial import TrialState
+
+    for t in trials:
+        if t.state.name == "RUNNING" and _process_gone(str(t.user_attrs.get("process", ""))):
             try:
-                study.optimize(
-                    objective,
-                    n_trials=1,
-                    catch=(),
-                    gc_after_trial=False,
-                    callbacks=[lambda _, trial: say(_trial_line(spec.name, trial))],
-                )
-            except _Surplus:
+                store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except Exception:  # another process failed it first
                 pass
-            continue
-        if running:  # another process is on the last trials: their results decide the best settings
-            time.sleep(POLL_SECONDS)
-            continue
-        break
-    if not started:
-        say(f"{spec.name}: search finished earlier ({spent['trials']} trials in study {study_name}), reused")
-    complete = [t for t in finished if t.state.name == "COMPLETE"]
-    if not complete:
-        raise RuntimeError(f"no trial of study {study_name} finished (all pruned)")
-    best = min(complete, key=lambda t: (t.value, t.number))
-    return SearchResult(
-        model=spec.name,
-        family=spec.family,
-        best=dict(best.params),
-        best_valid_perplexity=float(best.value),
-        trials=[
-            _trial_row(spec.name, t)
-            for t in study.get_trials(deepcopy=False)
-            if not t.user_attrs.get("surplus")
-        ],
-        space={name: dim.to_dict() for name, dim in spec.search.space.items()},
-        limits=limits.describe(),
-        trial_budget=trial_budget.describe() if trial_budget is not None else "full data",
-        study=study_name,
-        storage=url if storage is not None else str(Path(url.removeprefix("sqlite:///"))),
-        spent=spent,
-    )
+
+
+def _process_key(pid: int | None = None) -> str:
+    """``host:pid-namespace:pid:start-time`` of a process (empty where /proc is not there): what tells a
+    process that died from one that lives, or from a later process that got the same pid."""
+    pid = pid or os.getpid()
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    start = stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name in parentheses
+    return f"{socket.gethostname()}:{namespace}:{pid}:{start}"
+
+
+def _process_gone(key: str) -> bool:
+    """Whether the process ``key`` names ran on this machine and in this pid namespace, and is gone."""
+    parts = key.split(":")
+    here = _process_key()
+    if len(parts) != 4 or not here or here.split(":")[:2] != parts[:2] or not parts[2].isdigit():
+        return False
+    return _process_key(int(parts[2])) != key
 
 
 def _finish(trial: Any, tokens: int, seconds: float, note: str | None = None) -> None:
@@ -455,6 +600,7 @@ def tune_models(
     *,
     storage: str | None = None,
     say: Callable[[str], None],
+    executor: Executor | None = None,
 ) -> tuple[ExperimentConfig, dict[str, SearchResult], list[tuple[str, Exception]]]:
     """Search every model with a ``[model.search]``; returns the config with each searched model's best
     settings written in, the search results, and the (model, error) of searches that failed."""
@@ -466,7 +612,7 @@ def tune_models(
             models.append(spec)
             continue
         try:
-            result = run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+            result = run_search(spec, config, loaded, runs_dir, storage=storage, say=say, executor=executor)
         except ConfigError:
             raise
         except Exception as e:  # one model's search failing must not lose the others
