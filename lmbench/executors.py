@@ -27,8 +27,7 @@ from lmbench.errors import ConfigError
 
 if TYPE_CHECKING:
     from lmbench.config import ExperimentConfig
-    from lmbench.data.corpus import LoadedData
-    from lmbench.experiment import ModelRun, RunOutcome
+    from lmbench.experiment import ModelRun
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'lmbench[ray]'  (or: pip install 'ray[default]')"
@@ -81,13 +80,18 @@ class Executor:
         """Raise :class:`ConfigError` for models this executor cannot place (before training)."""
 
     def map_runs(
-        self, runs: list[ModelRun], config: ExperimentConfig, loaded: LoadedData, say: Callable[[str], None]
-    ) -> Iterator[RunOutcome]:
-        """Fit and score every run; outcomes in plan order."""
-        from lmbench.experiment import fit_and_score_run
-
+        self,
+        work: Callable[..., Any],
+        runs: list[ModelRun],
+        shared: tuple[Any, ...],
+        say: Callable[[str], None],
+        broken: Callable[[ModelRun, Exception, Callable[[str], None]], Any],
+    ) -> Iterator[Any]:
+        """``work(run, *shared, say)`` for every run (the experiment's fit-and-score: it records a run's own
+        failure in its outcome), outcomes in plan order; ``broken(run, error, say)`` stands in for the outcome
+        of a task that broke outside ``work`` (a worker that died)."""
         for run in runs:
-            yield fit_and_score_run(run, config, loaded, say)
+            yield work(run, *shared, say)
 
     def resources(self, params: dict[str, Any]) -> Resources:
         return Resources(self.threads or 1, 0)
@@ -277,20 +281,23 @@ class RayExecutor(Executor):
             raise
 
     def map_runs(
-        self, runs: list[ModelRun], config: ExperimentConfig, loaded: LoadedData, say: Callable[[str], None]
-    ) -> Iterator[RunOutcome]:
-        """Every run as a task (``jobs`` in flight); each finished run's lines are said as it finishes, and
-        the outcomes come back in plan order."""
-        from lmbench.experiment import _record_failure
-
+        self,
+        work: Callable[..., Any],
+        runs: list[ModelRun],
+        shared: tuple[Any, ...],
+        say: Callable[[str], None],
+        broken: Callable[[ModelRun, Exception, Callable[[str], None]], Any],
+    ) -> Iterator[Any]:
+        """Every run as a task (``jobs`` in flight); each finished run's lines are said as it finishes, and the
+        outcomes come back in plan order. ``shared`` (config, data) goes into the object store once."""
         if not runs:
             return
-        loaded_ref = self.share(loaded)
+        handles = tuple(self.share(value) for value in shared)
         runs_dir = _common_parent([run.folder.path.absolute() for run in runs])
         runs_dir.mkdir(parents=True, exist_ok=True)
         marker = runs_dir / f".ray-{secrets.token_hex(8)}"  # a task that sees it shares our runs folder
         marker.touch()
-        outcomes: dict[int, RunOutcome] = {}
+        outcomes: dict[int, Any] = {}
         pending: dict[Any, int] = {}
         queue = list(enumerate(runs))
         try:
@@ -299,10 +306,11 @@ class RayExecutor(Executor):
                     i, run = queue.pop(0)
                     copy = self.shared_runs is False or (self.shared_runs is None and not self.started_here)
                     files = self.ray.put(_read_folder(run.folder.path)) if copy else None
-                    shared = None if self.shared_runs is False else str(marker)
-                    job = RunJob(run, config, shared, run.folder.path.absolute())
-                    handle = self.submit(_fit_and_score_task, job, loaded_ref, [files],
-                                         resources=self.resources(run.params))  # fmt: skip
+                    seen = None if self.shared_runs is False else str(marker)
+                    job = RunJob(run, work, seen, run.folder.path.absolute())
+                    handle = self.submit(
+                        _run_task, job, [files], *handles, resources=self.resources(run.params)
+                    )
                     pending[handle] = i
                 handle = self.wait(list(pending))
                 i = pending.pop(handle)
@@ -310,9 +318,7 @@ class RayExecutor(Executor):
                 try:
                     outcome, lines, files = self.result(handle)
                 except Exception as e:  # the task itself broke (a worker died, an unpicklable result)
-                    from lmbench.experiment import RunOutcome
-
-                    outcomes[i] = RunOutcome(run, failure=_record_failure(run, e, say))
+                    outcomes[i] = broken(run, e, say)
                     continue
                 if files is not None:
                     _write_folder(run.folder.path, files)
@@ -327,11 +333,11 @@ class RayExecutor(Executor):
 
 @dataclass
 class RunJob:
-    """One (model, seed) as a task sees it: the run, the config, and how to tell whether the runs folder is
-    shared (``marker`` exists on the task's node) and where it is."""
+    """One (model, seed) as a task sees it: the run, the work to do on it, and how to tell whether the runs
+    folder is shared (``marker`` exists on the task's node) and where it is."""
 
     run: ModelRun
-    config: ExperimentConfig
+    work: Callable[..., Any]  # work(run, *shared, say) -> an outcome with ``run`` and ``model`` attributes
     marker: str | None  # None: work in a temporary copy whatever the task sees
     folder: Path  # the run folder, absolute
 
@@ -342,21 +348,19 @@ def _task(fn: Callable[..., Any], threads: int, *args: Any) -> Any:
     return fn(*args)
 
 
-def _fit_and_score_task(
-    job: RunJob, loaded: LoadedData, files_ref: list[Any]
-) -> tuple[RunOutcome, list[str], dict[str, bytes] | None]:
-    """Fit and score one run where the task landed: in the shared runs folder, or in a temporary copy of the
-    run folder whose files go back to the driver. Messages name the run folder as the driver knows it."""
-    from lmbench.experiment import fit_and_score_run
+def _run_task(
+    job: RunJob, files_ref: list[Any], *shared: Any
+) -> tuple[Any, list[str], dict[str, bytes] | None]:
+    """Do one run's work where the task landed: in the shared runs folder, or in a temporary copy of the run
+    folder whose files go back to the driver. Messages name the run folder as the driver knows it; the fitted
+    model stays behind (the driver reads it from the run folder where it needs it)."""
     from lmbench.runs import RunFolder
 
     lines: list[str] = []
     shown = str(job.run.folder.path)
     if job.marker is not None and Path(job.marker).exists():
-        work = replace(job.run, folder=RunFolder(job.folder))
-        outcome = fit_and_score_run(work, job.config, loaded, lines.append)
-        files = None
-        where = str(job.folder)
+        outcome = job.work(replace(job.run, folder=RunFolder(job.folder)), *shared, lines.append)
+        files, where = None, str(job.folder)
     else:
         import ray
 
@@ -365,11 +369,9 @@ def _fit_and_score_task(
         with tempfile.TemporaryDirectory(prefix="lmbench-run-") as tmp:
             folder = Path(tmp) / "run"
             _write_folder(folder, ray.get(files_ref[0]))
-            work = replace(job.run, folder=RunFolder(folder))
-            outcome = fit_and_score_run(work, job.config, loaded, lines.append)
-            files = _read_folder(folder)
-            where = str(folder)
-    outcome.run, outcome.model = job.run, None  # the driver reads the fitted model from the run folder
+            outcome = job.work(replace(job.run, folder=RunFolder(folder)), *shared, lines.append)
+            files, where = _read_folder(folder), str(folder)
+    outcome.run, outcome.model = job.run, None
     return outcome, [line.replace(where, shown) for line in lines], files
 
 

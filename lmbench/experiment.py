@@ -582,7 +582,14 @@ def fit_and_score(
     """Fit (or reuse) and score every run, in order here or as tasks of ``executor`` (:mod:`lmbench.executors`);
     outcomes are taken in plan order wherever they ran. One run's failure is recorded and the others go on."""
     trained = Trained()
-    for outcome in (executor or Executor()).map_runs(runs, config, loaded, say):
+    outcomes = (executor or Executor()).map_runs(
+        fit_and_score_run,
+        runs,
+        (config, loaded),
+        say,
+        lambda run, e, say: RunOutcome(run, failure=_record_failure(run, e, say)),
+    )
+    for outcome in outcomes:
         name = outcome.run.spec.name
         if outcome.failure is not None:
             failures.append(outcome.failure)

@@ -306,6 +306,19 @@ def study_trials(db: Path) -> list[tuple[int, str]]:
             return []
 
 
+def session_processes(sid: int) -> list[int]:
+    """The processes still alive in session ``sid`` (the run started with start_new_session)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            alive.append(int(stat.parent.name))
+    return alive
+
+
 @pytest.mark.ray
 def test_a_parallel_search_stores_every_trial_once_and_resumes_after_a_kill(tmp_path, ray_extra):
     (tmp_path / "exp.toml").write_text(SEARCH)
@@ -313,16 +326,26 @@ def test_a_parallel_search_stores_every_trial_once_and_resumes_after_a_kill(tmp_
     args = ["run", "exp.toml", "-o", "out", "--executor", "ray", "--jobs", "2"]
     proc = lmbench(args, tmp_path, start_new_session=True)
     deadline = time.monotonic() + RUN_TIMEOUT
-    try:  # kill the whole run (driver, local cluster, workers) once a trial finished and others are running
+    # kill the whole run (driver, local cluster, workers: everything in its session, as a job scheduler or a
+    # lost machine does) just after a trial started behind a finished one
+    try:
         while time.monotonic() < deadline and proc.poll() is None:
-            states = [state for _, state in study_trials(db)]
-            if "COMPLETE" in states and "RUNNING" in states:
+            trials = study_trials(db)
+            first_done = min((n for n, state in trials if state == "COMPLETE"), default=None)
+            if first_done is not None and any(n >= 2 and state == "RUNNING" for n, state in trials):
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()[0]
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        for pid in session_processes(proc.pid):  # Ray's workers run in process groups of their own
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.communicate()
+    deadline = time.monotonic() + 30
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
     before = study_trials(db)
     killed = [n for n, state in before if state == "RUNNING"]
     done = [n for n, state in before if state == "COMPLETE"]
@@ -378,3 +401,42 @@ def test_a_search_on_ray_with_jobs_1_proposes_what_the_sequential_search_propose
     pd.testing.assert_frame_equal(a[columns], b[columns])
     assert (tmp_path / "seq/results.csv").read_bytes() == (tmp_path / "ray/results.csv").read_bytes()
     assert "Trials ran in parallel" not in (tmp_path / "ray/report.md").read_text()
+
+
+# ------------------------------------------------------------------------------ torchrun beside Ray (CPU)
+def test_the_ray_executor_under_torchrun_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "exp.toml").write_text(EXPERIMENT)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets in every process it starts
+    result = CliRunner().invoke(
+        main, ["run", str(tmp_path / "exp.toml"), "-o", str(tmp_path / "out"), "--executor", "ray"]
+    )
+    assert result.exit_code == 2 and "does not run under torchrun" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_gloo_processes_runs_an_experiment_like_one_process(tmp_path):
+    """The whole CLI under torchrun on CPU: rank 0 writes the report, and each model's figures are those of a
+    single process with the same global batch (within float tolerance; DDP sums gradients in another order)."""
+    experiment = EXPERIMENT.split('[[model]]\nname = "transformer"')[0].replace("seeds = [0, 1]", "")
+    (tmp_path / "exp.toml").write_text(
+        experiment + '[evaluate]\nbootstrap = 0\n[report]\nformats = ["csv"]\n'
+    )
+    code, single = run_cli(["run", "exp.toml", "-o", "one", "--runs-dir", "runs-one"], tmp_path)
+    assert code == 0, single
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+         "--master_addr=127.0.0.1", "-m", "lmbench.cli", "run", "exp.toml", "-o", "two", "--runs-dir", "runs-two"],
+        cwd=tmp_path, env=env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    code, out = finish(proc)
+    assert code == 0, out
+    one, two = (pd.read_csv(tmp_path / d / "results.csv") for d in ("one", "two"))
+    assert list(one.model) == list(two.model) == ["kn3", "kn3", "wb2", "wb2", "lstm", "lstm"]
+    pd.testing.assert_series_equal(one.perplexity[:4], two.perplexity[:4])  # n-grams: not split, the same
+    assert two.perplexity[4:].tolist() == pytest.approx(one.perplexity[4:].tolist(), rel=1e-3)
