@@ -471,12 +471,26 @@ def _objective(plan: TrialPlan, study: Any, loaded: LoadedData) -> Callable[[Any
 
 
 def _fail_dead_trials(store: Any, trials: list[Any]) -> None:
-    """Fail at once each running trial whose process on this machine is gone (a killed run), rather than after
-    the heartbeat's grace period; trials of other machines (or containers) wait for their heartbeat to go stale."""
+    """Fail each running trial whose process is gone: at once where it ran on this machine (a killed run),
+    rather than after the heartbeat's grace period; and a trial whose process never reached its objective (killed
+    between creating the trial and its first heartbeat) once the grace period has passed since it started.
+    Trials of other machines (or containers) wait for their heartbeat to go stale."""
+    from datetime import datetime
+
     from optuna.trial import TrialState
 
+    grace = 4 * HEARTBEAT_SECONDS
     for t in trials:
-        if t.state.name == "RUNNING" and _process_gone(str(t.user_attrs.get("process", ""))):
+        if t.state.name != "RUNNING":
+            continue
+        key = str(t.user_attrs.get("process", ""))
+        if key:  # set first thing in the objective
+            dead = _process_gone(key)
+        else:
+            dead = (
+                t.datetime_start is not None and (datetime.now() - t.datetime_start).total_seconds() > grace
+            )
+        if dead:
             try:
                 store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
             except Exception:  # another process failed it first
