@@ -74,11 +74,13 @@ def run(folder: Path, name: str, extra: list[str], threads: int) -> float:
         "MKL_NUM_THREADS": str(threads),
     }
     start = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "lmbench.cli", "run", "exp.toml", "-o", f"out-{name}", "--runs-dir", f"runs-{name}",
          *extra],
-        cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    if done.returncode != 0:
+        sys.exit(f"lmbench run ({name}) failed: {done.stderr.strip().splitlines()[-1]}")
     return time.perf_counter() - start
 
 

@@ -185,19 +185,26 @@ class RayExecutor(Executor):
             threads = s.threads or max(1, cores // (s.jobs or cores))
             jobs = s.jobs or max(1, cores // threads)
             pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-            try:
-                ray.init(
-                    address="local",  # never join a cluster named by RAY_ADDRESS when none was asked for
-                    num_cpus=max(cores, jobs * threads),
-                    include_dashboard=False,
-                    _node_ip_address="127.0.0.1",
-                    logging_level=logging.ERROR,
-                    log_to_driver=False,
-                    # workers import the same lmbench as this process (a checkout on PYTHONPATH included)
-                    runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
-                )
-            except Exception as e:
-                raise ConfigError(f"--executor ray: cannot start a local Ray cluster ({_first(e)})") from None
+            for attempt in (1, 2):  # a machine starved of CPU can miss Ray's start-up deadlines once
+                try:
+                    ray.init(
+                        address="local",  # never join a cluster named by RAY_ADDRESS when none was asked for
+                        num_cpus=max(cores, jobs * threads),
+                        include_dashboard=False,
+                        _node_ip_address="127.0.0.1",
+                        logging_level=logging.ERROR,
+                        log_to_driver=False,
+                        # workers import the same lmbench as this process (a checkout on PYTHONPATH included)
+                        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+                    )
+                    break
+                except Exception as e:
+                    self.stop()
+                    if attempt == 2:
+                        raise ConfigError(
+                            f"--executor ray: cannot start a local Ray cluster ({_first(e)})"
+                        ) from None
+                    say(f"ray: the local cluster did not start ({_first(e)}); trying once more")
             self.started_here = True
             where = "a local Ray cluster"
         else:
