@@ -185,7 +185,7 @@ class RayExecutor(Executor):
             threads = s.threads or max(1, cores // (s.jobs or cores))
             jobs = s.jobs or max(1, cores // threads)
             pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-            for attempt in (1, 2):  # a machine starved of CPU can miss Ray's start-up deadlines once
+            for attempt in (1, 2, 3):  # a machine starved of CPU can miss Ray's 30 s start-up deadline
                 try:
                     ray.init(
                         address="local",  # never join a cluster named by RAY_ADDRESS when none was asked for
@@ -200,7 +200,7 @@ class RayExecutor(Executor):
                     break
                 except Exception as e:
                     self.stop()
-                    if attempt == 2:
+                    if attempt == 3:
                         raise ConfigError(
                             f"--executor ray: cannot start a local Ray cluster ({_first(e)})"
                         ) from None
