@@ -83,7 +83,7 @@ emb_size = 8
 hidden_size = 8
 batch_size = 4
 seq_len = 8
-lr = 1e6
+lr = 1e30  # overflows at once: with 1e6 the kept-budget loop stops early on a finite, huge loss
 clip = 0
 [evaluate]
 bootstrap = 10
@@ -342,7 +342,7 @@ def test_a_parallel_search_stores_every_trial_once_and_resumes_after_a_kill(tmp_
                 n >= 2 and state == "RUNNING" and started for n, state, started in trials
             ):
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)  # a trial of this tiny search lasts about a second: look often enough to see one
         assert proc.poll() is None, proc.communicate()[0]
     finally:
         for pid in session_processes(proc.pid):  # Ray's workers run in process groups of their own
