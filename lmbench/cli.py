@@ -23,6 +23,7 @@ import click
 
 import lmbench
 from lmbench.errors import DataError, LmbenchError
+from lmbench.executors import EXECUTORS, ExecutorSettings
 from lmbench.models.ngram.smoothing import SMOOTHERS as NGRAM_SMOOTHERS
 from lmbench.reporting.formats import DEFAULT_FORMATS, REPORT_FORMATS
 
@@ -65,8 +66,10 @@ def _run(
     storage: str | None = None,
     dry_run: bool = False,
     force: bool = False,
+    executor: ExecutorSettings | None = None,
 ) -> None:
     from lmbench.config import load_config
+    from lmbench.executors import open_executor
     from lmbench.experiment import run_experiment
     from lmbench.io import check_output_dir
     from lmbench.ownership import claim_runs_folder, mark_runs_folder
@@ -75,6 +78,12 @@ def _run(
     from lmbench.reporting.trackers import log_to_trackers, missing_packages
     from lmbench.training import distributed
 
+    settings = executor or ExecutorSettings()
+    settings.check()  # before anything is read: a bad combination of options is exit 2
+    if settings.kind == "ray" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError(
+            "--executor ray does not run under torchrun: use one or the other (see docs/scale-out.md)"
+        )
     distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
 
     config = load_config(config_path, data_dir=data_dir)
@@ -95,9 +104,9 @@ def _run(
             click.echo(f"warning: {line}", err=True)
     owned_runs = claim_runs_folder(runs_dir, force=force, models=[m.name for m in config.models])
     try:
-        results = run_experiment(
-            config, runs_dir, progress=lambda m: click.echo(m, err=True), storage=storage
-        )
+        say = lambda m: click.echo(m, err=True)  # noqa: E731
+        with open_executor(settings, say) as pool:
+            results = run_experiment(config, runs_dir, progress=say, storage=storage, executor=pool)
     finally:
         if owned_runs and distributed.is_main():
             mark_runs_folder(runs_dir)
@@ -255,6 +264,29 @@ DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./d
     help="Check the config and data and print the plan (parameters, tokens, steps, epochs, FLOPs, precision, "
     "estimated time here from a few timed steps); train and write nothing.",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="local",
+    help="Where models and search trials run: one after another here, or as Ray tasks (needs the ray extra).",
+)
+@click.option(
+    "--address",
+    metavar="ADDR",
+    help="With --executor ray: the cluster to join (host:port, ray://host:10001 or auto) [default: start a "
+    "local cluster for this run].",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="With --executor ray: (model, seed) fits or search trials at once [default: CPUs / --threads].",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="With --executor ray: CPU threads per task [default: CPUs / --jobs, so tasks do not share cores].",
+)
 @verbose_option
 def run(
     config: Path,
@@ -264,15 +296,23 @@ def run(
     data_dir: Path | None,
     storage: str | None,
     dry_run: bool,
+    executor: str,
+    address: str | None,
+    jobs: int | None,
+    threads: int | None,
 ) -> None:
     """Train and evaluate every model of an experiment CONFIG (TOML) and write its report.
 
     Re-running skips models that finished, resumes interrupted neural training and interrupted searches.
+    With --executor ray every (model, seed) and search trial is a Ray task; results are those of a sequential run.
     """
     # --storage is left out of the printed command: a database URL may carry a password
     command = _command(["lmbench", "run", str(config)], output=output, runs_dir=runs_dir, data_dir=data_dir)
     command += " --force" if force else ""  # the regenerate command works where this one did
-    _run(config, output, runs_dir, command, data_dir, storage, dry_run=dry_run, force=force)
+    settings = ExecutorSettings(executor, address, jobs, threads)
+    _run(
+        config, output, runs_dir, command, data_dir, storage, dry_run=dry_run, force=force, executor=settings
+    )
 
 
 def _preset(

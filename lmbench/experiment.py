@@ -47,6 +47,7 @@ from lmbench.evaluation.bootstrap import (
     seeded_paired_difference,
     seeded_perplexity_interval,
 )
+from lmbench.executors import Executor
 from lmbench.integrations.hf_datasets import load_hf_corpus
 from lmbench.io import atomic_write_text, check_output_dir
 from lmbench.models.base import Budget, LanguageModel, resolve_budget
@@ -501,11 +502,13 @@ def run_experiment(
     *,
     progress: Callable[[str], None] | None = None,
     storage: str | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Train and score every model of ``config``; returns the results dict that reports are rendered from.
 
     Models with a ``[model.search]`` are tuned on validation first (:mod:`lmbench.search`; ``storage``: the
     database URL of the studies, default SQLite in each model's run folder) and trained with the best settings.
+    ``executor`` (:mod:`lmbench.executors`): where fits and trials run; default one after another here.
     Steps: check tasks and output folders, load the data, tune, plan and fit every (model, seed), combine seeds,
     compare with the baseline, run the tasks, then gather the report's extras and provenance.
     """
@@ -513,6 +516,8 @@ def run_experiment(
     runs_dir = Path(runs_dir)
     config = dataclasses.replace(config, tasks=check_tasks(config))  # task files resolved to absolute paths
     check_output_dirs(config, runs_dir)
+    executor = executor or Executor()
+    executor.check(config)
     loaded = load_data(config)
     data = loaded.data
     check_settings_for_vocabulary(config, len(data.vocab))  # before the first model trains
@@ -522,8 +527,11 @@ def run_experiment(
     )
     failures: list[str] = []
     check_budgets_have_data(plan_runs(config, runs_dir), loaded)
-    config, searches = tune(config, loaded, runs_dir, storage=storage, say=say, failures=failures)
-    trained = fit_and_score(plan_runs(config, runs_dir), config, loaded, say=say, failures=failures)
+    config, searches = tune(
+        config, loaded, runs_dir, storage=storage, say=say, failures=failures, executor=executor
+    )
+    runs = plan_runs(config, runs_dir)
+    trained = fit_and_score(runs, config, loaded, say=say, failures=failures, executor=executor)
     collected = collect(trained, config, data, searches)
     add_baseline_differences(collected, config, data)
     task_rows, samples = run_configured_tasks(
@@ -569,6 +577,7 @@ def tune(
     storage: str | None,
     say: Callable[[str], None],
     failures: list[str],
+    executor: Executor | None = None,
 ) -> tuple[ExperimentConfig, dict[str, dict[str, Any]]]:
     """The config with the best settings found for every model with a ``[model.search]``, and each search's
     record; a failed search is added to ``failures`` (its model trains with the settings as written)."""
@@ -576,11 +585,58 @@ def tune(
         return config, {}
     from lmbench.search.study import tune_models
 
-    config, found, search_errors = tune_models(config, loaded, runs_dir, storage=storage, say=say)
+    config, found, search_errors = tune_models(
+        config, loaded, runs_dir, storage=storage, say=say, executor=executor
+    )
     for name, error in search_errors:
         failures.append(f"{name}: search failed: {first_line(error, with_type=True)}")
         say(failures[-1])
     return config, {name: result.to_dict() for name, result in found.items()}
+
+
+@dataclass
+class RunOutcome:
+    """One (model, seed) fitted and scored, or its failure (the one-line message). ``model`` is None where the
+    fit ran in another process (a Ray task): the fitted model is then read from the run folder when needed."""
+
+    run: ModelRun
+    info: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: dict[str, np.ndarray] = field(default_factory=dict)
+    model: LanguageModel | None = None
+    failure: str | None = None
+
+    def fitted_model(self) -> LanguageModel:
+        if self.model is None:
+            self.model = model_class(self.run.spec.family).load(self.run.folder.model_file)
+        return self.model
+
+
+def fit_and_score_run(
+    run: ModelRun, config: ExperimentConfig, loaded: LoadedData, say: Callable[[str], None]
+) -> RunOutcome:
+    """Fit (or reuse) and score one run, saying what happened; a failure is recorded, never raised."""
+    try:
+        model, info, reused = fit_model(run, config, loaded, say)
+        rows, lps, scores_reused = score_model(run, model, info, config, loaded, say=say, explain=reused)
+    except Exception as e:  # one model's failure must not lose the others
+        return RunOutcome(run, failure=_record_failure(run, e, say))
+    (run.folder.path / "error.log").unlink(missing_ok=True)  # an earlier failure's log is stale now
+    split, context = main_view(rows)  # the figure the summary and the report head with
+    last = next(r for r in rows if r["split"] == split and r["context"] == context)
+    if reused and scores_reused:
+        say(
+            f"{run.label}: finished earlier with the same settings and data, skipped (delete {run.folder.path} to retrain)"
+        )
+    elif reused:
+        say(f"{run.label}: fitted earlier with the same settings and data, scored now: {split} "
+            f"perplexity {last['perplexity']:.2f} ({context} context)")  # fmt: skip
+    else:
+        say(
+            f"{run.label}: {split} perplexity {last['perplexity']:.2f} ({context} context; "
+            f"{info['train_tokens']:,} tokens, {info['train_seconds']:.1f} s)"
+        )
+    return RunOutcome(run, info, rows, lps, model)
 
 
 def fit_and_score(
@@ -590,35 +646,29 @@ def fit_and_score(
     *,
     say: Callable[[str], None],
     failures: list[str],
+    executor: Executor | None = None,
 ) -> Trained:
-    """Fit (or reuse) and score every run in order; one run's failure is recorded and the others go on."""
+    """Fit (or reuse) and score every run, in order here or as tasks of ``executor`` (:mod:`lmbench.executors`);
+    outcomes are taken in plan order wherever they ran. One run's failure is recorded and the others go on."""
     trained = Trained()
-    for run in runs:
-        name = run.spec.name
-        try:
-            model, info, reused = fit_model(run, config, loaded, say)
-            rows, lps, scores_reused = score_model(run, model, info, config, loaded, say=say, explain=reused)
-        except Exception as e:  # one model's failure must not lose the others
-            failures.append(_record_failure(run, e, say))
+    outcomes = (executor or Executor()).map_runs(
+        fit_and_score_run,
+        runs,
+        (config, loaded),
+        say,
+        lambda run, e, say: RunOutcome(run, failure=_record_failure(run, e, say)),
+    )
+    for outcome in outcomes:
+        name = outcome.run.spec.name
+        if outcome.failure is not None:
+            failures.append(outcome.failure)
             trained.failed.add(name)
             continue
-        (run.folder.path / "error.log").unlink(missing_ok=True)  # an earlier failure's log is stale now
-        trained.seeds.setdefault(name, []).append(SeedResult(run, info, rows, lps))
-        trained.first_models.setdefault(name, model)
-        split, context = main_view(rows)  # the figure the summary and the report head with
-        last = next(r for r in rows if r["split"] == split and r["context"] == context)
-        if reused and scores_reused:
-            say(
-                f"{run.label}: finished earlier with the same settings and data, skipped (delete {run.folder.path} to retrain)"
-            )
-        elif reused:
-            say(f"{run.label}: fitted earlier with the same settings and data, scored now: {split} "
-                f"perplexity {last['perplexity']:.2f} ({context} context)")  # fmt: skip
-        else:
-            say(
-                f"{run.label}: {split} perplexity {last['perplexity']:.2f} ({context} context; "
-                f"{info['train_tokens']:,} tokens, {info['train_seconds']:.1f} s)"
-            )
+        trained.seeds.setdefault(name, []).append(
+            SeedResult(outcome.run, outcome.info, outcome.rows, outcome.logprobs)
+        )
+        if name not in trained.first_models:
+            trained.first_models[name] = outcome.fitted_model()
     return trained
 
 

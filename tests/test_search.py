@@ -420,3 +420,40 @@ def test_spend_is_printed_against_its_limit_and_an_overspend_is_named():
     )
     over = spend_text({"spent": {**within, "tokens": 1_784_930}, "limit": limit})
     assert "1,784,930 / 1,500,000 tokens" in over and "OVER its tokens limit" in over
+
+
+class _Later:
+    """A submitted trial that runs only when it is collected (no equality: handles are told apart by identity)."""
+
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+
+
+@needs_optuna
+def test_trials_in_flight_count_against_the_limit_so_parallel_trials_never_overspend(tmp_path):
+    """Two trials submitted at once (as with --jobs 2), each run only when collected: a trial submitted but not
+    yet in the study is counted as a full one, so the total stays within the limit and the last trial is cut."""
+    from lmbench.config import load_config
+    from lmbench.executors import Executor
+    from lmbench.experiment import run_experiment
+
+    class Deferred(Executor):
+        jobs = 2
+
+        def submit(self, fn, *args, resources):
+            return _Later(fn, args)
+
+        def result(self, handle):
+            return handle.fn(*handle.args)
+
+    project(tmp_path, LSTM, "[search]\nbudget = {tokens = 1500}")
+    lines: list[str] = []
+    results = run_experiment(
+        load_config(tmp_path / "exp.toml"), tmp_path / "runs", progress=lines.append, executor=Deferred()
+    )
+    search = results["search"]["lstm"]
+    assert search["spent"]["tokens"] <= 1500 and search["parallel"] == 2
+    assert search["limit"]["tokens"] == 1500
+    cut = [t for t in search["trials"] if "cut to tokens=" in t["note"]]
+    assert len(cut) == 1 and cut[0]["trial"] == max(t["trial"] for t in search["trials"])
+    assert any("2 trials at a time" in line for line in lines)

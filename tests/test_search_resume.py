@@ -103,18 +103,18 @@ def test_a_running_trial_of_a_live_process_is_left_alone(tmp_path):
         url = f"sqlite:///{tmp_path / 's.db'}"
         storage = study_module._storage(url)
         study = optuna.create_study(study_name="s", storage=storage)
-        live, dead = study.ask(), study.ask()
-        host = study_module.socket.gethostname()
-        live.set_user_attr("worker", f"{host}:{sleeper.pid}")
-        live.set_user_attr("process_start", study_module._process_start(sleeper.pid))
+        live, dead, reused, elsewhere = (study.ask() for _ in range(4))
+        host, namespace = study_module._process_key().split(":")[:2]
+        live.set_user_attr("process", study_module._process_key(sleeper.pid))
         gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
-        dead.set_user_attr("worker", f"{host}:{int(gone.stdout)}")
-        reused = study.ask()  # a live pid whose start time differs: the pid was given to another process
-        reused.set_user_attr("worker", f"{host}:{sleeper.pid}")
-        reused.set_user_attr("process_start", "1")
-        study_module._fail_trials_of_dead_processes(storage, study.get_trials())
+        dead.set_user_attr("process", f"{host}:{namespace}:{int(gone.stdout)}:1")
+        # a live pid whose start time differs: the pid was given to another process
+        reused.set_user_attr("process", f"{host}:{namespace}:{sleeper.pid}:1")
+        # another machine's trial (or another container's): left to its heartbeat
+        elsewhere.set_user_attr("process", f"{host}-other:{namespace}:{int(gone.stdout)}:1")
+        study_module._fail_dead_trials(storage, study.get_trials())
         states = [t.state.name for t in study.get_trials()]
-        assert states == ["RUNNING", "FAIL", "FAIL"]
+        assert states == ["RUNNING", "FAIL", "FAIL", "RUNNING"]
     finally:
         sleeper.kill()
         sleeper.wait()

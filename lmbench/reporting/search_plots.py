@@ -245,4 +245,11 @@ def budget_statement(searches: dict[str, dict[str, Any]], untuned: list[str]) ->
         text = f"{name} was tuned: {lim} ({tb} a trial). Spent: {spent}."
     if untuned:
         text += f" Not tuned (settings as written): {', '.join(untuned)}."
+    parallel = {name: int(s.get("parallel", 1)) for name, s in searches.items() if s.get("parallel", 1) > 1}
+    if parallel:  # a parallel search's proposals depend on the order its trials finished in
+        each = ", ".join(f"{name} up to {n}" for name, n in parallel.items())
+        text += (
+            f" Trials ran in parallel ({each} at a time): the sampler proposed each trial from the trials "
+            "finished by then, so another run can propose other settings."
+        )
     return text

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import socket
 import time
 import warnings
@@ -42,6 +43,7 @@ from lmbench.search.space import Limits
 if TYPE_CHECKING:
     from lmbench.config import ExperimentConfig, ModelConfig
     from lmbench.data.corpus import LoadedData
+    from lmbench.executors import Executor
 
 SAMPLER = {"name": "tpe", "n_startup_trials": 5}
 PRUNER = {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 0}
@@ -66,7 +68,8 @@ class SearchResult:
     spent: dict[str, float] = field(default_factory=dict)
     limit: dict[str, float | None] = field(
         default_factory=dict
-    )  # trials, tokens, epochs, minutes (None: no limit)
+    )  # trials, tokens, epochs, minutes (None: none)
+    parallel: int = 1  # the most trials that ran at once (Ray's --jobs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +84,7 @@ class SearchResult:
             "study": self.study,
             "storage": self.storage,
             "trials": self.trials,
+            "parallel": self.parallel,
         }
 
 
@@ -226,19 +230,24 @@ def run_search(
     *,
     storage: str | None = None,
     say: Callable[[str], None] = lambda message: None,
+    executor: Executor | None = None,
 ) -> SearchResult:
-    """Run (or resume, or reuse) the study of one searched model and return its best settings."""
+    """Run (or resume, or reuse) the study of one searched model and return its best settings; trials run
+    through ``executor`` (default: one after another in this process; Ray: up to its ``jobs`` at once)."""
+    from lmbench.executors import Executor
+
     try:
         import optuna
     except ImportError:
         raise ConfigError(
             f"{config.source}: model '{spec.name}'.search: tuning needs Optuna: pip install 'lmbench[tune]'"
         ) from None
+    pool = executor or Executor()
     with warnings.catch_warnings():
         # heartbeats and stale-trial checks are marked experimental in Optuna; they are what makes resuming work
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+            return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say, executor=pool)
         except (
             Exception
         ) as e:  # damage SQLite found only mid-search: the file is moved aside, the search rebuilt
@@ -246,7 +255,22 @@ def run_search(
                 raise
             path = runs_dir / spec.name / "search.db"
             study_file.move_aside(path, spec.name, f"SQLite: {first_line(e)}", say)
-            return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+            return _run_search(spec, config, loaded, runs_dir, storage=storage, say=say, executor=pool)
+
+
+@dataclass
+class TrialPlan:
+    """What one trial needs wherever it runs (a Ray task gets a pickled copy): the model, the experiment, the
+    study's name and database, the trial's budget (``cut``: why it is less than a full trial) and the limits."""
+
+    spec: ModelConfig
+    config: ExperimentConfig
+    study_name: str
+    url: str  # SQLite paths absolute, so that a task in another folder opens the same file
+    trial_budget: Budget | None
+    limits: Limits
+    cut: str = ""  # "cut to tokens=...: what the search's limit leaves" (see next_trial)
+    ticket: str = ""  # names the submission, so the driver knows its own trials among the running ones
 
 
 def _run_search(
@@ -257,35 +281,72 @@ def _run_search(
     *,
     storage: str | None,
     say: Callable[[str], None],
+    executor: Executor,
 ) -> SearchResult:
     import optuna
 
-    from lmbench.evaluation import score
     from lmbench.models.base import resolve_budget
     from lmbench.models.registry import create_model
     from lmbench.training import distributed
-    from lmbench.training.loop import on_validation
 
     assert spec.search is not None
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # lmbench says what happened, one line a trial
     shared = config.search
-    probe = create_model(spec.family, **spec.params)
     trial_budget = resolve_budget(
         spec.search.trial_budget or (shared.trial_budget if shared else None) or spec.budget or config.budget,
-        probe,
+        create_model(spec.family, **spec.params),
     )
     limits = spec.search.limits(shared)
     identity = search_identity(spec, config, loaded, trial_budget)
     study_name = f"{spec.name}-{fingerprint(identity)}"
     path = runs_dir / spec.name / "search.db"
+    url, store = _open_storage(path, storage, spec.name, say)
+    _say_new_study(store, spec.name, study_name, identity, say)
+    study = optuna.create_study(
+        study_name=study_name, storage=store, direction="minimize", pruner=_pruner(), load_if_exists=True
+    )
+    study.set_user_attr("identity", canonical_json(identity))
+    plan = TrialPlan(spec, config, study_name, _absolute_sqlite(url), trial_budget, limits)
+    finished, spent = _drive_trials(plan, study, store, loaded, executor, say, storage=storage)
+    complete = [t for t in finished if t.state.name == "COMPLETE"]
+    if not complete:
+        raise RuntimeError(f"no trial of study {study_name} finished (all pruned)")
+    best = min(complete, key=lambda t: (t.value, t.number))
+    result = SearchResult(
+        model=spec.name,
+        family=spec.family,
+        best=dict(best.params),
+        best_valid_perplexity=float(best.value),
+        trials=[
+            _trial_row(spec.name, t)
+            for t in study.get_trials(deepcopy=False)
+            if not t.user_attrs.get("surplus")
+        ],
+        space={name: dim.to_dict() for name, dim in spec.search.space.items()},
+        limits=limits.describe(),
+        trial_budget=trial_budget.describe() if trial_budget is not None else "full data",
+        study=study_name,
+        storage=url if storage is not None else str(path),
+        spent=spent,
+        limit={"trials": limits.trials, **(limits.budget.to_dict() if limits.budget else {})},
+        parallel=int(study.user_attrs.get("parallel", 1)),
+    )
+    if storage is None and distributed.is_main():
+        study_file.record_finished(path, store)  # verified before the next search opens it
+    return result
+
+
+def _open_storage(path: Path, storage: str | None, model: str, say: Callable[[str], None]) -> tuple[str, Any]:
+    """The study's database and its URL: ``storage``, or SQLite at ``path`` (checked before any write: a
+    damaged file is named and moved aside)."""
     if storage is None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        study_file.check_or_move_aside(path, spec.name, say)  # before any write: damage is named, kept aside
+        study_file.check_or_move_aside(path, model, say)
         url = f"sqlite:///{path}"
     else:
         url = storage
     try:
-        store = _storage(url)
+        return url, _storage(url)
     except Exception as e:  # a malformed URL, an unreachable server, a missing driver
         if (
             storage is None
@@ -293,31 +354,204 @@ def _run_search(
             raise OSError(
                 f"{path}: cannot open the search study ({type(e).__name__}: {first_line(e)})"
             ) from None
+        raise ConfigError(f"--storage: cannot open {url!r} ({type(e).__name__}: {first_line(e)})") from None
+
+
+def _drive_trials(
+    plan: TrialPlan,
+    study: Any,
+    store: Any,
+    loaded: LoadedData,
+    executor: Executor,
+    say: Callable[[str], None],
+    *,
+    storage: str | None,
+) -> tuple[list[Any], dict[str, float]]:
+    """Submit trials through ``executor``, up to its ``jobs`` at once, each with the budget :func:`next_trial`
+    leaves (trials in flight counted as full ones), until the limits are reached and no trial runs; returns
+    the finished trials and what they spent."""
+    import optuna
+
+    from lmbench.models.registry import create_model
+
+    spec, limits, train_tokens = plan.spec, plan.limits, loaded.data.train.num_predicted
+    here = executor.kind == "local"  # trials in this process share its open storage
+    data_handle = executor.share(loaded)
+    resources = executor.resources(create_model(spec.family, **spec.params).get_params())
+    pending: list[Any] = []  # the handles of trials submitted and not yet collected
+    tickets: list[str] = []  # and their tickets
+    errors: list[Exception] = []
+    started = stop_said = False
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        _fail_dead_trials(store, study.get_trials(deepcopy=False))
+        trials = study.get_trials(deepcopy=False)
+        _retry_interrupted(study, trials)
+        finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+        running = [t for t in trials if t.state.name == "RUNNING"]
+        spent = _spent(finished, train_tokens)
+        busy = _in_flight(trials, set(tickets))
+        nxt = next_trial(
+            limits, plan.trial_budget, spent, busy, train_tokens, takes_budget=plan.trial_budget is not None
+        )
+        if nxt.stop and not stop_said and not busy:
+            say(f"{spec.name}: no further trial: {nxt.stop} ({limits.describe()})")
+            stop_said = True
+        trials_left = limits.trials is None or spent["trials"] + busy < limits.trials
+        if not errors and len(pending) < executor.jobs and trials_left and not nxt.stop:
+            if not started:
+                _check_not_distributed(plan, storage)
+                say(_search_line(plan, executor.jobs, len(finished)))
+                started = True
+            ticket = secrets.token_hex(8)
+            seed = _sampler_seed(plan.config.seed, int(spent["trials"]), others_running=busy > 0)
+            trial = replace(plan, trial_budget=nxt.budget, cut=nxt.cut, ticket=ticket)
+            handle = executor.submit(
+                run_trial, trial, data_handle, seed, store if here else None, resources=resources
+            )
+            pending.append(handle)
+            tickets.append(ticket)
+            _note_parallel(study, len(pending))
+            continue
+        if pending:  # collect one finished trial, then look at the study again
+            i = pending.index(executor.wait(pending))
+            handle, _ = pending.pop(i), tickets.pop(i)
+            try:
+                for line in executor.result(handle):
+                    say(line)
+            except Exception as e:  # as a sequential search, stop here; the trials in flight finish first
+                errors.append(e)
+            continue
+        if errors:
+            raise errors[0]
+        if running:  # another process is on the last trials: their results decide the best settings
+            time.sleep(POLL_SECONDS)
+            continue
+        break
+    if not started:
+        say(
+            f"{spec.name}: search finished earlier ({spent['trials']} trials in study {plan.study_name}), reused"
+        )
+    return finished, spent
+
+
+def _in_flight(trials: list[Any], mine: set[str]) -> int:
+    """Trials running now: this driver's submissions not yet finished in the study (a task may not have
+    created its trial yet) and other processes' running trials."""
+    done = {t.user_attrs.get("ticket") for t in trials if t.state.name not in ("RUNNING", "WAITING")}
+    others = sum(t.state.name == "RUNNING" and t.user_attrs.get("ticket") not in mine for t in trials)
+    return len(mine - done) + others
+
+
+def _check_not_distributed(plan: TrialPlan, storage: str | None) -> None:
+    from lmbench.training import distributed
+
+    if distributed.world_size() > 1:  # each rank would train a different trial in one DDP group
         raise ConfigError(
-            f"--storage: cannot open {url!r} ({type(e).__name__}: {str(e).splitlines()[0]})"
-        ) from None
-    _say_new_study(store, spec.name, study_name, identity, say)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=store,
-        direction="minimize",
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=PRUNER["n_startup_trials"], n_warmup_steps=PRUNER["n_warmup_steps"]
-        ),
-        load_if_exists=True,
+            f"{plan.config.source}: model '{plan.spec.name}'.search: trials do not run under torchrun; run the "
+            + ("search in one process (or several sharing --storage)" if storage else "search first")
+            + ", then torchrun reuses the finished study"
+        )
+
+
+def _search_line(plan: TrialPlan, jobs: int, finished: int) -> str:
+    """``lstm: searching lr in [...] (limits, budget a trial; n finished earlier; 2 trials at a time)``."""
+    assert plan.spec.search is not None
+    space = ", ".join(f"{n} in {d.describe()}" for n, d in plan.spec.search.space.items())
+    budget = plan.trial_budget.describe() if plan.trial_budget else "full data"
+    return (
+        f"{plan.spec.name}: searching {space} ({plan.limits.describe()}, {budget} a trial"
+        + (f"; {finished} finished earlier" if finished else "")
+        + (f"; {jobs} trials at a time" if jobs > 1 else "")
+        + ")"
     )
-    study.set_user_attr("identity", canonical_json(identity))
+
+
+def _pruner() -> Any:
+    import optuna
+
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=PRUNER["n_startup_trials"], n_warmup_steps=PRUNER["n_warmup_steps"]
+    )
+
+
+def _absolute_sqlite(url: str) -> str:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return f"sqlite:///{Path(url.removeprefix('sqlite:///')).absolute()}"
+    return url
+
+
+def _note_parallel(study: Any, running: int) -> None:
+    """The most trials this study ever had in flight at once, for the report."""
+    if running > int(study.user_attrs.get("parallel", 1)):
+        study.set_user_attr("parallel", running)
+
+
+def run_trial(plan: TrialPlan, loaded: LoadedData, sampler_seed: int, store: Any = None) -> list[str]:
+    """Run one trial of the plan's study (here, or in a Ray task that opens the storage itself) and return its
+    report line. The sampler is seeded with ``sampler_seed``; the pruner compares with the study's other trials."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        if store is None:
+            _check_reachable(plan.url)
+            store = _storage(plan.url)
+        study = optuna.load_study(
+            study_name=plan.study_name,
+            storage=store,
+            sampler=optuna.samplers.TPESampler(
+                n_startup_trials=SAMPLER["n_startup_trials"], seed=sampler_seed
+            ),
+            pruner=_pruner(),
+        )
+        lines: list[str] = []
+        try:
+            study.optimize(
+                _objective(plan, study, loaded),
+                n_trials=1,
+                catch=(),
+                gc_after_trial=False,
+                callbacks=[lambda _, trial: lines.append(_trial_line(plan.spec.name, trial))],
+            )
+        except _Surplus:
+            pass
+        return lines
+
+
+def _check_reachable(url: str) -> None:
+    """A task on another machine must open the driver's study, never create an empty one of its own."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: the study's SQLite file is not on {socket.gethostname()}; on a cluster give the runs "
+                "folder shared storage, or every node one database: --storage postgresql://..."
+            )
+
+
+def _objective(plan: TrialPlan, study: Any, loaded: LoadedData) -> Callable[[Any], float]:
+    """The trial function: train under the trial budget and return validation perplexity (or prune)."""
+    import optuna
+
+    from lmbench.evaluation import score
+    from lmbench.models.registry import create_model
+    from lmbench.training.loop import on_validation
+
+    spec, config, limits = plan.spec, plan.config, plan.limits
+    assert spec.search is not None
+    probe = create_model(spec.family, **spec.params)
     data, context = loaded.data, config.evaluate.contexts[0]
     train_tokens = data.train.num_predicted
     seed = trial_seed(spec, config)
-    takes_budget = trial_budget is not None
-    current: dict[str, Any] = {"budget": trial_budget, "cut": ""}  # the next trial's budget (see next_trial)
-    stop_said = False
-    worker = _worker_id()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: Any) -> float:
-        trial.set_user_attr("worker", worker)  # first: a trial of a process that died is known as such
-        trial.set_user_attr("process_start", _process_start(os.getpid()))  # a reused pid is another process
+        trial.set_user_attr(
+            "process", _process_key()
+        )  # first: a killed run's trial is failed at once on resume
+        trial.set_user_attr("ticket", plan.ticket)  # the driver counts it as its own while it runs
         if limits.trials is not None:  # another process may have started the last trial at the same moment
             earlier = [
                 t for t in study.get_trials(deepcopy=False)
@@ -332,8 +566,8 @@ def _run_search(
             params["seed"] = seed
         model = create_model(spec.family, **params)
         trial.set_user_attr("worker", worker)
-        if current["cut"]:
-            trial.set_user_attr("note", current["cut"])
+        if plan.cut:
+            trial.set_user_attr("note", plan.cut)
         start = time.perf_counter()
         reports = {"tokens": 0, "step": 0}
 
@@ -351,7 +585,7 @@ def _run_search(
 
         try:
             with on_validation(report):
-                model.fit(data.train, data.valid, budget=current["budget"], run_dir=None)
+                model.fit(data.train, data.valid, budget=plan.trial_budget, run_dir=None)
         except TrainingDiverged as e:  # a diverging setting is a bad setting, not a broken search
             _finish(trial, reports["tokens"], time.perf_counter() - start, note=str(e))
             raise optuna.TrialPruned(str(e)) from None
@@ -371,127 +605,56 @@ def _run_search(
             raise optuna.TrialPruned(f"validation perplexity is {perplexity}")
         return float(perplexity)
 
-    started = False
-    while True:
-        optuna.storages.fail_stale_trials(study)
-        _fail_trials_of_dead_processes(store, study.get_trials(deepcopy=False))
-        trials = study.get_trials(deepcopy=False)
-        _retry_interrupted(study, trials)
-        finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
-        running = [t for t in trials if t.state.name == "RUNNING"]
-        spent = _spent(finished, train_tokens)
-        nxt = next_trial(limits, trial_budget, spent, len(running), train_tokens, takes_budget=takes_budget)
-        if nxt.stop and not stop_said and not running:
-            say(f"{spec.name}: no further trial: {nxt.stop} ({limits.describe()})")
-            stop_said = True
-        trials_left = limits.trials is None or spent["trials"] + len(running) < limits.trials
-        if trials_left and not nxt.stop:
-            current.update(budget=nxt.budget, cut=nxt.cut)
-            if distributed.world_size() > 1:  # each rank would train a different trial in one DDP group
-                raise ConfigError(
-                    f"{config.source}: model '{spec.name}'.search: trials do not run under torchrun; run the "
-                    + ("search in one process (or several sharing --storage)" if storage else "search first")
-                    + ", then torchrun reuses the finished study"
-                )
-            if not started:
-                say(
-                    f"{spec.name}: searching {', '.join(f'{n} in {d.describe()}' for n, d in spec.search.space.items())} "
-                    f"({limits.describe()}, {trial_budget.describe() if trial_budget else 'full data'} a trial"
-                    + (f"; {len(finished)} finished earlier" if finished else "")
-                    + ")"
-                )
-                started = True
-            n_finished = spent["trials"]
-            study.sampler = optuna.samplers.TPESampler(
-                n_startup_trials=SAMPLER["n_startup_trials"],
-                seed=_sampler_seed(config.seed, int(n_finished), others_running=bool(running)),
+    return objective
+
+
+def _fail_dead_trials(store: Any, trials: list[Any]) -> None:
+    """Fail each running trial whose process is gone: at once where it ran on this machine (a killed run),
+    rather than after the heartbeat's grace period; and a trial whose process never reached its objective (killed
+    between creating the trial and its first heartbeat) once the grace period has passed since it started.
+    Trials of other machines (or containers) wait for their heartbeat to go stale."""
+    from datetime import datetime
+
+    from optuna.trial import TrialState
+
+    grace = 4 * HEARTBEAT_SECONDS
+    for t in trials:
+        if t.state.name != "RUNNING":
+            continue
+        key = str(t.user_attrs.get("process", ""))
+        if key:  # set first thing in the objective
+            dead = _process_gone(key)
+        else:
+            dead = (
+                t.datetime_start is not None and (datetime.now() - t.datetime_start).total_seconds() > grace
             )
+        if dead:
             try:
-                study.optimize(
-                    objective,
-                    n_trials=1,
-                    catch=(),
-                    gc_after_trial=False,
-                    callbacks=[lambda _, trial: say(_trial_line(spec.name, trial))],
-                )
-            except _Surplus:
+                store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except Exception:  # another process failed it first
                 pass
-            continue
-        if running:  # another process is on the last trials: their results decide the best settings
-            time.sleep(POLL_SECONDS)
-            continue
-        break
-    if not started:
-        say(f"{spec.name}: search finished earlier ({spent['trials']} trials in study {study_name}), reused")
-    complete = [t for t in finished if t.state.name == "COMPLETE"]
-    if not complete:
-        raise RuntimeError(f"no trial of study {study_name} finished (all pruned)")
-    best = min(complete, key=lambda t: (t.value, t.number))
-    result = SearchResult(
-        model=spec.name,
-        family=spec.family,
-        best=dict(best.params),
-        best_valid_perplexity=float(best.value),
-        trials=[
-            _trial_row(spec.name, t)
-            for t in study.get_trials(deepcopy=False)
-            if not t.user_attrs.get("surplus")
-        ],
-        space={name: dim.to_dict() for name, dim in spec.search.space.items()},
-        limits=limits.describe(),
-        trial_budget=trial_budget.describe() if trial_budget is not None else "full data",
-        study=study_name,
-        storage=url if storage is not None else str(Path(url.removeprefix("sqlite:///"))),
-        spent=spent,
-        limit={"trials": limits.trials, **(limits.budget.to_dict() if limits.budget else {})},
-    )
-    if storage is None and distributed.is_main():
-        study_file.record_finished(path, store)  # verified before the next search opens it
-    return result
 
 
-def _worker_id() -> str:
-    """``host:pid``: which process runs a trial (shown in search.csv)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _process_start(pid: int) -> str:
-    """The start time of process ``pid`` in clock ticks since boot (Linux), or "" where it cannot be known."""
+def _process_key(pid: int | None = None) -> str:
+    """``host:pid-namespace:pid:start-time`` of a process (empty where /proc is not there): what tells a
+    process that died from one that lives, or from a later process that got the same pid."""
+    pid = pid or os.getpid()
     try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
-    return stat.rsplit(")", 1)[-1].split()[19]  # field 22 of the line: starttime
+    start = stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name in parentheses
+    return f"{socket.gethostname()}:{namespace}:{pid}:{start}"
 
 
-def _process_alive(pid: int, start: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _process_gone(key: str) -> bool:
+    """Whether the process ``key`` names ran on this machine and in this pid namespace, and is gone."""
+    parts = key.split(":")
+    here = _process_key()
+    if len(parts) != 4 or not here or here.split(":")[:2] != parts[:2] or not parts[2].isdigit():
         return False
-    except PermissionError:  # another user's process: alive
-        pass
-    return not start or _process_start(pid) in ("", start)
-
-
-def _fail_trials_of_dead_processes(store: Any, trials: list[Any]) -> None:
-    """Mark FAIL, now, each RUNNING trial whose process on this machine is gone (killed, crashed), so that it
-    is run again with its settings at once, as an uninterrupted search would have run it. Trials of other
-    machines are failed by Optuna's heartbeat once it is stale (:data:`HEARTBEAT_SECONDS`)."""
-    from optuna.trial import TrialState
-
-    host = socket.gethostname()
-    for t in trials:
-        if t.state != TrialState.RUNNING:
-            continue
-        worker_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        if not _process_alive(int(pid), str(t.user_attrs.get("process_start", ""))):
-            try:
-                store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-            except RuntimeError:  # another process failed it first
-                pass
+    return _process_key(int(parts[2])) != key
 
 
 def _finish(trial: Any, tokens: int, seconds: float, note: str | None = None) -> None:
@@ -592,6 +755,7 @@ def tune_models(
     *,
     storage: str | None = None,
     say: Callable[[str], None],
+    executor: Executor | None = None,
 ) -> tuple[ExperimentConfig, dict[str, SearchResult], list[tuple[str, Exception]]]:
     """Search every model with a ``[model.search]``; returns the config with each searched model's best
     settings written in, the search results, and the (model, error) of searches that failed."""
@@ -603,7 +767,7 @@ def tune_models(
             models.append(spec)
             continue
         try:
-            result = run_search(spec, config, loaded, runs_dir, storage=storage, say=say)
+            result = run_search(spec, config, loaded, runs_dir, storage=storage, say=say, executor=executor)
         except ConfigError:
             raise
         except Exception as e:  # one model's search failing must not lose the others
