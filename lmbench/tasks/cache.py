@@ -47,10 +47,17 @@ class TaskItem:
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, or of a folder's files (an lm-eval ``include_path``): each relative path and its bytes,
+    in sorted order, so adding, renaming or editing any file changes it."""
+    path = Path(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
