@@ -21,8 +21,8 @@ import torch
 from lmbench.data import get_tokenizer, tokenize_corpus
 from lmbench.data.cards import load_card_corpus
 from lmbench.models.registry import create_model
-from lmbench.training.loop import Trainer, _Run
-from lmbench.training.precision import cpu_has_native_bf16, resolve_precision
+from lmbench.training.loop import Trainer
+from lmbench.training.precision import cpu_has_native_bf16
 
 SETTINGS = {
     "emb_size": 200,
@@ -48,13 +48,12 @@ class Contender:
         self.model._init_net(train.vocab)
         net = self.model.net_
         self.trainer = Trainer(self.model.train_config, progress=False)
-        self.trainer.precision = resolve_precision(precision, torch.device("cpu"))
-        optimizer, groups = self.trainer._optimizer(net)
-        trained = torch.compile(net) if compiled else net
         batches = self.model._training_batches(train)
-        self.run = _Run(net, trained, batches, self.model.batch_loss, None, self.model.initial_carry,
-                        train.num_predicted, torch.device("cpu"), optimizer, groups,
-                        carry=self.model.initial_carry(), precision=self.trainer.precision)  # fmt: skip
+        self.run = self.trainer.start_run(
+            net, batches, self.model.batch_loss, device=torch.device("cpu"),
+            trained=torch.compile(net) if compiled else None, initial_carry=self.model.initial_carry,
+            epoch_tokens=train.num_predicted,
+        )  # fmt: skip
         self.batches = iter(batches(0))
         self.seconds: list[float] = []
 

@@ -460,15 +460,10 @@ class Trainer:
         self._epoch_tokens = epoch_tokens
         torch.manual_seed(self.config.seed)
         module.to(device)
-        self.precision = resolve_precision(self.config.precision, device)
-        log.info("%s: %s", self.label, self.precision.describe())
         trained, batches = self._distribute(module, batches, device)
-        optimizer, groups = self._optimizer(module)
-        run = _Run(module, trained, batches, loss_fn, valid_loss, initial_carry, epoch_tokens, device,
-                   optimizer, groups, carry=initial_carry())  # fmt: skip
-        run.precision = self.precision
-        if self.precision.scaled:
-            run.scaler = torch.amp.GradScaler(device.type)
+        run = self.start_run(module, batches, loss_fn, device=device, trained=trained, valid_loss=valid_loss,
+                             initial_carry=initial_carry, epoch_tokens=epoch_tokens)  # fmt: skip
+        log.info("%s: %s", self.label, self.precision.describe())
         run.planned_tokens = self.planned_tokens(epoch_tokens)
         run.evals = self.eval_schedule(run.planned_tokens)
         self._resume(run)
@@ -482,6 +477,29 @@ class Trainer:
                 pass
             self._finish(run)
         return run.state
+
+    def start_run(
+        self,
+        module: nn.Module,
+        batches: Callable[[int], Iterator[Batch]],
+        loss_fn: Callable[[nn.Module, Batch, Any], tuple[torch.Tensor, int, Any]],
+        *,
+        device: torch.device,
+        trained: nn.Module | None = None,
+        valid_loss: Callable[[nn.Module], float] | None = None,
+        initial_carry: Callable[[], Any] = lambda: None,
+        epoch_tokens: int = 1,
+    ) -> _Run:
+        """A fresh run of ``module``: the precision resolved for ``device``, its optimiser, and float16's gradient
+        scaler; what :meth:`fit`, :meth:`measure_step_seconds` and benchmarks step through :meth:`_step`."""
+        self.precision = resolve_precision(self.config.precision, device)
+        optimizer, groups = self._optimizer(module)
+        run = _Run(module, trained if trained is not None else module, batches, loss_fn, valid_loss,
+                   initial_carry, epoch_tokens, device, optimizer, groups, carry=initial_carry(),
+                   precision=self.precision)  # fmt: skip
+        if self.precision.scaled:
+            run.scaler = torch.amp.GradScaler(device.type)
+        return run
 
     def measure_step_seconds(
         self,
@@ -497,12 +515,7 @@ class Trainer:
         target tokens per step, over ``steps`` steps after two warm-up steps; ``module`` is trained by them,
         so pass a throw-away copy. What ``lmbench run --dry-run`` estimates training time from."""
         module.to(device)
-        self.precision = resolve_precision(self.config.precision, device)
-        optimizer, groups = self._optimizer(module)
-        run = _Run(module, module, batches, loss_fn, None, initial_carry, 1, device, optimizer, groups,
-                   carry=initial_carry(), precision=self.precision)  # fmt: skip
-        if self.precision.scaled:
-            run.scaler = torch.amp.GradScaler(device.type)
+        run = self.start_run(module, batches, loss_fn, device=device, initial_carry=initial_carry)
         run.clock = time.perf_counter()
         durations, tokens = [], []
         module.train()
