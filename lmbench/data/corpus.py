@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,16 +271,6 @@ class TokenStream:
 
     def __len__(self) -> int:
         return self.num_predicted
-
-
-def build_vocabulary(
-    lines: Sequence[Sequence[str]], *, min_count: int = 1, max_size: int | None = None
-) -> Vocabulary:
-    """Vocabulary from tokenized training lines."""
-    counts: Counter[str] = Counter()
-    for line in lines:
-        counts.update(line)
-    return Vocabulary.from_counts(dict(counts), min_count=min_count, max_size=max_size)
 
 
 @dataclass

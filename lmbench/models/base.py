@@ -51,10 +51,6 @@ class LanguageModel(abc.ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
         return self.vocab_
 
-    @property
-    def is_fitted(self) -> bool:
-        return self.vocab_ is not None
-
     def _check_fitted(self) -> None:
         self.vocab  # noqa: B018 - raises NotFittedError when unfitted
 

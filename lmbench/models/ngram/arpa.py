@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import math
 import os
 import re
 import sys
@@ -42,7 +41,6 @@ from lmbench.models.ngram.storage import rows
 if TYPE_CHECKING:
     import pandas as pd
 
-LOG10 = math.log(10.0)
 NEVER = -99.0  # KenLM/SRILM's log10 "probability" of <s>
 LINES_PER_BLOCK = 1 << 16  # lines formatted at once when writing
 FORMAT_THREADS = min(4, os.cpu_count() or 1)  # blocks of lines formatted at once while the text is written
@@ -254,14 +252,6 @@ def _read_bytes(path: Path) -> bytes:
 
 def _line_at(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
-
-
-def _decode(path: Path, data: bytes, start: int, end: int) -> str:
-    try:
-        return data[start:end].decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = _line_at(data, start + e.start)
-        raise DataError(f"{path}:{line}: invalid UTF-8 (ARPA files are read as UTF-8)") from None
 
 
 def _markers(data: bytes) -> list[tuple[int, int]]:
