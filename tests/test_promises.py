@@ -265,6 +265,28 @@ def test_a_non_finite_validation_loss_diverges(bad):
     assert e.value.step == 4 and len(passes) == 2
 
 
+def test_the_learning_curve_holds_the_training_loss_and_time_it_measured():
+    """Each curve point's train_loss is the mean loss per token since the previous point (here a constant 2 nats),
+    and the training time is positive and within the wall-clock time of the call."""
+    import time
+
+    net = torch.nn.Linear(1, 1)
+
+    def loss(module, batch, carry):  # noqa: ARG001
+        return module.weight.sum() * 0.0 + 2.0, 1, None
+
+    started = time.perf_counter()
+    state = Trainer(TrainConfig(warmup_steps=0, eval_every=3, patience=0), Budget(tokens=12)).fit(
+        net, one_weight_batches, loss, lambda module: 1.5, epoch_tokens=20, device=torch.device("cpu")
+    )
+    elapsed = time.perf_counter() - started
+    assert len(state.curve) >= 4 and state.tokens == 12
+    for point in state.curve:
+        assert point["train_loss"] == pytest.approx(2.0) and point["valid_loss"] == 1.5
+    assert 0 < state.seconds <= elapsed
+    assert all(0 < p["seconds"] <= state.seconds for p in state.curve)
+
+
 # ----------------------------------------------------------------------------------------------- resume
 SYNTH = [" ".join(f"w{(i * 7 + j * 3) % 23}" for j in range(5 + i % 4)) for i in range(160)]
 
