@@ -1,0 +1,259 @@
+"""Scoring a text straight from an ARPA file, as KenLM's ``query`` does, without building the model.
+
+``lmbench score model.arpa text`` needs the probabilities of the few hundred thousand n-grams the text holds,
+not a model of every n-gram in the file: each section is parsed as ``logprob<TAB>w1 .. wm<TAB>backoff`` lines
+(pyarrow's multi-threaded CSV reader, one string per n-gram), and the text's n-grams, cut from one byte buffer
+of its tokens, are looked up in it with one hash pass per order (which also proves the file's n-grams
+distinct). The probabilities then combine as :meth:`NgramLM.token_logprobs` combines them, in the same order
+and precision (float32 values, float64 sums), so the figures are bit-identical to building the model.
+
+This path reads only the shape KenLM and SRILM write (tabs between fields, one space between words, every
+back-off present below the top order) and validates what it reads; for anything else, or anything wrong,
+it answers None and the caller builds the model through :func:`~lmbench.models.ngram.arpa.read_arpa`, which
+reads every ARPA variant and names the file and line of any problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lmbench.models.ngram.arpa import MASS_TOLERANCE, NEVER, _read_bytes, _sections
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"  # as lmbench.data.vocabulary (not imported: it loads the data package)
+LN10 = math.log(10.0)
+MAX_ORDER = 10  # NgramLM.MAX_ORDER: a higher order goes to the model path, which refuses it by name
+SPACE = ord(" ")
+BLOCK = 1 << 22  # bytes per block of pyarrow's CSV reader: a large section is parsed by every core
+
+
+@dataclass(frozen=True)
+class QueryScores:
+    """Natural-log probability of every predicted token (each line's words and its ``</s>``, in order),
+    whether each was outside the model's vocabulary (scored as ``<unk>``), and tokens per line."""
+
+    logprobs: np.ndarray
+    oov: np.ndarray
+    tokens_per_line: np.ndarray
+
+
+@dataclass
+class _Order:
+    """One ``\\m-grams:`` section: its n-grams as one pyarrow string column, log10 values as float32."""
+
+    ngrams: object  # pyarrow ChunkedArray of strings
+    log10prob: np.ndarray
+    log10bow: np.ndarray
+
+
+def query_arpa(path: str | Path, lines: Sequence[Sequence[str]]) -> QueryScores | None:
+    """Score ``lines`` (each a list of words, scored as ``<s> words </s>``) under the ARPA file at ``path``;
+    None when the file is not in the plain KenLM/SRILM shape, fails a check, or the text holds a literal
+    ``<s>`` (the model path handles and reports those)."""
+    if not lines or any(BOS in words for words in lines):
+        return None
+    path = Path(path)
+    data = _read_bytes(path)
+    declared, sections = _sections(path, data)
+    if not declared or sorted(declared) != list(range(1, max(declared) + 1)) or max(declared) > MAX_ORDER:
+        return None
+    n = max(declared)
+    if sorted(sections) != list(range(1, n + 1)):
+        return None
+    if data.find(b"\r", min(s for s, _ in sections.values()), max(e for _, e in sections.values())) != -1:
+        return None
+    orders = []
+    for m in range(1, n + 1):
+        order = _read_order(data, *sections[m], m, top=m == n, count=declared[m])
+        if order is None:
+            return None
+        orders.append(order)
+    return _score(orders, lines)
+
+
+def _read_order(data: bytes, start: int, end: int, m: int, *, top: bool, count: int) -> _Order | None:
+    """One section, or None unless every line is ``logprob<TAB>m words<TAB>backoff`` (no back-off at the top
+    order) with finite values, log-probabilities <= 0, and single spaces between non-empty words."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    names = ["lp", "ngram", *([] if top else ["bow"])]
+    types = {"lp": pa.float64(), "ngram": pa.string(), "bow": pa.float64()}
+    try:
+        table = pcsv.read_csv(
+            pa.BufferReader(pa.py_buffer(data).slice(start, end - start)),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=True, block_size=BLOCK),
+            parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types={k: types[k] for k in names}, strings_can_be_null=False, check_utf8=True
+            ),
+        )
+    except (pa.ArrowException, ValueError):  # a line that is not three tab-separated fields
+        return None
+    if table.num_rows != count or any(table.column(k).null_count for k in names):
+        return None
+    lp = _floats(table.column("lp"))
+    bow = np.zeros(0) if top else _floats(table.column("bow"))
+    if not (np.isfinite(lp).all() and (lp <= 0).all()) or np.isnan(bow).any() or (bow == np.inf).any():
+        return None  # -inf back-offs are allowed: a context that passes nothing down (lmbench's MLE)
+    ngrams = table.column("ngram")
+    if not all(_words_ok(chunk, m) for chunk in ngrams.chunks):
+        return None
+    return _Order(ngrams, lp.astype(np.float32), bow.astype(np.float32))
+
+
+def _floats(column) -> np.ndarray:
+    """A float64 column without nulls as NumPy, read from its buffers (``to_numpy`` would import pandas)."""
+    parts = [
+        np.frombuffer(chunk.buffers()[1], dtype=np.float64, count=len(chunk), offset=chunk.offset * 8)
+        for chunk in column.chunks
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _string_buffers(array) -> tuple[np.ndarray, np.ndarray]:
+    """A pyarrow string array's offsets (int64, len + 1) and its bytes."""
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=len(array) + 1, offset=array.offset * 4)
+    values = array.buffers()[2]
+    return offsets.astype(np.int64), np.frombuffer(values, dtype=np.uint8) if values else np.zeros(
+        0, np.uint8
+    )
+
+
+def _words_ok(array, m: int) -> bool:
+    """Every string is m non-empty words joined by single spaces: no empty string, no space at either end nor
+    two together, and m - 1 spaces per string in all (a string of other length could only be offset by
+    another, and neither would match any n-gram of the text)."""
+    if len(array) == 0:
+        return True
+    offsets, values = _string_buffers(array)
+    if (offsets[1:] <= offsets[:-1]).any():
+        return False
+    space = values[offsets[0] : offsets[-1]] == SPACE
+    starts, last = offsets[:-1] - offsets[0], offsets[1:] - 1 - offsets[0]
+    if space[starts].any() or space[last].any() or (space[1:] & space[:-1]).any():
+        return False
+    return int(np.count_nonzero(space)) == (m - 1) * len(array)
+
+
+def _score(orders: list[_Order], lines: Sequence[Sequence[str]]) -> QueryScores | None:
+    import pyarrow as pa
+
+    n = len(orders)
+    unigrams = orders[0].ngrams.to_pylist()
+    row_of = {w: i for i, w in enumerate(unigrams)}
+    if len(row_of) != len(unigrams) or UNK not in row_of or EOS not in row_of:
+        return None
+    uni_lp = orders[0].log10prob
+    keep = (uni_lp > NEVER) & (np.arange(len(unigrams)) != row_of.get(BOS, -1))  # <s>: never predicted
+    if float(np.sum(np.power(10.0, uni_lp[keep].astype(np.float64)))) > 1.0 + MASS_TOLERANCE:
+        return None
+
+    # The text as "<s> w1 .. wk </s>" lines back to back in one buffer (unknown words written as <unk>): every
+    # n-gram ending at a token is then one slice of it. Tokens are unigram rows; <s> is row V (its bytes
+    # appended to the 1-gram strings), as it need not be listed.
+    unk, eos, bos = row_of[UNK], row_of[EOS], len(unigrams)
+    words = np.fromiter((row_of.get(w, -1) for ws in lines for w in ws), dtype=np.int64)
+    oov_words = (words < 0) | (words == unk)
+    size = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 2
+    line_begin = np.zeros(len(lines), dtype=np.int64)
+    np.cumsum(size[:-1], out=line_begin[1:])
+    seq = np.empty(int(size.sum()), dtype=np.int64)
+    is_bos = np.zeros(len(seq), dtype=bool)
+    is_bos[line_begin] = True
+    is_eos = np.zeros(len(seq), dtype=bool)
+    is_eos[line_begin + size - 1] = True
+    seq[is_bos], seq[is_eos] = bos, eos
+    seq[~(is_bos | is_eos)] = np.where(words < 0, unk, words)
+    depth = np.arange(len(seq)) - np.repeat(line_begin, size)  # tokens before this one in its line
+    offsets, values = _string_buffers(orders[0].ngrams.combine_chunks())
+    source = np.concatenate([values[: offsets[-1]], np.frombuffer(BOS.encode(), dtype=np.uint8)])
+    source_start = np.append(offsets[:-1], offsets[-1])
+    lengths = np.append(np.diff(offsets), len(BOS))[seq]
+    begin = np.zeros(len(seq), dtype=np.int64)
+    np.cumsum(lengths[:-1] + 1, out=begin[1:])
+    stop = begin + lengths
+    buffer = np.full(int(stop[-1]), SPACE, dtype=np.uint8)
+    buffer[_ranges(begin, lengths)] = source[_ranges(source_start[seq], lengths)]
+
+    rows = []  # rows[m-1][t]: the row of the m-gram ending at token t in section m, or -1
+    for m, order in enumerate(orders, start=1):
+        at = np.flatnonzero(depth >= m - 1)
+        first, length = begin[at - (m - 1)], stop[at] - begin[at - (m - 1)]
+        offsets = np.zeros(len(at) + 1, dtype=np.int64)
+        np.cumsum(length, out=offsets[1:])
+        if offsets[-1] >= 2**31:
+            return None  # a text this large goes through the model path
+        wanted = pa.StringArray.from_buffers(
+            len(at), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(buffer[_ranges(first, length)])
+        )
+        found = _lookup(order.ngrams, wanted)
+        if found is None:
+            return None  # duplicate n-grams in the file
+        row = np.full(len(seq), -1, dtype=np.int64)
+        row[at] = found
+        if m > 1 and ((row[1:] >= 0) & (rows[-1][:-1] < 0)).any():
+            return None  # an n-gram whose context is not listed: the model path names it
+        rows.append(row)
+
+    # As NgramLM.token_logprobs: the longest stored n-gram ending at each target, plus the back-offs of the
+    # longer contexts (ending one token earlier); float32 tables, float64 sums, in the same order.
+    targets = np.flatnonzero(~is_bos)
+    uni = np.where(uni_lp > NEVER, uni_lp, np.float32(-np.inf))
+    out = np.zeros(len(targets))
+    done = np.zeros(len(targets), dtype=bool)
+    for m in range(n, 0, -1):
+        row = rows[m - 1][targets]
+        hit = (row >= 0) & ~done
+        out[hit] += (uni if m == 1 else orders[m - 1].log10prob)[row[hit]]
+        done |= hit
+        if m > 1:
+            ctx = rows[m - 2][targets - 1]
+            miss = ~done & (ctx >= 0)
+            out[miss] += orders[m - 2].log10bow[ctx[miss]]
+    if not done.all():
+        return None
+    oov = np.zeros(len(seq), dtype=bool)
+    oov[~(is_bos | is_eos)] = oov_words
+    return QueryScores(out * LN10, oov[targets], size - 1)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices starts[i] .. starts[i] + lengths[i] - 1 of every i, concatenated."""
+    ends = np.cumsum(lengths)
+    return np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(starts - (ends - lengths), lengths)
+
+
+def _int32(array, missing: int | None = None) -> np.ndarray:
+    """An int32 pyarrow array as NumPy, nulls made ``missing`` (read from its buffers: ``fill_null`` makes a
+    pyarrow scalar, which imports pandas, a third of a second)."""
+    validity, data = array.buffers()[:2]
+    values = np.frombuffer(data, dtype=np.int32, count=len(array), offset=array.offset * 4)
+    if validity is None or missing is None:
+        return values
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return np.where(bits[array.offset : array.offset + len(array)].astype(bool), values, np.int32(missing))
+
+
+def _lookup(ngrams, wanted) -> np.ndarray | None:
+    """Row of each wanted string among the section's n-grams (-1: absent): the distinct wanted strings are
+    hashed and every n-gram of the section probes them (cheaper than hashing the section); None when the
+    section lists one of them twice."""
+    try:  # pyarrow.compute builds a Python wrapper for each of its functions at import (0.1 s): call by name
+        from pyarrow._compute import SetLookupOptions, call_function
+    except ImportError:  # pragma: no cover - a pyarrow that moved its private module
+        from pyarrow.compute import SetLookupOptions, call_function
+
+    distinct = call_function("dictionary_encode", [wanted])
+    probe = call_function("index_in", [ngrams], SetLookupOptions(value_set=distinct.dictionary))
+    hits = np.concatenate([_int32(chunk, missing=-1) for chunk in probe.chunks] or [np.zeros(0, np.int32)])
+    rows = np.flatnonzero(hits >= 0)
+    row_of = np.full(len(distinct.dictionary), -1, dtype=np.int64)
+    row_of[hits[rows]] = rows
+    if np.count_nonzero(row_of >= 0) != len(rows):
+        return None  # a duplicate n-gram: the model path names its lines
+    return row_of[_int32(distinct.indices)]
