@@ -166,6 +166,9 @@ def main() -> None:
                     f"  KenLM query    wall {_median(theirs_wall)}  cpu {_median(theirs_cpu)}  ppl {_perplexity(theirs_out)}"
                 )
                 reference = statistics.median(theirs_wall)
+                print(
+                    f"  ratio (lmbench / KenLM, cpu medians): {statistics.median(ours_cpu) / statistics.median(theirs_cpu):.2f}"
+                )
             else:
                 reference = case.kenlm_seconds
                 print(

@@ -605,6 +605,8 @@ def score(model: Path, text: Path, sentences: bool, context: str) -> None:
     binary from `lmbench ngram --save`. Prints perplexity including and excluding OOVs, OOVs and tokens
     (tokens = words + one </s> per line): `lmbench score model.arpa.gz test.txt`.
     """
+    # no NumPy matrix products here: one BLAS thread spares starting a pool as NumPy loads (0.1 s when busy)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from lmbench.scoring import SENTENCE_HEADER, score_file
 
     result = score_file(model, text, context=context)  # type: ignore[arg-type]

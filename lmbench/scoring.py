@@ -222,15 +222,30 @@ def encode_text(
 
         text = encode_lines(read_lines(source), tokenizer)
         ids, oov = text.to_vocabulary(vocab)
-        return TokenStream(ids=ids, offsets=text.offsets, vocab=vocab, num_chars=text.num_chars, oov=oov)
+        stream = TokenStream(ids=ids, offsets=text.offsets, vocab=vocab, num_chars=text.num_chars, oov=oov)
+        return _no_begin_marker(stream, str(source))
     data, name = _text_bytes(source)
     lines = _split_lines(data, name)
     words = [tokenizer.tokenize(line) for line in lines]
-    stream = TokenStream.from_lines(words, vocab, num_chars=sum(len(line) + 1 for line in lines))
+    stream = _no_begin_marker(
+        TokenStream.from_lines(words, vocab, num_chars=sum(len(line) + 1 for line in lines)), name
+    )
     if raw:
         from dataclasses import replace
 
         stream = replace(stream, raw_lines=tuple(lines))
+    return stream
+
+
+def _no_begin_marker(stream: TokenStream, name: str) -> TokenStream:
+    """``stream``, unless a word of it is the begin marker ``<s>``: every line starts from it and it is never
+    predicted, so a literal one cannot be scored (KenLM gives it log10 -99)."""
+    found = np.flatnonzero(stream.ids == stream.vocab.bos_id)
+    if len(found):
+        line = int(np.searchsorted(stream.offsets, found[0], side="right"))
+        raise DataError(
+            f"{name}:{line}: a literal <s> (the begin-of-sentence marker, never predicted) cannot be scored"
+        )
     return stream
 
 

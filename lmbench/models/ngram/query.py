@@ -144,20 +144,23 @@ def _score(orders: list[_Order], lines: Sequence[Sequence[str]]) -> QueryScores 
     import pyarrow as pa
 
     n = len(orders)
-    unigrams = orders[0].ngrams.to_pylist()
-    row_of = {w: i for i, w in enumerate(unigrams)}
-    if len(row_of) != len(unigrams) or UNK not in row_of or EOS not in row_of:
+    unigrams = orders[0].ngrams.combine_chunks()
+    V = len(unigrams)
+    if len(_call("dictionary_encode", unigrams).dictionary) != V:
+        return None  # a duplicate 1-gram
+    unk, eos, listed_bos = _index_in(_strings([UNK, EOS, BOS]), unigrams)
+    if unk < 0 or eos < 0:
         return None
     uni_lp = orders[0].log10prob
-    keep = (uni_lp > NEVER) & (np.arange(len(unigrams)) != row_of.get(BOS, -1))  # <s>: never predicted
+    keep = (uni_lp > NEVER) & (np.arange(V) != listed_bos)  # <s>: never predicted
     if float(np.sum(np.power(10.0, uni_lp[keep].astype(np.float64)))) > 1.0 + MASS_TOLERANCE:
         return None
 
     # The text as "<s> w1 .. wk </s>" lines back to back in one buffer (unknown words written as <unk>): every
-    # n-gram ending at a token is then one slice of it. Tokens are unigram rows; <s> is row V (its bytes
+    # n-gram ending at a token is then one slice of it. Tokens are 1-gram rows; <s> is row V (its bytes
     # appended to the 1-gram strings), as it need not be listed.
-    unk, eos, bos = row_of[UNK], row_of[EOS], len(unigrams)
-    words = np.fromiter((row_of.get(w, -1) for ws in lines for w in ws), dtype=np.int64)
+    bos = V
+    words = _index_in(_strings([w for ws in lines for w in ws]), unigrams)
     oov_words = (words < 0) | (words == unk)
     size = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 2
     line_begin = np.zeros(len(lines), dtype=np.int64)
@@ -170,7 +173,7 @@ def _score(orders: list[_Order], lines: Sequence[Sequence[str]]) -> QueryScores 
     seq[is_bos], seq[is_eos] = bos, eos
     seq[~(is_bos | is_eos)] = np.where(words < 0, unk, words)
     depth = np.arange(len(seq)) - np.repeat(line_begin, size)  # tokens before this one in its line
-    offsets, values = _string_buffers(orders[0].ngrams.combine_chunks())
+    offsets, values = _string_buffers(unigrams)
     source = np.concatenate([values[: offsets[-1]], np.frombuffer(BOS.encode(), dtype=np.uint8)])
     source_start = np.append(offsets[:-1], offsets[-1])
     lengths = np.append(np.diff(offsets), len(BOS))[seq]
@@ -239,18 +242,46 @@ def _int32(array, missing: int | None = None) -> np.ndarray:
     return np.where(bits[array.offset : array.offset + len(array)].astype(bool), values, np.int32(missing))
 
 
+def _strings(words: list[str]):
+    """A pyarrow string array of ``words`` (none holding a newline), built from its buffers: ``pa.array`` on
+    a list imports pandas (0.3 s)."""
+    import pyarrow as pa
+
+    joined = np.frombuffer("\n".join(words).encode("utf-8"), dtype=np.uint8)
+    ends = np.append(np.flatnonzero(joined == ord("\n")), len(joined))
+    offsets = np.zeros(len(words) + 1, dtype=np.int32)
+    offsets[1:] = ends - np.arange(len(words))  # each end, less the newlines before it
+    values = joined[joined != ord("\n")]
+    return pa.StringArray.from_buffers(len(words), pa.py_buffer(offsets), pa.py_buffer(values))
+
+
+def _call(name: str, *args, options=None):
+    """A pyarrow compute function by name. pyarrow.compute builds a Python wrapper for each of its functions
+    at import (0.1 s of start-up) and its scalars import pandas (0.3 s): neither is used."""
+    try:
+        from pyarrow._compute import call_function
+    except ImportError:  # pragma: no cover - a pyarrow that moved its private module
+        from pyarrow.compute import call_function
+    return call_function(name, list(args), options)
+
+
+def _index_in(values, value_set) -> np.ndarray:
+    """Position of each of ``values`` in ``value_set`` (distinct strings), -1 where absent, as int64."""
+    try:
+        from pyarrow._compute import SetLookupOptions
+    except ImportError:  # pragma: no cover
+        from pyarrow.compute import SetLookupOptions
+    found = _call("index_in", values, options=SetLookupOptions(value_set=value_set))
+    chunks = getattr(found, "chunks", [found])
+    return np.concatenate([_int32(c, missing=-1) for c in chunks] or [np.zeros(0, np.int32)]).astype(np.int64)
+
+
 def _lookup(ngrams, wanted) -> np.ndarray | None:
     """Row of each wanted string among the section's n-grams (-1: absent): the distinct wanted strings are
     hashed and every n-gram of the section probes them (cheaper than hashing the section); None when the
     section lists one of them twice."""
-    try:  # pyarrow.compute builds a Python wrapper for each of its functions at import (0.1 s): call by name
-        from pyarrow._compute import SetLookupOptions, call_function
-    except ImportError:  # pragma: no cover - a pyarrow that moved its private module
-        from pyarrow.compute import SetLookupOptions, call_function
-
-    distinct = call_function("dictionary_encode", [wanted])
-    probe = call_function("index_in", [ngrams], SetLookupOptions(value_set=distinct.dictionary))
-    hits = np.concatenate([_int32(chunk, missing=-1) for chunk in probe.chunks] or [np.zeros(0, np.int32)])
+    distinct = _call("dictionary_encode", wanted)
+    hits = _index_in(ngrams, distinct.dictionary)
     rows = np.flatnonzero(hits >= 0)
     row_of = np.full(len(distinct.dictionary), -1, dtype=np.int64)
     row_of[hits[rows]] = rows
