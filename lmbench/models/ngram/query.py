@@ -16,7 +16,9 @@ reads every ARPA variant and names the file and line of any problem.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +68,32 @@ def query_arpa(path: str | Path, lines: Sequence[Sequence[str]]) -> QueryScores 
         return None
     if data.find(b"\r", min(s for s, _ in sections.values()), max(e for _, e in sections.values())) != -1:
         return None
-    orders = []
-    for m in range(1, n + 1):
-        order = _read_order(data, *sections[m], m, top=m == n, count=declared[m])
-        if order is None:
+    unigrams = _read_order(data, *sections[1], 1, top=n == 1, count=declared[1])
+    text = _Text.cut(unigrams, lines) if unigrams is not None else None
+    if text is None:
+        return None
+
+    def find(m: int) -> tuple[_Order, np.ndarray] | None:
+        """Section m read, and the row of every n-gram of the text in it (-1: absent)."""
+        order = unigrams if m == 1 else _read_order(data, *sections[m], m, top=m == n, count=declared[m])
+        wanted = text.ngrams(m)
+        found = _lookup(order.ngrams, wanted[1]) if order is not None and wanted is not None else None
+        if found is None:
             return None
-        orders.append(order)
-    return _score(orders, lines)
+        row = np.full(len(text.seq), -1, dtype=np.int64)
+        row[wanted[0]] = found
+        return order, row
+
+    # the sections are read and searched side by side (pyarrow and NumPy release the GIL): query is one thread
+    workers = min(n, os.cpu_count() or 1)
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(find, range(n, 0, -1)))[::-1]  # the largest sections first
+    else:
+        results = [find(m) for m in range(1, n + 1)]
+    if any(r is None for r in results):
+        return None
+    return _combine(text, [r[0] for r in results], [r[1] for r in results])  # type: ignore[index]
 
 
 def _read_order(data: bytes, start: int, end: int, m: int, *, top: bool, count: int) -> _Order | None:
@@ -140,76 +161,99 @@ def _words_ok(array, m: int) -> bool:
     return int(np.count_nonzero(space)) == (m - 1) * len(array)
 
 
-def _score(orders: list[_Order], lines: Sequence[Sequence[str]]) -> QueryScores | None:
-    import pyarrow as pa
+@dataclass
+class _Text:
+    """The text as ``<s> w1 .. wk </s>`` lines back to back: 1-gram rows (``<s>`` is row V, as it need not be
+    listed; unknown words are ``<unk>``'s row), and the same lines in one byte buffer, so that every n-gram
+    ending at a token is one slice of it."""
 
-    n = len(orders)
-    unigrams = orders[0].ngrams.combine_chunks()
-    V = len(unigrams)
-    if len(_call("dictionary_encode", unigrams).dictionary) != V:
-        return None  # a duplicate 1-gram
-    unk, eos, listed_bos = _index_in(_strings([UNK, EOS, BOS]), unigrams)
-    if unk < 0 or eos < 0:
-        return None
-    uni_lp = orders[0].log10prob
-    keep = (uni_lp > NEVER) & (np.arange(V) != listed_bos)  # <s>: never predicted
-    if float(np.sum(np.power(10.0, uni_lp[keep].astype(np.float64)))) > 1.0 + MASS_TOLERANCE:
-        return None
+    seq: np.ndarray
+    is_bos: np.ndarray
+    is_eos: np.ndarray
+    oov_words: np.ndarray  # per word (not marker): outside the vocabulary, or a literal <unk>
+    tokens_per_line: np.ndarray
+    depth: np.ndarray  # tokens before each one in its line (<s> included)
+    begin: np.ndarray  # byte offset of each token in ``buffer``
+    stop: np.ndarray
+    buffer: np.ndarray
 
-    # The text as "<s> w1 .. wk </s>" lines back to back in one buffer (unknown words written as <unk>): every
-    # n-gram ending at a token is then one slice of it. Tokens are 1-gram rows; <s> is row V (its bytes
-    # appended to the 1-gram strings), as it need not be listed.
-    bos = V
-    words = _index_in(_strings([w for ws in lines for w in ws]), unigrams)
-    oov_words = (words < 0) | (words == unk)
-    size = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 2
-    line_begin = np.zeros(len(lines), dtype=np.int64)
-    np.cumsum(size[:-1], out=line_begin[1:])
-    seq = np.empty(int(size.sum()), dtype=np.int64)
-    is_bos = np.zeros(len(seq), dtype=bool)
-    is_bos[line_begin] = True
-    is_eos = np.zeros(len(seq), dtype=bool)
-    is_eos[line_begin + size - 1] = True
-    seq[is_bos], seq[is_eos] = bos, eos
-    seq[~(is_bos | is_eos)] = np.where(words < 0, unk, words)
-    depth = np.arange(len(seq)) - np.repeat(line_begin, size)  # tokens before this one in its line
-    offsets, values = _string_buffers(unigrams)
-    source = np.concatenate([values[: offsets[-1]], np.frombuffer(BOS.encode(), dtype=np.uint8)])
-    source_start = np.append(offsets[:-1], offsets[-1])
-    lengths = np.append(np.diff(offsets), len(BOS))[seq]
-    begin = np.zeros(len(seq), dtype=np.int64)
-    np.cumsum(lengths[:-1] + 1, out=begin[1:])
-    stop = begin + lengths
-    buffer = np.full(int(stop[-1]), SPACE, dtype=np.uint8)
-    buffer[_ranges(begin, lengths)] = source[_ranges(source_start[seq], lengths)]
+    @classmethod
+    def cut(cls, unigrams: _Order, lines: Sequence[Sequence[str]]) -> _Text | None:
+        """None when the 1-grams are not a vocabulary: duplicates, no ``<unk>`` or ``</s>``, more than all of
+        the probability mass (the model path names the problem)."""
+        strings = unigrams.ngrams.combine_chunks()
+        V = len(strings)
+        if len(_call("dictionary_encode", strings).dictionary) != V:
+            return None
+        unk, eos, listed_bos = _index_in(_strings([UNK, EOS, BOS]), strings)
+        if unk < 0 or eos < 0:
+            return None
+        keep = (unigrams.log10prob > NEVER) & (np.arange(V) != listed_bos)  # <s>: never predicted
+        if float(np.sum(np.power(10.0, unigrams.log10prob[keep].astype(np.float64)))) > 1.0 + MASS_TOLERANCE:
+            return None
+        words = _index_in(_strings([w for ws in lines for w in ws]), strings)
+        size = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 2
+        line_begin = np.zeros(len(lines), dtype=np.int64)
+        np.cumsum(size[:-1], out=line_begin[1:])
+        seq = np.empty(int(size.sum()), dtype=np.int64)
+        is_bos = np.zeros(len(seq), dtype=bool)
+        is_bos[line_begin] = True
+        is_eos = np.zeros(len(seq), dtype=bool)
+        is_eos[line_begin + size - 1] = True
+        seq[is_bos], seq[is_eos] = V, eos
+        seq[~(is_bos | is_eos)] = np.where(words < 0, unk, words)
+        offsets, values = _string_buffers(strings)
+        source = np.concatenate([values[: offsets[-1]], np.frombuffer(BOS.encode(), dtype=np.uint8)])
+        source_start = np.append(offsets[:-1], offsets[-1])
+        lengths = np.append(np.diff(offsets), len(BOS))[seq]
+        begin = np.zeros(len(seq), dtype=np.int64)
+        np.cumsum(lengths[:-1] + 1, out=begin[1:])
+        buffer = np.full(int(begin[-1] + lengths[-1]), SPACE, dtype=np.uint8)
+        buffer[_ranges(begin, lengths)] = source[_ranges(source_start[seq], lengths)]
+        return cls(
+            seq=seq,
+            is_bos=is_bos,
+            is_eos=is_eos,
+            oov_words=(words < 0) | (words == unk),
+            tokens_per_line=size - 1,
+            depth=np.arange(len(seq)) - np.repeat(line_begin, size),
+            begin=begin,
+            stop=begin + lengths,
+            buffer=buffer,
+        )
 
-    rows = []  # rows[m-1][t]: the row of the m-gram ending at token t in section m, or -1
-    for m, order in enumerate(orders, start=1):
-        at = np.flatnonzero(depth >= m - 1)
-        first, length = begin[at - (m - 1)], stop[at] - begin[at - (m - 1)]
+    def ngrams(self, m: int) -> tuple[np.ndarray, object] | None:
+        """The tokens with m - 1 before them in their line, and the m-gram ending at each (pyarrow strings);
+        None for a text too large for 32-bit string offsets (the model path scores it)."""
+        import pyarrow as pa
+
+        at = np.flatnonzero(self.depth >= m - 1)
+        first = self.begin[at - (m - 1)]
+        length = self.stop[at] - first
         offsets = np.zeros(len(at) + 1, dtype=np.int64)
         np.cumsum(length, out=offsets[1:])
         if offsets[-1] >= 2**31:
-            return None  # a text this large goes through the model path
-        wanted = pa.StringArray.from_buffers(
-            len(at), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(buffer[_ranges(first, length)])
+            return None
+        values = self.buffer[_ranges(first, length)]
+        return at, pa.StringArray.from_buffers(
+            len(at), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(values)
         )
-        found = _lookup(order.ngrams, wanted)
-        if found is None:
-            return None  # duplicate n-grams in the file
-        row = np.full(len(seq), -1, dtype=np.int64)
-        row[at] = found
-        if m > 1 and ((row[1:] >= 0) & (rows[-1][:-1] < 0)).any():
-            return None  # an n-gram whose context is not listed: the model path names it
-        rows.append(row)
 
-    # As NgramLM.token_logprobs: the longest stored n-gram ending at each target, plus the back-offs of the
-    # longer contexts (ending one token earlier); float32 tables, float64 sums, in the same order.
-    targets = np.flatnonzero(~is_bos)
-    uni = np.where(uni_lp > NEVER, uni_lp, np.float32(-np.inf))
+
+def _combine(text: _Text, orders: list[_Order], rows: list[np.ndarray]) -> QueryScores | None:
+    """Each target's probability from ``rows[m-1][t]``, the row of the m-gram ending at token t (-1: none),
+    as NgramLM.token_logprobs combines them: the longest stored n-gram ending at the target, plus the
+    back-offs of the longer contexts (ending one token earlier); float32 tables, float64 sums, in the same
+    order. None when a stored n-gram's context is not listed (the model path names it)."""
+    for m in range(2, len(orders) + 1):
+        if ((rows[m - 1][1:] >= 0) & (rows[m - 2][:-1] < 0)).any():
+            return None
+    targets = np.flatnonzero(~text.is_bos)
+    uni = orders[0].log10prob
+    uni = np.where(uni > NEVER, uni, np.float32(-np.inf))
     out = np.zeros(len(targets))
     done = np.zeros(len(targets), dtype=bool)
-    for m in range(n, 0, -1):
+    for m in range(len(orders), 0, -1):
         row = rows[m - 1][targets]
         hit = (row >= 0) & ~done
         out[hit] += (uni if m == 1 else orders[m - 1].log10prob)[row[hit]]
@@ -220,9 +264,9 @@ def _score(orders: list[_Order], lines: Sequence[Sequence[str]]) -> QueryScores 
             out[miss] += orders[m - 2].log10bow[ctx[miss]]
     if not done.all():
         return None
-    oov = np.zeros(len(seq), dtype=bool)
-    oov[~(is_bos | is_eos)] = oov_words
-    return QueryScores(out * LN10, oov[targets], size - 1)
+    oov = np.zeros(len(text.seq), dtype=bool)
+    oov[~(text.is_bos | text.is_eos)] = text.oov_words
+    return QueryScores(out * LN10, oov[targets], text.tokens_per_line)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
