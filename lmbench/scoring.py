@@ -276,18 +276,21 @@ def score_file(
     An ARPA file scored in sentence context is read as KenLM's ``query`` reads it: only the n-grams the text
     holds are looked up (:func:`lmbench.models.ngram.query.query_arpa`), with the same figures as building
     the model; a file outside the plain KenLM/SRILM shape, or with a problem, builds the model (which
-    reads every variant and names any problem's line)."""
+    reads every variant and names any problem's line). A text above ``COMPILED_SPLIT_BYTES`` goes to the model
+    path too, whose compiled splitter streams it instead of holding every word as a Python string."""
     model = Path(model)
-    if context == "sentence" and model.is_file() and is_arpa(model):
+    named = isinstance(source, (str, Path)) and str(source) != "-"
+    large = named and Path(source).is_file() and Path(source).stat().st_size > COMPILED_SPLIT_BYTES
+    if context == "sentence" and not large and model.is_file() and is_arpa(model):
         from lmbench.models.ngram.query import query_arpa
 
         data, name = _text_bytes(source)
-        lines = _split_lines(data, name)
+        lines = _split_lines(data, name) if len(data) <= COMPILED_SPLIT_BYTES else []  # [] declines
         # cut as WhitespaceTokenizer cuts (load_scorer's tokenizer for an ARPA file), without importing it
         scores = query_arpa(model, [line.split() for line in lines])
         if scores is not None:
             return _line_totals(scores.logprobs, scores.oov, scores.tokens_per_line)
-        if not isinstance(source, (str, Path)) or str(source) == "-":
+        if not named:
             source = io.BytesIO(data)  # stdin is read once
     return score_text(load_scorer(model), source, context=context)
 

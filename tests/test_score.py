@@ -131,8 +131,10 @@ def test_compiled_splitter_gives_the_same_scores(tiny_arpa, tmp_path, monkeypatc
     text.write_text("the  cat\tsat \n\n a zebra\u00a0saw the mat\nthe dog", encoding="utf-8")
     scorer = scoring.load_scorer(path)
     small = scoring.score_text(scorer, text)
+    quick = scoring.score_file(path, text)  # the query path
     monkeypatch.setattr(scoring, "COMPILED_SPLIT_BYTES", 0)
     big = scoring.score_text(scorer, text)
+    assert scoring.score_file(path, text).summary_lines() == quick.summary_lines() == small.summary_lines()
     np.testing.assert_array_equal(small.tokens, big.tokens)
     np.testing.assert_array_equal(small.oovs, big.oovs)
     np.testing.assert_allclose(small.log10prob, big.log10prob, rtol=1e-12)
