@@ -252,6 +252,13 @@ def test_query_path_is_bit_identical_to_building_the_model(tiny_vocab, tmp_path,
     np.testing.assert_array_equal(scores.tokens_per_line, np.diff(data.offsets) + 1)
 
 
+def test_query_path_constants_are_the_models():
+    from lmbench.data.vocabulary import BOS, EOS, UNK
+    from lmbench.models.ngram import model, query
+
+    assert (query.BOS, query.EOS, query.UNK, query.MAX_ORDER) == (BOS, EOS, UNK, model.MAX_ORDER)
+
+
 def _edit(text: str, edit: str) -> str:
     """The ARPA text with one departure from the plain KenLM shape, or one fault."""
     lines = text.split("\n")

@@ -1,16 +1,19 @@
 """Scoring a text straight from an ARPA file, as KenLM's ``query`` does, without building the model.
 
-``lmbench score model.arpa text`` needs the probabilities of the few hundred thousand n-grams the text holds,
-not a model of every n-gram in the file: each section is parsed as ``logprob<TAB>w1 .. wm<TAB>backoff`` lines
-(pyarrow's multi-threaded CSV reader, one string per n-gram), and the text's n-grams, cut from one byte buffer
-of its tokens, are looked up in it with one hash pass per order (which also proves the file's n-grams
-distinct). The probabilities then combine as :meth:`NgramLM.token_logprobs` combines them, in the same order
-and precision (float32 values, float64 sums), so the figures are bit-identical to building the model.
+``lmbench score model.arpa text`` needs the probabilities of the n-grams the text holds, not a model of every
+n-gram in the file: each section is parsed as ``logprob<TAB>w1 .. wm<TAB>backoff`` lines (pyarrow's CSV reader,
+one string per n-gram; the sections side by side in threads), the text's n-grams are cut from one byte buffer
+of its tokens and hashed, and every n-gram of the section probes that hash (one pass per order). The
+probabilities then combine as :meth:`NgramLM.token_logprobs` combines them, in the same order and precision
+(float32 values, float64 sums), so the figures are bit-identical to building the model.
 
 This path reads only the shape KenLM and SRILM write (tabs between fields, one space between words, every
-back-off present below the top order) and validates what it reads; for anything else, or anything wrong,
-it answers None and the caller builds the model through :func:`~lmbench.models.ngram.arpa.read_arpa`, which
-reads every ARPA variant and names the file and line of any problem.
+back-off present below the top order) and checks what it reads: header counts, finite log-probabilities <= 0,
+back-offs below +inf, distinct 1-grams holding ``<unk>`` and ``</s>`` with at most all of the probability mass,
+and, among the n-grams the text uses, no duplicate and no unlisted context (a fault elsewhere in the file cannot
+change the figures, so it is not searched for). For anything else, or anything wrong, it answers None and the
+caller builds the model through :func:`~lmbench.models.ngram.arpa.read_arpa`, which reads every ARPA variant and
+names the file and line of any problem.
 """
 
 from __future__ import annotations
