@@ -19,6 +19,8 @@ benchmarks/score_speed.py --rounds 7``, medians (lmbench / KenLM):
     before (ARPA -> full NgramLM)   order 3: cpu 1.056 / 0.327 s = 3.23x   order 5: cpu 2.082 / 0.902 s = 2.31x
     after  (query path)             order 3: cpu 0.652 / 0.315 s = 2.07x   order 5: cpu 1.174 / 0.998 s = 1.18x
                                     order 3: wall 3.98 / 2.31 s = 1.72x    order 5: wall 5.85 / 6.49 s = 0.90x
+    again, final code (beside tests)  order 3: cpu 0.673 / 0.322 s = 2.09x   order 5: cpu 1.129 / 0.983 s = 1.15x
+                                    order 3: wall 4.53 / 2.12 s = 2.13x    order 5: wall 6.82 / 8.32 s = 0.82x
 
 (Walls under ``nice -n 19`` on that machine are mostly waiting: the "before" run's wall medians, 9.8 / 6.6 s
 and 29.8 / 3.7 s, say nothing; its CPU figures are steady.) Without nice, alternating by hand at load ~5:
