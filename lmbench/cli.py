@@ -24,7 +24,6 @@ import click
 import lmbench
 from lmbench.errors import DataError, LmbenchError
 from lmbench.executors import EXECUTORS, ExecutorSettings
-from lmbench.models.ngram.smoothing import SMOOTHERS as NGRAM_SMOOTHERS
 from lmbench.reporting.formats import DEFAULT_FORMATS, REPORT_FORMATS
 
 
@@ -42,6 +41,27 @@ class InternalError(click.ClickException):
     """An exception lmbench did not expect (a bug): exit status 70 (EX_SOFTWARE), told apart from a handled error."""
 
     exit_code = 70
+
+
+class _SmootherChoice(click.Choice):
+    """The n-gram smoothers' names, read from their registry on first use (it imports NumPy, which
+    `lmbench score` and `--help` should not wait for at start-up)."""
+
+    def __init__(self) -> None:
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> list[str]:  # type: ignore[override]
+        from lmbench.models.ngram.smoothing import SMOOTHERS
+
+        return list(SMOOTHERS)
+
+
+def _print_version(ctx: click.Context) -> None:
+    """``--version``, as click's version_option prints it; the version is looked up only when asked for."""
+    if not ctx.resilient_parsing:
+        click.echo(f"lmbench, version {lmbench.__version__}")
+        ctx.exit()
 
 
 def _fail(error: LmbenchError) -> InputError:
@@ -189,7 +209,14 @@ class LmbenchGroup(click.Group):
 
 
 @click.group(cls=LmbenchGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(lmbench.__version__, "--version", prog_name="lmbench")
+@click.option(
+    "--version",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _, value: _print_version(ctx) if value else None,
+    help="Show the version and exit.",
+)
 @click.option(
     "-v", "--verbose", is_flag=True, callback=_set_verbose, is_eager=True, help="Log progress details."
 )
@@ -464,7 +491,7 @@ def _parse_counts(_ctx: click.Context, param: click.Parameter, value: str | None
 )
 @click.option(
     "--smoothing",
-    type=click.Choice(list(NGRAM_SMOOTHERS)),
+    type=_SmootherChoice(),
     default="modified-kneser-ney",
     help="Smoothing method (KenLM's lmplz: interpolated modified Kneser-Ney).",
 )
@@ -578,10 +605,11 @@ def score(model: Path, text: Path, sentences: bool, context: str) -> None:
     binary from `lmbench ngram --save`. Prints perplexity including and excluding OOVs, OOVs and tokens
     (tokens = words + one </s> per line): `lmbench score model.arpa.gz test.txt`.
     """
-    from lmbench.scoring import SENTENCE_HEADER, load_scorer, score_text
+    # no NumPy matrix products here: one BLAS thread spares starting a pool as NumPy loads (0.1 s when busy)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from lmbench.scoring import SENTENCE_HEADER, score_file
 
-    scorer = load_scorer(model)
-    result = score_text(scorer, text, context=context)  # type: ignore[arg-type]
+    result = score_file(model, text, context=context)  # type: ignore[arg-type]
     if len(result.tokens) == 0:
         raise InputError(f"{text}: no lines to score (empty text)")
     summary = "\n".join(result.summary_lines())

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -302,6 +300,8 @@ class RayExecutor(Executor):
         handles = tuple(self.share(value) for value in shared)
         runs_dir = _common_parent([run.folder.path.absolute() for run in runs])
         runs_dir.mkdir(parents=True, exist_ok=True)
+        import secrets
+
         marker = runs_dir / f".ray-{secrets.token_hex(8)}"  # a task that sees it shares our runs folder
         marker.touch()
         outcomes: dict[int, Any] = {}
@@ -372,6 +372,8 @@ def _run_task(
         import ray
 
         if files_ref[0] is None:
+            import socket
+
             raise RuntimeError(f"{socket.gethostname()} does not see the runs folder {job.folder.parent}")
         with tempfile.TemporaryDirectory(prefix="lmbench-run-") as tmp:
             folder = Path(tmp) / "run"

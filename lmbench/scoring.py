@@ -10,21 +10,24 @@ starts in well under a second.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from lmbench.data.corpus import TokenStream
-from lmbench.data.tokenizers import Tokenizer, WhitespaceTokenizer, get_tokenizer
-from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import DataError
-from lmbench.models.base import Context, LanguageModel, check_context
+
+if TYPE_CHECKING:  # imported where used: scoring an ARPA file needs none of them
+    from lmbench.data.corpus import TokenStream
+    from lmbench.data.tokenizers import Tokenizer
+    from lmbench.data.vocabulary import Vocabulary
+    from lmbench.models.base import Context, LanguageModel
 
 LN10 = math.log(10.0)
 ARPA_SUFFIXES = (".arpa", ".arpa.gz", ".lm", ".lm.gz")
@@ -125,6 +128,7 @@ def load_scorer(path: str | Path) -> Scorer:
     """The model at ``path``: an ARPA file (plain or gzip), a trained model's folder (``metrics.json`` and
     ``model.bin``, any family; or a run folder holding exactly one model), that folder's ``model.bin``, or a
     binary saved by ``lmbench ngram --save``. Anything else is a :class:`DataError` naming the path."""
+    from lmbench.data.tokenizers import WhitespaceTokenizer, get_tokenizer
     from lmbench.explore.discovery import discover_runs
 
     path = Path(path)
@@ -203,6 +207,9 @@ def encode_text(
 ) -> TokenStream:
     """The lines of ``source`` (a file, ``-`` for stdin, or a binary stream) as ids in ``vocab`` (unknown words
     -> ``<unk>``, counted in ``oov``); ``raw`` keeps the untokenized lines (pretrained models score them)."""
+    from lmbench.data.corpus import TokenStream
+    from lmbench.data.tokenizers import WhitespaceTokenizer
+
     if (
         isinstance(tokenizer, WhitespaceTokenizer)
         and not raw
@@ -215,11 +222,14 @@ def encode_text(
 
         text = encode_lines(read_lines(source), tokenizer)
         ids, oov = text.to_vocabulary(vocab)
-        return TokenStream(ids=ids, offsets=text.offsets, vocab=vocab, num_chars=text.num_chars, oov=oov)
+        stream = TokenStream(ids=ids, offsets=text.offsets, vocab=vocab, num_chars=text.num_chars, oov=oov)
+        return _no_begin_marker(stream, str(source))
     data, name = _text_bytes(source)
     lines = _split_lines(data, name)
     words = [tokenizer.tokenize(line) for line in lines]
-    stream = TokenStream.from_lines(words, vocab, num_chars=sum(len(line) + 1 for line in lines))
+    stream = _no_begin_marker(
+        TokenStream.from_lines(words, vocab, num_chars=sum(len(line) + 1 for line in lines)), name
+    )
     if raw:
         from dataclasses import replace
 
@@ -227,22 +237,28 @@ def encode_text(
     return stream
 
 
+def _no_begin_marker(stream: TokenStream, name: str) -> TokenStream:
+    """``stream``, unless a word of it is the begin marker ``<s>``: every line starts from it and it is never
+    predicted, so a literal one cannot be scored (KenLM gives it log10 -99)."""
+    found = np.flatnonzero(stream.ids == stream.vocab.bos_id)
+    if len(found):
+        line = int(np.searchsorted(stream.offsets, found[0], side="right"))
+        raise DataError(
+            f"{name}:{line}: a literal <s> (the begin-of-sentence marker, never predicted) cannot be scored"
+        )
+    return stream
+
+
 # ------------------------------------------------------------------------------------------------ scoring
 def score_stream(model: LanguageModel, data: TokenStream, *, context: Context = "sentence") -> TextScore:
     """Per-line totals of ``data`` under ``model`` (log10, as KenLM prints them)."""
+    from lmbench.models.base import check_context
+
     check_context(context)
     if data.num_lines == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return TextScore(log10prob=np.zeros(0), tokens=empty, oovs=empty, oov_log10prob=np.zeros(0))
-    log10 = model.token_logprobs(data, context=context) / LN10
-    oov = data.targets() == data.vocab.unk_id
-    starts = data.target_line_starts()
-    return TextScore(
-        log10prob=np.add.reduceat(log10, starts),
-        tokens=np.diff(data.offsets) + 1,
-        oovs=np.add.reduceat(oov.astype(np.int64), starts),
-        oov_log10prob=np.add.reduceat(np.where(oov, log10, 0.0), starts),
-    )
+        return _line_totals(np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64))
+    logprobs = model.token_logprobs(data, context=context)
+    return _line_totals(logprobs, data.targets() == data.vocab.unk_id, np.diff(data.offsets) + 1)
 
 
 def score_text(scorer: Scorer, source: str | Path | BinaryIO, *, context: Context = "sentence") -> TextScore:
@@ -250,3 +266,46 @@ def score_text(scorer: Scorer, source: str | Path | BinaryIO, *, context: Contex
     raw = getattr(scorer.model, "backend", "") == "pretrained"
     data = encode_text(source, scorer.model.vocab, scorer.tokenizer, raw=raw)
     return score_stream(scorer.model, data, context=context)
+
+
+def score_file(
+    model: str | Path, source: str | Path | BinaryIO, *, context: Context = "sentence"
+) -> TextScore:
+    """What ``lmbench score`` does: ``source`` scored under the model at ``model`` (see :func:`load_scorer`).
+
+    An ARPA file scored in sentence context is read as KenLM's ``query`` reads it: only the n-grams the text
+    holds are looked up (:func:`lmbench.models.ngram.query.query_arpa`), with the same figures as building
+    the model; a file outside the plain KenLM/SRILM shape, or with a problem, builds the model (which
+    reads every variant and names any problem's line). A text above ``COMPILED_SPLIT_BYTES`` goes to the model
+    path too, whose compiled splitter streams it instead of holding every word as a Python string."""
+    model = Path(model)
+    named = isinstance(source, (str, Path)) and str(source) != "-"
+    large = named and Path(source).is_file() and Path(source).stat().st_size > COMPILED_SPLIT_BYTES
+    if context == "sentence" and not large and model.is_file() and is_arpa(model):
+        from lmbench.models.ngram.query import query_arpa
+
+        data, name = _text_bytes(source)
+        lines = _split_lines(data, name) if len(data) <= COMPILED_SPLIT_BYTES else []  # [] declines
+        # cut as WhitespaceTokenizer cuts (load_scorer's tokenizer for an ARPA file), without importing it
+        scores = query_arpa(model, [line.split() for line in lines])
+        if scores is not None:
+            return _line_totals(scores.logprobs, scores.oov, scores.tokens_per_line)
+        if not named:
+            source = io.BytesIO(data)  # stdin is read once
+    return score_text(load_scorer(model), source, context=context)
+
+
+def _line_totals(logprobs: np.ndarray, oov: np.ndarray, tokens_per_line: np.ndarray) -> TextScore:
+    """Per-line totals from per-token natural-log probabilities and OOV flags (log10, as KenLM prints)."""
+    if len(tokens_per_line) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return TextScore(log10prob=np.zeros(0), tokens=empty, oovs=empty, oov_log10prob=np.zeros(0))
+    log10 = logprobs / LN10
+    starts = np.zeros(len(tokens_per_line), dtype=np.int64)
+    np.cumsum(tokens_per_line[:-1], out=starts[1:])
+    return TextScore(
+        log10prob=np.add.reduceat(log10, starts),
+        tokens=tokens_per_line,
+        oovs=np.add.reduceat(oov.astype(np.int64), starts),
+        oov_log10prob=np.add.reduceat(np.where(oov, log10, 0.0), starts),
+    )

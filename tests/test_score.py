@@ -18,7 +18,9 @@ from lmbench import scoring
 from lmbench.cli import main
 from lmbench.data import TokenStream
 from lmbench.data.shared import shared_path
+from lmbench.errors import DataError
 from lmbench.models.ngram import NgramLM
+from lmbench.models.ngram.query import query_arpa
 
 from .conftest import TINY_TEST, TINY_TRAIN, import_or_fail
 
@@ -129,8 +131,10 @@ def test_compiled_splitter_gives_the_same_scores(tiny_arpa, tmp_path, monkeypatc
     text.write_text("the  cat\tsat \n\n a zebra\u00a0saw the mat\nthe dog", encoding="utf-8")
     scorer = scoring.load_scorer(path)
     small = scoring.score_text(scorer, text)
+    quick = scoring.score_file(path, text)  # the query path
     monkeypatch.setattr(scoring, "COMPILED_SPLIT_BYTES", 0)
     big = scoring.score_text(scorer, text)
+    assert scoring.score_file(path, text).summary_lines() == quick.summary_lines() == small.summary_lines()
     np.testing.assert_array_equal(small.tokens, big.tokens)
     np.testing.assert_array_equal(small.oovs, big.oovs)
     np.testing.assert_allclose(small.log10prob, big.log10prob, rtol=1e-12)
@@ -183,13 +187,13 @@ def test_bad_text_is_exit_2_one_line(tiny_arpa, tmp_path):
     assert result.exit_code == 2 and "no lines to score" in result.output
 
 
-def test_scoring_an_arpa_imports_neither_numba_nor_torch(tiny_arpa, tiny_text):
+def test_scoring_an_arpa_imports_neither_numba_nor_torch_nor_pandas(tiny_arpa, tiny_text):
     path, _ = tiny_arpa
     code = (
         "import sys\nfrom lmbench.cli import main\n"
         f"try:\n    main(['score', {str(path)!r}, {str(tiny_text)!r}])\nexcept SystemExit as e:\n"
         "    assert e.code in (0, None), e.code\n"
-        "print(sorted(m for m in ('numba', 'torch') if m in sys.modules))"
+        "print(sorted(m for m in ('numba', 'torch', 'pandas', 'pyarrow.compute') if m in sys.modules))"
     )
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo)}
@@ -218,3 +222,113 @@ def test_a_trained_model_folder_of_any_family(tmp_path):
         assert _cli(str(folder / "model.bin"), str(text)).output == _cli(str(folder), str(text)).output
     result = _cli(str(runs), str(text))  # several models: name one
     assert result.exit_code == 2 and "holds 4 models" in result.output
+
+
+# ------------------------------------------------------------------------------------------------ query path
+def _outcome(run) -> tuple:
+    """What a scoring call answers: its summary and per-line rows, or its error message."""
+    try:
+        result = run()
+    except DataError as e:
+        return ("error", str(e))
+    return ("ok", result.summary_lines(), list(result.sentence_rows()))
+
+
+@pytest.mark.parametrize("smoothing", ["modified-kneser-ney", "katz", "witten-bell", "mle", "stupid-backoff"])
+@pytest.mark.parametrize("order", [2, 4])
+def test_query_path_is_bit_identical_to_building_the_model(tiny_vocab, tmp_path, smoothing, order):
+    train = TokenStream.from_lines([line.split() for line in TINY_TRAIN], tiny_vocab)
+    path = tmp_path / "m.arpa"
+    NgramLM(order, smoothing).fit(train).to_arpa(path)
+    lines = [
+        line.split() for line in [*TINY_TRAIN, *TINY_TEST, "zebra the cat <unk> sat on the mat", "on on"]
+    ]
+    scores = query_arpa(path, lines)
+    assert scores is not None  # the file is in the shape the query path reads
+    model = NgramLM.from_arpa(path)
+    data = TokenStream.from_lines(lines, model.vocab)
+    np.testing.assert_array_equal(scores.logprobs, model.token_logprobs(data, context="sentence"))
+    np.testing.assert_array_equal(scores.oov, data.targets() == model.vocab.unk_id)
+    np.testing.assert_array_equal(scores.tokens_per_line, np.diff(data.offsets) + 1)
+
+
+def test_query_path_constants_are_the_models():
+    from lmbench.data.vocabulary import BOS, EOS, UNK
+    from lmbench.models.ngram import model, query
+
+    assert (query.BOS, query.EOS, query.UNK, query.MAX_ORDER) == (BOS, EOS, UNK, model.MAX_ORDER)
+
+
+def _edit(text: str, edit: str) -> str:
+    """The ARPA text with one departure from the plain KenLM shape, or one fault."""
+    lines = text.split("\n")
+    first3 = next(i for i, line in enumerate(lines) if line.startswith("\\3-grams:")) + 1
+    if edit == "spaces between fields":
+        return text.replace("\t", " ")
+    if edit == "zero back-offs left out (SRILM)":
+        return re.sub(r"\t0\n", "\n", text)
+    if edit == "CRLF line ends":
+        return text.replace("\n", "\r\n")
+    if edit == "two spaces between words":
+        return text.replace("\t<s> the\t", "\t<s>  the\t", 1)
+    if edit == "a duplicate 3-gram":
+        lines.insert(first3, lines[first3])
+        return "\n".join(lines).replace("ngram 3=34", "ngram 3=35")
+    if edit == "a 3-gram whose context is not listed":
+        context = " ".join(lines[first3].split("\t")[1].split()[:2])
+        kept = [line for line in lines if line.split("\t")[1:2] != [context]]
+        return "\n".join(kept).replace("ngram 2=30", f"ngram 2={30 - (len(lines) - len(kept))}")
+    if edit == "a positive log-probability":
+        return text.replace(lines[first3].split("\t")[0] + "\t", "0.5\t", 1)
+    if edit == "a NaN back-off":
+        return re.sub(r"(\n\S+\t<s> the\t)\S+", r"\1nan", text)
+    if edit == "a 3-gram line with four words":
+        lines[first3] = lines[first3].replace("\t", "\tthe ", 1).rsplit("\t", 1)[0]
+        return "\n".join(lines)
+    if edit == "header count off by one":
+        return text.replace("ngram 3=34", "ngram 3=33")
+    if edit == "no </s> among the 1-grams":
+        return "\n".join(line for line in lines if not line.endswith("\t</s>\t0"))
+    raise AssertionError(edit)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "spaces between fields",
+        "zero back-offs left out (SRILM)",
+        "CRLF line ends",
+        "two spaces between words",
+        "a duplicate 3-gram",
+        "a 3-gram whose context is not listed",
+        "a positive log-probability",
+        "a NaN back-off",
+        "a 3-gram line with four words",
+        "header count off by one",
+        "no </s> among the 1-grams",
+    ],
+)
+def test_files_the_query_path_does_not_read_are_answered_as_the_model_path_answers(tiny_arpa, tmp_path, edit):
+    """Anything outside the plain shape, or faulty, goes to the model path: same figures or same error."""
+    path, _ = tiny_arpa
+    edited = tmp_path / "edited.arpa"
+    edited.write_text(_edit(gzip.decompress(path.read_bytes()).decode(), edit), encoding="utf-8")
+    text = "\n".join([*TINY_TRAIN, *TINY_TEST]) + "\n"
+    assert query_arpa(edited, [line.split() for line in text.splitlines()]) is None
+    source = tmp_path / "text.txt"
+    source.write_text(text, encoding="utf-8")
+    expected = _outcome(lambda: scoring.score_text(scoring.load_scorer(edited), source))
+    assert _outcome(lambda: scoring.score_file(edited, source)) == expected
+
+
+def test_a_literal_begin_marker_in_the_text_goes_to_the_model_path(tiny_arpa, tmp_path):
+    path, _ = tiny_arpa
+    assert query_arpa(path, [["the", "<s>", "cat"]]) is None
+    source = tmp_path / "text.txt"
+    source.write_text("the <s> cat\nthe cat\n", encoding="utf-8")
+    expected = (
+        "error",
+        f"{source}:1: a literal <s> (the begin-of-sentence marker, never predicted) cannot be scored",
+    )
+    assert _outcome(lambda: scoring.score_text(scoring.load_scorer(path), source)) == expected
+    assert _outcome(lambda: scoring.score_file(path, source)) == expected

@@ -32,14 +32,12 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from lmbench.data.vocabulary import BOS, EOS, SPECIALS, UNK, Vocabulary
 from lmbench.errors import DataError
-from lmbench.io import open_output
-from lmbench.models.ngram.counting import lookup
-from lmbench.models.ngram.storage import rows
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rest is imported where used: `lmbench score` reads sections through this module
     import pandas as pd
+
+    from lmbench.data.vocabulary import Vocabulary
 
 NEVER = -99.0  # KenLM/SRILM's log10 "probability" of <s>
 LINES_PER_BLOCK = 1 << 16  # lines formatted at once when writing
@@ -77,6 +75,7 @@ def block_words(keys: Sequence, m: int, start: int, stop: int, vocab_size: int) 
     word, and a run of consecutive rows has its contexts in a run of rows of order m-1, so each order below is
     read only over the rows the block needs (``keys``: every order's keys, in memory or on disk)."""
     from lmbench.models.ngram.arpa_kernels import split_keys
+    from lmbench.models.ngram.storage import rows
 
     dtype = np.int32 if vocab_size < 2**31 else np.int64
     row = np.arange(start, min(stop, len(keys[m - 1])), dtype=np.int64)
@@ -136,6 +135,8 @@ def arpa_text(
     ahead of the one handed out, so formatting overlaps whatever the caller does with the text (writing,
     compressing)."""
     from tqdm import tqdm
+
+    from lmbench.models.ngram.storage import rows
 
     vocab_text = _vocab_text(tokens)
     V, n = len(tokens), len(keys)
@@ -209,6 +210,8 @@ def write_arpa(model: BackoffModel, path: str | Path | IO[bytes]) -> None:
         for chunk in arpa_chunks(model):
             path.write(chunk)
         return
+    from lmbench.io import open_output
+
     path = Path(path)
     with open_output(path, "ARPA file") as raw:
         out: IO[bytes] = (  # the gzip header names the file (less .gz, as gzip does), not the temporary one
@@ -542,6 +545,8 @@ def check_unigram_mass(path: Path, section: _Section | _FastSection, lp: np.ndar
     """The 1-gram probabilities (``<s>``'s -99 aside) must sum to at most one: a back-off model's unigrams are
     a distribution (``<s>``, never predicted, is left out: KenLM writes 0 for it), and more than one makes every perplexity computed from it wrong. KenLM does not check
     this and SRILM only warns (``ngram -debug``); lmbench refuses such a file, naming the first 1-gram line."""
+    from lmbench.data.vocabulary import BOS
+
     predicted = (lp > NEVER) & (np.asarray(section.words(), dtype=object) != BOS)  # KenLM gives <s> 0
     mass = float(np.sum(np.power(10.0, lp[predicted])))
     if mass > 1.0 + MASS_TOLERANCE:
@@ -554,6 +559,9 @@ def check_unigram_mass(path: Path, section: _Section | _FastSection, lp: np.ndar
 def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: int) -> ArpaTables:
     """The tables of an ARPA file (orders up to ``max_order``); words outside ``vocab`` are dropped with
     their n-grams. ``NgramLM.from_arpa`` makes the model."""
+    from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
+    from lmbench.models.ngram.counting import lookup
+
     path = Path(path)
     data = _read_bytes(path)
     declared, sections = _sections(path, data)
