@@ -53,3 +53,16 @@ def md_escaped(value: Any) -> Any:
 def latex_comment(text: Any) -> str:
     """The text of a ``%`` comment line: one line, so nothing after it can become a live command."""
     return one_line(text)
+
+
+def well_formed(value: Any) -> Any:
+    """``value`` with every lone UTF-16 surrogate in its strings (keys too) replaced by U+FFFD, recursively through
+    dicts and lists: a results.json may carry ``"\\ud9bc"`` escapes, which no UTF-8 file, CSV writer or Arrow
+    array accepts, and a report must still be written rather than fail half-way."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {well_formed(k): well_formed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(well_formed(v) for v in value)
+    return value

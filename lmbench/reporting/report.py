@@ -26,7 +26,7 @@ from markupsafe import Markup
 
 from lmbench.reporting import tables
 from lmbench.reporting.crossover import baseline_caption, crossover_lines
-from lmbench.reporting.escape import latex_comment, md_code, md_escaped, md_text, one_line
+from lmbench.reporting.escape import latex_comment, md_code, md_escaped, md_text, one_line, well_formed
 from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_formats
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
@@ -422,6 +422,7 @@ def render_report(
         output_dir = output_dir.resolve()
     chosen = chosen_formats(formats)  # an unknown format fails before anything is written
     results = split_legacy_samples(results)  # written in today's layout, whatever version made the dict
+    results = well_formed(results)  # no lone surrogate (from a hostile results.json) reaches a UTF-8 file
     claim_report_folder(output_dir, force=force)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(output_dir.parent):
