@@ -68,9 +68,11 @@ TARGETS = [
     Target("training loop (resume, divergence)", "lmbench/training/loop.py",
            ["Trainer._save", "Trainer._load", "Trainer._resume", "Trainer._step", "Trainer._checkpoint_or_interrupt",
             "Trainer._evaluate", "Trainer._finish", "_canonical"],
-           ["tests/test_promises.py", "tests/test_trust.py", "tests/test_artefacts.py", "tests/test_distributed.py"],
+           ["tests/test_promises.py", "tests/test_trust.py", "tests/test_artefacts.py", "tests/test_training_recipes.py",
+            "tests/test_distributed.py"],
            "gradient or validation_loss or resume_with_dropout or checkpoint or non_finite or after_an_interrupt"
-           " or diverged or damaged_checkpoint or two_gloo_processes"),
+           " or diverged or damaged_checkpoint or learning_curve_holds or minutes_budget or on_a_terminal"
+           " or progress_lines or two_gloo_processes"),
     Target("run identity (runs.py)", "lmbench/runs.py",
            ["canonical_json", "fingerprint", "_json_default", "RunFolder.check", "RunFolder.read_json"],
            ["tests/test_promises.py"], "identities_hold or own_identity"),
@@ -94,6 +96,8 @@ EQUIVALENT = {
     ("training loop (resume, divergence)", "Trainer._step", "1 -> 2"):
         "state.position after a batch without targets: the loop writes no checkpoint after such a batch, the next "
         "trained batch overwrites the position and an epoch's end resets it, so no resume can read the value",
+    ("training loop (resume, divergence)", "Trainer._step", "delete `run.scaler.update()`"):
+        "the gradient scaler exists only for precision = float16, which lmbench allows on CUDA alone",
 }  # fmt: skip
 
 

@@ -199,6 +199,47 @@ def test_off_a_terminal_progress_lines_say_tokens_speed_loss_and_eta(capsys):
     assert "valid ppl " in lines[-1] and "valid ppl -" not in lines[-1]
 
 
+def test_on_a_terminal_the_bar_shows_loss_lr_and_the_last_validation_perplexity(monkeypatch):
+    """The tqdm bar advances by the tokens trained and its postfix carries the running loss, the learning rate
+    and the latest validation perplexity ("-" before the first pass)."""
+    import tqdm
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            self.total, self.n, self.postfixes = kwargs.get("total"), 0, []
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def set_postfix(self, **kwargs):
+            self.postfixes.append(kwargs)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm, "tqdm", Recorder)
+    train = _stream(100)
+    config = TrainConfig(**{k: v for k, v in TINY.items() if k in ("batch_size", "seq_len")}, eval_every=4)
+    model = create_model("lstm", **TINY, precision="float32")
+    model._init_net(train.vocab)
+    passes = iter([2.0, 1.0, 0.5, 0.25, 0.125])
+    state = Trainer(config, Budget(tokens=480), progress=True).fit(
+        model.net_, model._training_batches(train), model.batch_loss, lambda m: next(passes),
+        epoch_tokens=train.num_predicted, device=torch.device("cpu"), valid_tokens=100,
+    )  # fmt: skip
+    (bar,) = bars
+    assert bar.total == 480 and bar.n == state.tokens and 400 < state.tokens <= 480
+    first, last = bar.postfixes[0], bar.postfixes[-1]
+    assert first["valid_ppl"] == "-" and float(first["loss"]) > 0 and float(first["lr"]) > 0
+    # every pass during training is shown once it has run (the closing pass comes after the last step)
+    shown = {p["valid_ppl"] for p in bar.postfixes}
+    assert shown == {"-", *(f"{math.exp(loss):.1f}" for loss in (2.0, 1.0, 0.5, 0.25))}
+    assert last["valid_ppl"] == f"{math.exp(0.25):.1f}"
+
+
 def test_a_minutes_budget_survives_a_slow_first_step():
     """The closing-pass reserve once came from the first step alone: a slow start stopped training at step 1."""
     import time
