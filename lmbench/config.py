@@ -76,6 +76,8 @@ class CorpusConfig:
 
 @dataclass
 class ModelConfig:
+    """One ``[[model]]`` table: a name, a registered family and that family's settings."""
+
     name: str
     family: str
     params: dict[str, Any]  # constructor settings as written (the seed is not one: see ``seeds``)
@@ -86,6 +88,8 @@ class ModelConfig:
 
 @dataclass
 class EvaluateConfig:
+    """``[evaluate]``: how every model is scored (one code path for all)."""
+
     contexts: list[str] = field(default_factory=lambda: ["sentence"])
     splits: list[str] = field(default_factory=lambda: ["valid", "test"])
     bootstrap: int = 1000
@@ -94,6 +98,8 @@ class EvaluateConfig:
 
 @dataclass
 class ReportConfig:
+    """``[report]``: what is written to ``reports/<name>/`` and where runs are also sent."""
+
     formats: list[str] = field(default_factory=lambda: ["md", "csv", "json", "html", "png"])
     baseline: str | None = None
     references: list[dict[str, Any]] = field(default_factory=list)  # published figures shown beside ours

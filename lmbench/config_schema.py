@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-SCHEMA_ID = "https://lmbench.dev/schema/config.json"  # a name, not fetched: editors read the file they are given
+SCHEMA_ID = "urn:lmbench:config-schema"  # a name, not an address: editors read the file they are pointed at
 
 # Settings whose declarations carry no comment or docstring line (the generator refuses one that names a
 # setting no family has, so this cannot go stale silently).
@@ -279,9 +279,15 @@ def section_keys(*functions: Any) -> list[Key]:
     tree = _tree(*functions)
     keys: dict[str, Key] = {}
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"):
+        if not (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+        ):
             continue
-        if len(node.args) < 2 or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
+        if (
+            len(node.args) < 2
+            or not isinstance(node.args[0], ast.Constant)
+            or not isinstance(node.args[0].value, str)
+        ):
             continue
         required = any(k.arg == "required" and ast.literal_eval(k.value) for k in node.keywords)
         default = _config_value(node.args[2]) if len(node.args) > 2 else None
@@ -308,7 +314,11 @@ def choice_lists(*functions: Any) -> dict[str, tuple[list[Any], bool]]:
     ``functions``: key -> (its choices, whether an empty list is allowed)."""
     out = {}
     for node in ast.walk(_tree(*functions)):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "check_choice_list":
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "check_choice_list"
+        ):
             key = ast.literal_eval(node.args[1]).rsplit(".", 1)[-1]
             allow_empty = any(k.arg == "allow_empty" and ast.literal_eval(k.value) for k in node.keywords)
             out[key] = (list(_config_value(node.args[3])), allow_empty)
@@ -386,10 +396,16 @@ def _json_value(value: Any) -> Any:
     return None
 
 
+def plain(text: str) -> str:
+    """Docstring markup as an editor's tooltip shows it: ``x`` and :class:`~a.B` become `x` and `B`."""
+    text = re.sub(r":[a-z]+:`~?([^`]*?)`", lambda m: "`" + m.group(1).rsplit(".", 1)[-1] + "`", text)
+    return " ".join(text.replace("``", "`").split())
+
+
 def _annotate(schema: dict[str, Any], description: str = "", default: Any = None) -> dict[str, Any]:
     out = dict(schema)
     if description:
-        out["description"] = description
+        out["description"] = plain(description)
     value = _json_value(default)
     if value is not None and value is not dataclasses.MISSING:
         out["default"] = value
@@ -473,12 +489,14 @@ def _corpus_def() -> dict[str, Any]:
     from lmbench.data.subword import BPE, HF_PREFIX
     from lmbench.data.synthetic import SyntheticConfig
 
-    properties, _ = _reader_properties((config._parse_corpus,), CORPUS_NOTES)
+    properties, _ = _reader_properties(
+        (config._parse_corpus,), {**field_notes(config.CorpusConfig), **CORPUS_NOTES}
+    )
     words = sorted(config.TOKENIZERS)
     properties["name"]["enum"] = ["synthetic", *card_files()]
     properties["tokenizer"]["anyOf"] = [{"enum": [*words, BPE]}, {"pattern": f"^{re.escape(HF_PREFIX)}."}]
     properties["external_tokenizer"]["enum"] = words
-    properties["hf"] = {"$ref": "#/$defs/hf"}
+    properties["hf"] = {"allOf": [{"$ref": "#/$defs/hf"}], **_described(properties["hf"])}
     synthetic, _ = _dataclass_properties(SyntheticConfig, SYNTHETIC_NOTES)
     for key, schema in synthetic.items():
         schema["description"] = f'with name = "synthetic": {schema.get("description", "")}'.rstrip(": ")
@@ -524,7 +542,12 @@ def _dimension_def() -> dict[str, Any]:
         "description": "a setting to tune: a list of choices, or a range {low = ..., high = ..., log = true, step = ...}",
         "anyOf": [
             {"type": "array", "minItems": 1, "items": {"type": ["boolean", "integer", "number", "string"]}},
-            {"type": "object", "properties": {**ends, **extra}, "required": list(ends), "additionalProperties": False},
+            {
+                "type": "object",
+                "properties": {**ends, **extra},
+                "required": list(ends),
+                "additionalProperties": False,
+            },
         ],
     }
 
@@ -535,7 +558,11 @@ def _search_properties() -> dict[str, Any]:
     properties, _ = _dataclass_properties(SearchConfig, SEARCH_NOTES)
     properties["trials"]["minimum"] = 1
     for key in ("budget", "trial_budget"):
-        properties[key] = {"allOf": [{"$ref": "#/$defs/budget"}], "minProperties": 1, **_described(properties[key])}
+        properties[key] = {
+            "allOf": [{"$ref": "#/$defs/budget"}],
+            "minProperties": 1,
+            **_described(properties[key]),
+        }
     return properties
 
 
@@ -566,24 +593,20 @@ def _model_search_def() -> dict[str, Any]:
 
 
 def family_schema(family: str) -> dict[str, Any]:
-    """One family's settings as a schema (the ``then`` of its ``[[model]]`` branch)."""
+    """One family's settings, exactly :func:`lmbench.config.model_settings` ``(family)``, as properties with their
+    types, defaults and descriptions (a preset such as ``cell`` for ``lstm`` is a ``const``)."""
     from lmbench.models.registry import MODELS, model_class
-    from lmbench.search.space import SEARCH_KEYS
 
-    settings = family_settings(family)
     preset = MODELS[family][1]
     out: dict[str, Any] = {"description": _summary(model_class(family))}
-    if model_settings_declared(family) is None:  # takes any keyword: its constructor alone judges
-        out["additionalProperties"] = True
-        return out
+    if model_settings_declared(family) is None:
+        return out  # takes any keyword and declares none: its constructor alone judges
     properties = {}
-    for name, hint, default, note in settings:
+    for name, hint, default, note in family_settings(family):
         schema = _annotate(hint_schema(hint), note, default)
         if name in preset:
             schema["const"] = preset[name]
         properties[name] = schema
-    searchable = [name for name in properties if name not in ("seed", *preset)]
-    properties["search"] = {"propertyNames": {"enum": [*SEARCH_KEYS, *searchable]}}
     out["properties"] = properties
     return out
 
@@ -594,31 +617,43 @@ def model_settings_declared(family: str) -> dict[str, Any] | None:
     return model_settings(family)
 
 
+def _family_branch(family: str, common: Sequence[str]) -> dict[str, Any]:
+    """``if family = F then``: F's settings, and no key outside them (``propertyNames``, so that editors that
+    know only draft 7 refuse another family's key too); ``[model.search]`` may tune only F's settings."""
+    from lmbench.models.registry import MODELS
+    from lmbench.search.space import SEARCH_KEYS
+
+    then: dict[str, Any] = {"allOf": [{"$ref": f"#/$defs/family_{family}"}]}
+    settings = model_settings_declared(family)
+    if settings is not None:
+        then["propertyNames"] = {"enum": [*common, *settings]}
+        tunable = [name for name in settings if name not in ("seed", *MODELS[family][1])]
+        then["properties"] = {"search": {"propertyNames": {"enum": [*SEARCH_KEYS, *tunable]}}}
+    return {"if": {"required": ["family"], "properties": {"family": {"const": family}}}, "then": then}
+
+
 def _model_def() -> dict[str, Any]:
     from lmbench.models.registry import MODELS
 
     seed, seeds = _seed_schemas()
+    common = {
+        "name": _plain_name("the model's name: a folder name under runs/ and a row of the report"),
+        "family": {"enum": list(MODELS), "description": "the model family: its settings follow"},
+        "seed": {**seed, "description": "this model's seed (over the experiment's)"},
+        "seeds": {**seeds, "description": "train this model once per seed"},
+        "budget": {"allOf": [{"$ref": "#/$defs/budget"}], "description": "this model's training budget"},
+        "search": {
+            "allOf": [{"$ref": "#/$defs/model_search"}],
+            "description": "settings tuned on validation",
+        },
+    }
     return {
         "type": "object",
         "description": MODEL_NOTE,
         "required": ["name", "family"],
-        "properties": {
-            "name": _plain_name("the model's name: a folder name under runs/ and a row of the report"),
-            "family": {"enum": list(MODELS), "description": "the model family: its settings follow"},
-            "seed": {**seed, "description": "this model's seed (over the experiment's)"},
-            "seeds": {**seeds, "description": "train this model once per seed"},
-            "budget": {"$ref": "#/$defs/budget", "description": "this model's training budget"},
-            "search": {"$ref": "#/$defs/model_search", "description": "settings tuned on validation"},
-        },
+        "properties": common,
         "not": {"required": ["seed", "seeds"]},
-        "allOf": [
-            {
-                "if": {"required": ["family"], "properties": {"family": {"const": family}}},
-                "then": {"$ref": f"#/$defs/family_{family}"},
-            }
-            for family in MODELS
-        ],
-        "unevaluatedProperties": False,
+        "allOf": [_family_branch(family, list(common)) for family in MODELS],
     }
 
 
@@ -670,7 +705,12 @@ def _tasks_def() -> dict[str, Any]:
 
 def _section_def(function: Any, cls: type, notes: dict[str, str]) -> dict[str, Any]:
     properties, _ = _reader_properties((function,), notes)
-    return {"type": "object", "description": _summary(cls), "properties": properties, "additionalProperties": False}
+    return {
+        "type": "object",
+        "description": _summary(cls),
+        "properties": properties,
+        "additionalProperties": False,
+    }
 
 
 def _report_def() -> dict[str, Any]:
@@ -686,7 +726,12 @@ def _report_def() -> dict[str, Any]:
 
 def _summary(obj: Any) -> str:
     """The first paragraph of a docstring, on one line."""
-    return " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
+    doc = inspect.getdoc(obj) or ""
+    if doc.startswith(
+        f"{getattr(obj, '__name__', '')}("
+    ):  # the signature a dataclass gets without a docstring
+        return ""
+    return plain(doc.split("\n\n")[0])
 
 
 @functools.cache
@@ -708,7 +753,7 @@ def _config_schema() -> str:
         "search": "search",
     }
     for key, name in tables.items():
-        properties[key] = {"$ref": f"#/$defs/{name}", **_described(properties[key])}
+        properties[key] = {"allOf": [{"$ref": f"#/$defs/{name}"}], **_described(properties[key])}
     properties["model"] = {
         "type": "array",
         "minItems": 1,
@@ -769,7 +814,9 @@ def write_schema(path: str | Path) -> Path:
         except (OSError, UnicodeDecodeError, ValueError, AttributeError):
             ours = False
         if not ours:
-            raise OutputError(f"--output {path}: exists and is not an lmbench config schema; lmbench will not replace it")
+            raise OutputError(
+                f"--output {path}: exists and is not an lmbench config schema; lmbench will not replace it"
+            )
     atomic_write_text(path, schema_json())
     return path
 
