@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SYNTHETIC_PREFIX = 'with name = "synthetic": '  # how the synthetic corpus's keys say when they apply
 SCHEMA_ID = "urn:lmbench:config-schema"  # a name, not an address: editors read the file they are pointed at
 
 # Settings whose declarations carry no comment or docstring line (the generator refuses one that names a
@@ -257,6 +258,7 @@ class Key:
     kinds: Any  # the type (or tuple of types) ``_Reader.get`` checks; None for a table read by a helper
     default: Any = None
     required: bool = False
+    line: int = 0  # where it is read (keys are listed in reading order)
 
 
 def _config_value(node: ast.expr) -> Any:
@@ -292,21 +294,15 @@ def section_keys(*functions: Any) -> list[Key]:
         required = any(k.arg == "required" and ast.literal_eval(k.value) for k in node.keywords)
         default = _config_value(node.args[2]) if len(node.args) > 2 else None
         name = node.args[0].value
-        keys.setdefault(name, Key(name, _config_value(node.args[1]), default, required))
+        keys.setdefault(name, Key(name, _config_value(node.args[1]), default, required, node.lineno))
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[-1], ast.Constant):
             continue
         helper = isinstance(node.func, ast.Name) and node.func.id == "_budget"
         popped = isinstance(node.func, ast.Attribute) and node.func.attr == "pop" and len(node.args) == 1
         if (helper or popped) and isinstance(node.args[-1].value, str):
-            keys.setdefault(node.args[-1].value, Key(node.args[-1].value, None))
-    return sorted(keys.values(), key=lambda k: (not k.required, _first_line(tree, k.name)))
-
-
-def _first_line(tree: ast.AST, name: str) -> int:
-    return min(
-        (n.lineno for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == name), default=10**9
-    )
+            keys.setdefault(node.args[-1].value, Key(node.args[-1].value, None, line=node.lineno))
+    return sorted(keys.values(), key=lambda k: (not k.required, k.line))  # required first, then as read
 
 
 def choice_lists(*functions: Any) -> dict[str, tuple[list[Any], bool]]:
@@ -499,7 +495,7 @@ def _corpus_def() -> dict[str, Any]:
     properties["hf"] = {"allOf": [{"$ref": "#/$defs/hf"}], **_described(properties["hf"])}
     synthetic, _ = _dataclass_properties(SyntheticConfig, SYNTHETIC_NOTES)
     for key, schema in synthetic.items():
-        schema["description"] = f'with name = "synthetic": {schema.get("description", "")}'.rstrip(": ")
+        schema["description"] = SYNTHETIC_PREFIX + schema.get("description", "")
         properties.setdefault(key, schema)
     splits = ["train", "valid", "test"]
     return {
@@ -539,7 +535,7 @@ def _dimension_def() -> dict[str, Any]:
     extra = {"log": {"type": "boolean"}, "step": {"type": "number", "exclusiveMinimum": 0}}
     assert set(ends) | set(extra) == set(RANGE_KEYS)
     return {
-        "description": "a setting to tune: a list of choices, or a range {low = ..., high = ..., log = true, step = ...}",
+        "description": "a setting to tune: a list of choices, or a range `{low = ..., high = ..., log = true, step = ...}`",
         "anyOf": [
             {"type": "array", "minItems": 1, "items": {"type": ["boolean", "integer", "number", "string"]}},
             {
