@@ -201,8 +201,11 @@ installed version.
 def config_reference() -> str:
     """The whole page, as Markdown, from :func:`lmbench.config_schema.config_schema`."""
     from lmbench.config import SYNTHETIC_KEYS
-    from lmbench.config_schema import SYNTHETIC_PREFIX, config_schema
+    from lmbench.config_schema import SYNTHETIC_PREFIX, config_schema, stale_notes
 
+    stale = stale_notes()
+    if stale:
+        raise RuntimeError(f"lmbench/config_schema.py: notes name keys no declaration has: {stale}")
     schema = config_schema()
     defs = schema["$defs"]
     corpus = defs["corpus"]

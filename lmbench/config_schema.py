@@ -109,6 +109,11 @@ TASK_NOTES = {
         "features": "`true`, `false` or `auto`: the pooled-state classifier only where it beats TF-IDF held out",
         "baselines": "also report multinomial naive Bayes and TF-IDF + logistic regression",
         "tokenizer": "for the files' raw text; default: the corpus's `external_tokenizer`",
+        "vocabulary": "the per-class models' vocabulary: `task` (built from the training texts) or `corpus`",
+    },
+    "lm-eval": {
+        "tasks": "lm-eval task names (e.g. `lambada_standard`), run through lm-evaluation-harness",
+        "num_fewshot": "examples put before each prompt (lm-eval's `--num_fewshot`; default: the task's)",
     },
     "generate": {
         "samples": "continuations per model",
@@ -230,14 +235,23 @@ def docstring_args(obj: Any) -> dict[str, str]:
     return notes
 
 
+def node_value(node: ast.stmt) -> ast.expr | None:
+    return node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+
+
 def dict_notes(module: Any, name: str) -> dict[str, str]:
     """Comments beside the keys of a module-level dict literal (only where a key has its line to itself)."""
     source = inspect.getsource(module)
     comments = _comments(source)
     for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == name for t in node.targets
-        ):
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        if node_value(node) is not None and any(isinstance(t, ast.Name) and t.id == name for t in targets):
             if not isinstance(node.value, ast.Dict):
                 return {}
             keys = [k for k in node.value.keys if isinstance(k, ast.Constant)]
@@ -531,8 +545,21 @@ def _hf_def() -> dict[str, Any]:
 def _dimension_def() -> dict[str, Any]:
     from lmbench.search.space import RANGE_KEYS
 
-    ends = {"low": {"type": "number"}, "high": {"type": "number"}}
-    extra = {"log": {"type": "boolean"}, "step": {"type": "number", "exclusiveMinimum": 0}}
+    ends = {
+        "low": {
+            "type": "number",
+            "description": "the range's low end (integers at both ends: an integer setting)",
+        },
+        "high": {"type": "number", "description": "the range's high end (above low)"},
+    }
+    extra = {
+        "log": {"type": "boolean", "description": "sample on a log scale (needs low > 0)", "default": False},
+        "step": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "sample on this grid (not with log)",
+        },
+    }
     assert set(ends) | set(extra) == set(RANGE_KEYS)
     return {
         "description": "a setting to tune: a list of choices, or a range `{low = ..., high = ..., log = true, step = ...}`",
@@ -700,7 +727,7 @@ def _tasks_def() -> dict[str, Any]:
 
 
 def _section_def(function: Any, cls: type, notes: dict[str, str]) -> dict[str, Any]:
-    properties, _ = _reader_properties((function,), notes)
+    properties, _ = _reader_properties((function,), {**field_notes(cls), **notes})
     return {
         "type": "object",
         "description": _summary(cls),
@@ -730,8 +757,7 @@ def _summary(obj: Any) -> str:
     return plain(doc.split("\n\n")[0])
 
 
-@functools.cache
-def _config_schema() -> str:
+def _config_schema() -> dict[str, Any]:
     from lmbench import config
     from lmbench.models.registry import MODELS
 
@@ -780,14 +806,13 @@ def _config_schema() -> str:
         "additionalProperties": False,
         "$defs": defs,
     }
-    return json.dumps(schema)
+    return schema
 
 
 def config_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of an experiment config file, as a new dict (callers may change it).
-
-    Families, tasks and report formats registered when this is first called are in it."""
-    return json.loads(_config_schema())
+    """The JSON Schema (draft 2020-12) of an experiment config file, made anew at each call from what is
+    registered then (families, tasks, report formats, corpus cards), as plain JSON values."""
+    return json.loads(json.dumps(_config_schema()))
 
 
 def schema_json(indent: int = 2) -> str:
@@ -832,3 +857,29 @@ def validator(schema: dict[str, Any] | None = None) -> Any:
     )
     strict = jsonschema.validators.extend(base, type_checker=checker)
     return strict(schema or config_schema())
+
+
+def stale_notes() -> list[str]:
+    """Notes above that name a key no declaration has any more (a renamed setting leaves its note behind):
+    the docs build and the tests refuse them, so the notes cannot go stale silently."""
+    from lmbench.models.registry import MODELS
+    from lmbench.tasks import TASKS
+
+    schema = config_schema()
+    defs = schema["$defs"]
+    settings = {key for family in MODELS for key in defs[f"family_{family}"].get("properties", {})}
+    tables = [
+        ("EXTRA_SETTING_NOTES", EXTRA_SETTING_NOTES, settings),
+        ("BUDGET_NOTES", BUDGET_NOTES, set(defs["budget"]["properties"])),
+        ("SYNTHETIC_NOTES", SYNTHETIC_NOTES, set(defs["corpus"]["properties"])),
+        ("SEARCH_NOTES", SEARCH_NOTES, set(defs["search"]["properties"])),
+        ("TOP_NOTES", TOP_NOTES, set(schema["properties"])),
+        ("CORPUS_NOTES", CORPUS_NOTES, set(defs["corpus"]["properties"])),
+        ("EVALUATE_NOTES", EVALUATE_NOTES, set(defs["evaluate"]["properties"])),
+        ("REPORT_NOTES", REPORT_NOTES, set(defs["report"]["properties"])),
+    ]
+    tables += [
+        (f"TASK_NOTES[{t!r}]", TASK_NOTES[t], set(TASKS[t].DEFAULTS) if t in TASKS else set())
+        for t in TASK_NOTES
+    ]
+    return [f"{name}: {key}" for name, notes, keys in tables for key in notes if key not in keys]
