@@ -18,6 +18,7 @@ import functools
 import inspect
 import io
 import json
+import math
 import re
 import textwrap
 import tokenize
@@ -401,6 +402,8 @@ def _json_value(value: Any) -> Any:
         return [_json_value(v) for v in value]
     if isinstance(value, dict):
         return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no infinity
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return None
