@@ -220,8 +220,9 @@ def config_reference() -> str:
         "",
         "A config is one TOML file; `lmbench run CONFIG.toml` reads it. Every key and value is checked before "
         "anything is read or trained: an unknown key, a wrong type or an impossible value is one line naming the "
-        "file and the key, and exit code 2. See the [first experiment](../getting-started.md#a-first-experiment) "
-        "for a complete example, and [below](#checking-a-config-in-an-editor) for checking a config as you type.",
+        "file and the key, and exit code 2. See [Writing a config](../configuration.md) for an annotated example, "
+        "the [first experiment](../getting-started.md#a-first-experiment) for a complete one, and "
+        "[below](#checking-a-config-in-an-editor) for checking a config as you type.",
         "",
         "## Top level",
         "",
@@ -267,7 +268,14 @@ def config_reference() -> str:
         "",
     ]
     out += _tasks_section(schema)
-    out += ["## `[report]`", "", defs["report"]["description"], "", table(HEADER, rows(defs["report"])), ""]
+    out += [
+        "## `[report]`",
+        "",
+        "What is written to the report folder, `out/<name>/` unless `--output` names another.",
+        "",
+        table(HEADER, rows(defs["report"])),
+        "",
+    ]
     out += [
         "## `[search]` and `[model.search]`",
         "",

@@ -98,7 +98,8 @@ class EvaluateConfig:
 
 @dataclass
 class ReportConfig:
-    """``[report]``: what is written to ``reports/<name>/`` and where runs are also sent."""
+    """``[report]``: what is written to the report folder (``out/<name>/`` unless ``--output`` names another)
+    and where runs are also sent."""
 
     formats: list[str] = field(default_factory=lambda: ["md", "csv", "json", "html", "png"])
     baseline: str | None = None

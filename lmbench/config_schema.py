@@ -132,7 +132,7 @@ TASK_NOTES = {
 
 # Sections' keys whose reads carry no comment (the generator refuses a note for a key no section has).
 TOP_NOTES = {
-    "name": "the experiment's name: `reports/<name>/`, `runs/<name>/`",
+    "name": "the experiment's name: `out/<name>/` (the report), `runs/<name>/`",
     "seed": "the models' seed, the bootstrap's and the tasks'; never the data split",
     "seeds": "train each stochastic model once per seed",
     "corpus": "the `[corpus]` table",
