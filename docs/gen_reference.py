@@ -76,10 +76,12 @@ def type_words(schema: dict[str, Any]) -> str:
         items = schema["items"]
         if "enum" in items:
             return "a list of values from " + ", ".join(f"`{v}`" for v in items["enum"])
-        return f"a list of {type_words(items).removeprefix('an ').removeprefix('a ')}s"
+        words = type_words(items).removeprefix("an ").removeprefix("a ").split(" ≤ ")
+        return f"a list of {words[0]}s" + "".join(f" ≤ {w}" for w in words[1:])
     if isinstance(kind, list):
         return " or ".join(TYPE_WORDS[k] for k in kind)
-    return TYPE_WORDS.get(kind, "any value")
+    bound = f" ≤ {schema['maximum']:,}" if "maximum" in schema else ""  # lmbench/limits.py
+    return TYPE_WORDS.get(kind, "any value") + bound
 
 
 def rows(schema: dict[str, Any], *, skip: tuple[str, ...] = (), strip: str = "") -> list[tuple[str, ...]]:

@@ -585,7 +585,7 @@ def _search_properties() -> dict[str, Any]:
     properties["trials"]["minimum"] = 1
     for key in ("budget", "trial_budget"):
         properties[key] = {
-            "allOf": [{"$ref": "#/$defs/budget"}],
+            "allOf": [{"$ref": "#/$defs/search_budget"}],
             "minProperties": 1,
             **_described(properties[key]),
         }
@@ -750,6 +750,49 @@ def _report_def() -> dict[str, Any]:
     return out
 
 
+def _set_bound(schema: dict[str, Any], bound: float) -> None:
+    """``maximum`` on every number a setting can hold (itself, a list's items, each ``anyOf`` option)."""
+    for part in (schema, schema.get("items") or {}, *schema.get("anyOf", ())):
+        if part.get("type") in ("integer", "number"):
+            part["maximum"] = bound
+
+
+def _add_bounds(schema: dict[str, Any]) -> None:
+    """The stated bounds of :mod:`lmbench.limits` (the checker's own table): counts and sizes, list lengths,
+    string lengths and the number of models."""
+    from lmbench import limits
+    from lmbench.models.registry import MODELS
+
+    defs = schema["$defs"]
+    for dotted, bound in limits.TOP.items():
+        table, _, key = dotted.partition(".")
+        _set_bound(defs[table]["properties"][key], bound)
+    for key, bound in limits.BUDGET.items():
+        _set_bound(defs["budget"]["properties"][key], bound)
+    for family in MODELS:
+        settings = defs[f"family_{family}"].get("properties", {})
+        for key, bound in limits.MODEL.items():
+            if key in settings:
+                _set_bound(settings[key], bound)
+    _set_bound(defs["model_search"]["properties"]["trials"], limits.MODEL["trials"])
+    for task in defs["tasks"]["properties"].values():
+        for key, bound in limits.TASK.items():
+            if key in task["properties"]:
+                _set_bound(task["properties"][key], bound)
+    schema["properties"]["model"]["maxItems"] = limits.MAX_MODELS
+    stack: list[Any] = [schema]
+    while stack:  # every list and every string, wherever it is
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "array":
+                node["maxItems"] = min(node.get("maxItems", limits.MAX_LIST), limits.MAX_LIST)
+            if node.get("type") == "string":
+                node["maxLength"] = limits.MAX_STRING
+            stack += list(node.values())
+        elif isinstance(node, list):
+            stack += node
+
+
 def _summary(obj: Any) -> str:
     """The first paragraph of a docstring, on one line."""
     doc = inspect.getdoc(obj) or ""
@@ -789,6 +832,7 @@ def _config_schema() -> dict[str, Any]:
         "corpus": _corpus_def(),
         "hf": _hf_def(),
         "budget": _budget_def(),
+        "search_budget": _budget_def(),  # the same table; the limits bound only [budget] and [model.budget]
         "model": _model_def(),
         **{f"family_{family}": family_schema(family) for family in MODELS},
         "evaluate": _section_def(config._parse_evaluate, config.EvaluateConfig, EVALUATE_NOTES),
@@ -809,6 +853,7 @@ def _config_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "$defs": defs,
     }
+    _add_bounds(schema)
     return schema
 
 

@@ -43,6 +43,7 @@ else:  # pragma: no cover
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "examples").glob("*.toml")) + sorted((ROOT / "examples" / "recipes").glob("*.toml"))
 MODEL_KEYS = {"name", "family", "seed", "seeds", "budget", "search"}  # what every [[model]] table takes
+BOUNDS = ("maximum", "maxItems", "maxLength")  # lmbench.limits, checked by test_bounds_are_the_limits
 
 GOOD: dict[str, Any] = {
     "name": "tiny",
@@ -146,6 +147,12 @@ BAD = [
     ("a negative task number", "tasks.next-word.max_tokens", -5),
     ("a name that is no folder name", "name", "../escape"),
     ("a model name starting with a dot", "model.0.name", ".hidden"),
+    ("above a stated bound: a model size", "model.1.layers", 1025),
+    ("above a stated bound: bootstrap", "evaluate.bootstrap", 100_001),
+    ("above a stated bound: a budget", "model.2.budget", {"tokens": 10**14}),
+    ("above a stated bound: a task count", "tasks.generate", {"samples": 100_001}),
+    ("a string over the bound", "report.baseline", "x" * 5000),
+    ("a list over the bound", "seeds", list(range(10_001))),
     ("missing name", "name", DELETE),
     ("missing corpus", "corpus", DELETE),
     ("missing [[model]]", "model", DELETE),
@@ -211,6 +218,13 @@ def test_every_default_of_every_family_passes_both(check, tmp_path):
     assert checker_errors(data, tmp_path) is None
 
 
+def without(node: Any, keys: tuple[str, ...]) -> Any:
+    """``node`` with ``keys`` left out at every level."""
+    if isinstance(node, dict):
+        return {k: without(v, keys) for k, v in node.items() if k not in keys}
+    return [without(v, keys) for v in node] if isinstance(node, list) else node
+
+
 def test_each_family_has_exactly_its_settings(schema):
     model = schema["$defs"]["model"]
     assert model["properties"]["family"]["enum"] == list(MODELS)
@@ -222,7 +236,7 @@ def test_each_family_has_exactly_its_settings(schema):
         for name, hint in declared.items():  # a setting's schema is its type hint's, with a description
             setting = fragment["properties"][name]
             assert setting.get("description"), f"{family}.{name} has no description"
-            types = {k: v for k, v in setting.items() if k not in ("description", "default", "const")}
+            types = without(setting, ("description", "default", "const", *BOUNDS))
             assert types == json.loads(json.dumps(hint_schema(hint))), f"{family}.{name}"
         branch = next(b for b in model["allOf"] if b["if"]["properties"]["family"]["const"] == family)
         assert set(branch["then"]["propertyNames"]["enum"]) == MODEL_KEYS | set(declared)
@@ -319,3 +333,23 @@ def test_a_search_the_checker_accepts_the_schema_accepts(check, tmp_path):
     data = with_change("search", {"trials": 4, "trial_budget": {"tokens": 100}}, data)
     assert not [e.message for e in check.iter_errors(data)]
     assert checker_errors(data, tmp_path) is None
+
+
+def test_bounds_are_the_limits(schema):
+    """Counts and sizes carry the stated bounds of lmbench/limits.py, the table the checker reads."""
+    from lmbench import limits
+
+    defs = schema["$defs"]
+    assert defs["evaluate"]["properties"]["bootstrap"]["maximum"] == limits.TOP["evaluate.bootstrap"]
+    assert defs["corpus"]["properties"]["train_lines"]["maximum"] == limits.TOP["corpus.train_lines"]
+    assert defs["budget"]["properties"]["tokens"]["maximum"] == limits.BUDGET["tokens"]
+    for family in MODELS:
+        settings = defs[f"family_{family}"].get("properties", {})
+        for key in set(settings) & set(limits.MODEL):
+            assert settings[key]["maximum"] == limits.MODEL[key], (family, key)
+    assert (
+        defs["tasks"]["properties"]["minimal-pairs"]["properties"]["distances"]["items"]["maximum"]
+        == (limits.TASK["distances"])
+    )
+    assert schema["properties"]["model"]["maxItems"] == limits.MAX_MODELS
+    assert schema["properties"]["name"]["maxLength"] == limits.MAX_STRING
