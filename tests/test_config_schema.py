@@ -6,15 +6,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-jsonschema = pytest.importorskip("jsonschema")  # the dev/test extras
+from tests.conftest import import_or_fail  # noqa: E402
+
+jsonschema = import_or_fail("jsonschema", "the dev extra: pip install -e '.[dev]'")
 
 from click.testing import CliRunner  # noqa: E402
 
@@ -306,24 +306,6 @@ def test_the_checker_still_reads_every_example(tmp_path):
     )
     config = load_config(ROOT / "examples" / "demo.toml")
     assert config.models
-
-
-@pytest.mark.skipif(
-    shutil.which("taplo") is None, reason="Taplo's CLI not installed (npm install @taplo/cli)"
-)
-def test_taplo_checks_configs_with_the_schema(tmp_path):
-    """The editors' checker reads the schema as jsonschema does: examples pass, another family's key fails."""
-    schema = tmp_path / "lmbench.schema.json"
-    schema.write_text(schema_json(), encoding="utf-8")
-    bad = tmp_path / "bad.toml"
-    bad.write_text(
-        f'#:schema {schema}\nname = "x"\n[corpus]\nname = "synthetic"\n'
-        '[[model]]\nname = "a"\nfamily = "ngram"\nhidden_size = 8\n',
-        encoding="utf-8",
-    )
-    lint = ["taplo", "lint", "--schema", f"file://{schema}"]
-    assert subprocess.run([*lint, *map(str, SHIPPED)], capture_output=True).returncode == 0
-    assert subprocess.run(["taplo", "lint", str(bad)], capture_output=True).returncode != 0
 
 
 def test_a_search_the_checker_accepts_the_schema_accepts(check, tmp_path):
