@@ -736,6 +736,32 @@ def corpora_fetch(name: str, data_dir: Path | None) -> None:
         click.echo(f"{name}: a verified copy is already in {folder}; nothing downloaded")
 
 
+@main.group("config")
+def config_group() -> None:
+    """The experiment config file: its JSON Schema, for editors and checks."""
+
+
+@config_group.command("schema")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the schema to this file (a new one, or an lmbench schema) instead of printing it.",
+)
+@verbose_option
+def config_schema(output: Path | None) -> None:
+    """Print the JSON Schema (draft 2020-12) of a config file: point an editor at it (Taplo / Even Better TOML:
+    a first line ``#:schema PATH``) to complete and check keys, types and each family's settings."""
+    from lmbench.config_schema import schema_json, write_schema
+
+    if output is None:
+        click.echo(schema_json(), nl=False)
+        return
+    try:
+        click.echo(f"lmbench config schema: wrote {write_schema(output)}")
+    except LmbenchError as e:
+        raise _fail(e) from None
+
+
 @main.command("lm-eval")
 @click.argument("model_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option(

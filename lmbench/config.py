@@ -46,6 +46,8 @@ SYNTHETIC_KEYS = {f for f in SyntheticConfig.__dataclass_fields__}
 
 
 TRACKER_NAMES = ("tensorboard", "mlflow")  # lmbench.reporting.trackers.TRACKERS, without importing it
+SEED_LIMIT = 2**32  # seeds are integers in [0, SEED_LIMIT): what NumPy's and torch's generators take
+REFERENCE_FIELDS = ("model", "metric", "value", "source")  # each [[report.references]] table's keys
 
 
 @dataclass
@@ -74,6 +76,8 @@ class CorpusConfig:
 
 @dataclass
 class ModelConfig:
+    """One ``[[model]]`` table: a name, a registered family and that family's settings."""
+
     name: str
     family: str
     params: dict[str, Any]  # constructor settings as written (the seed is not one: see ``seeds``)
@@ -84,6 +88,8 @@ class ModelConfig:
 
 @dataclass
 class EvaluateConfig:
+    """``[evaluate]``: how every model is scored (one code path for all)."""
+
     contexts: list[str] = field(default_factory=lambda: ["sentence"])
     splits: list[str] = field(default_factory=lambda: ["valid", "test"])
     bootstrap: int = 1000
@@ -92,6 +98,9 @@ class EvaluateConfig:
 
 @dataclass
 class ReportConfig:
+    """``[report]``: what is written to the report folder (``out/<name>/`` unless ``--output`` names another)
+    and where runs are also sent."""
+
     formats: list[str] = field(default_factory=lambda: ["md", "csv", "json", "html", "png"])
     baseline: str | None = None
     references: list[dict[str, Any]] = field(default_factory=list)  # published figures shown beside ours
@@ -170,7 +179,7 @@ def _path(base: Path, value: str | None) -> Path | None:
 
 
 def _seed(source: str, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
         raise ConfigError(f"{source}: {key}: expected an integer >= 0 and < 2**32, got {value!r}")
     return value
 
@@ -416,7 +425,7 @@ def _parse_report(r: _Reader, models: list[ModelConfig]) -> ReportConfig:
     check_choice_list(source, "report.formats", report.formats, REPORT_FORMATS, allow_empty=True)
     check_choice_list(source, "report.trackers", report.trackers, list(TRACKER_NAMES), allow_empty=True)
     for i, ref in enumerate(report.references, start=1):
-        if not isinstance(ref, dict) or not {"model", "metric", "value", "source"} <= set(ref):
+        if not isinstance(ref, dict) or not set(REFERENCE_FIELDS) <= set(ref):
             raise ConfigError(
                 f"{source}: report.references #{i}: expected a table with model, metric, value, source"
             )

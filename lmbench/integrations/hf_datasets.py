@@ -37,12 +37,16 @@ SPLIT_PATTERN = re.compile(r"[\w.-]+(\[[^\]]*\])?(\+[\w.-]+(\[[^\]]*\])?)*")
 class HFDatasetConfig:
     """``[corpus.hf]``: what :func:`datasets.load_dataset` is called with, and which column and splits to use."""
 
-    path: str
-    name: str | None = None
-    data_files: str | list[str] | dict[str, str | list[str]] | None = None
-    revision: str | None = None
-    text_field: str = "text"
-    splits: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
+    path: str  # a builder (text, json, csv, parquet), a local folder or a dataset name on the Hub
+    name: str | None = None  # the dataset's configuration (subset), where it has several
+    data_files: str | list[str] | dict[str, str | list[str]] | None = (
+        None  # for a builder: paths, globs or URLs
+    )
+    revision: str | None = None  # a Hub revision (commit, tag or branch) to pin the data to
+    text_field: str = "text"  # the column holding the text
+    splits: dict[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_SPLITS)
+    )  # train/valid/test -> split or slice
 
 
 def require_datasets() -> None:

@@ -17,6 +17,7 @@ from lmbench.models.base import Budget
 
 DEFAULT_TRIALS = 20
 SEARCH_KEYS = ("trials", "trial_budget", "budget")  # the rest of a [model.search] table are settings
+RANGE_KEYS = ("low", "high", "log", "step")  # the keys of a range {low = ..., high = ...}
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def parse_dimension(source: str, key: str, name: str, value: Any) -> Dimension:
         raise ConfigError(
             f"{source}: {key}: expected a list of choices or a table {{low = ..., high = ...}}, got {value!r}"
         )
-    unknown = sorted(set(value) - {"low", "high", "log", "step"})
+    unknown = sorted(set(value) - set(RANGE_KEYS))
     if unknown:
         raise ConfigError(f"{source}: unknown key '{key}.{unknown[0]}' (expected low, high, log, step)")
     for end in ("low", "high"):
