@@ -332,7 +332,7 @@ def family_settings(family: str) -> list[tuple[str, Any, Any, str]]:
             for f in dataclasses.fields(source):
                 if f.default is not dataclasses.MISSING:
                     defaults.setdefault(f.name, f.default)
-    preset = MODELS[family][1]
+    preset = MODELS[family].preset
     rows = []
     for name, hint in settings.items():
         note = notes.get(name) or EXTRA_SETTING_NOTES.get(name, "")
