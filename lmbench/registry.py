@@ -2,16 +2,14 @@
 installed packages through Python entry points, so that a package can add a model family, a smoother, a task, a
 report format, a tracker or an executor without editing lmbench (pytest's and Optuna's model).
 
-====================  =====================================  ===========================================
-registry              defined in                             entry-point group
-====================  =====================================  ===========================================
-model families        :mod:`lmbench.models.family`           ``lmbench.families``
-n-gram smoothers      :mod:`lmbench.models.ngram.smoothing`  ``lmbench.smoothers``
-tasks                 :mod:`lmbench.tasks`                   ``lmbench.tasks``
-report formats        :mod:`lmbench.reporting.formats`       ``lmbench.report_formats``
-trackers              :mod:`lmbench.reporting.trackers`      ``lmbench.trackers``
-executors             :mod:`lmbench.executors`               ``lmbench.executors``
-====================  =====================================  ===========================================
+| registry | defined in | entry-point group |
+| --- | --- | --- |
+| model families | `lmbench.models.family.FAMILIES` | `lmbench.families` |
+| n-gram smoothers | `lmbench.models.ngram.smoothing.SMOOTHERS` | `lmbench.smoothers` |
+| tasks | `lmbench.tasks.TASKS` | `lmbench.tasks` |
+| report formats | `lmbench.reporting.formats.FORMATS` | `lmbench.report_formats` |
+| trackers | `lmbench.reporting.trackers.TRACKERS` | `lmbench.trackers` |
+| executors | `lmbench.executors.EXECUTORS` | `lmbench.executors` |
 
 A registry is read lazily: its built-in modules are imported and its entry points loaded the first time it is
 consulted, never at ``import lmbench``. A plugin that fails to load (an import error, an object of the wrong

@@ -11,9 +11,8 @@ from lmbench.errors import ConfigError
 from lmbench.models.base import LanguageModel
 from lmbench.models.family import FAMILIES, Family
 
-MODELS = (
-    FAMILIES  # the name older code and tests use: ``MODELS[name] = ("module:Class", preset)`` still works
-)
+# the name older code and tests use; ``MODELS[name] = ("module:Class", preset)`` still registers a family
+MODELS = FAMILIES
 
 
 def registered_family(name: str) -> Family:
