@@ -493,7 +493,7 @@ def config_reference() -> str:
         }
     )
     top_notes = {
-        "name": "the experiment's name: `reports/<name>/`, `runs/<name>/`",
+        "name": "the experiment's name: `out/<name>/` (the report), `runs/<name>/`",
         "seed": "the models' seed, the bootstrap's and the tasks'; never the data split",
         "seeds": "train each stochastic model once per seed",
         "corpus": "the `[corpus]` table",
@@ -527,8 +527,8 @@ def config_reference() -> str:
         "",
         "A config is one TOML file; `lmbench run CONFIG.toml` reads it. Every key and value is checked before "
         "anything is read or trained: an unknown key, a wrong type or an impossible value is one line naming the "
-        "file and the key, and exit code 2. See the [first experiment](../getting-started.md#a-first-experiment) "
-        "for a complete example.",
+        "file and the key, and exit code 2. See [Writing a config](../configuration.md) for an annotated example "
+        "and the [first experiment](../getting-started.md#a-first-experiment) for a complete one.",
         "",
     ]
     out += _section(
@@ -570,7 +570,12 @@ def config_reference() -> str:
         evaluate_notes,
     )
     out += _tasks_section()
-    out += _section("`[report]`", "What is written to `reports/<name>/`.", config._parse_report, report_notes)
+    out += _section(
+        "`[report]`",
+        "What is written to the report folder, `out/<name>/` unless `--output` names another.",
+        config._parse_report,
+        report_notes,
+    )
     out += [
         "## `[search]` and `[model.search]`",
         "",

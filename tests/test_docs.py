@@ -192,3 +192,32 @@ def test_nav_leaves_out_only_a_missing_page_of_another_branch(gen, tmp_path):
     ]
     (tmp_path / "scale-out.md").write_text("# Scaling out\n", encoding="utf-8")
     assert gen._drop_missing(nav, tmp_path) == nav  # once merged, it is linked (and checked) like any page
+
+
+def _slug(heading: str) -> str:
+    """The anchor MkDocs' toc extension gives a heading (its default slugify, code marks dropped)."""
+    text = re.sub(r"[^\w\s-]", "", heading.replace("`", "")).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def test_readme_is_a_front_page_whose_links_resolve():
+    """README stays a front page: short, its two commands the ones CI runs, every link a file (and heading) that
+    exists. Needs no docs extra: GitHub shows README without building the site."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    commands = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    assert len(commands) == 2, commands
+    demo, tests = commands
+    assert demo.startswith("pip install torch==") and demo.endswith("&& lmbench demo")
+    install, _, run = tests.partition(" && ")
+    assert run == "python -m pytest -q"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert install.removeprefix("pip install ") in ci and "python3 -m pytest -q\n" in ci
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        assert (ROOT / path).exists(), f"README links to {path}, which does not exist"
+        if anchor and path.endswith(".md"):
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, f"README links to {target}: no such heading"

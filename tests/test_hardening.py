@@ -476,7 +476,8 @@ FILE_OPTIONS = {name: tasks_package.file_options(name) for name in tasks_package
 
 
 def test_example_pair_files_named_in_readme_resolve_from_any_folder(tmp_path):
-    """README's ``files = ["minimal-pairs/npi_present_1.jsonl"]`` names a file installed with lmbench."""
+    """docs/configuration.md's ``files = ["minimal-pairs/npi_present_1.jsonl"]`` names a file installed with
+    lmbench."""
     tasks = {"minimal-pairs": {"files": ["minimal-pairs/npi_present_1.jsonl"]}}
     resolved = resolve_task_paths(
         "exp.toml", tasks, base=tmp_path, data_dir=tmp_path, file_options=FILE_OPTIONS
@@ -512,12 +513,13 @@ def test_task_paths_resolve_beside_the_config_then_in_the_data_folder(tmp_path):
         )
 
 
-def test_the_readme_example_config_is_valid_as_written(tmp_path):
-    """Parsed exactly as printed in the README (its corpus and SST-2 files come from the shared data folder)."""
+def test_the_documented_example_config_is_valid_as_written(tmp_path):
+    """Parsed exactly as printed in docs/configuration.md (its corpus and SST-2 files come from the shared data
+    folder)."""
     require_shared("corpora", "sst2", "train.tsv")
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    block = readme.split("## Config format", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
-    config = parse_config(tomllib.loads(block), source="README.md", base=tmp_path)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    block = page.split("## Config format", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    config = parse_config(tomllib.loads(block), source="docs/configuration.md", base=tmp_path)
     from lmbench.experiment import check_tasks
 
     assert Path(check_tasks(config)["classify"]["train"]).is_file() and config.report.baseline == "kn5"

@@ -3,6 +3,8 @@ configs in one line."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -294,6 +296,40 @@ def test_fused_linear_cross_entropy_matches_autograd(row_block, vocab_block):
     fused = output.LinearCrossEntropy.apply(h, w, b, t, 1, None)
     for got, want in zip(torch.autograd.grad(fused * 3.0, [h, w, b]), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_fused_loss_survives_logits_far_above_the_first_blocks(dtype):
+    """The kernel shifts every token's logits by their maximum over the first vocabulary block; a later word
+    whose logit lies hundreds of nats above it (exp would overflow) must be redone against its own maximum,
+    and the loss and gradients still equal the plain log_softmax's (exactly in float64, to bf16 rounding)."""
+    import torch.nn.functional as F
+
+    from lmbench.models import output
+
+    torch.manual_seed(1)
+    h = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
+    w = (torch.randn(40, 16, dtype=torch.float64) * 0.1).requires_grad_()
+    b = torch.zeros(40, dtype=torch.float64)
+    b[33] = 300.0  # far above every first-block logit: exp(300) overflows even float64's range in bfloat16
+    b[20] = 40.0  # above them too, but within the shared shift's limit
+    b = b.requires_grad_()
+    t = torch.randint(2, 40, (300,))
+    logits = h @ w.t() + b
+    logits = logits.masked_fill(torch.arange(40) == 1, float("-inf"))
+    reference = F.cross_entropy(logits, t, reduction="sum")
+    expected = torch.autograd.grad(reference, [h, w, b])
+    with torch.no_grad():
+        args = (h.float(), w.float(), b.float()) if dtype == torch.bfloat16 else (h, w, b)
+        loss, *grads = output.fused_linear_cross_entropy(
+            *args, t, 1, vocab_block=8, matmul_dtype=dtype if dtype == torch.bfloat16 else None
+        )
+    rel = 1e-12 if dtype == torch.float64 else 2e-3
+    assert math.isfinite(float(loss))
+    assert float(loss) == pytest.approx(float(reference.detach()), rel=rel)
+    for got, want in zip(grads, expected, strict=True):
+        assert torch.isfinite(got).all()
+        assert float((got.double() - want).norm() / want.norm()) < (1e-10 if dtype == torch.float64 else 2e-2)
 
 
 def test_full_softmax_target_log_probs_match_log_softmax():

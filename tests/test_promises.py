@@ -119,6 +119,47 @@ def test_perplexity_interval_of_two_lines_is_their_own_perplexities():
     )
 
 
+def test_intervals_of_text_a_model_rules_out_are_infinite_not_resampled():
+    """A token at probability 0 makes the perplexity infinite: the interval is that point, never the finite
+    perplexity of resamples that happen to leave its line out, and the paired test has no p-value."""
+    data, lp = two_lines([0.5, 0.5], [0.1, 0.1])
+    lp[3] = -np.inf
+    assert perplexity_interval(lp, data, n_resamples=400, seed=0) == (math.inf, math.inf)
+    finite = np.log(np.full(len(lp), 0.5))
+    for a, b in ((lp, finite), (finite, lp)):  # either side's infinity
+        d = paired_difference(a, b, data, n_resamples=400, seed=0)
+        assert math.isnan(d.p_value) and d.low == d.difference == d.high
+    # one line: nothing to resample, the point estimate and no p-value
+    one = stream(["w w"])
+    d = paired_difference(np.log([0.5] * 3), np.log([0.25] * 3), one, n_resamples=400)
+    assert (d.difference, d.low, d.high) == (pytest.approx(-2.0),) * 3 and math.isnan(d.p_value)
+
+
+def test_intervals_are_the_same_from_float32_log_probabilities():
+    """Unit sums are accumulated in float64 whatever the input type (a float32 sum of 50k terms drifts)."""
+    data = stream([" ".join(["w"] * 999)] * 50)
+    rng = np.random.default_rng(0)
+    lp32 = np.log(rng.uniform(0.001, 1.0, data.num_predicted)).astype(np.float32)
+    lp64 = lp32.astype(np.float64)
+    for context in ("sentence", "stream"):
+        assert perplexity_interval(lp32, data, context=context, n_resamples=300) == perplexity_interval(
+            lp64, data, context=context, n_resamples=300
+        )
+
+
+def test_paired_interval_has_the_requested_level():
+    """Two lines: the resampled differences are d(1,1) with probability 1/4, the mixed one with 1/2, d(2,2)
+    with 1/4. A 60% interval reaches from d(1,1) to d(2,2) (its tails are 20% each); a 20% interval (tails of
+    40%) is the mixed difference alone."""
+    data, a = two_lines([0.5, 0.5], [0.125, 0.125])
+    _, b = two_lines([0.25, 0.25], [1 / 6, 1 / 6])
+    mixed = math.sqrt(2 * 8) - math.sqrt(4 * 6)
+    wide = paired_difference(a, b, data, n_resamples=20000, seed=5, level=0.6)
+    assert (wide.low, wide.high) == (pytest.approx(2.0 - 4.0), pytest.approx(8.0 - 6.0))
+    narrow = paired_difference(a, b, data, n_resamples=20000, seed=5, level=0.2)
+    assert (narrow.low, narrow.high) == (pytest.approx(mixed), pytest.approx(mixed))
+
+
 def test_mean_interval_of_two_values_reaches_both():
     assert mean_interval(np.array([0.0, 1.0]), n_resamples=4000) == (0.0, 1.0)
     assert mean_interval(np.array([0.0, 1.0]), n_resamples=4000, level=0.1) == (0.5, 0.5)

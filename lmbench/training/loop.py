@@ -405,7 +405,6 @@ class Trainer:
             "carry": carry,
             "torch_rng": torch.get_rng_state(),
             "plateau_scale": plateau_scale,
-            "train_config": asdict(self.config),
             "identity": _canonical(self.identity),
         }
         with recorded_path(path) as tmp:  # its sha256 recorded beside it, verified before a resume
