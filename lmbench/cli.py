@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 # Idle OpenMP threads sleep instead of spinning: on a busy machine (more runnable threads than cores) spinning
 # threads starve the ones doing work, which slowed a 2-thread training run here 30-50x. Set before torch loads;
@@ -24,7 +25,7 @@ import click
 import lmbench
 from lmbench.errors import DataError, LmbenchError
 from lmbench.executors import EXECUTORS, ExecutorSettings
-from lmbench.reporting.formats import DEFAULT_FORMATS, REPORT_FORMATS
+from lmbench.reporting.formats import DEFAULT_FORMATS, FORMATS, REPORT_FORMATS
 
 
 class InputError(click.ClickException):
@@ -142,6 +143,23 @@ def _run(
     click.echo(f"\nreport: {output / 'report.md'}  (runs in {runs_dir})")
     if results["failures"]:
         raise RunFailure(f"{len(results['failures'])} failure(s): " + "; ".join(results["failures"]))
+
+
+class _Registered(click.Choice):
+    """A choice among a registry's names, read when a command needs them (so installed plugins count, and
+    importing the CLI loads none)."""
+
+    def __init__(self, registry: Any):
+        self.registry = registry
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self.registry)
+
+    @choices.setter
+    def choices(self, _value: Any) -> None:
+        pass
 
 
 class _TracebacksOnlyWhenVerbose(logging.Filter):
@@ -293,7 +311,7 @@ DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./d
 )
 @click.option(
     "--executor",
-    type=click.Choice(EXECUTORS),
+    type=_Registered(EXECUTORS),
     default="local",
     help="Where models and search trials run: one after another here, or as Ray tasks (needs the ray extra).",
 )
@@ -409,11 +427,9 @@ def report(folder: Path, formats: str) -> None:
     from lmbench.reporting import load_results, render_report, summary_text
 
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
-    bad = [f for f in chosen if f not in REPORT_FORMATS]
+    bad = [f for f in chosen if f not in FORMATS]
     if bad:
-        raise InputError(
-            f"--formats: unknown format {bad[0]!r}; expected some of {', '.join(REPORT_FORMATS)}"
-        )
+        raise InputError(f"--formats: unknown format {bad[0]!r}; expected some of {', '.join(FORMATS)}")
     try:
         results = load_results(folder)
     except LmbenchError as e:

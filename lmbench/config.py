@@ -33,7 +33,8 @@ from lmbench.errors import ConfigError
 from lmbench.integrations.hf_datasets import HFDatasetConfig, parse_hf_table
 from lmbench.limits import MAX_CONFIG_BYTES, MAX_DEPTH, check_config_size, check_limits
 from lmbench.models.base import CONTEXTS, Budget
-from lmbench.reporting.formats import REPORT_FORMATS
+from lmbench.reporting.formats import FORMATS
+from lmbench.reporting.trackers import TRACKERS
 from lmbench.search.space import ModelSearch, SearchConfig, parse_model_search, parse_search_table
 
 if sys.version_info >= (3, 11):
@@ -45,7 +46,6 @@ SPLIT_NAMES = ("train", "valid", "test")
 SYNTHETIC_KEYS = {f for f in SyntheticConfig.__dataclass_fields__}
 
 
-TRACKER_NAMES = ("tensorboard", "mlflow")  # lmbench.reporting.trackers.TRACKERS, without importing it
 SEED_LIMIT = 2**32  # seeds are integers in [0, SEED_LIMIT): what NumPy's and torch's generators take
 REFERENCE_FIELDS = ("model", "metric", "value", "source")  # each [[report.references]] table's keys
 
@@ -422,8 +422,8 @@ def _parse_report(r: _Reader, models: list[ModelConfig]) -> ReportConfig:
         r.get("trackers", list, []),
     )
     r.done()
-    check_choice_list(source, "report.formats", report.formats, REPORT_FORMATS, allow_empty=True)
-    check_choice_list(source, "report.trackers", report.trackers, list(TRACKER_NAMES), allow_empty=True)
+    check_choice_list(source, "report.formats", report.formats, list(FORMATS), allow_empty=True)
+    check_choice_list(source, "report.trackers", report.trackers, list(TRACKERS), allow_empty=True)
     for i, ref in enumerate(report.references, start=1):
         if not isinstance(ref, dict) or not set(REFERENCE_FIELDS) <= set(ref):
             raise ConfigError(
@@ -625,12 +625,12 @@ def check_model_settings(source: str, where: str, family: str, params: dict[str,
     """A registered family; each model setting against the type its family declares (so ``lr = "fast"`` names
     lr and "a number"); an internal n-gram smoothing name refused; a device that this machine actually has;
     and last the family's own checks of the values (ranges, presets), which build nothing that is kept."""
-    from lmbench.models.registry import MODELS, check_settings
+    from lmbench.models.registry import check_settings, registered_family
 
-    if family not in MODELS:
-        raise ConfigError(
-            f"{source}: {where}: unknown model family {family!r}; expected one of {', '.join(sorted(MODELS))}"
-        )
+    try:
+        registered_family(family)
+    except ConfigError as e:  # unknown, or its plugin failed to load
+        raise ConfigError(f"{source}: {where}: {e}") from None
     settings = model_settings(family)
     for key, value in params.items():
         if settings is None:

@@ -360,7 +360,7 @@ def family_settings(family: str) -> list[tuple[str, Any, Any, str]]:
             for f in dataclasses.fields(source):
                 if f.default is not dataclasses.MISSING:
                     defaults.setdefault(f.name, f.default)
-    preset = MODELS[family][1]
+    preset = MODELS[family].preset
     rows = []
     for name, hint in settings.items():
         note = notes.get(name) or EXTRA_SETTING_NOTES.get(name, "")
@@ -623,7 +623,7 @@ def family_schema(family: str) -> dict[str, Any]:
     types, defaults and descriptions (a preset such as ``cell`` for ``lstm`` is a ``const``)."""
     from lmbench.models.registry import MODELS, model_class
 
-    preset = MODELS[family][1]
+    preset = MODELS[family].preset
     out: dict[str, Any] = {"description": _summary(model_class(family))}
     if model_settings_declared(family) is None:
         return out  # takes any keyword and declares none: its constructor alone judges
@@ -653,7 +653,7 @@ def _family_branch(family: str, common: Sequence[str]) -> dict[str, Any]:
     settings = model_settings_declared(family)
     if settings is not None:
         then["propertyNames"] = {"enum": [*common, *settings]}
-        tunable = [name for name in settings if name not in ("seed", *MODELS[family][1])]
+        tunable = [name for name in settings if name not in ("seed", *MODELS[family].preset)]
         then["properties"] = {"search": {"propertyNames": {"enum": [*SEARCH_KEYS, *tunable]}}}
     return {"if": {"required": ["family"], "properties": {"family": {"const": family}}}, "then": then}
 

@@ -8,6 +8,10 @@ at most ``jobs`` run at once. Artefacts are written straight into the runs folde
 (shared storage, or the one machine of a local cluster); otherwise the task works in a temporary folder seeded
 with the run folder's files and returns what it wrote through Ray's object store, and this process writes it.
 Searches (:mod:`lmbench.search.study`) submit their trials through the same executor.
+
+A package adds an executor through an entry point in the ``lmbench.executors`` group, naming a function
+``open(settings, say)`` that returns a context manager yielding an :class:`Executor` (as :func:`open_local` and
+:func:`open_ray` do); ``--executor NAME`` then chooses it.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmbench.errors import ConfigError
+from lmbench.registry import PluginError, Registry
 
 if TYPE_CHECKING:
     from lmbench.config import ExperimentConfig
     from lmbench.experiment import ModelRun
 
-EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'lmbench[ray]'  (or: pip install 'ray[default]')"
 RUN_FILES_KEPT = ("error.log",)  # besides the training and scoring files: what a run folder holds
 
@@ -46,6 +50,10 @@ class ExecutorSettings:
     def check(self) -> None:
         """Raise :class:`ConfigError` for options that do not go together (before anything is read)."""
         if self.kind not in EXECUTORS:
+            if self.kind in EXECUTORS.broken:
+                EXECUTORS.lookup(
+                    self.kind, where="--executor"
+                )  # raises, naming the plugin that failed to load
             raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {self.kind!r}")
         if self.kind == "local":
             if self.address is not None:
@@ -129,9 +137,19 @@ class _Done:
 def open_executor(settings: ExecutorSettings, say: Callable[[str], None] = log.info) -> Iterator[Executor]:
     """The executor ``settings`` ask for; a Ray cluster started here is stopped on leaving."""
     settings.check()
-    if settings.kind == "local":
-        yield Executor()
-        return
+    with EXECUTORS[settings.kind](settings, say) as executor:
+        yield executor
+
+
+@contextmanager
+def open_local(settings: ExecutorSettings, say: Callable[[str], None]) -> Iterator[Executor]:
+    """One run after another in this process."""
+    yield Executor()
+
+
+@contextmanager
+def open_ray(settings: ExecutorSettings, say: Callable[[str], None]) -> Iterator[Executor]:
+    """Ray tasks on a local cluster started here (stopped on leaving) or on the cluster at ``--address``."""
     try:
         import ray
     except ImportError:
@@ -142,6 +160,19 @@ def open_executor(settings: ExecutorSettings, say: Callable[[str], None] = log.i
         yield executor
     finally:
         executor.stop()
+
+
+def _adapt(name: str, opener: Any) -> Callable[..., Any]:
+    if not callable(opener):
+        raise PluginError(f"expected a function open(settings, say) -> a context manager, got {opener!r}")
+    return opener
+
+
+EXECUTORS: Registry[Callable[[ExecutorSettings, Callable[[str], None]], Any]] = Registry(
+    "executor", "lmbench.executors", adapt=_adapt
+)
+EXECUTORS.register("local", open_local)
+EXECUTORS.register("ray", open_ray)
 
 
 def set_threads(threads: int) -> None:

@@ -1,5 +1,6 @@
-"""A neural back-end written from the README's recipe, as a user would: this one file plus one registry line
-(``MODELS["recipe-mean"] = ("tests.recipe_backend:MeanLM", {})``, added per test by the conformance suite).
+"""A neural back-end written from the recipe in docs/extending.md, as a user would: this one file, registered per
+test by the conformance suite (``MODELS["recipe-mean"] = ("tests.recipe_backend:MeanLM", {})``); the plugin
+test (tests/test_plugins.py) installs a copy of it as an outside package's family, through an entry point.
 
 The model predicts from the running mean of the embeddings read so far: order-blind and tiny, but a real
 causal language model that every part of the protocol (training loop, both context modes, next-token

@@ -10,25 +10,19 @@ that one broken model never hides the others.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lmbench import checksums
 from lmbench.errors import DataError, first_line
+from lmbench.models.family import family_named
 
 DEFAULT_TOKENIZER = "whitespace"
 # where a run folder records what it holds: fit.json (info, and the training identity with the tokenizer),
 # metrics.json (scores, and info in older runs), config.json (older runs)
 RECORDS = ("fit.json", "metrics.json", "config.json", "identity.json")
-LADDER = (
-    "ngram",
-    "rnn",
-    "gru",
-    "lstm",
-    "transformer",
-    "pretrained",
-)  # families in the order they were invented
 
 
 @dataclass(frozen=True)
@@ -71,11 +65,14 @@ def _find_key(documents: list[dict[str, Any]], key: str) -> Any:
     return None
 
 
-def ladder_key(run: FinishedModel) -> tuple[int, int, str]:
-    """Sort key putting models in ladder order: n-grams by order, then RNN, GRU, LSTM, Transformer."""
-    rank = LADDER.index(run.family) if run.family in LADDER else len(LADDER)
-    order = (run.info.get("config") or {}).get("order")
-    return rank, order if isinstance(order, int) else 0, run.name
+def ladder_key(run: FinishedModel) -> tuple[float, int, str]:
+    """Sort key putting models in ladder order: families in the order they were invented
+    (:attr:`~lmbench.models.family.Family.generation`: n-grams, RNN, GRU, LSTM, Transformer, pretrained,
+    then families without one), within a family by the window a model sees (n-grams: the order)."""
+    family = family_named(run.family)
+    rank = family.generation if family.generation is not None else math.inf
+    window = family.window(run.info.get("config") or {})
+    return rank, window if isinstance(window, int) else 0, run.name
 
 
 def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[FinishedModel]:

@@ -1,34 +1,32 @@
-"""Back-ends by name: configs and the CLI create models through here. A new family is one line below."""
+"""Back-ends by name: configs and the CLI create models through here. The families themselves live in
+:data:`lmbench.models.family.FAMILIES` (a new family is one module in :mod:`lmbench.models.families`, or an
+installed package's entry point in the ``lmbench.families`` group)."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 from lmbench.errors import ConfigError
 from lmbench.models.base import LanguageModel
+from lmbench.models.family import FAMILIES, Family
 
-# name -> ("module:Class", preset hyper-parameters); imported lazily so the n-gram family needs no torch.
-MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ngram": ("lmbench.models.ngram.model:NgramLM", {}),
-    "rnn": ("lmbench.models.rnn:RecurrentLM", {"cell": "rnn"}),
-    "gru": ("lmbench.models.rnn:RecurrentLM", {"cell": "gru"}),
-    "lstm": ("lmbench.models.rnn:RecurrentLM", {"cell": "lstm"}),
-    "transformer": ("lmbench.models.transformer:TransformerLM", {}),
-    "pretrained": ("lmbench.models.pretrained:PretrainedLM", {}),
-}
+# the name older code and tests use; ``MODELS[name] = ("module:Class", preset)`` still registers a family
+MODELS = FAMILIES
+
+
+def registered_family(name: str) -> Family:
+    """The family registered under ``name``, or a one-line :class:`ConfigError` listing the known ones."""
+    if name in FAMILIES:
+        return FAMILIES[name]
+    if isinstance(name, str) and name in FAMILIES.broken:
+        return FAMILIES.lookup(name)  # raises, naming the plugin that failed to load
+    raise ConfigError(f"unknown model family {name!r}; expected one of {', '.join(available_models())}")
 
 
 def model_class(name: str) -> type[LanguageModel]:
     """The class registered under ``name``."""
-    try:
-        module_name, class_name = MODELS[name][0].split(":")
-    except KeyError:
-        raise ConfigError(
-            f"unknown model family {name!r}; expected one of {', '.join(sorted(MODELS))}"
-        ) from None
-    return getattr(importlib.import_module(module_name), class_name)
+    return registered_family(name).model_class()
 
 
 def create_model(name: str, **params: Any) -> LanguageModel:
@@ -36,6 +34,7 @@ def create_model(name: str, **params: Any) -> LanguageModel:
 
     Unknown or bad hyper-parameters raise :class:`ConfigError` naming the key.
     """
+    preset = registered_family(name).preset
     cls = model_class(name)
     signature = inspect.signature(cls.__init__)
     if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
@@ -45,11 +44,11 @@ def create_model(name: str, **params: Any) -> LanguageModel:
                 raise ConfigError(
                     f"unknown key {key!r} for family {name!r}; expected some of {', '.join(allowed)}"
                 )
-    for key, value in MODELS[name][1].items():  # e.g. "lstm" is the recurrent class with cell = "lstm"
+    for key, value in preset.items():  # e.g. "lstm" is the recurrent class with cell = "lstm"
         if key in params and params[key] != value:
             raise ConfigError(f"{key}: family {name!r} means {key} = {value!r}, got {params[key]!r}")
     try:
-        return cls(**{**MODELS[name][1], **params})
+        return cls(**{**preset, **params})
     except TypeError as e:
         raise ConfigError(f"model {name!r}: {e}") from None
 
@@ -62,4 +61,4 @@ def check_settings(name: str, params: dict[str, Any]) -> None:
 
 
 def available_models() -> list[str]:
-    return sorted(MODELS)
+    return sorted(FAMILIES)

@@ -1,21 +1,23 @@
 """The report formats: one registry entry per format, naming what it writes and the function that writes it.
 
-``[report] formats`` in a config and ``lmbench report --formats`` choose from :data:`REPORT_FORMATS`. A writer
-is a function ``write(results, folder: ReportFolder) -> None`` that puts its files into ``folder.path`` (a
-staging folder, swapped in whole by :func:`lmbench.reporting.render_report`). Writers are named as
+``[report] formats`` in a config and ``lmbench report --formats`` choose from :data:`FORMATS`. A writer is a
+function ``write(results, folder: ReportFolder) -> None`` that puts its files into ``folder.path`` (a staging
+folder, swapped in whole by :func:`lmbench.reporting.render_report`). lmbench's writers are named as
 ``"module:function"`` and imported only when used, so reading the list of formats (config checks, ``--help``)
-loads no plotting or table library. Adding a format: one module with its writer, one line in ``FORMATS``.
+loads no plotting or table library. Adding a format: an installed package's entry point in the
+``lmbench.report_formats`` group, naming a :class:`ReportFormat` or simply its writer function.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lmbench.errors import ConfigError
+from lmbench.registry import PluginError, Registry
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,11 @@ class ReportFolder:
 
 @dataclass(frozen=True)
 class ReportFormat:
-    """One report format. ``writer``: ``"module:function"`` (None: the format is the plot files themselves)."""
+    """One report format. ``writer``: the function, or ``"module:function"`` imported when the format is written
+    (None: the format is the plot files themselves)."""
 
     name: str
-    writer: str | None
+    writer: str | Callable[[dict[str, Any], ReportFolder], None] | None
     files: str  # what it writes, for help texts
     plots: bool = False  # needs the PNG plots made before it is written
     keeps_plots: bool = False  # the plots stay in the report folder (else they are removed after writing)
@@ -41,11 +44,27 @@ class ReportFormat:
     def write(self, results: dict[str, Any], folder: ReportFolder) -> None:
         if self.writer is None:
             return
+        if callable(self.writer):
+            self.writer(results, folder)
+            return
         module, _, function = self.writer.partition(":")
         getattr(importlib.import_module(module), function)(results, folder)
 
 
-FORMATS = {f.name: f for f in (
+def _adapt(name: str, obj: Any) -> ReportFormat:
+    """A registry entry: a :class:`ReportFormat`, or a writer function (its docstring's first line says what
+    it writes)."""
+    if isinstance(obj, ReportFormat):
+        if obj.name != name:
+            raise PluginError(f"the report format is named {obj.name!r}, not {name!r}")
+        return obj
+    if callable(obj):
+        return ReportFormat(name, obj, ((obj.__doc__ or "").strip().splitlines() or [name])[0])
+    raise PluginError(f"expected a ReportFormat or a writer function, got {type(obj).__name__}")
+
+
+FORMATS: Registry[ReportFormat] = Registry("report format", "lmbench.report_formats", adapt=_adapt)
+for _format in (
     ReportFormat("md", "lmbench.reporting.report:write_markdown", "report.md (links the PNG plots)"),
     ReportFormat("csv", "lmbench.reporting.report:write_csv",
                  "results.csv, results_by_seed.csv, timings.csv, tasks.csv, samples.csv", always=True),
@@ -53,8 +72,11 @@ FORMATS = {f.name: f for f in (
     ReportFormat("html", "lmbench.reporting.report:write_html", "report.html (self-contained)", plots=True),
     ReportFormat("latex", "lmbench.reporting.report:write_latex", "tables.tex (booktabs)"),
     ReportFormat("png", None, "the plots as PNG files", plots=True, keeps_plots=True),
-)}  # fmt: skip
-REPORT_FORMATS = tuple(FORMATS)
+):  # fmt: skip
+    FORMATS.register(_format.name, _format)
+REPORT_FORMATS = tuple(
+    FORMATS.registered()
+)  # lmbench's own formats (FORMATS adds those of installed packages)
 DEFAULT_FORMATS = ("md", "csv", "json", "html", "png")
 
 
@@ -62,9 +84,9 @@ def chosen_formats(formats: Sequence[str]) -> list[ReportFormat]:
     """The formats to write, in registry order: those always written, then the chosen ones."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise ConfigError(
-            f"unknown report format {unknown[0]!r}; expected some of {', '.join(REPORT_FORMATS)}"
-        )
+        if unknown[0] in FORMATS.broken:
+            FORMATS.lookup(unknown[0])  # raises, naming the plugin that failed to load
+        raise ConfigError(f"unknown report format {unknown[0]!r}; expected some of {', '.join(FORMATS)}")
     return [f for f in FORMATS.values() if f.always] + [
         f for f in FORMATS.values() if f.name in formats and not f.always
     ]

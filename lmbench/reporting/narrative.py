@@ -10,69 +10,30 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lmbench.models.ngram.smoothing import describe_smoothing
-from lmbench.reporting.families import is_ladder, prose, why_text
+from lmbench.models.family import Family, family_named, ladder_rank
 from lmbench.results import TaskRow, main_view, task_rows
 
-ORDER_NAMES = {1: "unigram", 2: "bigram", 3: "trigram", 4: "4-gram", 5: "5-gram"}
+
+def _family(info: dict[str, Any]) -> Family:
+    """The family of a model's results entry (its own words; a bare one for a family not installed here)."""
+    cfg = info.get("config", {}) or {}
+    return family_named(info.get("family", cfg.get("family", "model")))
 
 
 def describe_model(name: str, info: dict[str, Any]) -> str:
     """A short noun phrase for a model, from its family and config."""
-    cfg = info.get("config", {}) or {}
-    family = info.get("family", cfg.get("family", "model"))
-    if cfg.get("family") == "ngram" or family == "ngram":
-        order = cfg.get("order")
-        return f"a {ORDER_NAMES.get(order, f'{order}-gram')} model with {_smoothing(cfg)}"
-    if family in ("rnn", "gru", "lstm"):
-        cell = {"rnn": "a plain (tanh) RNN", "gru": "a GRU", "lstm": "an LSTM"}[family]
-        return f"{cell} ({cfg.get('layers', '?')} layer(s) of {cfg.get('hidden_size', '?')} units)"
-    if family == "transformer":
-        return f"a Transformer ({cfg.get('layers', '?')} layers, width {cfg.get('d_model', '?')}, window {cfg.get('window', '?')})"
-    if family == "pretrained":
-        return f"the pretrained model {cfg.get('name_or_path', name)}"
-    return f"a {family} model"
-
-
-def _smoothing(config: dict[str, Any]) -> str:
-    """What an n-gram config's smoothing is, in words (a model read from ARPA names its file)."""
-    if "smoothing" not in config:
-        return "unrecorded smoothing"
-    if config["smoothing"] is None and config.get("source"):
-        return f"back-off estimates read from {config['source']}"
-    return describe_smoothing(config["smoothing"])
+    return _family(info).describe(name, info.get("config", {}) or {})
 
 
 def _what_changed(prev: dict[str, Any] | None, cur: dict[str, Any]) -> str:
-    """What this model adds over the one before it: n-gram settings read from the configs, otherwise the
-    family's own description (:mod:`lmbench.reporting.families`)."""
+    """What this model adds over the one before it: within a family, read from the configs by the family;
+    across families, the family's own description (:class:`lmbench.models.family.Family`)."""
     if prev is None:
         return "It is the first model: the reference point for the others."
     p, c = prev.get("config", {}) or {}, cur.get("config", {}) or {}
-    pf, cf = prev.get("family"), cur.get("family")
-    if pf == cf == "ngram":
-        changes = []
-        if p.get("order") != c.get("order"):
-            changes.append(
-                f"the context grows from {p.get('order', 1) - 1} to {c.get('order', 1) - 1} previous words"
-                if (c.get("order") or 0) > (p.get("order") or 0)
-                else f"the context shrinks from {p.get('order', 1) - 1} to {c.get('order', 1) - 1} previous words"
-            )
-        if p.get("smoothing") != c.get("smoothing"):
-            changes.append(f"the estimates switch from {_smoothing(p)} to {_smoothing(c)}")
-        return (
-            ("Compared with the previous model, " + " and ".join(changes) + ".")
-            if changes
-            else "Same model shape as the previous model."
-        )
-    if pf == cf:
-        return "Same family as the previous model, with other settings."
-    family = prose(cf)
-    if family is None:
-        return f"The family changes from {pf} to {cf}."
-    if pf == "ngram" and cf in ("gru", "lstm", "transformer"):  # from counts straight to a later generation
-        return "Counting stops here: the model learns dense word vectors instead of counts. " + family.adds
-    return family.adds
+    if prev.get("family") == cur.get("family"):
+        return _family(cur).changes(p, c)
+    return family_named(cur.get("family")).adds_after(family_named(prev.get("family")))
 
 
 def compare_words(a: float, b: float, name: str) -> str:
@@ -110,10 +71,11 @@ def _training_words(row: dict[str, Any]) -> str:
     if not isinstance(tokens, (int, float)) or not math.isfinite(tokens):
         return ""
     text = f", trained on {_tokens(tokens)} tokens"
+    unbudgeted = family_named(row.get("family")).without_budget
     if budget:
         text += f" (budget {budget})"
-    elif row.get("family") == "ngram":
-        text += " (counted once)"
+    elif unbudgeted:
+        text += f" ({unbudgeted})"
     if isinstance(seconds, (int, float)) and math.isfinite(seconds):
         text += f" in {seconds:.1f} s"
     seeds = row.get("seeds")
@@ -134,7 +96,7 @@ def _tokens_explain_rank(prev: dict[str, Any], row: dict[str, Any], prev_name: s
     pa, pb = prev.get("perplexity"), row.get("perplexity")
     if not all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in (a, b, pa, pb)):
         return None
-    if prev.get("family") == "ngram":
+    if family_named(prev.get("family")).counts:  # a counting model's tokens do not depend on time
         return None
     ratio = a / b
     if pb > pa and ratio >= 1.2:
@@ -267,8 +229,8 @@ def ladder_narrative(results: dict[str, Any]) -> list[dict[str, str]]:
             sentences.append(
                 f"That is {gap:.1f}% above the true source's floor of {floor['perplexity']:.2f}."
             )
-        order = (info.get("config") or {}).get("order") if info.get("family") == "ngram" else None
-        for text in (_long_distance(tasks, name, order), _agreement(tasks, name)):
+        window = _family(info).window(info.get("config") or {})
+        for text in (_long_distance(tasks, name, window), _agreement(tasks, name)):
             if text:
                 sentences.append(text)
         out.append({"model": name, "text": " ".join(sentences)})
@@ -296,20 +258,13 @@ def _why(
     about the synthetic corpus's construction only where ``synthetic``."""
     if prev is None:
         return "It is the reference point: every later model is compared with it."
-    pf, cf = prev.get("family"), cur.get("family")
     p, c = prev.get("config", {}) or {}, cur.get("config", {}) or {}
     a, b = (prev_row or {}).get("perplexity"), row.get("perplexity")
     finite = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (a, b))
-    if pf == cf == "ngram" and p.get("smoothing") == "mle" and c.get("smoothing") != "mle":
-        why = "Smoothing gives unseen n-grams some probability, so a single unseen pair no longer costs infinity"
-    elif pf == cf == "ngram" and (c.get("order") or 0) > (p.get("order") or 0):
-        why = "More words of context sharpen the prediction wherever the longer n-gram was seen in training"
-    elif pf == cf == "ngram":
-        why = "Better estimates of rare n-grams move probability to where the test text needs it"
-    elif pf == cf:
-        why = "The change is one of size or training, not of kind"
+    if prev.get("family") == cur.get("family"):
+        why = _family(cur).why_change(p, c)
     else:
-        why = why_text(cf, synthetic=synthetic)
+        why = family_named(cur.get("family")).why_text(synthetic=synthetic)
     if finite and b > a:
         return f"{why}; here it did not pay off ({compare_words(a, b, 'the previous model')})."
     if isinstance(b, (int, float)) and math.isinf(b) and not (isinstance(a, (int, float)) and math.isinf(a)):
@@ -327,8 +282,8 @@ def _compute(row: dict[str, Any], info: dict[str, Any]) -> tuple[float | None, s
     flops = row.get("train_flops")
     if isinstance(flops, (int, float)) and math.isfinite(flops) and flops > 0:
         return tokens, f"{flops:.2g} FLOPs"
-    if info.get("family") == "ngram" or (info.get("config") or {}).get("family") == "ngram":
-        return tokens, "one counting pass, no gradient steps"
+    if _family(info).compute:
+        return tokens, _family(info).compute
     params = row.get("parameters")
     if tokens and isinstance(params, (int, float)) and params > 0:
         return tokens, f"≈ {6 * params * tokens:.2g} FLOPs (6 · parameters · tokens)"
@@ -342,13 +297,30 @@ def is_synthetic(results: dict[str, Any]) -> bool:
     )
 
 
+def is_ladder(families: list[str], configs: list[dict[str, Any]]) -> bool:
+    """Whether models of these families and settings, in this order, form a ladder: three or more, each of a
+    family that is a step of the ladder (:attr:`Family.generation`), the generations never going back and at
+    least two of them, and within a family the window a model sees (n-grams: the order) never shrinking."""
+    ranks = [ladder_rank(f) for f in families]
+    if len(families) < 3 or any(r is None for r in ranks):
+        return False
+    if any(b < a for a, b in zip(ranks, ranks[1:], strict=False)) or len(set(ranks)) < 2:
+        return False
+    windows: dict[str, list[int]] = {}
+    for f, config in zip(families, configs, strict=True):
+        window = family_named(f).window(config)
+        if window is not None:
+            windows.setdefault(f, []).append(window or 0)
+    return all(b >= a for w in windows.values() for a, b in zip(w, w[1:], strict=False))
+
+
 def forms_ladder(results: dict[str, Any]) -> bool:
-    """Whether the models, in their order, form a ladder of model generations (:func:`families.is_ladder`)."""
+    """Whether the models, in their order, form a ladder of model generations (:func:`is_ladder`)."""
     _, _, main = main_rows(results)
     models = results.get("models", {}) or {}
     families = [(models.get(n) or {}).get("family", row.get("family")) for n, row in main.items()]
-    orders = [((models.get(n) or {}).get("config") or {}).get("order") for n in main]
-    return is_ladder(families, orders)
+    configs = [(models.get(n) or {}).get("config") or {} for n in main]
+    return is_ladder(families, configs)
 
 
 def _sentence_case(text: str) -> str:

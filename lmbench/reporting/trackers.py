@@ -8,6 +8,9 @@ figures as metrics, the report files as artefacts) at ``$MLFLOW_TRACKING_URI``, 
 ``<runs dir>/mlflow.db`` with artefacts beside it. The runs folder, not the report folder, holds them: a report
 is replaced whole each time it is rendered. A tracker that cannot start or fails is a one-line warning: the
 experiment and its report are never lost to it.
+
+A package adds a tracker through an entry point in the ``lmbench.trackers`` group, naming a :class:`Tracker` or
+simply its function ``log(results, report_dir, runs_dir) -> str`` (where it wrote).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lmbench.registry import PluginError, Registry
 
 INSTALL = 'pip install "lmbench[track]"'
 CURVE_METRICS = ("train_loss", "valid_loss", "valid_perplexity", "lr")
@@ -170,19 +175,39 @@ def log_mlflow(results: dict[str, Any], report_dir: Path, runs_dir: Path) -> str
     return uri
 
 
-TRACKERS: dict[str, tuple[str, Callable[[dict[str, Any], Path, Path], str]]] = {
-    # name -> (the package it needs, what logs a run)
-    "tensorboard": ("tensorboard", log_tensorboard),
-    "mlflow": ("mlflow", log_mlflow),
-}
+@dataclass(frozen=True)
+class Tracker:
+    """A tracker: what logs a run (returning where it wrote), and the package it needs (None: none)."""
+
+    log: Callable[[dict[str, Any], Path, Path], str]
+    package: str | None = None
+    install: str = INSTALL  # the pip install that brings the package
+
+
+def _adapt(name: str, obj: Any) -> Tracker:
+    """A registry entry: a :class:`Tracker`, a logging function, or a ``(package, function)`` pair."""
+    if isinstance(obj, tuple) and len(obj) == 2 and callable(obj[1]):
+        return Tracker(obj[1], obj[0])
+    if isinstance(obj, Tracker):
+        return obj
+    if callable(obj):
+        return Tracker(obj)
+    raise PluginError(f"expected a Tracker or a function log(results, report_dir, runs_dir), got {obj!r}")
+
+
+TRACKERS: Registry[Tracker] = Registry("tracker", "lmbench.trackers", adapt=_adapt)
+TRACKERS.register("tensorboard", Tracker(log_tensorboard, "tensorboard"))
+TRACKERS.register("mlflow", Tracker(log_mlflow, "mlflow"))
 
 
 def missing_packages(names: Sequence[str]) -> list[str]:
     """One line per chosen tracker whose package is not installed, naming the pip install that fixes it."""
     return [
-        f"tracker {name}: {TRACKERS[name][0]} is not installed ({INSTALL}); it will be skipped"
+        f"tracker {name}: {TRACKERS[name].package} is not installed ({TRACKERS[name].install}); it will be skipped"
         for name in names
-        if name in TRACKERS and importlib.util.find_spec(TRACKERS[name][0]) is None
+        if name in TRACKERS
+        and TRACKERS[name].package is not None
+        and importlib.util.find_spec(TRACKERS[name].package) is None
     ]
 
 
@@ -197,11 +222,11 @@ def log_to_trackers(
     fails costs one ``warn`` line and nothing else."""
     done = {}
     for name in names:
-        package, log_run = TRACKERS[name]
+        tracker = TRACKERS[name]
         try:
-            done[name] = log_run(results, Path(report_dir), Path(runs_dir))
+            done[name] = tracker.log(results, Path(report_dir), Path(runs_dir))
         except ImportError as e:
-            warn(f"tracker {name}: not started ({e.name or package} is missing: {INSTALL})")
+            warn(f"tracker {name}: not started ({e.name or tracker.package} is missing: {tracker.install})")
         except Exception as e:  # a tracker must never cost the experiment
             detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
             warn(f"tracker {name}: failed ({type(e).__name__}: {detail}); the report is written")

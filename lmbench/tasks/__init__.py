@@ -1,4 +1,6 @@
-"""Downstream tasks. Each is one module of this package, registered by its name in :data:`TASK_MODULES`:
+"""Downstream tasks. Each is one module of this package (found there by :data:`TASKS`, so a new task is one new
+file) or of an installed package (an entry point in the ``lmbench.tasks`` group naming the module). A task
+module declares:
 
 - ``NAME`` (the ``[tasks.NAME]`` table of a config) and ``DEFAULTS`` (every option with its default);
 - ``run(config, models, corpus, *, seed, bootstrap) -> TaskResults``: metric rows (:class:`TaskRow`, built
@@ -10,26 +12,39 @@ Tasks speak to models only through the LanguageModel protocol."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from lmbench.data.corpus import TokenizedCorpus
 from lmbench.errors import ConfigError, LmbenchError
+from lmbench.registry import PluginError, Registry
 from lmbench.results import TASK_COLUMNS, Sample, TaskResults, TaskRow
 from lmbench.tasks.base import ModelEntry, options
 
 log = logging.getLogger(__name__)
 
-TASK_MODULES = (
-    "next_word",
-    "minimal_pairs",
-    "classify",
-    "generate",
-    "lm_eval_tasks",
-)  # modules of lmbench.tasks, in report order
-TASKS = {m.NAME: m for m in (importlib.import_module(f"lmbench.tasks.{name}") for name in TASK_MODULES)}
+
+def _is_task(obj: Any) -> bool:
+    return isinstance(getattr(obj, "NAME", None), str) and callable(getattr(obj, "run", None))
+
+
+def _adapt(name: str, task: Any) -> Any:
+    """A task as the registry keeps it: the module (or any object) itself, once its declarations are checked."""
+    if not _is_task(task) or not isinstance(getattr(task, "DEFAULTS", None), dict):
+        raise PluginError("expected a task module declaring NAME, DEFAULTS (a dict) and run()")
+    if task.NAME != name:
+        raise PluginError(f"the task is named {task.NAME!r}, not {name!r}")
+    return task
+
+
+TASKS: Registry[Any] = Registry(
+    "task",
+    "lmbench.tasks",
+    builtins="lmbench.tasks",  # every module of this package that declares NAME and run() is a task
+    collect=lambda module: {module.NAME: module} if _is_task(module) else {},
+    adapt=_adapt,
+)
 
 __all__ = ["TASKS", "TASK_COLUMNS", "ModelEntry", "Sample", "TaskResults", "TaskRow", "file_options", "run_tasks",
            "task_warnings", "tie_warnings", "validate_task_configs", "validate_tasks"]  # fmt: skip
@@ -45,7 +60,7 @@ def validate_task_configs(configs: dict[str, Any]) -> None:
     """Check task names and option keys (before anything runs)."""
     for name, config in configs.items():
         if name not in TASKS:
-            raise ConfigError(f"tasks.{name}: unknown task; expected one of {', '.join(TASKS)}")
+            TASKS.lookup(name, where=f"tasks.{name}")  # raises: unknown (the known names), or a broken plugin
         if not isinstance(config, dict):
             raise ConfigError(f"tasks.{name}: expected a table of options")
         options(name, config, TASKS[name].DEFAULTS)

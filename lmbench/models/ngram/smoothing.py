@@ -10,7 +10,8 @@ exactly (prob = the interpolated value, bow = gamma), the way KenLM and SRILM st
 ``<s>`` is context only: it gets probability 0 and the uniform base spreads over the other |V| - 1 words.
 
 Each smoother is a :class:`Smoother` subclass (its parameters are dataclass fields) registered in
-:data:`SMOOTHERS` by :func:`register_smoother`; adding one is one class and that decorator.
+:data:`SMOOTHERS` by :func:`register_smoother`; adding one is one class and that decorator, in this module or in
+an installed package (an entry point in the ``lmbench.smoothers`` group naming the class, checked the same way).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from lmbench.models.ngram.streaming import (
 )
 from lmbench.models.ngram.streaming import gamma as _gamma
 from lmbench.models.ngram.streaming import uniform as _uniform
+from lmbench.registry import PluginError, Registry
 
 log = logging.getLogger(__name__)
 STUCK_MASS = 1e-12  # Katz: a lower order's mass left for unseen words at or below this counts as none
@@ -238,41 +240,51 @@ class Smoother(abc.ABC):
         return {f.name: f.default for f in fields(cls)}
 
 
-SMOOTHERS: dict[str, type[Smoother]] = {}
 # NgramLM's own settings: no smoother parameter may take one of these names
 MODEL_SETTINGS = frozenset(
     {"order", "smoothing", "train_context", "memory", "progress", "precision", "prune"}
 )
 
 
-def register_smoother(cls: type[Smoother]) -> type[Smoother]:
-    """Class decorator: make ``cls`` selectable as ``smoothing = cls.name``.
-
-    NgramLM has one setting per parameter name, so a parameter that another smoother already declares
-    must have the same default there.
-    """
-    if cls.name in SMOOTHERS:
-        raise ValueError(f"smoother {cls.name!r} is already registered ({SMOOTHERS[cls.name].__name__})")
+def _check_smoother(name: str, cls: Any) -> type[Smoother]:
+    """A smoother class as the registry takes it. NgramLM has one setting per parameter name, so a parameter
+    that another smoother already declares must have the same default there."""
+    if not (isinstance(cls, type) and issubclass(cls, Smoother)):
+        raise PluginError(f"expected a Smoother subclass, got {cls!r}")
+    if cls.name != name:
+        raise PluginError(f"the smoother is named {cls.name!r}, not {name!r}")
     for f in fields(cls):
         if f.default is MISSING:
             raise ValueError(f"smoother {cls.name!r}: parameter {f.name!r} needs a default")
         if f.name in MODEL_SETTINGS:
             raise ValueError(f"smoother {cls.name!r}: parameter {f.name!r} is already a setting of NgramLM")
-    known = all_smoother_params()
+    known = _params(c for n, c in SMOOTHERS.registered().items() if n != name)
     for key, default in cls.params().items():
         if key in known and known[key] != default:
             raise ValueError(
                 f"smoother {cls.name!r}: parameter {key!r} defaults to {default!r}, but another smoother "
                 f"gives the same setting the default {known[key]!r}"
             )
-    SMOOTHERS[cls.name] = cls
+    return cls
+
+
+SMOOTHERS: Registry[type[Smoother]] = Registry("smoother", "lmbench.smoothers", adapt=_check_smoother)
+
+
+def register_smoother(cls: type[Smoother]) -> type[Smoother]:
+    """Class decorator: make ``cls`` selectable as ``smoothing = cls.name`` (a name already taken is refused)."""
+    SMOOTHERS.register(cls.name, cls)
     return cls
 
 
 def all_smoother_params() -> dict[str, Any]:
     """Every registered smoother's parameters with their defaults, in registration order."""
+    return _params(SMOOTHERS.values())
+
+
+def _params(classes: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for cls in SMOOTHERS.values():
+    for cls in classes:
         for key, default in cls.params().items():
             out.setdefault(key, default)
     return out
@@ -280,9 +292,7 @@ def all_smoother_params() -> dict[str, Any]:
 
 def smoother_class(name: str) -> type[Smoother]:
     """The registered smoother called ``name``, or a one-line :class:`ConfigError`."""
-    if not isinstance(name, str) or name not in SMOOTHERS:
-        raise ConfigError(f"smoothing: unknown smoother {name!r}; expected one of {', '.join(SMOOTHERS)}")
-    return SMOOTHERS[name]
+    return SMOOTHERS.lookup(name, where="smoothing")
 
 
 def describe_smoothing(name: str | None) -> str:
