@@ -487,3 +487,11 @@ def test_the_same_results_render_to_the_same_bytes(tmp_path):
     assert any(f.suffix == ".png" for f in files) and any(f.suffix == ".html" for f in files)
     for name in files:
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
+
+
+def test_compact_figures_never_read_1000_of_a_unit():
+    from lmbench.reporting.tables import _compact
+
+    assert [_compact(n) for n in (999, 999.96, 999_870, 999_950, 1_000_000, 2_088_628, 212.0e12)] == [
+        "999", "1.0k", "999.9k", "1.0M", "1.0M", "2.1M", "212.0T",
+    ]  # fmt: skip

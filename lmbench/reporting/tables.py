@@ -82,7 +82,7 @@ def _compact(n: float) -> str:
     if isinstance(n, str):
         return n
     for unit, size in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
+        if abs(n) >= size * (1 - 5e-5):  # what rounds to 1000.0 of the smaller unit is 1.0 of this one
             return f"{n / size:.1f}{unit}"
     return f"{n:.0f}"
 
