@@ -44,20 +44,6 @@ class InternalError(click.ClickException):
     exit_code = 70
 
 
-class _SmootherChoice(click.Choice):
-    """The n-gram smoothers' names, read from their registry on first use (it imports NumPy, which
-    `lmbench score` and `--help` should not wait for at start-up)."""
-
-    def __init__(self) -> None:
-        self.case_sensitive = True
-
-    @property
-    def choices(self) -> list[str]:  # type: ignore[override]
-        from lmbench.models.ngram.smoothing import SMOOTHERS
-
-        return list(SMOOTHERS)
-
-
 def _print_version(ctx: click.Context) -> None:
     """``--version``, as click's version_option prints it; the version is looked up only when asked for."""
     if not ctx.resilient_parsing:
@@ -147,7 +133,8 @@ def _run(
 
 class _Registered(click.Choice):
     """A choice among a registry's names, read when a command needs them (so installed plugins count, and
-    importing the CLI loads none)."""
+    importing the CLI loads none). ``registry``: the registry, or a function returning it where importing its
+    module costs start-up time (the smoothers' imports NumPy, which `lmbench score` and `--help` should not wait for)."""
 
     def __init__(self, registry: Any):
         self.registry = registry
@@ -155,11 +142,18 @@ class _Registered(click.Choice):
 
     @property
     def choices(self) -> tuple[str, ...]:
-        return tuple(self.registry)
+        registry = self.registry() if callable(self.registry) else self.registry
+        return tuple(registry)
 
     @choices.setter
     def choices(self, _value: Any) -> None:
         pass
+
+
+def _smoothers() -> Any:
+    from lmbench.models.ngram.smoothing import SMOOTHERS
+
+    return SMOOTHERS
 
 
 class _TracebacksOnlyWhenVerbose(logging.Filter):
@@ -507,7 +501,7 @@ def _parse_counts(_ctx: click.Context, param: click.Parameter, value: str | None
 )
 @click.option(
     "--smoothing",
-    type=_SmootherChoice(),
+    type=_Registered(_smoothers),
     default="modified-kneser-ney",
     help="Smoothing method (KenLM's lmplz: interpolated modified Kneser-Ney).",
 )
