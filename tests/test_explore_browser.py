@@ -73,11 +73,18 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def test_type_a_prefix_and_see_every_model(server, browser, tmp_path):
-    from selenium.webdriver.common.by import By
+def _settling_wait(browser):
+    """A 60 s wait that retries when the page re-renders an element between finding and reading it."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 60)
+    return WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def test_type_a_prefix_and_see_every_model(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    wait = _settling_wait(browser)
     browser.get(server)
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".model-card")) == 5)
     box = browser.find_element(By.ID, "prefix")
@@ -86,7 +93,10 @@ def test_type_a_prefix_and_see_every_model(server, browser, tmp_path):
     def every_card_has_bars(d):
         cards = d.find_elements(By.CSS_SELECTOR, '.model-card:not([data-model="broken"])')
         return all(len(c.find_elements(By.CSS_SELECTOR, ".bar-row")) == 8 for c in cards) and (
-            [s.text for s in d.find_elements(By.CSS_SELECTOR, "#tokens span")][-1] == "w07"
+            d.execute_script(
+                "const s = document.querySelectorAll('#tokens span'); return s.length ? s[s.length - 1].textContent : ''"
+            )
+            == "w07"
         )
 
     wait.until(every_card_has_bars)
@@ -145,9 +155,8 @@ def test_a_link_restores_the_chosen_models_prefix_and_settings(server, browser):
     from urllib.parse import quote
 
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 60)
+    wait = _settling_wait(browser)
     link = (
         server + "#prefix=A3+w01+w02&k=3&picked=w03&seed=7&model=kn3&model=" + quote("lstm/seed-0", safe="")
     )
