@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Idle OpenMP threads sleep instead of spinning: on a busy machine (more runnable threads than cores) spinning
 # threads starve the ones doing work, which slowed a 2-thread training run here 30-50x. Set before torch loads;
@@ -24,8 +24,10 @@ import click
 
 import lmbench
 from lmbench.errors import DataError, LmbenchError
-from lmbench.executors import EXECUTORS, ExecutorSettings
 from lmbench.reporting.formats import DEFAULT_FORMATS, FORMATS, REPORT_FORMATS
+
+if TYPE_CHECKING:
+    from lmbench.executors import ExecutorSettings
 
 
 class InputError(click.ClickException):
@@ -76,7 +78,7 @@ def _run(
     executor: ExecutorSettings | None = None,
 ) -> None:
     from lmbench.config import load_config
-    from lmbench.executors import open_executor
+    from lmbench.executors import ExecutorSettings, open_executor
     from lmbench.experiment import run_experiment
     from lmbench.io import check_output_dir
     from lmbench.ownership import claim_runs_folder, mark_runs_folder
@@ -148,6 +150,12 @@ class _Registered(click.Choice):
     @choices.setter
     def choices(self, _value: Any) -> None:
         pass
+
+
+def _executors() -> Any:
+    from lmbench.executors import EXECUTORS
+
+    return EXECUTORS
 
 
 def _smoothers() -> Any:
@@ -305,7 +313,7 @@ DATA_DIR_DEFAULT = "$LMBENCH_DATA, else ../shared/corpora if it exists, else ./d
 )
 @click.option(
     "--executor",
-    type=_Registered(EXECUTORS),
+    type=_Registered(_executors),
     default="local",
     help="Where models and search trials run: one after another here, or as Ray tasks (needs the ray extra).",
 )
@@ -348,6 +356,8 @@ def run(
     # --storage is left out of the printed command: a database URL may carry a password
     command = _command(["lmbench", "run", str(config)], output=output, runs_dir=runs_dir, data_dir=data_dir)
     command += " --force" if force else ""  # the regenerate command works where this one did
+    from lmbench.executors import ExecutorSettings
+
     settings = ExecutorSettings(executor, address, jobs, threads)
     _run(
         config, output, runs_dir, command, data_dir, storage, dry_run=dry_run, force=force, executor=settings

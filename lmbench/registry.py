@@ -22,10 +22,12 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import Callable, Iterator, MutableMapping
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lmbench.errors import ConfigError, first_line
+
+if TYPE_CHECKING:  # importlib.metadata costs start-up time; imported when entry points are first read
+    from importlib.metadata import EntryPoint
 
 T = TypeVar("T")
 
@@ -192,6 +194,8 @@ class Registry(MutableMapping[str, T], Generic[T]):
 
 def _entry_points(group: str) -> list[EntryPoint]:
     try:
+        from importlib.metadata import entry_points
+
         return list(entry_points(group=group))
     except Exception as e:  # unreadable metadata of some installed package
         log.warning(
