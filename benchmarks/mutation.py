@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,8 @@ TARGETS = [
             "tests/test_kenlm_parity.py"]),
     Target("training loop (resume, divergence)", "lmbench/training/loop.py",
            ["Trainer._save", "Trainer._load", "Trainer._resume", "Trainer._step", "Trainer._checkpoint_or_interrupt",
-            "Trainer._evaluate", "Trainer._finish", "_canonical"],
+            "Trainer._evaluate", "Trainer._finish", "_canonical", "Trainer._closing_eval_estimate",
+            "Trainer._fraction_done"],
            ["tests/test_promises.py", "tests/test_trust.py", "tests/test_artefacts.py", "tests/test_training_recipes.py",
             "tests/test_distributed.py"],
            "gradient or validation_loss or resume_with_dropout or checkpoint or non_finite or after_an_interrupt"
@@ -373,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds per mutant's tests (then: killed)"
     )
+    parser.add_argument(
+        "--function", action="append", default=[], help="only these functions of the targets (repeatable)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="at most this many mutants per target")
     parser.add_argument("--every", type=int, default=1, help="run every Nth mutant only (a sample; 1: all)")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (one scratch copy each)")
@@ -380,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="print every mutant's outcome")
     args = parser.parse_args(argv)
     targets = [t for t in TARGETS if not args.only or any(word in t.name for word in args.only)]
+    if args.function:  # a focused run: the named functions of the targets that hold them
+        targets = [replace(t, functions=[f for f in t.functions if f in args.function]) for t in targets]
+        targets = [t for t in targets if t.functions]
     if args.list:
         for t in targets:
             found = list(mutants((ROOT / t.module).read_text(encoding="utf-8"), t.functions))

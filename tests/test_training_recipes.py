@@ -264,6 +264,60 @@ def test_a_minutes_budget_survives_a_slow_first_step():
     assert state.seconds < 0.04 * 60 * 2  # and it still stops near its limit
 
 
+def test_a_minutes_budget_keeps_back_the_closing_pass_measured_from_recent_steps():
+    """The reserve for the closing validation pass: valid tokens at three times the median speed of the last
+    20 steps (the first two left out), nothing before three such steps, at most half the budget, and the last
+    pass's own duration once one has run; the schedule's fraction done counts it."""
+    train = _stream(200)
+    model = create_model("lstm", **TINY, precision="float32", eval_every=0)
+    model._init_net(train.vocab)
+    trainer = Trainer(model.train_config, Budget(tokens=27 * 32, minutes=10.0), progress=False)
+    state = trainer.fit(
+        model.net_, model._training_batches(train), model.batch_loss, lambda m: 1.0,
+        epoch_tokens=train.num_predicted, device=torch.device("cpu"), valid_tokens=500,
+    )  # fmt: skip
+    assert state.step >= 27  # at most 4 x 8 tokens a step (fewer where a batch holds padding)
+    times = trainer._recent_step_seconds
+    assert len(times) == 20  # steps 3-27 measured, the last 20 kept
+    assert all(0 < t < state.seconds for t in times)
+    short = Trainer(model.train_config, Budget(tokens=8 * 32, minutes=10.0), progress=False)
+    steps = short.fit(
+        model.net_, model._training_batches(train), model.batch_loss, lambda m: 1.0,
+        epoch_tokens=train.num_predicted, device=torch.device("cpu"), valid_tokens=500,
+    ).step  # fmt: skip
+    assert 8 <= steps < 20 and len(short._recent_step_seconds) == steps - 2
+    assert 0 < trainer._tokens_per_step <= 32  # the last step's tokens (that step may be cut to the budget)
+
+    trainer._eval_seconds = None  # as before any validation pass
+    trainer._recent_step_seconds, trainer._tokens_per_step = [0.2, 0.1, 0.1, 0.3], 32  # median 0.15 s
+    state.seconds, state.tokens = 60.0, 0
+    assert trainer._closing_eval_estimate(state) == pytest.approx(500 / (3 * 32 / 0.15))
+    assert trainer._fraction_done(state, 10**9) == pytest.approx((60.0 + 500 / (3 * 32 / 0.15)) / 600)
+    trainer._valid_tokens = 10**9  # a huge validation split: at most half the budget is kept back
+    assert trainer._closing_eval_estimate(state) == 300.0
+    trainer._valid_tokens, trainer._recent_step_seconds = 500, [0.2, 0.3, 0.1]  # three steps: median 0.2
+    assert trainer._closing_eval_estimate(state) == pytest.approx(500 / (3 * 32 / 0.2))
+    trainer._tokens_per_step = 1
+    assert trainer._closing_eval_estimate(state) == pytest.approx(500 / (3 * 1 / 0.2))
+    trainer._tokens_per_step = 0  # no step measured yet
+    assert trainer._closing_eval_estimate(state) == 0.0
+    trainer._valid_tokens, trainer._tokens_per_step = 10**9, 32
+    trainer._recent_step_seconds = [0.2, 0.1]  # too few steps to trust: nothing kept back yet
+    assert trainer._closing_eval_estimate(state) == 0.0
+    trainer._eval_seconds = 4.5  # a pass has run: its duration is the estimate
+    assert trainer._closing_eval_estimate(state) == 4.5
+    trainer._eval_seconds = 400.0
+    assert trainer._closing_eval_estimate(state) == 300.0
+    without_minutes = Trainer(model.train_config, Budget(tokens=400), progress=False)
+    without_minutes._eval_seconds = 4.5
+    assert without_minutes._closing_eval_estimate(state) == 0.0
+    state.tokens = 50
+    assert without_minutes._fraction_done(state, 100) == 0.125  # of the token budget
+    assert Trainer(model.train_config, Budget(epochs=2), progress=False)._fraction_done(state, 100) == 0.25
+    state.tokens = 500  # past the budget (the last step is cut to it): never more than all of it
+    assert without_minutes._fraction_done(state, 100) == 1.0
+
+
 # ------------------------------------------------------------------------------------------------ the CLI
 @pytest.fixture
 def project(tmp_path):
