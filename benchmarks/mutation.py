@@ -87,6 +87,23 @@ EQUIVALENT = {
     ("bootstrap", "_units", "0 -> 1"):
         "np.zeros(0) -> np.zeros(1) only for an empty input, whose one zero 'unit' has a count of 0: every caller "
         "still sees fewer than two units and returns NaN, as for no unit",
+    ("smoothing", "interpolated_to_backoff", "delete `prob[bos_id] = 0.0`"):
+        "<s> is never counted as a predicted word, so its order-1 estimate (count 0) and its share of the uniform "
+        "base (0) already give it probability 0; the line states the invariant",
+    ("smoothing", "discounted_interpolation", "delete `prob[bos_id] = 0.0`"):
+        "as in interpolated_to_backoff: <s>'s count and its uniform share are 0, so its order-1 probability is 0",
+    ("smoothing", "adjusted_count", "delete `adjusted[bos_id] = 0.0`"):
+        "the unigram <s> has raw count 0 (it is never predicted) and no word precedes it, so both counts the "
+        "np.where chooses between are already 0",
+    ("smoothing", "discounted_interpolation", "0 -> 1"):
+        "np.ones(0) -> np.ones(1): the placeholder back-off of the order just made, replaced by the next order's "
+        "gamma (or by the top order's ones) before anything reads it",
+    ("smoothing", "mkn_discounts_from", "4 -> 5"):
+        "two places: a slice of count_of_counts(c, 4), which never holds a fifth entry (a longer array is tested and "
+        "kills the slice's other mutants), and the warning's display precision (round to 4 or 5 digits)",
+    ("smoothing", "mkn_discounts_from", "1 -> 2"):
+        "enumerate(d, start=2) loosens the upper bounds D_k <= k by one, but for counts that are never negative "
+        "D1 <= 1, D2 <= 2 and D3+ <= 3 always hold (the bounds are KenLM's check, kept as it has them)",
     ("training loop (resume, divergence)", "Trainer._load",
      "{'model', 'optimizer', 'state'} <= set(payload) -> {'model', 'optimizer', 'state'} < set(payload)"):
         "every checkpoint lmbench writes holds more keys than these three (and a foreign file fails the sha256 "

@@ -17,11 +17,15 @@ from lmbench.errors import ConfigError, DataError
 from lmbench.models.ngram import NgramLM
 from lmbench.models.ngram.counting import NgramTable
 from lmbench.models.ngram.smoothing import (
+    DEFAULT_KN_FALLBACK,
+    DEFAULT_MKN_FALLBACK,
     SMOOTHERS,
     BackoffArrays,
     Smoother,
     describe_smoothing,
+    mkn_discounts_from,
     register_smoother,
+    single_discount_from,
 )
 from lmbench.models.registry import create_model
 from lmbench.reporting.narrative import describe_model
@@ -255,3 +259,45 @@ def test_katz_rows_sum_to_one_where_the_lower_order_has_no_mass_left(caplog):
     np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-12)
     assert rows[0, vocab.eos_id] == pytest.approx(1.0)
     assert "scaled to sum to one" in caplog.text
+
+
+def test_discounts_from_count_of_counts_match_the_formulas_by_hand(caplog):
+    """Ney's D = n1 / (n1 + 2 n2) and Chen & Goodman's D1, D2, D3+ (Y = n1 / (n1 + 2 n2),
+    D_k = k - (k + 1) Y n_{k+1} / n_k), and the fallbacks where a formula is undefined or out of range."""
+    import logging
+
+    assert single_discount_from(np.array([10.0, 5.0, 0, 0]), 2) == 0.5
+    assert single_discount_from(np.array([1.0, 2.0, 0, 0]), 2) == pytest.approx(0.2)
+    assert single_discount_from(np.array([1.0, 0.0, 0, 0]), 2) == 1.0  # one singleton, no doubleton
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        assert single_discount_from(np.array([0.0, 5.0, 0, 0]), 3) == DEFAULT_KN_FALLBACK
+    assert "order 3: no singletons" in caplog.text
+
+    # n = 16, 8, 4, 2: Y = 1/2, D1 = 1 - 2 Y 8/16, D2 = 2 - 3 Y 4/8, D3+ = 3 - 4 Y 2/4
+    assert mkn_discounts_from(np.array([16.0, 8.0, 4.0, 2.0]), 3) == (0.5, 1.25, 2.0)
+    assert mkn_discounts_from(np.array([30.0, 10.0, 5.0, 4.0, 9.0]), 3) == pytest.approx((0.6, 1.1, 1.08))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # finite but out of range: D2 = 2 - 3 (1/3) 30/10 = -1
+        assert mkn_discounts_from(np.array([10.0, 10.0, 30.0, 5.0]), 4) == DEFAULT_MKN_FALLBACK
+    assert "order 4" in caplog.text and "fallback" in caplog.text
+
+
+@pytest.mark.parametrize("smoothing", ["absolute-discounting", "kneser-ney", "modified-kneser-ney"])
+def test_a_discounting_smoothers_estimate_gives_the_fitted_models_probabilities(tiny_train, smoothing):
+    """``estimate`` (the protocol method a caller or plugin uses, with no ``finish`` step) and the order-by-order
+    path that ``fit`` takes give the same probabilities and back-offs."""
+    from lmbench.models.ngram.counting import count_ngrams
+    from lmbench.models.ngram.smoothing import smoother_class
+
+    model = NgramLM(3, smoothing, precision="float64").fit(tiny_train)
+    seq = tiny_train.with_markers(bos=True)
+    starts = tiny_train.offsets[:-1] + 2 * np.arange(tiny_train.num_lines, dtype=np.int64)
+    bos = tiny_train.vocab.bos_id
+    tables = count_ngrams(seq, starts, 3, len(tiny_train.vocab), skip_first=bos)
+    arrays = smoother_class(smoothing)().estimate(tables, bos_id=bos)
+    for m, a in enumerate(arrays):
+        with np.errstate(divide="ignore"):
+            np.testing.assert_allclose(np.log(a.prob), model.logprob_[m], rtol=1e-12)
+        if m < 2:
+            np.testing.assert_allclose(np.log(a.bow), model.logbow_[m], rtol=1e-12, atol=1e-12)

@@ -127,7 +127,7 @@ def mkn_discounts_from(count_of_counts: np.ndarray, order: int) -> tuple[float, 
 def single_discount_from(count_of_counts: np.ndarray, order: int) -> float:
     """Ney's D from n1, n2 (``count_of_counts[k-1]`` = n-grams seen exactly k times)."""
     n1, n2 = np.asarray(count_of_counts[:2], dtype=np.float64)
-    if n1 <= 0 or n1 + 2 * n2 <= 0:
+    if n1 <= 0:  # (counts are never negative, so n1 > 0 also keeps n1 + 2 n2 above zero)
         log.warning("order %d: no singletons, discount undefined; using %s", order, DEFAULT_KN_FALLBACK)
         return DEFAULT_KN_FALLBACK
     return float(n1 / (n1 + 2 * n2))
