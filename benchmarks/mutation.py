@@ -64,7 +64,7 @@ TARGETS = [
             "single_discount_from", "discounted_interpolation", "add_k", "good_turing_discounts", "Katz.estimate",
             "WittenBell.estimate", "StupidBackoff.estimate", "_Discounting.counts"],
            ["tests/test_ngram_smoothers.py", "tests/test_nltk_parity.py", "tests/test_ngram.py",
-            "tests/test_kenlm_parity.py"]),
+            "tests/test_kenlm_parity.py", "tests/test_ngram_pruning.py"]),
     Target("training loop (resume, divergence)", "lmbench/training/loop.py",
            ["Trainer._save", "Trainer._load", "Trainer._resume", "Trainer._step", "Trainer._checkpoint_or_interrupt",
             "Trainer._evaluate", "Trainer._finish", "_canonical", "Trainer._closing_eval_estimate",
@@ -104,6 +104,38 @@ EQUIVALENT = {
     ("smoothing", "mkn_discounts_from", "1 -> 2"):
         "enumerate(d, start=2) loosens the upper bounds D_k <= k by one, but for counts that are never negative "
         "D1 <= 1, D2 <= 2 and D3+ <= 3 always hold (the bounds are KenLM's check, kept as it has them)",
+    ("smoothing", "good_turing_discounts", "1 -> 2"):
+        "_count_of_counts(counts, k + 2) returns one more n_r than the formula reads (n_1..n_(k+1)); the other "
+        "'1 -> 2' mutants of the function are killed by the hand-computed discounts",
+    ("smoothing", "Katz.estimate", "delete `prob[bos_id] = 0.0`"):
+        "<s> has count 0 and no share of the uniform base, so its order-1 probability is already 0",
+    ("smoothing", "Katz.estimate", "total[table.context] > 0 -> total[table.context] >= 0"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
+    ("smoothing", "Katz.estimate", "0 -> 1"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch" + " (total > 1 keeps total = 1 as the divisor 1.0)",
+    ("smoothing", "Katz.estimate", "seen_mass < 1.0 -> seen_mass <= 1.0"):
+        "a context whose seen words hold all its mass (seen_mass = 1) is scaled by 1: no change",
+    ("smoothing", "Katz.estimate", "1.0 -> 2.0"):
+        "three places no value reaches: the divide-by-zero guard above, seen_mass < 2 (a mass is never above 1, "
+        "and scaling by a mass of 1 changes nothing), the back-off of a context that is never followed (total 0) "
+        "or stuck (its lower order leaves at most STUCK_MASS = 1e-12 for unseen words, below every tolerance)",
+    ("smoothing", "Katz.estimate", "total > 0 -> total >= 0"):
+        "a context never followed (total 0) has seen and lower masses 0: it is not stuck either way, and its "
+        "back-off (1 - 0) / (1 - 0) = 1 equals the other branch's",
+    ("smoothing", "Katz.estimate", "1.0 - lower_mass <= STUCK_MASS -> 1.0 - lower_mass < STUCK_MASS"):
+        "differs only when the lower order's free mass equals 1e-12 exactly",
+    ("smoothing", "Katz.estimate", "1e-300 -> 2e-300"):
+        "the floor only keeps a stuck context's division finite; its result is replaced by 1 for stuck contexts",
+    ("smoothing", "StupidBackoff.estimate", "1 -> 2"):
+        "enumerate(tables, start=2) changes only the minimum length context_sums gives its bincount: the sums "
+        "read at the stored contexts are the same",
+    ("smoothing", "StupidBackoff.estimate", "total[table.context] > 0 -> total[table.context] >= 0"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
+    ("smoothing", "StupidBackoff.estimate", "0 -> 1"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch" + " (total > 1 keeps total = 1 as the divisor 1.0)",
+    ("smoothing", "StupidBackoff.estimate", "1.0 -> 2.0"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
+    ("smoothing", "WittenBell.estimate", "1.0 -> 2.0"):
+        "Witten-Bell's divisor c(h) + T(h) is at least 2 for a stored n-gram's context: " + "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
+    ("smoothing", "WittenBell.estimate", "den[table.context] > 0 -> den[table.context] >= 0"):
+        "Witten-Bell's divisor c(h) + T(h) is at least 2 for a stored n-gram's context: the guard never acts",
+    ("smoothing", "WittenBell.estimate", "0 -> 1"):
+        "Witten-Bell's divisor c(h) + T(h) is at least 2 for a stored n-gram's context: " + "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
     ("training loop (resume, divergence)", "Trainer._load",
      "{'model', 'optimizer', 'state'} <= set(payload) -> {'model', 'optimizer', 'state'} < set(payload)"):
         "every checkpoint lmbench writes holds more keys than these three (and a foreign file fails the sha256 "

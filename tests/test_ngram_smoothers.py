@@ -257,6 +257,12 @@ def test_katz_rows_sum_to_one_where_the_lower_order_has_no_mass_left(caplog):
     context = [vocab.index["w0"], vocab.index["w2"]]
     rows = np.exp(model.next_token_logprobs([context, context[1:], []]))
     np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-12)
+    every = [[vocab.bos_id, w] for w in range(len(vocab))] + [
+        [u, w] for u in range(len(vocab)) for w in range(len(vocab))
+    ]
+    np.testing.assert_allclose(
+        np.exp(model.next_token_logprobs(every)).sum(axis=1), 1.0, atol=1e-12
+    )  # the others too
     assert rows[0, vocab.eos_id] == pytest.approx(1.0)
     assert "scaled to sum to one" in caplog.text
 
@@ -301,3 +307,99 @@ def test_a_discounting_smoothers_estimate_gives_the_fitted_models_probabilities(
             np.testing.assert_allclose(np.log(a.prob), model.logprob_[m], rtol=1e-12)
         if m < 2:
             np.testing.assert_allclose(np.log(a.bow), model.logbow_[m], rtol=1e-12, atol=1e-12)
+
+
+def _bigram_counts(lines, vocab):
+    """Unigram counts of predicted words (all but <s>) and bigram counts, over lines with <s> ... </s>."""
+    from collections import Counter
+
+    unigrams, bigrams = Counter(), Counter()
+    for line in lines:
+        ids = [vocab.bos_id, *(vocab.index[w] for w in line), vocab.eos_id]
+        unigrams.update(ids[1:])
+        bigrams.update(zip(ids[:-1], ids[1:], strict=True))
+    return unigrams, bigrams
+
+
+def _katz_lines():
+    rng = np.random.default_rng(6)  # bigrams seen 5 times and more often; unigram singletons (mass to spread)
+    words = [f"w{i}" for i in range(40)]
+    return [[words[j] for j in rng.zipf(1.3, rng.integers(2, 9)) % 40] for _ in range(80)]
+
+
+def test_good_turing_discounts_match_katz_formula_by_hand(caplog):
+    """d_r = (r*/r - (k+1) n_{k+1}/n_1) / (1 - (k+1) n_{k+1}/n_1), r* = (r+1) n_{r+1}/n_r (Katz 1987), and the
+    absolute-discount fallback (r - 0.5)/r with a warning where d_r leaves (0, 1]."""
+    import logging
+
+    from lmbench.models.ngram.smoothing import good_turing_discounts
+
+    counts = np.array([1] * 10 + [2] * 4 + [3] * 2 + [7], dtype=np.float64)  # n1, n2, n3 = 10, 4, 2
+    # k = 2: common = 3 n3 / n1 = 0.6; d1 = (2 n2/n1 - 0.6) / 0.4 = 0.5, d2 = (3 n3/(2 n2) - 0.6) / 0.4 = 0.375
+    np.testing.assert_allclose(good_turing_discounts(counts, 2, max_count=2), [1.0, 0.5, 0.375])
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):  # n2 = n3 = 0 at k = 2: d1 = (0 - 0) / 1 = 0 is out of range
+        d = good_turing_discounts(np.array([1.0, 1.0, 5.0]), 4, max_count=2)
+    np.testing.assert_allclose(d, [1.0, 0.5, 0.75])
+    assert "order 4: Good-Turing discount undefined for counts [1, 2]" in caplog.text
+
+
+def test_katz_bigram_probabilities_match_a_direct_implementation():
+    """Katz back-off written out for a bigram model: p(w|h) = d_c c(hw)/c(h) for a seen pair, else
+    bow(h) p(w); unigrams discounted alike, their freed mass spread over every word but <s>; bow(h) =
+    (1 - sum of p(w|h) seen) / (1 - sum of p(w) over the same w). Counts above 5 are not discounted."""
+    from lmbench.models.ngram.smoothing import good_turing_discounts
+
+    lines = _katz_lines()
+    vocab = Vocabulary.build(lines)
+    model = NgramLM(2, "katz", precision="float64").fit(TokenStream.from_lines(lines, vocab))
+    unigrams, bigrams = _bigram_counts(lines, vocab)
+    assert 5 in bigrams.values() and any(c > 5 for c in bigrams.values())  # both sides of max_count
+
+    def ratio(c, d):
+        return d[int(c)] if c <= 5 else 1.0
+
+    V, N = len(vocab), sum(unigrams.values())
+    d1 = good_turing_discounts(np.array([unigrams.get(w, 0) for w in range(V)], dtype=np.float64), 1)
+    p1 = np.array([ratio(unigrams.get(w, 0), d1) * unigrams.get(w, 0) / N for w in range(V)])
+    p1 += (1.0 - p1.sum()) / (V - 1)
+    p1[vocab.bos_id] = 0.0
+    d2 = good_turing_discounts(np.array(sorted(bigrams.values()), dtype=np.float64), 2)
+    for h in {h for h, _ in bigrams}:
+        seen = {w: c for (g, w), c in bigrams.items() if g == h}
+        total = sum(seen.values())
+        p2 = {w: ratio(c, d2) * c / total for w, c in seen.items()}
+        bow = (1.0 - sum(p2.values())) / (1.0 - sum(p1[w] for w in seen))
+        expected = np.array([p2[w] if w in seen else bow * p1[w] for w in range(V)])
+        np.testing.assert_allclose(
+            np.exp(model.next_token_logprobs([[h]])[0]), expected, rtol=1e-9, atol=1e-15
+        )
+    np.testing.assert_allclose(np.exp(model.next_token_logprobs([[]])[0]), p1, rtol=1e-9, atol=1e-15)
+
+
+def test_stupid_backoff_scores_match_brants_et_al_by_hand():
+    """S(w|h) = c(hw)/c(h) when hw was seen, else 0.4 S(w|h'); S(w) = c(w)/N (Brants et al. 2007)."""
+    lines = _katz_lines()
+    vocab = Vocabulary.build(lines)
+    model = NgramLM(2, "stupid-backoff", precision="float64").fit(TokenStream.from_lines(lines, vocab))
+    unigrams, bigrams = _bigram_counts(lines, vocab)
+    V, N = len(vocab), sum(unigrams.values())
+    s1 = np.array([unigrams.get(w, 0) / N for w in range(V)])
+    for h in {h for h, _ in bigrams}:
+        total = sum(c for (g, _), c in bigrams.items() if g == h)
+        expected = [bigrams[h, w] / total if (h, w) in bigrams else 0.4 * s1[w] for w in range(V)]
+        with np.errstate(divide="ignore"):
+            np.testing.assert_allclose(model.next_token_logprobs([[h]])[0], np.log(expected), rtol=1e-12)
+
+
+def test_witten_bell_interpolated_unigrams_match_the_formula_by_hand():
+    """With interpolate_unigrams, p(w) = (c(w) + T u(w)) / (N + T): T counts the distinct words seen (not those
+    of count 0, such as <unk> here), u is uniform over every word but <s>."""
+    lines = [["a", "b", "c"], ["a", "c", "d"], ["b", "b", "a"]]
+    vocab = Vocabulary.build(lines)
+    model = NgramLM(2, "witten-bell", interpolate_unigrams=True, precision="float64")
+    model.fit(TokenStream.from_lines(lines, vocab))
+    counts = {"</s>": 3, "a": 3, "b": 3, "c": 2, "d": 1, "<unk>": 0}
+    N, T, u = 12, 5, 1 / (len(vocab) - 1)
+    expected = [0.0 if w == "<s>" else (counts[w] + T * u) / (N + T) for w in vocab.tokens]
+    np.testing.assert_allclose(np.exp(model.next_token_logprobs([[]])[0]), expected, rtol=1e-12)
