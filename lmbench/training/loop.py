@@ -73,6 +73,11 @@ SCHEDULES = ("cosine", "plateau", "constant", "step")
 OPTIMIZERS = ("adamw", "sgd")
 
 
+# a validation loss above log(float max) ~ 709.8 nats a token has no representable perplexity; no model that
+# learns comes near it (a uniform guess over a million words costs 13.8), so reaching it is divergence
+OVERFLOW_LOSS = math.log(sys.float_info.max)
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings shared by every neural family (all appear in the model's config).
@@ -819,9 +824,13 @@ class Trainer:
                 loss = float(valid_loss(module))
             self._eval_seconds = time.perf_counter() - started
             module.train()
-            if not math.isfinite(loss):
+            if not math.isfinite(loss) or loss > OVERFLOW_LOSS:
+                overflow = (
+                    f" nats a token (its perplexity e^{loss:.0f} overflows)" if math.isfinite(loss) else ""
+                )
                 raise TrainingDiverged(
-                    f"training diverged by step {state.step}: validation loss is {loss:g}", state.step
+                    f"training diverged by step {state.step}: validation loss is {loss:g}{overflow}",
+                    state.step,
                 )
             point["valid_loss"] = loss
             point["valid_perplexity"] = math.exp(min(loss, 700))
