@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from lmbench.errors import ConfigError
 ROW_BLOCK = 1024  # hidden states (tokens) per pass of the fused loss: bounds its scratch at |V| x 1024 floats
 VOCAB_BLOCK = 1024  # weight rows per block: a 1024 x N block of logits fits the L2/L3 cache for N <= 1024
 SCORE_BLOCK = 2048  # tokens per block when scoring targets without gradients
+OutputKind = Literal["full", "adaptive"]  # the families' ``output`` setting
 
 
 def _softmax_blocks(

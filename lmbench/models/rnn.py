@@ -7,7 +7,7 @@ carries the hidden state across batches; sentence mode scores each line from ``<
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from torch import nn
 
 from lmbench.errors import ConfigError
 from lmbench.models.neural import NeuralLM
-from lmbench.models.output import OutputLayer
+from lmbench.models.output import OutputKind, OutputLayer
 from lmbench.training.loop import Batch
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -24,13 +24,13 @@ CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 @dataclass
 class RNNConfig:
     vocab_size: int
-    cell: str = "lstm"
+    cell: Literal["rnn", "gru", "lstm"] = "lstm"
     emb_size: int = 256
     hidden_size: int = 256
     layers: int = 2
     dropout: float = 0.2
     tie_weights: bool = True
-    output: str = "full"  # full | adaptive
+    output: OutputKind = "full"  # full softmax, or adaptive softmax (Grave et al. 2017) with ``cutoffs``
     cutoffs: list[int] | None = None
 
     def __post_init__(self) -> None:

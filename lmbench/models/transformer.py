@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from torch import nn
 
 from lmbench.errors import ConfigError
 from lmbench.models.neural import NeuralLM
-from lmbench.models.output import OutputLayer
+from lmbench.models.output import OutputKind, OutputLayer
 from lmbench.models.windows import rolling_logprobs
 from lmbench.training.loop import Batch
 
@@ -34,9 +34,9 @@ class TransformerConfig:
     d_ff: int | None = None  # default 4 * d_model
     dropout: float = 0.1
     window: int = 128
-    positions: str = "learned"  # learned | sinusoidal
+    positions: Literal["learned", "sinusoidal"] = "learned"  # learned position embeddings or fixed sinusoids
     tie_weights: bool = True
-    output: str = "full"
+    output: OutputKind = "full"  # full softmax, or adaptive softmax (Grave et al. 2017) with ``cutoffs``
     cutoffs: list[int] | None = None
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from lmbench.errors import ConfigError, DataError, TrainingDiverged, first_line
 from lmbench.io import load_tensors
 from lmbench.training import distributed
 from lmbench.training.budget import Budget
-from lmbench.training.precision import Precision, resolve_precision
+from lmbench.training.precision import Precision, PrecisionName, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,10 @@ def on_validation(hook: Callable[[dict[str, float]], None]) -> Iterator[None]:
         _VALIDATION_HOOK.reset(token)
 
 
-SCHEDULES = ("cosine", "plateau", "constant", "step")
-OPTIMIZERS = ("adamw", "sgd")
+Schedule = Literal["cosine", "plateau", "constant", "step"]
+Optimizer = Literal["adamw", "sgd"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 # a validation loss above log(float max) ~ 709.8 nats a token has no representable perplexity; no model that
@@ -89,7 +91,7 @@ class TrainConfig:
     """
 
     lr: float = 3e-3
-    optimizer: str = "adamw"  # adamw | sgd
+    optimizer: Optimizer = "adamw"  # AdamW, or SGD (momentum, nesterov) as in the recipes of the papers
     weight_decay: float | None = None  # AdamW: decoupled decay, default 0.01; SGD: L2 penalty, default 0
     betas: list[float] | None = None  # AdamW only, default [0.9, 0.999]
     momentum: float | None = None  # SGD only, default 0
@@ -97,7 +99,7 @@ class TrainConfig:
     batch_size: int = 32
     seq_len: int = 64  # BPTT length (recurrent) / training window (Transformer)
     warmup_steps: int = 100
-    schedule: str = "cosine"  # cosine | plateau | constant | step
+    schedule: Schedule = "cosine"  # the learning rate after warm-up: cosine, plateau, constant or step decay
     min_lr_ratio: float = 0.1
     plateau_factor: float | None = (
         None  # plateau: lr *= factor after a pass without improvement (default 1/4)
@@ -108,7 +110,7 @@ class TrainConfig:
     init_range: float | None = (
         None  # uniform(-r, r) for every parameter (the papers' init); None: the family's
     )
-    precision: str = "auto"  # auto | float32 | bfloat16 | float16 (see lmbench.training.precision)
+    precision: PrecisionName = "auto"  # see lmbench.training.precision
     epochs: float = 3.0  # used when no budget is given
     eval_every: int | None = None  # steps between validation passes (0: once per epoch; None: ~20 per run)
     patience: int = 3  # validation passes without improvement before stopping (0: never stop early)

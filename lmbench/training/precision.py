@@ -12,12 +12,14 @@ import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 
 from lmbench.errors import ConfigError
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+PrecisionName = Literal["auto", "float32", "bfloat16", "float16"]  # the setting's values
+PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
