@@ -87,6 +87,12 @@ EQUIVALENT = {
     ("bootstrap", "_units", "0 -> 1"):
         "np.zeros(0) -> np.zeros(1) only for an empty input, whose one zero 'unit' has a count of 0: every caller "
         "still sees fewer than two units and returns NaN, as for no unit",
+    ("bootstrap", "_seed_sums", "0 -> 1"):
+        "pairs[0][1] -> pairs[1][1]: the units' token counts, the same for every seed (the other '0 -> 1', "
+        "p[0] -> p[1], stacks counts for sums and is killed)",
+    ("bootstrap", "seeded_perplexity_interval", "1 -> 2"):
+        "the key of the seed-drawing stream, default_rng([seed, 1]) -> [seed, 2]: any fixed key gives an "
+        "independent, reproducible stream; the figures change with it as they do with --seed",
     ("smoothing", "interpolated_to_backoff", "delete `prob[bos_id] = 0.0`"):
         "<s> is never counted as a predicted word, so its order-1 estimate (count 0) and its share of the uniform "
         "base (0) already give it probability 0; the line states the invariant",

@@ -199,6 +199,72 @@ def test_paired_p_value_is_two_sided_on_a_known_split():
     assert s.low == pytest.approx(-2.0) and s.high == pytest.approx(2.0)
 
 
+def _random_lines(n_lines: int = 20, seed: int = 0) -> tuple[TokenStream, np.ndarray, np.ndarray]:
+    """n_lines lines of 1-6 words, and two different models' log-probabilities for them."""
+    rng = np.random.default_rng(seed)
+    data = stream([" ".join(["w"] * int(k)) for k in rng.integers(1, 7, n_lines)])
+    return (
+        data,
+        np.log(rng.uniform(0.05, 0.9, data.num_predicted)),
+        np.log(rng.uniform(0.05, 0.9, data.num_predicted)),
+    )
+
+
+@pytest.mark.parametrize("level", [0.95, 0.6])
+def test_seeded_interval_of_identical_seeds_is_the_one_seed_interval(level):
+    """Resampling seeds that are all the same changes nothing: the several-seed interval is the unit bootstrap's,
+    at every level (the same units are drawn from the same seed)."""
+    data, lp, _ = _random_lines()
+    one = perplexity_interval(lp, data, n_resamples=2000, seed=4, level=level)
+    assert seeded_perplexity_interval([lp, lp.copy()], data, n_resamples=2000, seed=4, level=level) == one
+    assert one[0] < math.exp(-lp.mean()) < one[1]
+    two, lp2 = two_lines([0.5, 0.5], [0.1, 0.1])  # two units are enough to resample: the ends 2 and 10
+    assert seeded_perplexity_interval([lp2, lp2], two, n_resamples=4000, seed=3) == (
+        pytest.approx(2.0),
+        pytest.approx(10.0),
+    )
+
+
+def test_seeded_interval_spans_the_seeds_and_has_its_level():
+    """Two seeds whose perplexities differ: the perplexity of their mean cross-entropy lies inside a 20% interval,
+    which lies inside the 95% one."""
+    data, a, b = _random_lines(40)
+    wide = seeded_perplexity_interval([a, b], data, n_resamples=4000, seed=1)
+    narrow = seeded_perplexity_interval([a, b], data, n_resamples=4000, seed=1, level=0.2)
+    point = math.exp((-a.mean() - b.mean()) / 2)
+    assert wide[0] < narrow[0] <= point <= narrow[1] < wide[1]
+    # nothing to resample (one line), or an impossible token: the point itself
+    one = stream(["w w"])
+    x, y = np.log([0.5] * 3), np.log([0.25] * 3)
+    assert seeded_perplexity_interval([x, y], one) == (pytest.approx(math.sqrt(8)),) * 2
+    y[1] = -np.inf
+    assert seeded_perplexity_interval([x, y], one) == (math.inf, math.inf)
+
+
+def test_seeded_paired_difference_takes_every_seed_of_either_side():
+    """One seed against two different seeds: the difference is of the mean cross-entropies (not of the first
+    seed alone), its interval holds it, and with one line there is no p-value."""
+    data, a, b = _random_lines(30)
+    c = b + 0.3  # a second seed of model B, better everywhere
+    d = seeded_paired_difference([a], [b, c], data, n_resamples=2000, seed=2)
+    expected = math.exp(-a.mean()) - math.exp((-b.mean() - c.mean()) / 2)
+    assert d.difference == pytest.approx(expected, rel=1e-12)
+    assert d.low < d.difference < d.high and 0 < d.p_value <= 1
+    one = stream(["w w"])
+    d = seeded_paired_difference([np.log([0.5] * 3)], [np.log([0.25] * 3)] * 2, one)
+    assert d.low == d.difference == d.high == pytest.approx(-2.0) and math.isnan(d.p_value)
+
+
+def test_paired_difference_p_value_at_its_extremes():
+    """Identical models: every resampled difference is 0, p = 1 (not above it). A model worse on every line by
+    less than one perplexity point: no resample crosses zero, p is the resolution floor 1/n_resamples."""
+    data, a, _ = _random_lines(30)
+    same = paired_difference(a, a.copy(), data, n_resamples=500, seed=0)
+    assert same.difference == same.low == same.high == 0.0 and same.p_value == 1.0
+    worse = paired_difference(a - 0.001, a, data, n_resamples=500, seed=0)
+    assert 0 < worse.low <= worse.difference <= worse.high < 1 and worse.p_value == 1 / 500
+
+
 def test_stream_mode_resamples_blocks_of_the_given_size():
     # blocks of 2 tokens: block 1 at p 1/2, block 2 at p 1/10 -> the interval ends are 2 and 10
     data, lp = two_lines([0.5, 0.5], [0.1, 0.1])
