@@ -468,7 +468,6 @@ def _read_fast(
     1-grams, invalid UTF-8, carriage returns, a count that differs from the header's."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pcsv
 
     if any(m not in sections for m in range(1, order + 1)):
         return None
@@ -481,47 +480,85 @@ def _read_fast(
     lookup_words = None
     for m in range(1, order + 1):
         start, end = sections[m]
-        names = ["lp", *(f"w{j}" for j in range(m)), *(["bow"] if m < order else [])]
-        types = {name: pa.float64() if name in ("lp", "bow") else pa.string() for name in names}
-        try:
-            table = pcsv.read_csv(
-                pa.BufferReader(text.slice(start - lo, end - start)),
-                read_options=pcsv.ReadOptions(column_names=names, use_threads=True, block_size=ARROW_BLOCK),
-                parse_options=pcsv.ParseOptions(delimiter=" ", quote_char=False),
-                convert_options=pcsv.ConvertOptions(
-                    column_types=types, null_values=[""], strings_can_be_null=False, check_utf8=True
-                ),
-            )
-        except (pa.ArrowException, ValueError):  # a line pyarrow cannot split into the expected fields
+        table = _arrow_section(text.slice(start - lo, end - start), m, order)
+        if table is None or table.num_rows != declared[m]:
             return None
-        if table.num_rows != declared[m]:
+        values = _arrow_values(table, m < order)
+        if values is None:
             return None
-        for column in ("lp", "bow")[: 1 + (m < order)]:
-            if table.column(column).null_count:
-                return None
-        lp = _to_numpy(table.column("lp"), np.float64)
-        bow = _to_numpy(table.column("bow"), np.float64) if m < order else np.zeros(table.num_rows)
-        if not (np.isfinite(lp).all() and np.isfinite(bow).all() and (lp <= 0).all()):
-            return None
-        columns: dict = {"lp": lp, "bow": bow}
+        columns: dict = {"lp": values[0], "bow": values[1]}
         if m == 1:
-            unigrams = table.column("w0").combine_chunks()
-            if pc.count_distinct(unigrams).as_py() != len(unigrams) or (
-                len(unigrams) and pc.min(pc.binary_length(unigrams)).as_py() == 0
-            ):
+            unigrams = _arrow_unigrams(table)
+            if unigrams is None:
                 return None
             columns["words"] = unigrams.to_pylist()
             lookup_words = pc.SetLookupOptions(value_set=unigrams)
-        ids = np.empty((table.num_rows, m), dtype=np.int32, order="F")  # filled a column at a time
-        for j in range(m):
-            local = pc.index_in(table.column(f"w{j}"), options=lookup_words)
-            if local.null_count:
-                return None
-            ids[:, j] = _to_numpy(local, np.int32)
-        columns["ids"] = ids
+        columns["ids"] = _arrow_word_ids(table, m, lookup_words)
+        if columns["ids"] is None:
+            return None
         del table
         out[m] = _FastSection(path, data, m, sections[m], columns)
     return out
+
+
+def _arrow_section(text, m: int, order: int):
+    """One section's lines as a pyarrow table (columns lp, w0 .. w{m-1} and, below the top order, bow), or
+    None where a line does not split into those fields."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    names = ["lp", *(f"w{j}" for j in range(m)), *(["bow"] if m < order else [])]
+    types = {name: pa.float64() if name in ("lp", "bow") else pa.string() for name in names}
+    try:
+        return pcsv.read_csv(
+            pa.BufferReader(text),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=True, block_size=ARROW_BLOCK),
+            parse_options=pcsv.ParseOptions(delimiter=" ", quote_char=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=False, check_utf8=True
+            ),
+        )
+    except (pa.ArrowException, ValueError):  # a line pyarrow cannot split into the expected fields
+        return None
+
+
+def _arrow_values(table, with_backoff: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The log10 probabilities and back-offs (zeros without ``with_backoff``) as float64, or None where one
+    is missing, not finite, or a probability above 0."""
+    for column in ("lp", "bow")[: 1 + with_backoff]:
+        if table.column(column).null_count:
+            return None
+    lp = _to_numpy(table.column("lp"), np.float64)
+    bow = _to_numpy(table.column("bow"), np.float64) if with_backoff else np.zeros(table.num_rows)
+    if not (np.isfinite(lp).all() and np.isfinite(bow).all() and (lp <= 0).all()):
+        return None
+    return lp, bow
+
+
+def _arrow_unigrams(table):
+    """The 1-grams' words as one pyarrow array, or None where one is empty or listed twice."""
+    import pyarrow.compute as pc
+
+    unigrams = table.column("w0").combine_chunks()
+    if pc.count_distinct(unigrams).as_py() != len(unigrams) or (
+        len(unigrams) and pc.min(pc.binary_length(unigrams)).as_py() == 0
+    ):
+        return None
+    return unigrams
+
+
+def _arrow_word_ids(table, m: int, lookup_words) -> np.ndarray | None:
+    """Each n-gram's words as 1-gram entry numbers (int32 [rows, m]), one hash lookup per word column; None
+    where a word is not among the 1-grams."""
+    import pyarrow.compute as pc
+
+    ids = np.empty((table.num_rows, m), dtype=np.int32, order="F")  # filled a column at a time
+    for j in range(m):
+        local = pc.index_in(table.column(f"w{j}"), options=lookup_words)
+        if local.null_count:
+            return None
+        ids[:, j] = _to_numpy(local, np.int32)
+    return ids
 
 
 def _to_numpy(column, dtype: type) -> np.ndarray:
