@@ -437,7 +437,7 @@ class _Counter:
         self.bar.update(n - max(last, 0))
         if new_rows is None:
             return table, start_rows
-        return table, _table_rows(table, bounds, runs.chunk_keys, new_rows)  # type: ignore[arg-type]
+        return table, _table_rows(table, bounds, runs.chunk_keys, new_rows)
 
 
 def _ids_and_joins(sequences: np.ndarray, segment_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

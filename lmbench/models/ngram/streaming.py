@@ -146,8 +146,8 @@ class _OrderCounts:
         mark_bos: bool,
     ):
         self.table, self.m, self.bos_id, self.cont = table, m, bos_id, cont
-        self.bos_prev = bos_prev  # per row of order m-1 (order 1: of order 1): starts with <s>
-        # per row of order m, filled by the first pass (from its context's row in bos_prev)
+        self.bos_prev = bos_prev  # per row of order m-1 (at order 1: per word): does it start with <s>
+        # the same per row of order m, filled by the first pass from its context's row in bos_prev
         self.bos_here = np.zeros(len(table), dtype=bool) if mark_bos else None
 
     def counts(self, a: int, b: int) -> np.ndarray:
