@@ -468,7 +468,6 @@ def _read_fast(
     1-grams, invalid UTF-8, carriage returns, a count that differs from the header's."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pcsv
 
     if any(m not in sections for m in range(1, order + 1)):
         return None
@@ -481,47 +480,85 @@ def _read_fast(
     lookup_words = None
     for m in range(1, order + 1):
         start, end = sections[m]
-        names = ["lp", *(f"w{j}" for j in range(m)), *(["bow"] if m < order else [])]
-        types = {name: pa.float64() if name in ("lp", "bow") else pa.string() for name in names}
-        try:
-            table = pcsv.read_csv(
-                pa.BufferReader(text.slice(start - lo, end - start)),
-                read_options=pcsv.ReadOptions(column_names=names, use_threads=True, block_size=ARROW_BLOCK),
-                parse_options=pcsv.ParseOptions(delimiter=" ", quote_char=False),
-                convert_options=pcsv.ConvertOptions(
-                    column_types=types, null_values=[""], strings_can_be_null=False, check_utf8=True
-                ),
-            )
-        except (pa.ArrowException, ValueError):  # a line pyarrow cannot split into the expected fields
+        table = _arrow_section(text.slice(start - lo, end - start), m, order)
+        if table is None or table.num_rows != declared[m]:
             return None
-        if table.num_rows != declared[m]:
+        values = _arrow_values(table, m < order)
+        if values is None:
             return None
-        for column in ("lp", "bow")[: 1 + (m < order)]:
-            if table.column(column).null_count:
-                return None
-        lp = _to_numpy(table.column("lp"), np.float64)
-        bow = _to_numpy(table.column("bow"), np.float64) if m < order else np.zeros(table.num_rows)
-        if not (np.isfinite(lp).all() and np.isfinite(bow).all() and (lp <= 0).all()):
-            return None
-        columns: dict = {"lp": lp, "bow": bow}
+        columns: dict = {"lp": values[0], "bow": values[1]}
         if m == 1:
-            unigrams = table.column("w0").combine_chunks()
-            if pc.count_distinct(unigrams).as_py() != len(unigrams) or (
-                len(unigrams) and pc.min(pc.binary_length(unigrams)).as_py() == 0
-            ):
+            unigrams = _arrow_unigrams(table)
+            if unigrams is None:
                 return None
             columns["words"] = unigrams.to_pylist()
             lookup_words = pc.SetLookupOptions(value_set=unigrams)
-        ids = np.empty((table.num_rows, m), dtype=np.int32, order="F")  # filled a column at a time
-        for j in range(m):
-            local = pc.index_in(table.column(f"w{j}"), options=lookup_words)
-            if local.null_count:
-                return None
-            ids[:, j] = _to_numpy(local, np.int32)
-        columns["ids"] = ids
+        columns["ids"] = _arrow_word_ids(table, m, lookup_words)
+        if columns["ids"] is None:
+            return None
         del table
         out[m] = _FastSection(path, data, m, sections[m], columns)
     return out
+
+
+def _arrow_section(text, m: int, order: int):
+    """One section's lines as a pyarrow table (columns lp, w0 .. w{m-1} and, below the top order, bow), or
+    None where a line does not split into those fields."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    names = ["lp", *(f"w{j}" for j in range(m)), *(["bow"] if m < order else [])]
+    types = {name: pa.float64() if name in ("lp", "bow") else pa.string() for name in names}
+    try:
+        return pcsv.read_csv(
+            pa.BufferReader(text),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=True, block_size=ARROW_BLOCK),
+            parse_options=pcsv.ParseOptions(delimiter=" ", quote_char=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=False, check_utf8=True
+            ),
+        )
+    except (pa.ArrowException, ValueError):  # a line pyarrow cannot split into the expected fields
+        return None
+
+
+def _arrow_values(table, with_backoff: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The log10 probabilities and back-offs (zeros without ``with_backoff``) as float64, or None where one
+    is missing, not finite, or a probability above 0."""
+    for column in ("lp", "bow")[: 1 + with_backoff]:
+        if table.column(column).null_count:
+            return None
+    lp = _to_numpy(table.column("lp"), np.float64)
+    bow = _to_numpy(table.column("bow"), np.float64) if with_backoff else np.zeros(table.num_rows)
+    if not (np.isfinite(lp).all() and np.isfinite(bow).all() and (lp <= 0).all()):
+        return None
+    return lp, bow
+
+
+def _arrow_unigrams(table):
+    """The 1-grams' words as one pyarrow array, or None where one is empty or listed twice."""
+    import pyarrow.compute as pc
+
+    unigrams = table.column("w0").combine_chunks()
+    if pc.count_distinct(unigrams).as_py() != len(unigrams) or (
+        len(unigrams) and pc.min(pc.binary_length(unigrams)).as_py() == 0
+    ):
+        return None
+    return unigrams
+
+
+def _arrow_word_ids(table, m: int, lookup_words) -> np.ndarray | None:
+    """Each n-gram's words as 1-gram entry numbers (int32 [rows, m]), one hash lookup per word column; None
+    where a word is not among the 1-grams."""
+    import pyarrow.compute as pc
+
+    ids = np.empty((table.num_rows, m), dtype=np.int32, order="F")  # filled a column at a time
+    for j in range(m):
+        local = pc.index_in(table.column(f"w{j}"), options=lookup_words)
+        if local.null_count:
+            return None
+        ids[:, j] = _to_numpy(local, np.int32)
+    return ids
 
 
 def _to_numpy(column, dtype: type) -> np.ndarray:
@@ -559,12 +596,45 @@ def check_unigram_mass(path: Path, section: _Section | _FastSection, lp: np.ndar
 def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: int) -> ArpaTables:
     """The tables of an ARPA file (orders up to ``max_order``); words outside ``vocab`` are dropped with
     their n-grams. ``NgramLM.from_arpa`` makes the model."""
-    from lmbench.data.vocabulary import EOS, SPECIALS, UNK, Vocabulary
-    from lmbench.models.ngram.counting import lookup
+    from lmbench.data.vocabulary import SPECIALS, Vocabulary
 
     path = Path(path)
     data = _read_bytes(path)
     declared, sections = _sections(path, data)
+    order = _declared_order(path, declared, sections, max_order)
+    parsed = _read_sections(path, data, sections, declared, order)
+    file_words = _file_words(path, parsed[1])
+    if vocab is None:
+        vocab = Vocabulary([*SPECIALS, *(w for w in file_words if w not in SPECIALS)])
+    to_vocab = np.fromiter(
+        (vocab.index.get(w, -1) for w in file_words), dtype=np.int64, count=len(file_words)
+    )
+    keys_, lp_, bow_ = [], [], []
+    for m in range(1, order + 1):
+        section = parsed[m]
+        lp, bow = _checked_values(path, data, section, top=m == order)
+        ids = to_vocab[section.word_ids(file_words)]
+        rows = np.arange(len(ids))  # entry number in the section, for error messages
+        ok = (ids >= 0).all(axis=1)
+        if not ok.all():
+            ids, lp, bow, rows = ids[ok], lp[ok], bow[ok], rows[ok]
+        if m == 1:
+            keys, lp, bow = _unigram_arrays(vocab, ids[:, 0], lp, bow)
+        else:
+            keys = _keys(section, ids, rows, keys_, len(vocab))
+            del ids
+            keys, sort = _key_order(section, keys, rows)
+            lp, bow = (lp, bow) if sort is None else (lp[sort], bow[sort])
+        keys_.append(keys)
+        lp_.append(lp.astype(np.float32))
+        bow_.append(bow.astype(np.float32) if m < order else np.zeros(0, dtype=np.float32))
+    return ArpaTables(vocab, keys_, lp_, bow_)
+
+
+def _declared_order(
+    path: Path, declared: dict[int, int], sections: dict[int, tuple[int, int]], max_order: int
+) -> int:
+    """The model's order from the ``\\data\\`` header, checked: counts for orders 1..n and a 1-gram section."""
     if not declared:
         raise DataError(f"{path}: the \\data\\ header declares no n-gram counts")
     order = max(declared)
@@ -576,26 +646,48 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: i
         )
     if 1 not in sections:
         raise DataError(f"{path}: no \\1-grams: section")
+    return order
+
+
+def _read_sections(
+    path: Path, data: bytes, sections: dict[int, tuple[int, int]], declared: dict[int, int], order: int
+) -> dict[int, _Section] | dict[int, _FastSection]:
+    """Every section, read by pyarrow where the file is well-formed, else by pandas (which also finds what
+    is wrong), each checked against its count in the header; a section the header leaves out is refused."""
     parsed: dict[int, _Section] | dict[int, _FastSection] | None = _read_fast(
         path, data, sections, declared, order
     )
     if parsed is None:
-        parsed = {}
-        for m in range(1, order + 1):
-            if m not in sections:
-                raise DataError(
-                    f"{path}: header declares {declared[m]} {m}-grams but there is no \\{m}-grams: section"
-                )
-            parsed[m] = _Section(path, data, m, *sections[m])
-            if len(parsed[m]) != declared[m]:
-                raise DataError(
-                    f"{path}: header declares {declared[m]} {m}-grams but the file has {len(parsed[m])}"
-                )
+        parsed = _read_pandas(path, data, sections, declared, order)
     extra = sorted(set(sections) - set(declared))
     if extra:
         raise DataError(f"{path}: \\{extra[0]}-grams: section not declared in the \\data\\ header")
+    return parsed
 
-    uni = parsed[1]
+
+def _read_pandas(
+    path: Path, data: bytes, sections: dict[int, tuple[int, int]], declared: dict[int, int], order: int
+) -> dict[int, _Section]:
+    """Every section read with pandas (what the fast reader leaves: unusual files, and the ones with errors
+    to report), each checked against its count in the header."""
+    parsed = {}
+    for m in range(1, order + 1):
+        if m not in sections:
+            raise DataError(
+                f"{path}: header declares {declared[m]} {m}-grams but there is no \\{m}-grams: section"
+            )
+        parsed[m] = _Section(path, data, m, *sections[m])
+        if len(parsed[m]) != declared[m]:
+            raise DataError(
+                f"{path}: header declares {declared[m]} {m}-grams but the file has {len(parsed[m])}"
+            )
+    return parsed
+
+
+def _file_words(path: Path, uni: _Section | _FastSection) -> pd.Index | list[str]:
+    """The 1-grams' words in file order, checked: no duplicates, ``<unk>`` and ``</s>`` among them."""
+    from lmbench.data.vocabulary import EOS, UNK
+
     file_words: pd.Index | list[str] = uni.words()
     if isinstance(uni, _Section):  # pandas read it: find duplicates (the fast reader has refused them)
         import pandas as pd
@@ -611,82 +703,88 @@ def read_arpa(path: str | Path, vocab: Vocabulary | None = None, *, max_order: i
             raise DataError(
                 f"{path}: no {special} among the 1-grams (expected KenLM/SRILM's {UNK} and {EOS})"
             )
-    if vocab is None:
-        vocab = Vocabulary([*SPECIALS, *(w for w in file_words if w not in SPECIALS)])
-    V = len(vocab)
-    to_vocab = np.fromiter(
-        (vocab.index.get(w, -1) for w in file_words), dtype=np.int64, count=len(file_words)
-    )
+    return file_words
 
-    keys_, lp_, bow_ = [], [], []
-    for m in range(1, order + 1):
-        section = parsed[m]
-        lp, bow = section.values()
-        bad = ~np.isfinite(lp) | (lp > 0)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            what = (
-                "is not a finite number (write -99 for a word never predicted, as KenLM and SRILM do)"
-                if np.isinf(lp[i])
-                else "is not a number <= 0"
-            )
-            raise DataError(f"{section.where(i)}: log10 probability {lp[i]} of a {m}-gram {what}")
-        if m == 1:
-            check_unigram_mass(path, section, lp)
-        bow = bow if m < order else np.zeros(len(lp))
-        infinite = bow == np.inf  # -inf is a context that passes nothing down (lmbench writes it for MLE)
-        if infinite.any():
-            i = int(np.flatnonzero(infinite)[0])
-            raise DataError(
-                f"{section.where(i)}: back-off weight {bow[i]} of a {m}-gram is not a number < inf"
-            )
-        absent = np.isnan(bow)
-        if absent.any():  # SRILM leaves out zero back-offs; a literal nan is an error
-            literal = _nan_backoff(m).search(data, section.start, section.end)
-            if literal:
-                raise DataError(
-                    f"{path}:{_line_at(data, literal.start())}: back-off weight of a {m}-gram is NaN"
-                )
-            bow[absent] = 0.0
-        ids = to_vocab[section.word_ids(file_words)]
-        rows = np.arange(len(ids))  # entry number in the section, for error messages
-        ok = (ids >= 0).all(axis=1)
-        if not ok.all():
-            ids, lp, bow, rows = ids[ok], lp[ok], bow[ok], rows[ok]
-        if m == 1:
-            uni_lp = np.full(V, -np.inf)
-            uni_bo = np.zeros(V)
-            uni_lp[ids[:, 0]] = np.where(lp > NEVER, lp, -np.inf)
-            uni_bo[ids[:, 0]] = bow
-            uni_lp[vocab.bos_id] = -np.inf  # never predicted (KenLM writes 0 or -99 for it)
-            keys_.append(np.arange(V, dtype=np.int64))
-            lp_.append(uni_lp.astype(np.float32))
-            bow_.append(uni_bo.astype(np.float32) if order > 1 else np.zeros(0, dtype=np.float32))
-            continue
-        ctx = ids[:, 0].copy()  # context row: walk the prefix through the lower tables
-        for j in range(1, m - 1):
-            ctx = np.where(ctx >= 0, lookup(keys_[j], np.maximum(ctx, 0) * V + ids[:, j]), -1)
-        if np.any(ctx < 0):
-            i = int(np.flatnonzero(ctx < 0)[0])
-            raise DataError(
-                f"{section.where(int(rows[i]))}: the context of this {m}-gram is not listed as a {m - 1}-gram"
-            )
-        keys = ctx * V + ids[:, -1]
-        del ids, ctx
-        if np.all(keys[1:] > keys[:-1]):  # already in key order and distinct (files lmbench writes)
-            keys_.append(keys)
-            lp_.append(lp.astype(np.float32))
-            bow_.append(bow.astype(np.float32) if m < order else np.zeros(0, dtype=np.float32))
-            continue
-        sort = np.argsort(keys, kind="stable")
-        keys = keys[sort]
-        dup = np.flatnonzero(keys[1:] == keys[:-1])
-        if len(dup):
-            first, second = sorted((int(rows[sort[dup[0]]]), int(rows[sort[dup[0] + 1]])))
-            raise DataError(
-                f"{section.where(second)}: duplicate {m}-gram (first listed at {section.where(first)})"
-            )
-        keys_.append(keys)
-        lp_.append(lp[sort].astype(np.float32))
-        bow_.append(bow[sort].astype(np.float32) if m < order else np.zeros(0, dtype=np.float32))
-    return ArpaTables(vocab, keys_, lp_, bow_)
+
+def _checked_values(
+    path: Path, data: bytes, section: _Section | _FastSection, top: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """A section's log10 probabilities and back-offs (0 at the ``top`` order and where SRILM leaves them
+    out), checked: probabilities finite and <= 0 (1-grams summing to at most one), back-offs below +inf."""
+    m = section.m
+    lp, bow = section.values()
+    bad = ~np.isfinite(lp) | (lp > 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        what = (
+            "is not a finite number (write -99 for a word never predicted, as KenLM and SRILM do)"
+            if np.isinf(lp[i])
+            else "is not a number <= 0"
+        )
+        raise DataError(f"{section.where(i)}: log10 probability {lp[i]} of a {m}-gram {what}")
+    if m == 1:
+        check_unigram_mass(path, section, lp)
+    bow = np.zeros(len(lp)) if top else bow
+    infinite = bow == np.inf  # -inf is a context that passes nothing down (lmbench writes it for MLE)
+    if infinite.any():
+        i = int(np.flatnonzero(infinite)[0])
+        raise DataError(f"{section.where(i)}: back-off weight {bow[i]} of a {m}-gram is not a number < inf")
+    absent = np.isnan(bow)
+    if absent.any():  # SRILM leaves out zero back-offs; a literal nan is an error
+        literal = _nan_backoff(m).search(data, section.start, section.end)
+        if literal:
+            raise DataError(f"{path}:{_line_at(data, literal.start())}: back-off weight of a {m}-gram is NaN")
+        bow[absent] = 0.0
+    return lp, bow
+
+
+def _unigram_arrays(
+    vocab: Vocabulary, ids: np.ndarray, lp: np.ndarray, bow: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order 1 dense over the vocabulary (row = word id): words the file does not list get -inf and back-off
+    0, and ``<s>`` -inf whatever the file says (never predicted: KenLM writes 0 or -99 for it)."""
+    V = len(vocab)
+    uni_lp = np.full(V, -np.inf)
+    uni_bo = np.zeros(V)
+    uni_lp[ids] = np.where(lp > NEVER, lp, -np.inf)
+    uni_bo[ids] = bow
+    uni_lp[vocab.bos_id] = -np.inf
+    return np.arange(V, dtype=np.int64), uni_lp, uni_bo
+
+
+def _keys(
+    section: _Section | _FastSection, ids: np.ndarray, rows: np.ndarray, keys_: list[np.ndarray], V: int
+) -> np.ndarray:
+    """Order m's keys in file order: context row * V + word, the context walked through the lower orders'
+    ``keys_``; an n-gram whose context is not listed is refused (``rows``: entry numbers, for the message)."""
+    from lmbench.models.ngram.counting import lookup
+
+    m = section.m
+    ctx = ids[:, 0].copy()  # context row: walk the prefix through the lower tables
+    for j in range(1, m - 1):
+        ctx = np.where(ctx >= 0, lookup(keys_[j], np.maximum(ctx, 0) * V + ids[:, j]), -1)
+    if np.any(ctx < 0):
+        i = int(np.flatnonzero(ctx < 0)[0])
+        raise DataError(
+            f"{section.where(int(rows[i]))}: the context of this {m}-gram is not listed as a {m - 1}-gram"
+        )
+    return ctx * V + ids[:, -1]
+
+
+def _key_order(
+    section: _Section | _FastSection, keys: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The keys sorted, and the sort that put them in order (None: the file had them in order, as lmbench
+    writes them); duplicates are refused, naming both lines."""
+    m = section.m
+    if np.all(keys[1:] > keys[:-1]):  # already in key order and distinct (files lmbench writes)
+        return keys, None
+    sort = np.argsort(keys, kind="stable")
+    keys = keys[sort]
+    dup = np.flatnonzero(keys[1:] == keys[:-1])
+    if len(dup):
+        first, second = sorted((int(rows[sort[dup[0]]]), int(rows[sort[dup[0] + 1]])))
+        raise DataError(
+            f"{section.where(second)}: duplicate {m}-gram (first listed at {section.where(first)})"
+        )
+    return keys, sort

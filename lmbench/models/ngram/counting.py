@@ -358,111 +358,197 @@ def count_ngrams(
 
     The unigram table is dense (row = word id) so that every vocabulary word has a row even when unseen.
     """
-    from lmbench.models.ngram import sorting  # compiled kernels: Numba loads only when counting runs
+    from tqdm import tqdm
 
+    seq, joined = _ids_and_joins(sequences, segment_starts)
+    n = len(seq)
+    stats = stats if stats is not None else CountingStats()
+    stats.budget = parse_memory(memory)
+    tables = [_unigram_table(seq, vocab_size, skip_first)]
+    if order == 1:
+        return tables
+    show = progress if progress is not None else (sys.stderr.isatty() and n > 5_000_000)
+    bar = tqdm(total=n * (order - 1), unit="pos", unit_scale=True, desc="counting", disable=not show)
+    workers = threads or _default_threads()
+    pool = ThreadPoolExecutor(workers)
+    counter = _Counter(seq, joined, vocab_size, stats, _SpillFolder(spill_dir), pool, workers, bar)
+    try:
+        start_rows = seq  # row of the (m-1)-gram starting at each position (-1: leaves its segment)
+        for m in range(2, order + 1):
+            table, start_rows = counter.count_order(m, start_rows, tables, top=m == order)
+            tables.append(table)
+    finally:
+        bar.close()
+        pool.shutdown()
+    _log_spills(stats)
+    return tables
+
+
+class _Counter:
+    """Counts one order after another over the same positions, within one memory budget."""
+
+    def __init__(
+        self,
+        seq: np.ndarray,
+        joined: np.ndarray,
+        vocab_size: int,
+        stats: CountingStats,
+        spill: _SpillFolder,
+        pool: ThreadPoolExecutor,
+        workers: int,
+        bar,
+    ):
+        self.seq, self.joined, self.vocab_size = seq, joined, vocab_size
+        self.budget, self.stats, self.spill = stats.budget, stats, spill
+        self.pool, self.workers, self.bar = pool, workers, bar
+        self.disk = False  # once one order's table goes to disk, the larger ones above it do too
+
+    def count_order(
+        self, m: int, start_rows: np.ndarray, tables: list[NgramTable], top: bool
+    ) -> tuple[NgramTable, np.ndarray]:
+        """Order m's table from chunks of positions counted into runs and merged, and (below the ``top``
+        order) each position's row in it: the next order's start rows."""
+        n, stats = len(self.seq), self.stats
+        work = _work_budget(self.budget, self.seq, self.joined, start_rows, tables, m)
+        last = max(n - m + 1, 0)  # start positions 0 .. last-1
+        # a quarter for the runs held in memory (merging them takes ~2.5x), a quarter for the work of the
+        # chunks counted at once (one per thread: the kernels release the GIL)
+        parallel = self.workers if last >= PARALLEL_POSITIONS else 1
+        chunk = max(MIN_CHUNK, work // 4 // BYTES_PER_CHUNK_POSITION // parallel, -(-n // MAX_CHUNKS))
+        runs = _Runs(work // 4, self.spill, stats, m, keep_chunks=not top)
+        # the next order's start rows: first each chunk's group numbers, then rows of the merged table
+        new_rows = None if top else np.full(n, -1, dtype=index_dtype(n))
+        bounds = [(a, min(a + chunk, last)) for a in range(0, last, chunk)]
+        count = _chunk_counter(self.seq, self.joined, start_rows, new_rows, m, self.vocab_size)
+        for i in range(0, len(bounds), parallel):
+            batch = bounds[i : i + parallel]
+            for run in self.pool.map(count, batch) if parallel > 1 else map(count, batch):
+                runs.add(*run)  # in chunk order, so the tables do not depend on the threads
+            self.bar.update(sum(b - a for a, b in batch))
+        # the merged table: in memory while the tables fit a quarter of the budget, else on disk
+        held = sum(t.nbytes for t in tables) + runs.entries * BYTES_PER_TABLE_ENTRY
+        self.disk = self.disk or bool(runs.files) or held > self.budget // 4
+        folder = self.spill() if self.disk else None
+        table = _merge_table(runs, m, self.vocab_size, work, n, len(tables[-1]), folder)
+        stats.chunks += len(bounds)
+        stats.per_order_chunks.append(len(bounds))
+        if self.disk:
+            stats.disk_orders.append(m)
+        self.bar.update(n - max(last, 0))
+        if new_rows is None:
+            return table, start_rows
+        return table, _table_rows(table, bounds, runs.chunk_keys, new_rows)
+
+
+def _ids_and_joins(sequences: np.ndarray, segment_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids as int32 where they fit (half the memory of int64), and ``joined[p]``: positions p and p+1
+    belong to the same segment (an n-gram may span them)."""
     seq = np.asarray(sequences)
     if seq.dtype != np.int32 and len(seq) and int(seq.max()) <= INT32_MAX:
         seq = seq.astype(np.int32)
     n = len(seq)
-    V = vocab_size
-    budget = parse_memory(memory)
-    stats = stats if stats is not None else CountingStats()
-    stats.budget = budget
-    # joined[p]: positions p and p+1 belong to the same segment
     joined = np.ones(max(n - 1, 0), dtype=bool)
     starts = np.asarray(segment_starts, dtype=np.int64)
     joined[starts[(starts > 0) & (starts < n)] - 1] = False
+    return seq, joined
 
-    counts1 = np.bincount(seq, minlength=V).astype(np.int64)
+
+def _unigram_table(seq: np.ndarray, vocab_size: int, skip_first: int | None) -> NgramTable:
+    """The dense order-1 table (row = word id, so unseen words have a row too) from one bincount."""
+    counts1 = np.bincount(seq, minlength=vocab_size).astype(np.int64)
     if skip_first is not None:
         counts1[skip_first] = 0
-    words = np.arange(V, dtype=np.int64)
-    zeros = np.zeros(V, dtype=index_dtype(V))
-    tables = [NgramTable(1, words, counts1, zeros, zeros.copy(), V)]
-    if order == 1:
-        return tables
+    words = np.arange(vocab_size, dtype=np.int64)
+    zeros = np.zeros(vocab_size, dtype=index_dtype(vocab_size))
+    return NgramTable(1, words, counts1, zeros, zeros.copy(), vocab_size)
 
-    folder: Path | None = None
 
-    def make_spill_dir() -> Path:
-        nonlocal folder
-        if folder is None:
-            folder = Path(spill_dir) if spill_dir is not None else Path(tempfile.gettempdir())
-            folder.mkdir(parents=True, exist_ok=True)
-            log.info("counting writes sorted runs and tables to %s (anonymous temporary files)", folder)
-        return folder
+class _SpillFolder:
+    """Where runs and tables go once they do not fit: made (and logged) only when first needed."""
 
-    show = progress if progress is not None else (sys.stderr.isatty() and n > 5_000_000)
-    from tqdm import tqdm
+    def __init__(self, spill_dir: str | Path | None):
+        self.spill_dir, self.folder = spill_dir, None
 
-    bar = tqdm(total=n * (order - 1), unit="pos", unit_scale=True, desc="counting", disable=not show)
-    disk = False  # once one order's table goes to disk, the larger ones above it do too
-    position_dtype = np.dtype(index_dtype(n))
-    workers = threads or min(
-        MAX_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    )
-    pool = ThreadPoolExecutor(workers)
-    try:
-        start_rows = seq  # row of the (m-1)-gram starting at each position (-1: leaves its segment)
-        for m in range(2, order + 1):
-            # held: what the process holds now (the caller's text, the ids, the joins, the start rows, the
-            # tables in memory), and the next order's start rows to come
-            counted = seq.nbytes + joined.nbytes + n * start_rows.itemsize + sum(t.nbytes for t in tables)
-            fixed = max(counted, resident_memory()) + n * 4
-            work = budget - fixed
-            if work < MIN_WORK:
-                if m == 2:
-                    log.warning(
-                        "memory budget %d MiB is below what the corpus arrays and tables need (%d MiB); "
-                        "counting in minimal chunks",
-                        budget >> 20,
-                        fixed >> 20,
-                    )
-                work = MIN_WORK
-            last = max(n - m + 1, 0)  # start positions 0 .. last-1
-            # a quarter for the runs held in memory (merging them takes ~2.5x), a quarter for the work of the
-            # chunks counted at once (one per thread: the kernels release the GIL)
-            threads = workers if last >= PARALLEL_POSITIONS else 1
-            chunk = max(MIN_CHUNK, work // 4 // BYTES_PER_CHUNK_POSITION // threads, -(-n // MAX_CHUNKS))
-            runs = _Runs(work // 4, make_spill_dir, stats, m, keep_chunks=m < order)
-            # the next order's start rows: first each chunk's group numbers, then rows of the merged table
-            new_rows = np.full(n, -1, dtype=index_dtype(n)) if m < order else None
-            bounds = [(a, min(a + chunk, last)) for a in range(0, last, chunk)]
+    def __call__(self) -> Path:
+        if self.folder is None:
+            self.folder = Path(self.spill_dir) if self.spill_dir is not None else Path(tempfile.gettempdir())
+            self.folder.mkdir(parents=True, exist_ok=True)
+            log.info("counting writes sorted runs and tables to %s (anonymous temporary files)", self.folder)
+        return self.folder
 
-            def count_range(span: tuple[int, int], m: int = m, start_rows=start_rows, new_rows=new_rows):
-                """One chunk's run; ``new_rows`` gets its positions' group numbers (chunks never overlap)."""
-                pos, keys = sorting.chunk_keys(start_rows, seq, joined, *span, m, V, position_dtype)
-                # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
-                return sorting.count_chunk(keys, pos, start_rows, new_rows)
 
-            for i in range(0, len(bounds), threads):
-                batch = bounds[i : i + threads]
-                for run in pool.map(count_range, batch) if threads > 1 else map(count_range, batch):
-                    runs.add(*run)  # in chunk order, so the tables do not depend on the threads
-                bar.update(sum(b - a for a, b in batch))
-            chunk_uniq = runs.chunk_keys
-            # the merged table: in memory while the tables fit a quarter of the budget, else on disk
-            held = sum(t.nbytes for t in tables) + runs.entries * BYTES_PER_TABLE_ENTRY
-            disk = disk or bool(runs.files) or held > budget // 4
-            table = _merge_table(runs, m, V, work, n, len(tables[-1]), make_spill_dir() if disk else None)
-            stats.chunks += len(bounds)
-            stats.per_order_chunks.append(len(bounds))
-            if disk:
-                stats.disk_orders.append(m)
-            tables.append(table)
-            if new_rows is not None:  # rows of the m-grams starting at each position, for the next order
-                if len(bounds) > 1:  # one chunk: its groups are the table's rows already
-                    table_keys = in_memory(table.keys)
-                    for i, (a, b) in enumerate(bounds):
-                        sorting.remap_rows(new_rows, a, b, sorting.sorted_lookup(table_keys, chunk_uniq[i]))
-                    del table_keys
-                chunk_uniq.close()
-                start_rows = new_rows.astype(index_dtype(len(table)), copy=False)
-                del new_rows, chunk_uniq
-            bar.update(n - max(last, 0))
-    finally:
-        bar.close()
-        pool.shutdown()
+def _default_threads() -> int:
+    """The cores this process may use, at most ``MAX_THREADS``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return min(MAX_THREADS, cores)
+
+
+def _work_budget(
+    budget: int,
+    seq: np.ndarray,
+    joined: np.ndarray,
+    start_rows: np.ndarray,
+    tables: list[NgramTable],
+    m: int,
+) -> int:
+    """Bytes order m's chunks and runs may use: the budget less what the process holds now (the caller's
+    text, the ids, the joins, the start rows, the tables in memory) and the next order's start rows."""
+    n = len(seq)
+    counted = seq.nbytes + joined.nbytes + n * start_rows.itemsize + sum(t.nbytes for t in tables)
+    fixed = max(counted, resident_memory()) + n * 4
+    work = budget - fixed
+    if work >= MIN_WORK:
+        return work
+    if m == 2:
+        log.warning(
+            "memory budget %d MiB is below what the corpus arrays and tables need (%d MiB); "
+            "counting in minimal chunks",
+            budget >> 20,
+            fixed >> 20,
+        )
+    return MIN_WORK
+
+
+def _chunk_counter(
+    seq: np.ndarray,
+    joined: np.ndarray,
+    start_rows: np.ndarray,
+    new_rows: np.ndarray | None,
+    m: int,
+    vocab_size: int,
+) -> Callable[[tuple[int, int]], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A function counting one chunk (a span of start positions) of order m into a run; ``new_rows`` gets
+    its positions' group numbers (chunks never overlap, so threads may share it)."""
+    from lmbench.models.ngram import sorting  # compiled kernels: Numba loads only when counting runs
+
+    position_dtype = np.dtype(index_dtype(len(seq)))
+
+    def count_range(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos, keys = sorting.chunk_keys(start_rows, seq, joined, *span, m, vocab_size, position_dtype)
+        # suffix: the (m-1)-gram starting one position later, whose row the previous order recorded
+        return sorting.count_chunk(keys, pos, start_rows, new_rows)
+
+    return count_range
+
+
+def _table_rows(
+    table: NgramTable, bounds: list[tuple[int, int]], chunk_keys: _ChunkKeys, new_rows: np.ndarray
+) -> np.ndarray:
+    """Each position's row in the merged ``table`` (the next order's start rows), from its group number in
+    its chunk and the chunk's own sorted keys: no sort of the positions again."""
+    from lmbench.models.ngram import sorting
+
+    if len(bounds) > 1:  # one chunk: its groups are the table's rows already
+        table_keys = in_memory(table.keys)
+        for i, (a, b) in enumerate(bounds):
+            sorting.remap_rows(new_rows, a, b, sorting.sorted_lookup(table_keys, chunk_keys[i]))
+        del table_keys
+    chunk_keys.close()
+    return new_rows.astype(index_dtype(len(table)), copy=False)
+
+
+def _log_spills(stats: CountingStats) -> None:
+    """One log line when counting went to disk, saying how much."""
     if stats.spilled_runs or stats.disk_orders:
         log.info(
             "counting: %d chunks, %d runs spilled (%.1f MiB), orders %s on disk",
@@ -471,7 +557,6 @@ def count_ngrams(
             stats.spill_bytes / 2**20,
             stats.disk_orders,
         )
-    return tables
 
 
 def _merge_table(

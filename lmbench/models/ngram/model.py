@@ -193,12 +193,7 @@ class NgramLM(LanguageModel):
                 f"{', '.join(SMOOTHERS)}"
             )
         vocab = train.vocab
-        if self.train_context == "sentence":
-            seq = train.with_markers(bos=True)
-            starts = train.offsets[:-1] + 2 * np.arange(train.num_lines, dtype=np.int64)
-        else:
-            seq = train.stream()
-            starts = np.zeros(1, dtype=np.int64)
+        seq, starts = self._training_sequence(train)
         stats = CountingStats()
         budget = parse_memory(self.memory)
         spill_dir = Path(run_dir) / "ngram-spill" if run_dir is not None else None
@@ -229,8 +224,22 @@ class NgramLM(LanguageModel):
                 f"{sum(len(t) for t in tables):,}",
             )
             tables = [t.load() for t in tables]
+        return self._fit_in_memory(tables, vocab, dtype)
 
-        def store(arrays: BackoffArrays) -> BackoffArrays:  # each order as soon as it is final
+    def _training_sequence(self, train: TokenStream) -> tuple[np.ndarray, np.ndarray]:
+        """The ids counting reads and where its segments start: each line ``<s> .. </s>`` on its own
+        (``sentence``), or the whole text as one segment (``stream``: n-grams cross line ends)."""
+        if self.train_context == "sentence":
+            seq = train.with_markers(bos=True)
+            starts = train.offsets[:-1] + 2 * np.arange(train.num_lines, dtype=np.int64)
+            return seq, starts
+        return train.stream(), np.zeros(1, dtype=np.int64)
+
+    def _fit_in_memory(self, tables: list, vocab: Vocabulary, dtype: np.dtype) -> NgramLM:
+        """Smooth tables held in memory, each order stored in log10 as soon as it is final (and its counts
+        released), so the linear and log copies of all orders are never held at once."""
+
+        def store(arrays: BackoffArrays) -> BackoffArrays:
             return BackoffArrays(prob=to_log10(arrays.prob, dtype), bow=to_log10(arrays.bow, dtype))
 
         arrays = self.smoother.to_backoff(tables, bos_id=vocab.bos_id, finish=store, consume=True)

@@ -102,8 +102,6 @@ def smooth_streamed(
     """
     from tqdm import tqdm
 
-    from lmbench.models.ngram.interpolation import interpolate
-
     N, V = len(tables), len(tables[0])
     chunk = max(MIN_ROWS, memory // BYTES_PER_ROW)
     fit = StreamedFit([], [])
@@ -113,74 +111,117 @@ def smooth_streamed(
         total=sum(map(len, tables)), unit="n-gram", unit_scale=True, desc="smoothing", disable=not progress
     )
     for m, table in enumerate(tables, start=1):
-        n_rows, n_ctx = len(table), (1 if m == 1 else len(tables[m - 2]))
         below_top = continuation and m < N
-        cont = _continuation_counts(tables[m], n_rows, max(chunk * 4, memory // 8)) if below_top else None
-        bos_rows = bos_prev if m == 1 else None
-        bos_here = np.zeros(n_rows, dtype=bool) if below_top and m > 1 else None
-
-        def counts_of(a: int, b: int, bos_rows: np.ndarray | None, m: int = m, cont=cont) -> np.ndarray:
-            raw = rows(tables[m - 1].counts, a, b)
-            if cont is None:  # raw counts: the top order, or absolute discounting
-                return raw.astype(np.float64)
-            c = np.where(bos_rows, raw, cont[a:b]).astype(np.float64)
-            if m == 1:
-                c[bos_id] = 0.0
-            return c
-
-        # pass 1: count-of-counts for the discounts (and which rows start with <s>)
-        coc = np.zeros(4, dtype=np.int64)
-        for a in range(0, n_rows, chunk if m > 1 else max(n_rows, 1)):
-            b = min(a + chunk, n_rows) if m > 1 else n_rows
-            if bos_here is not None:
-                bos_here[a:b] = bos_prev[rows(table.context, a, b)]
-            c = counts_of(a, b, bos_rows if m == 1 else (bos_here[a:b] if bos_here is not None else None))
-            coc += count_of_counts(c, 4)
-        d = discount(m, coc)
+        cont = _continuation_counts(tables[m], len(table), max(chunk * 4, memory // 8)) if below_top else None
+        counts = _OrderCounts(table, m, bos_id, cont, bos_prev, below_top and m > 1)
+        d = discount(m, counts.count_of_counts(chunk))  # pass 1
         fit.discounts.append(d)
-
-        # pass 2: alpha, gamma and the interpolated probability, chunk by chunk
         prob_sink = Sink(dtype, folder, table.on_disk)
         bow_sink = Sink(dtype, folder, tables[m - 2].on_disk) if m > 1 else None
-        new_lower = np.empty(n_rows) if m < N else None
-        a = lo = 0
-        while True:
-            if m == 1:
-                b, ctx = n_rows, np.zeros(n_rows, np.int64)
-            else:
-                b, ctx = _context_chunk(table.context, a, chunk)
-            hi = n_ctx if b >= n_rows else int(rows(table.context, b, b + 1)[0])
-            c = counts_of(a, b, bos_rows if m == 1 else (bos_here[a:b] if bos_here is not None else None))
-            disc = discount_per_count(c, d)
-            local = ctx - lo if lo else ctx
-            if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies
-                prob, gammas = c / c.sum(), np.zeros(1)
-            else:
-                suffix = np.arange(n_rows) if m == 1 else rows(table.suffix, a, b)
-                prob, gammas = interpolate(c, disc, local, hi - lo, lower, suffix)
-            del c, disc
-            if m == 1:
-                prob[bos_id] = 0.0
-            prob_sink.append(_log10(prob, dtype))
-            if new_lower is not None:
-                new_lower[a:b] = prob
-            if bow_sink is not None:  # order m-1's back-off weights: gamma of the contexts lo .. hi-1
-                bow_sink.append(_log10(gammas, dtype))
-            bar.update(b - a)
-            lo, a = hi, b
-            if b >= n_rows:
-                break
+        n_ctx = 1 if m == 1 else len(tables[m - 2])
+        lower = _interpolate_order(  # pass 2
+            counts, d, lower, n_ctx, chunk, interpolate_unigrams, prob_sink, bow_sink, m == N, bar
+        )
         fit.log10prob.append(prob_sink.result())
         if bow_sink is not None:
             fit.log10bow.append(bow_sink.result())
-        lower = new_lower  # type: ignore[assignment]
-        if bos_here is not None:
-            bos_prev = bos_here
-        elif m == 1:
-            bos_prev = bos_rows  # type: ignore[assignment]
+        if counts.bos_here is not None:
+            bos_prev = counts.bos_here
     bar.close()
     fit.log10bow.append(np.zeros(0, dtype=dtype))  # no back-offs at the top order
     return fit
+
+
+class _OrderCounts:
+    """Order m's counts to discount, by row chunk: raw counts, or (``cont``, Kneser-Ney below the top order)
+    continuation counts, except for n-grams that start with ``<s>``, which nothing can precede."""
+
+    def __init__(
+        self,
+        table: NgramTable,
+        m: int,
+        bos_id: int,
+        cont: np.ndarray | None,
+        bos_prev: np.ndarray,
+        mark_bos: bool,
+    ):
+        self.table, self.m, self.bos_id, self.cont = table, m, bos_id, cont
+        self.bos_prev = bos_prev  # per row of order m-1 (at order 1: per word): does it start with <s>
+        # the same per row of order m, filled by the first pass from its context's row in bos_prev
+        self.bos_here = np.zeros(len(table), dtype=bool) if mark_bos else None
+
+    def counts(self, a: int, b: int) -> np.ndarray:
+        """Rows a .. b-1's counts to discount, as float64."""
+        raw = rows(self.table.counts, a, b)
+        if self.cont is None:  # raw counts: the top order, or absolute discounting
+            return raw.astype(np.float64)
+        if self.m == 1:
+            c = np.where(self.bos_prev, raw, self.cont[a:b]).astype(np.float64)
+            c[self.bos_id] = 0.0
+            return c
+        bos_rows = self.bos_here[a:b] if self.bos_here is not None else None
+        return np.where(bos_rows, raw, self.cont[a:b]).astype(np.float64)
+
+    def count_of_counts(self, chunk: int) -> np.ndarray:
+        """n1..n4 of the counts (what the discounts are made of), read by chunks; marks ``bos_here``."""
+        n_rows = len(self.table)
+        step = chunk if self.m > 1 else max(n_rows, 1)  # order 1 (dense over the vocabulary): one chunk
+        coc = np.zeros(4, dtype=np.int64)
+        for a in range(0, n_rows, step):
+            b = min(a + step, n_rows)
+            if self.bos_here is not None:
+                self.bos_here[a:b] = self.bos_prev[rows(self.table.context, a, b)]
+            coc += count_of_counts(self.counts(a, b), 4)
+        return coc
+
+
+def _interpolate_order(
+    counts: _OrderCounts,
+    d: float | tuple[float, float, float],
+    lower: np.ndarray,
+    n_ctx: int,
+    chunk: int,
+    interpolate_unigrams: bool,
+    prob_sink: Sink,
+    bow_sink: Sink | None,
+    top: bool,
+    bar,
+) -> np.ndarray | None:
+    """Pass 2 over order m, by chunks of whole contexts: log10 probabilities into ``prob_sink`` and order
+    m-1's back-off weights into ``bow_sink``; returns the linear probabilities (the next order's ``lower``),
+    or None at the ``top`` order."""
+    from lmbench.models.ngram.interpolation import interpolate
+
+    table, m = counts.table, counts.m
+    n_rows = len(table)
+    new_lower = None if top else np.empty(n_rows)
+    a = lo = 0
+    while True:
+        if m == 1:
+            b, ctx = n_rows, np.zeros(n_rows, np.int64)
+        else:
+            b, ctx = _context_chunk(table.context, a, chunk)
+        hi = n_ctx if b >= n_rows else int(rows(table.context, b, b + 1)[0])
+        c = counts.counts(a, b)
+        disc = discount_per_count(c, d)
+        local = ctx - lo if lo else ctx
+        if m == 1 and not interpolate_unigrams:  # Kneser-Ney: continuation counts, not raw frequencies
+            prob, gammas = c / c.sum(), np.zeros(1)
+        else:
+            suffix = np.arange(n_rows) if m == 1 else rows(table.suffix, a, b)
+            prob, gammas = interpolate(c, disc, local, hi - lo, lower, suffix)
+        del c, disc
+        if m == 1:
+            prob[counts.bos_id] = 0.0
+        prob_sink.append(_log10(prob, prob_sink.dtype))
+        if new_lower is not None:
+            new_lower[a:b] = prob
+        if bow_sink is not None:  # order m-1's back-off weights: gamma of the contexts lo .. hi-1
+            bow_sink.append(_log10(gammas, bow_sink.dtype))
+        bar.update(b - a)
+        lo, a = hi, b
+        if b >= n_rows:
+            return new_lower
 
 
 def _continuation_counts(above: NgramTable, n_rows: int, chunk: int) -> np.ndarray:
