@@ -43,6 +43,8 @@ from lmbench.results.run import (
     Provenance,
     Reference,
     RunResults,
+    SearchLimit,
+    SearchSpent,
     SearchSummary,
     SearchTrial,
     WordBucket,
@@ -53,6 +55,6 @@ __all__ = [
     "LEGACY_SAMPLE_METRIC", "LM_EVAL_COLUMNS", "READABLE_VERSIONS", "RESULT_COLUMNS", "SAMPLE_ARROW",
     "SAMPLE_COLUMNS", "SCHEMA_VERSION", "SEED_COLUMNS", "TASK_COLUMNS", "TASK_TIME_COLUMNS", "TIMING_COLUMNS",
     "AttentionExample", "CombinedRow", "CurveBaseline", "CurvePoint", "EntropyFloor", "ModelInfo",
-    "Provenance", "Record", "Reference", "ResultRow", "RunResults", "Sample", "SearchSummary", "SearchTrial",
+    "Provenance", "Record", "Reference", "ResultRow", "RunResults", "Sample", "SearchLimit", "SearchSpent", "SearchSummary", "SearchTrial",
     "TaskResults", "TaskRow", "WordBucket", "json_restore", "json_safe", "main_view",
 ]  # fmt: skip

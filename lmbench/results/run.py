@@ -57,6 +57,12 @@ class CombinedRow(Record):
     diff_high: float | None = optional()
     p_value: float | None = optional()
 
+    @classmethod
+    def of_seed(cls, row: ResultRow, *, model: str | None = None) -> CombinedRow:
+        """One seed's row as a results row of its own (``model``: the name to show it under)."""
+        values = {k: v for k, v in row.to_dict().items() if k != "seed"}
+        return cls(**{**values, "model": model or row.model})
+
 
 @dataclass
 class CurvePoint(Record):
@@ -67,8 +73,8 @@ class CurvePoint(Record):
     seconds: float | None = None
     train_loss: float | None = None
     lr: float | None = optional()  # absent in curves of versions that did not log it
-    valid_loss: float | None = None
-    valid_perplexity: float | None = None
+    valid_loss: float | None = optional()  # absent at a point without a validation pass
+    valid_perplexity: float | None = optional()
 
 
 @dataclass
@@ -174,6 +180,28 @@ class SearchTrial(Record):
 
 
 @dataclass
+class SearchSpent(Record):
+    """What a search spent: its trials (complete and pruned among them), tokens, epochs and seconds."""
+
+    trials: int
+    complete: int = 0
+    pruned: int = 0
+    tokens: int = 0
+    epochs: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class SearchLimit(Record):
+    """A search's limits (None: that limit was not set)."""
+
+    trials: int | None = None
+    epochs: float | None = None
+    tokens: int | None = None
+    minutes: float | None = None
+
+
+@dataclass(kw_only=True)
 class SearchSummary(Record):
     """What one model's search found and spent."""
 
@@ -183,8 +211,8 @@ class SearchSummary(Record):
     space: dict[str, dict[str, Any]]  # each searched setting's range or choices
     limits: str
     trial_budget: str
-    spent: dict[str, float]  # trials, complete, pruned, tokens, epochs, seconds
-    limit: dict[str, float | None]  # trials, tokens, epochs, minutes (None: none)
+    spent: SearchSpent
+    limit: SearchLimit = field(default_factory=SearchLimit)
     study: str
     storage: str
     trials: list[SearchTrial] = field(default_factory=list)
