@@ -850,7 +850,9 @@ def run_results(
         samples=samples,  # generated texts, apart from the figures
         models={name: ModelInfo.read(info, f"models.{name}") for name, info in models.items()},
         failures=failures,
-        entropy_floor=EntropyFloor.read(loaded.entropy_floor, "entropy_floor") if loaded.entropy_floor else None,
+        entropy_floor=EntropyFloor.read(loaded.entropy_floor, "entropy_floor")
+        if loaded.entropy_floor
+        else None,
         word_buckets=word_frequency_buckets(config, collected, data),
         attention=attention_examples(config, trained, collected, data),
         references=[Reference.read(r, f"references[{i}]") for i, r in enumerate(config.report.references)],
@@ -870,13 +872,17 @@ def run_results(
             corpus_checksums=loaded.corpus.checksums,
             corpus_card=loaded.card,
             tokenizer=config.corpus.tokenizer,
-            external_tokenizer=data.external_tokenizer.name if data.external_tokenizer else config.corpus.tokenizer,
+            external_tokenizer=data.external_tokenizer.name
+            if data.external_tokenizer
+            else config.corpus.tokenizer,
             vocab_size=len(data.vocab),
             tokenizer_sha256=subword_identity(data.tokenizer).get("tokenizer_sha256"),
             contexts=config.evaluate.contexts,
             bootstrap=config.evaluate.bootstrap,
             budgets={name: info["budget"] for name, info in models.items()},
-            fingerprints={name: [seed.info["fingerprint"] for seed in trained.seeds[name]] for name in models},
+            fingerprints={
+                name: [seed.info["fingerprint"] for seed in trained.seeds[name]] for name in models
+            },
             device=device_name(),
             libraries=library_versions(),
             config_file=config.source,

@@ -10,6 +10,7 @@ importing this module leaves the process's matplotlib backend alone and no figur
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-from collections.abc import Callable
 
 from lmbench.results import CombinedRow, RunResults, main_view
 
@@ -94,7 +93,9 @@ def _caption(fig, notes: list[str]) -> None:
 def _floor(ax, results: RunResults) -> None:
     floor = results.entropy_floor
     if floor:
-        ax.axhline(floor.perplexity, color="grey", linestyle="--", label=f"true source ({floor.perplexity:.2f})")
+        ax.axhline(
+            floor.perplexity, color="grey", linestyle="--", label=f"true source ({floor.perplexity:.2f})"
+        )
 
 
 def _save(fig, path: Path, notes: list[str] | None = None) -> Path:
@@ -145,7 +146,9 @@ def headline(results: RunResults, path: Path) -> Path | None:
     ladder only where the models form one."""
     split, context = main_view(results.rows)
     steps = [r for r in results.rows if r.split == split and r.context == context]
-    finite = [r.perplexity for r in steps if isinstance(r.perplexity, (int, float)) and math.isfinite(r.perplexity)]
+    finite = [
+        r.perplexity for r in steps if isinstance(r.perplexity, (int, float)) and math.isfinite(r.perplexity)
+    ]
     if not finite:
         return None
     colours = model_colours(results)
@@ -340,9 +343,15 @@ def write_plots(results: RunResults, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     made = [
         headline(results, out_dir / "headline.png"),
-        _scatter(results, lambda r: r.parameters, "parameters", out_dir / "perplexity_vs_parameters.png", logx=True),
         _scatter(
-            results, lambda r: r.train_seconds, "training time (s)", out_dir / "perplexity_vs_time.png", logx=True
+            results, lambda r: r.parameters, "parameters", out_dir / "perplexity_vs_parameters.png", logx=True
+        ),
+        _scatter(
+            results,
+            lambda r: r.train_seconds,
+            "training time (s)",
+            out_dir / "perplexity_vs_time.png",
+            logx=True,
         ),
         learning_curves(results, out_dir / "learning_curves.png"),
         minimal_pairs_by_distance(results, out_dir / "minimal_pairs_by_distance.png"),

@@ -207,7 +207,9 @@ def spend_text(search: SearchSummary) -> str:
     def of(set_to: float | None, text: str, shown: str) -> str:
         return f"{text} / {shown}" if set_to is not None else text
 
-    parts = [of(limit.trials, f"{int(spent.trials)}", f"{limit.trials}") + f" trials ({int(spent.pruned)} pruned)"]
+    parts = [
+        of(limit.trials, f"{int(spent.trials)}", f"{limit.trials}") + f" trials ({int(spent.pruned)} pruned)"
+    ]
     parts.append(of(limit.tokens, f"{int(spent.tokens):,}", f"{limit.tokens or 0:,}") + " tokens")
     if limit.epochs is not None:
         parts.append(f"{spent.epochs:.3f} / {limit.epochs:g} epochs")

@@ -30,7 +30,10 @@ TASK_INT_COLUMNS = ["n", "distance", "ties", "oov_items", "skipped", "train_item
 
 
 def results_frame(
-    rows: Sequence[CombinedRow | ResultRow], columns: list[str] = RESULT_COLUMNS, *, extra: Sequence[dict] = ()
+    rows: Sequence[CombinedRow | ResultRow],
+    columns: list[str] = RESULT_COLUMNS,
+    *,
+    extra: Sequence[dict] = (),
 ) -> pd.DataFrame:
     """``rows`` (and ``extra`` rows given as dicts) in the fixed columns of a CSV file (results.csv by default),
     missing values empty. Results written before ``word_perplexity`` existed keep their columns (their files

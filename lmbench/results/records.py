@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from lmbench.errors import DataError

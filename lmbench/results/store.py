@@ -71,7 +71,9 @@ def _upgrade_unversioned(stored: dict[str, Any]) -> dict[str, Any]:
     legacy = [r for r in tasks if isinstance(r, dict) and r.get("metric") == LEGACY_SAMPLE_METRIC]
     if not legacy:
         return stored
-    stored["tasks"] = [r for r in tasks if not (isinstance(r, dict) and r.get("metric") == LEGACY_SAMPLE_METRIC)]
+    stored["tasks"] = [
+        r for r in tasks if not (isinstance(r, dict) and r.get("metric") == LEGACY_SAMPLE_METRIC)
+    ]
     stored["samples"] = [*(stored.get("samples") or []), *(_legacy_sample(r).to_dict() for r in legacy)]
     return stored
 
