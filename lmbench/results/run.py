@@ -108,7 +108,7 @@ class EntropyFloor(Record):
     perplexity: float
     bits_per_token: float
     entropy_rate_perplexity: float
-    entropy_rate_bits: float
+    entropy_rate_bits: float | None = None
     valid_perplexity: float | None = None
 
 
