@@ -35,7 +35,7 @@ def read_results(path: str | Path) -> RunResults:
     if not path.is_file():
         raise DataError(f"{path}: not found (expected a report folder written by `lmbench run`)")
     try:
-        stored = json_restore(json.loads(path.read_text(encoding="utf-8")))
+        stored = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
     except (UnicodeDecodeError, OSError) as e:
@@ -44,12 +44,12 @@ def read_results(path: str | Path) -> RunResults:
 
 
 def results_from_dict(stored: Any, source: str = "results") -> RunResults:
-    """:class:`RunResults` from a stored object of a version this lmbench reads (see the module docstring);
-    ``source`` (the file) names it in errors."""
+    """:class:`RunResults` from a stored object (as ``json.loads`` gives it, inf and nan as strings) of a
+    version this lmbench reads (see the module docstring); ``source`` (the file) names it in errors."""
     if not isinstance(stored, dict):
         raise DataError(f"{source}: expected the results object written by `lmbench run`, got a JSON "
                         f"{type(stored).__name__}")  # fmt: skip
-    stored = dict(stored)
+    stored = json_restore(stored)
     version = stored.pop("schema_version", None)
     if version is None:
         stored = _upgrade_unversioned(stored)
