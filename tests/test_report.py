@@ -471,9 +471,9 @@ def test_crossover_with_the_ngram_baseline_is_interpolated_and_stated(tmp_path):
 
 
 def test_results_written_before_curve_baseline_read_it_from_the_rows():
-    from lmbench.reporting.crossover import curve_baseline
-
     import dataclasses
+
+    from lmbench.reporting.crossover import curve_baseline
 
     res = results(curves={"lstm": [{"tokens": 1000, "valid_perplexity": 12.0}]})
     assert curve_baseline(res) is None  # no validation rows in stream context: nothing to read

@@ -37,7 +37,6 @@ from lmbench.results import (
 from lmbench.tasks import ModelEntry, run_tasks, validate_task_configs, validate_tasks
 
 from .test_report import results as report_results
-from .test_report import results_dict as report_results_dict
 
 LEGACY_SAMPLE = {  # how versions before typed samples stored one: a fake figure with the text in `detail`
     "model": "kn3", "task": "generate", "metric": "sample", "value": math.nan, "low": math.nan,
@@ -73,7 +72,9 @@ def test_samples_of_old_results_are_moved_out_of_the_task_rows(tmp_path):
     stored = json.loads(res.to_json())
     assert stored["schema_version"] == SCHEMA_VERSION and [r["metric"] for r in stored["tasks"]] == ["top1"]
     assert list(stored)[:5] == ["schema_version", "experiment", "rows", "rows_by_seed", "tasks"]
-    assert RunResults.from_dict(stored).to_json() == res.to_json()  # today's layout reads back as it was (nan != nan)
+    assert (
+        RunResults.from_dict(stored).to_json() == res.to_json()
+    )  # today's layout reads back as it was (nan != nan)
 
 
 def _full_results() -> RunResults:

@@ -144,10 +144,10 @@ def test_pretrained_tokenizer_is_shared_by_ngram_neural_and_pretrained_lm(tmp_pa
     cfg = parse(tmp_path, config(tmp_path, f'tokenizer = "hf:{tiny_hf_model}"', models))
     assert cfg.corpus.tokenizer == f"hf:{tiny_hf_model / 'tokenizer.json'}"
     results = run_experiment(cfg, tmp_path / "runs")
-    assert not results["failures"]
-    rows = {(r["model"], r["split"]): r for r in results["rows"]}
-    assert {rows[(m, "test")]["tokens"] for m in ("kn3", "lstm", "gpt")} == {rows[("kn3", "test")]["tokens"]}
-    assert rows[("kn3", "test")]["oov"] == 0
+    assert not results.failures
+    rows = {(r.model, r.split): r for r in results.rows}
+    assert {rows[(m, "test")].tokens for m in ("kn3", "lstm", "gpt")} == {rows[("kn3", "test")].tokens}
+    assert rows[("kn3", "test")].oov == 0
     assert (tmp_path / "runs" / "kn3" / "tokenizer.json").is_file()
     # the pretrained model scored on its own tokens: the same total as scoring each raw line directly
     from lmbench.models.pretrained import PretrainedLM
