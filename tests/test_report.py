@@ -162,7 +162,7 @@ def results_dict(**overrides) -> dict:
 
 
 def test_narrative_is_generated_from_the_figures():
-    steps = {s["model"]: s["text"] for s in ladder_narrative(results())}
+    steps = {s.model: s.text for s in ladder_narrative(results())}
     assert "37 of 1,000 test tokens" in steps["bigram-mle"] and "infinite" in steps["bigram-mle"]
     assert "finite again" in steps["kn3"]
     assert "intervals overlap" in steps["kn5"] and "higher than kn3" in steps["kn5"]
@@ -184,7 +184,7 @@ def test_narrative_never_explains_a_result_that_is_ties(tmp_path):
     for row in tied.tasks:
         if row.model == "kn3" and row.corruption:
             row.value, row.low, row.high, row.ties = 0.5, 0.5, 0.5, row.n
-    text = {s["model"]: s["text"] for s in ladder_narrative(tied)}["kn3"]
+    text = {s.model: s.text for s in ladder_narrative(tied)}["kn3"]
     assert "100 of 100 pairs tie" in text and "300 of 300 pairs tie" in text and "measures nothing" in text
     assert "beyond its" not in text and "prefers the real" not in text
     md = (render_report(tied, tmp_path / "report", ["md", "csv", "json"]) / "report.md").read_text()
@@ -337,11 +337,11 @@ def test_report_leads_with_the_headline_then_one_main_table_and_step_cards(tmp_p
 def test_prose_about_the_synthetic_corpus_stays_on_it_and_ratios_read_naturally():
     from lmbench.reporting.narrative import compare_words, forms_ladder, ladder_steps
 
-    synthetic = " ".join(s["why"] for s in ladder_steps(results()))
+    synthetic = " ".join(s.why for s in ladder_steps(results()))
     assert "opener" in synthetic  # the construction a recurrent state targets, named where it exists
     real = results(entropy_floor=None, provenance={"corpus": "wikitext-2", "contexts": ["sentence"]})
-    words = " ".join(s["why"] + s["changed"] for s in ladder_steps(real))
-    words += " ".join(s["text"] for s in ladder_narrative(real))
+    words = " ".join(s.why + s.changed for s in ladder_steps(real))
+    words += " ".join(s.text for s in ladder_narrative(real))
     assert not any(w in words for w in ("opener", "filler", "closer")), words
     assert compare_words(10.0, 29.8, "kn3") == "2.98x kn3's 10.00"
     assert compare_words(10.0, 11.0, "kn3") == "10.0% higher than kn3's 10.00"
@@ -414,16 +414,16 @@ def test_step_cards_say_what_changed_and_why_from_the_figures():
     base = results_dict()
     rows = {r["model"]: {**r, "train_tokens_per_second": 1000.0} for r in base["rows"]}
     steps = ladder_steps(results(rows=[rows["kn3"], rows["bigram-mle"], rows["lstm"]]))
-    assert [s["model"] for s in steps] == ["kn3", "bigram-mle", "lstm"]
-    assert steps[0]["description"].startswith("A trigram model") and "reference point" in steps[0]["why"]
-    assert "did not pay off: a test word never seen after its context gets probability 0" in steps[1]["why"]
-    assert steps[1]["figure"] == "An infinite perplexity on the test split"
-    assert steps[0]["figure"] == "Perplexity 14.00 (95% interval 13.50–14.50) on the test split"
-    assert steps[2]["tokens"] == "45,000 training tokens seen"  # 1000 tokens/s x 45 s
+    assert [s.model for s in steps] == ["kn3", "bigram-mle", "lstm"]
+    assert steps[0].description.startswith("A trigram model") and "reference point" in steps[0].why
+    assert "did not pay off: a test word never seen after its context gets probability 0" in steps[1].why
+    assert steps[1].figure == "An infinite perplexity on the test split"
+    assert steps[0].figure == "Perplexity 14.00 (95% interval 13.50–14.50) on the test split"
+    assert steps[2].tokens == "45,000 training tokens seen"  # 1000 tokens/s x 45 s
     assert (
-        steps[2]["compute"] == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2]["why"]
+        steps[2].compute == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2].why
     )
-    assert "one counting pass" in steps[0]["compute"]
+    assert "one counting pass" in steps[0].compute
 
 
 def test_crossover_with_the_ngram_baseline_is_interpolated_and_stated(tmp_path):

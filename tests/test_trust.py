@@ -436,8 +436,8 @@ def test_the_narrative_explains_a_time_budget_rank_by_tokens_seen():
         ],
         "models": {"rnn": {"family": "rnn"}, "lstm": {"family": "lstm"}},
     })  # fmt: skip
-    text = ladder_narrative(results)[1]["text"]
+    text = ladder_narrative(results)[1].text
     assert "3.0x fewer tokens than rnn" in text and "budget minutes=3" in text
     for r in results.rows:
         r.budget = "tokens=1,000,000"
-    assert "fewer tokens" not in ladder_narrative(results)[1]["text"]
+    assert "fewer tokens" not in ladder_narrative(results)[1].text

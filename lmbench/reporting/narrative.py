@@ -8,6 +8,7 @@ to the entropy floor, minimal pairs beyond an n-gram's reach). Pure functions: n
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from lmbench.models.family import Family, family_named, ladder_rank
@@ -170,6 +171,30 @@ def _agreement(tasks: list[TaskRow], model: str) -> str | None:
     )
 
 
+@dataclass
+class Commentary:
+    """The narrative's paragraph about one model (markdown: the model's name in bold)."""
+
+    model: str
+    text: str
+
+
+@dataclass
+class StepCard:
+    """One model's card in the report: what it is and what changed, its figure, what its training cost, and
+    why the step should help (and whether it did); ``colour``: its plots' colour, set by the HTML report."""
+
+    model: str
+    family: str
+    description: str
+    changed: str
+    figure: str
+    tokens: str
+    compute: str
+    why: str
+    colour: str = ""
+
+
 def main_rows(results: RunResults) -> tuple[str, str, dict[str, CombinedRow]]:
     """The split (test, else the first), the first context, and each model's row there, in ladder order."""
     split, context = main_view(results.rows)
@@ -181,8 +206,8 @@ def _info(results: RunResults, row: CombinedRow) -> ModelInfo:
     return results.models.get(row.model) or ModelInfo(name=row.model, family=row.family)
 
 
-def ladder_narrative(results: RunResults) -> list[dict[str, str]]:
-    """One entry per model: ``{"model", "text"}``, in the order of the results rows."""
+def ladder_narrative(results: RunResults) -> list[Commentary]:
+    """One paragraph per model, in the order of the results rows."""
     split, context, main = main_rows(results)
     if not main:
         return []
@@ -233,7 +258,7 @@ def ladder_narrative(results: RunResults) -> list[dict[str, str]]:
         for text in (_long_distance(tasks, name, window), _agreement(tasks, name)):
             if text:
                 sentences.append(text)
-        out.append({"model": name, "text": " ".join(sentences)})
+        out.append(Commentary(name, " ".join(sentences)))
         prev_name = name
     return out
 
@@ -243,7 +268,7 @@ def narrative_markdown(results: RunResults) -> str:
     steps = ladder_narrative(results)
     if len(steps) < 2:
         return ""
-    return "\n\n".join(step["text"] for step in steps)
+    return "\n\n".join(step.text for step in steps)
 
 
 def _why(
@@ -322,7 +347,7 @@ def _sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def ladder_steps(results: RunResults) -> list[dict[str, Any]]:
+def ladder_steps(results: RunResults) -> list[StepCard]:
     """One short card per model, in ladder order: what it is, what changed, its figure, tokens seen and
     compute, and one sentence of why the step should help (and whether it did)."""
     split, context, main = main_rows(results)
@@ -335,16 +360,16 @@ def ladder_steps(results: RunResults) -> list[dict[str, Any]]:
         prev = results.models.get(prev_name) if prev_name else None
         tokens, compute = _compute(row, info)
         out.append(
-            {
-                "model": name,
-                "family": info.family,
-                "description": _sentence_case(describe_model(name, info)),
-                "changed": _what_changed(prev, info),
-                "figure": _sentence_case(f"{_fmt_ppl(row)} on the {split} split"),
-                "tokens": f"{tokens:,.0f} training tokens seen" if tokens else "",
-                "compute": compute,
-                "why": _why(prev, info, main.get(prev_name) if prev_name else None, row, synthetic=synthetic),
-            }
+            StepCard(
+                model=name,
+                family=info.family,
+                description=_sentence_case(describe_model(name, info)),
+                changed=_what_changed(prev, info),
+                figure=_sentence_case(f"{_fmt_ppl(row)} on the {split} split"),
+                tokens=f"{tokens:,.0f} training tokens seen" if tokens else "",
+                compute=compute,
+                why=_why(prev, info, main.get(prev_name) if prev_name else None, row, synthetic=synthetic),
+            )
         )
         prev_name = name
     return out

@@ -168,11 +168,11 @@ def markdown_report(results: RunResults, images: Sequence[Path] = ()) -> str:
     if len(steps) > 1:
         parts += [f"## {steps_title(results)}", ""]
         for i, step in enumerate(steps, start=1):
-            cost = "; ".join(x for x in (step["tokens"], step["compute"]) if x)
+            cost = "; ".join(x for x in (step.tokens, step.compute) if x)
             parts += [
-                f"**{i}. {step['model']}**: {step['description']}. {step['changed']}  ",
-                step["figure"] + (f" · {cost}" if cost else "") + "  ",
-                f"*{step['why']}*",
+                f"**{i}. {step.model}**: {step.description}. {step.changed}  ",
+                step.figure + (f" · {cost}" if cost else "") + "  ",
+                f"*{step.why}*",
                 "",
             ]
     if "attention" in by_stem:
@@ -272,7 +272,7 @@ def html_report(results: RunResults, images: Sequence[Path] = ()) -> str:
     colours = model_colours(results)
     steps = ladder_steps(results) if len({r.model for r in rows}) > 1 else []
     for step in steps:
-        step["colour"] = _hex(colours.get(step["model"], (0.5, 0.5, 0.5)))
+        step.colour = _hex(colours.get(step.model, (0.5, 0.5, 0.5)))
     split, context = _main_view(results)
     figures = results.tasks
     narrative = narrative_markdown(results)

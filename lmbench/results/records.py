@@ -52,6 +52,8 @@ class Record:
     """Dataclass helpers shared by the records: ``to_dict`` in field order, a tolerant ``from_dict`` and a
     strict ``read``."""
 
+    _field_separator = "."  # between a record's place and its field's in errors: ``rows[3].perplexity``
+
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON-ready values (nested records too), in field order."""
         out = {}
@@ -88,7 +90,7 @@ class Record:
         if missing:
             raise DataError(f"{where}: missing field {missing[0]!r} (a {cls.__name__} needs it)")
         hints = _hints(cls)
-        return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in values.items()})
+        return cls(**{k: _convert(hints[k], v, f"{where}{cls._field_separator}{k}") for k, v in values.items()})
 
 
 def plain(value: Any) -> Any:

@@ -260,6 +260,8 @@ class Provenance(Record):
 class RunResults(Record):
     """Everything an experiment produced, the one input of every report format, tracker and comparison."""
 
+    _field_separator = ": "  # read from a file: ``results.json: rows[3].perplexity``
+
     experiment: str = "experiment"
     rows: list[CombinedRow] = field(default_factory=list)
     rows_by_seed: list[ResultRow] = field(default_factory=list)
