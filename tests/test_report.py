@@ -420,9 +420,7 @@ def test_step_cards_say_what_changed_and_why_from_the_figures():
     assert steps[1].figure == "An infinite perplexity on the test split"
     assert steps[0].figure == "Perplexity 14.00 (95% interval 13.50–14.50) on the test split"
     assert steps[2].tokens == "45,000 training tokens seen"  # 1000 tokens/s x 45 s
-    assert (
-        steps[2].compute == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2].why
-    )
+    assert steps[2].compute == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2].why
     assert "one counting pass" in steps[0].compute
 
 

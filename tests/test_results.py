@@ -105,7 +105,10 @@ def test_results_round_trip_through_results_json(tmp_path):
         (lambda d: d["rows"].__setitem__(0, 3), "rows[0]: expected an object, got int"),
         (lambda d: d.update(rows=3), "rows: expected a list, got int"),
         (lambda d: d["curves"]["lstm"][0].pop("tokens"), "curves.lstm[0]: missing field 'tokens'"),
-        (lambda d: d["samples"].append({"model": "m", "prompt": "p"}), "samples[1]: missing field 'continuation'"),
+        (
+            lambda d: d["samples"].append({"model": "m", "prompt": "p"}),
+            "samples[1]: missing field 'continuation'",
+        ),
     ],
 )
 def test_a_renamed_or_missing_field_fails_when_results_json_is_read(tmp_path, change, message):

@@ -90,7 +90,9 @@ class Record:
         if missing:
             raise DataError(f"{where}: missing field {missing[0]!r} (a {cls.__name__} needs it)")
         hints = _hints(cls)
-        return cls(**{k: _convert(hints[k], v, f"{where}{cls._field_separator}{k}") for k, v in values.items()})
+        return cls(
+            **{k: _convert(hints[k], v, f"{where}{cls._field_separator}{k}") for k, v in values.items()}
+        )
 
 
 def plain(value: Any) -> Any:
