@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lmbench.results.records import Record, ResultRow, Sample, TaskRow, optional
+from lmbench.results.store import read_json, stored_json, today_layout
 
 TrialState = Literal["complete", "pruned", "fail", "running", "waiting"]
 
@@ -286,25 +287,20 @@ class RunResults(Record):
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "results") -> RunResults:  # type: ignore[override]
-        """The results from a stored object of any layout this lmbench reads (:mod:`lmbench.results.store`);
-        ``source`` names it in errors."""
-        from lmbench.results.store import results_from_dict
-
-        return results_from_dict(values, source)
+    def from_dict(cls, values: Any, source: str = "results") -> RunResults:  # type: ignore[override]
+        """The results from a stored object (as ``json.loads`` gives it) of any layout this lmbench reads
+        (:mod:`lmbench.results.store`); ``source`` names it in errors."""
+        return cls.read(today_layout(values, source), source)
 
     @classmethod
     def load(cls, path: str | Path) -> RunResults:
-        """The results stored in the ``results.json`` at ``path``."""
-        from lmbench.results.store import read_results
-
-        return read_results(path)
+        """The results stored in the ``results.json`` at ``path``: the one reader of that file."""
+        return cls.from_dict(read_json(path), str(path))
 
     def to_json(self) -> str:
-        """``results.json``: everything ``lmbench report`` re-renders from, with its schema version."""
-        from lmbench.results.store import results_json
-
-        return results_json(self)
+        """``results.json``: everything ``lmbench report`` re-renders from, with its schema version; the one
+        writer of that file."""
+        return stored_json(self.to_dict())
 
     # ---------------------------------------------------------------------------------------- views
     def row_for(self, model: str, split: str, context: str) -> CombinedRow | None:

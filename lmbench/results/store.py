@@ -1,4 +1,5 @@
-"""``results.json``: the one place :class:`~lmbench.results.run.RunResults` is written and read.
+"""How ``results.json`` stores :class:`~lmbench.results.run.RunResults` (whose ``to_json`` and ``load`` are the
+one place it is written and read): the schema version, inf/nan, and the layouts of earlier versions.
 
 The file carries a ``schema_version``. Files without one (every lmbench before this schema was versioned)
 are read through the same reader: their generated samples, stored then as task rows of metric ``"sample"``
@@ -16,50 +17,47 @@ from typing import Any
 
 from lmbench.errors import DataError
 from lmbench.results.records import LEGACY_SAMPLE_METRIC, SAMPLE_ARROW, Sample
-from lmbench.results.run import RunResults
 
 SCHEMA_VERSION = 1  # raise it when a field is renamed or removed or changes its meaning
 READABLE_VERSIONS = (SCHEMA_VERSION,)  # and files without a version (the layout before versioning)
 
 
-def results_json(results: RunResults) -> str:
-    """The text of ``results.json`` for ``results``: its schema version, then every field."""
-    return json.dumps(json_safe({"schema_version": SCHEMA_VERSION, **results.to_dict()}), indent=2)
-
-
-def read_results(path: str | Path) -> RunResults:
-    """The results stored in ``path`` (a ``results.json``); a :class:`~lmbench.errors.DataError` naming the
-    file where it is missing, not JSON, of an unknown schema version, or lacks a field or holds one this
-    version does not know."""
+def read_json(path: str | Path) -> Any:
+    """The JSON object stored in ``path``; a one-line :class:`~lmbench.errors.DataError` naming the file where
+    it is missing, unreadable or not JSON."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: not found (expected a report folder written by `lmbench run`)")
     try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
     except (UnicodeDecodeError, OSError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
-    return results_from_dict(stored, str(path))
 
 
-def results_from_dict(stored: Any, source: str = "results") -> RunResults:
-    """:class:`RunResults` from a stored object (as ``json.loads`` gives it, inf and nan as strings) of a
-    version this lmbench reads (see the module docstring); ``source`` (the file) names it in errors."""
+def today_layout(stored: Any, source: str) -> dict[str, Any]:
+    """A stored results object (as ``json.loads`` gives it) in today's layout, without its version: inf and
+    nan restored, an unversioned object upgraded (see the module docstring), an unknown version refused."""
     if not isinstance(stored, dict):
         raise DataError(f"{source}: expected the results object written by `lmbench run`, got a JSON "
                         f"{type(stored).__name__}")  # fmt: skip
     stored = json_restore(stored)
     version = stored.pop("schema_version", None)
     if version is None:
-        stored = _upgrade_unversioned(stored)
-    elif version not in READABLE_VERSIONS or isinstance(version, bool):
+        return _upgrade_unversioned(stored)
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise DataError(
             f"{source}: schema_version {version!r} is not one this lmbench ({_lmbench_version()}) reads "
             f"(it reads {readable} and files without a version); a newer lmbench wrote it: upgrade lmbench"
         )
-    return RunResults.read(stored, source)
+    return stored
+
+
+def stored_json(values: dict[str, Any]) -> str:
+    """The text of ``results.json`` for a results object's values: its schema version, then every field."""
+    return json.dumps(json_safe({"schema_version": SCHEMA_VERSION, **values}), indent=2)
 
 
 def _upgrade_unversioned(stored: dict[str, Any]) -> dict[str, Any]:
