@@ -139,7 +139,7 @@ include_path = "tasks"
     datasets.config.HF_DATASETS_CACHE = root / "hf-cache"
     cfg = parse_config(tomllib.loads(config), source="lme.toml", base=root)
     results = run_experiment(cfg, root / "runs")
-    (root / "results.json").write_text(json.dumps(results, default=str), encoding="utf-8")
+    (root / "results.json").write_text(results.to_json(), encoding="utf-8")
     return root
 
 
