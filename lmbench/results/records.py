@@ -66,9 +66,10 @@ class Record:
 
     @classmethod
     def from_dict(cls: type[R], values: dict[str, Any]) -> R:
-        """The record from a stored row; missing keys take their defaults, unknown keys are ignored."""
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in values.items() if k in names})
+        """The record from a stored row; missing keys take their defaults, unknown keys are ignored (nested
+        records too)."""
+        hints = _hints(cls)
+        return cls(**{k: _convert(hints[k], v, k, strict=False) for k, v in values.items() if k in hints})
 
     @classmethod
     def read(cls: type[R], values: Any, where: str) -> R:
@@ -115,17 +116,22 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-def _convert(hint: Any, value: Any, where: str) -> Any:
+def _convert(hint: Any, value: Any, where: str, *, strict: bool = True) -> Any:
     """A stored JSON value as the type ``hint`` says: records (in lists, dict values, optionals) are read
-    strictly, a Literal's value is checked; everything else (numbers, strings, open-ended dicts) as stored."""
+    (strictly, else tolerantly), a Literal's value is checked (when strict); everything else (numbers, strings,
+    open-ended dicts) as stored."""
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
         if value is None:
             return None
         options = [a for a in get_args(hint) if a is not type(None)]
-        return _convert(options[0], value, where) if len(options) == 1 else value
+        return _convert(options[0], value, where, strict=strict) if len(options) == 1 else value
     if isinstance(hint, type) and issubclass(hint, Record) and is_dataclass(hint):
-        return hint.read(value, where)
+        if strict:
+            return hint.read(value, where)
+        return hint.from_dict(value) if isinstance(value, dict) else value
+    if not strict and not (origin in (list, dict) and _holds_record(hint)):
+        return value
     if origin is typing.Literal:
         if value not in get_args(hint):
             choices = ", ".join(repr(a) for a in get_args(hint))
@@ -134,11 +140,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin is list and _holds_record(hint):
         if not isinstance(value, list):
             raise DataError(f"{where}: expected a list, got {type(value).__name__}")
-        return [_convert(get_args(hint)[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_convert(get_args(hint)[0], v, f"{where}[{i}]", strict=strict) for i, v in enumerate(value)]
     if origin is dict and _holds_record(hint):
         if not isinstance(value, dict):
             raise DataError(f"{where}: expected an object, got {type(value).__name__}")
-        return {k: _convert(get_args(hint)[1], v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _convert(get_args(hint)[1], v, f"{where}.{k}", strict=strict) for k, v in value.items()}
     return value
 
 
