@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from lmbench.errors import DataError
 
@@ -38,6 +38,8 @@ TIMING_COLUMNS = [
 
 
 R = TypeVar("R", bound="Record")
+Split = Literal["train", "valid", "test"]  # lmbench.config.SPLIT_NAMES
+ContextMode = Literal["sentence", "stream"]  # lmbench.models.base.CONTEXTS
 # a field with this metadata is left out of its JSON object while None: files written before the field existed
 # (or runs where it does not apply) keep their exact shape when read and written again
 OMITTED_WHEN_NONE = {"omit_when_none": True}
@@ -166,8 +168,8 @@ class ResultRow(Record):
     model: str
     family: str
     seed: int | None  # None for deterministic models
-    split: str
-    context: str
+    split: Split
+    context: ContextMode
     # lmbench.evaluation.Scores, in its order
     tokens: int
     oov: int

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from lmbench.results.records import Record, ResultRow, Sample, TaskRow, optional
+from lmbench.results.records import ContextMode, Record, ResultRow, Sample, Split, TaskRow, optional
 from lmbench.results.store import read_json, stored_json, today_layout
 
 TrialState = Literal["complete", "pruned", "fail", "running", "waiting"]
@@ -28,8 +28,8 @@ class CombinedRow(Record):
 
     model: str
     family: str = ""
-    split: str
-    context: str
+    split: Split
+    context: ContextMode
     tokens: int | None = None
     oov: int | None = None
     oov_rate: float | None = None
@@ -225,8 +225,8 @@ class CurveBaseline(Record):
     """The n-gram that learning curves are read against, and why it was chosen."""
 
     model: str
-    split: str
-    context: str
+    split: Split
+    context: ContextMode
     perplexity: float
     why: str
 
