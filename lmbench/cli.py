@@ -119,7 +119,7 @@ def _run(
     finally:
         if owned_runs and distributed.is_main():
             mark_runs_folder(runs_dir)
-    results["provenance"]["command"] = command
+    results.provenance.command = command
     if not distributed.is_main():
         return
     render_report(results, output, config.report.formats, force=force)
@@ -129,8 +129,8 @@ def _run(
         )
     click.echo(summary_text(results))
     click.echo(f"\nreport: {output / 'report.md'}  (runs in {runs_dir})")
-    if results["failures"]:
-        raise RunFailure(f"{len(results['failures'])} failure(s): " + "; ".join(results["failures"]))
+    if results.failures:
+        raise RunFailure(f"{len(results.failures)} failure(s): " + "; ".join(results.failures))
 
 
 class _Registered(click.Choice):

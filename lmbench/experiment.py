@@ -52,7 +52,22 @@ from lmbench.integrations.hf_datasets import load_hf_corpus
 from lmbench.io import atomic_write_text, check_output_dir
 from lmbench.models.base import Budget, LanguageModel, resolve_budget
 from lmbench.models.registry import create_model, model_class
-from lmbench.results import ResultRow, main_view
+from lmbench.results import (
+    AttentionExample,
+    CombinedRow,
+    CurveBaseline,
+    EntropyFloor,
+    ModelInfo,
+    Provenance,
+    Reference,
+    ResultRow,
+    RunResults,
+    Sample,
+    SearchSummary,
+    TaskRow,
+    WordBucket,
+    main_view,
+)
 from lmbench.runs import SCORING_FILES, CacheMiss, RunFolder, check_scores, fingerprint
 from lmbench.training import distributed
 from lmbench.training.loop import progress_label
@@ -503,8 +518,8 @@ def run_experiment(
     progress: Callable[[str], None] | None = None,
     storage: str | None = None,
     executor: Executor | None = None,
-) -> dict[str, Any]:
-    """Train and score every model of ``config``; returns the results dict that reports are rendered from.
+) -> RunResults:
+    """Train and score every model of ``config``; returns the :class:`RunResults` that reports are rendered from.
 
     Models with a ``[model.search]`` are tuned on validation first (:mod:`lmbench.search`; ``storage``: the
     database URL of the studies, default SQLite in each model's run folder) and trained with the best settings.
@@ -537,7 +552,7 @@ def run_experiment(
     task_rows, samples = run_configured_tasks(
         config, trained, collected, loaded, failures, runs_dir=runs_dir, say=say
     )
-    return results_dict(config, loaded, trained, collected, task_rows, samples, failures, searches)
+    return run_results(config, loaded, trained, collected, task_rows, samples, failures, searches)
 
 
 def check_budgets_have_data(runs: list[ModelRun], loaded: LoadedData) -> None:
@@ -622,7 +637,7 @@ def fit_and_score_run(
     except Exception as e:  # one model's failure must not lose the others
         return RunOutcome(run, failure=_record_failure(run, e, say))
     (run.folder.path / "error.log").unlink(missing_ok=True)  # an earlier failure's log is stale now
-    split, context = main_view(rows)  # the figure the summary and the report head with
+    split, context = main_view([ResultRow.from_dict(r) for r in rows])  # the figure the report heads with
     last = next(r for r in rows if r["split"] == split and r["context"] == context)
     if reused and scores_reused:
         say(
@@ -723,7 +738,7 @@ def run_configured_tasks(
     *,
     runs_dir: Path,
     say: Callable[[str], None],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[TaskRow], list[Sample]]:
     """The ``[tasks]`` rows and generated samples over every model that finished (each through its first seed's
     fitted model, and a factory of fresh copies with its settings for tasks that train); each (task, model)
     reused where its identity matches (:mod:`lmbench.tasks.cache`); a failed task is added to ``failures``."""
@@ -748,14 +763,14 @@ def run_configured_tasks(
     )  # fmt: skip
     say(f"tasks: {time.perf_counter() - start:.1f} s")
     failures += task_results.errors
-    return [r.to_dict() for r in task_results.rows], [s.to_dict() for s in task_results.samples]
+    return task_results.rows, task_results.samples
 
 
 def attention_examples(
     config: ExperimentConfig, trained: Trained, collected: Collected, data: TokenizedCorpus
-) -> dict[str, Any]:
+) -> dict[str, AttentionExample]:
     """How each attention model's position predicting a test line's last word looks back."""
-    attention: dict[str, Any] = {}
+    attention: dict[str, AttentionExample] = {}
     if "test" in config.evaluate.splits:
         from lmbench.reporting.attention import attention_example
 
@@ -768,7 +783,7 @@ def attention_examples(
 
 def curve_baseline(
     config: ExperimentConfig, trained: Trained, collected: Collected, data: TokenizedCorpus
-) -> dict[str, Any] | None:
+) -> CurveBaseline | None:
     """The n-gram that learning curves are read against: its validation perplexity in stream context (how the
     curves are measured). ``[report] baseline`` where that is an n-gram, else the n-gram with the lowest such
     perplexity; None without learning curves or n-grams."""
@@ -795,78 +810,82 @@ def curve_baseline(
     why = (
         "the report's baseline" if chosen else f"the best of the run's {len(ngrams)} n-gram(s) on validation"
     )
-    return {"model": name, "split": "valid", "context": "stream", "perplexity": found[name], "why": why}
+    return CurveBaseline(model=name, split="valid", context="stream", perplexity=found[name], why=why)
 
 
 def word_frequency_buckets(
     config: ExperimentConfig, collected: Collected, data: TokenizedCorpus
-) -> dict[str, Any]:
+) -> dict[str, list[WordBucket]]:
     """Each normalised model's test perplexity by word-frequency bucket (first context mode, first seed)."""
-    word_buckets: dict[str, Any] = {}
+    word_buckets: dict[str, list[WordBucket]] = {}
     if "test" in config.evaluate.splits:
         from lmbench.evaluation.breakdown import frequency_buckets
 
         context = config.evaluate.contexts[0]
         for name, lps in collected.logprobs.items():
             if collected.models[name].get("normalized", True):
-                word_buckets[name] = frequency_buckets(lps[0][f"test/{context}"], data.test, data.vocab)
+                buckets = frequency_buckets(lps[0][f"test/{context}"], data.test, data.vocab)
+                word_buckets[name] = [WordBucket.read(b, f"word_buckets.{name}") for b in buckets]
     return word_buckets
 
 
-def results_dict(
+def run_results(
     config: ExperimentConfig,
     loaded: LoadedData,
     trained: Trained,
     collected: Collected,
-    task_rows: list[dict[str, Any]],
-    samples: list[dict[str, Any]],
+    task_rows: list[TaskRow],
+    samples: list[Sample],
     failures: list[str],
     searches: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
-    """The results dict that reports are rendered from (and ``results.json`` holds), with its provenance."""
+) -> RunResults:
+    """The :class:`RunResults` that reports are rendered from (and ``results.json`` holds), with its provenance.
+    The fit records and searches, kept as dicts while the run goes on, become typed records here."""
     data, models = loaded.data, collected.models
-    attention = attention_examples(config, trained, collected, data)
-    word_buckets = word_frequency_buckets(config, collected, data)
-    return {
-        "experiment": config.name,
-        "rows": collected.rows,
-        "rows_by_seed": collected.rows_by_seed,
-        "tasks": task_rows,
-        **({"samples": samples} if samples else {}),  # generated texts, apart from the figures
-        "models": models,
-        "failures": failures,
-        "entropy_floor": loaded.entropy_floor,
-        "word_buckets": word_buckets,
-        "attention": attention,
-        "references": config.report.references,
-        "search": searches,
-        "curves": {
-            name: info["learning_curve"] for name, info in models.items() if info.get("learning_curve")
+    return RunResults(
+        experiment=config.name,
+        rows=[CombinedRow.read(r, f"rows[{i}]") for i, r in enumerate(collected.rows)],
+        rows_by_seed=[ResultRow.read(r, f"rows_by_seed[{i}]") for i, r in enumerate(collected.rows_by_seed)],
+        tasks=task_rows,
+        samples=samples,  # generated texts, apart from the figures
+        models={name: ModelInfo.read(info, f"models.{name}") for name, info in models.items()},
+        failures=failures,
+        entropy_floor=EntropyFloor.read(loaded.entropy_floor, "entropy_floor")
+        if loaded.entropy_floor
+        else None,
+        word_buckets=word_frequency_buckets(config, collected, data),
+        attention=attention_examples(config, trained, collected, data),
+        references=[Reference.read(r, f"references[{i}]") for i, r in enumerate(config.report.references)],
+        search={name: SearchSummary.read(s, f"search.{name}") for name, s in searches.items()},
+        curves={
+            name: ModelInfo.read(info, f"models.{name}").learning_curve or []
+            for name, info in models.items()
+            if info.get("learning_curve")
         },
-        "curve_baseline": curve_baseline(config, trained, collected, data),
-        "provenance": {
-            "seed": config.seed,
-            "seeds": config.seeds,
-            "lmbench_version": lmbench.__version__,
-            "git_commit": git_commit(),
-            "corpus": loaded.corpus.name,
-            "corpus_checksums": loaded.corpus.checksums,
-            "corpus_card": loaded.card,
-            "tokenizer": config.corpus.tokenizer,
-            "external_tokenizer": data.external_tokenizer.name
+        curve_baseline=curve_baseline(config, trained, collected, data),
+        provenance=Provenance(
+            seed=config.seed,
+            seeds=config.seeds,
+            lmbench_version=lmbench.__version__,
+            git_commit=git_commit(),
+            corpus=loaded.corpus.name,
+            corpus_checksums=loaded.corpus.checksums,
+            corpus_card=loaded.card,
+            tokenizer=config.corpus.tokenizer,
+            external_tokenizer=data.external_tokenizer.name
             if data.external_tokenizer
             else config.corpus.tokenizer,
-            "vocab_size": len(data.vocab),
-            **subword_identity(data.tokenizer),
-            "contexts": config.evaluate.contexts,
-            "bootstrap": config.evaluate.bootstrap,
-            "budgets": {name: info["budget"] for name, info in models.items()},
-            "fingerprints": {
+            vocab_size=len(data.vocab),
+            tokenizer_sha256=subword_identity(data.tokenizer).get("tokenizer_sha256"),
+            contexts=config.evaluate.contexts,
+            bootstrap=config.evaluate.bootstrap,
+            budgets={name: info["budget"] for name, info in models.items()},
+            fingerprints={
                 name: [seed.info["fingerprint"] for seed in trained.seeds[name]] for name in models
             },
-            "device": device_name(),
-            "libraries": library_versions(),
-            "config_file": config.source,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        },
-    }
+            device=device_name(),
+            libraries=library_versions(),
+            config_file=config.source,
+            date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        ),
+    )

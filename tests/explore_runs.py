@@ -64,7 +64,7 @@ baseline = "kn3"
 
 
 def make_small_run(folder: Path) -> tuple[Path, dict]:
-    """Train the small ladder into ``folder/runs``; returns the runs folder and the results dict."""
+    """Train the small ladder into ``folder/runs``; returns the runs folder and the run's results."""
     import torch
 
     from lmbench.config import load_config

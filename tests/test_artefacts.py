@@ -75,12 +75,12 @@ def _project(root):
 def _run(root, runs):
     said: list[str] = []
     results = run_experiment(_project(root), runs, progress=said.append)
-    assert not results["failures"], results["failures"]
+    assert not results.failures, results.failures
     return _figures(results), said
 
 
 def _figures(results):
-    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in results["rows_by_seed"]]
+    return [{k: v for k, v in row.to_dict().items() if k not in VOLATILE} for row in results.rows_by_seed]
 
 
 @pytest.fixture(scope="module")

@@ -40,15 +40,15 @@ def test_the_run_records_the_transformers_attention_from_the_closer_to_the_opene
     from lmbench.reporting import render_report
 
     runs, results = small_run
-    assert set(results["attention"]) == {"transformer"}  # only the model with attention maps
-    example = results["attention"]["transformer"]
-    tokens = example["tokens"]
-    assert tokens[example["key"]].startswith("A") and tokens[example["query"] + 1].startswith("Z")
-    assert tokens[example["key"]][1:] == tokens[example["query"] + 1][1:]  # the closer matches its opener
-    assert example["query"] - example["key"] + 1 >= 7  # 7+ tokens back
+    assert set(results.attention) == {"transformer"}  # only the model with attention maps
+    example = results.attention["transformer"]
+    tokens = example.tokens
+    assert tokens[example.key].startswith("A") and tokens[example.query + 1].startswith("Z")
+    assert tokens[example.key][1:] == tokens[example.query + 1][1:]  # the closer matches its opener
+    assert example.query - example.key + 1 >= 7  # 7+ tokens back
     model = _load(runs, TRANSFORMER)
     maps = model.attention_maps(model.vocab.encode(tokens).tolist())
-    assert example["weight"] == pytest.approx(maps[:, :, example["query"], example["key"]].max(), abs=1e-4)
+    assert example.weight == pytest.approx(maps[:, :, example.query, example.key].max(), abs=1e-4)
     out = render_report(results, tmp_path / "report", ["md", "png"])
     md = (out / "report.md").read_text()
     assert "![attention](attention.png)" in md and "softmax(Q Kᵀ / √d) V" in md

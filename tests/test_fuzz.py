@@ -507,13 +507,14 @@ def test_reports_with_hostile_names_and_paths_keep_their_structure(name, path):
     import re
 
     from lmbench.reporting import render_report
-    from tests.test_report import results
+    from lmbench.results import RunResults
+    from tests.test_report import results_dict
 
-    res = json.loads(json.dumps(results()).replace('"kn3"', json.dumps(name)))
+    res = json.loads(json.dumps(results_dict()).replace('"kn3"', json.dumps(name)))
     res["provenance"] = {"corpus": path, "command": f"lmbench run {path}"}
     res["experiment"] = name
     with tempfile.TemporaryDirectory() as tmp:
-        out = render_report(res, Path(tmp) / "rep", ["md", "latex", "csv"])
+        out = render_report(RunResults.from_dict(res), Path(tmp) / "rep", ["md", "latex", "csv"])
         md = (out / "report.md").read_text()
         widths = set()
         for line in md.splitlines():

@@ -18,6 +18,7 @@ import lmbench.tasks as tasks_package
 from lmbench.cli import main
 from lmbench.config import load_config, parse_config, resolve_task_paths
 from lmbench.errors import ConfigError, DataError
+from lmbench.results import RunResults, Sample
 from tests.conftest import require_or_fail, require_shared
 
 if sys.version_info >= (3, 11):
@@ -297,13 +298,17 @@ def test_a_failure_that_cannot_write_its_error_log_does_not_stop_later_models(pr
     monkeypatch.setattr(experiment, "atomic_write_text", write)
     said: list[str] = []
     results = experiment.run_experiment(config, project / "runs", progress=said.append)
-    assert results["failures"] == ["kn2: failed: RuntimeError: boom"]
-    assert {r["model"] for r in results["rows"]} == {"wb2"}
+    assert results.failures == ["kn2: failed: RuntimeError: boom"]
+    assert {r.model for r in results.rows} == {"wb2"}
     assert any("could not write the error log" in line for line in said)
 
 
-def _results(tag: str) -> dict:
+def _results_dict(tag: str) -> dict:
     return {"experiment": tag, "rows": [], "tasks": [], "models": {}, "failures": [], "provenance": {}}
+
+
+def _results(tag: str) -> RunResults:
+    return RunResults.from_dict(_results_dict(tag))
 
 
 def test_render_cleans_stale_staging_and_a_failed_move_leaves_only_complete_owned_files(
@@ -318,7 +323,7 @@ def test_render_cleans_stale_staging_and_a_failed_move_leaves_only_complete_owne
     (tmp_path / ".rep.tmp-12345-abcd1234").mkdir()
     out.rename(tmp_path / ".rep.old-abcd1234")
     render_report(_results("second"), out, ["md"])
-    assert load_results(out)["experiment"] == "second"
+    assert load_results(out).experiment == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
     real_replace, moved = os.replace, []
@@ -336,10 +341,10 @@ def test_render_cleans_stale_staging_and_a_failed_move_leaves_only_complete_owne
     monkeypatch.undo()
     owned = set(read_manifest(out).files)
     assert {p.name for p in out.iterdir()} - {".lmbench-manifest.json"} <= owned  # nothing left unowned
-    assert load_results(out)["experiment"] in {"second", "third"}  # every file whole, old or new
+    assert load_results(out).experiment in {"second", "third"}  # every file whole, old or new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging left
     render_report(_results("fourth"), out, ["md"])
-    assert load_results(out)["experiment"] == "fourth" and "fourth" in (out / "report.md").read_text()
+    assert load_results(out).experiment == "fourth" and "fourth" in (out / "report.md").read_text()
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
     with pytest.raises(ConfigError, match="is a file"):
@@ -366,7 +371,7 @@ def test_racing_renders_always_leave_one_complete_report(tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    assert load_results(out)["experiment"] in {"a5", "b5"}
+    assert load_results(out).experiment in {"a5", "b5"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
 
@@ -849,10 +854,8 @@ def test_a_re_render_removes_only_stale_files_it_owns(tmp_path):
     from lmbench.reporting import render_report
 
     out = tmp_path / "rep"
-    with_samples = {
-        **_results("a"),
-        "samples": [{"task": "generate", "model": "m", "seed": 0, "prompt": "p", "continuation": "c"}],
-    }
+    with_samples = _results("a")
+    with_samples.samples = [Sample(task="generate", model="m", seed=0, prompt="p", continuation="c")]
     render_report(with_samples, out, ["md", "csv", "json"])
     assert (out / "samples.csv").is_file()
     victim = tmp_path / "victim.txt"
@@ -877,7 +880,7 @@ def test_an_earlier_versions_report_folder_is_adopted_without_losing_other_files
 
     out = tmp_path / "old"
     out.mkdir()
-    (out / "results.json").write_text(json.dumps(_results("old")))
+    (out / "results.json").write_text(json.dumps(_results_dict("old")))
     (out / "report.md").write_text("old report")
     (out / "my-notes.txt").write_text("mine")
     render_report(_results("new"), out, ["md", "csv", "json"])
@@ -948,10 +951,10 @@ HOSTILE = (
 )
 
 
-def _hostile_results() -> dict:
-    from tests.test_report import results
+def _hostile_results() -> RunResults:
+    from tests.test_report import results_dict
 
-    text = json.dumps(results()).replace('"kn3"', json.dumps(HOSTILE))
+    text = json.dumps(results_dict()).replace('"kn3"', json.dumps(HOSTILE))
     hostile = json.loads(text)
     hostile["experiment"] = HOSTILE
     hostile["failures"] = [f"{HOSTILE}: failed: RuntimeError: {HOSTILE}"]
@@ -961,7 +964,7 @@ def _hostile_results() -> dict:
         {"task": "generate", "model": HOSTILE, "seed": 0, "prompt": HOSTILE, "continuation": HOSTILE}
     ]
     hostile["models"][HOSTILE]["config"]["source"] = HOSTILE
-    return hostile
+    return RunResults.from_dict(hostile)
 
 
 def _markdown_cells(line: str) -> int:
@@ -1004,7 +1007,7 @@ def test_hostile_strings_stay_text_in_every_report_format(tmp_path):
 
     frame = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert HOSTILE.replace("\r\n", "\n") in {m.replace("\r\n", "\n") for m in frame["model"]}
-    assert load_results(out)["experiment"] == HOSTILE  # results.json keeps the raw value
+    assert load_results(out).experiment == HOSTILE  # results.json keeps the raw value
 
     terminal = summary_text(load_results(out))
     assert "\x1b" not in terminal and "\\input" in terminal  # shown, on the table's own line
@@ -1115,7 +1118,7 @@ def test_an_error_log_goes_once_the_model_succeeds(project, monkeypatch):
     assert log.is_file()
     monkeypatch.undo()
     results = experiment.run_experiment(config, project / "runs", progress=lambda m: None)
-    assert not results["failures"] and not log.exists()
+    assert not results.failures and not log.exists()
 
 
 def test_save_to_stdout_needs_the_arpa_file_elsewhere(text_file, tmp_path):

@@ -53,8 +53,9 @@ def files(tmp_path):
 
 
 def run(tmp_path, corpus: str, folder: str) -> dict:
+    """The run's results as results.json stores them."""
     config = parse_config(tomllib.loads(f'name = "x"\n{corpus}\n{MODELS}'), source="exp.toml", base=tmp_path)
-    return run_experiment(config, tmp_path / folder)
+    return run_experiment(config, tmp_path / folder).to_dict()
 
 
 FIGURES = ("tokens", "oov", "log_prob", "perplexity", "bits_per_char", "perplexity_low", "perplexity_high")

@@ -139,7 +139,7 @@ include_path = "tasks"
     datasets.config.HF_DATASETS_CACHE = root / "hf-cache"
     cfg = parse_config(tomllib.loads(config), source="lme.toml", base=root)
     results = run_experiment(cfg, root / "runs")
-    (root / "results.json").write_text(json.dumps(results, default=str), encoding="utf-8")
+    (root / "results.json").write_text(results.to_json(), encoding="utf-8")
     return root
 
 
@@ -175,10 +175,9 @@ def test_blimp_file_as_lm_eval_task_gives_lmbenchs_minimal_pairs_accuracy(traine
 
 
 def test_lm_eval_rows_reach_tasks_csv_with_standard_errors(trained):
-    from lmbench.reporting import render_report
+    from lmbench.reporting import load_results, render_report
 
-    results = json.loads((trained / "results.json").read_text())
-    out = render_report(results, trained / "report", ["csv"])
+    out = render_report(load_results(trained), trained / "report", ["csv"])
     import pandas as pd
 
     tasks = pd.read_csv(out / "tasks.csv")
@@ -326,9 +325,9 @@ def test_a_subword_run_is_read_with_its_own_tokenizer(tmp_path, monkeypatch):
     results = run_experiment(
         parse_config(tomllib.loads(config), source="b", base=tmp_path), tmp_path / "runs"
     )
-    row = next(r for r in results["rows"] if r["split"] == "test")
+    row = next(r for r in results.rows if r.split == "test")
     lm = LmbenchLM(tmp_path / "runs" / "kn3")
     (total,) = lm.loglikelihood_rolling([_request("loglikelihood_rolling", "\n".join(TEST))])
-    assert total == pytest.approx(row["log_prob"], rel=1e-12) and lm.oov_tokens == 0
+    assert total == pytest.approx(row.log_prob, rel=1e-12) and lm.oov_tokens == 0
     (text,) = lm.generate_until([_request("generate_until", "the cat", {"until": ["\n"], "max_gen_toks": 8})])
     assert isinstance(text, str) and "Ġ" not in text

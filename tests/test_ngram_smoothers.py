@@ -29,6 +29,7 @@ from lmbench.models.ngram.smoothing import (
 )
 from lmbench.models.registry import create_model
 from lmbench.reporting.narrative import describe_model
+from lmbench.results import ModelInfo
 
 
 @dataclass
@@ -73,7 +74,9 @@ def test_a_smoother_defined_outside_the_package_fits_scores_and_round_trips(add_
     rebuilt = create_model("ngram", **model.get_params())
     assert rebuilt.get_params() == model.get_params() and rebuilt.smoother == AddDelta(delta=0.25)
     assert model_settings("ngram")["delta"] is float
-    assert describe_model("m", {"family": "ngram", "config": model.config()}).endswith(AddDelta.description)
+    assert describe_model("m", ModelInfo(family="ngram", config=model.config())).endswith(
+        AddDelta.description
+    )
     for smoothing in ("add-delta", "kneser-ney"):  # checked whichever smoother is chosen
         with pytest.raises(ConfigError, match="delta: expected a positive number, got -1.0"):
             NgramLM(2, smoothing, delta=-1.0)
@@ -121,7 +124,7 @@ def test_registering_refuses_a_name_twice_and_a_clashing_default(add_delta):
 def test_every_smoother_describes_itself_for_reports():
     for name, cls in SMOOTHERS.items():
         assert cls.name == name and cls.description and "\n" not in cls.description
-        assert describe_model("m", {"family": "ngram", "config": {"order": 3, "smoothing": name}}) == (
+        assert describe_model("m", ModelInfo(family="ngram", config={"order": 3, "smoothing": name})) == (
             f"a trigram model with {cls.description}"
         )
     assert describe_smoothing("modified-kneser-ney") == "modified Kneser-Ney (three discounts per order)"
@@ -166,7 +169,7 @@ def test_a_model_read_from_arpa_says_where_its_estimates_came_from(tiny_train, t
     fitted.to_arpa(arpa)
     model = NgramLM.from_arpa(arpa, tiny_train.vocab)
     assert model.smoothing is None and model.source_ == str(arpa) and model.config()["source"] == str(arpa)
-    assert describe_model("kn3", {"family": "ngram", "config": model.config()}) == (
+    assert describe_model("kn3", ModelInfo(family="ngram", config=model.config())) == (
         f"a trigram model with back-off estimates read from {arpa}"
     )
     assert describe_smoothing(None) == "given back-off estimates (no lmbench smoother)"
@@ -208,7 +211,7 @@ def test_files_saved_before_from_tables_still_load(tiny_train, tiny_test, tmp_pa
         np.testing.assert_array_equal(back.token_logprobs(tiny_test), model.token_logprobs(tiny_test))
         assert back.discounts_ == (json.loads(json.dumps(fitted.discounts_)) if model is fitted else None)
     assert back.smoothing is None and back.source_ == "an ARPA file"
-    assert describe_model("old", {"family": "ngram", "config": back.config()}).endswith(
+    assert describe_model("old", ModelInfo(family="ngram", config=back.config())).endswith(
         "read from an ARPA file"
     )
     _rewrite_meta(tmp_path / "fitted.npz", lambda meta: meta["vocab"].pop())  # tables no longer fit it

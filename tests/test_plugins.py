@@ -83,7 +83,7 @@ def run(config, models, corpus, *, seed, bootstrap):
 FORMAT_MODULE = '''
 def write(results, folder):
     """models.txt (one line per model, a plugin's format)"""
-    (folder.path / "models.txt").write_text("".join(f"{name}\\n" for name in results["models"]))
+    (folder.path / "models.txt").write_text("".join(f"{name}\\n" for name in results.models))
 '''
 
 ENTRY_POINTS = f"""

@@ -10,10 +10,16 @@ import pytest
 
 from lmbench.reporting import load_results, render_report
 from lmbench.reporting.narrative import ladder_narrative
+from lmbench.results import CurvePoint, RunResults
 from tests.conftest import require_tool
 
 
-def results(**overrides):
+def results(**overrides) -> RunResults:
+    """The fixture run (samples stored the way versions before typed samples did), read as :class:`RunResults`."""
+    return RunResults.from_dict(results_dict(**overrides))
+
+
+def results_dict(**overrides) -> dict:
     base = {
         "experiment": "ladder",
         "rows": [
@@ -156,7 +162,7 @@ def results(**overrides):
 
 
 def test_narrative_is_generated_from_the_figures():
-    steps = {s["model"]: s["text"] for s in ladder_narrative(results())}
+    steps = {s.model: s.text for s in ladder_narrative(results())}
     assert "37 of 1,000 test tokens" in steps["bigram-mle"] and "infinite" in steps["bigram-mle"]
     assert "finite again" in steps["kn3"]
     assert "intervals overlap" in steps["kn5"] and "higher than kn3" in steps["kn5"]
@@ -175,10 +181,10 @@ def test_narrative_is_generated_from_the_figures():
 
 def test_narrative_never_explains_a_result_that_is_ties(tmp_path):
     tied = results()
-    for row in tied["tasks"]:
-        if row["model"] == "kn3" and row.get("corruption"):
-            row.update(value=0.5, low=0.5, high=0.5, ties=row["n"])
-    text = {s["model"]: s["text"] for s in ladder_narrative(tied)}["kn3"]
+    for row in tied.tasks:
+        if row.model == "kn3" and row.corruption:
+            row.value, row.low, row.high, row.ties = 0.5, 0.5, 0.5, row.n
+    text = {s.model: s.text for s in ladder_narrative(tied)}["kn3"]
     assert "100 of 100 pairs tie" in text and "300 of 300 pairs tie" in text and "measures nothing" in text
     assert "beyond its" not in text and "prefers the real" not in text
     md = (render_report(tied, tmp_path / "report", ["md", "csv", "json"]) / "report.md").read_text()
@@ -195,7 +201,7 @@ def test_render_writes_every_format_and_round_trips_infinities(tmp_path):
     assert {"results.csv", "tasks.csv", "results.json", "report.md", "report.html", "tables.tex"} <= names
     assert {"perplexity_vs_parameters.png", "learning_curves.png", "minimal_pairs_by_distance.png"} <= names
     back = load_results(out)
-    assert back["rows"][0]["perplexity"] == math.inf
+    assert back.rows[0].perplexity == math.inf and back == results()  # samples moved out of the task rows
     md = (out / "report.md").read_text()
     assert "14.00 ± 0.50" in md and "| ∞ " in md and "Entropy floor" in md and "A0 w01" in md
     assert "\\toprule" in (out / "tables.tex").read_text()
@@ -246,8 +252,8 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     assert colours > 50  # plots and text, not a blank page
 
 
-def _with_baseline_diff(**overrides):
-    res = results(**overrides)
+def _with_baseline_diff(**overrides) -> RunResults:
+    res = results_dict(**overrides)
     res["provenance"]["bootstrap"] = 1000
     kn3 = next(r for r in res["rows"] if r["model"] == "kn3")
     kn3.update(diff_vs_baseline=-0.1, diff_low=-0.3, diff_high=0.1, p_value=0.001)  # at the resolution
@@ -255,7 +261,7 @@ def _with_baseline_diff(**overrides):
     lstm.update(diff_vs_baseline=-5.0, diff_low=-5.4, diff_high=-4.6, p_value=0.024)
     res["rows"][0]["model"] = "bigram_mle & co"  # LaTeX specials in a name
     res["models"]["bigram_mle & co"] = res["models"].pop("bigram-mle")
-    return res
+    return RunResults.from_dict(res)
 
 
 def test_latex_tables_are_table_environments_with_math_symbols(tmp_path):
@@ -281,7 +287,7 @@ def test_p_values_at_the_bootstrap_resolution_read_as_upper_bounds():
 
     assert format_p(0.001, 1000) == "p<0.001" and format_p(0.02, 50) == "p<0.02"
     assert format_p(0.002, 1000) == "p=0.002" and format_p(float("nan"), 1000) == ""
-    table = display_table(_with_baseline_diff()["rows"], bootstrap=1000)
+    table = display_table(_with_baseline_diff().rows, bootstrap=1000)
     assert "(p<0.001)" in table[1]["Δ vs baseline (p)"] and "(p=0.024)" in table[3]["Δ vs baseline (p)"]
 
 
@@ -331,18 +337,18 @@ def test_report_leads_with_the_headline_then_one_main_table_and_step_cards(tmp_p
 def test_prose_about_the_synthetic_corpus_stays_on_it_and_ratios_read_naturally():
     from lmbench.reporting.narrative import compare_words, forms_ladder, ladder_steps
 
-    synthetic = " ".join(s["why"] for s in ladder_steps(results()))
+    synthetic = " ".join(s.why for s in ladder_steps(results()))
     assert "opener" in synthetic  # the construction a recurrent state targets, named where it exists
     real = results(entropy_floor=None, provenance={"corpus": "wikitext-2", "contexts": ["sentence"]})
-    words = " ".join(s["why"] + s["changed"] for s in ladder_steps(real))
-    words += " ".join(s["text"] for s in ladder_narrative(real))
+    words = " ".join(s.why + s.changed for s in ladder_steps(real))
+    words += " ".join(s.text for s in ladder_narrative(real))
     assert not any(w in words for w in ("opener", "filler", "closer")), words
     assert compare_words(10.0, 29.8, "kn3") == "2.98x kn3's 10.00"
     assert compare_words(10.0, 11.0, "kn3") == "10.0% higher than kn3's 10.00"
     assert compare_words(10.0, 8.0, "kn3") == "20.0% lower than kn3's 10.00"
     assert forms_ladder(results())  # n-grams of rising order, then an LSTM
     shuffled = results()
-    shuffled["rows"] = sorted(shuffled["rows"], key=lambda r: r["model"] != "lstm")  # the LSTM first
+    shuffled.rows = sorted(shuffled.rows, key=lambda r: r.model != "lstm")  # the LSTM first
     assert not forms_ladder(shuffled)
 
 
@@ -373,8 +379,8 @@ def test_attention_example_reaches_from_the_closer_back_to_the_opener():
             return maps / maps.sum(-1, keepdims=True)
 
     ex = attention_example(LooksAtTheOpener(), stream)
-    assert ex["tokens"] == ["<s>", *line] and ex["tokens"][ex["key"]] == "A3"
-    assert ex["tokens"][ex["query"] + 1] == "Z3" and (ex["layer"], ex["head"], ex["weight"]) == (0, 1, 1.0)
+    assert ex.tokens == ["<s>", *line] and ex.tokens[ex.key] == "A3"
+    assert ex.tokens[ex.query + 1] == "Z3" and (ex.layer, ex.head, ex.weight) == (0, 1, 1.0)
     assert attention_example(object(), stream) is None
 
 
@@ -397,27 +403,25 @@ def test_attention_example_skips_headings_and_markup_and_says_why_its_sentence_w
             return maps / maps.sum(-1, keepdims=True)
 
     ex = attention_example(Uniform(), stream)
-    assert ex["tokens"][1:] == sentence
-    assert ex["tokens"][ex["query"] + 1] == "lake"  # the last word, not the full stop
-    assert "ordinary sentence" in ex["reason"] and "2 earlier line(s)" in ex["reason"]
+    assert ex.tokens[1:] == sentence
+    assert ex.tokens[ex.query + 1] == "lake"  # the last word, not the full stop
+    assert "ordinary sentence" in ex.reason and "2 earlier line(s)" in ex.reason
 
 
 def test_step_cards_say_what_changed_and_why_from_the_figures():
     from lmbench.reporting.narrative import ladder_steps
 
-    base = results()
+    base = results_dict()
     rows = {r["model"]: {**r, "train_tokens_per_second": 1000.0} for r in base["rows"]}
     steps = ladder_steps(results(rows=[rows["kn3"], rows["bigram-mle"], rows["lstm"]]))
-    assert [s["model"] for s in steps] == ["kn3", "bigram-mle", "lstm"]
-    assert steps[0]["description"].startswith("A trigram model") and "reference point" in steps[0]["why"]
-    assert "did not pay off: a test word never seen after its context gets probability 0" in steps[1]["why"]
-    assert steps[1]["figure"] == "An infinite perplexity on the test split"
-    assert steps[0]["figure"] == "Perplexity 14.00 (95% interval 13.50–14.50) on the test split"
-    assert steps[2]["tokens"] == "45,000 training tokens seen"  # 1000 tokens/s x 45 s
-    assert (
-        steps[2]["compute"] == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2]["why"]
-    )
-    assert "one counting pass" in steps[0]["compute"]
+    assert [s.model for s in steps] == ["kn3", "bigram-mle", "lstm"]
+    assert steps[0].description.startswith("A trigram model") and "reference point" in steps[0].why
+    assert "did not pay off: a test word never seen after its context gets probability 0" in steps[1].why
+    assert steps[1].figure == "An infinite perplexity on the test split"
+    assert steps[0].figure == "Perplexity 14.00 (95% interval 13.50–14.50) on the test split"
+    assert steps[2].tokens == "45,000 training tokens seen"  # 1000 tokens/s x 45 s
+    assert steps[2].compute == "≈ 2.4e+10 FLOPs (6 · parameters · tokens)" and "Gates" not in steps[2].why
+    assert "one counting pass" in steps[0].compute
 
 
 def test_crossover_with_the_ngram_baseline_is_interpolated_and_stated(tmp_path):
@@ -426,8 +430,8 @@ def test_crossover_with_the_ngram_baseline_is_interpolated_and_stated(tmp_path):
     from lmbench.reporting.crossover import crossover, crossover_lines
 
     points = [
-        {"tokens": 1000, "seconds": 60.0, "valid_perplexity": 40.0},
-        {"tokens": 2000, "seconds": 120.0, "valid_perplexity": 10.0},
+        CurvePoint(tokens=1000, seconds=60.0, valid_perplexity=40.0),
+        CurvePoint(tokens=2000, seconds=120.0, valid_perplexity=10.0),
     ]
     c = crossover("lstm", points, 20.0, per_token=6e3)
     # linear in log perplexity: log 40 -> log 10 passes log 20 halfway
@@ -438,8 +442,8 @@ def test_crossover_with_the_ngram_baseline_is_interpolated_and_stated(tmp_path):
     assert never.tokens is None and never.best == 10.0
     res = results(
         curves={
-            "lstm": points,
-            "rnn": [{**p, "valid_perplexity": p["valid_perplexity"] * 3} for p in points],
+            "lstm": [p.to_dict() for p in points],
+            "rnn": [{**p.to_dict(), "valid_perplexity": p.valid_perplexity * 3} for p in points],
         },
         curve_baseline={
             "model": "kn3",
@@ -449,7 +453,7 @@ def test_crossover_with_the_ngram_baseline_is_interpolated_and_stated(tmp_path):
             "why": "test",
         },
     )
-    res["models"]["lstm"]["train_flops"], res["models"]["lstm"]["train_tokens"] = 6e3 * 2000, 2000
+    res.models["lstm"].train_flops, res.models["lstm"].train_tokens = 6e3 * 2000, 2000
     lines = crossover_lines(res)
     assert lines[0].startswith(
         "lstm: below kn3's 20.00 after 1,500 training tokens (9e+06 FLOPs, 1.5 minutes"
@@ -465,15 +469,17 @@ def test_crossover_with_the_ngram_baseline_is_interpolated_and_stated(tmp_path):
 
 
 def test_results_written_before_curve_baseline_read_it_from_the_rows():
+    import dataclasses
+
     from lmbench.reporting.crossover import curve_baseline
 
     res = results(curves={"lstm": [{"tokens": 1000, "valid_perplexity": 12.0}]})
     assert curve_baseline(res) is None  # no validation rows in stream context: nothing to read
-    valid = [{**r, "split": "valid", "context": "stream", "perplexity": p} for r, p in
-             zip([r for r in res["rows"] if r["model"] in ("kn3", "kn5")], (15.0, 14.0), strict=True)]  # fmt: skip
-    res["rows"] += valid
+    valid = [dataclasses.replace(r, split="valid", context="stream", perplexity=p) for r, p in
+             zip([r for r in res.rows if r.model in ("kn3", "kn5")], (15.0, 14.0), strict=True)]  # fmt: skip
+    res.rows += valid
     base = curve_baseline(res)
-    assert base["model"] == "kn5" and base["perplexity"] == 14.0 and base["context"] == "stream"
+    assert base.model == "kn5" and base.perplexity == 14.0 and base.context == "stream"
 
 
 def test_the_same_results_render_to_the_same_bytes(tmp_path):

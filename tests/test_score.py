@@ -210,7 +210,7 @@ def test_a_trained_model_folder_of_any_family(tmp_path):
     runs, _ = make_small_run(tmp_path)
     text = tmp_path / "text.txt"
     text.write_text("\n".join(TINY_TRAIN[:3]) + "\n", encoding="utf-8")  # words unseen by the model: OOVs
-    folders = {run.info.get("name", run.name): run.folder for run in discover_runs(runs)}
+    folders = {run.info.name or run.name: run.folder for run in discover_runs(runs)}
     for name in ("kn3", "lstm", "transformer"):
         folder = folders[name]
         scorer = scoring.load_scorer(folder)

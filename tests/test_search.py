@@ -275,9 +275,9 @@ def test_an_interrupted_search_resumes_without_repeating_finished_trials(tmp_pat
 
     # ... and proposes what an uninterrupted search proposes
     fresh = run_experiment(config, tmp_path / "fresh")
-    settings = lambda search: [t["settings"] for t in search["trials"] if t["state"] != "fail"]  # noqa: E731
-    assert settings(resumed["search"]["lstm"]) == settings(fresh["search"]["lstm"])
-    assert resumed["search"]["lstm"]["best"] == fresh["search"]["lstm"]["best"]
+    settings = lambda search: [t.settings for t in search.trials if t.state != "fail"]  # noqa: E731
+    assert settings(resumed.search["lstm"]) == settings(fresh.search["lstm"])
+    assert resumed.search["lstm"].best == fresh.search["lstm"].best
 
 
 @needs_optuna
@@ -329,9 +329,12 @@ trial_budget = {tokens = 600}
 
 
 def test_budget_statement_says_what_differed_and_what_was_not_tuned():
+    from lmbench.results import SearchSpent, SearchSummary
+
     def search(limits, trial_budget="tokens=600"):
-        spent = {"trials": 3, "pruned": 1, "tokens": 1800, "seconds": 2.0}
-        return {"limits": limits, "trial_budget": trial_budget, "spent": spent}
+        spent = SearchSpent(trials=3, pruned=1, tokens=1800, seconds=2.0)
+        return SearchSummary(family="lstm", best={}, best_valid_perplexity=9.0, space={}, limits=limits,
+                             trial_budget=trial_budget, spent=spent, study="s", storage="search.db")  # fmt: skip
 
     equal = budget_statement({"a": search("5 trials"), "b": search("5 trials")}, ["kn"])
     assert equal.startswith("Tuned with equal budgets") and "Not tuned (settings as written): kn" in equal
@@ -410,15 +413,17 @@ def test_a_search_without_optuna_is_one_line_naming_the_extra(tmp_path, monkeypa
 
 
 def test_spend_is_printed_against_its_limit_and_an_overspend_is_named():
-    from lmbench.reporting.search_plots import spend_text
+    import dataclasses
 
-    limit = {"trials": None, "tokens": 1_500_000, "epochs": None, "minutes": None}
-    within = {"trials": 5, "pruned": 1, "tokens": 1_484_510, "epochs": 9.5, "seconds": 383.0}
-    assert (
-        spend_text({"spent": within, "limit": limit})
-        == "5 trials (1 pruned), 1,484,510 / 1,500,000 tokens, 383 s"
-    )
-    over = spend_text({"spent": {**within, "tokens": 1_784_930}, "limit": limit})
+    from lmbench.reporting.search_plots import spend_text
+    from lmbench.results import SearchLimit, SearchSpent, SearchSummary
+
+    limit = SearchLimit(trials=None, tokens=1_500_000, epochs=None, minutes=None)
+    within = SearchSpent(trials=5, pruned=1, tokens=1_484_510, epochs=9.5, seconds=383.0)
+    search = SearchSummary(family="kn", best={}, best_valid_perplexity=9.0, space={}, limits="", trial_budget="",
+                           spent=within, limit=limit, study="s", storage="search.db")  # fmt: skip
+    assert spend_text(search) == "5 trials (1 pruned), 1,484,510 / 1,500,000 tokens, 383 s"
+    over = spend_text(dataclasses.replace(search, spent=dataclasses.replace(within, tokens=1_784_930)))
     assert "1,784,930 / 1,500,000 tokens" in over and "OVER its tokens limit" in over
 
 
@@ -451,9 +456,9 @@ def test_trials_in_flight_count_against_the_limit_so_parallel_trials_never_overs
     results = run_experiment(
         load_config(tmp_path / "exp.toml"), tmp_path / "runs", progress=lines.append, executor=Deferred()
     )
-    search = results["search"]["lstm"]
-    assert search["spent"]["tokens"] <= 1500 and search["parallel"] == 2
-    assert search["limit"]["tokens"] == 1500
-    cut = [t for t in search["trials"] if "cut to tokens=" in t["note"]]
-    assert len(cut) == 1 and cut[0]["trial"] == max(t["trial"] for t in search["trials"])
+    search = results.search["lstm"]
+    assert search.spent.tokens <= 1500 and search.parallel == 2
+    assert search.limit.tokens == 1500
+    cut = [t for t in search.trials if "cut to tokens=" in t.note]
+    assert len(cut) == 1 and cut[0].trial == max(t.trial for t in search.trials)
     assert any("2 trials at a time" in line for line in lines)

@@ -78,8 +78,10 @@ def test_a_search_killed_mid_trial_resumes_to_the_trials_of_an_uninterrupted_one
 
     lines: list[str] = []
     config = load_config(tmp_path / "exp.toml")
-    resumed = run_experiment(config, tmp_path / "runs" / "tune", progress=lines.append)["search"]["lstm"]
-    fresh = run_experiment(config, tmp_path / "fresh")["search"]["lstm"]
+    resumed = (
+        run_experiment(config, tmp_path / "runs" / "tune", progress=lines.append).search["lstm"].to_dict()
+    )
+    fresh = run_experiment(config, tmp_path / "fresh").search["lstm"].to_dict()
     assert _trial_set(resumed) == _trial_set(fresh)
     assert (
         resumed["best"] == fresh["best"]

@@ -144,10 +144,10 @@ def test_pretrained_tokenizer_is_shared_by_ngram_neural_and_pretrained_lm(tmp_pa
     cfg = parse(tmp_path, config(tmp_path, f'tokenizer = "hf:{tiny_hf_model}"', models))
     assert cfg.corpus.tokenizer == f"hf:{tiny_hf_model / 'tokenizer.json'}"
     results = run_experiment(cfg, tmp_path / "runs")
-    assert not results["failures"]
-    rows = {(r["model"], r["split"]): r for r in results["rows"]}
-    assert {rows[(m, "test")]["tokens"] for m in ("kn3", "lstm", "gpt")} == {rows[("kn3", "test")]["tokens"]}
-    assert rows[("kn3", "test")]["oov"] == 0
+    assert not results.failures
+    rows = {(r.model, r.split): r for r in results.rows}
+    assert {rows[(m, "test")].tokens for m in ("kn3", "lstm", "gpt")} == {rows[("kn3", "test")].tokens}
+    assert rows[("kn3", "test")].oov == 0
     assert (tmp_path / "runs" / "kn3" / "tokenizer.json").is_file()
     # the pretrained model scored on its own tokens: the same total as scoring each raw line directly
     from lmbench.models.pretrained import PretrainedLM
@@ -170,7 +170,7 @@ def test_pretrained_tokenizer_is_shared_by_ngram_neural_and_pretrained_lm(tmp_pa
         lp[:n],
         gpt._token_logprobs_of_ids(gpt.tokenizer_(first + "\n", add_special_tokens=False)["input_ids"])[:n],
     )
-    assert math.isfinite(rows[("gpt", "test")]["word_perplexity"])
+    assert math.isfinite(rows[("gpt", "test")].word_perplexity)
 
 
 def test_every_family_trains_on_bpe_tokens(tmp_path):
@@ -215,15 +215,18 @@ def test_cli_run_with_an_unreadable_tokenizer_is_exit_2_in_one_line(tmp_path):
 
 
 def test_tables_show_word_perplexity_where_tokens_are_not_words():
-    from lmbench.reporting.tables import compare_table, display_table
+    import dataclasses
 
-    word = {"model": "kn3", "family": "ngram", "split": "test", "context": "sentence", "tokens": 100,
-            "perplexity": 200.0, "word_perplexity": 200.0, "bits_per_char": 2.0}  # fmt: skip
-    bpe = {**word, "tokens": 160, "perplexity": 40.0, "word_perplexity": 180.0, "bits_per_char": 1.9}
+    from lmbench.reporting.tables import compare_table, display_table
+    from lmbench.results import CombinedRow
+
+    word = CombinedRow(model="kn3", family="ngram", split="test", context="sentence", tokens=100,
+                       perplexity=200.0, word_perplexity=200.0, bits_per_char=2.0)  # fmt: skip
+    bpe = dataclasses.replace(word, tokens=160, perplexity=40.0, word_perplexity=180.0, bits_per_char=1.9)
     assert "word ppl" not in display_table([word])[0]
     assert display_table([bpe])[0]["word ppl"] == "180.00"
     table = compare_table([word], [bpe], ("words", "bpe"))
     assert table[0]["words (per word)"] == "200.00" and table[0]["bpe (per word)"] == "180.00"
     assert table[0]["change"] == "-10.0%"
-    same = compare_table([word], [{**word, "perplexity": 100.0}], ("a", "b"))
+    same = compare_table([word], [dataclasses.replace(word, perplexity=100.0)], ("a", "b"))
     assert "a" in same[0] and same[0]["change"] == "-50.0%"

@@ -14,6 +14,7 @@ from lmbench.cli import main
 from lmbench.config import load_config
 from lmbench.errors import ConfigError
 from lmbench.reporting import trackers
+from lmbench.results import RunResults
 
 from .conftest import import_or_fail
 
@@ -24,7 +25,7 @@ CURVE = [
 ]  # fmt: skip
 
 
-def _results() -> dict:
+def _results() -> RunResults:
     models = {
         "lstm": {
             "family": "lstm",
@@ -48,7 +49,9 @@ def _results() -> dict:
         for m, p in (("lstm", 70.0), ("kn3", 80.0))
         for s in ("valid", "test")
     ]
-    return {"experiment": "tiny", "models": models, "rows": rows, "curves": {"lstm": CURVE}, "provenance": {}}
+    return RunResults.from_dict(
+        {"experiment": "tiny", "models": models, "rows": rows, "curves": {"lstm": CURVE}, "provenance": {}}
+    )
 
 
 @pytest.fixture

@@ -401,8 +401,8 @@ def test_trainer_raises_on_a_non_finite_loss():
 def test_results_record_each_models_fingerprint(tmp_path):
     config = write_project(tmp_path, models=LSTM.format(extra=""))
     results = run_experiment(load_config(config), tmp_path / "runs")
-    assert len(results["provenance"]["fingerprints"]["lstm"][0]) == 16
-    assert 590 <= results["models"]["lstm"]["train_tokens"] <= 600
+    assert len(results.provenance.fingerprints["lstm"][0]) == 16
+    assert 590 <= results.models["lstm"].train_tokens <= 600
 
 
 def test_identity_changes_are_said_in_words():
@@ -426,17 +426,18 @@ def test_identity_changes_are_said_in_words():
 
 def test_the_narrative_explains_a_time_budget_rank_by_tokens_seen():
     from lmbench.reporting.narrative import ladder_narrative
+    from lmbench.results import RunResults
 
     row = {"split": "test", "context": "stream", "family": "lstm", "parameters": 10, "budget": "minutes=3"}
-    results = {
+    results = RunResults.from_dict({
         "rows": [
             {**row, "model": "rnn", "family": "rnn", "perplexity": 20.0, "train_tokens": 3_000_000},
             {**row, "model": "lstm", "perplexity": 24.0, "train_tokens": 1_000_000},
         ],
         "models": {"rnn": {"family": "rnn"}, "lstm": {"family": "lstm"}},
-    }
-    text = ladder_narrative(results)[1]["text"]
+    })  # fmt: skip
+    text = ladder_narrative(results)[1].text
     assert "3.0x fewer tokens than rnn" in text and "budget minutes=3" in text
-    for r in results["rows"]:
-        r["budget"] = "tokens=1,000,000"
-    assert "fewer tokens" not in ladder_narrative(results)[1]["text"]
+    for r in results.rows:
+        r.budget = "tokens=1,000,000"
+    assert "fewer tokens" not in ladder_narrative(results)[1].text

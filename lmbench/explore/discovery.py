@@ -18,6 +18,7 @@ from typing import Any
 from lmbench import checksums
 from lmbench.errors import DataError, first_line
 from lmbench.models.family import family_named
+from lmbench.results import ModelInfo
 
 DEFAULT_TOKENIZER = "whitespace"
 # where a run folder records what it holds: fit.json (info, and the training identity with the tokenizer),
@@ -34,7 +35,7 @@ class FinishedModel:
     folder: Path
     tokenizer: str
     tokenizer_recorded: bool = True
-    info: dict[str, Any] = field(default_factory=dict, compare=False)
+    info: ModelInfo = field(default_factory=ModelInfo, compare=False)  # its fit record (fit.json's ``info``)
     error: str | None = None  # why the model cannot be served (a damaged or unreadable record)
 
     @property
@@ -71,7 +72,7 @@ def ladder_key(run: FinishedModel) -> tuple[float, int, str]:
     then families without one), within a family by the window a model sees (n-grams: the order)."""
     family = family_named(run.family)
     rank = family.generation if family.generation is not None else math.inf
-    window = family.window(run.info.get("config") or {})
+    window = family.window(run.info.config or {})
     return rank, window if isinstance(window, int) else 0, run.name
 
 
@@ -119,7 +120,7 @@ def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[
                 folder=folder,
                 tokenizer=tokenizer or recorded or DEFAULT_TOKENIZER,
                 tokenizer_recorded=bool(tokenizer or recorded),
-                info=info,
+                info=ModelInfo.from_dict(info),  # tolerant: fit records of every version
             )
         )
     return sorted(found, key=ladder_key)

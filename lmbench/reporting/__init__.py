@@ -1,4 +1,4 @@
-"""Tables, plots and report pages rendered from a results dict.
+"""Tables, plots and report pages rendered from a run's :class:`~lmbench.results.RunResults`.
 
 The functions below load on first use, so that importing a light module of this package (``formats``: the
 list of report formats, read by config checks) does not load pandas, Jinja2 or matplotlib.

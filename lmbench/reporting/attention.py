@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from lmbench.data.corpus import TokenStream
+from lmbench.results import AttentionExample
 
 FORMULA = "Attention(Q, K, V) = softmax(Q Kᵀ / √d) V"
 FORMULA_TEX = r"$\mathrm{Attention}(Q,K,V)=\mathrm{softmax}\left(QK^{\top}/\sqrt{d}\right)V$"
@@ -27,7 +28,7 @@ def ordinary(words: list[str]) -> bool:
     return sum(any(ch.isalnum() for ch in w) for w in words) >= 0.8 * len(words)
 
 
-def attention_example(model: Any, data: TokenStream, min_words: int = 9) -> dict[str, Any] | None:
+def attention_example(model: Any, data: TokenStream, min_words: int = 9) -> AttentionExample | None:
     """Attention of ``model`` over the first ordinary line (:func:`ordinary`) of ``data`` with at least
     ``min_words`` words that fits the model's window.
 
@@ -62,16 +63,16 @@ def attention_example(model: Any, data: TokenStream, min_words: int = 9) -> dict
         if skipped
         else ""
     )
-    return {
-        "tokens": tokens,
-        "query": query,
-        "key": key,
-        "target": target,
-        "reason": reason,
-        "layer": int(layer),
-        "head": int(head),
-        "weight": float(to_first[layer, head]),
-        "uniform_weight": 1.0 / (query + 1),  # what a head spreading evenly over the prefix would give
-        "to_first": np.round(to_first, 4).tolist(),
-        "weights": np.round(maps[layer, head], 4).tolist(),
-    }
+    return AttentionExample(
+        tokens=tokens,
+        query=query,
+        key=key,
+        target=target,
+        reason=reason,
+        layer=int(layer),
+        head=int(head),
+        weight=float(to_first[layer, head]),
+        uniform_weight=1.0 / (query + 1),  # what a head spreading evenly over the prefix would give
+        to_first=np.round(to_first, 4).tolist(),
+        weights=np.round(maps[layer, head], 4).tolist(),
+    )

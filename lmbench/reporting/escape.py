@@ -11,6 +11,7 @@ every writer hostile strings.
 from __future__ import annotations
 
 import re
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # newlines, tabs, escape sequences, NUL
@@ -39,10 +40,18 @@ def md_code(text: Any) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def _rebuilt(record: Any, convert: Any) -> Any:
+    """A copy of a dataclass record with ``convert`` applied to every field."""
+    return type(record)(**{f.name: convert(getattr(record, f.name)) for f in fields(record) if f.init})
+
+
 def md_escaped(value: Any) -> Any:
-    """A copy of a results value with every string (dictionary keys too) passed through :func:`md_text`."""
+    """A copy of a results value (records, dicts, lists) with every string (dictionary keys too) passed through
+    :func:`md_text`."""
     if isinstance(value, str):
         return md_text(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return _rebuilt(value, md_escaped)
     if isinstance(value, dict):
         return {md_escaped(k) if isinstance(k, str) else k: md_escaped(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -57,10 +66,12 @@ def latex_comment(text: Any) -> str:
 
 def well_formed(value: Any) -> Any:
     """``value`` with every lone UTF-16 surrogate in its strings (keys too) replaced by U+FFFD, recursively through
-    dicts and lists: a results.json may carry ``"\\ud9bc"`` escapes, which no UTF-8 file, CSV writer or Arrow
+    records, dicts and lists: a results.json may carry ``"\\ud9bc"`` escapes, which no UTF-8 file, CSV writer or Arrow
     array accepts, and a report must still be written rather than fail half-way."""
     if isinstance(value, str):
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if is_dataclass(value) and not isinstance(value, type):
+        return _rebuilt(value, well_formed)
     if isinstance(value, dict):
         return {well_formed(k): well_formed(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

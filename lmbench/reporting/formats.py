@@ -1,7 +1,7 @@
 """The report formats: one registry entry per format, naming what it writes and the function that writes it.
 
 ``[report] formats`` in a config and ``lmbench report --formats`` choose from :data:`FORMATS`. A writer is a
-function ``write(results, folder: ReportFolder) -> None`` that puts its files into ``folder.path`` (a staging
+function ``write(results: RunResults, folder: ReportFolder) -> None`` that puts its files into ``folder.path`` (a staging
 folder, swapped in whole by :func:`lmbench.reporting.render_report`). lmbench's writers are named as
 ``"module:function"`` and imported only when used, so reading the list of formats (config checks, ``--help``)
 loads no plotting or table library. Adding a format: an installed package's entry point in the
@@ -14,10 +14,13 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmbench.errors import ConfigError
 from lmbench.registry import PluginError, Registry
+
+if TYPE_CHECKING:
+    from lmbench.results import RunResults
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,13 @@ class ReportFormat:
     (None: the format is the plot files themselves)."""
 
     name: str
-    writer: str | Callable[[dict[str, Any], ReportFolder], None] | None
+    writer: str | Callable[[RunResults, ReportFolder], None] | None
     files: str  # what it writes, for help texts
     plots: bool = False  # needs the PNG plots made before it is written
     keeps_plots: bool = False  # the plots stay in the report folder (else they are removed after writing)
     always: bool = False  # written whatever is chosen: `lmbench report` re-reads these
 
-    def write(self, results: dict[str, Any], folder: ReportFolder) -> None:
+    def write(self, results: RunResults, folder: ReportFolder) -> None:
         if self.writer is None:
             return
         if callable(self.writer):

@@ -10,6 +10,7 @@ importing this module leaves the process's matplotlib backend alone and no figur
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from lmbench.results import main_view, task_rows
+from lmbench.results import CombinedRow, RunResults, main_view
 
 
 def new_figure(*grid: int, figsize: tuple[float, float], **subplots: Any) -> tuple[Figure, Any]:
@@ -31,10 +32,10 @@ def new_figure(*grid: int, figsize: tuple[float, float], **subplots: Any) -> tup
     return fig, fig.subplots(*grid, **subplots)
 
 
-def model_colours(results: dict[str, Any]) -> dict[str, Any]:
+def model_colours(results: RunResults) -> dict[str, Any]:
     """One colour per model, in the order of the results rows, shared by every plot of a report."""
-    names = list(dict.fromkeys(r["model"] for r in results.get("rows", [])))
-    names += [n for n in (results.get("curves") or {}) if n not in names]
+    names = list(dict.fromkeys(r.model for r in results.rows))
+    names += [n for n in results.curves if n not in names]
     cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
@@ -57,30 +58,27 @@ def _plain_axis(ax, which: str = "both") -> None:
         axis.set_major_formatter(FuncFormatter(_plain))
 
 
-def _main_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+def _main_rows(results: RunResults) -> list[CombinedRow]:
     """Test rows (else valid) of the first context mode, finite perplexities only."""
-    rows = results.get("rows", [])
-    split, context = main_view(rows)
+    split, context = main_view(results.rows)
     return [
-        r for r in rows
-        if r["split"] == split and r["context"] == context and r.get("perplexity") is not None
-        and math.isfinite(r["perplexity"])
+        r for r in results.rows
+        if r.split == split and r.context == context and r.perplexity is not None and math.isfinite(r.perplexity)
     ]  # fmt: skip
 
 
-def _left_out(results: dict[str, Any]) -> list[str]:
+def _left_out(results: RunResults) -> list[str]:
     """Models of the main split and context whose perplexity cannot be drawn, with the reason."""
-    rows = results.get("rows", [])
-    split, context = main_view(rows)
+    split, context = main_view(results.rows)
     out = []
-    for r in rows:
-        if r["split"] != split or r["context"] != context:
+    for r in results.rows:
+        if r.split != split or r.context != context:
             continue
-        ppl = r.get("perplexity")
+        ppl = r.perplexity
         if ppl is None or (isinstance(ppl, float) and math.isnan(ppl)):
-            out.append(f"{r['model']} (no perplexity: its scores are not probabilities)")
+            out.append(f"{r.model} (no perplexity: its scores are not probabilities)")
         elif math.isinf(ppl):
-            out.append(f"{r['model']} (infinite perplexity: a test token has probability 0)")
+            out.append(f"{r.model} (infinite perplexity: a test token has probability 0)")
     return out
 
 
@@ -92,14 +90,11 @@ def _caption(fig, notes: list[str]) -> None:
         fig.subplots_adjust(bottom=0.18)
 
 
-def _floor(ax, results: dict[str, Any]) -> None:
-    floor = results.get("entropy_floor")
+def _floor(ax, results: RunResults) -> None:
+    floor = results.entropy_floor
     if floor:
         ax.axhline(
-            floor["perplexity"],
-            color="grey",
-            linestyle="--",
-            label=f"true source ({floor['perplexity']:.2f})",
+            floor.perplexity, color="grey", linestyle="--", label=f"true source ({floor.perplexity:.2f})"
         )
 
 
@@ -112,8 +107,11 @@ def _save(fig, path: Path, notes: list[str] | None = None) -> Path:
     return path
 
 
-def _scatter(results: dict[str, Any], key: str, xlabel: str, path: Path, *, logx: bool) -> Path | None:
-    rows = [r for r in _main_rows(results) if r.get(key) and r[key] > 0]
+def _scatter(
+    results: RunResults, x: Callable[[CombinedRow], Any], xlabel: str, path: Path, *, logx: bool
+) -> Path | None:
+    """Perplexity (main split and context) against ``x`` of each row, where ``x`` is positive."""
+    rows = [r for r in _main_rows(results) if x(r) and x(r) > 0]
     if not rows:
         return None
     colours = model_colours(results)
@@ -121,21 +119,19 @@ def _scatter(results: dict[str, Any], key: str, xlabel: str, path: Path, *, logx
     fig, ax = new_figure(figsize=(6.4, 4.2))
     for r in rows:
         err = [
-            [max(r["perplexity"] - _finite(r.get("perplexity_low"), r["perplexity"]), 0)],
-            [max(_finite(r.get("perplexity_high"), r["perplexity"]) - r["perplexity"], 0)],
+            [max(r.perplexity - _finite(r.perplexity_low, r.perplexity), 0)],
+            [max(_finite(r.perplexity_high, r.perplexity) - r.perplexity, 0)],
         ]
-        ax.errorbar([r[key]], [r["perplexity"]], yerr=err, fmt="o", capsize=3, color=colours[r["model"]],
-                    label=r["model"])  # fmt: skip
-        ax.annotate(
-            r["model"], (r[key], r["perplexity"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
-        )
+        ax.errorbar([x(r)], [r.perplexity], yerr=err, fmt="o", capsize=3, color=colours[r.model],
+                    label=r.model)  # fmt: skip
+        ax.annotate(r.model, (x(r), r.perplexity), fontsize=7, xytext=(3, 3), textcoords="offset points")
     _floor(ax, results)
     if logx:
         ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_axis(ax)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{rows[0]['split']} perplexity ({rows[0]['context']})")
+    ax.set_ylabel(f"{rows[0].split} perplexity ({rows[0].context})")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return _save(fig, path, notes)
@@ -145,16 +141,13 @@ def _finite(value: Any, default: float | None) -> float | None:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else default
 
 
-def headline(results: dict[str, Any], path: Path) -> Path | None:
+def headline(results: RunResults, path: Path) -> Path | None:
     """Test perplexity of each model (config order) with its 95% interval, and the entropy floor; titled as a
     ladder only where the models form one."""
-    rows = results.get("rows", [])
-    split, context = main_view(rows)
-    steps = [r for r in rows if r["split"] == split and r["context"] == context]
+    split, context = main_view(results.rows)
+    steps = [r for r in results.rows if r.split == split and r.context == context]
     finite = [
-        r["perplexity"]
-        for r in steps
-        if isinstance(r.get("perplexity"), (int, float)) and math.isfinite(r["perplexity"])
+        r.perplexity for r in steps if isinstance(r.perplexity, (int, float)) and math.isfinite(r.perplexity)
     ]
     if not finite:
         return None
@@ -163,29 +156,28 @@ def headline(results: dict[str, Any], path: Path) -> Path | None:
     top = max(finite) * 1.6
     fig, ax = new_figure(figsize=(max(6.4, 0.8 * len(steps) + 1.5), 4.2))
     for i, r in enumerate(steps):
-        ppl = r.get("perplexity")
+        ppl = r.perplexity
         if not isinstance(ppl, (int, float)) or math.isnan(ppl):
             continue  # scores that are not probabilities have no perplexity
         if math.isinf(ppl):
-            ax.plot([i], [top], marker="^", color=colours[r["model"]], markersize=9)
+            ax.plot([i], [top], marker="^", color=colours[r.model], markersize=9)
             ax.annotate("∞", (i, top), xytext=(0, -16), textcoords="offset points", ha="center")
             continue
         err = [
-            [max(ppl - _finite(r.get("perplexity_low"), ppl), 0)],
-            [max(_finite(r.get("perplexity_high"), ppl) - ppl, 0)],
+            [max(ppl - _finite(r.perplexity_low, ppl), 0)],
+            [max(_finite(r.perplexity_high, ppl) - ppl, 0)],
         ]
-        ax.errorbar([i], [ppl], yerr=err, fmt="o", color=colours[r["model"]], markersize=9, capsize=5,
+        ax.errorbar([i], [ppl], yerr=err, fmt="o", color=colours[r.model], markersize=9, capsize=5,
                     elinewidth=2)  # fmt: skip
         ax.annotate(
             f"{ppl:.1f}", (i, ppl), xytext=(10, 0), textcoords="offset points", va="center", fontsize=8
         )
     _floor(ax, results)
     ax.set_xlim(-0.5, len(steps) - 0.3)
-    ax.set_xticks(range(len(steps)), [r["model"] for r in steps], rotation=30, ha="right")
+    ax.set_xticks(range(len(steps)), [r.model for r in steps], rotation=30, ha="right")
     ax.set_yscale("log")
-    ax.set_ylim(
-        min(finite + [(results.get("entropy_floor") or {}).get("perplexity", min(finite))]) * 0.7, top * 1.15
-    )
+    floor = results.entropy_floor
+    ax.set_ylim(min(finite + [floor.perplexity if floor else min(finite)]) * 0.7, top * 1.15)
     _plain_axis(ax, "y")
     ax.set_ylabel(f"{split} perplexity ({context} context)")
     from lmbench.reporting.narrative import forms_ladder
@@ -193,50 +185,48 @@ def headline(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_title(
         "Each step of the ladder: lower is better" if forms_ladder(results) else "Each model: lower is better"
     )
-    if results.get("entropy_floor"):
+    if floor:
         ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path, notes)
 
 
-def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
+def learning_curves(results: RunResults, path: Path) -> Path | None:
     """Validation perplexity (solid) and training perplexity exp(train loss) (dashed) against training tokens
     (left) and training FLOPs (right, models that record their FLOPs), with the n-gram baseline's validation
     perplexity (same split and context as the curves) as a horizontal line on both."""
     from lmbench.reporting.crossover import curve_baseline, flops_per_token
 
     curves, notes = {}, []
-    for name, points in (results.get("curves") or {}).items():
-        pts = [
-            p for p in points or []
-            if isinstance(p.get("valid_perplexity"), (int, float)) and math.isfinite(p["valid_perplexity"])
-        ]  # fmt: skip
-        if len(pts) < len(points or []):
+    for name, points in results.curves.items():
+        pts = [p for p in points if _finite(p.valid_perplexity, None) is not None]
+        if len(pts) < len(points):
             notes.append(f"{name}: {len(points) - len(pts)} point(s) without a finite validation perplexity")
         if pts:
-            curves[name] = (pts, [p for p in points if _finite(p.get("train_loss"), None) is not None])
+            curves[name] = (pts, [p for p in points if _finite(p.train_loss, None) is not None])
     if not curves:
         return None
     colours = model_colours(results)
     fig, axes = new_figure(1, 2, figsize=(11.5, 4.4), sharey=True)
     base = curve_baseline(results)
-    floor = results.get("entropy_floor")
+    floor = results.entropy_floor
     for ax, scale, xlabel in ((axes[0], None, "training tokens seen"), (axes[1], "flops", "training FLOPs")):
         for name, (valid, train) in curves.items():
             per = 1.0 if scale is None else flops_per_token(results, name)
             if per is None:
                 continue
             colour = colours.get(name)
-            ax.plot([p["tokens"] * per for p in valid], [p["valid_perplexity"] for p in valid], marker=".",
+            ax.plot([p.tokens * per for p in valid], [p.valid_perplexity for p in valid], marker=".",
                     color=colour, label=f"{name} validation")  # fmt: skip
             if train:
-                ax.plot([p["tokens"] * per for p in train], [math.exp(min(p["train_loss"], 50)) for p in train],
+                ax.plot([p.tokens * per for p in train], [math.exp(min(p.train_loss, 50)) for p in train],
                         linestyle="--", color=colour, alpha=0.8, label=f"{name} training")  # fmt: skip
         if base:
-            ax.axhline(base["perplexity"], color="black", linestyle="-.", linewidth=1.2,
-                       label=f"{base['model']} (n-gram baseline, {base['split']}, {base['context']})")  # fmt: skip
+            ax.axhline(base.perplexity, color="black", linestyle="-.", linewidth=1.2,
+                       label=f"{base.model} (n-gram baseline, {base.split}, {base.context})")  # fmt: skip
         if floor:
-            ax.axhline(floor.get("valid_perplexity", floor["perplexity"]), color="grey", linestyle=":",
+            valid = floor.valid_perplexity if floor.valid_perplexity is not None else floor.perplexity
+            ax.axhline(valid, color="grey", linestyle=":",
                        label="true source")  # fmt: skip
         ax.set_xlabel(xlabel)
         ax.set_yscale("log")
@@ -252,10 +242,10 @@ def learning_curves(results: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path, notes)
 
 
-def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | None:
+def minimal_pairs_by_distance(results: RunResults, path: Path) -> Path | None:
     rows = [
         r
-        for r in task_rows(results)
+        for r in results.tasks
         if r.task == "minimal-pairs" and r.corruption == "swap" and r.distance is not None
     ]
     if not rows:
@@ -280,22 +270,20 @@ def minimal_pairs_by_distance(results: dict[str, Any], path: Path) -> Path | Non
     return _save(fig, path)
 
 
-def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
+def frequency_buckets(results: RunResults, path: Path) -> Path | None:
     buckets, notes = {}, []
-    for name, rows in (results.get("word_buckets") or {}).items():
-        if any(
-            isinstance(b.get("perplexity"), (int, float)) and math.isfinite(b["perplexity"]) for b in rows
-        ):
+    for name, rows in results.word_buckets.items():
+        if any(_finite(b.perplexity, None) is not None for b in rows):
             buckets[name] = rows
         else:
             notes.append(f"{name} (no finite perplexity in any bucket)")
     if not buckets:
         return None
-    labels = list(dict.fromkeys(b["bucket"] for v in buckets.values() for b in v))
+    labels = list(dict.fromkeys(b.bucket for v in buckets.values() for b in v))
     fig, ax = new_figure(figsize=(7.2, 4.2))
     width = 0.8 / max(len(buckets), 1)
     for i, (name, rows) in enumerate(buckets.items()):
-        values = {b["bucket"]: b["perplexity"] for b in rows}
+        values = {b.bucket: b.perplexity for b in rows}
         xs = [
             j + i * width
             for j, label in enumerate(labels)
@@ -313,18 +301,17 @@ def frequency_buckets(results: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path, notes)
 
 
-def attention_figure(results: dict[str, Any], path: Path) -> Path | None:
+def attention_figure(results: RunResults, path: Path) -> Path | None:
     """The attention example (:mod:`lmbench.reporting.attention`) of the last attention model: the chosen
     head's map with the row predicting the last word and the column of the first word marked, the formula
     beside it."""
     from lmbench.reporting.attention import FORMULA_TEX
 
-    examples = results.get("attention") or {}
-    if not examples:
+    if not results.attention:
         return None
-    name, ex = list(examples.items())[-1]
-    weights = np.asarray(ex["weights"])
-    tokens = ex["tokens"]
+    name, ex = list(results.attention.items())[-1]
+    weights = np.asarray(ex.weights)
+    tokens = ex.tokens
     T = len(tokens)
     fig, (ax, side) = new_figure(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [3, 2]})
     ax.imshow(np.where(np.tri(T, dtype=bool), weights, np.nan), cmap="Blues", vmin=0, vmax=1)
@@ -334,31 +321,37 @@ def attention_figure(results: dict[str, Any], path: Path) -> Path | None:
     )
     ax.set_xlabel("looks at (key position)")
     ax.set_ylabel("position (→ the token it predicts)")
-    q, k = ex["query"], ex["key"]
+    q, k = ex.query, ex.key
     ax.add_patch(Rectangle((k - 0.5, q - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=2.5))
-    ax.set_title(f"{name}: layer {ex['layer']}, head {ex['head']}", fontsize=10)
+    ax.set_title(f"{name}: layer {ex.layer}, head {ex.head}", fontsize=10)
     side.axis("off")
     distance = q - k + 1
     side.text(0, 0.92, FORMULA_TEX, fontsize=12, transform=side.transAxes)
     side.text(
         0, 0.78,
-        f"The position predicting '{tokens[q + 1]}' puts {ex['weight']:.0%} of\n"
+        f"The position predicting '{tokens[q + 1]}' puts {ex.weight:.0%} of\n"
         f"its attention on '{tokens[k]}', {distance} tokens back\n"
-        f"(an even spread would give {ex['uniform_weight']:.0%}).\n\n"
+        f"(an even spread would give {ex.uniform_weight:.0%}).\n\n"
         f"An n-gram sees only n - 1 words back: it would\nneed order {distance + 1} to see '{tokens[k]}' here.",
         fontsize=9, va="top", transform=side.transAxes,
     )  # fmt: skip
     return _save(fig, path)
 
 
-def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
+def write_plots(results: RunResults, out_dir: Path) -> list[Path]:
     """Every plot whose data is present, as PNG files in ``out_dir`` (the headline figure first)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     made = [
         headline(results, out_dir / "headline.png"),
-        _scatter(results, "parameters", "parameters", out_dir / "perplexity_vs_parameters.png", logx=True),
         _scatter(
-            results, "train_seconds", "training time (s)", out_dir / "perplexity_vs_time.png", logx=True
+            results, lambda r: r.parameters, "parameters", out_dir / "perplexity_vs_parameters.png", logx=True
+        ),
+        _scatter(
+            results,
+            lambda r: r.train_seconds,
+            "training time (s)",
+            out_dir / "perplexity_vs_time.png",
+            logx=True,
         ),
         learning_curves(results, out_dir / "learning_curves.png"),
         minimal_pairs_by_distance(results, out_dir / "minimal_pairs_by_distance.png"),

@@ -1,4 +1,4 @@
-"""Render a report folder from a results dict: results.csv, tasks.csv, samples.csv, results.json, report.md,
+"""Render a report folder from a run's :class:`~lmbench.results.RunResults`: results.csv, tasks.csv, samples.csv, results.json, report.md,
 a self-contained report.html (plots embedded), LaTeX tables and PNG plots (the formats of
 :mod:`lmbench.reporting.formats`).
 
@@ -13,7 +13,6 @@ import base64
 import contextlib
 import html
 import json
-import math
 import os
 import re
 import shutil
@@ -30,50 +29,13 @@ from lmbench.reporting.escape import latex_comment, md_code, md_escaped, md_text
 from lmbench.reporting.formats import DEFAULT_FORMATS, ReportFolder, chosen_formats
 from lmbench.reporting.narrative import narrative_markdown
 from lmbench.reporting.search_plots import mark_tuned, search_html, search_markdown, write_search_outputs
-from lmbench.results import Sample, main_view, samples, split_legacy_samples, task_rows
+from lmbench.results import RunResults, Sample, json_safe, main_view
 from lmbench.tasks import task_warnings
 
 
-def _json_safe(value: Any) -> Any:
-    """JSON has no inf/nan: write them as strings that :func:`load_results` turns back into floats."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item"):
-        return _json_safe(value.item())
-    return value
-
-
-def _json_restore(value: Any) -> Any:
-    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _json_restore(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_restore(v) for v in value]
-    return value
-
-
-def load_results(folder: str | Path) -> dict[str, Any]:
-    """The results dict stored in ``folder/results.json``, in today's layout (generated samples that earlier
-    versions kept among the task rows are moved to ``samples``)."""
-    path = Path(folder) / "results.json"
-    from lmbench.errors import DataError
-
-    if not path.is_file():
-        raise DataError(f"{path}: not found (expected a report folder written by `lmbench run`)")
-    try:
-        results = _json_restore(json.loads(path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
-    except (UnicodeDecodeError, OSError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
-        raise DataError(f"{path}: expected the results object written by `lmbench run` (with a list of rows)")
-    return split_legacy_samples(results)
+def load_results(folder: str | Path) -> RunResults:
+    """The results stored in ``folder/results.json`` (:meth:`RunResults.load`: any layout this lmbench reads)."""
+    return RunResults.load(Path(folder) / "results.json")
 
 
 def samples_markdown(generated: Sequence[Sample], per_model: int = 3) -> str:
@@ -89,7 +51,7 @@ def samples_markdown(generated: Sequence[Sample], per_model: int = 3) -> str:
     return "\n".join(lines)
 
 
-def summary_text(results: dict[str, Any]) -> str:
+def summary_text(results: RunResults) -> str:
     """What ``lmbench run`` and ``lmbench report`` print: the report's headline table (its split and context named),
     then every other split and context, the entropy floor, the
     search statement, the signature, and the task figures with their tie warnings (terminal tables)."""
@@ -98,56 +60,53 @@ def summary_text(results: dict[str, Any]) -> str:
     split, context = _main_view(results)
     text = f"{split} perplexity ({context} context), as the report heads with:\n"
     text += tables.render(_main_table(results), "simple")
-    others = [r for r in results["rows"] if (r["split"], r["context"]) != (split, context)]
+    others = [r for r in results.rows if (r.split, r.context) != (split, context)]
     if others:
         table = mark_tuned(tables.display_table(others, bootstrap=_bootstrap(results)), results)
         text += "\n\nevery other split and context:\n" + tables.render(table, "simple")
     text += _floor_warnings(results)
-    floor = results.get("entropy_floor")
-    if floor:
-        text += f"\nentropy floor (true source): test perplexity {floor['perplexity']:.3f}"
-    if results.get("search"):
+    if results.entropy_floor:
+        text += f"\nentropy floor (true source): test perplexity {results.entropy_floor.perplexity:.3f}"
+    if results.search:
         text += f"\n{one_line(statement(results))}"
     text += f"\n{one_line(tables.signature(results))}"  # a corpus path may hold a newline or escape sequence
-    figures = task_rows(results)
+    figures = results.tasks
     if figures:
         text += "\n\n" + tables.render(tables.task_table(figures, compact=True), "simple")
         text += "".join(f"\n{one_line(w)}" for w in task_warnings(figures))
     return text
 
 
-def _floor_warnings(results: dict[str, Any]) -> str:
+def _floor_warnings(results: RunResults) -> str:
     from lmbench.reporting.narrative import floor_warnings
 
     return "".join(f"\n{one_line(w)}" for w in floor_warnings(results))
 
 
-def _main_view(results: dict[str, Any]) -> tuple[str, str]:
+def _main_view(results: RunResults) -> tuple[str, str]:
     """The split and context of the main table and the headline figure (:func:`lmbench.results.main_view`)."""
-    return main_view(results.get("rows", []))
+    return main_view(results.rows)
 
 
-def _bootstrap(results: dict[str, Any]) -> int | None:
-    return (results.get("provenance") or {}).get("bootstrap") or None
+def _bootstrap(results: RunResults) -> int | None:
+    return results.provenance.bootstrap or None
 
 
-def _main_table(results: dict[str, Any]) -> list[dict[str, str]]:
+def _main_table(results: RunResults) -> list[dict[str, str]]:
     split, context = _main_view(results)
     table = mark_tuned(
-        tables.display_table(
-            results.get("rows", []), split=split, context=context, bootstrap=_bootstrap(results)
-        ),
+        tables.display_table(results.rows, split=split, context=context, bootstrap=_bootstrap(results)),
         results,
     )
     return [{k: v for k, v in row.items() if k not in ("split", "context")} for row in table]
 
 
-def _headline_caption(results: dict[str, Any]) -> str:
+def _headline_caption(results: RunResults) -> str:
     split, context = _main_view(results)
     text = f"{split.capitalize()} perplexity of each model ({context} context), with 95% bootstrap intervals"
-    floor = results.get("entropy_floor")
+    floor = results.entropy_floor
     if floor:
-        text += f"; the dashed line is the true source's entropy floor ({floor['perplexity']:.2f})"
+        text += f"; the dashed line is the true source's entropy floor ({floor.perplexity:.2f})"
     return text + ". Lower is better."
 
 
@@ -156,26 +115,25 @@ def _html_code(text: str) -> str:
 
 
 def _attention_text(
-    results: dict[str, Any], code: Callable[[str], str] = _html_code, text: Callable[[str], str] = html.escape
+    results: RunResults, code: Callable[[str], str] = _html_code, text: Callable[[str], str] = html.escape
 ) -> str:
     """The attention example in one paragraph: corpus tokens through ``code``, the model name through
     ``text`` (HTML by default; :func:`markdown_report` passes Markdown's)."""
-    examples = results.get("attention") or {}
-    if not examples:
+    if not results.attention:
         return ""
-    name, ex = list(examples.items())[-1]
-    tokens, q, k = ex["tokens"], ex["query"], ex["key"]
-    chosen = f" (chosen as {text(ex['reason'])})" if ex.get("reason") else ""
+    name, ex = list(results.attention.items())[-1]
+    tokens, q, k = ex.tokens, ex.query, ex.key
+    chosen = f" (chosen as {text(ex.reason)})" if ex.reason else ""
     return (
         f"On the test sentence {code(' '.join(tokens[1:]))}{chosen}, {text(name)}'s position that predicts "
-        f"{code(tokens[q + 1])} puts {ex['weight']:.0%} of its attention (layer {ex['layer']}, "
-        f"head {ex['head']}) on {code(tokens[k])}, {q - k + 1} tokens back; an even spread would "
-        f"give {ex['uniform_weight']:.0%}. An n-gram sees only n - 1 words back: it would need order "
+        f"{code(tokens[q + 1])} puts {ex.weight:.0%} of its attention (layer {ex.layer}, "
+        f"head {ex.head}) on {code(tokens[k])}, {q - k + 1} tokens back; an even spread would "
+        f"give {ex.uniform_weight:.0%}. An n-gram sees only n - 1 words back: it would need order "
         f"{q - k + 2} to see {code(tokens[k])} here."
     )
 
 
-def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
+def markdown_report(results: RunResults, images: Sequence[Path] = ()) -> str:
     """The report as markdown: headline figure, main table (test, one context), step cards, the attention
     example, plots, tasks; every split and context, the references and provenance in an appendix.
 
@@ -185,25 +143,23 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     from lmbench.reporting.narrative import floor_warnings, ladder_steps
 
     raw, results = results, md_escaped(results)
-    name = results.get("experiment", "experiment")
-    rows = results.get("rows", [])
+    rows = results.rows
     by_stem = {img.stem: img for img in images}
-    parts = [f"# lmbench report: {name}", ""]
-    p = raw.get("provenance", {})
-    if p.get("command"):
-        parts += [f"Regenerate with: {md_code(p['command'])}", ""]
+    parts = [f"# lmbench report: {results.experiment}", ""]
+    if raw.provenance.command:
+        parts += [f"Regenerate with: {md_code(raw.provenance.command)}", ""]
     if "headline" in by_stem:
         parts += [f"![headline]({by_stem['headline'].name})", "", f"*{_headline_caption(results)}*", ""]
     split, context = _main_view(results)
     parts += [f"## {split.capitalize()} perplexity ({context} context)", ""]
     parts += [tables.render(_main_table(results)), "", md_code(tables.signature(raw)), ""]
-    if results.get("search"):
+    if results.search:
         parts += [search_markdown(results)]
-    floor = results.get("entropy_floor")
+    floor = results.entropy_floor
     if floor:
         parts += [
-            f"**Entropy floor** (the true source of the synthetic corpus): test perplexity {floor['perplexity']:.3f} "
-            f"({floor['bits_per_token']:.3f} bits/token); exact entropy rate {floor['entropy_rate_perplexity']:.3f}. "
+            f"**Entropy floor** (the true source of the synthetic corpus): test perplexity {floor.perplexity:.3f} "
+            f"({floor.bits_per_token:.3f} bits/token); exact entropy rate {floor.entropy_rate_perplexity:.3f}. "
             "No model can beat it on average.",
             "",
         ]
@@ -212,11 +168,11 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     if len(steps) > 1:
         parts += [f"## {steps_title(results)}", ""]
         for i, step in enumerate(steps, start=1):
-            cost = "; ".join(x for x in (step["tokens"], step["compute"]) if x)
+            cost = "; ".join(x for x in (step.tokens, step.compute) if x)
             parts += [
-                f"**{i}. {step['model']}**: {step['description']}. {step['changed']}  ",
-                step["figure"] + (f" · {cost}" if cost else "") + "  ",
-                f"*{step['why']}*",
+                f"**{i}. {step.model}**: {step.description}. {step.changed}  ",
+                step.figure + (f" · {cost}" if cost else "") + "  ",
+                f"*{step.why}*",
                 "",
             ]
     if "attention" in by_stem:
@@ -233,7 +189,7 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
     plots = [img for img in images if img.stem not in shown]
     if plots:
         parts += ["## Plots", ""] + [f"![{img.stem}]({img.name})" for img in plots] + [""]
-    figures = task_rows(results)
+    figures = results.tasks
     if figures:
         parts += [
             "## Downstream tasks",
@@ -246,31 +202,35 @@ def markdown_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str
         warnings = task_warnings(figures)
         if warnings:
             parts += [f"- **{w}**" for w in warnings] + [""]
-        generated = samples_markdown(samples(raw))
+        generated = samples_markdown(raw.samples)
         if generated:
             parts += ["### Generated samples", "", generated]
-    if results.get("failures"):
-        parts += ["## Failures", ""] + [f"- {f}" for f in results["failures"]] + [""]
+    if results.failures:
+        parts += ["## Failures", ""] + [f"- {f}" for f in results.failures] + [""]
     parts += ["## Appendix", ""]
-    for s in dict.fromkeys(r["split"] for r in rows):
+    for s in dict.fromkeys(r.split for r in rows):
         table = mark_tuned(tables.display_table(rows, split=s, bootstrap=_bootstrap(results)), results)
         parts += [f"### {s} split, every context", "", tables.render(table), ""]
-    if results.get("references"):
+    if results.references:
         parts += [
             "### Published and reference figures for the same setting",
             "",
             "(not produced by this run)",
             "",
         ]
-        parts += [tables.render(results["references"]), ""]
+        parts += [tables.render([ref.to_dict() for ref in results.references]), ""]
     narrative = narrative_markdown(results)
     if narrative:
         parts += ["### Detailed commentary", "", narrative, ""]
-    parts += ["### Provenance", "", "```json", json.dumps(_json_safe(p), indent=2), "```", ""]
+    parts += ["### Provenance", "", "```json", _provenance_json(raw), "```", ""]
     return "\n".join(parts)
 
 
-def steps_title(results: dict[str, Any]) -> str:
+def _provenance_json(results: RunResults) -> str:
+    return json.dumps(json_safe(results.provenance.to_dict()), indent=2)
+
+
+def steps_title(results: RunResults) -> str:
     """The heading of the model-by-model cards: a ladder only where the models form one."""
     from lmbench.reporting.narrative import forms_ladder
 
@@ -291,7 +251,7 @@ def _hex(colour: Any) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
+def html_report(results: RunResults, images: Sequence[Path] = ()) -> str:
     """A self-contained page from the Jinja2 template ``templates/report.html.j2``: inline CSS, plots as
     data URIs, no script, no network."""
     import jinja2
@@ -307,28 +267,28 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    rows = results.get("rows", [])
+    rows = results.rows
     by_stem = {img.stem: img for img in images}
     colours = model_colours(results)
-    steps = ladder_steps(results) if len({r["model"] for r in rows}) > 1 else []
+    steps = ladder_steps(results) if len({r.model for r in rows}) > 1 else []
     for step in steps:
-        step["colour"] = _hex(colours.get(step["model"], (0.5, 0.5, 0.5)))
+        step.colour = _hex(colours.get(step.model, (0.5, 0.5, 0.5)))
     split, context = _main_view(results)
-    figures = task_rows(results)
+    figures = results.tasks
     narrative = narrative_markdown(results)
     bootstrap = _bootstrap(results)
     return env.get_template(
         "report.html.j2"
     ).render(
-        name=results.get("experiment", "experiment"),
-        command=(results.get("provenance") or {}).get("command"),
+        name=results.experiment,
+        command=results.provenance.command,
         headline={"src": _data_uri(by_stem["headline"])} if "headline" in by_stem else None,
         headline_caption=_headline_caption(results),
         main_title=f"{split.capitalize()} perplexity ({context} context)",
         main_table=tables.render(_main_table(results), "html"),
-        search=Markup(search_html(results)) if results.get("search") else "",  # escaped where it is built
+        search=Markup(search_html(results)) if results.search else "",  # escaped where it is built
         signature=tables.signature(results),
-        floor=results.get("entropy_floor"),
+        floor=results.entropy_floor,
         floor_warnings=floor_warnings(results),
         steps=steps,
         steps_title=steps_title(results),
@@ -349,8 +309,8 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
         task_table=tables.render(tables.task_table(figures), "html") if figures else "",
         task_note=tables.TASK_NOTE,
         tie_warnings=task_warnings(figures),
-        samples=samples(results)[:30],
-        failures=results.get("failures") or [],
+        samples=results.samples[:30],
+        failures=results.failures,
         all_tables=[
             (
                 s,
@@ -358,28 +318,30 @@ def html_report(results: dict[str, Any], images: Sequence[Path] = ()) -> str:
                     mark_tuned(tables.display_table(rows, split=s, bootstrap=bootstrap), results), "html"
                 ),
             )
-            for s in dict.fromkeys(r["split"] for r in rows)
+            for s in dict.fromkeys(r.split for r in rows)
         ],
-        references=tables.render(results["references"], "html") if results.get("references") else "",
+        references=tables.render([ref.to_dict() for ref in results.references], "html")
+        if results.references
+        else "",
         # the narrative's only markup is **model name**
         narrative=[_bold(html.escape(par)) for par in narrative.split("\n\n")] if narrative else [],
-        provenance=json.dumps(_json_safe(results.get("provenance", {})), indent=2),
+        provenance=_provenance_json(results),
     )
 
 
-def latex_tables(results: dict[str, Any]) -> str:
+def latex_tables(results: RunResults) -> str:
     """Tables a paper can use: one ``table`` environment per split (caption, label, booktabs rules,
     right-aligned numbers, ±/Δ/∞ as math) and one for the downstream tasks; needs booktabs."""
-    rows = results.get("rows", [])
-    name = results.get("experiment", "experiment")
-    corpus = (results.get("provenance") or {}).get("corpus") or "the corpus"
+    rows = results.rows
+    name = results.experiment
+    corpus = results.provenance.corpus or "the corpus"
     n = _bootstrap(results)
     parts = [
         f"% lmbench {latex_comment(tables.signature(results))}",
         "% needs \\usepackage{booktabs} in the preamble",
         "",
     ]
-    for split in dict.fromkeys(r["split"] for r in rows):
+    for split in dict.fromkeys(r.split for r in rows):
         table = [
             {k: v for k, v in row.items() if k != "split"}
             for row in mark_tuned(tables.display_table(rows, split=split, bootstrap=n), results)
@@ -390,7 +352,7 @@ def latex_tables(results: dict[str, Any]) -> str:
         if table and any(key.startswith("Δ") for key in table[0]):
             caption += "; Δ is the paired-bootstrap difference in perplexity from the baseline, with its 95% interval"
         parts += [tables.latex_table(table, caption=caption + ".", label=f"tab:{name}-{split}"), ""]
-    task_table = tables.task_table(task_rows(results))
+    task_table = tables.task_table(results.tasks)
     if task_table:
         caption = f"Downstream tasks on {corpus}; ± is the half-width of the 95% interval."
         parts += [tables.latex_table(task_table, caption=caption, label=f"tab:{name}-tasks"), ""]
@@ -398,7 +360,7 @@ def latex_tables(results: dict[str, Any]) -> str:
 
 
 def render_report(
-    results: dict[str, Any],
+    results: RunResults,
     output_dir: str | Path,
     formats: Sequence[str] = DEFAULT_FORMATS,
     *,
@@ -421,7 +383,6 @@ def render_report(
     if output_dir.is_symlink() and output_dir.is_dir():  # stage beside the real folder (one file system)
         output_dir = output_dir.resolve()
     chosen = chosen_formats(formats)  # an unknown format fails before anything is written
-    results = split_legacy_samples(results)  # written in today's layout, whatever version made the dict
     results = well_formed(results)  # no lone surrogate (from a hostile results.json) reaches a UTF-8 file
     claim_report_folder(output_dir, force=force)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -464,7 +425,7 @@ def check_report_folder(output_dir: str | Path, *, force: bool = False) -> None:
     claim_report_folder(output_dir, force=force)
 
 
-def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequence[str]) -> dict[str, str]:
+def _write_report_files(results: RunResults, staging: Path, formats: Sequence[str]) -> dict[str, str]:
     """Every chosen format (and those always written) into ``staging``; plots first where a format uses them.
     Returns each file written with the format that wrote it (plots: ``png``), for the folder's manifest."""
     chosen = chosen_formats(formats)
@@ -489,37 +450,32 @@ def _write_report_files(results: dict[str, Any], staging: Path, formats: Sequenc
     return made
 
 
-def write_csv(results: dict[str, Any], folder: ReportFolder) -> None:
+def write_csv(results: RunResults, folder: ReportFolder) -> None:
     """results.csv, results_by_seed.csv, timings.csv, tasks.csv, and samples.csv where text was generated."""
-    tables.results_frame(results.get("rows", [])).to_csv(folder.path / "results.csv", index=False)
-    tables.seed_frame(results.get("rows_by_seed", [])).to_csv(
-        folder.path / "results_by_seed.csv", index=False
-    )
-    tables.timings_frame(results.get("rows", []), task_rows(results)).to_csv(
-        folder.path / "timings.csv", index=False
-    )
-    tables.task_frame(task_rows(results)).to_csv(folder.path / "tasks.csv", index=False)
-    generated = samples(results)
-    if generated:
-        tables.sample_frame(generated).to_csv(folder.path / "samples.csv", index=False)
+    tables.results_frame(results.rows).to_csv(folder.path / "results.csv", index=False)
+    tables.seed_frame(results.rows_by_seed).to_csv(folder.path / "results_by_seed.csv", index=False)
+    tables.timings_frame(results.rows, results.tasks).to_csv(folder.path / "timings.csv", index=False)
+    tables.task_frame(results.tasks).to_csv(folder.path / "tasks.csv", index=False)
+    if results.samples:
+        tables.sample_frame(results.samples).to_csv(folder.path / "samples.csv", index=False)
 
 
-def write_json(results: dict[str, Any], folder: ReportFolder) -> None:
-    """results.json: everything ``lmbench report`` re-renders from."""
-    (folder.path / "results.json").write_text(json.dumps(_json_safe(results), indent=2), encoding="utf-8")
+def write_json(results: RunResults, folder: ReportFolder) -> None:
+    """results.json: everything ``lmbench report`` re-renders from (:meth:`RunResults.to_json`)."""
+    (folder.path / "results.json").write_text(results.to_json(), encoding="utf-8")
 
 
-def write_markdown(results: dict[str, Any], folder: ReportFolder) -> None:
+def write_markdown(results: RunResults, folder: ReportFolder) -> None:
     """report.md, linking the plots where they stay beside it."""
     images = folder.images if folder.keeps_images else ()
     (folder.path / "report.md").write_text(markdown_report(results, images), encoding="utf-8")
 
 
-def write_html(results: dict[str, Any], folder: ReportFolder) -> None:
+def write_html(results: RunResults, folder: ReportFolder) -> None:
     (folder.path / "report.html").write_text(html_report(results, folder.images), encoding="utf-8")
 
 
-def write_latex(results: dict[str, Any], folder: ReportFolder) -> None:
+def write_latex(results: RunResults, folder: ReportFolder) -> None:
     (folder.path / "tables.tex").write_text(latex_tables(results), encoding="utf-8")
 
 

@@ -18,6 +18,9 @@ from lmbench.results import (
     SEED_COLUMNS,
     TASK_COLUMNS,
     TIMING_COLUMNS,
+    CombinedRow,
+    ResultRow,
+    RunResults,
     Sample,
     TaskRow,
 )
@@ -26,21 +29,28 @@ INFINITY = "∞"
 TASK_INT_COLUMNS = ["n", "distance", "ties", "oov_items", "skipped", "train_items", "train_tokens"]
 
 
-def results_frame(rows: list[dict[str, Any]], columns: list[str] = RESULT_COLUMNS) -> pd.DataFrame:
-    """``rows`` in the fixed columns of a CSV file (results.csv by default), missing values empty. Results
-    written before ``word_perplexity`` existed keep their columns (their files re-render unchanged)."""
-    if not any("word_perplexity" in r for r in rows):
+def results_frame(
+    rows: Sequence[CombinedRow | ResultRow],
+    columns: list[str] = RESULT_COLUMNS,
+    *,
+    extra: Sequence[dict] = (),
+) -> pd.DataFrame:
+    """``rows`` (and ``extra`` rows given as dicts) in the fixed columns of a CSV file (results.csv by default),
+    missing values empty. Results written before ``word_perplexity`` existed keep their columns (their files
+    re-render unchanged)."""
+    if not any(r.word_perplexity is not None for r in rows):
         columns = [c for c in columns if c != "word_perplexity"]
-    frame = pd.DataFrame(rows, columns=list(dict.fromkeys([*columns, *(k for r in rows for k in r)])))
+    stored = [*(r.to_dict() for r in rows), *extra]
+    frame = pd.DataFrame(stored, columns=list(dict.fromkeys([*columns, *(k for r in stored for k in r)])))
     return frame[columns]
 
 
-def seed_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def seed_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
     """results_by_seed.csv: one row per (model, seed, split, context); ``seed`` empty for deterministic models."""
     return results_frame(rows, SEED_COLUMNS)
 
 
-def timings_frame(rows: list[dict[str, Any]], task_rows: Sequence[TaskRow] = ()) -> pd.DataFrame:
+def timings_frame(rows: Sequence[CombinedRow], task_rows: Sequence[TaskRow] = ()) -> pd.DataFrame:
     """timings.csv: what this machine took (the only figures that differ between identical runs): one row per
     model, split and context, then one per task figure that records a training time (``task`` says which)."""
     timed = [
@@ -52,7 +62,7 @@ def timings_frame(rows: list[dict[str, Any]], task_rows: Sequence[TaskRow] = ())
         for r in task_rows
         if r.train_seconds is not None and r.metric == "accuracy"
     ]
-    return results_frame([*rows, *timed], TIMING_COLUMNS)
+    return results_frame(rows, TIMING_COLUMNS, extra=timed)
 
 
 def with_interval(value: float, low: float, high: float, digits: int = 2) -> str:
@@ -87,12 +97,12 @@ def _compact(n: float) -> str:
     return f"{n:.0f}"
 
 
-def _seeds(row: dict[str, Any]) -> str:
+def _seeds(row: CombinedRow) -> str:
     """``3 (sd 1.23)``: how many seeds a figure averages and the spread of their perplexities."""
-    n = row.get("seeds")
+    n = row.seeds
     if _missing(n) or n is None:
         return ""
-    sd = row.get("seed_sd")
+    sd = row.seed_sd
     return f"{int(n)}" + ("" if _missing(sd) else f" (sd {sd:.2f})")
 
 
@@ -108,7 +118,7 @@ def format_p(p: float, n_resamples: int | None = None) -> str:
 
 
 def display_table(
-    rows: list[dict[str, Any]],
+    rows: Sequence[CombinedRow],
     *,
     split: str | None = None,
     context: str | None = None,
@@ -121,61 +131,61 @@ def display_table(
     below which p-values read ``p<1/n``.
     """
     out = []
-    has_diff = any(not _missing(r.get("diff_vs_baseline")) for r in rows)
-    has_seeds = any(not _missing(r.get("seeds")) and r.get("seeds", 1) > 1 for r in rows)
+    has_diff = any(not _missing(r.diff_vs_baseline) for r in rows)
+    has_seeds = any(not _missing(r.seeds) and r.seeds > 1 for r in rows)  # type: ignore[operator]
     has_words = any(_word_level_differs(r) for r in rows)  # subword or character tokens: per word too
     for r in rows:
-        if (split and r["split"] != split) or (context and r["context"] != context):
+        if (split and r.split != split) or (context and r.context != context):
             continue
         entry = {
-            "model": r["model"],
-            "family": r["family"],
-            "split": r["split"],
-            "context": r["context"],
-            "perplexity": with_interval(r["perplexity"], r.get("perplexity_low"), r.get("perplexity_high")),
+            "model": r.model,
+            "family": r.family,
+            "split": r.split,
+            "context": r.context,
+            "perplexity": with_interval(r.perplexity, r.perplexity_low, r.perplexity_high),  # type: ignore[arg-type]
         }
         if has_seeds:
             entry["seeds"] = _seeds(r)
         if has_words:
-            entry["word ppl"] = _number(r.get("word_perplexity"), 2)
+            entry["word ppl"] = _number(r.word_perplexity, 2)
         entry.update(
             {
-                "bits/char": _number(r.get("bits_per_char"), 3),
-                "OOV": _number(r.get("oov")),
-                "params": _compact(r.get("parameters")),
-                "budget": r.get("budget") or "",
-                "tokens seen": _compact(r.get("train_tokens")),
-                "train FLOPs": _compact(r.get("train_flops")),
-                "train s": _number(r.get("train_seconds"), 1),
-                "score tok/s": _compact(r.get("score_tokens_per_second")),
+                "bits/char": _number(r.bits_per_char, 3),
+                "OOV": _number(r.oov),
+                "params": _compact(r.parameters),  # type: ignore[arg-type]
+                "budget": r.budget or "",
+                "tokens seen": _compact(r.train_tokens),  # type: ignore[arg-type]
+                "train FLOPs": _compact(r.train_flops),  # type: ignore[arg-type]
+                "train s": _number(r.train_seconds, 1),
+                "score tok/s": _compact(r.score_tokens_per_second),  # type: ignore[arg-type]
             }
         )
         if has_diff:
-            d = r.get("diff_vs_baseline")
+            d = r.diff_vs_baseline
             if _missing(d):
                 entry["Δ vs baseline (p)"] = ""
             elif not math.isfinite(d):
                 entry["Δ vs baseline (p)"] = ("+" if d > 0 else "-") + INFINITY  # no interval for infinity
             else:
                 entry["Δ vs baseline (p)"] = (
-                    f"{d:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}] ({format_p(r['p_value'], bootstrap)})"
+                    f"{d:+.2f} [{r.diff_low:+.2f}, {r.diff_high:+.2f}] ({format_p(r.p_value, bootstrap)})"  # type: ignore[arg-type]
                 )
         out.append(entry)
     return out
 
 
-def _word_level_differs(row: dict[str, Any]) -> bool:
+def _word_level_differs(row: CombinedRow) -> bool:
     """Is the row's per-word perplexity a different figure from its per-token one (a subword or character
     run), so that tables show it for comparison with word-level runs?"""
-    word, token = row.get("word_perplexity"), row.get("perplexity")
+    word, token = row.word_perplexity, row.perplexity
     if _missing(word) or _missing(token) or not (math.isfinite(word) and math.isfinite(token)):
         return False
     return abs(word - token) > 1e-9 * max(abs(token), 1.0)
 
 
 def compare_table(
-    rows_a: Sequence[dict[str, Any]],
-    rows_b: Sequence[dict[str, Any]],
+    rows_a: Sequence[CombinedRow],
+    rows_b: Sequence[CombinedRow],
     names: tuple[str, str],
     *,
     split: str = "test",
@@ -183,30 +193,31 @@ def compare_table(
     """Two runs' perplexities side by side, one line per (model, context) of ``split`` in either run (A's order
     first), with B's relative change where both have a finite figure. ``names``: the two column headers.
     Runs whose token counts differ (a BPE run beside a word run) are compared by word-level perplexity."""
-    key = lambda r: (r["model"], r["context"])  # noqa: E731
-    by_a = {key(r): r for r in rows_a if r["split"] == split}
-    by_b = {key(r): r for r in rows_b if r["split"] == split}
+    by_a = {(r.model, r.context): r for r in rows_a if r.split == split}
+    by_b = {(r.model, r.context): r for r in rows_b if r.split == split}
 
     # runs cut into different tokens (a BPE run beside a word run) compare per whitespace word
     pairs = [(by_a[k], by_b[k]) for k in by_a.keys() & by_b.keys()]
-    per_word = any(a.get("tokens") != b.get("tokens") for a, b in pairs) and all(
-        not _missing(r.get("word_perplexity")) for pair in pairs for r in pair
+    per_word = any(a.tokens != b.tokens for a, b in pairs) and all(
+        not _missing(r.word_perplexity) for pair in pairs for r in pair
     )
-    figure = "word_perplexity" if per_word else "perplexity"
     columns = tuple(f"{n} (per word)" for n in names) if per_word else names
 
-    def shown(r: dict[str, Any] | None) -> str:
+    def figure(r: CombinedRow) -> float:
+        return r.word_perplexity if per_word else r.perplexity  # type: ignore[return-value]
+
+    def shown(r: CombinedRow | None) -> str:
         if not r:
             return ""
         if per_word:
-            return _number(r[figure], 2)
-        return with_interval(r["perplexity"], r.get("perplexity_low"), r.get("perplexity_high"))
+            return _number(figure(r), 2)
+        return with_interval(r.perplexity, r.perplexity_low, r.perplexity_high)  # type: ignore[arg-type]
 
     table = []
     for model, context in dict.fromkeys([*by_a, *by_b]):
         ra, rb = by_a.get((model, context)), by_b.get((model, context))
-        pa = ra[figure] if ra else math.nan
-        pb = rb[figure] if rb else math.nan
+        pa = figure(ra) if ra else math.nan
+        pb = figure(rb) if rb else math.nan
         both = ra and rb and math.isfinite(pa) and math.isfinite(pb)
         table.append(
             {
@@ -291,14 +302,13 @@ def render(table: list[dict[str, str]], fmt: str = "github") -> str:
     return tabulate(table, headers="keys", tablefmt=fmt, disable_numparse=True)
 
 
-def signature(results: dict[str, Any]) -> str:
+def signature(results: RunResults) -> str:
     """A one-line reproducibility signature, sacrebleu-style, printed under every table."""
-    p = results.get("provenance", {})
-    commit = (p.get("git_commit") or "nogit")[:10]
+    p = results.provenance
+    commit = (p.git_commit or "nogit")[:10]
     return (
-        f"corpus:{p.get('corpus')}|tok:{p.get('tokenizer')}|vocab:{p.get('vocab_size')}|"
-        f"context:{'+'.join(p.get('contexts', []))}|bootstrap:{p.get('bootstrap')}|seed:{p.get('seed')}|"
-        f"lmbench:{p.get('lmbench_version')}|commit:{commit}"
+        f"corpus:{p.corpus}|tok:{p.tokenizer}|vocab:{p.vocab_size}|context:{'+'.join(p.contexts)}|"
+        f"bootstrap:{p.bootstrap}|seed:{p.seed}|lmbench:{p.lmbench_version}|commit:{commit}"
     )
 
 

@@ -26,10 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from lmbench.registry import PluginError, Registry
+from lmbench.results import CombinedRow, CurvePoint, RunResults
 
 INSTALL = 'pip install "lmbench[track]"'
 CURVE_METRICS = ("train_loss", "valid_loss", "valid_perplexity", "lr")
 ROW_METRICS = ("perplexity", "perplexity_excl_oov", "bits_per_token", "bits_per_char", "oov_rate")
+
+
+def _curve_values(point: CurvePoint) -> tuple[float | None, ...]:
+    """A curve point's figures in the order of :data:`CURVE_METRICS`."""
+    return point.train_loss, point.valid_loss, point.valid_perplexity, point.lr
+
+
+def _row_values(row: CombinedRow) -> tuple[float | None, ...]:
+    """A row's figures in the order of :data:`ROW_METRICS`."""
+    return row.perplexity, row.perplexity_excl_oov, row.bits_per_token, row.bits_per_char, row.oov_rate
 
 
 @dataclass(frozen=True)
@@ -39,32 +50,32 @@ class ModelRecord:
     name: str
     family: str
     params: dict[str, Any]
-    curve: list[dict[str, Any]]
+    curve: list[CurvePoint]
     metrics: dict[str, float]  # "<split>/<context>/<metric>" -> value
 
 
-def model_records(results: dict[str, Any]) -> list[ModelRecord]:
+def model_records(results: RunResults) -> list[ModelRecord]:
     """One record per model of a run's results: its settings (family, seed, budget and hyper-parameters),
     learning curve and the figures of its rows (one per split and context)."""
     records = []
-    for name, info in (results.get("models") or {}).items():
+    for name, info in results.models.items():
         params = {
-            "family": info.get("family"),
-            "seed": info.get("seed"),
-            "budget": info.get("budget"),
-            "parameters": info.get("parameters"),
-            **(info.get("params") or info.get("config") or {}),
+            "family": info.family,
+            "seed": info.seed,
+            "budget": info.budget,
+            "parameters": info.parameters,
+            **(info.params or info.config),
         }
         metrics = {}
-        for row in results.get("rows") or []:
-            if row.get("model") != name:
+        for row in results.rows:
+            if row.model != name:
                 continue
-            for key in ROW_METRICS:
-                value = _number(row.get(key))
+            for key, figure in zip(ROW_METRICS, _row_values(row), strict=True):
+                value = _number(figure)
                 if value is not None:
-                    metrics[f"{row.get('split')}/{row.get('context')}/{key}"] = value
-        curve = (results.get("curves") or {}).get(name) or info.get("learning_curve") or []
-        records.append(ModelRecord(name, str(info.get("family", "")), params, list(curve), metrics))
+                    metrics[f"{row.split}/{row.context}/{key}"] = value
+        curve = results.curves.get(name) or info.learning_curve or []
+        records.append(ModelRecord(name, info.family, params, list(curve), metrics))
     return records
 
 
@@ -81,23 +92,23 @@ def _scalar(value: Any) -> int | float | str | bool:
     return "" if value is None else str(value)
 
 
-def _curve_points(curve: Sequence[dict[str, Any]]) -> Iterator[tuple[int, str, float]]:
+def _curve_points(curve: Sequence[CurvePoint]) -> Iterator[tuple[int, str, float]]:
     """(training tokens, metric, value) for every recorded number of a learning curve."""
     for point in curve:
-        step = int(point.get("tokens") or point.get("step") or 0)
-        for key in CURVE_METRICS:
-            value = _number(point.get(key))
+        step = int(point.tokens or point.step or 0)
+        for key, figure in zip(CURVE_METRICS, _curve_values(point), strict=True):
+            value = _number(figure)
             if value is not None:
                 yield step, key, value
 
 
 def _final_step(record: ModelRecord) -> int:
-    steps = [int(p.get("tokens") or p.get("step") or 0) for p in record.curve]
+    steps = [int(p.tokens or p.step or 0) for p in record.curve]
     return max(steps, default=0)
 
 
 # --------------------------------------------------------------------------------------------- TensorBoard
-def log_tensorboard(results: dict[str, Any], report_dir: Path, runs_dir: Path) -> str:
+def log_tensorboard(results: RunResults, report_dir: Path, runs_dir: Path) -> str:
     """Scalars and hparams per model under ``runs_dir/tensorboard/<model>/`` (replaced on each run)."""
     from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
@@ -132,7 +143,7 @@ def mlflow_uri(runs_dir: Path) -> tuple[str, str | None]:
     return f"sqlite:///{runs_dir / 'mlflow.db'}", (runs_dir / "mlartifacts").as_uri()
 
 
-def log_mlflow(results: dict[str, Any], report_dir: Path, runs_dir: Path) -> str:
+def log_mlflow(results: RunResults, report_dir: Path, runs_dir: Path) -> str:
     """One MLflow run per model in the experiment named after the run: settings as params, figures and
     learning curves as metrics, the report's files as artefacts."""
     import logging
@@ -145,7 +156,7 @@ def log_mlflow(results: dict[str, Any], report_dir: Path, runs_dir: Path) -> str
     uri, artifacts = mlflow_uri(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri)
-    name = str(results.get("experiment") or report_dir.name)
+    name = str(results.experiment or report_dir.name)
     experiment = client.get_experiment_by_name(name)
     experiment_id = (
         experiment.experiment_id
@@ -153,12 +164,8 @@ def log_mlflow(results: dict[str, Any], report_dir: Path, runs_dir: Path) -> str
         else client.create_experiment(name, artifact_location=artifacts)
     )
     now = int(time.time() * 1000)
-    provenance = results.get("provenance") or {}
     for record in model_records(results):
-        tags = {
-            "lmbench.family": record.family,
-            "lmbench.git_commit": str(provenance.get("git_commit") or ""),
-        }
+        tags = {"lmbench.family": record.family, "lmbench.git_commit": results.provenance.git_commit or ""}
         run = client.create_run(experiment_id, run_name=record.name, tags=tags)
         run_id = run.info.run_id
         params = [Param(str(k), str(_scalar(v))[:6000]) for k, v in record.params.items()]
@@ -179,7 +186,7 @@ def log_mlflow(results: dict[str, Any], report_dir: Path, runs_dir: Path) -> str
 class Tracker:
     """A tracker: what logs a run (returning where it wrote), and the package it needs (None: none)."""
 
-    log: Callable[[dict[str, Any], Path, Path], str]
+    log: Callable[[RunResults, Path, Path], str]
     package: str | None = None
     install: str = INSTALL  # the pip install that brings the package
 
@@ -212,7 +219,7 @@ def missing_packages(names: Sequence[str]) -> list[str]:
 
 
 def log_to_trackers(
-    results: dict[str, Any],
+    results: RunResults,
     report_dir: str | Path,
     runs_dir: str | Path,
     names: Sequence[str],

@@ -1,24 +1,23 @@
-"""The typed records of a run: perplexity rows, task rows and generated samples, and the columns of their files.
+"""The row records of a run: perplexity rows, task rows and generated samples, and the columns of their files.
 
 Experiment, tasks and reporting all build and read these; nothing is encoded into a string and parsed back.
-On disk they are plain JSON objects (``results.json``) and CSV rows (``results.csv``, ``tasks.csv``,
-``samples.csv``) in the column orders below. ``from_dict`` reads rows written by earlier versions too:
-keys they lack take their defaults, keys this version does not know are ignored.
+On disk they are plain JSON objects (``results.json``, run folders' ``metrics.json``) and CSV rows
+(``results.csv``, ``tasks.csv``, ``samples.csv``) in the column orders below. Two readers: ``from_dict`` is
+tolerant (a run folder's rows of earlier versions: keys they lack take their defaults, unknown keys are
+ignored); ``read`` is strict (``results.json``: a missing or unknown field is an error naming it).
 
->>> row = TaskRow("kn5", "minimal-pairs", "accuracy", 0.75, n=4, corruption="swap", distance=4)
->>> row.group()
-'swap · d=4'
->>> TaskRow.from_dict({**row.to_dict(), "unknown": 1}) == row
-True
->>> Sample("kn5", "A0 w01", "w02 Z0").text
-'A0 w01 ⟶ w02 Z0'
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from lmbench.errors import DataError
 
 # results.csv: the figures, identical on every machine for token/epoch budgets (bit for bit on one machine)
 RESULT_COLUMNS = [
@@ -39,19 +38,122 @@ TIMING_COLUMNS = [
 
 
 R = TypeVar("R", bound="Record")
+Split = Literal["train", "valid", "test"]  # lmbench.config.SPLIT_NAMES
+ContextMode = Literal["sentence", "stream"]  # lmbench.models.base.CONTEXTS
+# a field with this metadata is left out of its JSON object while None: files written before the field existed
+# (or runs where it does not apply) keep their exact shape when read and written again
+OMITTED_WHEN_NONE = {"omit_when_none": True}
+
+
+def optional(**kwargs: Any) -> Any:
+    """A field that is None where it does not apply and is then absent from the stored object."""
+    return field(default=None, metadata=OMITTED_WHEN_NONE, **kwargs)
 
 
 class Record:
-    """Dataclass helpers shared by the records: ``to_dict`` in field order and a tolerant ``from_dict``."""
+    """Dataclass helpers shared by the records: ``to_dict`` in field order, a tolerant ``from_dict`` and a
+    strict ``read``."""
+
+    _field_separator = "."  # between a record's place and its field's in errors: ``rows[3].perplexity``
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        """The record as plain JSON-ready values (nested records too), in field order."""
+        out = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_when_none"):
+                continue
+            out[f.name] = plain(value)
+        return out
 
     @classmethod
     def from_dict(cls: type[R], values: dict[str, Any]) -> R:
-        """The record from a stored row; missing keys take their defaults, unknown keys are ignored."""
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in values.items() if k in names})
+        """The record from a stored row; missing keys take their defaults, unknown keys are ignored (nested
+        records too)."""
+        hints = _hints(cls)
+        return cls(**{k: _convert(hints[k], v, k, strict=False) for k, v in values.items() if k in hints})
+
+    @classmethod
+    def read(cls: type[R], values: Any, where: str) -> R:
+        """The record from a stored JSON object, nested records included; ``where`` (``results.json: rows[3]``)
+        names the place in errors. A field it lacks that has no default, a field this version does not know
+        (renamed or misspelt) or a value outside a fixed set is a :class:`~lmbench.errors.DataError`."""
+        if not isinstance(values, dict):
+            raise DataError(f"{where}: expected an object, got {type(values).__name__}")
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise DataError(
+                f"{where}: unknown field {unknown[0]!r} (a {cls.__name__} has {', '.join(known)})"
+            )
+        missing = [
+            n for n, f in known.items() if n not in values and f.default is MISSING
+            and f.default_factory is MISSING  # type: ignore[misc]
+        ]  # fmt: skip
+        if missing:
+            raise DataError(f"{where}: missing field {missing[0]!r} (a {cls.__name__} needs it)")
+        hints = _hints(cls)
+        return cls(
+            **{k: _convert(hints[k], v, f"{where}{cls._field_separator}{k}") for k, v in values.items()}
+        )
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every record in it (in lists and dict values too) turned into its dict."""
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _convert(hint: Any, value: Any, where: str, *, strict: bool = True) -> Any:
+    """A stored JSON value as the type ``hint`` says: records (in lists, dict values, optionals) are read
+    (strictly, else tolerantly), a Literal's value is checked (when strict); everything else (numbers, strings,
+    open-ended dicts) as stored."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None
+        options = [a for a in get_args(hint) if a is not type(None)]
+        return _convert(options[0], value, where, strict=strict) if len(options) == 1 else value
+    if isinstance(hint, type) and issubclass(hint, Record) and is_dataclass(hint):
+        if strict:
+            return hint.read(value, where)
+        return hint.from_dict(value) if isinstance(value, dict) else value
+    if not strict and not (origin in (list, dict) and _holds_record(hint)):
+        return value
+    if origin is typing.Literal:
+        if value not in get_args(hint):
+            choices = ", ".join(repr(a) for a in get_args(hint))
+            raise DataError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin is list and _holds_record(hint):
+        if not isinstance(value, list):
+            raise DataError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_convert(get_args(hint)[0], v, f"{where}[{i}]", strict=strict) for i, v in enumerate(value)]
+    if origin is dict and _holds_record(hint):
+        if not isinstance(value, dict):
+            raise DataError(f"{where}: expected an object, got {type(value).__name__}")
+        return {k: _convert(get_args(hint)[1], v, f"{where}.{k}", strict=strict) for k, v in value.items()}
+    return value
+
+
+def _holds_record(hint: Any) -> bool:
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return True
+    return any(_holds_record(a) for a in get_args(hint))
 
 
 @dataclass
@@ -66,8 +168,8 @@ class ResultRow(Record):
     model: str
     family: str
     seed: int | None  # None for deterministic models
-    split: str
-    context: str
+    split: Split
+    context: ContextMode
     # lmbench.evaluation.Scores, in its order
     tokens: int
     oov: int
@@ -90,7 +192,8 @@ class ResultRow(Record):
     device: str
     perplexity_low: float = math.nan  # the bootstrap interval (nan without a bootstrap)
     perplexity_high: float = math.nan
-    word_perplexity: float = math.nan  # per whitespace word (and line end): compares tokenizers
+    # per whitespace word (and line end): compares tokenizers; None (absent) in results of earlier versions
+    word_perplexity: float | None = optional()
 
 
 @dataclass
@@ -168,14 +271,6 @@ class Sample(Record):
     def text(self) -> str:
         return f"{self.prompt}{SAMPLE_ARROW}{self.continuation}"
 
-    @classmethod
-    def from_legacy_row(cls, row: dict[str, Any]) -> Sample:
-        """A sample stored by earlier versions as a ``metric = "sample"`` task row, its text in ``detail``."""
-        prompt, arrow, continuation = str(row.get("detail") or "").partition(SAMPLE_ARROW)
-        if not arrow:  # no arrow: all of it is the continuation
-            prompt, continuation = "", prompt
-        return cls(row["model"], prompt, continuation, task=row.get("task") or "generate")
-
 
 SAMPLE_COLUMNS = [f.name for f in fields(Sample)]
 
@@ -195,58 +290,18 @@ class TaskResults:
         self.errors += other.errors
 
 
-def is_legacy_sample(row: dict[str, Any]) -> bool:
-    return row.get("metric") == LEGACY_SAMPLE_METRIC
-
-
-def task_rows(results: dict[str, Any]) -> list[TaskRow]:
-    """The task figures of a results dict as :class:`TaskRow` (samples stored among them by earlier
-    versions left out)."""
-    return [r if isinstance(r, TaskRow) else TaskRow.from_dict(r) for r in _task_dicts(results)]
-
-
-def samples(results: dict[str, Any]) -> list[Sample]:
-    """The generated samples of a results dict: its ``samples``, or the sample rows earlier versions stored
-    among the task rows."""
-    stored = [s if isinstance(s, Sample) else Sample.from_dict(s) for s in results.get("samples") or []]
-    legacy = [Sample.from_legacy_row(r) for r in results.get("tasks") or [] if isinstance(r, dict)
-              and is_legacy_sample(r)]  # fmt: skip
-    return stored + legacy
-
-
-def split_legacy_samples(results: dict[str, Any]) -> dict[str, Any]:
-    """``results`` in today's layout: sample rows that earlier versions kept in ``tasks`` moved to a
-    ``samples`` list right after it. A results dict without such rows is returned unchanged."""
-    tasks = results.get("tasks") or []
-    if not any(isinstance(r, dict) and is_legacy_sample(r) for r in tasks):
-        return results
-    out: dict[str, Any] = {}
-    for key, value in results.items():
-        if key == "samples":
-            continue
-        out[key] = value
-        if key == "tasks":
-            out["tasks"] = _task_dicts(results)
-            out["samples"] = [s.to_dict() for s in samples(results)]
-    return out
-
-
-def _task_dicts(results: dict[str, Any]) -> list[Any]:
-    return [r for r in results.get("tasks") or [] if not (isinstance(r, dict) and is_legacy_sample(r))]
-
-
-def main_view(rows: list[dict[str, Any]]) -> tuple[str, str]:
+def main_view(rows: Sequence[Any]) -> tuple[str, str]:
     """The split and context of every headline figure (console summary, the report's main table, headline plot
     and narrative, the per-model progress line): test, else the first split, in the first context of
     ``[evaluate] contexts``. One definition, so the console and the report never show different figures.
 
-    >>> main_view([{"split": "valid", "context": "stream"}, {"split": "test", "context": "stream"}])
-    ('test', 'stream')
+    Takes the rows of :class:`ResultRow` or :class:`~lmbench.results.run.CombinedRow` (anything with ``split``
+    and ``context``).
     """
     if not rows:
         return "test", "sentence"
-    split = "test" if any(r["split"] == "test" for r in rows) else rows[0]["split"]
-    return split, rows[0]["context"]
+    split = "test" if any(r.split == "test" for r in rows) else rows[0].split
+    return split, rows[0].context
 
 
 def _missing(value: Any) -> bool:
