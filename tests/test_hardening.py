@@ -773,7 +773,8 @@ def test_write_errors_name_the_file_and_the_cause_and_leave_no_temporary(tmp_pat
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_killed_ngram_leaves_no_hidden_temporary_file(text_file, tmp_path, signum):
-    """The ARPA text is written slowly; the command is stopped while the temporary file exists."""
+    """The ARPA text is written slowly (a minute after each chunk); the command is stopped while the temporary
+    file exists."""
     import signal
     import subprocess
     import time
@@ -785,7 +786,7 @@ def test_a_killed_ngram_leaves_no_hidden_temporary_file(text_file, tmp_path, sig
         "def slow(model):\n"
         "    for chunk in real(model):\n"
         "        yield chunk\n"
-        "        time.sleep(0.5)\n"
+        "        time.sleep(60)\n"  # the signal ends it: a loaded machine cannot see the file only after the rename
         "arpa.arpa_chunks = slow\n"
         "from lmbench.cli import main\n"
         "sys.exit(main())\n"
