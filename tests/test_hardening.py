@@ -792,9 +792,16 @@ def test_a_killed_ngram_leaves_no_hidden_temporary_file(text_file, tmp_path, sig
         "sys.exit(main())\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def default_signals() -> (
+        None
+    ):  # as from a terminal: a shell's `cmd &` or nohup would have the child ignore them
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+
     proc = subprocess.Popen(
         [sys.executable, "-c", script, "ngram", "text.txt", "-o", "2", "--arpa", "m.arpa"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_signals,
     )  # fmt: skip
     deadline = time.monotonic() + 240
     while not list(tmp_path.glob(".m.arpa.lmbench-*.tmp")) and time.monotonic() < deadline:
