@@ -82,6 +82,16 @@ TARGETS = [
 ]
 # fmt: on
 
+# reasons shared by several equivalent mutants
+_GUARD = (
+    "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard "
+    "against dividing by zero never chooses its other branch"
+)
+_WITTEN_BELL_GUARD = (
+    "Witten-Bell's divisor c(h) + T(h) is at least 2 for a stored n-gram's context: " + _GUARD
+)
+_FLOAT16_ONLY = "the gradient scaler exists only for precision = float16, which lmbench allows on CUDA alone"
+
 # Survivors no test can kill, each with the reason: (target name, function, description) as the run prints them.
 EQUIVALENT = {
     ("bootstrap", "_units", "0 -> 1"):
@@ -115,8 +125,8 @@ EQUIVALENT = {
         "'1 -> 2' mutants of the function are killed by the hand-computed discounts",
     ("smoothing", "Katz.estimate", "delete `prob[bos_id] = 0.0`"):
         "<s> has count 0 and no share of the uniform base, so its order-1 probability is already 0",
-    ("smoothing", "Katz.estimate", "total[table.context] > 0 -> total[table.context] >= 0"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
-    ("smoothing", "Katz.estimate", "0 -> 1"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch" + " (total > 1 keeps total = 1 as the divisor 1.0)",
+    ("smoothing", "Katz.estimate", "total[table.context] > 0 -> total[table.context] >= 0"): _GUARD,
+    ("smoothing", "Katz.estimate", "0 -> 1"): _GUARD + " (total > 1 keeps total = 1 as the divisor 1.0)",
     ("smoothing", "Katz.estimate", "seen_mass < 1.0 -> seen_mass <= 1.0"):
         "a context whose seen words hold all its mass (seen_mass = 1) is scaled by 1: no change",
     ("smoothing", "Katz.estimate", "1.0 -> 2.0"):
@@ -133,15 +143,15 @@ EQUIVALENT = {
     ("smoothing", "StupidBackoff.estimate", "1 -> 2"):
         "enumerate(tables, start=2) changes only the minimum length context_sums gives its bincount: the sums "
         "read at the stored contexts are the same",
-    ("smoothing", "StupidBackoff.estimate", "total[table.context] > 0 -> total[table.context] >= 0"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
-    ("smoothing", "StupidBackoff.estimate", "0 -> 1"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch" + " (total > 1 keeps total = 1 as the divisor 1.0)",
-    ("smoothing", "StupidBackoff.estimate", "1.0 -> 2.0"): "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
+    ("smoothing", "StupidBackoff.estimate", "total[table.context] > 0 -> total[table.context] >= 0"): _GUARD,
+    ("smoothing", "StupidBackoff.estimate", "0 -> 1"): _GUARD + " (total > 1 keeps total = 1 as the divisor 1.0)",
+    ("smoothing", "StupidBackoff.estimate", "1.0 -> 2.0"): _GUARD,
     ("smoothing", "WittenBell.estimate", "1.0 -> 2.0"):
-        "Witten-Bell's divisor c(h) + T(h) is at least 2 for a stored n-gram's context: " + "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
+        _WITTEN_BELL_GUARD,
     ("smoothing", "WittenBell.estimate", "den[table.context] > 0 -> den[table.context] >= 0"):
         "Witten-Bell's divisor c(h) + T(h) is at least 2 for a stored n-gram's context: the guard never acts",
     ("smoothing", "WittenBell.estimate", "0 -> 1"):
-        "Witten-Bell's divisor c(h) + T(h) is at least 2 for a stored n-gram's context: " + "a stored n-gram's context was seen at least as often as the n-gram (total >= 1), so the guard against dividing by zero never chooses its other branch",
+        _WITTEN_BELL_GUARD,
     ("training loop (resume, divergence)", "Trainer._load",
      "{'model', 'optimizer', 'state'} <= set(payload) -> {'model', 'optimizer', 'state'} < set(payload)"):
         "every checkpoint lmbench writes holds more keys than these three (and a foreign file fails the sha256 "
@@ -153,7 +163,7 @@ EQUIVALENT = {
         "state.position after a batch without targets: the loop writes no checkpoint after such a batch, the next "
         "trained batch overwrites the position and an epoch's end resets it, so no resume can read the value",
     ("training loop (resume, divergence)", "Trainer._step", "delete `run.scaler.step(run.optimizer)`"):
-        "the gradient scaler exists only for precision = float16, which lmbench allows on CUDA alone",
+        _FLOAT16_ONLY,
     ("training loop (resume, divergence)", "Trainer._evaluate",
      "loss < state.best_loss - 1e-06 -> loss <= state.best_loss - 1e-06"):
         "differs only for a fall of exactly 1e-6 in a float validation loss",
@@ -171,7 +181,7 @@ EQUIVALENT = {
         "checkpoints then come every step after the first interval instead of every interval: the same content "
         "at each point, only more writing (checkpoint_seconds is a cost setting, not a promise)",
     ("training loop (resume, divergence)", "Trainer._step", "delete `run.scaler.update()`"):
-        "the gradient scaler exists only for precision = float16, which lmbench allows on CUDA alone",
+        _FLOAT16_ONLY,
     ("training loop (resume, divergence)", "Trainer._checkpoint_or_interrupt",
      "time.perf_counter() - run.last_checkpoint > self.config.checkpoint_seconds -> "
      "time.perf_counter() - run.last_checkpoint >= self.config.checkpoint_seconds"):
