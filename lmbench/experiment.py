@@ -593,7 +593,7 @@ def tune(
     say: Callable[[str], None],
     failures: list[str],
     executor: Executor | None = None,
-) -> tuple[ExperimentConfig, dict[str, dict[str, Any]]]:
+) -> tuple[ExperimentConfig, dict[str, SearchSummary]]:
     """The config with the best settings found for every model with a ``[model.search]``, and each search's
     record; a failed search is added to ``failures`` (its model trains with the settings as written)."""
     if not any(spec.search is not None for spec in config.models):
@@ -606,7 +606,7 @@ def tune(
     for name, error in search_errors:
         failures.append(f"{name}: search failed: {first_line(error, with_type=True)}")
         say(failures[-1])
-    return config, {name: result.to_dict() for name, result in found.items()}
+    return config, found
 
 
 @dataclass
@@ -688,7 +688,7 @@ def fit_and_score(
 
 
 def collect(
-    trained: Trained, config: ExperimentConfig, data: TokenizedCorpus, searches: dict[str, dict[str, Any]]
+    trained: Trained, config: ExperimentConfig, data: TokenizedCorpus, searches: dict[str, SearchSummary]
 ) -> Collected:
     """One combined row per (model, split, context) over the model's seeds, in config order, with each model's
     fit record; a model with a failed seed has no combined row, only its finished seeds' rows."""
@@ -703,7 +703,7 @@ def collect(
         info = dict(done[0].info)
         info["seeds"] = [seed.run.seed for seed in done if seed.run.seed is not None]
         if spec.name in searches:
-            info["tuned"] = searches[spec.name]["best"]
+            info["tuned"] = searches[spec.name].best
         out.models[spec.name] = info
     for name in trained.failed:
         out.rows_by_seed += [r for seed in trained.seeds.get(name, []) for r in seed.rows]
@@ -837,10 +837,10 @@ def run_results(
     task_rows: list[TaskRow],
     samples: list[Sample],
     failures: list[str],
-    searches: dict[str, dict[str, Any]],
+    searches: dict[str, SearchSummary],
 ) -> RunResults:
     """The :class:`RunResults` that reports are rendered from (and ``results.json`` holds), with its provenance.
-    The fit records and searches, kept as dicts while the run goes on, become typed records here."""
+    The fit records, kept as dicts while the run goes on, become typed records here."""
     data, models = loaded.data, collected.models
     return RunResults(
         experiment=config.name,
@@ -856,7 +856,7 @@ def run_results(
         word_buckets=word_frequency_buckets(config, collected, data),
         attention=attention_examples(config, trained, collected, data),
         references=[Reference.read(r, f"references[{i}]") for i, r in enumerate(config.report.references)],
-        search={name: SearchSummary.read(s, f"search.{name}") for name, s in searches.items()},
+        search=searches,
         curves={
             name: ModelInfo.read(info, f"models.{name}").learning_curve or []
             for name, info in models.items()
