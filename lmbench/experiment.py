@@ -458,11 +458,25 @@ def check_output_dirs(config: ExperimentConfig, runs_dir: Path) -> None:
 
 
 def check_tasks(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
+    """The task tables with their file paths made absolute, every input checked (:func:`prepare_tasks`)."""
+    return prepare_tasks(config).tables
+
+
+@dataclass
+class PreparedTasks:
+    """The ``[tasks]`` tables as they run (file paths absolute, new tables) and the input files read, once,
+    while checking them (task name -> :data:`lmbench.tasks.base.TaskInputs`), for the tasks to use."""
+
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_tasks(config: ExperimentConfig) -> PreparedTasks:
     """Before any data is read or model trained: every task's name, options and input files (pair files,
-    labelled data, the models a task names). Returns the task tables with their file paths made absolute (new
-    tables). Raises ConfigError / DataError naming the file and the key."""
+    labelled data, the models a task names), each file read once. Raises ConfigError / DataError naming the
+    file and the key."""
     if not config.tasks:
-        return {}
+        return PreparedTasks()
     from lmbench.tasks import TASKS, file_options, validate_task_configs, validate_tasks
 
     names = [spec.name for spec in config.models]
@@ -475,10 +489,10 @@ def check_tasks(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     )
     try:
         validate_task_configs(tasks)
-        validate_tasks(tasks, names)
+        inputs = validate_tasks(tasks, names)
     except ConfigError as err:
         raise ConfigError(f"{config.source}: {err}") from None
-    return tasks
+    return PreparedTasks(tasks, inputs)
 
 
 @dataclass
@@ -529,7 +543,8 @@ def run_experiment(
     """
     say = progress or (lambda message: log.info(message))
     runs_dir = Path(runs_dir)
-    config = dataclasses.replace(config, tasks=check_tasks(config))  # task files resolved to absolute paths
+    tasks = prepare_tasks(config)  # task files resolved to absolute paths, read and checked once
+    config = dataclasses.replace(config, tasks=tasks.tables)
     check_output_dirs(config, runs_dir)
     executor = executor or Executor()
     executor.check(config)
@@ -550,7 +565,7 @@ def run_experiment(
     collected = collect(trained, config, data, searches)
     add_baseline_differences(collected, config, data)
     task_rows, samples = run_configured_tasks(
-        config, trained, collected, loaded, failures, runs_dir=runs_dir, say=say
+        config, trained, collected, loaded, failures, runs_dir=runs_dir, say=say, inputs=tasks.inputs
     )
     return run_results(config, loaded, trained, collected, task_rows, samples, failures, searches)
 
@@ -593,7 +608,7 @@ def tune(
     say: Callable[[str], None],
     failures: list[str],
     executor: Executor | None = None,
-) -> tuple[ExperimentConfig, dict[str, dict[str, Any]]]:
+) -> tuple[ExperimentConfig, dict[str, SearchSummary]]:
     """The config with the best settings found for every model with a ``[model.search]``, and each search's
     record; a failed search is added to ``failures`` (its model trains with the settings as written)."""
     if not any(spec.search is not None for spec in config.models):
@@ -606,7 +621,7 @@ def tune(
     for name, error in search_errors:
         failures.append(f"{name}: search failed: {first_line(error, with_type=True)}")
         say(failures[-1])
-    return config, {name: result.to_dict() for name, result in found.items()}
+    return config, found
 
 
 @dataclass
@@ -688,7 +703,7 @@ def fit_and_score(
 
 
 def collect(
-    trained: Trained, config: ExperimentConfig, data: TokenizedCorpus, searches: dict[str, dict[str, Any]]
+    trained: Trained, config: ExperimentConfig, data: TokenizedCorpus, searches: dict[str, SearchSummary]
 ) -> Collected:
     """One combined row per (model, split, context) over the model's seeds, in config order, with each model's
     fit record; a model with a failed seed has no combined row, only its finished seeds' rows."""
@@ -703,7 +718,7 @@ def collect(
         info = dict(done[0].info)
         info["seeds"] = [seed.run.seed for seed in done if seed.run.seed is not None]
         if spec.name in searches:
-            info["tuned"] = searches[spec.name]["best"]
+            info["tuned"] = searches[spec.name].best
         out.models[spec.name] = info
     for name in trained.failed:
         out.rows_by_seed += [r for seed in trained.seeds.get(name, []) for r in seed.rows]
@@ -738,10 +753,12 @@ def run_configured_tasks(
     *,
     runs_dir: Path,
     say: Callable[[str], None],
+    inputs: dict[str, Any] | None = None,
 ) -> tuple[list[TaskRow], list[Sample]]:
     """The ``[tasks]`` rows and generated samples over every model that finished (each through its first seed's
     fitted model, and a factory of fresh copies with its settings for tasks that train); each (task, model)
-    reused where its identity matches (:mod:`lmbench.tasks.cache`); a failed task is added to ``failures``."""
+    reused where its identity matches (:mod:`lmbench.tasks.cache`); a failed task is added to ``failures``.
+    ``inputs``: the task files :func:`prepare_tasks` read (tasks without them read their own)."""
     if not config.tasks:
         return [], []
     from lmbench.tasks import ModelEntry
@@ -759,7 +776,7 @@ def run_configured_tasks(
     task_results = run_tasks_cached(
         config.tasks, entries, loaded.data, seed=config.seed, bootstrap=config.evaluate.bootstrap,
         fingerprints=fingerprints, checksums=loaded.corpus.checksums, folders=folders,
-        shared_folder=RunFolder(runs_dir / ".tasks"), say=say,
+        shared_folder=RunFolder(runs_dir / ".tasks"), say=say, inputs=inputs,
     )  # fmt: skip
     say(f"tasks: {time.perf_counter() - start:.1f} s")
     failures += task_results.errors
@@ -837,10 +854,10 @@ def run_results(
     task_rows: list[TaskRow],
     samples: list[Sample],
     failures: list[str],
-    searches: dict[str, dict[str, Any]],
+    searches: dict[str, SearchSummary],
 ) -> RunResults:
     """The :class:`RunResults` that reports are rendered from (and ``results.json`` holds), with its provenance.
-    The fit records and searches, kept as dicts while the run goes on, become typed records here."""
+    The fit records, kept as dicts while the run goes on, become typed records here."""
     data, models = loaded.data, collected.models
     return RunResults(
         experiment=config.name,
@@ -856,7 +873,7 @@ def run_results(
         word_buckets=word_frequency_buckets(config, collected, data),
         attention=attention_examples(config, trained, collected, data),
         references=[Reference.read(r, f"references[{i}]") for i, r in enumerate(config.report.references)],
-        search={name: SearchSummary.read(s, f"search.{name}") for name, s in searches.items()},
+        search=searches,
         curves={
             name: ModelInfo.read(info, f"models.{name}").learning_curve or []
             for name, info in models.items()

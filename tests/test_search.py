@@ -462,3 +462,32 @@ def test_trials_in_flight_count_against_the_limit_so_parallel_trials_never_overs
     cut = [t for t in search.trials if "cut to tokens=" in t.note]
     assert len(cut) == 1 and cut[0].trial == max(t.trial for t in search.trials)
     assert any("2 trials at a time" in line for line in lines)
+
+
+@needs_optuna
+def test_a_search_result_is_a_typed_record_that_round_trips_through_results_json(tmp_path):
+    """The search hands the experiment its typed record (no dict converted on the way): trials, spend and limits
+    are records, and results.json stores and reads it back unchanged, as the strict reader would build it."""
+    from lmbench.experiment import load_data
+    from lmbench.results import RunResults, SearchLimit, SearchSpent, SearchSummary, SearchTrial
+    from lmbench.search.study import tune_models
+
+    project(tmp_path, NGRAM.replace("[model.search]", "[model.search]\ntrials = 3"))
+    config = load_config(tmp_path / "exp.toml")
+    tuned, found, failed = tune_models(config, load_data(config), tmp_path / "runs", say=lambda line: None)
+    assert failed == [] and list(found) == ["kn"]
+    search = found["kn"]
+    assert isinstance(search, SearchSummary) and isinstance(search.spent, SearchSpent)
+    assert isinstance(search.limit, SearchLimit) and search.limit.trials == 3 and search.limit.tokens is None
+    assert [type(t) for t in search.trials] == [SearchTrial] * 3 and search.spent.trials == 3
+    assert [t.trial for t in search.trials] == [0, 1, 2] and search.parallel == 1
+    assert tuned.models[0].params["order"] == search.best["order"]
+    stored = RunResults(search=found).to_json()
+    again = RunResults.from_dict(json.loads(stored))
+    assert again.to_json() == stored
+    as_read = SearchSummary.read(json.loads(json.dumps(search.to_dict())), "search.kn")
+    assert json.dumps(as_read.to_dict()) == json.dumps(search.to_dict())  # (nan != nan: compared as text)
+    assert list(json.loads(stored)["search"]["kn"]) == [
+        "family", "best", "best_valid_perplexity", "space", "limits", "trial_budget", "spent", "limit", "study",
+        "storage", "trials", "parallel",
+    ]  # fmt: skip

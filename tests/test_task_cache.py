@@ -96,3 +96,47 @@ def test_a_changed_option_or_file_recomputes_what_it_touches(tmp_path):
     )
     lines = dict(line.split(": ", 1) for line in _run(tmp_path))
     assert lines["generate · kn3"].startswith("computed ("), lines["generate · kn3"]
+
+
+def _count_opens(monkeypatch, paths: list[Path]) -> dict[str, int]:
+    """How often each of ``paths`` is opened from now on (``open``, ``io.open``: what Path.read_* use too)."""
+    import builtins
+    import io
+
+    real = io.open
+    watched = {str(p.resolve()): p.name for p in paths}
+    counts = dict.fromkeys(watched.values(), 0)
+
+    def counting(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and str(Path(file).resolve()) in watched:
+            counts[watched[str(Path(file).resolve())]] += 1
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting)
+    monkeypatch.setattr(io, "open", counting)
+    return counts
+
+
+def test_each_task_file_is_read_once_per_run_and_identified_by_the_bytes_read(tmp_path, monkeypatch):
+    """A task's input files are read once, when the config is checked before any training: every model's item
+    and the cache's identity use that reading (two models, a labelled train and test file and a pair file)."""
+    from lmbench.tasks import validate_tasks
+    from lmbench.tasks.cache import file_sha256
+
+    _project(tmp_path)
+    (tmp_path / "pairs.jsonl").write_text('{"good": "win cash now", "bad": "now cash win"}\n' * 3)
+    config = (tmp_path / "exp.toml").read_text()
+    (tmp_path / "exp.toml").write_text(
+        config + '[tasks.minimal-pairs]\nsentences = 5\nfiles = ["pairs.jsonl"]\n'
+    )
+    files = [tmp_path / "train.csv", tmp_path / "test.csv", tmp_path / "pairs.jsonl"]
+    counts = _count_opens(monkeypatch, files)
+    first = _run(tmp_path)
+    assert counts == {"train.csv": 1, "test.csv": 1, "pairs.jsonl": 1}
+    assert any(line.startswith("minimal-pairs · kn3: computed") for line in first)
+    again = _run(tmp_path)  # the cache's identity is the sha256 of what was read: the same as the file's
+    assert counts == {"train.csv": 2, "test.csv": 2, "pairs.jsonl": 2}
+    assert again and all(": reused" in line for line in again)
+    monkeypatch.undo()
+    inputs = validate_tasks({"minimal-pairs": {"files": [str(files[2])]}}, ["kn2"])["minimal-pairs"]
+    assert inputs[str(files[2])].sha256 == file_sha256(files[2])

@@ -139,12 +139,24 @@ def markdown_report(results: RunResults, images: Sequence[Path] = ()) -> str:
 
     Every string of ``results`` (names, paths, messages, generated text) is escaped for Markdown
     (:mod:`lmbench.reporting.escape`): code spans and the provenance block show the raw values."""
-    from lmbench.reporting.attention import FORMULA
-    from lmbench.reporting.narrative import floor_warnings, ladder_steps
-
     raw, results = results, md_escaped(results)
-    rows = results.rows
     by_stem = {img.stem: img for img in images}
+    return "\n".join(
+        _md_head(raw, results, by_stem)
+        + _md_steps(results)
+        + _md_attention(raw, by_stem)
+        + _md_curves_and_plots(results, images, by_stem)
+        + _md_tasks(raw, results)
+        + (["## Failures", ""] + [f"- {f}" for f in results.failures] + [""] if results.failures else [])
+        + _md_appendix(raw, results)
+    )
+
+
+def _md_head(raw: RunResults, results: RunResults, by_stem: dict[str, Path]) -> list[str]:
+    """Title, the command that regenerates the report, the headline figure, the main table with its signature,
+    the search statement and the entropy floor (``results``: escaped for Markdown; ``raw``: as stored)."""
+    from lmbench.reporting.narrative import floor_warnings
+
     parts = [f"# lmbench report: {results.experiment}", ""]
     if raw.provenance.command:
         parts += [f"Regenerate with: {md_code(raw.provenance.command)}", ""]
@@ -164,21 +176,43 @@ def markdown_report(results: RunResults, images: Sequence[Path] = ()) -> str:
             "",
         ]
         parts += [f"- **{w}**" for w in floor_warnings(results)] + ([""] if floor_warnings(results) else [])
+    return parts
+
+
+def _md_steps(results: RunResults) -> list[str]:
+    """One card per model (what it is, what changed, its figure and cost, why): only with several models."""
+    from lmbench.reporting.narrative import ladder_steps
+
     steps = ladder_steps(results)
-    if len(steps) > 1:
-        parts += [f"## {steps_title(results)}", ""]
-        for i, step in enumerate(steps, start=1):
-            cost = "; ".join(x for x in (step.tokens, step.compute) if x)
-            parts += [
-                f"**{i}. {step.model}**: {step.description}. {step.changed}  ",
-                step.figure + (f" · {cost}" if cost else "") + "  ",
-                f"*{step.why}*",
-                "",
-            ]
-    if "attention" in by_stem:
-        text = _attention_text(raw, code=md_code, text=md_text)
-        parts += ["## Why attention reaches further back", "", f"`{FORMULA}`", "", text, ""]
-        parts += [f"![attention]({by_stem['attention'].name})", ""]
+    if len(steps) <= 1:
+        return []
+    parts = [f"## {steps_title(results)}", ""]
+    for i, step in enumerate(steps, start=1):
+        cost = "; ".join(x for x in (step.tokens, step.compute) if x)
+        parts += [
+            f"**{i}. {step.model}**: {step.description}. {step.changed}  ",
+            step.figure + (f" · {cost}" if cost else "") + "  ",
+            f"*{step.why}*",
+            "",
+        ]
+    return parts
+
+
+def _md_attention(raw: RunResults, by_stem: dict[str, Path]) -> list[str]:
+    """The attention example with its formula and plot, where the attention plot was drawn."""
+    from lmbench.reporting.attention import FORMULA
+
+    if "attention" not in by_stem:
+        return []
+    text = _attention_text(raw, code=md_code, text=md_text)
+    parts = ["## Why attention reaches further back", "", f"`{FORMULA}`", "", text, ""]
+    return parts + [f"![attention]({by_stem['attention'].name})", ""]
+
+
+def _md_curves_and_plots(results: RunResults, images: Sequence[Path], by_stem: dict[str, Path]) -> list[str]:
+    """Learning curves read against the n-gram baseline (where there are crossovers to tell), then every plot
+    not shown above."""
+    parts: list[str] = []
     lines = crossover_lines(results)
     if lines:
         parts += ["## Learning curves against the n-gram baseline", "", baseline_caption(results), ""]
@@ -189,25 +223,28 @@ def markdown_report(results: RunResults, images: Sequence[Path] = ()) -> str:
     plots = [img for img in images if img.stem not in shown]
     if plots:
         parts += ["## Plots", ""] + [f"![{img.stem}]({img.name})" for img in plots] + [""]
+    return parts
+
+
+def _md_tasks(raw: RunResults, results: RunResults) -> list[str]:
+    """The downstream task table with its note and warnings, and the generated samples."""
     figures = results.tasks
-    if figures:
-        parts += [
-            "## Downstream tasks",
-            "",
-            tables.render(tables.task_table(figures)),
-            "",
-            tables.TASK_NOTE,
-            "",
-        ]
-        warnings = task_warnings(figures)
-        if warnings:
-            parts += [f"- **{w}**" for w in warnings] + [""]
-        generated = samples_markdown(raw.samples)
-        if generated:
-            parts += ["### Generated samples", "", generated]
-    if results.failures:
-        parts += ["## Failures", ""] + [f"- {f}" for f in results.failures] + [""]
-    parts += ["## Appendix", ""]
+    if not figures:
+        return []
+    parts = ["## Downstream tasks", "", tables.render(tables.task_table(figures)), "", tables.TASK_NOTE, ""]
+    warnings = task_warnings(figures)
+    if warnings:
+        parts += [f"- **{w}**" for w in warnings] + [""]
+    generated = samples_markdown(raw.samples)
+    if generated:
+        parts += ["### Generated samples", "", generated]
+    return parts
+
+
+def _md_appendix(raw: RunResults, results: RunResults) -> list[str]:
+    """Every split in every context, the reference figures, the detailed commentary and the provenance."""
+    rows = results.rows
+    parts = ["## Appendix", ""]
     for s in dict.fromkeys(r.split for r in rows):
         table = mark_tuned(tables.display_table(rows, split=s, bootstrap=_bootstrap(results)), results)
         parts += [f"### {s} split, every context", "", tables.render(table), ""]
@@ -222,8 +259,7 @@ def markdown_report(results: RunResults, images: Sequence[Path] = ()) -> str:
     narrative = narrative_markdown(results)
     if narrative:
         parts += ["### Detailed commentary", "", narrative, ""]
-    parts += ["### Provenance", "", "```json", _provenance_json(raw), "```", ""]
-    return "\n".join(parts)
+    return parts + ["### Provenance", "", "```json", _provenance_json(raw), "```", ""]
 
 
 def _provenance_json(results: RunResults) -> str:
@@ -256,9 +292,7 @@ def html_report(results: RunResults, images: Sequence[Path] = ()) -> str:
     data URIs, no script, no network."""
     import jinja2
 
-    from lmbench.reporting.attention import FORMULA
-    from lmbench.reporting.narrative import floor_warnings, ladder_steps
-    from lmbench.reporting.plots import model_colours
+    from lmbench.reporting.narrative import floor_warnings
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -267,51 +301,73 @@ def html_report(results: RunResults, images: Sequence[Path] = ()) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    rows = results.rows
-    by_stem = {img.stem: img for img in images}
-    colours = model_colours(results)
-    steps = ladder_steps(results) if len({r.model for r in rows}) > 1 else []
-    for step in steps:
-        step.colour = _hex(colours.get(step.model, (0.5, 0.5, 0.5)))
     split, context = _main_view(results)
-    figures = results.tasks
-    narrative = narrative_markdown(results)
-    bootstrap = _bootstrap(results)
     return env.get_template(
         "report.html.j2"
     ).render(
         name=results.experiment,
         command=results.provenance.command,
-        headline={"src": _data_uri(by_stem["headline"])} if "headline" in by_stem else None,
         headline_caption=_headline_caption(results),
         main_title=f"{split.capitalize()} perplexity ({context} context)",
-        main_table=tables.render(_main_table(results), "html"),
         search=Markup(search_html(results)) if results.search else "",  # escaped where it is built
         signature=tables.signature(results),
         floor=results.entropy_floor,
         floor_warnings=floor_warnings(results),
-        steps=steps,
+        steps=_html_steps(results),
         steps_title=steps_title(results),
-        attention={"src": _data_uri(by_stem["attention"])} if "attention" in by_stem else None,
-        formula=FORMULA,
         attention_text=Markup(_attention_text(results)),  # built with html.escape above
         crossover=crossover_lines(results),
         crossover_caption=baseline_caption(results),
-        curves_plot={"src": _data_uri(by_stem["learning_curves"])}
-        if crossover_lines(results) and "learning_curves" in by_stem
-        else None,
-        plots=[
-            {"name": i.stem, "src": _data_uri(i)}
-            for i in images
-            if i.stem
-            not in ("headline", "attention") + (("learning_curves",) if crossover_lines(results) else ())
-        ],
-        task_table=tables.render(tables.task_table(figures), "html") if figures else "",
         task_note=tables.TASK_NOTE,
-        tie_warnings=task_warnings(figures),
+        tie_warnings=task_warnings(results.tasks),
         samples=results.samples[:30],
         failures=results.failures,
-        all_tables=[
+        **_html_plots(results, images),
+        **_html_tables(results),
+        provenance=_provenance_json(results),
+    )
+
+
+def _html_steps(results: RunResults) -> list[Any]:
+    """The model-by-model cards, each in its model's plot colour (none for a single model)."""
+    from lmbench.reporting.narrative import ladder_steps
+    from lmbench.reporting.plots import model_colours
+
+    colours = model_colours(results)
+    steps = ladder_steps(results) if len({r.model for r in results.rows}) > 1 else []
+    for step in steps:
+        step.colour = _hex(colours.get(step.model, (0.5, 0.5, 0.5)))
+    return steps
+
+
+def _html_plots(results: RunResults, images: Sequence[Path]) -> dict[str, Any]:
+    """The template's plots as data URIs: headline, attention (with its formula), the learning curves where
+    the crossover section shows them, and every other plot."""
+    from lmbench.reporting.attention import FORMULA
+
+    by_stem = {img.stem: img for img in images}
+    crossover = bool(crossover_lines(results))
+    shown = ("headline", "attention") + (("learning_curves",) if crossover else ())
+    return {
+        "headline": {"src": _data_uri(by_stem["headline"])} if "headline" in by_stem else None,
+        "attention": {"src": _data_uri(by_stem["attention"])} if "attention" in by_stem else None,
+        "formula": FORMULA,
+        "curves_plot": {"src": _data_uri(by_stem["learning_curves"])}
+        if crossover and "learning_curves" in by_stem
+        else None,
+        "plots": [{"name": i.stem, "src": _data_uri(i)} for i in images if i.stem not in shown],
+    }
+
+
+def _html_tables(results: RunResults) -> dict[str, Any]:
+    """The template's tables as HTML: the main one, the tasks, every split in every context, the references,
+    and the commentary's paragraphs."""
+    rows, figures, bootstrap = results.rows, results.tasks, _bootstrap(results)
+    narrative = narrative_markdown(results)
+    return {
+        "main_table": tables.render(_main_table(results), "html"),
+        "task_table": tables.render(tables.task_table(figures), "html") if figures else "",
+        "all_tables": [
             (
                 s,
                 tables.render(
@@ -320,13 +376,12 @@ def html_report(results: RunResults, images: Sequence[Path] = ()) -> str:
             )
             for s in dict.fromkeys(r.split for r in rows)
         ],
-        references=tables.render([ref.to_dict() for ref in results.references], "html")
+        "references": tables.render([ref.to_dict() for ref in results.references], "html")
         if results.references
         else "",
         # the narrative's only markup is **model name**
-        narrative=[_bold(html.escape(par)) for par in narrative.split("\n\n")] if narrative else [],
-        provenance=_provenance_json(results),
-    )
+        "narrative": [_bold(html.escape(par)) for par in narrative.split("\n\n")] if narrative else [],
+    }
 
 
 def latex_tables(results: RunResults) -> str:

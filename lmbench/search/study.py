@@ -27,7 +27,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,57 +35,21 @@ import numpy as np
 
 import lmbench
 from lmbench.errors import ConfigError, TrainingDiverged, first_line
-from lmbench.models.base import Budget
+from lmbench.models.base import Budget, LanguageModel
+from lmbench.results.run import SearchLimit, SearchSpent, SearchSummary, SearchTrial
 from lmbench.runs import canonical_json, describe_change, fingerprint
 from lmbench.search import study_file
 from lmbench.search.space import Limits
 
 if TYPE_CHECKING:
     from lmbench.config import ExperimentConfig, ModelConfig
-    from lmbench.data.corpus import LoadedData
+    from lmbench.data.corpus import LoadedData, TokenizedCorpus
     from lmbench.executors import Executor
 
 SAMPLER = {"name": "tpe", "n_startup_trials": 5}
 PRUNER = {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 0}
 POLL_SECONDS = 2.0  # how often a process waiting for another's trials looks again
 HEARTBEAT_SECONDS = 20  # a trial whose process stopped beating for 4x this is failed and run again
-
-
-@dataclass
-class SearchResult:
-    """What one model's search found and spent (``trials``: one dict per trial, as in search.csv)."""
-
-    model: str
-    family: str
-    best: dict[str, Any]
-    best_valid_perplexity: float
-    trials: list[dict[str, Any]]
-    space: dict[str, dict[str, Any]]
-    limits: str
-    trial_budget: str
-    study: str
-    storage: str
-    spent: dict[str, float] = field(default_factory=dict)
-    limit: dict[str, float | None] = field(
-        default_factory=dict
-    )  # trials, tokens, epochs, minutes (None: none)
-    parallel: int = 1  # the most trials that ran at once (Ray's --jobs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "best": self.best,
-            "best_valid_perplexity": self.best_valid_perplexity,
-            "space": self.space,
-            "limits": self.limits,
-            "trial_budget": self.trial_budget,
-            "spent": self.spent,
-            "limit": self.limit,
-            "study": self.study,
-            "storage": self.storage,
-            "trials": self.trials,
-            "parallel": self.parallel,
-        }
 
 
 def search_identity(
@@ -141,16 +105,17 @@ def _storage(url: str) -> Any:
     raise AssertionError("unreachable")
 
 
-def _spent(trials: list[Any], train_tokens: int) -> dict[str, float]:
+def _spent(trials: list[Any], train_tokens: int) -> SearchSpent:
+    """What the finished ``trials`` spent together (``epochs``: their tokens over the training split's)."""
     tokens = sum(int(t.user_attrs.get("tokens", 0)) for t in trials)
-    return {
-        "trials": len(trials),
-        "complete": sum(t.state.name == "COMPLETE" for t in trials),
-        "pruned": sum(t.state.name == "PRUNED" for t in trials),
-        "tokens": tokens,
-        "epochs": tokens / train_tokens if train_tokens else 0.0,
-        "seconds": float(sum(t.user_attrs.get("seconds", 0.0) for t in trials)),
-    }
+    return SearchSpent(
+        trials=len(trials),
+        complete=sum(t.state.name == "COMPLETE" for t in trials),
+        pruned=sum(t.state.name == "PRUNED" for t in trials),
+        tokens=tokens,
+        epochs=tokens / train_tokens if train_tokens else 0.0,
+        seconds=float(sum(t.user_attrs.get("seconds", 0.0) for t in trials)),
+    )
 
 
 MIN_CUT = 0.5  # a last trial cut below this share of a full trial is not started: too short to compare
@@ -177,7 +142,7 @@ def trial_tokens(trial_budget: Budget | None, train_tokens: int) -> int | None:
 
 
 def next_trial(
-    limits: Limits, trial_budget: Budget | None, spent: dict[str, float], running: int, train_tokens: int,
+    limits: Limits, trial_budget: Budget | None, spent: SearchSpent, running: int, train_tokens: int,
     *, takes_budget: bool = True,
 ) -> NextTrial:  # fmt: skip
     """What the next trial may spend so that the search's total never exceeds its limits: a running trial
@@ -187,17 +152,17 @@ def next_trial(
     if b is None:
         return NextTrial(trial_budget)
     full = trial_tokens(trial_budget, train_tokens)
-    n = max(spent["trials"], 1)
-    pending = running * (full if full is not None else spent["tokens"] / n)
+    n = max(spent.trials, 1)
+    pending = running * (full if full is not None else spent.tokens / n)
     caps: dict[str, float] = {}
     if b.tokens is not None:
-        caps["tokens"] = b.tokens - spent["tokens"] - pending
+        caps["tokens"] = b.tokens - spent.tokens - pending
     if b.epochs is not None:
         caps["tokens"] = min(
-            caps.get("tokens", math.inf), math.floor(b.epochs * train_tokens) - spent["tokens"] - pending
+            caps.get("tokens", math.inf), math.floor(b.epochs * train_tokens) - spent.tokens - pending
         )
     if b.minutes is not None:
-        caps["minutes"] = b.minutes - (spent["seconds"] + running * spent["seconds"] / n) / 60
+        caps["minutes"] = b.minutes - (spent.seconds + running * spent.seconds / n) / 60
     budget, cuts = trial_budget, []
     if "tokens" in caps:
         left = math.floor(caps["tokens"])
@@ -231,7 +196,7 @@ def run_search(
     storage: str | None = None,
     say: Callable[[str], None] = lambda message: None,
     executor: Executor | None = None,
-) -> SearchResult:
+) -> SearchSummary:
     """Run (or resume, or reuse) the study of one searched model and return its best settings; trials run
     through ``executor`` (default: one after another in this process; Ray: up to its ``jobs`` at once)."""
     from lmbench.executors import Executor
@@ -282,21 +247,16 @@ def _run_search(
     storage: str | None,
     say: Callable[[str], None],
     executor: Executor,
-) -> SearchResult:
+) -> SearchSummary:
+    """Open (or create) the model's study, drive its trials to the limits and summarise what it found."""
     import optuna
 
-    from lmbench.models.base import resolve_budget
-    from lmbench.models.registry import create_model
     from lmbench.training import distributed
 
     assert spec.search is not None
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # lmbench says what happened, one line a trial
-    shared = config.search
-    trial_budget = resolve_budget(
-        spec.search.trial_budget or (shared.trial_budget if shared else None) or spec.budget or config.budget,
-        create_model(spec.family, **spec.params),
-    )
-    limits = spec.search.limits(shared)
+    trial_budget = _trial_budget(spec, config)
+    limits = spec.search.limits(config.search)
     identity = search_identity(spec, config, loaded, trial_budget)
     study_name = f"{spec.name}-{fingerprint(identity)}"
     path = runs_dir / spec.name / "search.db"
@@ -307,33 +267,56 @@ def _run_search(
     )
     study.set_user_attr("identity", canonical_json(identity))
     plan = TrialPlan(spec, config, study_name, _absolute_sqlite(url), trial_budget, limits)
-    finished, spent = _drive_trials(plan, study, store, loaded, executor, say, storage=storage)
+    finished, spent = _TrialDriver(plan, study, store, loaded, executor, say, storage).run()
+    summary = _summary(plan, study, finished, spent, storage=url if storage is not None else str(path))
+    if storage is None and distributed.is_main():
+        study_file.record_finished(path, store)  # verified before the next search opens it
+    return summary
+
+
+def _trial_budget(spec: ModelConfig, config: ExperimentConfig) -> Budget | None:
+    """What one trial trains on: the search's ``trial_budget`` (the model's, else ``[search]``'s), else the
+    model's own budget, else the experiment's, resolved for the family."""
+    from lmbench.models.base import resolve_budget
+    from lmbench.models.registry import create_model
+
+    assert spec.search is not None
+    shared = config.search
+    return resolve_budget(
+        spec.search.trial_budget or (shared.trial_budget if shared else None) or spec.budget or config.budget,
+        create_model(spec.family, **spec.params),
+    )
+
+
+def _summary(
+    plan: TrialPlan, study: Any, finished: list[Any], spent: SearchSpent, *, storage: str
+) -> SearchSummary:
+    """The search's record: the best finished trial's settings (ties: the earlier trial), every trial but
+    the surplus ones, the space, limits and what was spent."""
+    spec, limits, trial_budget = plan.spec, plan.limits, plan.trial_budget
+    assert spec.search is not None
     complete = [t for t in finished if t.state.name == "COMPLETE"]
     if not complete:
-        raise RuntimeError(f"no trial of study {study_name} finished (all pruned)")
+        raise RuntimeError(f"no trial of study {plan.study_name} finished (all pruned)")
     best = min(complete, key=lambda t: (t.value, t.number))
-    result = SearchResult(
-        model=spec.name,
+    return SearchSummary(
         family=spec.family,
         best=dict(best.params),
         best_valid_perplexity=float(best.value),
+        space={name: dim.to_dict() for name, dim in spec.search.space.items()},
+        limits=limits.describe(),
+        trial_budget=trial_budget.describe() if trial_budget is not None else "full data",
+        spent=spent,
+        limit=SearchLimit(trials=limits.trials, **(limits.budget.to_dict() if limits.budget else {})),
+        study=plan.study_name,
+        storage=storage,
         trials=[
             _trial_row(spec.name, t)
             for t in study.get_trials(deepcopy=False)
             if not t.user_attrs.get("surplus")
         ],
-        space={name: dim.to_dict() for name, dim in spec.search.space.items()},
-        limits=limits.describe(),
-        trial_budget=trial_budget.describe() if trial_budget is not None else "full data",
-        study=study_name,
-        storage=url if storage is not None else str(path),
-        spent=spent,
-        limit={"trials": limits.trials, **(limits.budget.to_dict() if limits.budget else {})},
         parallel=int(study.user_attrs.get("parallel", 1)),
     )
-    if storage is None and distributed.is_main():
-        study_file.record_finished(path, store)  # verified before the next search opens it
-    return result
 
 
 def _open_storage(path: Path, storage: str | None, model: str, say: Callable[[str], None]) -> tuple[str, Any]:
@@ -357,82 +340,106 @@ def _open_storage(path: Path, storage: str | None, model: str, say: Callable[[st
         raise ConfigError(f"--storage: cannot open {url!r} ({type(e).__name__}: {first_line(e)})") from None
 
 
-def _drive_trials(
-    plan: TrialPlan,
-    study: Any,
-    store: Any,
-    loaded: LoadedData,
-    executor: Executor,
-    say: Callable[[str], None],
-    *,
-    storage: str | None,
-) -> tuple[list[Any], dict[str, float]]:
-    """Submit trials through ``executor``, up to its ``jobs`` at once, each with the budget :func:`next_trial`
-    leaves (trials in flight counted as full ones), until the limits are reached and no trial runs; returns
-    the finished trials and what they spent."""
-    import optuna
+class _TrialDriver:
+    """Submits one study's trials through ``executor``, up to its ``jobs`` at once, each with the budget
+    :func:`next_trial` leaves (trials in flight counted as full ones), until the limits are reached and no
+    trial runs."""
 
-    from lmbench.models.registry import create_model
+    def __init__(
+        self,
+        plan: TrialPlan,
+        study: Any,
+        store: Any,
+        loaded: LoadedData,
+        executor: Executor,
+        say: Callable[[str], None],
+        storage: str | None,
+    ) -> None:
+        from lmbench.models.registry import create_model
 
-    spec, limits, train_tokens = plan.spec, plan.limits, loaded.data.train.num_predicted
-    here = executor.kind == "local"  # trials in this process share its open storage
-    data_handle = executor.share(loaded)
-    resources = executor.resources(create_model(spec.family, **spec.params).get_params())
-    pending: list[Any] = []  # the handles of trials submitted and not yet collected
-    tickets: list[str] = []  # and their tickets
-    errors: list[Exception] = []
-    started = stop_said = False
-    while True:
-        optuna.storages.fail_stale_trials(study)
-        _fail_dead_trials(store, study.get_trials(deepcopy=False))
-        trials = study.get_trials(deepcopy=False)
-        _retry_interrupted(study, trials)
+        self.plan, self.study, self.store, self.executor, self.say = plan, study, store, executor, say
+        self.storage = storage
+        self.train_tokens = loaded.data.train.num_predicted
+        self.here = executor.kind == "local"  # trials in this process share its open storage
+        self.data_handle = executor.share(loaded)
+        self.resources = executor.resources(create_model(plan.spec.family, **plan.spec.params).get_params())
+        self.pending: list[Any] = []  # the handles of trials submitted and not yet collected
+        self.tickets: list[str] = []  # and their tickets
+        self.errors: list[Exception] = []
+        self.started = self.stop_said = False
+
+    def run(self) -> tuple[list[Any], SearchSpent]:
+        """Drive the study to its limits; returns its finished trials and what they spent."""
+        plan, limits = self.plan, self.plan.limits
+        while True:
+            trials, finished, running, spent = self._look()
+            busy = _in_flight(trials, set(self.tickets))
+            nxt = next_trial(
+                limits, plan.trial_budget, spent, busy, self.train_tokens,
+                takes_budget=plan.trial_budget is not None,
+            )  # fmt: skip
+            if nxt.stop and not self.stop_said and not busy:
+                self.say(f"{plan.spec.name}: no further trial: {nxt.stop} ({limits.describe()})")
+                self.stop_said = True
+            trials_left = limits.trials is None or spent.trials + busy < limits.trials
+            if not self.errors and len(self.pending) < self.executor.jobs and trials_left and not nxt.stop:
+                self._submit(nxt, spent, busy, len(finished))
+            elif self.pending:  # collect one finished trial, then look at the study again
+                self._collect()
+            elif self.errors:
+                raise self.errors[0]
+            elif running:  # another process is on the last trials: their results decide the best settings
+                time.sleep(POLL_SECONDS)
+            else:
+                break
+        if not self.started:
+            self.say(
+                f"{plan.spec.name}: search finished earlier ({spent.trials} trials in study {plan.study_name}), "
+                "reused"
+            )
+        return finished, spent
+
+    def _look(self) -> tuple[list[Any], list[Any], list[Any], SearchSpent]:
+        """The study now, after failing dead trials and queueing interrupted ones again: all its trials, the
+        finished ones, the running ones and what the finished ones spent."""
+        import optuna
+
+        optuna.storages.fail_stale_trials(self.study)
+        _fail_dead_trials(self.store, self.study.get_trials(deepcopy=False))
+        trials = self.study.get_trials(deepcopy=False)
+        _retry_interrupted(self.study, trials)
         finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
         running = [t for t in trials if t.state.name == "RUNNING"]
-        spent = _spent(finished, train_tokens)
-        busy = _in_flight(trials, set(tickets))
-        nxt = next_trial(
-            limits, plan.trial_budget, spent, busy, train_tokens, takes_budget=plan.trial_budget is not None
-        )
-        if nxt.stop and not stop_said and not busy:
-            say(f"{spec.name}: no further trial: {nxt.stop} ({limits.describe()})")
-            stop_said = True
-        trials_left = limits.trials is None or spent["trials"] + busy < limits.trials
-        if not errors and len(pending) < executor.jobs and trials_left and not nxt.stop:
-            if not started:
-                _check_not_distributed(plan, storage)
-                say(_search_line(plan, executor.jobs, len(finished)))
-                started = True
-            ticket = secrets.token_hex(8)
-            seed = _sampler_seed(plan.config.seed, int(spent["trials"]), others_running=busy > 0)
-            trial = replace(plan, trial_budget=nxt.budget, cut=nxt.cut, ticket=ticket)
-            handle = executor.submit(
-                run_trial, trial, data_handle, seed, store if here else None, resources=resources
-            )
-            pending.append(handle)
-            tickets.append(ticket)
-            _note_parallel(study, len(pending))
-            continue
-        if pending:  # collect one finished trial, then look at the study again
-            i = pending.index(executor.wait(pending))
-            handle, _ = pending.pop(i), tickets.pop(i)
-            try:
-                for line in executor.result(handle):
-                    say(line)
-            except Exception as e:  # as a sequential search, stop here; the trials in flight finish first
-                errors.append(e)
-            continue
-        if errors:
-            raise errors[0]
-        if running:  # another process is on the last trials: their results decide the best settings
-            time.sleep(POLL_SECONDS)
-            continue
-        break
-    if not started:
-        say(
-            f"{spec.name}: search finished earlier ({spent['trials']} trials in study {plan.study_name}), reused"
-        )
-    return finished, spent
+        return trials, finished, running, _spent(finished, self.train_tokens)
+
+    def _submit(self, nxt: NextTrial, spent: SearchSpent, busy: int, finished: int) -> None:
+        """Submit one trial with the budget ``nxt`` leaves (the first submission says what is searched)."""
+        plan = self.plan
+        if not self.started:
+            _check_not_distributed(plan, self.storage)
+            self.say(_search_line(plan, self.executor.jobs, finished))
+            self.started = True
+        ticket = secrets.token_hex(8)
+        seed = _sampler_seed(plan.config.seed, int(spent.trials), others_running=busy > 0)
+        trial = replace(plan, trial_budget=nxt.budget, cut=nxt.cut, ticket=ticket)
+        handle = self.executor.submit(
+            run_trial, trial, self.data_handle, seed, self.store if self.here else None,
+            resources=self.resources,
+        )  # fmt: skip
+        self.pending.append(handle)
+        self.tickets.append(ticket)
+        _note_parallel(self.study, len(self.pending))
+
+    def _collect(self) -> None:
+        """Wait for one submitted trial and say its lines; an error stops further submissions, as in a
+        sequential search (the trials in flight finish first)."""
+        i = self.pending.index(self.executor.wait(self.pending))
+        handle, _ = self.pending.pop(i), self.tickets.pop(i)
+        try:
+            for line in self.executor.result(handle):
+                self.say(line)
+        except Exception as e:
+            self.errors.append(e)
 
 
 def _in_flight(trials: list[Any], mine: set[str]) -> int:
@@ -535,31 +542,17 @@ def _objective(plan: TrialPlan, study: Any, loaded: LoadedData) -> Callable[[Any
     """The trial function: train under the trial budget and return validation perplexity (or prune)."""
     import optuna
 
-    from lmbench.evaluation import score
     from lmbench.models.registry import create_model
-    from lmbench.training.loop import on_validation
 
-    spec, config, limits = plan.spec, plan.config, plan.limits
+    spec = plan.spec
     assert spec.search is not None
     probe = create_model(spec.family, **spec.params)
-    data, context = loaded.data, config.evaluate.contexts[0]
-    train_tokens = data.train.num_predicted
-    seed = trial_seed(spec, config)
+    data = loaded.data
+    seed = trial_seed(spec, plan.config)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: Any) -> float:
-        trial.set_user_attr(
-            "process", _process_key()
-        )  # first: a killed run's trial is failed at once on resume
-        trial.set_user_attr("ticket", plan.ticket)  # the driver counts it as its own while it runs
-        if limits.trials is not None:  # another process may have started the last trial at the same moment
-            earlier = [
-                t for t in study.get_trials(deepcopy=False)
-                if t.number < trial.number and t.state.name in ("COMPLETE", "PRUNED", "RUNNING")
-            ]  # fmt: skip
-            if len(earlier) >= limits.trials:
-                trial.set_user_attr("surplus", True)
-                raise _Surplus
+        _claim(trial, plan, study)
         settings = {name: dim.suggest(trial) for name, dim in spec.search.space.items()}
         params = {**spec.params, **settings}
         if probe.stochastic:
@@ -569,36 +562,8 @@ def _objective(plan: TrialPlan, study: Any, loaded: LoadedData) -> Callable[[Any
         if plan.cut:
             trial.set_user_attr("note", plan.cut)
         start = time.perf_counter()
-        reports = {"tokens": 0, "step": 0}
-
-        def report(point: dict[str, float]) -> None:
-            reports["tokens"] = int(point["tokens"])
-            if "valid_perplexity" not in point:
-                return
-            trial.report(point["valid_perplexity"], reports["step"])  # step: the n-th validation point
-            reports["step"] += 1
-            if trial.should_prune():
-                _finish(trial, reports["tokens"], time.perf_counter() - start)
-                raise optuna.TrialPruned(
-                    f"validation perplexity {point['valid_perplexity']:.2f} at {point['tokens']:,} tokens"
-                )
-
-        try:
-            with on_validation(report):
-                model.fit(data.train, data.valid, budget=plan.trial_budget, run_dir=None)
-        except TrainingDiverged as e:  # a diverging setting is a bad setting, not a broken search
-            _finish(trial, reports["tokens"], time.perf_counter() - start, note=str(e))
-            raise optuna.TrialPruned(str(e)) from None
-        tokens = int(getattr(model, "tokens_seen_", train_tokens))
-        curve = [
-            p["valid_perplexity"]
-            for p in getattr(model, "learning_curve_", None) or []
-            if "valid_perplexity" in p
-        ]
-        if context == "stream" and curve:  # the fitted model holds the weights of its best stream-mode pass
-            perplexity = min(curve)
-        else:
-            perplexity = score(model.token_logprobs(data.valid, context=context), data.valid).perplexity
+        tokens = _fit_trial(trial, model, data, plan.trial_budget, start)
+        perplexity = _valid_perplexity(model, data, plan.config.evaluate.contexts[0])
         _finish(trial, tokens, time.perf_counter() - start)
         if not math.isfinite(perplexity):
             trial.set_user_attr("note", f"validation perplexity is {perplexity}")
@@ -606,6 +571,67 @@ def _objective(plan: TrialPlan, study: Any, loaded: LoadedData) -> Callable[[Any
         return float(perplexity)
 
     return objective
+
+
+def _claim(trial: Any, plan: TrialPlan, study: Any) -> None:
+    """Mark a new trial as this process's and this submission's; drop it (:class:`_Surplus`) where another
+    process started the last trial the limit allows at the same moment."""
+    trial.set_user_attr("process", _process_key())  # first: a killed run's trial is failed at once on resume
+    trial.set_user_attr("ticket", plan.ticket)  # the driver counts it as its own while it runs
+    if plan.limits.trials is not None:
+        earlier = [
+            t for t in study.get_trials(deepcopy=False)
+            if t.number < trial.number and t.state.name in ("COMPLETE", "PRUNED", "RUNNING")
+        ]  # fmt: skip
+        if len(earlier) >= plan.limits.trials:
+            trial.set_user_attr("surplus", True)
+            raise _Surplus
+
+
+def _fit_trial(
+    trial: Any, model: LanguageModel, data: TokenizedCorpus, budget: Budget | None, start: float
+) -> int:
+    """Fit ``model`` under the trial's budget, reporting each validation point to the pruner (which may stop
+    it: ``optuna.TrialPruned``, as does a diverging fit); returns the tokens it trained on."""
+    import optuna
+
+    from lmbench.training.loop import on_validation
+
+    reports = {"tokens": 0, "step": 0}
+
+    def report(point: dict[str, float]) -> None:
+        reports["tokens"] = int(point["tokens"])
+        if "valid_perplexity" not in point:
+            return
+        trial.report(point["valid_perplexity"], reports["step"])  # step: the n-th validation point
+        reports["step"] += 1
+        if trial.should_prune():
+            _finish(trial, reports["tokens"], time.perf_counter() - start)
+            raise optuna.TrialPruned(
+                f"validation perplexity {point['valid_perplexity']:.2f} at {point['tokens']:,} tokens"
+            )
+
+    try:
+        with on_validation(report):
+            model.fit(data.train, data.valid, budget=budget, run_dir=None)
+    except TrainingDiverged as e:  # a diverging setting is a bad setting, not a broken search
+        _finish(trial, reports["tokens"], time.perf_counter() - start, note=str(e))
+        raise optuna.TrialPruned(str(e)) from None
+    return int(getattr(model, "tokens_seen_", data.train.num_predicted))
+
+
+def _valid_perplexity(model: LanguageModel, data: TokenizedCorpus, context: str) -> float:
+    """The fitted model's validation perplexity in ``context`` (the objective: never test)."""
+    from lmbench.evaluation import score
+
+    curve = [
+        p["valid_perplexity"]
+        for p in getattr(model, "learning_curve_", None) or []
+        if "valid_perplexity" in p
+    ]
+    if context == "stream" and curve:  # the fitted model holds the weights of its best stream-mode pass
+        return min(curve)
+    return score(model.token_logprobs(data.valid, context=context), data.valid).perplexity
 
 
 def _fail_dead_trials(store: Any, trials: list[Any]) -> None:
@@ -711,24 +737,25 @@ def _say_new_study(
         say(f"{model}: search changed ({change}): starting a new study")
 
 
-def _trial_row(model: str, trial: Any) -> dict[str, Any]:
+def _trial_row(model: str, trial: Any) -> SearchTrial:
+    """One trial as a search.csv row (a pruned trial keeps the last perplexity it reported)."""
     value = trial.value if trial.state.name == "COMPLETE" else float("nan")
     if trial.state.name == "PRUNED" and trial.intermediate_values:
         last = trial.intermediate_values[max(trial.intermediate_values)]
     else:
         last = float("nan")
-    return {
-        "model": model,
-        "trial": trial.number,
-        "settings": dict(trial.params),
-        "valid_perplexity": float(value) if value is not None else float("nan"),
-        "last_reported_perplexity": float(last),
-        "state": trial.state.name.lower(),
-        "tokens": int(trial.user_attrs.get("tokens", 0)),
-        "seconds": float(trial.user_attrs.get("seconds", float("nan"))),
-        "worker": trial.user_attrs.get("worker", ""),
-        "note": trial.user_attrs.get("note", ""),
-    }
+    return SearchTrial(
+        model=model,
+        trial=trial.number,
+        settings=dict(trial.params),
+        valid_perplexity=float(value) if value is not None else float("nan"),
+        last_reported_perplexity=float(last),
+        state=trial.state.name.lower(),
+        tokens=int(trial.user_attrs.get("tokens", 0)),
+        seconds=float(trial.user_attrs.get("seconds", float("nan"))),
+        worker=trial.user_attrs.get("worker", ""),
+        note=trial.user_attrs.get("note", ""),
+    )
 
 
 def _trial_line(model: str, trial: Any) -> str:
@@ -756,10 +783,10 @@ def tune_models(
     storage: str | None = None,
     say: Callable[[str], None],
     executor: Executor | None = None,
-) -> tuple[ExperimentConfig, dict[str, SearchResult], list[tuple[str, Exception]]]:
+) -> tuple[ExperimentConfig, dict[str, SearchSummary], list[tuple[str, Exception]]]:
     """Search every model with a ``[model.search]``; returns the config with each searched model's best
     settings written in, the search results, and the (model, error) of searches that failed."""
-    results: dict[str, SearchResult] = {}
+    results: dict[str, SearchSummary] = {}
     failed: list[tuple[str, Exception]] = []
     models = []
     for spec in config.models:

@@ -6,7 +6,10 @@ module declares:
 - ``run(config, models, corpus, *, seed, bootstrap) -> TaskResults``: metric rows (:class:`TaskRow`, built
   with :func:`lmbench.tasks.base.metric_row` where a figure is a mean over items) and any generated samples;
 - optionally ``FILE_OPTIONS`` (option keys naming files, resolved against the config's folder) and
-  ``validate(options, model_names)`` (inputs checked before any training).
+  ``validate(options, model_names)`` (inputs checked before any training), or instead
+  ``load_inputs(options, model_names) -> TaskInputs``: the input files checked and read once, before any
+  training, and handed to ``run(..., inputs=...)`` (a file is read once per run, and the task cache hashes
+  the bytes that were read).
 
 Tasks speak to models only through the LanguageModel protocol."""
 
@@ -20,7 +23,7 @@ from lmbench.data.corpus import TokenizedCorpus
 from lmbench.errors import ConfigError, LmbenchError
 from lmbench.registry import PluginError, Registry
 from lmbench.results import TASK_COLUMNS, Sample, TaskResults, TaskRow
-from lmbench.tasks.base import ModelEntry, options
+from lmbench.tasks.base import ModelEntry, TaskInputs, options, run_task
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +69,19 @@ def validate_task_configs(configs: dict[str, Any]) -> None:
         options(name, config, TASKS[name].DEFAULTS)
 
 
-def validate_tasks(configs: dict[str, Any], model_names: Sequence[str]) -> None:
+def validate_tasks(configs: dict[str, Any], model_names: Sequence[str]) -> dict[str, TaskInputs]:
     """Every task input checked before any training: option values, files (exist, parse: pair-file schema,
     labelled rows, labels that match), and models named by a task. Raises ConfigError / DataError (exit 2)
-    naming the file and line or the key."""
+    naming the file and line or the key. Returns the files of each task that loads them (``load_inputs``),
+    read once here, for :func:`run_tasks` (``inputs``)."""
+    inputs: dict[str, TaskInputs] = {}
     for name, config in configs.items():
         opts = options(name, config, TASKS[name].DEFAULTS)
-        if hasattr(TASKS[name], "validate"):
+        if hasattr(TASKS[name], "load_inputs"):
+            inputs[name] = TASKS[name].load_inputs(opts, model_names)
+        elif hasattr(TASKS[name], "validate"):
             TASKS[name].validate(opts, model_names)
+    return inputs
 
 
 def tie_warnings(task_rows: Sequence[TaskRow]) -> list[str]:
@@ -117,13 +125,16 @@ def run_tasks(
     *,
     seed: int,
     bootstrap: int,
+    inputs: dict[str, TaskInputs] | None = None,
 ) -> TaskResults:
     """Run every configured task: its rows, its samples, and one line for each task that failed (a task that
-    fails is reported in ``errors`` and the others still run)."""
+    fails is reported in ``errors`` and the others still run). ``inputs``: the files :func:`validate_tasks`
+    read (a task without them reads its own)."""
     out = TaskResults()
     for name, config in task_configs.items():
         try:
-            out.extend(TASKS[name].run(config, models, corpus, seed=seed, bootstrap=bootstrap))
+            out.extend(run_task(TASKS[name], config, models, corpus, seed=seed, bootstrap=bootstrap,
+                                inputs=(inputs or {}).get(name)))  # fmt: skip
         except LmbenchError as e:
             out.errors.append(f"task {name}: {e}")
         except Exception as e:  # a broken task must not lose the run

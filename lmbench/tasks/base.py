@@ -5,6 +5,7 @@ The rows themselves (:class:`~lmbench.results.TaskRow`, :class:`~lmbench.results
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,43 @@ from lmbench.models.base import Budget, LanguageModel
 from lmbench.results import TaskRow
 
 TIE_TOLERANCE = 1e-9  # two sentence totals closer than this, relative to their size, are a tie
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    """An input file of a task read once, before any training: what it holds (parsed and checked by the task)
+    and the sha256 of the bytes that was parsed from (the file's identity in the task cache)."""
+
+    path: Path
+    sha256: str
+    contents: Any
+
+
+# what a task's ``load_inputs(opts, model_names)`` returns and its ``run(..., inputs=...)`` receives: each
+# input file, keyed by the path as the task's options name it
+TaskInputs = dict[str, TaskFile]
+
+
+def run_task(
+    task: Any,
+    config: dict[str, Any],
+    models: dict[str, ModelEntry],
+    corpus: TokenizedCorpus,
+    *,
+    seed: int,
+    bootstrap: int,
+    inputs: TaskInputs | None = None,
+) -> Any:
+    """``task.run(...)``, handing it ``inputs`` (the files its ``load_inputs`` read before any training)
+    where there are any: a task without ``load_inputs`` is called as the protocol says, without it."""
+    extra = {"inputs": inputs} if inputs is not None else {}
+    return task.run(config, models, corpus, seed=seed, bootstrap=bootstrap, **extra)
+
+
+def read_task_file(path: Path) -> tuple[bytes, str]:
+    """A task file's bytes, read once, and their sha256."""
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
 
 
 @dataclass

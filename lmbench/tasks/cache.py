@@ -24,7 +24,7 @@ from lmbench.data.corpus import TokenizedCorpus
 from lmbench.errors import LmbenchError
 from lmbench.results import Sample, TaskResults, TaskRow
 from lmbench.runs import CacheMiss, RunFolder
-from lmbench.tasks.base import ModelEntry, options
+from lmbench.tasks.base import ModelEntry, TaskInputs, options, run_task
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,12 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def option_identity(name: str, opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+def option_identity(
+    name: str, opts: dict[str, Any], inputs: TaskInputs | None = None
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """The task's options without its file options, the sha256 of every file they name (keyed ``train file``,
-    ``files file 2``), and those keys' file names (for messages such as ``spam-test.csv changed``)."""
+    ``files file 2``), and those keys' file names (for messages such as ``spam-test.csv changed``). A file the
+    task already read (``inputs``) is identified by the bytes it read, not read again."""
     from lmbench.tasks import file_options
 
     plain, hashes, names = {}, {}, {}
@@ -72,7 +75,8 @@ def option_identity(name: str, opts: dict[str, Any]) -> tuple[dict[str, Any], di
             paths = [value] if isinstance(value, (str, Path)) else list(value)
             for i, path in enumerate(paths):
                 slot = f"{key} file" + (f" {i + 1}" if len(paths) > 1 else "")
-                hashes[slot] = file_sha256(path)
+                loaded = (inputs or {}).get(str(path))
+                hashes[slot] = loaded.sha256 if loaded is not None else file_sha256(path)
                 names[slot] = Path(path).name
         else:
             plain[key] = value
@@ -102,10 +106,11 @@ def item_identity(
     seed: int,
     bootstrap: int,
     checksums: dict[str, str],
+    inputs: TaskInputs | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Everything that determines an item's rows (``models``: name -> fingerprint of each model it runs), and
-    the names of the files behind its ``data`` keys."""
-    plain, hashes, names = option_identity(name, opts)
+    the names of the files behind its ``data`` keys (``inputs``: the files the task read)."""
+    plain, hashes, names = option_identity(name, opts, inputs)
     splits = dict(checksums)
     identity = {
         "task": name,
@@ -133,11 +138,13 @@ def run_tasks_cached(
     folders: dict[str, RunFolder],
     shared_folder: RunFolder,
     say: Callable[[str], None],
+    inputs: dict[str, TaskInputs] | None = None,
 ) -> TaskResults:
     """Every configured task over every model, each (task, model) item reused where its identity matches,
     else computed and stored; a failed item is an error line and the others go on. ``fingerprints`` and
     ``folders``: each model's training fingerprint and run folder (its first seed's); ``checksums``: the
-    corpus splits' sha256."""
+    corpus splits' sha256; ``inputs``: the task files :func:`lmbench.tasks.validate_tasks` read (every item
+    of a task uses them; a task without them reads its own)."""
     from lmbench.tasks import TASKS
 
     out = TaskResults()
@@ -160,7 +167,8 @@ def run_tasks_cached(
         for item, entries, item_config in items:
             try:
                 out.extend(_run_item(module, item, entries, item_config, corpus, seed=seed,
-                                     bootstrap=bootstrap, fingerprints=fingerprints, checksums=checksums, say=say))  # fmt: skip
+                                     bootstrap=bootstrap, fingerprints=fingerprints, checksums=checksums,
+                                     say=say, inputs=(inputs or {}).get(name)))  # fmt: skip
             except LmbenchError as e:
                 out.errors.append(f"task {item.label}: {e}")
             except Exception as e:  # a broken task must not lose the run
@@ -182,10 +190,13 @@ def _run_item(
     fingerprints: dict[str, str],
     checksums: dict[str, str],
     say: Callable[[str], None],
+    inputs: TaskInputs | None = None,
 ) -> TaskResults:
+    """One item: reused where its stored identity matches, else computed (``inputs``: the task's files, where
+    they were read before) and stored."""
     opts = options(item.task, config, module.DEFAULTS)  # as this item runs (per model: without baselines)
     identity, files = item_identity(item.task, opts, {m: fingerprints[m] for m in entries}, corpus, seed=seed,
-                                    bootstrap=bootstrap, checksums=checksums)  # fmt: skip
+                                    bootstrap=bootstrap, checksums=checksums, inputs=inputs)  # fmt: skip
     try:
         stored = item.folder.check(item.file, "identity", identity, files)
         rows = [TaskRow.from_dict(r) for r in stored["rows"]]
@@ -197,7 +208,7 @@ def _run_item(
     except (KeyError, TypeError, ValueError) as e:  # a stored file of another shape: computed again
         why = f"{item.folder.path / item.file} is unreadable ({type(e).__name__})"
     start = time.perf_counter()
-    result = module.run(config, entries, corpus, seed=seed, bootstrap=bootstrap)
+    result = run_task(module, config, entries, corpus, seed=seed, bootstrap=bootstrap, inputs=inputs)
     keep = set(entries) - {m for m, e in entries.items() if e.reference_only}
     result = TaskResults(
         [r for r in result.rows if item.model is None or r.model in keep],

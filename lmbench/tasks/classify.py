@@ -14,6 +14,7 @@ All data is used unless ``max_train`` (per class) or ``max_test`` cut it; a cut 
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,16 @@ from lmbench.data.vocabulary import Vocabulary
 from lmbench.errors import ConfigError, DataError
 from lmbench.models.base import LanguageModel
 from lmbench.results import TaskResults, TaskRow
-from lmbench.tasks.base import ModelEntry, file_labels, options, sentence_totals, text_tokenizer
+from lmbench.tasks.base import (
+    ModelEntry,
+    TaskFile,
+    TaskInputs,
+    file_labels,
+    options,
+    read_task_file,
+    sentence_totals,
+    text_tokenizer,
+)
 
 NAME = "classify"
 SHARED_ROWS_OPTION = "baselines"  # rows that need no model: computed once per run, apart from the models
@@ -62,43 +72,57 @@ class Labelled:
 def read_labelled(path: str | Path, text_column: str, label_column: str) -> Labelled:
     """CSV or TSV (by extension) with a header naming a text and a label column; every row must have the
     header's number of fields (a malformed row is an error naming file and line, never a shifted column)."""
+    return labelled_file(path, text_column, label_column).contents
+
+
+def labelled_file(path: str | Path, text_column: str, label_column: str) -> TaskFile:
+    """:func:`read_labelled`'s file as the task keeps it: its rows and the sha256 of the bytes read (once)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: labelled data file not found")
+    data, sha256 = read_task_file(path)
     tsv = path.suffix.lower() in (".tsv", ".tab")
     kind = "TSV" if tsv else "CSV"
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="") as f:  # decoded as open() would
             reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: empty file (expected a header line)")
-            header = [h.strip() for h in header]
-            for column in (text_column, label_column):
-                if column not in header:
-                    raise DataError(f"{path}: no column {column!r} (columns: {', '.join(header)})")
-            t, y = header.index(text_column), header.index(label_column)
-            texts, labels = [], []
-            for row in reader:
-                if not row or row == [""]:
-                    continue
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{path}:{reader.line_num}: {len(row)} fields, expected {len(header)} as in the header"
-                        f" ({kind}{'; a tab inside a text?' if tsv else ''})"
-                    )
-                label = row[y].strip()
-                if not label:
-                    raise DataError(f"{path}:{reader.line_num}: empty label")
-                texts.append(row[t])
-                labels.append(label)
+            texts, labels = _labelled_rows(path, reader, text_column, label_column, tsv)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: invalid UTF-8 at byte offset {e.start}") from None
     except csv.Error as e:
         raise DataError(f"{path}: cannot read as {kind} ({e})") from None
     if not texts:
         raise DataError(f"{path}: no rows")
-    return Labelled(path, texts, np.array(labels, dtype=object))
+    return TaskFile(path, sha256, Labelled(path, texts, np.array(labels, dtype=object)))
+
+
+def _labelled_rows(
+    path: Path, reader: Any, text_column: str, label_column: str, tsv: bool
+) -> tuple[list[str], list[str]]:
+    """The texts and (stripped) labels of a labelled file's rows, checked against its header."""
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path}: empty file (expected a header line)")
+    header = [h.strip() for h in header]
+    for column in (text_column, label_column):
+        if column not in header:
+            raise DataError(f"{path}: no column {column!r} (columns: {', '.join(header)})")
+    t, y = header.index(text_column), header.index(label_column)
+    texts, labels = [], []
+    for row in reader:
+        if not row or row == [""]:
+            continue
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}:{reader.line_num}: {len(row)} fields, expected {len(header)} as in the header"
+                f" ({'TSV' if tsv else 'CSV'}{'; a tab inside a text?' if tsv else ''})"
+            )
+        label = row[y].strip()
+        if not label:
+            raise DataError(f"{path}:{reader.line_num}: empty label")
+        texts.append(row[t])
+        labels.append(label)
+    return texts, labels
 
 
 def check_labels(train: Labelled, test: Labelled) -> list[str]:
@@ -134,12 +158,20 @@ def _check_options(opts: dict[str, Any]) -> None:
         )
 
 
-def validate(opts: dict[str, Any], model_names: Sequence[str] = ()) -> None:
-    """Every input checked before any training: options, both files (exist, parse) and their labels."""
+def load_inputs(opts: dict[str, Any], model_names: Sequence[str] = ()) -> TaskInputs:
+    """Every input checked before any training and read once: options, both files (exist, parse) and their
+    labels. :func:`run` receives what this returns."""
     _check_options(opts)
-    train = read_labelled(opts["train"], opts["text_column"], opts["label_column"])
-    test = read_labelled(opts["test"], opts["text_column"], opts["label_column"])
-    check_labels(train, test)
+    files = {
+        key: labelled_file(opts[key], opts["text_column"], opts["label_column"]) for key in ("train", "test")
+    }
+    check_labels(files["train"].contents, files["test"].contents)
+    return {str(opts[key]): file for key, file in files.items()}
+
+
+def validate(opts: dict[str, Any], model_names: Sequence[str] = ()) -> None:
+    """Every input checked before any training (:func:`load_inputs`, its result dropped)."""
+    load_inputs(opts, model_names)
 
 
 def _cut(train: Labelled, test: Labelled, opts: dict[str, Any], seed: int) -> tuple[Labelled, Labelled, str]:
@@ -283,6 +315,26 @@ def _warnings(rate: float, which: str, pred: np.ndarray) -> str:
     return "; ".join(out)
 
 
+@dataclass
+class _Prepared:
+    """The task's data as every model meets it: classes and priors, the (cut) splits, the vocabulary of the
+    per-class models, the test texts in both id spaces and each class's training texts as a stream."""
+
+    labels: list[str]
+    priors: np.ndarray  # log P(class), from the whole training set
+    train: Labelled
+    test: Labelled
+    cut: str  # what max_train / max_test cut (empty: nothing)
+    common: dict[str, Any]  # TaskRow fields of every row
+    which: str  # whose vocabulary the per-class models use: "corpus" or "task"
+    vocab_note: str
+    test_ids: list[np.ndarray]  # the corpus's ids (what the fitted models read)
+    test_stream: TokenStream  # the per-class models' ids
+    rate: float  # the test texts' OOV rate in the per-class models' vocabulary
+    class_streams: list[TokenStream]
+    encode: Any  # texts -> the corpus's ids
+
+
 def run(
     config: dict[str, Any],
     models: dict[str, ModelEntry],
@@ -290,74 +342,98 @@ def run(
     *,
     seed: int,
     bootstrap: int,
+    inputs: TaskInputs | None = None,
 ) -> TaskResults:
+    """The baselines' rows, then per model its generative rows and (where it has sentence features) its
+    feature classifier's. ``inputs``: the files as :func:`load_inputs` read them (read here if not given)."""
     opts = options(NAME, config, DEFAULTS)
     _check_options(opts)
-    full_train = read_labelled(opts["train"], opts["text_column"], opts["label_column"])
-    full_test = read_labelled(opts["test"], opts["text_column"], opts["label_column"])
+    if inputs is None:
+        inputs = load_inputs(opts)
+    p = _prepare(inputs[str(opts["train"])].contents, inputs[str(opts["test"])].contents, opts, corpus, seed)
+    rows: list[TaskRow] = []
+    if opts["baselines"]:
+        for name, pred in baseline_predictions(p.train, p.test, seed).items():
+            rows += _scores(name, "baseline", p.test.labels, pred, p.labels, bootstrap, seed, **p.common)
+    for name, entry in models.items():
+        generative = _generative_rows(name, entry, p, bootstrap, seed)
+        rows += generative
+        if opts["features"]:
+            rows += _feature_rows(name, entry, p, generative, corpus, auto=opts["features"] == "auto",
+                                  bootstrap=bootstrap, seed=seed)  # fmt: skip
+    return TaskResults(rows)
+
+
+def _prepare(
+    full_train: Labelled, full_test: Labelled, opts: dict[str, Any], corpus: TokenizedCorpus, seed: int
+) -> _Prepared:
+    """Check the labels, cut the splits, choose the vocabulary and encode the texts, once for every model."""
     labels = check_labels(full_train, full_test)
     priors = np.log(
         np.array([(full_train.labels == c).mean() for c in labels])
     )  # from the whole training set
     train, test, cut = _cut(full_train, full_test, opts, seed)
     file = file_labels([opts["test"]])[opts["test"]]
-    common = {"file": file, "train_items": len(train), "detail": cut}
     tokenizer = text_tokenizer(corpus, opts["tokenizer"])
-    encode = lambda texts: [corpus.encode_text(t, tokenizer) for t in texts]  # noqa: E731 (the corpus's ids)
-    vocab = (
-        corpus.vocab if opts["vocabulary"] == "corpus" else task_vocabulary(train.texts, tokenizer, corpus)
-    )
-    own = lambda texts: [vocab.encode(tokenizer.tokenize(t)) for t in texts]  # noqa: E731 (the per-class models')
     which = "corpus" if opts["vocabulary"] == "corpus" else "task"
-    test_ids = encode(test.texts)
+    vocab = corpus.vocab if which == "corpus" else task_vocabulary(train.texts, tokenizer, corpus)
+    own = lambda texts: [vocab.encode(tokenizer.tokenize(t)) for t in texts]  # noqa: E731 (per-class models)
     test_own = own(test.texts)
-    test_stream = TokenStream.from_ids(test_own, vocab)
-    rate = oov_rate(test_own, vocab)
     vocab_note = (
         f"vocabulary: the corpus's ({len(vocab):,} entries)" if which == "corpus"
         else f"vocabulary: the task's training texts ({len(vocab):,} entries, min_count {corpus.min_count})"
     )  # fmt: skip
-    truth = test.labels
-    rows: list[TaskRow] = []
-    if opts["baselines"]:
-        for name, pred in baseline_predictions(train, test, seed).items():
-            rows += _scores(name, "baseline", truth, pred, labels, bootstrap, seed, **common)
-    class_streams = [TokenStream.from_ids(own(np.array(train.texts, dtype=object)[train.labels == c]), vocab)
-                     for c in labels]  # fmt: skip
-    for name, entry in models.items():
-        scores = np.empty((len(test), len(labels)))
-        tokens, seconds = 0, 0.0
-        for j, stream in enumerate(class_streams):
-            started = time.perf_counter()
-            model = fit_class_model(entry, stream)
-            seconds += time.perf_counter() - started
-            tokens += int(getattr(model, "tokens_seen_", stream.num_predicted))
-            scores[:, j] = sentence_totals(model, test_stream)
-        pred = np.array(labels, dtype=object)[(scores + priors).argmax(axis=1)]
-        cost = {
-            "budget": entry.budget.describe() if entry.budget is not None else "",
-            "train_tokens": tokens,
-            "train_seconds": seconds,
-            "oov_rate": rate,
-            "warning": _warnings(rate, which, pred),
-        }
-        generative = {**common, "detail": "; ".join(filter(None, [cut, vocab_note]))}
-        rows += _scores(name, "generative", truth, pred, labels, bootstrap, seed, **generative, **cost)
-        if opts["features"]:
-            train_x = entry.model.sentence_features(encode(train.texts))
-            if train_x is not None:
-                fc = feature_classifier(train_x, train, seed)
-                held = f"held-out accuracy {fc.held_out_accuracy:.3f} vs tf-idf baseline {fc.baseline_accuracy:.3f}"
-                if opts["features"] == "auto" and fc.held_out_accuracy < fc.baseline_accuracy:
-                    for row in rows[-2:]:  # said beside this model's generative figures
-                        row.detail = "; ".join(
-                            filter(None, [row.detail, f"feature classifier dropped: {held}"])
-                        )
-                    continue
-                pred = fc.model.predict(entry.model.sentence_features(test_ids))
-                note = f"mean-pooled states, standardised, C = {fc.c:g} chosen on {HELD_OUT:.0%} of train ({held})"
-                corpus_rate = oov_rate(test_ids, corpus.vocab)  # the fitted model reads the corpus's ids
-                rows += _scores(name, "features", truth, pred, labels, bootstrap, seed,
-                                **{**common, "detail": "; ".join(filter(None, [cut, note]))}, oov_rate=corpus_rate,
-                                warning=_warnings(corpus_rate, "corpus", pred))  # fmt: skip
-    return TaskResults(rows)
+    encode = lambda texts: [corpus.encode_text(t, tokenizer) for t in texts]  # noqa: E731 (the corpus's ids)
+    return _Prepared(
+        labels=labels, priors=priors, train=train, test=test, cut=cut,
+        common={"file": file, "train_items": len(train), "detail": cut}, which=which, vocab_note=vocab_note,
+        test_ids=encode(test.texts), test_stream=TokenStream.from_ids(test_own, vocab),
+        rate=oov_rate(test_own, vocab), encode=encode,
+        class_streams=[TokenStream.from_ids(own(np.array(train.texts, dtype=object)[train.labels == c]),
+                                            vocab) for c in labels],
+    )  # fmt: skip
+
+
+def _generative_rows(name: str, entry: ModelEntry, p: _Prepared, bootstrap: int, seed: int) -> list[TaskRow]:
+    """One model per class, trained on its texts; a text goes to argmax_c log P(c) + log P(text | c)."""
+    scores = np.empty((len(p.test), len(p.labels)))
+    tokens, seconds = 0, 0.0
+    for j, stream in enumerate(p.class_streams):
+        started = time.perf_counter()
+        model = fit_class_model(entry, stream)
+        seconds += time.perf_counter() - started
+        tokens += int(getattr(model, "tokens_seen_", stream.num_predicted))
+        scores[:, j] = sentence_totals(model, p.test_stream)
+    pred = np.array(p.labels, dtype=object)[(scores + p.priors).argmax(axis=1)]
+    cost = {
+        "budget": entry.budget.describe() if entry.budget is not None else "",
+        "train_tokens": tokens,
+        "train_seconds": seconds,
+        "oov_rate": p.rate,
+        "warning": _warnings(p.rate, p.which, pred),
+    }
+    generative = {**p.common, "detail": "; ".join(filter(None, [p.cut, p.vocab_note]))}
+    return _scores(name, "generative", p.test.labels, pred, p.labels, bootstrap, seed, **generative, **cost)
+
+
+def _feature_rows(
+    name: str, entry: ModelEntry, p: _Prepared, generative: list[TaskRow], corpus: TokenizedCorpus, *,
+    auto: bool, bootstrap: int, seed: int,
+) -> list[TaskRow]:  # fmt: skip
+    """The feature classifier's rows, where the model has sentence features; with ``auto``, none where it does
+    not reach the TF-IDF baseline on the held-out slice (said in the ``generative`` rows' detail)."""
+    train_x = entry.model.sentence_features(p.encode(p.train.texts))
+    if train_x is None:
+        return []
+    fc = feature_classifier(train_x, p.train, seed)
+    held = f"held-out accuracy {fc.held_out_accuracy:.3f} vs tf-idf baseline {fc.baseline_accuracy:.3f}"
+    if auto and fc.held_out_accuracy < fc.baseline_accuracy:
+        for row in generative:  # said beside this model's generative figures
+            row.detail = "; ".join(filter(None, [row.detail, f"feature classifier dropped: {held}"]))
+        return []
+    pred = fc.model.predict(entry.model.sentence_features(p.test_ids))
+    note = f"mean-pooled states, standardised, C = {fc.c:g} chosen on {HELD_OUT:.0%} of train ({held})"
+    corpus_rate = oov_rate(p.test_ids, corpus.vocab)  # the fitted model reads the corpus's ids
+    return _scores(name, "features", p.test.labels, pred, p.labels, bootstrap, seed,
+                   **{**p.common, "detail": "; ".join(filter(None, [p.cut, note]))}, oov_rate=corpus_rate,
+                   warning=_warnings(corpus_rate, "corpus", pred))  # fmt: skip

@@ -15,6 +15,7 @@ than as a clean-looking 0.5. ``oov_items`` counts pairs holding a word outside t
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -31,9 +32,12 @@ from lmbench.results import TaskResults, TaskRow
 from lmbench.tasks.base import (
     TIE_TOLERANCE,
     ModelEntry,
+    TaskFile,
+    TaskInputs,
     file_labels,
     metric_row,
     options,
+    read_task_file,
     sentence_totals,
     text_tokenizer,
 )
@@ -76,15 +80,29 @@ def make_pairs(
     data: TokenStream, vocab, opts: dict[str, Any], seed: int, line_oov: Callable[[int], bool] | None = None
 ) -> PairSet:
     """Corrupted copies of sampled lines; swaps need two different words so the pair really differs.
-    ``line_oov(i)``: whether line i held a word outside the vocabulary (default: it holds ``<unk>``)."""
+    ``line_oov(i)``: whether line i held a word outside the vocabulary (default: it holds ``<unk>``).
+    One generator draws every sample, in this order: swaps by distance, last words, replacements."""
     rng = np.random.default_rng(seed)
-    lengths = np.diff(data.offsets)
     pairs = PairSet()
     line_oov = line_oov or (lambda i: bool((data.line(i) == vocab.unk_id).any()))
 
     def add(group: dict[str, Any], i: int, good: np.ndarray, bad: np.ndarray) -> None:
         pairs.add(group, good, bad, line_oov(int(i)))
 
+    _swaps(data, opts, rng, add)
+    if opts["last_word"]:
+        _last_words(data, opts, rng, add)
+    if opts["replace"]:
+        _replacements(data, vocab, opts, rng, add)
+    return pairs
+
+
+AddPair = Callable[[dict[str, Any], int, np.ndarray, np.ndarray], None]  # (group, line, good, bad)
+
+
+def _swaps(data: TokenStream, opts: dict[str, Any], rng: np.random.Generator, add: AddPair) -> None:
+    """Per distance d: sampled lines with two different words d apart swapped."""
+    lengths = np.diff(data.offsets)
     for d in opts["distances"]:
         candidates = np.flatnonzero(lengths > max(d, opts["min_length"]))
         if len(candidates) == 0:
@@ -98,45 +116,49 @@ def make_pairs(
             bad = good.copy()
             bad[j], bad[j + d] = good[j + d], good[j]
             add({"corruption": "swap", "distance": int(d)}, i, good, bad)
-    if opts["last_word"]:
-        # the last word taken from another sentence: breaks agreement with the start of a long sentence
-        # (the synthetic corpus's matching closer), which a short n-gram window cannot see
-        candidates = np.flatnonzero(lengths > 1)
-        lasts = (
-            np.array([data.line(i)[-1] for i in candidates])
-            if len(candidates)
-            else np.zeros(0, dtype=np.int64)
-        )
-        for i in (
-            rng.choice(candidates, size=min(opts["sentences"], len(candidates)), replace=False)
-            if len(candidates)
-            else []
-        ):
-            good = data.line(i).copy()
-            others = lasts[lasts != good[-1]]
-            if len(others):
+
+
+def _last_words(data: TokenStream, opts: dict[str, Any], rng: np.random.Generator, add: AddPair) -> None:
+    """The last word taken from another sentence: breaks agreement with the start of a long sentence (the
+    synthetic corpus's matching closer), which a short n-gram window cannot see."""
+    candidates = np.flatnonzero(np.diff(data.offsets) > 1)
+    lasts = (
+        np.array([data.line(i)[-1] for i in candidates]) if len(candidates) else np.zeros(0, dtype=np.int64)
+    )
+    for i in (
+        rng.choice(candidates, size=min(opts["sentences"], len(candidates)), replace=False)
+        if len(candidates)
+        else []
+    ):
+        good = data.line(i).copy()
+        others = lasts[lasts != good[-1]]
+        if len(others):
+            bad = good.copy()
+            bad[-1] = int(rng.choice(others))
+            add({"corruption": "last-word"}, i, good, bad)
+
+
+def _replacements(
+    data: TokenStream, vocab, opts: dict[str, Any], rng: np.random.Generator, add: AddPair
+) -> None:
+    """A word replaced by a neighbour in training-frequency rank (similar frequency), never a special token
+    or the same word."""
+    counts = np.array([vocab.counts.get(t, 0) for t in vocab.tokens])
+    order = np.argsort(counts, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    candidates = np.flatnonzero(np.diff(data.offsets) > 0)
+    for i in rng.choice(candidates, size=min(opts["sentences"], len(candidates)), replace=False):
+        good = data.line(i).copy()
+        j = int(rng.integers(len(good)))
+        r = rank[good[j]]
+        for offset in rng.permutation(np.r_[-5:0, 1:6]):
+            k = order[np.clip(r + offset, 0, len(order) - 1)]
+            if k > 2 and k != good[j]:
                 bad = good.copy()
-                bad[-1] = int(rng.choice(others))
-                add({"corruption": "last-word"}, i, good, bad)
-    if opts["replace"]:
-        counts = np.array([vocab.counts.get(t, 0) for t in vocab.tokens])
-        order = np.argsort(counts, kind="stable")
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        candidates = np.flatnonzero(lengths > 0)
-        for i in rng.choice(candidates, size=min(opts["sentences"], len(candidates)), replace=False):
-            good = data.line(i).copy()
-            j = int(rng.integers(len(good)))
-            r = rank[good[j]]
-            # a neighbour in frequency rank (similar frequency), never a special token or the same word
-            for offset in rng.permutation(np.r_[-5:0, 1:6]):
-                k = order[np.clip(r + offset, 0, len(order) - 1)]
-                if k > 2 and k != good[j]:
-                    bad = good.copy()
-                    bad[j] = k
-                    add({"corruption": "replace"}, i, good, bad)
-                    break
-    return pairs
+                bad[j] = k
+                add({"corruption": "replace"}, i, good, bad)
+                break
 
 
 def corpus_line_oov(corpus: TokenizedCorpus, data: TokenStream) -> Callable[[int], bool] | None:
@@ -151,12 +173,24 @@ def corpus_line_oov(corpus: TokenizedCorpus, data: TokenStream) -> Callable[[int
 def read_pair_file(path: Path) -> list[dict[str, Any]]:
     """Items of a JSONL pair file, checked: ``good``/``bad`` or BLiMP's ``sentence_good``/``sentence_bad``
     strings, optional ``UID`` / ``linguistics_term`` (or ``phenomenon``) strings; errors name file and line."""
+    return pair_file(path).contents
+
+
+def pair_file(path: Path) -> TaskFile:
+    """:func:`read_pair_file`'s file as the task keeps it: its items and the sha256 of the bytes read."""
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: pair file not found")
+    data, sha256 = read_task_file(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()  # decoded as read_text() would
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: invalid UTF-8 at byte offset {e.start}") from None
+    return TaskFile(path, sha256, _pair_items(path, text))
+
+
+def _pair_items(path: Path, text: str) -> list[dict[str, Any]]:
+    """The checked items of a pair file's text (see :func:`read_pair_file`)."""
     items = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -184,11 +218,17 @@ def read_pair_file(path: Path) -> list[dict[str, Any]]:
 
 
 def add_file_pairs(
-    pairs: PairSet, path: Path, label: str, corpus: TokenizedCorpus, tokenizer: Tokenizer, skip_oov: bool
+    pairs: PairSet,
+    items: list[dict[str, Any]],
+    label: str,
+    corpus: TokenizedCorpus,
+    tokenizer: Tokenizer,
+    skip_oov: bool,
 ) -> None:
-    """Tokenize a pair file's sentences the corpus's way; a literal ``<unk>`` is the vocabulary entry, not OOV."""
+    """Tokenize a pair file's sentences (its :func:`read_pair_file` items) the corpus's way; a literal
+    ``<unk>`` is the vocabulary entry, not OOV."""
     vocab = corpus.vocab
-    for item in read_pair_file(path):
+    for item in items:
         good, bad = tokenizer.tokenize(item["good"]), tokenizer.tokenize(item["bad"])
         oov_good = Counter(t for t in good if t not in vocab)
         oov_bad = Counter(t for t in bad if t not in vocab)
@@ -214,11 +254,16 @@ def check_options(opts: dict[str, Any]) -> None:
         raise ConfigError(f"tasks.{NAME}.files: expected a list of file names")
 
 
-def validate(opts: dict[str, Any], model_names: Sequence[str] = ()) -> None:
-    """Every input checked before any training: option values and every pair file (exists, parses)."""
+def load_inputs(opts: dict[str, Any], model_names: Sequence[str] = ()) -> TaskInputs:
+    """Every input checked before any training and read once: option values and every pair file (exists,
+    parses). :func:`run` receives what this returns."""
     check_options(opts)
-    for file in opts["files"]:
-        read_pair_file(Path(file))
+    return {str(file): pair_file(Path(file)) for file in opts["files"]}
+
+
+def validate(opts: dict[str, Any], model_names: Sequence[str] = ()) -> None:
+    """Every input checked before any training (:func:`load_inputs`, its result dropped)."""
+    load_inputs(opts, model_names)
 
 
 def tied(good: np.ndarray, bad: np.ndarray, tolerance: float) -> np.ndarray:
@@ -267,47 +312,63 @@ def run(
     *,
     seed: int,
     bootstrap: int,
+    inputs: TaskInputs | None = None,
 ) -> TaskResults:
+    """Accuracy per group of pairs (corruption and distance, each file by paradigm, phenomenon and whole) for
+    every model. ``inputs``: the pair files as :func:`load_inputs` read them (read here where not given)."""
     opts = options(NAME, config, DEFAULTS)
     check_options(opts)
     data = corpus.split(opts["split"])
     pairs = make_pairs(data, corpus.vocab, opts, seed, corpus_line_oov(corpus, data))
     tokenizer = text_tokenizer(corpus, opts["tokenizer"])
     labels = file_labels(opts["files"])
+    if inputs is None:
+        inputs = load_inputs(opts)
     for file in opts["files"]:
-        add_file_pairs(pairs, Path(file), labels[file], corpus, tokenizer, opts["oov"] == "skip")
+        items = inputs[str(file)].contents
+        add_file_pairs(pairs, items, labels[file], corpus, tokenizer, opts["oov"] == "skip")
     if not pairs.good:
         raise DataError(f"tasks.{NAME}: no pairs could be made from the {opts['split']} split or the files")
     groups = _groups(pairs)
+    lines = (TokenStream.from_ids(pairs.good, corpus.vocab), TokenStream.from_ids(pairs.bad, corpus.vocab))
+    rows = []
+    for name, entry in models.items():
+        rows += _model_rows(name, entry, pairs, groups, lines, opts, list(labels.values()), bootstrap, seed)
+    return TaskResults(rows)
+
+
+def _model_rows(
+    name: str, entry: ModelEntry, pairs: PairSet, groups: list[tuple[dict[str, Any], np.ndarray]],
+    lines: tuple[TokenStream, TokenStream], opts: dict[str, Any], files: list[str], bootstrap: int, seed: int,
+) -> list[TaskRow]:  # fmt: skip
+    """One model's accuracy row per group of :func:`_groups` (ties counted half), and a row for each file
+    whose every pair was skipped; ``lines``: the good and the bad sentences."""
     has_oov = np.array(pairs.has_oov)
     skip = opts["oov"] == "skip"
     whole_file = {g["file"]: i for i, (g, _) in enumerate(groups) if g.get("file")}  # a file's last group
-    good_lines = TokenStream.from_ids(pairs.good, corpus.vocab)
-    bad_lines = TokenStream.from_ids(pairs.bad, corpus.vocab)
+    good = sentence_totals(entry.model, lines[0])
+    bad = sentence_totals(entry.model, lines[1])
+    tie = tied(good, bad, opts["tie_tolerance"])
+    correct = np.where(tie, 0.5, (good > bad).astype(np.float64))  # a tie counts half
     rows = []
-    for name, entry in models.items():
-        good = sentence_totals(entry.model, good_lines)
-        bad = sentence_totals(entry.model, bad_lines)
-        tie = tied(good, bad, opts["tie_tolerance"])
-        correct = np.where(tie, 0.5, (good > bad).astype(np.float64))  # a tie counts half
-        for i, (group, mask) in enumerate(groups):
-            file = group.get("file", "")
-            rows.append(
-                metric_row(
-                    name,
-                    NAME,
-                    "accuracy",
-                    correct[mask],
-                    bootstrap=bootstrap,
-                    seed=seed,
-                    ties=int(tie[mask].sum()),
-                    oov_items=int(has_oov[mask].sum()),
-                    skipped=pairs.skipped[file] if skip and whole_file.get(file) == i else None,
-                    **group,
-                )  # fmt: skip
-            )
-        for file in labels.values():  # a file whose every pair was skipped still gets its row
-            if file not in whole_file and pairs.skipped[file]:
-                rows.append(TaskRow(name, NAME, "accuracy", float("nan"), file=file, phenomenon="all",
-                                    ties=0, oov_items=0, skipped=pairs.skipped[file]))  # fmt: skip
-    return TaskResults(rows)
+    for i, (group, mask) in enumerate(groups):
+        file = group.get("file", "")
+        rows.append(
+            metric_row(
+                name,
+                NAME,
+                "accuracy",
+                correct[mask],
+                bootstrap=bootstrap,
+                seed=seed,
+                ties=int(tie[mask].sum()),
+                oov_items=int(has_oov[mask].sum()),
+                skipped=pairs.skipped[file] if skip and whole_file.get(file) == i else None,
+                **group,
+            )  # fmt: skip
+        )
+    for file in files:  # a file whose every pair was skipped still gets its row
+        if file not in whole_file and pairs.skipped[file]:
+            rows.append(TaskRow(name, NAME, "accuracy", float("nan"), file=file, phenomenon="all",
+                                ties=0, oov_items=0, skipped=pairs.skipped[file]))  # fmt: skip
+    return rows
