@@ -244,24 +244,9 @@ def parse_config(
 
 
 def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig:
-    """``[corpus]``: exactly one source of text, a known tokenizer, sane vocabulary and split settings."""
+    """``[corpus]``: exactly one source of text, a known tokenizer, sane vocabulary and split settings.
+    (The keys are read here, in one place: :mod:`lmbench.config_schema` reads them from this function.)"""
     source = c.source
-    corpus, synthetic_options = _read_corpus_table(c, base, data_dir)
-    _check_one_source(source, corpus)
-    check_subword_settings(source, corpus, base)
-    _check_vocabulary_settings(source, corpus)
-    check_corpus_values(source, corpus)
-    corpus.synthetic = _synthetic_config(source, corpus, synthetic_options)
-    for key in ("train", "valid", "test", "file"):
-        path = getattr(corpus, key)
-        if path is not None and not _is(path, Path.is_file, source, f"corpus.{key}"):
-            raise ConfigError(f"{source}: corpus.{key}: file not found: {path}")
-    return corpus
-
-
-def _read_corpus_table(c: _Reader, base: Path, data_dir: Path | None) -> tuple[CorpusConfig, dict[str, Any]]:
-    """The ``[corpus]`` keys with their types and defaults (paths against ``base``; ``data_dir``, when given,
-    overrides the table's), and the synthetic language's options apart; an unknown key is a ConfigError."""
     corpus = CorpusConfig(
         name=c.get("name", str),
         train=_path(base, c.get("train", str)),
@@ -280,10 +265,19 @@ def _read_corpus_table(c: _Reader, base: Path, data_dir: Path | None) -> tuple[C
     if data_dir is not None:
         corpus.data_dir = Path(data_dir)
     if "hf" in c.table:
-        corpus.hf = parse_hf_table(c.source, c.table.pop("hf"), base)
+        corpus.hf = parse_hf_table(source, c.table.pop("hf"), base)
     synthetic_options = {k: c.table.pop(k) for k in list(c.table) if k in SYNTHETIC_KEYS}
     c.done()
-    return corpus, synthetic_options
+    _check_one_source(source, corpus)
+    check_subword_settings(source, corpus, base)
+    _check_vocabulary_settings(source, corpus)
+    check_corpus_values(source, corpus)
+    corpus.synthetic = _synthetic_config(source, corpus, synthetic_options)
+    for key in ("train", "valid", "test", "file"):
+        path = getattr(corpus, key)
+        if path is not None and not _is(path, Path.is_file, source, f"corpus.{key}"):
+            raise ConfigError(f"{source}: corpus.{key}: file not found: {path}")
+    return corpus
 
 
 def _check_one_source(source: str, corpus: CorpusConfig) -> None:
