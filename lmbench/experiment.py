@@ -350,7 +350,7 @@ def _save_fitted(
     folder = run.folder
     model.save(folder.model_file)
     if loaded.data.tokenizer.subword:  # the folder carries the tokenizer its text was cut with
-        loaded.data.tokenizer.save(folder.path / "tokenizer.json")
+        loaded.data.tokenizer.save(folder.tokenizer_file)
     folder.record(folder.model_file)  # before fit.json: a model without fit.json is never reused
     folder.write_json("fit.json", {"identity": identity, "info": info})
 
@@ -406,8 +406,8 @@ def _reuse_scores(
         if key not in logprobs or len(logprobs[key]) != data.split(key.split("/")[0]).num_predicted:
             raise CacheMiss(f"{folder.path / 'logprobs.npz'} does not hold {key}")
     if len(metrics.get("rows", [])) != len(keys):
-        raise CacheMiss(f"{folder.path / 'metrics.json'} does not hold every split and context")
-    check_scores(folder.path / "metrics.json", metrics["rows"], logprobs, data, model.normalized,
+        raise CacheMiss(f"{folder.metrics_file} does not hold every split and context")
+    check_scores(folder.metrics_file, metrics["rows"], logprobs, data, model.normalized,
                  bootstrap=bool(config.evaluate.bootstrap))  # fmt: skip
     return metrics["rows"], logprobs
 
