@@ -77,24 +77,14 @@ def _run(
     force: bool = False,
     executor: ExecutorSettings | None = None,
 ) -> None:
+    """``lmbench run`` and the presets: the defaults of the folders, then the Python API (:mod:`lmbench.workflow`)."""
     from lmbench.config import load_config
-    from lmbench.executors import ExecutorSettings, open_executor
-    from lmbench.experiment import run_experiment
-    from lmbench.io import check_output_dir
-    from lmbench.ownership import claim_runs_folder, mark_runs_folder
-    from lmbench.reporting import render_report, summary_text
-    from lmbench.reporting.report import check_report_folder
-    from lmbench.reporting.trackers import log_to_trackers, missing_packages
-    from lmbench.training import distributed
+    from lmbench.executors import ExecutorSettings
+    from lmbench.reporting import summary_text
+    from lmbench.workflow import run_and_report, start
 
     settings = executor or ExecutorSettings()
-    settings.check()  # before anything is read: a bad combination of options is exit 2
-    if settings.kind == "ray" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise InputError(
-            "--executor ray does not run under torchrun: use one or the other (see docs/scale-out.md)"
-        )
-    distributed.init_from_env()  # under torchrun: join the process group; otherwise nothing
-
+    start(settings)  # before anything is read: a bad combination of options is exit 2
     config = load_config(config_path, data_dir=data_dir)
     output = output or DEFAULT_OUTPUT / config.name  # never the committed reports/: see .gitignore
     runs_dir = runs_dir or Path("runs") / config.name
@@ -103,30 +93,12 @@ def _run(
 
         click.echo(dry_run_experiment(config, runs_dir))
         return
-    check_output_dir(output, "report folder")  # before any training: a bad folder is exit 2, not lost work
-    check_report_folder(output, force=force)
-    a, b = output.resolve(), runs_dir.resolve()
-    if a == b or a in b.parents or b in a.parents:
-        raise InputError(f"--output {output} and --runs-dir {runs_dir} overlap; give each its own folder")
-    if distributed.is_main():
-        for line in missing_packages(config.report.trackers):  # said before training, not after it
-            click.echo(f"warning: {line}", err=True)
-    owned_runs = claim_runs_folder(runs_dir, force=force, models=[m.name for m in config.models])
-    try:
-        say = lambda m: click.echo(m, err=True)  # noqa: E731
-        with open_executor(settings, say) as pool:
-            results = run_experiment(config, runs_dir, progress=say, storage=storage, executor=pool)
-    finally:
-        if owned_runs and distributed.is_main():
-            mark_runs_folder(runs_dir)
-    results.provenance.command = command
-    if not distributed.is_main():
+    results = run_and_report(
+        config, output, runs_dir, command=command, storage=storage, force=force, settings=settings,
+        say=lambda m: click.echo(m, err=True), warn=lambda m: click.echo(f"warning: {m}", err=True),
+    )  # fmt: skip
+    if results is None:  # a torchrun process other than the main one
         return
-    render_report(results, output, config.report.formats, force=force)
-    if config.report.trackers:
-        log_to_trackers(
-            results, output, runs_dir, config.report.trackers, lambda m: click.echo(f"warning: {m}", err=True)
-        )
     click.echo(summary_text(results))
     click.echo(f"\nreport: {output / 'report.md'}  (runs in {runs_dir})")
     if results.failures:

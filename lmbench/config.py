@@ -244,7 +244,8 @@ def parse_config(
 
 
 def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig:
-    """``[corpus]``: exactly one source of text, a known tokenizer, sane vocabulary and split settings."""
+    """``[corpus]``: exactly one source of text, a known tokenizer, sane vocabulary and split settings.
+    (The keys are read here, in one place: :mod:`lmbench.config_schema` reads them from this function.)"""
     source = c.source
     corpus = CorpusConfig(
         name=c.get("name", str),
@@ -267,6 +268,20 @@ def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig
         corpus.hf = parse_hf_table(source, c.table.pop("hf"), base)
     synthetic_options = {k: c.table.pop(k) for k in list(c.table) if k in SYNTHETIC_KEYS}
     c.done()
+    _check_one_source(source, corpus)
+    check_subword_settings(source, corpus, base)
+    _check_vocabulary_settings(source, corpus)
+    check_corpus_values(source, corpus)
+    corpus.synthetic = _synthetic_config(source, corpus, synthetic_options)
+    for key in ("train", "valid", "test", "file"):
+        path = getattr(corpus, key)
+        if path is not None and not _is(path, Path.is_file, source, f"corpus.{key}"):
+            raise ConfigError(f"{source}: corpus.{key}: file not found: {path}")
+    return corpus
+
+
+def _check_one_source(source: str, corpus: CorpusConfig) -> None:
+    """Exactly one source of text: a name, one file, three split files (all three), or a ``[corpus.hf]``."""
     sources = [
         corpus.name is not None,
         corpus.file is not None,
@@ -279,7 +294,11 @@ def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig
         )
     if sources[2] and not all(x is not None for x in (corpus.train, corpus.valid, corpus.test)):
         raise ConfigError(f"{source}: corpus: 'train', 'valid' and 'test' must all be given")
-    check_subword_settings(source, corpus, base)
+
+
+def _check_vocabulary_settings(source: str, corpus: CorpusConfig) -> None:
+    """Known word tokenizers (a subword one is checked by :func:`check_subword_settings`), ``min_count`` >= 1
+    and ``max_size`` >= 4 (the three special tokens and at least one word)."""
     for key in ("tokenizer", "external_tokenizer"):
         value = getattr(corpus, key)
         if key == "tokenizer" and is_subword(value):
@@ -292,22 +311,22 @@ def _parse_corpus(c: _Reader, base: Path, data_dir: Path | None) -> CorpusConfig
         raise ConfigError(f"{source}: corpus.min_count: expected an integer >= 1, got {corpus.min_count}")
     if corpus.max_size is not None and corpus.max_size < 4:
         raise ConfigError(f"{source}: corpus.max_size: expected an integer >= 4, got {corpus.max_size}")
-    check_corpus_values(source, corpus)
-    if synthetic_options and corpus.name != "synthetic":
+
+
+def _synthetic_config(source: str, corpus: CorpusConfig, options: dict[str, Any]) -> SyntheticConfig | None:
+    """The synthetic language's shape for ``name = "synthetic"`` (``None`` for any other corpus, which must
+    then have no synthetic options)."""
+    if options and corpus.name != "synthetic":
         raise ConfigError(
-            f"{source}: unknown key 'corpus.{next(iter(synthetic_options))}' (synthetic options need name = \"synthetic\")"
+            f"{source}: unknown key 'corpus.{next(iter(options))}' (synthetic options need name = \"synthetic\")"
         )
-    if corpus.name == "synthetic":
-        check_synthetic_options(source, synthetic_options)
-        try:
-            corpus.synthetic = SyntheticConfig(**synthetic_options)
-        except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
-    for key in ("train", "valid", "test", "file"):
-        path = getattr(corpus, key)
-        if path is not None and not _is(path, Path.is_file, source, f"corpus.{key}"):
-            raise ConfigError(f"{source}: corpus.{key}: file not found: {path}")
-    return corpus
+    if corpus.name != "synthetic":
+        return None
+    check_synthetic_options(source, options)
+    try:
+        return SyntheticConfig(**options)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
 
 
 def check_subword_settings(source: str, corpus: CorpusConfig, base: Path) -> None:

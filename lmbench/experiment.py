@@ -35,7 +35,7 @@ from lmbench.config import (
     resolve_task_paths,
 )
 from lmbench.data.cards import load_card_corpus
-from lmbench.data.corpus import Corpus, LoadedData, TokenizedCorpus, tokenize_corpus
+from lmbench.data.corpus import Corpus, LoadedData, TokenizedCorpus, TokenStream, tokenize_corpus
 from lmbench.data.subword import is_subword, make_subword_tokenizer, subword_identity
 from lmbench.data.synthetic import SyntheticSource
 from lmbench.data.tokenizers import get_tokenizer
@@ -182,23 +182,31 @@ class ModelRun:
 
 
 def plan_runs(config: ExperimentConfig, runs_dir: Path) -> list[ModelRun]:
-    """Every (model, seed) to train: stochastic models once per seed, deterministic ones once."""
+    """Every (model, seed) to train: stochastic models once per seed, deterministic ones once.
+
+    Each model is built once here, to read its settings after defaults and its default budget; a seed's
+    settings are those with ``seed`` replaced (a constructor stores its seed unchanged, scikit-learn's rule,
+    which the conformance suite checks for every family), so nothing is built per seed.
+    """
     runs = []
     for spec in config.models:
         probe = create_model(spec.family, **spec.params)
         budget = resolve_budget(spec.budget or config.budget, probe)
+        params = probe.get_params()
         if not probe.stochastic:
-            runs.append(ModelRun(spec, None, probe.get_params(), budget, RunFolder(runs_dir / spec.name)))
+            runs.append(ModelRun(spec, None, params, budget, RunFolder(runs_dir / spec.name)))
             continue
         for seed in spec.seeds or config.seeds or [config.seed]:
-            params = create_model(spec.family, **{**spec.params, "seed": seed}).get_params()
             folder = RunFolder(runs_dir / spec.name / f"seed-{seed}")
-            runs.append(ModelRun(spec, seed, params, budget, folder))
+            runs.append(ModelRun(spec, seed, {**params, "seed": seed}, budget, folder))
     return runs
 
 
-def training_identity(run: ModelRun, config: ExperimentConfig, loaded: LoadedData) -> dict[str, Any]:
-    """Everything that determines a fitted model (see :mod:`lmbench.runs`)."""
+def training_identity(
+    run: ModelRun, config: ExperimentConfig, loaded: LoadedData, model: LanguageModel | None = None
+) -> dict[str, Any]:
+    """Everything that determines a fitted model (see :mod:`lmbench.runs`); ``model``: the run's unfitted
+    model where the caller has built it already (its runtime identity is read; else one is built)."""
     c, checksums = config.corpus, loaded.corpus.checksums
     return {
         "family": run.spec.family,
@@ -214,7 +222,7 @@ def training_identity(run: ModelRun, config: ExperimentConfig, loaded: LoadedDat
             **subword_identity(loaded.data.tokenizer),
         },
         "lmbench": lmbench.__version__,
-        **run.build().runtime_identity(),
+        **(model if model is not None else run.build()).runtime_identity(),
     }
 
 
@@ -239,22 +247,56 @@ def fit_model(
 ) -> tuple[LanguageModel, dict[str, Any], bool]:
     """The fitted model of ``run`` and its fit record: reused from the run folder when its training identity
     matches, else trained (resuming a checkpoint of the very same identity). The bool says "reused"."""
-    folder, files = run.folder, split_files(config)
-    identity = training_identity(run, config, loaded)
+    files = split_files(config)
+    model = run.build()  # the run's one unfitted model: its runtime identity, and what trains on a miss
+    identity = training_identity(run, config, loaded, model)
     try:
-        record = folder.check("fit.json", "identity", identity, files)
-        folder.verify(folder.model_file)
-        try:
-            model = model_class(run.spec.family).load(folder.model_file)
-        except Damaged as e:  # a NaN weight: named as it is, and the model is trained again
-            raise CacheMiss(str(e)) from None
-        except Exception as e:  # truncated, empty, random bytes: train again, never crash the run
-            raise CacheMiss(f"{folder.model_file} is unreadable ({first_line(e)})") from None
-        return model, record["info"], True
+        fitted, info = _reuse_fitted(run, identity, files)
+        return fitted, info, True
     except CacheMiss as miss:
         if not miss.absent:
             say(f"{run.label}: {miss}, retraining")
-            folder.clear()
+            run.folder.clear()
+    _start_training(run, model, identity, files, say)
+    data = loaded.data
+    start = time.perf_counter()
+    with progress_label(run.label):
+        model.fit(data.train, data.valid, budget=run.budget, run_dir=run.folder.path)
+    for note in getattr(model, "notes_", []):
+        say(f"{run.label}: {note}")
+    info = _fit_record(run, model, identity, time.perf_counter() - start, data)
+    if distributed.is_main():
+        _save_fitted(run, model, identity, info, loaded)
+    return model, info, False
+
+
+def _reuse_fitted(
+    run: ModelRun, identity: dict[str, Any], files: dict[str, str]
+) -> tuple[LanguageModel, dict[str, Any]]:
+    """The saved model and fit record of ``run`` when ``fit.json`` holds this very identity and the model file
+    is intact; else :class:`CacheMiss` saying why (a damaged or unreadable model is trained again)."""
+    folder = run.folder
+    record = folder.check("fit.json", "identity", identity, files)
+    folder.verify(folder.model_file)
+    try:
+        model = model_class(run.spec.family).load(folder.model_file)
+    except Damaged as e:  # a NaN weight: named as it is, and the model is trained again
+        raise CacheMiss(str(e)) from None
+    except Exception as e:  # truncated, empty, random bytes: train again, never crash the run
+        raise CacheMiss(f"{folder.model_file} is unreadable ({first_line(e)})") from None
+    return model, record["info"]
+
+
+def _start_training(
+    run: ModelRun,
+    model: LanguageModel,
+    identity: dict[str, Any],
+    files: dict[str, str],
+    say: Callable[[str], None],
+) -> None:
+    """Keep a checkpoint only when it was started for this very identity (then it resumes), say what trains,
+    and record the identity the folder now trains for (``identity.json``)."""
+    folder = run.folder
     try:  # an interrupted run resumes only when it was started for this very identity
         folder.check("identity.json", "identity", identity, files)
         if folder.checkpoint_file.exists():
@@ -263,7 +305,6 @@ def fit_model(
         if not miss.absent:
             say(f"{run.label}: {miss}; the checkpoint there is not resumed, training from the start")
         folder.clear()
-    model = run.build()
     runtime = "".join(f", {key} {value}" for key, value in model.runtime_identity().items())
     say(
         f"{run.label}: training ({run.spec.family}, budget {run.budget.describe() if run.budget else 'none'}{runtime})"
@@ -271,17 +312,17 @@ def fit_model(
     folder.path.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():
         folder.write_json("identity.json", {"identity": identity})
-    data = loaded.data
-    start = time.perf_counter()
-    with progress_label(run.label):
-        model.fit(data.train, data.valid, budget=run.budget, run_dir=folder.path)
-    for note in getattr(model, "notes_", []):
-        say(f"{run.label}: {note}")
-    # a resumed neural model reports its training time across interruptions, not just this process's share
-    train_seconds = getattr(model, "train_seconds_", time.perf_counter() - start)
+
+
+def _fit_record(
+    run: ModelRun, model: LanguageModel, identity: dict[str, Any], seconds: float, data: TokenizedCorpus
+) -> dict[str, Any]:
+    """The fit record (``fit.json``'s ``info``) of a model just trained in ``seconds`` here; a resumed neural
+    model reports its training time across interruptions, not just this process's share."""
+    train_seconds = getattr(model, "train_seconds_", seconds)
     train_tokens = int(getattr(model, "tokens_seen_", data.train.num_predicted))
     flops = model.train_flops_per_token()
-    info = {
+    return {
         "name": run.spec.name,
         "family": run.spec.family,
         "seed": run.seed,
@@ -299,13 +340,19 @@ def fit_model(
         "learning_curve": getattr(model, "learning_curve_", None),
         "fingerprint": fingerprint(identity),
     }
-    if distributed.is_main():
-        model.save(folder.model_file)
-        if loaded.data.tokenizer.subword:  # the folder carries the tokenizer its text was cut with
-            loaded.data.tokenizer.save(folder.path / "tokenizer.json")
-        folder.record(folder.model_file)  # before fit.json: a model without fit.json is never reused
-        folder.write_json("fit.json", {"identity": identity, "info": info})
-    return model, info, False
+
+
+def _save_fitted(
+    run: ModelRun, model: LanguageModel, identity: dict[str, Any], info: dict[str, Any], loaded: LoadedData
+) -> None:
+    """Save the fitted model (with the tokenizer of a subword run) and then its fit record: a model file
+    without ``fit.json`` is never reused, so an interruption in between only costs a retraining."""
+    folder = run.folder
+    model.save(folder.model_file)
+    if loaded.data.tokenizer.subword:  # the folder carries the tokenizer its text was cut with
+        loaded.data.tokenizer.save(folder.tokenizer_file)
+    folder.record(folder.model_file)  # before fit.json: a model without fit.json is never reused
+    folder.write_json("fit.json", {"identity": identity, "info": info})
 
 
 def score_model(
@@ -320,20 +367,12 @@ def score_model(
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], bool]:
     """Per-split, per-context rows and log-probabilities of one fitted model, and whether they were reused:
     reused when the scoring identity matches, else computed (``explain``: say why the earlier ones are not)."""
-    folder, data = run.folder, loaded.data
+    folder = run.folder
     identity = scoring_identity(info["fingerprint"], config, loaded)
     keys = [f"{split}/{context}" for split in config.evaluate.splits for context in config.evaluate.contexts]
     try:
-        metrics = run.folder.check("metrics.json", "identity", identity, split_files(config))
-        logprobs = folder.read_logprobs()
-        for key in keys:
-            if key not in logprobs or len(logprobs[key]) != data.split(key.split("/")[0]).num_predicted:
-                raise CacheMiss(f"{folder.path / 'logprobs.npz'} does not hold {key}")
-        if len(metrics.get("rows", [])) != len(keys):
-            raise CacheMiss(f"{folder.path / 'metrics.json'} does not hold every split and context")
-        check_scores(folder.path / "metrics.json", metrics["rows"], logprobs, data, model.normalized,
-                     bootstrap=bool(config.evaluate.bootstrap))  # fmt: skip
-        return metrics["rows"], logprobs, True
+        rows, logprobs = _reuse_scores(run, model, identity, keys, config, loaded.data)
+        return rows, logprobs, True
     except CacheMiss as miss:
         if explain and not miss.absent:
             say(f"{run.label}: {miss}, re-scoring")
@@ -341,48 +380,85 @@ def score_model(
     rows, logprobs = [], {}
     for key in keys:
         split, context = key.split("/")
-        stream = data.split(split)
-        start = time.perf_counter()
-        lp = model.token_logprobs(stream, context=context)
-        seconds = time.perf_counter() - start
-        logprobs[key] = lp
-        row = ResultRow(
-            model=run.spec.name,
-            family=run.spec.family,
-            seed=run.seed,
-            split=split,
-            context=context,
-            **score(lp, stream).to_dict(),
-            zero_prob_tokens=int(np.isneginf(lp).sum()),
-            budget=info["budget"],
-            parameters=info["parameters"],
-            train_tokens=info["train_tokens"],
-            train_flops=info["train_flops"],
-            train_seconds=info["train_seconds"],
-            train_tokens_per_second=info["train_tokens_per_second"],
-            score_tokens_per_second=stream.num_predicted / seconds if seconds > 0 else float("nan"),
-            peak_rss_mb=peak_rss_mb(),
-            device=info["device"],
-        ).to_dict()
-        if not model.normalized:  # scores that are not probabilities have no perplexity
-            for name in (
-                "perplexity",
-                "bits_per_token",
-                "bits_per_char",
-                "perplexity_excl_oov",
-                "word_perplexity",
-            ):
-                row[name] = float("nan")
-        elif config.evaluate.bootstrap:
-            row["perplexity_low"], row["perplexity_high"] = perplexity_interval(
-                lp, stream, context=context, n_resamples=config.evaluate.bootstrap, seed=config.seed,
-                block_size=config.evaluate.block_size,
-            )  # fmt: skip
+        row, logprobs[key] = _score_view(run, model, info, config, loaded.data.split(split), split, context)
         rows.append(row)
     if distributed.is_main():
         folder.write_logprobs(logprobs)
         folder.write_json("metrics.json", {"identity": identity, "rows": rows})
     return rows, logprobs, False
+
+
+def _reuse_scores(
+    run: ModelRun,
+    model: LanguageModel,
+    identity: dict[str, Any],
+    keys: list[str],
+    config: ExperimentConfig,
+    data: TokenizedCorpus,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The stored rows and log-probabilities of ``run`` when ``metrics.json`` holds this scoring identity and
+    both files hold every ``split/context`` of ``keys`` with figures their log-probabilities give; else
+    :class:`CacheMiss` saying why."""
+    folder = run.folder
+    metrics = folder.check("metrics.json", "identity", identity, split_files(config))
+    logprobs = folder.read_logprobs()
+    for key in keys:
+        if key not in logprobs or len(logprobs[key]) != data.split(key.split("/")[0]).num_predicted:
+            raise CacheMiss(f"{folder.path / 'logprobs.npz'} does not hold {key}")
+    if len(metrics.get("rows", [])) != len(keys):
+        raise CacheMiss(f"{folder.metrics_file} does not hold every split and context")
+    check_scores(folder.metrics_file, metrics["rows"], logprobs, data, model.normalized,
+                 bootstrap=bool(config.evaluate.bootstrap))  # fmt: skip
+    return metrics["rows"], logprobs
+
+
+def _score_view(
+    run: ModelRun,
+    model: LanguageModel,
+    info: dict[str, Any],
+    config: ExperimentConfig,
+    stream: TokenStream,
+    split: str,
+    context: str,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One split in one context mode: its row (scores, fit figures, scoring speed, bootstrap interval) and
+    the per-token log-probabilities, through the one evaluation path (``token_logprobs`` -> ``score``)."""
+    start = time.perf_counter()
+    lp = model.token_logprobs(stream, context=context)
+    seconds = time.perf_counter() - start
+    row = ResultRow(
+        model=run.spec.name,
+        family=run.spec.family,
+        seed=run.seed,
+        split=split,
+        context=context,
+        **score(lp, stream).to_dict(),
+        zero_prob_tokens=int(np.isneginf(lp).sum()),
+        budget=info["budget"],
+        parameters=info["parameters"],
+        train_tokens=info["train_tokens"],
+        train_flops=info["train_flops"],
+        train_seconds=info["train_seconds"],
+        train_tokens_per_second=info["train_tokens_per_second"],
+        score_tokens_per_second=stream.num_predicted / seconds if seconds > 0 else float("nan"),
+        peak_rss_mb=peak_rss_mb(),
+        device=info["device"],
+    ).to_dict()
+    if not model.normalized:  # scores that are not probabilities have no perplexity
+        for name in (
+            "perplexity",
+            "bits_per_token",
+            "bits_per_char",
+            "perplexity_excl_oov",
+            "word_perplexity",
+        ):
+            row[name] = float("nan")
+    elif config.evaluate.bootstrap:
+        row["perplexity_low"], row["perplexity_high"] = perplexity_interval(
+            lp, stream, context=context, n_resamples=config.evaluate.bootstrap, seed=config.seed,
+            block_size=config.evaluate.block_size,
+        )  # fmt: skip
+    return row, lp
 
 
 def combine_seeds(
@@ -556,11 +632,13 @@ def run_experiment(
         f"test OOV {data.test.oov:,}"
     )
     failures: list[str] = []
-    check_budgets_have_data(plan_runs(config, runs_dir), loaded)
-    config, searches = tune(
+    runs = plan_runs(config, runs_dir)
+    check_budgets_have_data(runs, loaded)
+    tuned, searches = tune(
         config, loaded, runs_dir, storage=storage, say=say, failures=failures, executor=executor
     )
-    runs = plan_runs(config, runs_dir)
+    if tuned is not config:  # planned again only where a search changed the settings
+        config, runs = tuned, plan_runs(tuned, runs_dir)
     trained = fit_and_score(runs, config, loaded, say=say, failures=failures, executor=executor)
     collected = collect(trained, config, data, searches)
     add_baseline_differences(collected, config, data)

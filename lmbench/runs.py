@@ -30,6 +30,7 @@ import numpy as np
 
 from lmbench import checksums
 from lmbench.checksums import Damaged, recorded_path
+from lmbench.errors import DataError
 
 TRAINING_FILES = ("identity.json", "checkpoint.pt", "model.bin", "fit.json", "curve.csv", "tokenizer.json")
 SCORING_FILES = ("metrics.json", "logprobs.npz")
@@ -127,6 +128,45 @@ class RunFolder:
     @property
     def checkpoint_file(self) -> Path:
         return self.path / "checkpoint.pt"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def tokenizer_file(self) -> Path:
+        """The subword tokenizer a run's text was cut with (written only for subword runs)."""
+        return self.path / "tokenizer.json"
+
+    @property
+    def finished(self) -> bool:
+        """Whether a model was fitted, saved and scored here (``model.bin`` and ``metrics.json`` both written)."""
+        return self.metrics_file.is_file() and self.model_file.is_file()
+
+    @classmethod
+    def finished_below(cls, root: str | Path) -> list[RunFolder]:
+        """Every finished run folder at or below ``root``, at any depth (``<model>/``, ``<model>/seed-<s>/``,
+        or ``root`` itself), sorted by path."""
+        found = (cls(metrics.parent) for metrics in sorted(Path(root).rglob("metrics.json")))
+        return [folder for folder in found if folder.finished]
+
+    def read_record(self, name: str) -> dict[str, Any]:
+        """The JSON record ``name`` for display, checked against its recorded sha256: ``{}`` when it is absent,
+        a :class:`~lmbench.errors.DataError` naming the file when it is damaged or unreadable."""
+        try:
+            return self.read_json(name)
+        except CacheMiss as miss:
+            if miss.absent:
+                return {}
+            raise DataError(str(miss)) from None
+
+    def verify_model(self) -> None:
+        """A :class:`~lmbench.errors.DataError` naming the file when ``model.bin`` (or a file of the weights
+        folder beside it) does not match its recorded sha256."""
+        try:
+            self.verify(self.model_file)
+        except CacheMiss as miss:
+            raise DataError(str(miss)) from None
 
     def verify(self, path: Path) -> None:
         """:class:`CacheMiss` naming the file and the fault when ``path`` (or a file of the weights folder a

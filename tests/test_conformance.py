@@ -156,6 +156,17 @@ def test_same_seed_same_scores(make, tiny_train, tiny_test):
     np.testing.assert_array_equal(a, b)
 
 
+def test_a_seed_is_stored_unchanged(make, name, params):
+    """The experiment plans a stochastic model's seeds without building one per seed (``plan_runs``): the
+    settings of seed s must be the model's settings with ``seed`` replaced, and nothing else."""
+    model = make()
+    if not model.stochastic:
+        return
+    settings = model.get_params()
+    for seed in (0, 7, 2**32 - 1):
+        assert create_model(name, **{**params, "seed": seed}).get_params() == {**settings, "seed": seed}
+
+
 def test_save_load_round_trips_exactly(fitted, tiny_test, tmp_path):
     path = tmp_path / "model.bin"
     fitted.save(path)

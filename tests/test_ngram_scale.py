@@ -51,7 +51,7 @@ def test_spilled_counting_gives_the_same_tables_bit_for_bit(zipf_stream, context
     # the budget counts the process's resident memory, which grows over a long test session: 1 GiB beyond it
     roomy = counting.resident_memory() + (1 << 30)
     a = count_ngrams(seq, starts, 5, V, skip_first=1, memory=roomy, stats=in_memory)
-    b = count_ngrams(seq, starts, 5, V, skip_first=1, memory="16K", stats=spilled)
+    b = count_ngrams(seq, starts, 5, V, skip_first=1, memory=parse_memory("16K"), stats=spilled)
     assert in_memory.spilled_runs == 0 and in_memory.chunks == 4
     assert spilled.spilled_runs > 4 and spilled.chunks > 20  # several runs per order went to disk
     assert spilled.disk_orders == [2, 3, 4, 5] and not in_memory.disk_orders  # tables written to disk
@@ -71,11 +71,11 @@ def test_counting_on_two_threads_gives_the_same_tables(zipf_stream, monkeypatch)
     seq = data.with_markers(bos=True)
     starts = data.offsets[:-1] + 2 * np.arange(data.num_lines)
     V = len(data.vocab)
-    one = count_ngrams(seq, starts, 4, V, skip_first=1, memory="1G", threads=1)
+    one = count_ngrams(seq, starts, 4, V, skip_first=1, memory=parse_memory("1G"), threads=1)
     monkeypatch.setattr(counting, "PARALLEL_POSITIONS", 1)  # every order counted a chunk per thread
     stats = CountingStats()
     # a tiny budget: many chunks per order, runs and tables on disk
-    two = count_ngrams(seq, starts, 4, V, skip_first=1, memory="16K", threads=2, stats=stats)
+    two = count_ngrams(seq, starts, 4, V, skip_first=1, memory=parse_memory("16K"), threads=2, stats=stats)
     assert all(c >= 2 for c in stats.per_order_chunks) and stats.spilled_runs > 0
     for ta, tb in zip(one, two, strict=True):
         for name in ("keys", "counts", "context", "suffix"):
@@ -155,6 +155,24 @@ def test_bad_memory_sizes_are_config_errors(value):
 
 def test_percent_and_default_memory_are_shares_of_the_machine():
     assert 0 < parse_memory("10%") < parse_memory(None) < parse_memory("100%")
+
+
+def test_memory_is_parsed_once_and_counting_gets_its_bytes(zipf_stream, monkeypatch):
+    calls = []
+
+    def parse_once(value):
+        calls.append(value)
+        return parse_memory(value)
+
+    def refuse(value):
+        raise AssertionError(f"memory parsed again: {value!r}")
+
+    monkeypatch.setattr(model_module, "parse_memory", parse_once)
+    monkeypatch.setattr(counting, "parse_memory", refuse)
+    model = NgramLM(3, memory="64M").fit(zipf_stream)
+    assert calls == ["64M"]  # in the constructor only: fit and counting use the bytes
+    assert model.counting_stats_.budget == 64 << 20
+    assert model.get_params()["memory"] == "64M"  # the setting stays as written
 
 
 # ------------------------------------------------------------------------------------- compact model

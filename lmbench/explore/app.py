@@ -37,6 +37,20 @@ def create_app(explorer: Explorer) -> FastAPI:
     """The FastAPI application serving ``explorer``'s models (the page at ``/``, JSON under ``/api``)."""
     app = FastAPI(title="lmbench explore", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = explorer
+    _add_error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_api_routes(app, explorer)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as one line of JSON: 400 bad input, 422 a value out of bounds or not a number, 503 a
+    model that failed to load."""
 
     @app.exception_handler(ExploreInputError)
     def bad_input(request: Request, exc: ExploreInputError) -> JSONResponse:
@@ -58,11 +72,9 @@ def create_app(explorer: Explorer) -> FastAPI:
     def unavailable(request: Request, exc: ModelUnavailable) -> JSONResponse:
         return _error(503, str(exc))
 
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+def _add_api_routes(app: FastAPI, explorer: Explorer) -> None:
+    """The JSON routes under ``/api``: each a thin call of one :class:`Explorer` method."""
 
     @app.get("/api/models")
     def models() -> dict[str, Any]:
@@ -93,8 +105,6 @@ def create_app(explorer: Explorer) -> FastAPI:
         model: str, prefix: str = "", n: int = 20, seed: int = 0, temperature: float = Query(1.0)
     ) -> dict[str, Any]:
         return explorer.generate(model, prefix, n, seed, temperature)
-
-    return app
 
 
 def is_loopback(host: str) -> bool:

@@ -1,7 +1,7 @@
 """Find the finished models of a run folder, whatever its layout.
 
 A finished model is any folder below the run folder that holds both ``metrics.json`` and ``model.bin``
-(``runs/<experiment>/<model>/`` today; ``<model>/seed-<s>/`` or deeper layouts work the same). A model is
+(:meth:`lmbench.runs.RunFolder.finished_below`: ``<model>/``, ``<model>/seed-<s>/`` or deeper layouts). A model is
 named by its path relative to the run folder, so two seeds of one model stay apart. A folder whose records are
 unreadable or damaged (not what their recorded sha256 says) is still listed, with ``error`` saying why, so
 that one broken model never hides the others.
@@ -9,16 +9,15 @@ that one broken model never hides the others.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmbench import checksums
 from lmbench.errors import DataError, first_line
 from lmbench.models.family import family_named
 from lmbench.results import ModelInfo
+from lmbench.runs import RunFolder
 
 DEFAULT_TOKENIZER = "whitespace"
 # where a run folder records what it holds: fit.json (info, and the training identity with the tokenizer),
@@ -39,19 +38,13 @@ class FinishedModel:
     error: str | None = None  # why the model cannot be served (a damaged or unreadable record)
 
     @property
+    def run_folder(self) -> RunFolder:
+        """Its folder as :mod:`lmbench.runs` lays it out (where the model, records and tokenizer are)."""
+        return RunFolder(self.folder)
+
+    @property
     def model_path(self) -> Path:
-        return self.folder / "model.bin"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    checksums.verify(path)  # Damaged (a DataError) on a mismatch
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: unreadable JSON ({first_line(e)})") from None
-    return value if isinstance(value, dict) else {}
+        return self.run_folder.model_file
 
 
 def _find_key(documents: list[dict[str, Any]], key: str) -> Any:
@@ -88,13 +81,10 @@ def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: not a folder (expected the --runs-dir of `lmbench run`)")
     found = []
-    for metrics_path in sorted(run_dir.rglob("metrics.json")):
-        folder = metrics_path.parent
-        if not (folder / "model.bin").is_file():
-            continue  # unfinished, or failed before saving
-        relative = folder.relative_to(run_dir).as_posix()
+    for run in RunFolder.finished_below(run_dir):
+        folder, relative = run.path, run.path.relative_to(run_dir).as_posix()
         try:
-            documents = [_read_json(folder / name) for name in RECORDS]
+            documents = [run.read_record(name) for name in RECORDS]
         except (DataError, OSError) as e:  # listed as unavailable, with the reason; the others are served
             name = folder.name if relative == "." else relative
             found.append(
@@ -104,7 +94,7 @@ def discover_runs(run_dir: str | Path, *, tokenizer: str | None = None) -> list[
         info = next((d["info"] for d in documents if isinstance(d.get("info"), dict)), {})
         family = info.get("family") or _find_key(documents, "family")
         if not family:
-            error = f"{metrics_path}: no model family recorded (info.family in {' or '.join(RECORDS)})"
+            error = f"{run.metrics_file}: no model family recorded (info.family in {' or '.join(RECORDS)})"
             name = folder.name if relative == "." else relative
             found.append(FinishedModel(name, "unknown", folder, tokenizer or DEFAULT_TOKENIZER, error=error))
             continue

@@ -17,14 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from lmbench import checksums
 from lmbench.data.subword import folder_tokenizer
 from lmbench.data.tokenizers import Tokenizer
 from lmbench.errors import DataError, LmbenchError, first_line
 from lmbench.explore.discovery import FinishedModel, discover_runs
 from lmbench.models.base import LanguageModel
 from lmbench.models.registry import model_class
-from lmbench.runs import companion_files
 
 MAX_CHARS = 1000  # longest prefix accepted, in characters
 MAX_TOKENS = 200  # longest prefix accepted, in tokens
@@ -57,8 +55,7 @@ def load_model(run: FinishedModel) -> LanguageModel:
     if run.error is not None:
         raise DataError(run.error)
     try:
-        for file in [run.model_path, *companion_files(run.model_path)]:
-            checksums.verify(file)  # a damaged model.bin (or its weights folder) is named, never served
+        run.run_folder.verify_model()  # a damaged model.bin (or its weights folder) is named, never served
         return model_class(run.family).load(run.model_path)
     except LmbenchError:
         raise

@@ -142,35 +142,7 @@ def load_hf_corpus(config: HFDatasetConfig, *, source: str = "<config>") -> tupl
     available = sorted(known) or None
     texts, fingerprints = {}, {}
     for split, spec in config.splits.items():
-        key = f"{source}: corpus.hf.splits.{split}"
-        base_names = [re.sub(r"\[.*\]$", "", part) for part in spec.split("+")]
-        if available is not None and any(b not in available for b in base_names):
-            missing = next(b for b in base_names if b not in available)
-            raise ConfigError(
-                f"{key}: dataset {config.path!r} has no split {missing!r} (it has: {', '.join(available)})"
-            )
-        try:
-            ds = datasets.load_dataset(config.path, split=spec, **args)
-        except (ValueError, KeyError) as e:
-            raise ConfigError(f"{key}: {spec!r}: {_short(e)}") from None
-        except Exception as e:  # noqa: BLE001
-            raise ConfigError(
-                f"{source}: corpus.hf: cannot load {config.path!r} split {spec!r} ({_short(e)})"
-            ) from None
-        if config.text_field not in ds.column_names:
-            raise ConfigError(
-                f"{source}: corpus.hf.text_field: no column {config.text_field!r} in {config.path!r} "
-                f"(it has: {', '.join(ds.column_names)})"
-            )
-        rows = ds[config.text_field]
-        bad = next((i for i, r in enumerate(rows) if not isinstance(r, str)), None)
-        if bad is not None:
-            raise DataError(
-                f"{config.path} ({spec}): row {bad}: {config.text_field!r} is {rows[bad]!r}, expected text"
-            )
-        text = normalize_newlines("\n".join(rows))
-        texts[split] = (text.removeprefix("\ufeff") + "\n") if rows else ""
-        fingerprints[split] = ds._fingerprint
+        texts[split], fingerprints[split] = _load_split(config, split, spec, args, available, source)
     name = Path(config.path).name if Path(config.path).expanduser().exists() else config.path
     corpus = Corpus.from_texts(
         name + (f"-{config.name}" if config.name else ""),
@@ -190,3 +162,46 @@ def load_hf_corpus(config: HFDatasetConfig, *, source: str = "<config>") -> tupl
         "datasets": datasets.__version__,
     }
     return corpus, provenance
+
+
+def _load_split(
+    config: HFDatasetConfig,
+    split: str,
+    spec: str,
+    args: dict[str, Any],
+    available: list[str] | None,
+    source: str,
+) -> tuple[str, str]:
+    """One split's text (its rows of ``text_field``, one per line) and the dataset's fingerprint of it.
+    ``spec``: the dataset's split expression (``train[:90%]``, ``a+b``); ``available``: the dataset's split
+    names where known. A missing split or column, or a row that is not text, is a one-line error."""
+    import datasets
+
+    key = f"{source}: corpus.hf.splits.{split}"
+    base_names = [re.sub(r"\[.*\]$", "", part) for part in spec.split("+")]
+    if available is not None and any(b not in available for b in base_names):
+        missing = next(b for b in base_names if b not in available)
+        raise ConfigError(
+            f"{key}: dataset {config.path!r} has no split {missing!r} (it has: {', '.join(available)})"
+        )
+    try:
+        ds = datasets.load_dataset(config.path, split=spec, **args)
+    except (ValueError, KeyError) as e:
+        raise ConfigError(f"{key}: {spec!r}: {_short(e)}") from None
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(
+            f"{source}: corpus.hf: cannot load {config.path!r} split {spec!r} ({_short(e)})"
+        ) from None
+    if config.text_field not in ds.column_names:
+        raise ConfigError(
+            f"{source}: corpus.hf.text_field: no column {config.text_field!r} in {config.path!r} "
+            f"(it has: {', '.join(ds.column_names)})"
+        )
+    rows = ds[config.text_field]
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, str)), None)
+    if bad is not None:
+        raise DataError(
+            f"{config.path} ({spec}): row {bad}: {config.text_field!r} is {rows[bad]!r}, expected text"
+        )
+    text = normalize_newlines("\n".join(rows))
+    return (text.removeprefix("\ufeff") + "\n") if rows else "", ds._fingerprint

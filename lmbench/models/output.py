@@ -157,15 +157,9 @@ def fused_linear_cross_entropy(
     allocation per step) holds the exponentials.
 
     Every elementwise pass over a (block, N) array costs memory traffic, so the kernel keeps two (an
-    exponential and a sum) and folds the rest into its matrix products, with augmented matrices:
-    - one shift per token, its largest logit among the first block's words (the most frequent ones), is
-      subtracted inside the logits' product: ``[W | b | 1] @ [h | 1 | -shift].T`` = logits - shift (more exact
-      in bfloat16 than rounding the logits first). A block whose exponentials pass ``SHIFT_LIMIT`` (a logit
-      far above the shift) is redone against its own per-token maxima, so nothing overflows.
-    - the softmax's per-token factor s = exp(shift - M) / Z goes into the other operand instead of the
-      (|V|, N) exponentials P: grad_W and grad_b are ``P @ [s * h | s]``, one product over the whole
-      vocabulary, and grad_h is ``s * (P.T @ W)`` (per block where a block has its own maxima).
-    With bfloat16 products this makes the layer ~2x faster than in float32 (``benchmarks/precision_throughput.py``);
+    exponential and a sum) and folds the rest into its matrix products, with augmented matrices: the shift
+    inside the logits' product (:func:`_normalisers`), the softmax's factor inside the gradients' products
+    (:func:`_softmax_gradients`). With bfloat16 products this makes the layer ~2x faster than in float32 (``benchmarks/precision_throughput.py``);
     before, the elementwise passes over bfloat16 arrays (slower than float32 ones in PyTorch's CPU kernels)
     ate most of the products' gain.
 
@@ -175,11 +169,8 @@ def fused_linear_cross_entropy(
     V, H = weight.shape
     n = h.shape[0]
     low = matmul_dtype or h.dtype
-    # [W | b | 1 | 0]: its product with [h | 1 | -shift | 0] is each token's logits minus its shift (the zero
-    # columns pad rows to a multiple of 16 elements, where oneDNN's bfloat16 kernels run fastest)
-    width = -(-(H + 2) // 16) * 16
-    w_aug = weight.new_zeros(V, width, dtype=low)
-    w_aug[:, :H], w_aug[:, H], w_aug[:, H + 1] = weight, bias, 1.0
+    w_aug = _augmented_weight(weight, bias, low)
+    width = w_aug.shape[1]
     scratch = scratch_buffer(scratch, V * min(n, row_block), w_aug)
     grad_h = torch.empty_like(h)
     grad_w = torch.empty_like(weight)
@@ -194,50 +185,115 @@ def fused_linear_cross_entropy(
         h_aug[:, :H], h_aug[:, H] = hr, 1.0
         probs = scratch[: V * rows].view(V, rows)
 
-        # the shared shift: each token's largest logit among the first block's words (computed with shift 0)
-        first = _shifted_logits(w_aug, h_aug, probs, 0, vocab_block, masked_id)
-        shift = torch.amax(first, dim=0).clamp_min_(torch.finfo(low).min / 2)
-        h_aug[:, H + 1] = -shift
-        maxima = shift.to(loss_dtype).repeat(len(starts), 1)
-        sums = torch.empty_like(maxima)
-        alone = set()  # blocks redone against their own maxima
-        for i, start in enumerate(starts):
-            sums[i] = _column_sums(_shifted_logits(w_aug, h_aug, probs, start, vocab_block, masked_id).exp_())
-            if not bool((sums[i] <= SHIFT_LIMIT).all()):  # an overflow (or a NaN): redo this block alone
-                block = _shifted_logits(w_aug, h_aug, probs, start, vocab_block, masked_id)
-                own = torch.maximum(torch.amax(block, dim=0) + shift, shift)
-                h_own = h_aug.clone()
-                h_own[:, H + 1] = -own
-                sums[i] = _column_sums(
-                    _shifted_logits(w_aug, h_own, probs, start, vocab_block, masked_id).exp_()
-                )
-                maxima[i] = own
-                alone.add(i)
-        log_normaliser, scale = _combine_blocks(maxima, sums)
+        log_normaliser, scale, alone = _normalisers(w_aug, h_aug, probs, H, starts, vocab_block, masked_id,
+                                                    loss_dtype)  # fmt: skip
         target_weights = weight[tr]
         loss += (log_normaliser - target_logits(hr, target_weights, bias[tr])).sum()
-
-        # the softmax part of the gradients: grad_h = sum_b s_b * (P_b.T @ W_b), [grad_W | grad_b] = P_b @ [s_b h | s_b]
-        if alone:  # rare: the blocks redone against their own maxima have factors of their own
-            grads = w_aug.new_empty(V, width)
-            softmax_h = torch.zeros_like(hr)
-            for i, start in enumerate(starts):
-                p = probs[start : start + vocab_block]
-                torch.mm(p, _scaled_operand(hr, scale[i], low, width), out=grads[start : start + vocab_block])
-                softmax_h.addcmul_(torch.mm(p.t(), w_aug[start : start + vocab_block, :H]), scale[i][:, None])
-        else:  # one shift, one factor: each product over the whole vocabulary at once, one rounding each
-            grads = torch.mm(probs, _scaled_operand(hr, scale[0], low, width))
-            softmax_h = torch.mm(probs.t(), w_aug[:, :H]).to(hr.dtype).mul_(scale[0][:, None])
+        grads, softmax_h = _softmax_gradients(probs, hr, w_aug, scale, alone, starts, vocab_block)
         torch.sub(softmax_h, target_weights, out=grad_h[r0 : r0 + row_block])
-        if r0 == 0:
-            grad_w.copy_(grads[:, :H])
-            grad_b.copy_(grads[:, H])
-        else:
-            grad_w += grads[:, :H]
-            grad_b += grads[:, H]
-        grad_w.index_add_(0, tr, hr, alpha=-1.0)
-        grad_b.index_add_(0, tr, torch.ones_like(tr, dtype=grad_b.dtype), alpha=-1.0)
+        _add_weight_gradients(grad_w, grad_b, grads, hr, tr, first=r0 == 0)
     return loss, grad_h, grad_w, grad_b
+
+
+def _augmented_weight(weight: torch.Tensor, bias: torch.Tensor, low: torch.dtype) -> torch.Tensor:
+    """``[W | b | 1 | 0]`` in ``low``: its product with ``[h | 1 | -shift | 0]`` is each token's logits minus
+    its shift (the zero columns pad rows to a multiple of 16 elements, where oneDNN's bfloat16 kernels run
+    fastest)."""
+    V, H = weight.shape
+    width = -(-(H + 2) // 16) * 16
+    w_aug = weight.new_zeros(V, width, dtype=low)
+    w_aug[:, :H], w_aug[:, H], w_aug[:, H + 1] = weight, bias, 1.0
+    return w_aug
+
+
+def _add_weight_gradients(
+    grad_w: torch.Tensor,
+    grad_b: torch.Tensor,
+    grads: torch.Tensor,
+    hr: torch.Tensor,
+    tr: torch.Tensor,
+    *,
+    first: bool,
+) -> None:
+    """Add one block of rows' gradients to ``grad_w`` and ``grad_b`` (written, not added, for the ``first``):
+    the softmax part ``grads`` = ``[grad_W | grad_b]``, then the onehot part, an index_add of -h and -1."""
+    H = grad_w.shape[1]
+    if first:
+        grad_w.copy_(grads[:, :H])
+        grad_b.copy_(grads[:, H])
+    else:
+        grad_w += grads[:, :H]
+        grad_b += grads[:, H]
+    grad_w.index_add_(0, tr, hr, alpha=-1.0)
+    grad_b.index_add_(0, tr, torch.ones_like(tr, dtype=grad_b.dtype), alpha=-1.0)
+
+
+def _normalisers(
+    w_aug: torch.Tensor,
+    h_aug: torch.Tensor,
+    probs: torch.Tensor,
+    H: int,
+    starts: range,
+    vocab_block: int,
+    masked_id: int,
+    loss_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, set[int]]:
+    """The first pass over the vocabulary for one block of rows: the exponentials into ``probs``, each token's
+    log normaliser and per-block softmax factors (:func:`_combine_blocks`), and the blocks redone alone.
+
+    One shift per token, its largest logit among the first block's words (the most frequent ones), goes into
+    ``h_aug``'s shift column and so is subtracted inside the logits' product: ``[W | b | 1] @ [h | 1 | -shift].T``
+    = logits - shift (more exact in bfloat16 than rounding the logits first). A block whose exponentials pass
+    ``SHIFT_LIMIT`` (a logit far above the shift) is redone against its own per-token maxima, so nothing
+    overflows."""
+    first = _shifted_logits(w_aug, h_aug, probs, 0, vocab_block, masked_id)
+    shift = torch.amax(first, dim=0).clamp_min_(torch.finfo(w_aug.dtype).min / 2)
+    h_aug[:, H + 1] = -shift
+    maxima = shift.to(loss_dtype).repeat(len(starts), 1)
+    sums = torch.empty_like(maxima)
+    alone = set()  # blocks redone against their own maxima
+    for i, start in enumerate(starts):
+        sums[i] = _column_sums(_shifted_logits(w_aug, h_aug, probs, start, vocab_block, masked_id).exp_())
+        if not bool((sums[i] <= SHIFT_LIMIT).all()):  # an overflow (or a NaN): redo this block alone
+            block = _shifted_logits(w_aug, h_aug, probs, start, vocab_block, masked_id)
+            own = torch.maximum(torch.amax(block, dim=0) + shift, shift)
+            h_own = h_aug.clone()
+            h_own[:, H + 1] = -own
+            sums[i] = _column_sums(_shifted_logits(w_aug, h_own, probs, start, vocab_block, masked_id).exp_())
+            maxima[i] = own
+            alone.add(i)
+    log_normaliser, scale = _combine_blocks(maxima, sums)
+    return log_normaliser, scale, alone
+
+
+def _softmax_gradients(
+    probs: torch.Tensor,
+    hr: torch.Tensor,
+    w_aug: torch.Tensor,
+    scale: torch.Tensor,
+    alone: set[int],
+    starts: range,
+    vocab_block: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The softmax part of one block of rows' gradients from the exponentials ``probs``:
+    ``[grad_W | grad_b] = sum_b P_b @ [s_b h | s_b]`` and ``grad_h = sum_b s_b * (P_b.T @ W_b)``.
+
+    The softmax's per-token factor s = exp(shift - M) / Z goes into the other operand instead of the (|V|, N)
+    exponentials P: grad_W and grad_b are ``P @ [s * h | s]``, one product over the whole vocabulary, and
+    grad_h is ``s * (P.T @ W)`` (per block where a block has its own maxima)."""
+    low, width = w_aug.dtype, w_aug.shape[1]
+    H = hr.shape[1]
+    if alone:  # rare: the blocks redone against their own maxima have factors of their own
+        grads = w_aug.new_empty(w_aug.shape[0], width)
+        softmax_h = torch.zeros_like(hr)
+        for i, start in enumerate(starts):
+            p = probs[start : start + vocab_block]
+            torch.mm(p, _scaled_operand(hr, scale[i], low, width), out=grads[start : start + vocab_block])
+            softmax_h.addcmul_(torch.mm(p.t(), w_aug[start : start + vocab_block, :H]), scale[i][:, None])
+    else:  # one shift, one factor: each product over the whole vocabulary at once, one rounding each
+        grads = torch.mm(probs, _scaled_operand(hr, scale[0], low, width))
+        softmax_h = torch.mm(probs.t(), w_aug[:, :H]).to(hr.dtype).mul_(scale[0][:, None])
+    return grads, softmax_h
 
 
 class LinearCrossEntropy(torch.autograd.Function):

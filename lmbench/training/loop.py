@@ -713,7 +713,7 @@ class Trainer:
 
     def _step(self, run: _Run, batch: Batch) -> int:
         """One optimisation step on ``batch``; returns the target tokens over all processes (0: skipped)."""
-        c, state = self.config, run.state
+        state = run.state
         lr = self._lr(state, run.epoch_tokens, run.plateau_scale)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
@@ -735,12 +735,30 @@ class Trainer:
                 f"training diverged at step {state.step + 1}: loss is {float(loss_sum.detach()):g}",
                 state.step + 1,
             )
+        self._backward_and_update(run, loss_sum, global_tokens)
+        if state.step >= 2:  # the first steps allocate and warm caches: not their steady speed
+            self._recent_step_seconds = [*self._recent_step_seconds[-19:], time.perf_counter() - started]
+            self._tokens_per_step = global_tokens
+        state.step += 1
+        state.position = batch.position + 1
+        state.tokens += global_tokens
+        state.train_loss_sum += distributed.all_reduce_sum(float(loss_sum.detach()), run.device)
+        state.train_loss_tokens += global_tokens
+        state.seconds = time.perf_counter() - run.clock
+        if run.bar is not None:
+            self._show_progress(run, n_tokens, lr)
+        return global_tokens
+
+    def _backward_and_update(self, run: _Run, loss_sum: torch.Tensor, global_tokens: int) -> None:
+        """Back-propagate the mean loss over the global batch and step the optimiser: gradients unscaled
+        (float16), clipped to ``clip``; a non-finite gradient norm is :class:`TrainingDiverged`."""
+        state = run.state
         loss = loss_sum.float() * distributed.world_size() / global_tokens
         (run.scaler.scale(loss) if run.scaler is not None else loss).backward()
         if run.scaler is not None:
             run.scaler.unscale_(run.optimizer)  # clip and check the true gradients, not the scaled ones
-        if c.clip > 0:
-            norm = nn.utils.clip_grad_norm_(run.module.parameters(), c.clip)
+        if self.config.clip > 0:
+            norm = nn.utils.clip_grad_norm_(run.module.parameters(), self.config.clip)
             # float16's scaler skips a step with an overflow and lowers its scale: that is not divergence
             if not torch.isfinite(norm).item() and run.scaler is None:
                 raise TrainingDiverged(
@@ -752,26 +770,19 @@ class Trainer:
             run.scaler.update()
         else:
             run.optimizer.step()
-        if state.step >= 2:  # the first steps allocate and warm caches: not their steady speed
-            self._recent_step_seconds = [*self._recent_step_seconds[-19:], time.perf_counter() - started]
-            self._tokens_per_step = global_tokens
-        state.step += 1
-        state.position = batch.position + 1
-        state.tokens += global_tokens
-        state.train_loss_sum += distributed.all_reduce_sum(float(loss_sum.detach()), run.device)
-        state.train_loss_tokens += global_tokens
-        state.seconds = time.perf_counter() - run.clock
-        if run.bar is not None:
-            run.bar.update(n_tokens)
-            valid = next(
-                (p["valid_perplexity"] for p in reversed(state.curve) if "valid_perplexity" in p), None
-            )
-            run.bar.set_postfix(
-                loss=f"{state.train_loss_sum / state.train_loss_tokens:.3f}",
-                lr=f"{lr:.2e}",
-                valid_ppl="-" if valid is None else f"{valid:.1f}",
-            )
-        return global_tokens
+
+    @staticmethod
+    def _show_progress(run: _Run, n_tokens: int, lr: float) -> None:
+        """Advance the progress bar and show the running training loss, the learning rate and the last
+        validation perplexity."""
+        state = run.state
+        run.bar.update(n_tokens)
+        valid = next((p["valid_perplexity"] for p in reversed(state.curve) if "valid_perplexity" in p), None)
+        run.bar.set_postfix(
+            loss=f"{state.train_loss_sum / state.train_loss_tokens:.3f}",
+            lr=f"{lr:.2e}",
+            valid_ppl="-" if valid is None else f"{valid:.1f}",
+        )
 
     def _checkpoint_or_interrupt(self, run: _Run) -> None:
         """Checkpoint every ``checkpoint_seconds`` and on a signal (or a test's ``stop_after_steps``); after a

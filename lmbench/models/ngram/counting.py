@@ -64,7 +64,7 @@ def parse_memory(value: str | int | float | None) -> int:
     (4294967296, 65536, 1000)
     """
     if value is None:
-        return physical_memory() // 2
+        return default_memory()
     if isinstance(value, bool):
         raise ConfigError(f"memory: expected a size such as '4G', '512M' or '50%', got {value!r}")
     if isinstance(value, (int, float)):
@@ -78,6 +78,11 @@ def parse_memory(value: str | int | float | None) -> int:
     if unit == "%":
         return int(physical_memory() * number / 100)
     return int(number * 1024 ** " KMGT".index(unit or " "))
+
+
+def default_memory() -> int:
+    """The budget when none is given: half of the machine's physical memory (KenLM's default share)."""
+    return physical_memory() // 2
 
 
 def physical_memory() -> int:
@@ -349,8 +354,8 @@ def count_ngrams(
         sequences: int [n] ids of all segments back to back (e.g. ``<s> w1 .. wn </s>`` per line).
         segment_starts: int [segments] the position where each segment begins (ascending).
         skip_first: an id (``<s>``) not counted as a unigram event, since it is never predicted.
-        memory: bytes the counting may use in all (the corpus arrays and finished tables included); runs
-            beyond it spill to ``spill_dir`` (default: ``$TMPDIR``) and are merged from disk, and tables that
+        memory: bytes the counting may use in all (the corpus arrays and finished tables included; parsed
+            once by the caller, see :func:`parse_memory`; default :func:`default_memory`); runs beyond it spill to ``spill_dir`` (default: ``$TMPDIR``) and are merged from disk, and tables that
             would not fit in it are written there too (their arrays are then :class:`DiskArray`).
         progress: a progress bar on stderr (default: when stderr is a terminal and the corpus is large).
         threads: chunks counted at once in orders of ``PARALLEL_POSITIONS`` or more (default: the cores this
@@ -363,7 +368,7 @@ def count_ngrams(
     seq, joined = _ids_and_joins(sequences, segment_starts)
     n = len(seq)
     stats = stats if stats is not None else CountingStats()
-    stats.budget = parse_memory(memory)
+    stats.budget = memory if memory is not None else default_memory()
     tables = [_unigram_table(seq, vocab_size, skip_first)]
     if order == 1:
         return tables

@@ -121,7 +121,9 @@ class NgramLM(LanguageModel):
             if cls is chosen:
                 self.smoother = smoother
         check_context(train_context)
-        parse_memory(memory)  # a bad size is a config error now, not after reading the corpus
+        memory_bytes = parse_memory(
+            memory
+        )  # parsed once: a bad size is a config error now, not after reading
         if precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
         thresholds = check_thresholds(prune, order)
@@ -140,6 +142,7 @@ class NgramLM(LanguageModel):
         self.smoother_params = params
         self.train_context = train_context
         self.memory = memory
+        self._memory_bytes = memory_bytes  # what fit and counting use: the bytes ``memory`` stands for
         self.progress = progress
         self.precision = precision
         self.source_: str | None = None
@@ -195,7 +198,7 @@ class NgramLM(LanguageModel):
         vocab = train.vocab
         seq, starts = self._training_sequence(train)
         stats = CountingStats()
-        budget = parse_memory(self.memory)
+        budget = self._memory_bytes
         spill_dir = Path(run_dir) / "ngram-spill" if run_dir is not None else None
         tables = count_ngrams(
             seq,
