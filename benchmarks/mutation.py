@@ -66,8 +66,8 @@ TARGETS = [
            ["tests/test_ngram_smoothers.py", "tests/test_nltk_parity.py", "tests/test_ngram.py",
             "tests/test_kenlm_parity.py", "tests/test_ngram_pruning.py"]),
     Target("training loop (resume, divergence)", "lmbench/training/loop.py",
-           ["Trainer._save", "Trainer._load", "Trainer._resume", "Trainer._step", "Trainer._checkpoint_or_interrupt",
-            "Trainer._evaluate", "Trainer._finish", "_canonical", "Trainer._closing_eval_estimate",
+           ["Trainer._save", "Trainer._load", "Trainer._resume", "Trainer._step", "Trainer._backward_and_update",
+            "Trainer._checkpoint_or_interrupt", "Trainer._evaluate", "Trainer._finish", "_canonical", "Trainer._closing_eval_estimate",
             "Trainer._fraction_done"],
            ["tests/test_promises.py", "tests/test_trust.py", "tests/test_artefacts.py", "tests/test_training_recipes.py",
             "tests/test_distributed.py"],
@@ -162,7 +162,7 @@ EQUIVALENT = {
     ("training loop (resume, divergence)", "Trainer._step", "1 -> 2"):
         "state.position after a batch without targets: the loop writes no checkpoint after such a batch, the next "
         "trained batch overwrites the position and an epoch's end resets it, so no resume can read the value",
-    ("training loop (resume, divergence)", "Trainer._step", "delete `run.scaler.step(run.optimizer)`"):
+    ("training loop (resume, divergence)", "Trainer._backward_and_update", "delete `run.scaler.step(run.optimizer)`"):
         _FLOAT16_ONLY,
     ("training loop (resume, divergence)", "Trainer._evaluate",
      "loss < state.best_loss - 1e-06 -> loss <= state.best_loss - 1e-06"):
@@ -180,7 +180,7 @@ EQUIVALENT = {
      "delete `run.last_checkpoint = time.perf_counter()`"):
         "checkpoints then come every step after the first interval instead of every interval: the same content "
         "at each point, only more writing (checkpoint_seconds is a cost setting, not a promise)",
-    ("training loop (resume, divergence)", "Trainer._step", "delete `run.scaler.update()`"):
+    ("training loop (resume, divergence)", "Trainer._backward_and_update", "delete `run.scaler.update()`"):
         _FLOAT16_ONLY,
     ("training loop (resume, divergence)", "Trainer._checkpoint_or_interrupt",
      "time.perf_counter() - run.last_checkpoint > self.config.checkpoint_seconds -> "
