@@ -328,6 +328,15 @@ def session_processes(sid: int) -> list[int]:
     return alive
 
 
+def signal_all(pids: list[int], signum: int) -> None:
+    """Send ``signum`` to each of ``pids`` that is still there."""
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.ray
 def test_a_parallel_search_stores_every_trial_once_and_resumes_after_a_kill(tmp_path, ray_extra):
     (tmp_path / "exp.toml").write_text(SEARCH)
@@ -337,21 +346,27 @@ def test_a_parallel_search_stores_every_trial_once_and_resumes_after_a_kill(tmp_
     deadline = time.monotonic() + RUN_TIMEOUT
     # kill the whole run (driver, local cluster, workers: everything in its session, as a job scheduler or a
     # lost machine does) just after a trial started behind a finished one
+
+    def behind_a_finished_one(trials: list[tuple[int, str, bool]]) -> bool:
+        return any(state == "COMPLETE" for _, state, _ in trials) and any(
+            n >= 2 and state == "RUNNING" and started for n, state, started in trials
+        )
+
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            trials = study_trials(db)
-            if any(state == "COMPLETE" for _, state, _ in trials) and any(
-                n >= 2 and state == "RUNNING" and started for n, state, started in trials
-            ):
-                break
+            if behind_a_finished_one(study_trials(db)):
+                # freeze the session, then look again: on a starved machine the trial seen running may have
+                # finished between the look and the kill, which would leave nothing interrupted
+                signal_all(session_processes(proc.pid), signal.SIGSTOP)
+                if behind_a_finished_one(study_trials(db)):
+                    break
+                signal_all(session_processes(proc.pid), signal.SIGCONT)
             time.sleep(0.05)  # a trial of this tiny search lasts about a second: look often enough to see one
         assert proc.poll() is None, proc.communicate()[0]
     finally:
-        for pid in session_processes(proc.pid):  # Ray's workers run in process groups of their own
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        signal_all(
+            session_processes(proc.pid), signal.SIGKILL
+        )  # Ray's workers run in process groups of their own
         proc.communicate()
     deadline = time.monotonic() + 30
     while session_processes(proc.pid) and time.monotonic() < deadline:
