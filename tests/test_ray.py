@@ -300,15 +300,15 @@ formats = ["md", "csv", "json"]
 def study_trials(db: Path) -> list[tuple[int, str, bool]]:
     """(number, state, in its objective) of every trial in the study database (read directly: no Optuna, no
     locks held); "in its objective": the trial recorded its process, the first thing its objective does, and
-    has proposed its settings (on a loaded machine a kill can land between the two)."""
+    has proposed all its settings (on a loaded machine a kill can land between any two of these)."""
     if not db.exists():
         return []
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
         try:
             rows = con.execute(
                 "SELECT number, state, EXISTS (SELECT 1 FROM trial_user_attributes a WHERE a.trial_id = t.trial_id "
-                "AND a.key = 'process') AND EXISTS (SELECT 1 FROM trial_params p WHERE p.trial_id = t.trial_id) "
-                "FROM trials t ORDER BY number"
+                "AND a.key = 'process') AND (SELECT COUNT(*) FROM trial_params p WHERE p.trial_id = t.trial_id) >= 2 "
+                "FROM trials t ORDER BY number"  # 2: lr and layers, the search's settings
             )
             return [(n, state, bool(started)) for n, state, started in rows]
         except sqlite3.OperationalError:  # the tables are not there yet
